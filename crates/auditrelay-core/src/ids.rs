@@ -1,0 +1,117 @@
+//! Identifiers with their invariants in the type: organizations, portals, regions.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+macro_rules! uuid_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn new_v4() -> Self {
+                Self(Uuid::new_v4())
+            }
+
+            pub const fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            pub const fn nil() -> Self {
+                Self(Uuid::nil())
+            }
+
+            pub fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+
+            /// Accepts the hyphenated form only, which is what Konnect documents and returns.
+            pub fn parse(s: &str) -> Option<Self> {
+                (s.len() == 36).then(|| Uuid::try_parse(s).ok()).flatten().map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                Self::parse(s).ok_or(InvalidId)
+            }
+        }
+    };
+}
+
+uuid_id! {
+    /// An organization (tenant). Every token, event and configuration belongs to one.
+    OrgId
+}
+
+uuid_id! {
+    /// A developer portal of an organization.
+    PortalId
+}
+
+/// The input was not a hyphenated UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be a UUID")]
+pub struct InvalidId;
+
+/// A region label (`us`, `eu`, …): 1 to 32 lowercase ASCII letters, digits or hyphens,
+/// starting with a letter, so it can be a path segment and a host label unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region(String);
+
+impl Region {
+    /// The pseudo-region that addresses every region at once (Konnect's `global` host).
+    pub const GLOBAL: &'static str = "global";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut chars = s.chars();
+        let valid = s.len() <= 32
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        valid.then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_labels() {
+        for ok in ["us", "eu", "ap-southeast-1", "sg"] {
+            assert_eq!(Region::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "US", "1us", "us_east", "us.east", "-us", &"a".repeat(33)] {
+            assert!(Region::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_hyphenated_uuids() {
+        let s = "3e551b39-227d-4297-b911-e68fd5d77c17";
+        assert_eq!(PortalId::parse(s).unwrap().to_string(), s);
+        assert!(PortalId::parse("3e551b39227d4297b911e68fd5d77c17").is_none());
+        assert!(OrgId::parse("not-a-uuid").is_none());
+        assert_eq!("x".parse::<OrgId>(), Err(InvalidId));
+    }
+}
