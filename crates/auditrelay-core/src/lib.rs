@@ -6,11 +6,15 @@
 //! and it is enforced by its dependency list (no tokio, axum, sqlx or reqwest).
 
 pub mod event;
+pub mod format;
 pub mod ids;
 pub mod rbac;
+pub mod signing;
 pub mod timestamp;
 
 pub use event::{AuthenticationOutcome, AuthenticationType, Event, EventDetail, EventType};
+pub use format::{Format, FormatConfig, Record};
 pub use ids::{InvalidId, OrgId, PortalId, Region};
 pub use rbac::{Grant, Permission, Role};
+pub use signing::{Kid, PublicKey, SigningKey};
 pub use timestamp::Timestamp;

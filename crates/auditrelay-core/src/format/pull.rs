@@ -1,0 +1,155 @@
+//! Entries of the v3 pull API (`GET /v3/audit-logs`) and their `signature`.
+//!
+//! Konnect does not document what a pull entry's signature covers (konnect-compat §5). Ours
+//! covers the entry's canonical JSON without `signature`: keys in byte order, no whitespace,
+//! standard escaping, every field the event has and no other. The signed entry is the same
+//! canonical object with `"signature":"<base64url>"` in its sorted place, so it is canonical too.
+//! A client may re-serialize an entry in any key order or spacing; verification parses it,
+//! drops `signature`, re-canonicalizes and checks the bytes, so it does not care.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value as Json};
+
+use super::json::write_str;
+use super::parse::VerifyError;
+use crate::event::{Event, EventDetail};
+use crate::signing::{Kid, PublicKey, SigningKey, decode_signature_b64, find_signer};
+
+/// The entry of `event`, as a JSON object, without `signature`.
+pub fn pull_entry(event: &Event) -> Map<String, Json> {
+    let mut entry = Map::new();
+    let mut put = |key: &str, value: Json| {
+        entry.insert(key.to_owned(), value);
+    };
+    put("type", event.event_type().as_str().into());
+    put("ts", event.ts.to_rfc3339_millis().into());
+    put("org_id", event.org_id.to_string().into());
+    if let Some(portal) = event.portal_id {
+        put("portal_id", portal.to_string().into());
+    }
+    let optional = [
+        ("principal_id", &event.principal_id),
+        ("principal_name", &event.principal_name),
+        ("actor_id", &event.actor_id),
+        ("client_ip", &event.client_ip),
+        ("uri", &event.uri),
+        ("user_agent", &event.user_agent),
+        ("trace_id", &event.trace_id),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            put(key, value.as_str().into());
+        }
+    }
+    match &event.detail {
+        EventDetail::Authentication {
+            successful,
+            outcome,
+            authentication_type,
+        } => {
+            put("successful", (*successful).into());
+            put("outcome", outcome.as_str().into());
+            put("authentication_type", authentication_type.as_str().into());
+        }
+        EventDetail::Authorization {
+            service,
+            resource,
+            action,
+            granted,
+            kong_initiated,
+        } => {
+            put("service", service.as_str().into());
+            put("resource", resource.as_str().into());
+            put("action", action.as_str().into());
+            put("granted", (*granted).into());
+            if let Some(k) = kong_initiated {
+                put("kong_initiated", (*k).into());
+            }
+        }
+        EventDetail::Access {
+            method,
+            query,
+            status_code,
+            kong_initiated,
+        } => {
+            put("method", method.as_str().into());
+            put("query", query.as_str().into());
+            put("status_code", (*status_code).into());
+            if let Some(k) = kong_initiated {
+                put("kong_initiated", (*k).into());
+            }
+        }
+    }
+    entry
+}
+
+/// Appends the canonical bytes of `event`'s entry without `signature`: what is signed.
+pub fn write_pull_entry(event: &Event, out: &mut Vec<u8>) {
+    write_canonical_object(&pull_entry(event), out);
+}
+
+/// Appends the signed entry of `event`: the canonical object with `signature` in its place.
+pub fn write_signed_pull_entry(event: &Event, key: &SigningKey, out: &mut Vec<u8>) {
+    let mut entry = pull_entry(event);
+    let mut canonical = Vec::with_capacity(512);
+    write_canonical_object(&entry, &mut canonical);
+    let signature = URL_SAFE_NO_PAD.encode(key.sign(&canonical));
+    entry.insert("signature".into(), signature.into());
+    write_canonical_object(&entry, out);
+}
+
+/// Verifies an entry as served by the pull API (any key order or spacing) and names its key.
+pub fn verify_pull_entry(entry: &[u8], keys: &[PublicKey]) -> Result<Kid, VerifyError> {
+    let unparsable = |what| super::ParseError::Json { at: 0, what };
+    let mut object: Map<String, Json> =
+        serde_json::from_slice(entry).map_err(|_| unparsable("not a JSON object"))?;
+    let signature = match object.remove("signature") {
+        Some(Json::String(s)) => s,
+        Some(_) => return Err(VerifyError::BadBase64),
+        None => return Err(VerifyError::NoSignature),
+    };
+    let signature = decode_signature_b64(signature.as_bytes()).ok_or(VerifyError::BadBase64)?;
+    let mut canonical = Vec::with_capacity(entry.len());
+    write_canonical_object(&object, &mut canonical);
+    find_signer(keys, &canonical, &signature)
+        .map(|k| k.kid().clone())
+        .ok_or(VerifyError::NoKeyMatches)
+}
+
+/// Sorts keys itself rather than trusting `Map`'s order, which the `preserve_order` feature of
+/// serde_json (enabled by any crate in a build) would change.
+fn write_canonical_object(object: &Map<String, Json>, out: &mut Vec<u8>) {
+    let mut members: Vec<(&String, &Json)> = object.iter().collect();
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (n, (key, value)) in members.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        write_canonical(value, out);
+    }
+    out.push(b'}');
+}
+
+fn write_canonical(value: &Json, out: &mut Vec<u8>) {
+    match value {
+        Json::Null => out.extend_from_slice(b"null"),
+        Json::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Json::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Json::String(s) => write_str(s, out),
+        Json::Array(items) => {
+            out.push(b'[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Json::Object(object) => write_canonical_object(object, out),
+    }
+}

@@ -1,0 +1,13 @@
+//! The one integration test binary of auditrelay-core: log formats, signatures, JWKS and pull
+//! entries, checked against pinned bytes, Konnect's published samples, properties over arbitrary
+//! events, and an independent Ed25519 implementation (the `openssl` CLI).
+
+mod support;
+
+mod errors;
+mod golden;
+mod jwks;
+mod konnect_samples;
+mod openssl;
+mod properties;
+mod pull;
