@@ -274,12 +274,21 @@ mod tests {
     #[test]
     fn wire_names_round_trip() {
         for outcome in AuthenticationOutcome::ALL {
-            assert_eq!(AuthenticationOutcome::parse(outcome.as_str()), Some(*outcome));
-            assert_eq!(AuthenticationOutcome::parse_upper(outcome.as_upper()), Some(*outcome));
+            assert_eq!(
+                AuthenticationOutcome::parse(outcome.as_str()),
+                Some(*outcome)
+            );
+            assert_eq!(
+                AuthenticationOutcome::parse_upper(outcome.as_upper()),
+                Some(*outcome)
+            );
         }
         for kind in AuthenticationType::ALL {
             assert_eq!(AuthenticationType::parse(kind.as_str()), Some(*kind));
-            assert_eq!(AuthenticationType::parse_upper(kind.as_upper()), Some(*kind));
+            assert_eq!(
+                AuthenticationType::parse_upper(kind.as_upper()),
+                Some(*kind)
+            );
         }
         for t in EventType::ALL {
             assert_eq!(EventType::parse(t.as_str()), Some(t));

@@ -101,7 +101,15 @@ mod tests {
         for ok in ["us", "eu", "ap-southeast-1", "sg"] {
             assert_eq!(Region::parse(ok).unwrap().as_str(), ok);
         }
-        for bad in ["", "US", "1us", "us_east", "us.east", "-us", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "US",
+            "1us",
+            "us_east",
+            "us.east",
+            "-us",
+            &"a".repeat(33),
+        ] {
             assert!(Region::parse(bad).is_none(), "{bad}");
         }
     }

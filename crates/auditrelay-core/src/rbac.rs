@@ -103,10 +103,13 @@ impl Grant {
                 | P::ReadPortalAuditLogs(_),
             ) => true,
             (R::PortalAdmin, P::ReadDestinations | P::ReadPortals) => true,
-            (R::PortalAdmin, P::ReadPortal(p) | P::ReadPortalAuditLogs(p) | P::WritePortalAuditLogs(p)) => {
-                self.portal == Some(p)
+            (
+                R::PortalAdmin,
+                P::ReadPortal(p) | P::ReadPortalAuditLogs(p) | P::WritePortalAuditLogs(p),
+            ) => self.portal == Some(p),
+            (R::EventProducer, P::Ingest { portal }) => {
+                self.portal.is_none() || self.portal == portal
             }
-            (R::EventProducer, P::Ingest { portal }) => self.portal.is_none() || self.portal == portal,
             _ => false,
         }
     }
@@ -130,7 +133,9 @@ pub enum Permission {
     ReadPortalAuditLogs(PortalId),
     WritePortalAuditLogs(PortalId),
     /// Sending events of the org (`portal: None`) or of one portal.
-    Ingest { portal: Option<PortalId> },
+    Ingest {
+        portal: Option<PortalId>,
+    },
 }
 
 #[cfg(test)]
@@ -157,20 +162,62 @@ mod tests {
             grant(Role::EventProducer, Some(A)),
         ];
         let rows: [(Permission, [bool; 6]); 14] = [
-            (Permission::ReadAuditLogs, [true, true, true, false, false, false]),
-            (Permission::WriteAuditLogs, [true, true, false, false, false, false]),
-            (Permission::ReadDestinations, [true, true, true, true, false, false]),
-            (Permission::WriteDestinations, [true, true, false, false, false, false]),
-            (Permission::ReadPortals, [true, true, true, true, false, false]),
-            (Permission::ReadPortal(A), [true, true, true, true, false, false]),
-            (Permission::ReadPortal(B), [true, true, true, false, false, false]),
-            (Permission::ManagePortals, [true, false, false, false, false, false]),
-            (Permission::ReadPortalAuditLogs(A), [true, true, true, true, false, false]),
-            (Permission::WritePortalAuditLogs(A), [true, true, false, true, false, false]),
-            (Permission::WritePortalAuditLogs(B), [true, true, false, false, false, false]),
-            (Permission::Ingest { portal: None }, [true, false, false, false, true, false]),
-            (Permission::Ingest { portal: Some(A) }, [true, false, false, false, true, true]),
-            (Permission::Ingest { portal: Some(B) }, [true, false, false, false, true, false]),
+            (
+                Permission::ReadAuditLogs,
+                [true, true, true, false, false, false],
+            ),
+            (
+                Permission::WriteAuditLogs,
+                [true, true, false, false, false, false],
+            ),
+            (
+                Permission::ReadDestinations,
+                [true, true, true, true, false, false],
+            ),
+            (
+                Permission::WriteDestinations,
+                [true, true, false, false, false, false],
+            ),
+            (
+                Permission::ReadPortals,
+                [true, true, true, true, false, false],
+            ),
+            (
+                Permission::ReadPortal(A),
+                [true, true, true, true, false, false],
+            ),
+            (
+                Permission::ReadPortal(B),
+                [true, true, true, false, false, false],
+            ),
+            (
+                Permission::ManagePortals,
+                [true, false, false, false, false, false],
+            ),
+            (
+                Permission::ReadPortalAuditLogs(A),
+                [true, true, true, true, false, false],
+            ),
+            (
+                Permission::WritePortalAuditLogs(A),
+                [true, true, false, true, false, false],
+            ),
+            (
+                Permission::WritePortalAuditLogs(B),
+                [true, true, false, false, false, false],
+            ),
+            (
+                Permission::Ingest { portal: None },
+                [true, false, false, false, true, false],
+            ),
+            (
+                Permission::Ingest { portal: Some(A) },
+                [true, false, false, false, true, true],
+            ),
+            (
+                Permission::Ingest { portal: Some(B) },
+                [true, false, false, false, true, false],
+            ),
         ];
         for (permission, expected) in rows {
             let actual = grants.map(|g| g.allows(permission));
@@ -180,7 +227,10 @@ mod tests {
 
     #[test]
     fn portal_bindings() {
-        assert_eq!(Grant::new(Role::PortalAdmin, None), Err(GrantError::PortalRequired));
+        assert_eq!(
+            Grant::new(Role::PortalAdmin, None),
+            Err(GrantError::PortalRequired)
+        );
         assert_eq!(
             Grant::new(Role::AuditLogsViewer, Some(A)),
             Err(GrantError::PortalNotAllowed(Role::AuditLogsViewer))
