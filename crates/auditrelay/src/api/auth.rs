@@ -60,15 +60,14 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = context(parts)?;
-        let fail = |kind: AuthenticationType,
-                    outcome: AuthenticationOutcome,
-                    actor: Option<Actor>| {
-            ctx.trail
-                .record_authentication(&ctx.facts, kind, outcome, actor);
-            metrics::counter!("auditrelay_authentications_total", "outcome" => outcome.as_str())
+        let fail =
+            |kind: AuthenticationType, outcome: AuthenticationOutcome, actor: Option<Actor>| {
+                ctx.trail
+                    .record_authentication(&ctx.facts, kind, outcome, actor);
+                metrics::counter!("auditrelay_authentications_total", "outcome" => outcome.as_str())
                 .increment(1);
-            ApiError::unauthorized()
-        };
+                ApiError::unauthorized()
+            };
 
         let header = parts
             .headers

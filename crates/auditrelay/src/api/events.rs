@@ -437,8 +437,9 @@ impl Checker {
         Some(value)
     }
 
+    /// `value`, reporting it missing unless the field was already reported (too long, say).
     fn required<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
-        if value.is_none() {
+        if value.is_none() && !self.errors.iter().any(|e| e.field == field) {
             self.fail(field, "required", "is a required field");
         }
         value

@@ -106,11 +106,13 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> InvalidParamet
         }
     };
     if let Some(name) = quoted("unknown field `") {
-        return InvalidParameter::new(
-            join(&name),
-            Some("unknown_property"),
-            "is not a known field",
-        );
+        // The path already ends at the unknown field itself.
+        let field = if path.ends_with(name.as_str()) {
+            path.clone()
+        } else {
+            join(&name)
+        };
+        return InvalidParameter::new(field, Some("unknown_property"), "is not a known field");
     }
     if let Some(name) = quoted("missing field `") {
         return InvalidParameter::new(join(&name), Some("required"), "is a required field");
