@@ -1,1 +1,13 @@
+//! auditrelay: a self-hosted audit-log service, wire-compatible with Kong Konnect's Audit
+//! Logs API. This crate holds everything that does I/O; the pure rules live in
+//! `auditrelay-core`. See ARCHITECTURE.md for the map.
 
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod jobs;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;

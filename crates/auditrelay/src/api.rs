@@ -1,0 +1,148 @@
+//! The HTTP API: Konnect-compatible audit-log endpoints, our extensions (`/v1/events`,
+//! `/v3/portals`), and operations (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`).
+//!
+//! Only this module (and the UI) knows HTTP requests. Every route is registered together with
+//! its OpenAPI operation (utoipa-axum), so the router and `/openapi.json` cannot drift apart.
+
+mod audit;
+mod auth;
+mod context;
+mod error;
+mod events;
+mod json;
+mod ops;
+mod pagination;
+mod portals;
+pub mod region;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, InvalidParameter, Problem};
+
+use crate::config::Config;
+use crate::store::{Org, Store};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppStateInner>);
+
+pub struct AppStateInner {
+    pub config: Config,
+    pub store: Store,
+    /// The installation's organization (self-audit events of unknown callers go here).
+    pub org: Org,
+    pub metrics: PrometheusHandle,
+    /// `/openapi.json`, rendered once.
+    openapi_json: String,
+}
+
+impl Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "auditrelay",
+        description = "Self-hosted audit logs, wire-compatible with Kong Konnect's Audit Logs API (v2, v3, portal paths). \
+Region: a `/{region}` path prefix or the first label of the Host header; unprefixed paths use the default region.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "Ingest", description = "Sending events (our extension)"),
+        (name = "Portals", description = "The Dev Portal registry (our extension; a subset of Konnect's portal resource)"),
+        (name = "Operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, description) in [
+            ("personalAccessToken", "A personal access token (`kpat_…`)"),
+            (
+                "systemAccountAccessToken",
+                "A system account token (`spat_…`)",
+            ),
+        ] {
+            let scheme = HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(description))
+                .build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+/// Every route with its OpenAPI operation.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(events::ingest_events))
+        .routes(routes!(portals::list_portals, portals::create_portal))
+        .routes(routes!(portals::get_portal, portals::delete_portal))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json))
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The complete HTTP service, and the state its handlers share.
+pub fn service(
+    config: Config,
+    store: Store,
+    org: Org,
+    metrics: PrometheusHandle,
+) -> (Router, AppState) {
+    let (router, openapi) = routes().split_for_parts();
+    let openapi_json = openapi.to_json().expect("the OpenAPI document serializes");
+    let timeout = config.server.request_timeout;
+    let state = AppState(Arc::new(AppStateInner {
+        config,
+        store,
+        org,
+        metrics,
+        openapi_json,
+    }));
+    let inner = router
+        .fallback(not_found)
+        .layer(from_fn(context::expose_matched_path))
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state.clone());
+    // The context middleware rewrites region prefixes, so it must run before the inner router
+    // matches a route: an outer router hands every request to the inner one as its fallback.
+    let outer = Router::new()
+        .fallback_service(inner)
+        .layer(from_fn_with_state(state.clone(), context::middleware));
+    (outer, state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}

@@ -1,0 +1,187 @@
+//! Self-audit: auditrelay's own API produces the events Konnect's would.
+//!
+//! Every token use records an authentication event (success and each failure outcome), every
+//! permission check an authorization event (`Authz.<resource>`), and every state-changing
+//! request an access event with its final status. They collect on the request's [`AuditTrail`]
+//! and are committed by the request middleware before the response leaves, so an audited action
+//! is never acknowledged without its audit record.
+
+use std::sync::Mutex;
+
+use auditrelay_core::{
+    AuthenticationOutcome, AuthenticationType, Event, EventDetail, OrgId, Region, Timestamp,
+};
+
+use crate::store::Principal;
+
+/// The `service` of authorization events we emit (CEF "Device Event Class ID").
+pub const SERVICE: &str = "auditrelay";
+
+/// Who the request turned out to be, once a token was checked.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub org_id: OrgId,
+    pub principal_id: String,
+    pub principal_name: String,
+}
+
+impl From<&Principal> for Actor {
+    fn from(p: &Principal) -> Self {
+        Self {
+            org_id: p.org_id,
+            principal_id: p.id.to_string(),
+            principal_name: p.name.clone(),
+        }
+    }
+}
+
+/// The request facts every self-audit event repeats.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    pub ts: Timestamp,
+    pub org_id: OrgId,
+    pub region: Region,
+    pub client_ip: String,
+    pub uri: String,
+    pub user_agent: String,
+    pub trace_id: String,
+}
+
+/// The events one request produced, and the actor they are attributed to.
+#[derive(Debug, Default)]
+pub struct AuditTrail {
+    inner: Mutex<TrailState>,
+}
+
+#[derive(Debug, Default)]
+struct TrailState {
+    actor: Option<Actor>,
+    events: Vec<Event>,
+}
+
+impl AuditTrail {
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut self.lock().events)
+    }
+
+    pub fn record_authentication(
+        &self,
+        facts: &RequestFacts,
+        authentication_type: AuthenticationType,
+        outcome: AuthenticationOutcome,
+        actor: Option<Actor>,
+    ) {
+        let mut state = self.lock();
+        let event = base_event(
+            facts,
+            actor.as_ref(),
+            EventDetail::Authentication {
+                successful: outcome == AuthenticationOutcome::Success,
+                outcome,
+                authentication_type,
+            },
+        );
+        state.events.push(event);
+        state.actor = actor;
+    }
+
+    pub fn record_authorization(
+        &self,
+        facts: &RequestFacts,
+        resource: &str,
+        action: &str,
+        granted: bool,
+    ) {
+        let mut state = self.lock();
+        let event = base_event(
+            facts,
+            state.actor.as_ref(),
+            EventDetail::Authorization {
+                service: SERVICE.to_owned(),
+                resource: resource.to_owned(),
+                action: action.to_owned(),
+                granted,
+                kong_initiated: None,
+            },
+        );
+        state.events.push(event);
+    }
+
+    pub fn record_access(
+        &self,
+        facts: &RequestFacts,
+        method: &str,
+        query: String,
+        status_code: u16,
+    ) {
+        let mut state = self.lock();
+        let mut event = base_event(
+            facts,
+            state.actor.as_ref(),
+            EventDetail::Access {
+                method: method.to_owned(),
+                query,
+                status_code,
+                kong_initiated: None,
+            },
+        );
+        // The pull API's access entry requires both, even when nobody was authenticated.
+        event.principal_id.get_or_insert_with(String::new);
+        event.actor_id = Some(String::new());
+        state.events.push(event);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrailState> {
+        // A panic while holding this lock cannot leave the trail half-written: every
+        // operation is a single push or take.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn base_event(facts: &RequestFacts, actor: Option<&Actor>, detail: EventDetail) -> Event {
+    Event {
+        ts: facts.ts,
+        org_id: actor.map_or(facts.org_id, |a| a.org_id),
+        region: facts.region.clone(),
+        portal_id: None,
+        principal_id: actor.map(|a| a.principal_id.clone()),
+        principal_name: actor.map(|a| a.principal_name.clone()),
+        actor_id: None,
+        client_ip: Some(facts.client_ip.clone()),
+        uri: Some(facts.uri.clone()),
+        user_agent: Some(facts.user_agent.clone()),
+        trace_id: Some(facts.trace_id.clone()),
+        detail,
+    }
+}
+
+/// Konnect renders an access event's query as a JSON object of its parameters (`{}` when
+/// there are none); repeated keys keep their last value, as most frameworks do.
+pub fn query_as_json(query: Option<&str>) -> String {
+    let mut map = serde_json::Map::new();
+    for (k, v) in form_pairs(query.unwrap_or_default()) {
+        map.insert(k, serde_json::Value::String(v));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_rendering() {
+        assert_eq!(query_as_json(None), "{}");
+        assert_eq!(query_as_json(Some("")), "{}");
+        assert_eq!(
+            query_as_json(Some("page%5Bsize%5D=10&filter[name]=a+b")),
+            r#"{"filter[name]":"a b","page[size]":"10"}"#
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The outermost request middleware: what every request gets, whatever route it reaches.
+//!
+//! In order: a trace id (in the log line, in every problem's `instance`, and in the request's
+//! self-audit events); the region, with its path prefix stripped before routing; the request's
+//! [`AuditTrail`]; after the handler, a problem+json body for any error response that lacks one
+//! (axum's 405, a timeout's 408, a panic's 500), the access event of a state-changing request,
+//! the durable commit of the trail, the request metric and the log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditrelay_core::Region;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::audit::{AuditTrail, RequestFacts, query_as_json};
+use super::error::{ApiError, PROBLEM_JSON};
+use super::region::{self, RequestRegion};
+use crate::clock;
+
+tokio::task_local! {
+    static TRACE_ID: u64;
+}
+
+/// The trace id of the request being served on this task, if any.
+pub fn current_trace_id() -> Option<u64> {
+    TRACE_ID.try_with(|id| *id).ok()
+}
+
+/// What handlers and extractors know about the request beyond its HTTP parts.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub region: RequestRegion,
+    pub facts: RequestFacts,
+    pub trail: AuditTrail,
+}
+
+impl RequestContext {
+    /// The concrete region, or a 400 when the request addressed `global`.
+    pub fn region(&self) -> Result<&Region, ApiError> {
+        match &self.region {
+            RequestRegion::One(region) => Ok(region),
+            RequestRegion::Global => Err(ApiError::invalid(
+                "This resource is regional: pick a region",
+                super::error::InvalidParameter::new(
+                    "region",
+                    Some("invalid"),
+                    "`global` addresses every region; use a regional prefix such as /us/ instead",
+                )
+                .with_source("path"),
+            )),
+        }
+    }
+}
+
+pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let trace_id = new_trace_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let host = host.or_else(|| req.uri().host().map(str::to_owned));
+
+    let resolved = match region::resolve(&path, host.as_deref(), &state.config.regions) {
+        Ok(resolved) => resolved,
+        Err(unknown) => {
+            let configured: Vec<&str> = state
+                .config
+                .regions
+                .list
+                .iter()
+                .map(Region::as_str)
+                .collect();
+            let detail = format!(
+                "Unknown region [{unknown}]; this server serves [{}]",
+                configured.join(", ")
+            );
+            let response = TRACE_ID.sync_scope(trace_id, || {
+                ApiError::not_found_because(detail).into_response()
+            });
+            log_request(
+                trace_id,
+                &method,
+                &path,
+                "unmatched",
+                response.status(),
+                started,
+            );
+            return response;
+        }
+    };
+    if let Some(routed) = &resolved.routed_path {
+        let routed = match &query {
+            Some(q) => format!("{routed}?{q}"),
+            None => routed.clone(),
+        };
+        if let Ok(uri) = routed.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+
+    let audit_region = match &resolved.region {
+        RequestRegion::One(region) => region.clone(),
+        RequestRegion::Global => state.config.regions.default_region().clone(),
+    };
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let facts = RequestFacts {
+        ts: clock::now(),
+        org_id: state.org.id,
+        region: audit_region,
+        client_ip: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default(),
+        uri: path.clone(),
+        user_agent,
+        trace_id: trace_id.to_string(),
+    };
+    let ctx = Arc::new(RequestContext {
+        region: resolved.region,
+        facts,
+        trail: AuditTrail::default(),
+    });
+    req.extensions_mut().insert(ctx.clone());
+
+    let response = TRACE_ID.scope(trace_id, next.run(req)).await;
+    let mut response = TRACE_ID.sync_scope(trace_id, || into_problem(response, &method, &path));
+
+    if is_state_changing(&method) {
+        ctx.trail.record_access(
+            &ctx.facts,
+            method.as_str(),
+            query_as_json(query.as_deref()),
+            response.status().as_u16(),
+        );
+    }
+    let events = ctx.trail.take_events();
+    if !events.is_empty()
+        && let Err(e) = state.store.append_events(events).await
+    {
+        // The action already happened; its audit record did not make it. Say so loudly, and
+        // tell the client its request's outcome is not fully recorded.
+        metrics::counter!("auditrelay_self_audit_failures_total").increment(1);
+        tracing::error!(trace_id, error = %e, "self-audit events could not be stored");
+        response = TRACE_ID.sync_scope(trace_id, || ApiError::internal(e).into_response());
+    }
+
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    metrics::counter!(
+        "auditrelay_http_requests_total",
+        "method" => method.to_string(),
+        "route" => route.clone(),
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    metrics::histogram!("auditrelay_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed());
+    log_request(trace_id, &method, &path, &route, response.status(), started);
+    response
+}
+
+/// Inside the router: copies the matched route onto the response for the metric label.
+pub async fn expose_matched_path(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(req).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(matched);
+    }
+    response
+}
+
+fn log_request(
+    trace_id: u64,
+    method: &Method,
+    path: &str,
+    route: &str,
+    status: StatusCode,
+    started: Instant,
+) {
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::warn!(trace_id, http.method = %method, http.path = path, http.route = route, http.status = status.as_u16(), duration_ms, "request failed");
+    } else {
+        tracing::info!(trace_id, http.method = %method, http.path = path, http.route = route, http.status = status.as_u16(), duration_ms, "request");
+    }
+}
+
+fn is_state_changing(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Gives an error response that is not problem+json a problem body, keeping its status.
+fn into_problem(response: Response, method: &Method, path: &str) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::NOT_FOUND => "Not Found".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => format!("Method [{method}] is not allowed on [{path}]"),
+        StatusCode::REQUEST_TIMEOUT => "The request took too long to complete".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large".to_owned(),
+        StatusCode::INTERNAL_SERVER_ERROR => "Internal Server Error".to_owned(),
+        other => other.canonical_reason().unwrap_or("Error").to_owned(),
+    };
+    let mut problem = ApiError::from_status(status, detail).into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    problem
+}
+
+/// Konnect's trace ids are unsigned 64-bit decimals.
+fn new_trace_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    // Keep within i64 so every consumer (JSON numbers, SQL integers) reads it exactly.
+    u64::from_le_bytes(bytes) >> 1
+}

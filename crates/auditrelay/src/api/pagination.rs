@@ -1,0 +1,262 @@
+//! Cursor pagination as Konnect does it for collections: `page[size]`, `page[after]`,
+//! `page[before]`, and a flat `meta {next, previous, size}` whose links carry the cursor.
+//!
+//! Cursors are opaque to clients: base64url of the last item's sort key, so a page boundary
+//! stays put when items are added or removed before it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, InvalidParameter};
+use crate::store::{PageQuery, Seek, SortKey as Key};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub size: u32,
+    pub direction: Seek,
+}
+
+impl PageRequest {
+    /// The store query: one item more than the page, to learn whether more lie beyond.
+    pub fn query(&self) -> PageQuery {
+        PageQuery {
+            seek: self.direction.clone(),
+            limit: self.size + 1,
+        }
+    }
+}
+
+/// Konnect's flat collection meta.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CursorMeta {
+    /// Link to the next page; `null` on the last page.
+    pub next: Option<String>,
+    /// Link to the previous page; `null` on the first page.
+    pub previous: Option<String>,
+    pub size: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorBody {
+    t: i64,
+    id: String,
+}
+
+pub fn encode_cursor((t, id): &Key) -> String {
+    let json = serde_json::to_vec(&CursorBody {
+        t: *t,
+        id: id.clone(),
+    })
+    .expect("cursor serializes");
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_cursor(s: &str) -> Option<Key> {
+    let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
+    let body: CursorBody = serde_json::from_slice(&bytes).ok()?;
+    Some((body.t, body.id))
+}
+
+/// Reads `page[size]`, `page[after]` and `page[before]` from a raw query string.
+pub fn parse(
+    query: Option<&str>,
+    default_size: u32,
+    max_size: u32,
+) -> Result<PageRequest, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|_| {
+            ApiError::invalid(
+                "Invalid query string",
+                InvalidParameter::new("query", None, "is not URL-encoded"),
+            )
+        })?;
+    let bad = |field: &str, rule, reason: String| {
+        ApiError::invalid(
+            "Invalid pagination parameter",
+            InvalidParameter::new(field, Some(rule), reason).with_source("query"),
+        )
+    };
+    let mut size = default_size;
+    let mut after = None;
+    let mut before = None;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "page[size]" => {
+                size = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=max_size).contains(n))
+                    .ok_or_else(|| {
+                        bad(
+                            "page[size]",
+                            "invalid",
+                            format!("must be an integer from 1 to {max_size}"),
+                        )
+                    })?;
+            }
+            "page[after]" => {
+                after = Some(decode_cursor(&value).ok_or_else(|| {
+                    bad(
+                        "page[after]",
+                        "invalid",
+                        "is not a cursor from a previous page".into(),
+                    )
+                })?);
+            }
+            "page[before]" => {
+                before = Some(decode_cursor(&value).ok_or_else(|| {
+                    bad(
+                        "page[before]",
+                        "invalid",
+                        "is not a cursor from a previous page".into(),
+                    )
+                })?);
+            }
+            other if other.starts_with("page[") => {
+                return Err(bad(
+                    other,
+                    "unknown_property",
+                    "is not a pagination parameter (use page[size], page[after] or page[before])"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let direction = match (after, before) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "page[before]",
+                "invalid",
+                "cannot be combined with page[after]".into(),
+            ));
+        }
+        (after, None) => Seek::Forward(after),
+        (None, Some(before)) => Seek::Backward(before),
+    };
+    Ok(PageRequest { size, direction })
+}
+
+/// Builds the meta of a page. `items` holds up to `size + 1` items in list order, fetched
+/// in the request's direction, so the extra one tells whether more lie beyond.
+pub fn finish<T>(
+    mut items: Vec<T>,
+    page: &PageRequest,
+    path: &str,
+    key: impl Fn(&T) -> Key,
+) -> (Vec<T>, CursorMeta) {
+    let size = page.size as usize;
+    let more = items.len() > size;
+    if more {
+        match page.direction {
+            // Forward reads come in ascending order: the extra one is last.
+            Seek::Forward(_) => items.truncate(size),
+            // Backward reads were reversed into list order: the extra one is first.
+            Seek::Backward(_) => {
+                items.remove(0);
+            }
+        }
+    }
+    let link = |param: &str, k: Key| {
+        format!(
+            "{path}?page%5B{param}%5D={}&page%5Bsize%5D={}",
+            encode_cursor(&k),
+            page.size
+        )
+    };
+    let (has_next, has_previous) = match page.direction {
+        Seek::Forward(ref after) => (more, after.is_some()),
+        Seek::Backward(_) => (true, more),
+    };
+    let next = items
+        .last()
+        .filter(|_| has_next)
+        .map(|last| link("after", key(last)));
+    let previous = items
+        .first()
+        .filter(|_| has_previous)
+        .map(|first| link("before", key(first)));
+    (
+        items,
+        CursorMeta {
+            next,
+            previous,
+            size: page.size,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let key = (
+            1_700_000_000_000,
+            "3e551b39-227d-4297-b911-e68fd5d77c17".to_owned(),
+        );
+        assert_eq!(decode_cursor(&encode_cursor(&key)), Some(key));
+        assert_eq!(decode_cursor("not a cursor"), None);
+    }
+
+    #[test]
+    fn parses_page_parameters() {
+        let p = parse(Some("page%5Bsize%5D=5&filter%5Bname%5D=x"), 10, 100).unwrap();
+        assert_eq!(
+            p,
+            PageRequest {
+                size: 5,
+                direction: Seek::Forward(None)
+            }
+        );
+        assert_eq!(parse(None, 10, 100).unwrap().size, 10);
+        for bad in [
+            "page[size]=0",
+            "page[size]=101",
+            "page[size]=x",
+            "page[after]=zz",
+            "page[number]=2",
+        ] {
+            assert!(parse(Some(bad), 10, 100).is_err(), "{bad}");
+        }
+        let c = encode_cursor(&(1, "a".into()));
+        assert!(parse(Some(&format!("page[after]={c}&page[before]={c}")), 10, 100).is_err());
+    }
+
+    #[test]
+    fn meta_links() {
+        let key = |n: &i64| (*n, n.to_string());
+        let first = PageRequest {
+            size: 2,
+            direction: Seek::Forward(None),
+        };
+        let (items, meta) = finish(vec![1, 2, 3], &first, "/v3/portals", key);
+        assert_eq!(items, [1, 2]);
+        assert!(
+            meta.next
+                .as_deref()
+                .unwrap()
+                .starts_with("/v3/portals?page%5Bafter%5D=")
+        );
+        assert!(meta.previous.is_none());
+
+        let last = PageRequest {
+            size: 2,
+            direction: Seek::Forward(Some(key(&2))),
+        };
+        let (items, meta) = finish(vec![3], &last, "/p", key);
+        assert_eq!(items, [3]);
+        assert!(meta.next.is_none() && meta.previous.is_some());
+
+        let back = PageRequest {
+            size: 2,
+            direction: Seek::Backward(key(&4)),
+        };
+        let (items, meta) = finish(vec![1, 2, 3], &back, "/p", key);
+        assert_eq!(items, [2, 3]);
+        assert!(meta.next.is_some() && meta.previous.is_some());
+    }
+}

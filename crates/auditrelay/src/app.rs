@@ -1,0 +1,156 @@
+//! Running the service: open the store, bootstrap the organization, serve the API, run the
+//! background jobs, and stop gracefully.
+//!
+//! A stop lets in-flight requests finish (up to `server.shutdown_grace`), then drains the
+//! store's writer, so every event that was acknowledged, and every one whose commit had
+//! started, is on disk before the process exits.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use auditrelay_core::{Grant, Role};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::store::{PrincipalKind, Store};
+use crate::{clock, jobs, telemetry, tokens};
+
+/// The organization a fresh installation creates.
+pub const DEFAULT_ORG_NAME: &str = "default";
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// What [`start`] produced: the server, and on a first start the admin token it minted.
+pub struct Started {
+    pub server: Server,
+    pub bootstrap_token: Option<String>,
+}
+
+/// Opens the store and serves on the configured address (port 0 picks a free one).
+pub async fn start(config: Config) -> anyhow::Result<Started> {
+    let store = Store::open(&config).await.with_context(|| {
+        format!(
+            "Failed to open the store in {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let (org, bootstrap_token) = bootstrap(&store).await?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (router, state) = api::service(
+        config.clone(),
+        store.clone(),
+        org,
+        telemetry::metrics_handle(),
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    let retention = tokio::spawn(jobs::retention::run(
+        store.clone(),
+        config.retention.clone(),
+        stopped.clone(),
+    ));
+    let grace = config.server.shutdown_grace;
+    let task = tokio::spawn(async move {
+        let mut signal = stopped.clone();
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+        });
+        let mut deadline = stopped;
+        tokio::select! {
+            result = serve => result.context("The HTTP server failed")?,
+            _ = async {
+                let _ = deadline.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(grace_s = grace.as_secs(), "requests still running after the shutdown grace period were cut off"),
+        }
+        let _ = retention.await;
+        store.close().await;
+        Ok(())
+    });
+    tracing::info!(listen = %addr, data_dir = %config.server.data_dir.display(), "auditrelay is serving");
+    Ok(Started {
+        server: Server {
+            addr,
+            state,
+            stop,
+            task,
+        },
+        bootstrap_token,
+    })
+}
+
+/// Ensures the organization exists; on the very first start also mints an admin token.
+async fn bootstrap(store: &Store) -> anyhow::Result<(crate::store::Org, Option<String>)> {
+    let (org, created) = store
+        .ensure_default_org(DEFAULT_ORG_NAME, clock::now())
+        .await?;
+    if !created {
+        return Ok((org, None));
+    }
+    let grant = Grant::new(Role::OrgAdmin, None).expect("org-admin takes no portal");
+    let issued = tokens::issue(
+        store,
+        org.id,
+        "bootstrap-admin",
+        PrincipalKind::User,
+        grant,
+        None,
+        clock::now(),
+    )
+    .await?;
+    Ok((org, Some(issued.secret)))
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops gracefully and waits until everything is flushed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("The server task panicked")?
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,3 @@
+//! Background jobs that run beside the API inside `auditrelay serve`.
+
+pub mod retention;

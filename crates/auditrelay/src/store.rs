@@ -1,0 +1,264 @@
+//! Persistence: the one seam every caller goes through, and the only module that knows SQL.
+//!
+//! [`Store`] is an enum over backends with inherent async methods that dispatch, so adding the
+//! PostgreSQL backend means adding a variant and its module, not touching callers. The record
+//! types here are the store's vocabulary; SQL row structs stay private to each backend.
+
+mod codec;
+mod sqlite;
+
+use std::sync::Arc;
+
+use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestamp};
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+use crate::config::Config;
+
+/// The store, cheap to clone (every backend is a handle to shared state).
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(Arc<SqliteStore>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the payload names what clashed.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not decode: the database was changed outside auditrelay.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("could not prepare the data directory")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A person; its tokens are personal access tokens (`kpat_…`).
+    User,
+    /// A machine (a gateway, a portal, a CI job); its tokens are `spat_…`.
+    System,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(Self::User),
+            "system" => Some(Self::System),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub grant: Grant,
+}
+
+/// A new principal and its first token, as `token create` makes them.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub org_id: OrgId,
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub grant: Grant,
+    pub secret_hash: [u8; 32],
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// What a token lookup finds: the principal, and the token's own state.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub principal: Principal,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Portal {
+    pub id: PortalId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub region: Region,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A position in a list ordered by `(created_at ms, id)`.
+pub type SortKey = (i64, String);
+
+/// Where a page of a `(created_at, id)`-ordered list starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seek {
+    /// From the start, or after a key.
+    Forward(Option<SortKey>),
+    /// The items just before a key (returned in list order).
+    Backward(SortKey),
+}
+
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    pub seek: Seek,
+    pub limit: u32,
+}
+
+/// Which events to read, in `(ts, seq)` order.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub org_id: OrgId,
+    pub region: Region,
+    /// `None` reads the org's own events; `Some` one portal's.
+    pub portal_id: Option<PortalId>,
+    pub ts_from: Timestamp,
+    pub ts_to: Timestamp,
+    pub event_type: Option<EventType>,
+    /// Resume after this `(ts ms, seq)` position.
+    pub after: Option<(i64, i64)>,
+    pub limit: u32,
+}
+
+/// An event as read back, with its place in the ingest order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: Event,
+}
+
+impl Store {
+    /// Opens the embedded store in the configured data directory and applies migrations.
+    pub async fn open(config: &Config) -> Result<Self> {
+        Ok(Self::Sqlite(Arc::new(
+            SqliteStore::open(&config.database_path()).await?,
+        )))
+    }
+
+    /// Answers when the database can serve a query (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Stops the background writer after it has committed everything already submitted.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+        }
+    }
+
+    /// The installation's organization, creating it on first use; `true` when it was created.
+    pub async fn ensure_default_org(&self, name: &str, now: Timestamp) -> Result<(Org, bool)> {
+        match self {
+            Self::Sqlite(s) => s.ensure_default_org(name, now).await,
+        }
+    }
+
+    pub async fn create_token(&self, token: NewToken) -> Result<TokenRecord> {
+        match self {
+            Self::Sqlite(s) => s.create_token(token).await,
+        }
+    }
+
+    pub async fn find_token(&self, secret_hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        match self {
+            Self::Sqlite(s) => s.find_token(secret_hash).await,
+        }
+    }
+
+    pub async fn list_tokens(&self, org: OrgId) -> Result<Vec<TokenRecord>> {
+        match self {
+            Self::Sqlite(s) => s.list_tokens(org).await,
+        }
+    }
+
+    /// Revokes by token id; `false` when no live token has that id.
+    pub async fn revoke_token(&self, id: Uuid, now: Timestamp) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.revoke_token(id, now).await,
+        }
+    }
+
+    pub async fn create_portal(&self, portal: &Portal) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.create_portal(portal).await,
+        }
+    }
+
+    pub async fn get_portal(&self, org: OrgId, id: PortalId) -> Result<Option<Portal>> {
+        match self {
+            Self::Sqlite(s) => s.get_portal(org, id).await,
+        }
+    }
+
+    pub async fn list_portals(&self, org: OrgId, page: &PageQuery) -> Result<Vec<Portal>> {
+        match self {
+            Self::Sqlite(s) => s.list_portals(org, page).await,
+        }
+    }
+
+    pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.delete_portal(org, id).await,
+        }
+    }
+
+    /// Appends events durably: when this returns `Ok`, they survive a crash of the process
+    /// and of the machine. All or nothing.
+    pub async fn append_events(&self, events: Vec<Event>) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.append_events(events).await,
+        }
+    }
+
+    pub async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        match self {
+            Self::Sqlite(s) => s.list_events(query).await,
+        }
+    }
+
+    pub async fn count_events(&self) -> Result<u64> {
+        match self {
+            Self::Sqlite(s) => s.count_events().await,
+        }
+    }
+
+    /// Deletes at most `chunk` events older than `cutoff`; returns how many it deleted.
+    pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
+        match self {
+            Self::Sqlite(s) => s.prune_events(cutoff, chunk).await,
+        }
+    }
+}

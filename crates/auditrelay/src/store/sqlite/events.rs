@@ -1,0 +1,254 @@
+//! Events in SQLite: the group-commit writer, range reads and retention deletes.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use auditrelay_core::{Event, OrgId, PortalId, Region, Timestamp};
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::SqliteStore;
+use crate::store::codec::{decode_body, encode_body, kind_code};
+use crate::store::{EventQuery, Result, StoreError, StoredEvent};
+
+/// One append request: its events, and where to say that they are committed.
+pub struct WriteJob {
+    events: Vec<Event>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// How many events one group commit takes at most; more waits for the next commit.
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+/// Rows per multi-row INSERT. Each statement is prepared once and cached; the tail of a batch
+/// uses the one-row statement.
+const ROWS_PER_INSERT: usize = 128;
+
+type ScopeKey = (OrgId, Region, Option<PortalId>);
+
+impl SqliteStore {
+    pub async fn append_events(&self, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let sender = self.writer.lock().expect("writer lock poisoned").clone();
+        let sender = sender.ok_or(StoreError::Closed)?;
+        let (done, committed) = oneshot::channel();
+        sender
+            .send(WriteJob { events, done })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn list_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let scope: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM scopes WHERE org_id = ? AND region = ? AND portal_id = ?",
+        )
+        .bind(q.org_id.to_string())
+        .bind(q.region.as_str())
+        .bind(q.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(scope) = scope else {
+            return Ok(Vec::new());
+        };
+        let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, i64::MIN));
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, body FROM events
+             WHERE scope_id = ?1 AND ts >= max(?2, ?6) AND ts <= ?3
+               AND (?4 IS NULL OR kind = ?4)
+               AND (ts > ?6 OR seq > ?7)
+             ORDER BY ts, seq LIMIT ?5",
+        )
+        .bind(scope)
+        .bind(q.ts_from.as_millis())
+        .bind(q.ts_to.as_millis())
+        .bind(q.event_type.map(kind_code))
+        .bind(i64::from(q.limit))
+        .bind(after_ts)
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                let ts: i64 = row.try_get("ts")?;
+                let kind: i64 = row.try_get("kind")?;
+                let body: &[u8] = row.try_get("body")?;
+                let b = decode_body(kind, body)
+                    .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+                let event = Event {
+                    ts: Timestamp::from_millis(ts),
+                    org_id: q.org_id,
+                    region: q.region.clone(),
+                    portal_id: q.portal_id,
+                    principal_id: b.principal_id,
+                    principal_name: b.principal_name,
+                    actor_id: b.actor_id,
+                    client_ip: b.client_ip,
+                    uri: b.uri,
+                    user_agent: b.user_agent,
+                    trace_id: b.trace_id,
+                    detail: b.detail,
+                };
+                Ok(StoredEvent { seq, event })
+            })
+            .collect()
+    }
+
+    pub async fn count_events(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < ? LIMIT ?)",
+        )
+        .bind(cutoff.as_millis())
+        .bind(i64::from(chunk))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Commits submitted jobs in groups until every sender is gone.
+pub async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJob>) {
+    let mut scopes: HashMap<ScopeKey, i64> = HashMap::new();
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        let mut total = group[0].events.len();
+        while total < MAX_GROUP_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    total += job.events.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let batches: Vec<&[Event]> = group.iter().map(|j| j.events.as_slice()).collect();
+        match commit(&mut conn, &mut scopes, &batches).await {
+            Ok(()) => {
+                metrics::histogram!("auditrelay_store_commit_seconds").record(started.elapsed());
+                metrics::histogram!("auditrelay_store_commit_events").record(total as f64);
+                for job in group {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            // One bad job must not fail the others that shared its transaction: retry alone.
+            Err(_) if group.len() > 1 => {
+                for job in group {
+                    let result = commit(&mut conn, &mut scopes, &[&job.events]).await;
+                    let _ = job.done.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event append failed");
+                if let Some(job) = group.pop() {
+                    let _ = job.done.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+async fn commit(
+    conn: &mut SqliteConnection,
+    scopes: &mut HashMap<ScopeKey, i64>,
+    batches: &[&[Event]],
+) -> Result<()> {
+    let mut tx = conn.begin().await?;
+    let mut new_scopes = Vec::new();
+    let mut rows: Vec<(i64, i64, i64, Vec<u8>)> =
+        Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+    for event in batches.iter().flat_map(|b| b.iter()) {
+        let key = (event.org_id, event.region.clone(), event.portal_id);
+        let scope = match scopes.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = scope_id(&mut tx, &key).await?;
+                scopes.insert(key.clone(), id);
+                new_scopes.push(key);
+                id
+            }
+        };
+        let mut body = Vec::with_capacity(160);
+        encode_body(event, &mut body);
+        rows.push((
+            scope,
+            event.ts.as_millis(),
+            kind_code(event.event_type()),
+            body,
+        ));
+    }
+    let result = insert_rows(&mut tx, &rows).await;
+    let result = match result {
+        Ok(()) => tx.commit().await.map_err(StoreError::from),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        // Scope ids learned inside a rolled-back transaction do not exist.
+        for key in new_scopes {
+            scopes.remove(&key);
+        }
+    }
+    result
+}
+
+async fn scope_id(conn: &mut SqliteConnection, (org, region, portal): &ScopeKey) -> Result<i64> {
+    let portal = portal.map(|p| p.to_string()).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO scopes (org_id, region, portal_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(org.to_string())
+    .bind(region.as_str())
+    .bind(&portal)
+    .execute(&mut *conn)
+    .await?;
+    let id = sqlx::query_scalar(
+        "SELECT id FROM scopes WHERE org_id = ? AND region = ? AND portal_id = ?",
+    )
+    .bind(org.to_string())
+    .bind(region.as_str())
+    .bind(&portal)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[(i64, i64, i64, Vec<u8>)]) -> Result<()> {
+    static MULTI_ROW: OnceLock<String> = OnceLock::new();
+    let multi: &'static str = MULTI_ROW.get_or_init(|| {
+        let values = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
+        format!("INSERT INTO events (scope_id, ts, kind, body) VALUES {values}")
+    });
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    for chunk in &mut chunks {
+        let mut query = sqlx::query(multi);
+        for (scope, ts, kind, body) in chunk {
+            query = query
+                .bind(*scope)
+                .bind(*ts)
+                .bind(*kind)
+                .bind(body.as_slice());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    for (scope, ts, kind, body) in chunks.remainder() {
+        sqlx::query("INSERT INTO events (scope_id, ts, kind, body) VALUES (?, ?, ?, ?)")
+            .bind(*scope)
+            .bind(*ts)
+            .bind(*kind)
+            .bind(body.as_slice())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The token commands, run as a user would.
+
+use crate::durability::{cli, create_token};
+
+#[test]
+fn token_create_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = create_token(dir.path(), "audit-logs-viewer");
+    assert!(
+        secret.starts_with("spat_") && secret.len() == 45,
+        "{secret}"
+    );
+
+    let out = cli(&["token", "list"], dir.path());
+    assert!(out.status.success());
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(!list.contains(&secret), "the secret is never shown again");
+    let line = list
+        .lines()
+        .find(|l| l.contains("audit-logs-viewer"))
+        .expect("listed");
+    assert!(
+        line.contains(&secret[..12]) && line.ends_with("active"),
+        "{line}"
+    );
+    let id = line.split_whitespace().next().unwrap();
+
+    let out = cli(&["token", "revoke", id], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = String::from_utf8(cli(&["token", "list"], dir.path()).stdout).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(id) && l.contains("revoked")),
+        "{list}"
+    );
+    assert!(
+        !cli(&["token", "revoke", id], dir.path()).status.success(),
+        "already revoked"
+    );
+
+    for bad in [
+        &["token", "create", "--name", "x", "--role", "superuser"][..],
+        &["token", "create", "--name", "x", "--role", "portal-admin"][..],
+        &[
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "portal-admin",
+            "--portal",
+            "3e551b39-227d-4297-b911-e68fd5d77c17",
+        ][..],
+        &[
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "org-admin",
+            "--ttl",
+            "soon",
+        ][..],
+    ] {
+        let out = cli(bad, dir.path());
+        assert!(!out.status.success(), "{bad:?} should fail");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{bad:?}"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Durability with the real binary: every acknowledged event survives SIGKILL; `token create`
+//! works while a server runs on the same data directory.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auditrelay::config::Config;
+use auditrelay::store::{EventQuery, Store};
+use auditrelay_core::{Region, Timestamp};
+use reqwest::StatusCode;
+use tokio::process::{Child, Command};
+
+use crate::support::events::{authorization, ndjson};
+use crate::support::{eventually, now};
+
+const BIN: &str = env!("CARGO_BIN_EXE_auditrelay");
+
+pub fn cli(args: &[&str], data_dir: &Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+pub fn create_token(data_dir: &Path, role: &str) -> String {
+    let out = cli(
+        &[
+            "token", "create", "--name", "test", "--role", role, "--kind", "system",
+        ],
+        data_dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .last()
+        .expect("the token is the last line")
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn serve(data_dir: &Path, port: u16) -> Child {
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("AUDITRELAY_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    eventually(Duration::from_secs(30), || {
+        let req = client.get(&url).send();
+        async move {
+            req.await
+                .ok()
+                .filter(|r| r.status() == StatusCode::OK)
+                .map(drop)
+        }
+    })
+    .await;
+    child
+}
+
+async fn stored_traces(data_dir: &Path) -> HashSet<String> {
+    let store = Store::open(&Config::for_data_dir(data_dir).unwrap())
+        .await
+        .unwrap();
+    let (org, _) = store.ensure_default_org("default", now()).await.unwrap();
+    let events = store
+        .list_events(&EventQuery {
+            org_id: org.id,
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+            ts_from: Timestamp::from_millis(0),
+            ts_to: now().saturating_add_millis(600_000),
+            event_type: None,
+            after: None,
+            limit: 1_000_000,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    events
+        .into_iter()
+        .filter_map(|e| e.event.trace_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), "event-producer");
+    let port = free_port();
+    let mut server = serve(dir.path(), port).await;
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = reqwest::Client::new();
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let (client, token, acked) = (client.clone(), token.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for batch in 0.. {
+                let ts = now();
+                let traces: Vec<String> = (0..100)
+                    .map(|i| format!("w{writer}-b{batch}-e{i}"))
+                    .collect();
+                let events: Vec<_> = traces.iter().map(|t| authorization(ts, t)).collect();
+                let sent = client
+                    .post(format!("http://127.0.0.1:{port}/v1/events"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/x-ndjson")
+                    .body(ndjson(&events))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                        acked.lock().unwrap().extend(traces)
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Kill while the writers are mid-stream.
+    eventually(Duration::from_secs(60), || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 3000).then_some(()) }
+    })
+    .await;
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+
+    // Restart on the same data directory, then read what is there.
+    let mut restarted = serve(dir.path(), port).await;
+    let stored = stored_traces(dir.path()).await;
+    let lost: Vec<&String> = acked.iter().filter(|t| !stored.contains(*t)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    restarted.start_kill().unwrap();
+    restarted.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_can_be_created_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = serve(dir.path(), port).await;
+    let token = create_token(dir.path(), "org-admin");
+    let resp = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v3/portals"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+}

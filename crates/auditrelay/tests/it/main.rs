@@ -1,0 +1,16 @@
+//! The integration tests of the `auditrelay` crate: one test binary, one module per feature,
+//! shared helpers in `support`. Servers run in-process on real sockets (port 0) with a fresh
+//! data directory each; the durability tests run the real binary.
+
+mod support;
+
+mod auth;
+mod cli;
+mod durability;
+mod errors;
+mod ingest;
+mod openapi;
+mod portals;
+mod regions;
+mod retention;
+mod self_audit;

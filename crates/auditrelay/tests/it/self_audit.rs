@@ -1,0 +1,155 @@
+//! Self-audit: our own API records authentication, authorization and access events, all
+//! carrying the request's trace id.
+
+use auditrelay_core::{AuthenticationOutcome, AuthenticationType, EventDetail, Role};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{TestApp, expect_json, expect_problem};
+
+#[tokio::test]
+async fn a_state_change_records_authentication_authorization_and_access() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client
+        .post(app.url("/eu/v3/portals?source=test"))
+        .bearer_auth(&app.admin)
+        .header("user-agent", "self-audit-test/1.0")
+        .json(&json!({"name": "Audited"}))
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::CREATED).await;
+
+    let events = app.stored("eu", None, None).await;
+    let trace = events.last().unwrap().event.trace_id.clone().unwrap();
+    let ours: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.trace_id.as_deref() == Some(&trace))
+        .collect();
+    assert_eq!(ours.len(), 3, "{ours:#?}");
+    for e in &ours {
+        assert_eq!(e.event.uri.as_deref(), Some("/eu/v3/portals"));
+        assert_eq!(e.event.user_agent.as_deref(), Some("self-audit-test/1.0"));
+        assert_eq!(e.event.client_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(e.event.principal_name.as_deref(), Some("bootstrap-admin"));
+        assert!(
+            e.event
+                .principal_id
+                .as_deref()
+                .is_some_and(|p| !p.is_empty())
+        );
+        assert_eq!(e.event.org_id, app.org());
+    }
+    assert_eq!(
+        ours[0].event.detail,
+        EventDetail::Authentication {
+            successful: true,
+            outcome: AuthenticationOutcome::Success,
+            authentication_type: AuthenticationType::Pat,
+        }
+    );
+    assert_eq!(
+        ours[1].event.detail,
+        EventDetail::Authorization {
+            service: "auditrelay".into(),
+            resource: "portals".into(),
+            action: "create".into(),
+            granted: true,
+            kong_initiated: None,
+        }
+    );
+    assert_eq!(
+        ours[2].event.detail,
+        EventDetail::Access {
+            method: "POST".into(),
+            query: r#"{"source":"test"}"#.into(),
+            status_code: 201,
+            kong_initiated: None,
+        }
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn denied_checks_and_reads_are_audited_too() {
+    let app = TestApp::spawn().await;
+    let viewer = app.token(Role::AuditLogsViewer, None).await;
+
+    // A read: authentication and authorization, no access event.
+    expect_json(app.get("/v3/portals", &viewer).await, StatusCode::OK).await;
+    // A denied write: the authorization event says granted=false; the access event has 403.
+    let body = expect_problem(
+        app.post("/v3/portals", &viewer, json!({"name": "x"})).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let trace = body["instance"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("kong:trace:")
+        .to_owned();
+
+    let events = app.stored("us", None, None).await;
+    let denied: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.trace_id.as_deref() == Some(&trace))
+        .collect();
+    assert_eq!(denied.len(), 3);
+    assert!(
+        matches!(&denied[1].event.detail, EventDetail::Authorization { granted: false, action, .. } if action == "create")
+    );
+    assert_eq!(denied[1].event.severity(), 6);
+    assert!(matches!(
+        denied[2].event.detail,
+        EventDetail::Access {
+            status_code: 403,
+            ..
+        }
+    ));
+    assert_eq!(denied[2].event.severity(), 6);
+
+    let reads = events
+        .iter()
+        .filter(|e| matches!(&e.event.detail, EventDetail::Authorization { action, .. } if action == "list"))
+        .count();
+    assert_eq!(reads, 1);
+    let accesses_without_writes = events
+        .iter()
+        .filter(
+            |e| matches!(&e.event.detail, EventDetail::Access { method, .. } if method == "GET"),
+        )
+        .count();
+    assert_eq!(
+        accesses_without_writes, 0,
+        "reads do not record access events"
+    );
+
+    // An unauthenticated write still records its access event, attributed to nobody.
+    let resp = app
+        .request(reqwest::Method::DELETE, "/v3/portals/x", None, None)
+        .await;
+    let body = expect_problem(resp, StatusCode::UNAUTHORIZED).await;
+    let trace = body["instance"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("kong:trace:")
+        .to_owned();
+    let events = app.stored("us", None, None).await;
+    let access = events
+        .iter()
+        .find(|e| {
+            e.event.trace_id.as_deref() == Some(&trace)
+                && matches!(e.event.detail, EventDetail::Access { .. })
+        })
+        .expect("access event");
+    assert_eq!(access.event.principal_id.as_deref(), Some(""));
+    assert!(matches!(
+        access.event.detail,
+        EventDetail::Access {
+            status_code: 401,
+            ..
+        }
+    ));
+    app.stop().await;
+}

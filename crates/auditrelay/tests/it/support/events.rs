@@ -1,0 +1,56 @@
+//! Sample events in the ingest shape (Konnect's v3 pull API entries without `signature`).
+
+use auditrelay_core::{PortalId, Timestamp};
+use serde_json::{Value, json};
+
+pub fn authorization(ts: Timestamp, trace_id: &str) -> Value {
+    json!({
+        "type": "authorization",
+        "ts": ts.to_rfc3339_millis(),
+        "service": "konnect",
+        "resource": "control-planes",
+        "action": "list",
+        "granted": true,
+        "principal_id": "eb999f01-5976-4f4b-9fbc-dd5d514bd675",
+        "client_ip": "127.0.0.6",
+        "trace_id": trace_id,
+        "user_agent": "grpc-node-js/1.12.4",
+    })
+}
+
+pub fn access(ts: Timestamp, trace_id: &str) -> Value {
+    json!({
+        "type": "gateway_access",
+        "ts": ts.to_rfc3339_millis(),
+        "principal_id": "87655c36-8d63-48fe-9a1e-53b28dfbc19b",
+        "actor_id": "",
+        "client_ip": "127.0.0.6",
+        "trace_id": trace_id,
+        "user_agent": "Mozilla/5.0",
+        "method": "POST",
+        "uri": "/konnect-api/api/control_planes",
+        "query": "{}",
+        "status_code": 201,
+        "kong_initiated": false,
+    })
+}
+
+pub fn portal_login(ts: Timestamp, portal: PortalId, trace_id: &str) -> Value {
+    json!({
+        "type": "authentication",
+        "ts": ts.to_rfc3339_millis(),
+        "successful": true,
+        "outcome": "success",
+        "authentication_type": "basic",
+        "principal_id": "a3d2699a-0ed3-4417-bb10-d8e74a1513a4",
+        "client_ip": "172.71.232.22",
+        "uri": "/api/v2/developer/authenticate",
+        "user_agent": "",
+        "trace_id": trace_id,
+        "portal_id": portal.to_string(),
+    })
+}
+
+pub fn ndjson(events: &[Value]) -> String {
+    events.iter().map(|e| format!("{e}\n")).collect()
+}
