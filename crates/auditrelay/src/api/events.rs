@@ -765,7 +765,7 @@ mod tests {
                     .collect();
                 assert_eq!(got, want, "{json}");
             }
-            (actual, _) => panic!("{json}: unexpected {:?}", actual.map(|_| ()).map_err(|e| e)),
+            (actual, _) => panic!("{json}: unexpected {:?}", actual.map(|_| ())),
         }
     }
 

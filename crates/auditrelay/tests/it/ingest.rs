@@ -330,7 +330,7 @@ async fn every_bad_input_is_rejected_with_the_line_and_field() {
         &app,
         &producer,
         "text/plain",
-        ndjson(&[good.clone()]),
+        ndjson(std::slice::from_ref(&good)),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
     )
     .await;
@@ -357,7 +357,11 @@ async fn every_bad_input_is_rejected_with_the_line_and_field() {
 
     // A request on the `global` pseudo-region cannot place org events.
     let resp = app
-        .ingest_ndjson("/global/v1/events", &producer, ndjson(&[good.clone()]))
+        .ingest_ndjson(
+            "/global/v1/events",
+            &producer,
+            ndjson(std::slice::from_ref(&good)),
+        )
         .await;
     expect_problem(resp, StatusCode::BAD_REQUEST).await;
 
