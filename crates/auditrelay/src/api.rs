@@ -5,11 +5,13 @@
 //! its OpenAPI operation (utoipa-axum), so the router and `/openapi.json` cannot drift apart.
 
 mod audit;
+mod audit_logs;
 mod auth;
 mod context;
 mod error;
 mod events;
 mod json;
+mod jwks;
 mod ops;
 mod pagination;
 mod portals;
@@ -30,7 +32,10 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, InvalidParameter, Problem};
 
+use auditrelay_core::FormatConfig;
+
 use crate::config::Config;
+use crate::keys::KeyRing;
 use crate::store::{Org, Store};
 
 /// What every handler can reach. Cheap to clone.
@@ -43,6 +48,10 @@ pub struct AppStateInner {
     /// The installation's organization (self-audit events of unknown callers go here).
     pub org: Org,
     pub metrics: PrometheusHandle,
+    /// The signing keys, reloaded when `keys rotate` changes them.
+    pub keys: KeyRing,
+    /// The names rendered into log lines (`[format]`).
+    pub format: FormatConfig,
     /// `/openapi.json`, rendered once.
     openapi_json: String,
 }
@@ -64,6 +73,7 @@ Region: a `/{region}` path prefix or the first label of the Host header; unprefi
     ),
     modifiers(&SecuritySchemes),
     tags(
+        (name = "Audit Logs", description = "Konnect's audit-log API: the signing keys and the pull API"),
         (name = "Ingest", description = "Sending events (our extension)"),
         (name = "Portals", description = "The Dev Portal registry (our extension; a subset of Konnect's portal resource)"),
         (name = "Operations", description = "Health, readiness, metrics and this document"),
@@ -95,6 +105,8 @@ impl Modify for SecuritySchemes {
 /// Every route with its OpenAPI operation.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jwks::get_jwks))
+        .routes(routes!(audit_logs::get_audit_logs))
         .routes(routes!(events::ingest_events))
         .routes(routes!(portals::list_portals, portals::create_portal))
         .routes(routes!(portals::get_portal, portals::delete_portal))
@@ -115,15 +127,19 @@ pub fn service(
     store: Store,
     org: Org,
     metrics: PrometheusHandle,
+    keys: KeyRing,
 ) -> (Router, AppState) {
     let (router, openapi) = routes().split_for_parts();
     let openapi_json = openapi.to_json().expect("the OpenAPI document serializes");
     let timeout = config.server.request_timeout;
+    let format = config.format.to_format_config();
     let state = AppState(Arc::new(AppStateInner {
         config,
         store,
         org,
         metrics,
+        keys,
+        format,
         openapi_json,
     }));
     let inner = router

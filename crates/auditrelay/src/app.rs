@@ -1,5 +1,5 @@
-//! Running the service: open the store, bootstrap the organization, serve the API, run the
-//! background jobs, and stop gracefully.
+//! Running the service: open the store, bootstrap the organization, load (or on a first start
+//! create) the signing keys, serve the API, run the background jobs, and stop gracefully.
 //!
 //! A stop lets in-flight requests finish (up to `server.shutdown_grace`), then drains the
 //! store's writer, so every event that was acknowledged, and every one whose commit had
@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::keys::{KeyDir, KeyRing};
 use crate::store::{PrincipalKind, Store};
 use crate::{clock, jobs, telemetry, tokens};
 
@@ -44,6 +45,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         )
     })?;
     let (org, bootstrap_token) = bootstrap(&store).await?;
+    let keys = KeyRing::open(&config.server.data_dir, clock::now()).with_context(|| {
+        format!(
+            "Failed to open the signing keys in {}",
+            KeyDir::in_data_dir(&config.server.data_dir)
+                .path()
+                .display()
+        )
+    })?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
@@ -53,6 +62,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         store.clone(),
         org,
         telemetry::metrics_handle(),
+        keys,
     );
 
     let (stop, stopped) = watch::channel(false);

@@ -1,17 +1,25 @@
-//! The command line: `serve`, `migrate`, and `token create|list|revoke`.
+//! The command line: `serve`, `migrate`, `token create|list|revoke`, `keys list|rotate` and
+//! `verify`.
 //!
-//! Commands that work on the data directory (`token …`, `migrate`) open the store directly, so
-//! they work whether or not a server is running on it (SQLite serializes the writers).
+//! Commands that work on the data directory (`token …`, `keys …`, `migrate`) open the store or
+//! the key directory directly, so they work whether or not a server is running on it (SQLite
+//! serializes the writers; a running server notices new keys within a second).
 
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use auditrelay_core::{Grant, PortalId, Role};
+use auditrelay_core::format::verify_line;
+use auditrelay_core::signing::parse_jwks;
+use auditrelay_core::{Grant, PortalId, PublicKey, Role};
 use clap::{Args, Parser, Subcommand};
+use flate2::read::MultiGzDecoder;
 use uuid::Uuid;
 
 use crate::config::{Config, Overrides, parse_duration};
+use crate::keys::KeyDir;
 use crate::store::{PrincipalKind, Store};
 use crate::{app, clock, telemetry, tokens};
 
@@ -35,6 +43,41 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Check the signatures of log lines (CEF, JSON or CPS; gzip is detected) against a JWKS.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the signing keys (never their secrets).
+    List(DataArgs),
+    /// Add a key: published at once, signing after the activation delay; the current key is
+    /// retired then and stays published for the retention window.
+    Rotate {
+        /// How long the new key is published before it signs (default: signing.activation_delay).
+        #[arg(long, value_name = "DURATION")]
+        activation_delay: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Where `verify` gets the keys when no `--jwks` is given: `$AUDITRELAY_URL` or this server.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+/// The JWKS path under a server's base URL.
+pub const JWKS_PATH: &str = "/v2/audit-log-webhook/jwks.json";
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A JWKS URL or file [default: $AUDITRELAY_URL, else http://127.0.0.1:8080, plus /v2/audit-log-webhook/jwks.json].
+    #[arg(long, value_name = "URL|FILE")]
+    pub jwks: Option<String>,
+    /// The lines to check, one per line; `-` reads standard input.
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub input: String,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +162,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(command) => token(command).await,
+        Command::Keys(command) => keys(command),
+        Command::Verify(args) => verify(args).await,
     }
 }
 
@@ -261,5 +306,222 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             eprintln!("Revoked token {id}.");
             Ok(())
         }
+    }
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List(data) => {
+            let config = data.config()?;
+            let dir = KeyDir::in_data_dir(&config.server.data_dir);
+            let set = dir
+                .open_or_create(clock::now())
+                .with_context(|| format!("Failed to open the keys in {}", dir.path().display()))?;
+            let now = clock::now();
+            println!(
+                "{:<40}  {:<20}  {:<20}  {:<20}  STATE",
+                "KID", "CREATED", "ACTIVE-FROM", "RETIRED"
+            );
+            for key in set.keys() {
+                println!(
+                    "{:<40}  {:<20}  {:<20}  {:<20}  {}",
+                    key.kid(),
+                    key.created_at.to_rfc3339_seconds(),
+                    key.active_from.to_rfc3339_seconds(),
+                    key.retired_at
+                        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_seconds()),
+                    set.state_at(key, now, config.retention.window).as_str()
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate {
+            activation_delay,
+            data,
+        } => {
+            let config = data.config()?;
+            let delay = match activation_delay.as_deref() {
+                Some(text) => parse_duration(text)
+                    .with_context(|| format!("`{text}` is not a duration like 10m or 30s"))?,
+                None => config.signing.activation_delay,
+            };
+            if delay >= config.retention.window {
+                bail!("--activation-delay must be shorter than the retention window");
+            }
+            let dir = KeyDir::in_data_dir(&config.server.data_dir);
+            let key = dir.rotate(clock::now(), delay).with_context(|| {
+                format!("Failed to rotate the keys in {}", dir.path().display())
+            })?;
+            eprintln!(
+                "Created key {}: published now, signing from {}.",
+                key.kid(),
+                key.active_from.to_rfc3339_millis()
+            );
+            println!("{}", key.kid());
+            Ok(())
+        }
+    }
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let source = match args.jwks {
+        Some(source) => source,
+        None => {
+            let base = std::env::var("AUDITRELAY_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+            format!("{}{JWKS_PATH}", base.trim_end_matches('/'))
+        }
+    };
+    let keys = load_jwks(&source).await?;
+    let input = open_lines(&args.input)?;
+    let (total, invalid) = verify_lines(input, &keys, &mut io::stdout().lock())?;
+    if total == 0 {
+        bail!("no lines to verify in {}", args.input);
+    }
+    if invalid > 0 {
+        bail!("{invalid} of {total} lines failed verification");
+    }
+    eprintln!("{total} lines verified: all valid");
+    Ok(())
+}
+
+/// The keys of a JWKS at a URL (`http://`, `https://`) or in a file.
+async fn load_jwks(source: &str) -> anyhow::Result<Vec<PublicKey>> {
+    let document = if source.starts_with("http://") || source.starts_with("https://") {
+        let response = reqwest::Client::new()
+            .get(source)
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await
+            .with_context(|| format!("Failed to fetch the JWKS from {source}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("Failed to fetch the JWKS from {source}: HTTP {status}");
+        }
+        response
+            .bytes()
+            .await
+            .with_context(|| format!("Failed to read the JWKS from {source}"))?
+            .to_vec()
+    } else {
+        std::fs::read(source).with_context(|| format!("Failed to read the JWKS file {source}"))?
+    };
+    let keys = parse_jwks(&document).with_context(|| format!("Bad JWKS from {source}"))?;
+    if keys.is_empty() {
+        bail!("The JWKS from {source} holds no Ed25519 key");
+    }
+    Ok(keys)
+}
+
+/// The input as lines, gunzipped when it starts with gzip's magic bytes.
+fn open_lines(input: &str) -> anyhow::Result<Box<dyn BufRead>> {
+    let mut reader: Box<dyn Read> = if input == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(input).with_context(|| format!("Failed to open {input}"))?)
+    };
+    // Read the two magic bytes for sure (a pipe may deliver one at a time), then put them back.
+    let mut head = Vec::with_capacity(2);
+    (&mut reader)
+        .take(2)
+        .read_to_end(&mut head)
+        .with_context(|| format!("Failed to read {input}"))?;
+    let gzip = head == [0x1f, 0x8b];
+    let whole = io::Cursor::new(head).chain(reader);
+    Ok(if gzip {
+        Box::new(BufReader::new(MultiGzDecoder::new(whole)))
+    } else {
+        Box::new(BufReader::new(whole))
+    })
+}
+
+/// Verifies every non-blank line, writing one verdict per line; returns (lines, invalid).
+fn verify_lines(
+    mut input: impl BufRead,
+    keys: &[PublicKey],
+    out: &mut impl io::Write,
+) -> anyhow::Result<(u64, u64)> {
+    let mut line = Vec::with_capacity(1024);
+    let (mut number, mut total, mut invalid) = (0u64, 0u64, 0u64);
+    loop {
+        line.clear();
+        if input
+            .read_until(b'\n', &mut line)
+            .context("Failed to read the input")?
+            == 0
+        {
+            break;
+        }
+        number += 1;
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        total += 1;
+        match verify_line(&line, keys) {
+            Ok(kid) => writeln!(out, "line {number}: valid kid={kid}")?,
+            Err(reason) => {
+                invalid += 1;
+                writeln!(out, "line {number}: invalid: {reason}")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok((total, invalid))
+}
+
+#[cfg(test)]
+mod tests {
+    use auditrelay_core::format::{Format, FormatConfig, sign_event};
+    use auditrelay_core::{Event, EventDetail, OrgId, Region, SigningKey, Timestamp};
+
+    use super::*;
+
+    fn line(format: Format, key: &SigningKey) -> Vec<u8> {
+        let event = Event {
+            ts: Timestamp::from_millis(1_800_000_000_000),
+            org_id: OrgId::new_v4(),
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+            principal_id: Some("p".into()),
+            principal_name: None,
+            actor_id: None,
+            client_ip: Some("127.0.0.1".into()),
+            uri: Some("/x".into()),
+            user_agent: None,
+            trace_id: Some("1".into()),
+            detail: EventDetail::Access {
+                method: "POST".into(),
+                query: "{}".into(),
+                status_code: 201,
+                kong_initiated: None,
+            },
+        };
+        let mut out = Vec::new();
+        sign_event(format, &event, &FormatConfig::default(), key, &mut out);
+        out
+    }
+
+    #[test]
+    fn verdicts_per_line_with_blank_lines_skipped_and_crlf_accepted() {
+        let key = SigningKey::from_seed(&[3; 32]);
+        let mut input = Vec::new();
+        input.extend(line(Format::Cef, &key));
+        input.extend(b"\r\n\n   \n");
+        let mut tampered = line(Format::Json, &key);
+        tampered[5] ^= 1;
+        input.extend(&tampered);
+        input.push(b'\n');
+        input.extend(line(Format::Cps, &key));
+        let mut out = Vec::new();
+        let keys = [key.public_key().clone()];
+        let (total, invalid) = verify_lines(&input[..], &keys, &mut out).unwrap();
+        assert_eq!((total, invalid), (3, 1));
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("line 1: valid kid={}", key.kid()));
+        assert!(lines[1].starts_with("line 4: invalid: "), "{out}");
+        assert_eq!(lines[2], format!("line 5: valid kid={}", key.kid()));
     }
 }

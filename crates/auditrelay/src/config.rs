@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use auditrelay_core::Region;
+use auditrelay_core::{FormatConfig, Region};
 use serde::{Deserialize, Deserializer};
 
 /// The embedded defaults; also the documentation of every key.
@@ -21,6 +21,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
     pub delivery: DeliveryConfig,
+    pub signing: SigningConfig,
+    pub format: FormatSection,
     pub log: LogConfig,
     /// Set by `--dev`: relaxes the endpoint rules for local development.
     #[serde(default)]
@@ -80,6 +82,37 @@ pub struct RetentionConfig {
 pub struct DeliveryConfig {
     pub allow_http_endpoints: bool,
     pub allow_private_endpoints: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// How long a key made by `keys rotate` is published before it signs.
+    #[serde(deserialize_with = "duration")]
+    pub activation_delay: Duration,
+}
+
+/// The names rendered into every log line (CEF header, JSON `event_vendor`, …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatSection {
+    pub vendor: String,
+    pub org_product: String,
+    pub portal_product: String,
+    pub host: String,
+}
+
+impl FormatSection {
+    /// The core's rendering configuration; the CEF device version keeps its default.
+    pub fn to_format_config(&self) -> FormatConfig {
+        FormatConfig {
+            vendor: self.vendor.clone(),
+            org_product: self.org_product.clone(),
+            portal_product: self.portal_product.clone(),
+            host: self.host.clone(),
+            ..FormatConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +231,29 @@ impl Config {
                 "ingest.max_events and ingest.max_body_bytes must be above zero".into(),
             );
         }
+        if self.signing.activation_delay >= self.retention.window {
+            return invalid(
+                "signing.activation_delay must be shorter than retention.window".into(),
+            );
+        }
+        let names = [
+            ("format.vendor", &self.format.vendor),
+            ("format.org_product", &self.format.org_product),
+            ("format.portal_product", &self.format.portal_product),
+            ("format.host", &self.format.host),
+        ];
+        for (key, value) in names {
+            // Escaping keeps any character safe in a line, but an empty or multi-line name is
+            // a configuration mistake, and the syslog host cannot hold a space.
+            if value.trim().is_empty() || value.chars().any(char::is_control) {
+                return invalid(format!(
+                    "{key} must be non-empty text without control characters"
+                ));
+            }
+        }
+        if self.format.host.contains(char::is_whitespace) {
+            return invalid("format.host cannot contain spaces".into());
+        }
         Ok(())
     }
 
@@ -265,6 +321,38 @@ mod tests {
         assert_eq!(c.regions.default_region().as_str(), "us");
         assert_eq!(c.retention.window, Duration::from_secs(7 * 86_400));
         assert!(!c.delivery.allow_http_endpoints && !c.dev);
+        assert_eq!(c.signing.activation_delay, Duration::from_secs(600));
+        let format = c.format.to_format_config();
+        assert_eq!(
+            (
+                format.vendor.as_str(),
+                format.org_product.as_str(),
+                format.portal_product.as_str(),
+                format.host.as_str()
+            ),
+            ("KongInc", "Konnect", "Dev-Portal", "konghq.com")
+        );
+        assert_eq!(format.version, FormatConfig::default().version);
+    }
+
+    #[test]
+    fn signing_and_format_sections_are_configurable() {
+        let c = Config::load_with_env(
+            &Overrides::default(),
+            env(&[
+                ("AUDITRELAY_SIGNING__ACTIVATION_DELAY", "0s"),
+                ("AUDITRELAY_FORMAT__VENDOR", "Acme"),
+                ("AUDITRELAY_FORMAT__HOST", "audit.acme.test"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.signing.activation_delay, Duration::ZERO);
+        let format = c.format.to_format_config();
+        assert_eq!(
+            (format.vendor.as_str(), format.host.as_str()),
+            ("Acme", "audit.acme.test")
+        );
+        assert_eq!(format.org_product, "Konnect");
     }
 
     #[test]
@@ -323,6 +411,12 @@ mod tests {
             ("AUDITRELAY_REGIONS__LIST", "us,global"),
             ("AUDITRELAY_REGIONS__LIST", "us,us"),
             ("AUDITRELAY_SERVER__LISTN", "127.0.0.1:1"),
+            ("AUDITRELAY_SIGNING__ACTIVATION_DELAY", "soon"),
+            ("AUDITRELAY_SIGNING__ACTIVATION_DELAY", "8d"),
+            ("AUDITRELAY_SIGNING__DELAY", "1m"),
+            ("AUDITRELAY_FORMAT__VENDOR", " "),
+            ("AUDITRELAY_FORMAT__HOST", "kong hq"),
+            ("AUDITRELAY_FORMAT__COLOUR", "red"),
         ] {
             let err = Config::load_with_env(&Overrides::default(), env(&[(key, value)]));
             assert!(err.is_err(), "{key}={value} should be rejected");

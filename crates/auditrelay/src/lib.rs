@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod jobs;
+pub mod keys;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

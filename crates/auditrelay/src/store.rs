@@ -249,6 +249,18 @@ impl Store {
         }
     }
 
+    /// The last `query.limit` events before `(ts ms, seq)`, oldest first; `query.after` is
+    /// ignored. Backward paging of the pull API.
+    pub async fn list_events_before(
+        &self,
+        query: &EventQuery,
+        before: (i64, i64),
+    ) -> Result<Vec<StoredEvent>> {
+        match self {
+            Self::Sqlite(s) => s.list_events_before(query, before).await,
+        }
+    }
+
     pub async fn count_events(&self) -> Result<u64> {
         match self {
             Self::Sqlite(s) => s.count_events().await,

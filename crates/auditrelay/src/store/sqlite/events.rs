@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use auditrelay_core::{Event, OrgId, PortalId, Region, Timestamp};
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,15 +43,7 @@ impl SqliteStore {
     }
 
     pub async fn list_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
-        let scope: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM scopes WHERE org_id = ? AND region = ? AND portal_id = ?",
-        )
-        .bind(q.org_id.to_string())
-        .bind(q.region.as_str())
-        .bind(q.portal_id.map(|p| p.to_string()).unwrap_or_default())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(scope) = scope else {
+        let Some(scope) = self.scope_of(q).await? else {
             return Ok(Vec::new());
         };
         let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, i64::MIN));
@@ -71,31 +63,51 @@ impl SqliteStore {
         .bind(after_seq)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.try_get("seq")?;
-                let ts: i64 = row.try_get("ts")?;
-                let kind: i64 = row.try_get("kind")?;
-                let body: &[u8] = row.try_get("body")?;
-                let b = decode_body(kind, body)
-                    .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-                let event = Event {
-                    ts: Timestamp::from_millis(ts),
-                    org_id: q.org_id,
-                    region: q.region.clone(),
-                    portal_id: q.portal_id,
-                    principal_id: b.principal_id,
-                    principal_name: b.principal_name,
-                    actor_id: b.actor_id,
-                    client_ip: b.client_ip,
-                    uri: b.uri,
-                    user_agent: b.user_agent,
-                    trace_id: b.trace_id,
-                    detail: b.detail,
-                };
-                Ok(StoredEvent { seq, event })
-            })
-            .collect()
+        rows.iter().map(|row| decode_row(q, row)).collect()
+    }
+
+    /// The last `q.limit` events before `(ts ms, seq)`, returned oldest first.
+    pub async fn list_events_before(
+        &self,
+        q: &EventQuery,
+        (before_ts, before_seq): (i64, i64),
+    ) -> Result<Vec<StoredEvent>> {
+        let Some(scope) = self.scope_of(q).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, body FROM events
+             WHERE scope_id = ?1 AND ts >= ?2 AND ts <= min(?3, ?6)
+               AND (?4 IS NULL OR kind = ?4)
+               AND (ts < ?6 OR seq < ?7)
+             ORDER BY ts DESC, seq DESC LIMIT ?5",
+        )
+        .bind(scope)
+        .bind(q.ts_from.as_millis())
+        .bind(q.ts_to.as_millis())
+        .bind(q.event_type.map(kind_code))
+        .bind(i64::from(q.limit))
+        .bind(before_ts)
+        .bind(before_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows
+            .iter()
+            .map(|row| decode_row(q, row))
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    async fn scope_of(&self, q: &EventQuery) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM scopes WHERE org_id = ? AND region = ? AND portal_id = ?",
+        )
+        .bind(q.org_id.to_string())
+        .bind(q.region.as_str())
+        .bind(q.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     pub async fn count_events(&self) -> Result<u64> {
@@ -115,6 +127,30 @@ impl SqliteStore {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+fn decode_row(q: &EventQuery, row: &SqliteRow) -> Result<StoredEvent> {
+    let seq: i64 = row.try_get("seq")?;
+    let ts: i64 = row.try_get("ts")?;
+    let kind: i64 = row.try_get("kind")?;
+    let body: &[u8] = row.try_get("body")?;
+    let b =
+        decode_body(kind, body).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+    let event = Event {
+        ts: Timestamp::from_millis(ts),
+        org_id: q.org_id,
+        region: q.region.clone(),
+        portal_id: q.portal_id,
+        principal_id: b.principal_id,
+        principal_name: b.principal_name,
+        actor_id: b.actor_id,
+        client_ip: b.client_ip,
+        uri: b.uri,
+        user_agent: b.user_agent,
+        trace_id: b.trace_id,
+        detail: b.detail,
+    };
+    Ok(StoredEvent { seq, event })
 }
 
 /// Commits submitted jobs in groups until every sender is gone.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod signing;
 
 use std::path::Path;
 use std::time::Duration;
