@@ -22,7 +22,10 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 #[derive(Debug, Parser)]
-#[command(name = "auditrelay-load", about = "Load tool for auditrelay: ingest throughput and more, measured against the signing limit")]
+#[command(
+    name = "auditrelay-load",
+    about = "Load tool for auditrelay: ingest throughput and more, measured against the signing limit"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -75,13 +78,20 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("single-core Ed25519 render+sign rate (CEF): {signing_rate:.0} events/s");
 
     let mut target = match (&cli.url, &cli.token) {
-        (Some(url), Some(token)) => Target { url: url.clone(), token: token.clone(), child: None, _dir: None },
+        (Some(url), Some(token)) => Target {
+            url: url.clone(),
+            token: token.clone(),
+            child: None,
+            _dir: None,
+        },
         _ => start_server(cli.server_bin.as_deref()).await?,
     };
     let report = match cli.scenario {
-        Scenario::Ingest { events, batch, concurrency } => {
-            ingest(&target, events, batch, concurrency, signing_rate).await?
-        }
+        Scenario::Ingest {
+            events,
+            batch,
+            concurrency,
+        } => ingest(&target, events, batch, concurrency, signing_rate).await?,
     };
     if let Some(mut child) = target.child.take() {
         let _ = child.start_kill();
@@ -140,21 +150,48 @@ async fn start_server(bin: Option<&Path>) -> anyhow::Result<Target> {
         None => std::env::current_exe()?.with_file_name("auditrelay"),
     };
     if !bin.exists() {
-        bail!("{} does not exist: build it first (cargo build --release --bins)", bin.display());
+        bail!(
+            "{} does not exist: build it first (cargo build --release --bins)",
+            bin.display()
+        );
     }
     let dir = tempfile::tempdir()?;
     let out = std::process::Command::new(&bin)
-        .args(["token", "create", "--name", "load", "--role", "event-producer", "--kind", "system", "--data-dir"])
+        .args([
+            "token",
+            "create",
+            "--name",
+            "load",
+            "--role",
+            "event-producer",
+            "--kind",
+            "system",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .context("Failed to run `auditrelay token create`")?;
     if !out.status.success() {
-        bail!("token create failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let token = String::from_utf8(out.stdout)?.lines().last().context("no token printed")?.to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let token = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .context("no token printed")?
+        .to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new(&bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("AUDITRELAY_LOG__LEVEL", "warn")
         .stdout(Stdio::null())
@@ -175,8 +212,17 @@ async fn start_server(bin: Option<&Path>) -> anyhow::Result<Target> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("started {} on {url} (data in {})", bin.display(), dir.path().display());
-    Ok(Target { url, token, child: Some(child), _dir: Some(dir) })
+    eprintln!(
+        "started {} on {url} (data in {})",
+        bin.display(),
+        dir.path().display()
+    );
+    Ok(Target {
+        url,
+        token,
+        child: Some(child),
+        _dir: Some(dir),
+    })
 }
 
 /// NDJSON bodies of `batch` events each; a few distinct bodies, reused, so the client spends
@@ -212,12 +258,15 @@ async fn ingest(
     let bodies = Arc::new(bodies(batch));
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency as usize).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency as usize)
+        .build()?;
     let cpu_before = target.pid().and_then(cpu_seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, bodies, next, acked) = (client.clone(), bodies.clone(), next.clone(), acked.clone());
+        let (client, bodies, next, acked) =
+            (client.clone(), bodies.clone(), next.clone(), acked.clone());
         let url = format!("{}/v1/events", target.url);
         let token = target.token.clone();
         tasks.push(tokio::spawn(async move {
@@ -236,7 +285,11 @@ async fn ingest(
                     .send()
                     .await?;
                 if resp.status() != reqwest::StatusCode::ACCEPTED {
-                    bail!("batch {i}: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+                    bail!(
+                        "batch {i}: {} {}",
+                        resp.status(),
+                        resp.text().await.unwrap_or_default()
+                    );
                 }
                 latencies.push(sent.elapsed());
                 acked.fetch_add(batch, Ordering::Relaxed);
@@ -249,7 +302,10 @@ async fn ingest(
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let done = acked.load(Ordering::Relaxed);
-                eprint!("\r  {done:>10} / {events} events acknowledged ({:>3.0}%)", 100.0 * done as f64 / events as f64);
+                eprint!(
+                    "\r  {done:>10} / {events} events acknowledged ({:>3.0}%)",
+                    100.0 * done as f64 / events as f64
+                );
             }
         })
     };
@@ -263,7 +319,8 @@ async fn ingest(
     let stored = acked.load(Ordering::Relaxed);
     let rate = stored as f64 / elapsed;
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
+    let pct =
+        |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
     let cpu = match (cpu_before, target.pid().and_then(cpu_seconds)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -272,17 +329,31 @@ async fn ingest(
     let db_bytes = target._dir.as_ref().map(|d| dir_size(d.path()));
 
     eprintln!("ingest: {stored} events in {elapsed:.2} s = {rate:.0} events/s durably stored");
-    eprintln!("        batch {batch}, concurrency {concurrency}; request latency p50 {:.1} ms, p99 {:.1} ms", pct(0.5), pct(0.99));
+    eprintln!(
+        "        batch {batch}, concurrency {concurrency}; request latency p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
     if let Some(cpu) = cpu {
-        eprintln!("        server CPU {cpu:.1} s ({:.2} ms per 1,000 events)", cpu * 1e6 / stored as f64);
+        eprintln!(
+            "        server CPU {cpu:.1} s ({:.2} ms per 1,000 events)",
+            cpu * 1e6 / stored as f64
+        );
     }
     if let Some(rss) = rss_mb {
         eprintln!("        server peak RSS {rss:.0} MB");
     }
     if let Some(bytes) = db_bytes {
-        eprintln!("        data directory {:.1} MB ({:.0} bytes per event, before checkpoint)", bytes as f64 / 1e6, bytes as f64 / stored as f64);
+        eprintln!(
+            "        data directory {:.1} MB ({:.0} bytes per event, before checkpoint)",
+            bytes as f64 / 1e6,
+            bytes as f64 / stored as f64
+        );
     }
-    eprintln!("        {:.2} × the single-core signing rate", rate / signing_rate);
+    eprintln!(
+        "        {:.2} × the single-core signing rate",
+        rate / signing_rate
+    );
     Ok(json!({
         "scenario": "ingest",
         "events": stored,

@@ -106,14 +106,27 @@ impl SqliteStore {
     }
 
     pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < ? LIMIT ?)",
-        )
-        .bind(cutoff.as_millis())
-        .bind(i64::from(chunk))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let scopes: Vec<i64> = sqlx::query_scalar("SELECT id FROM scopes")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut deleted = 0;
+        for scope in scopes {
+            let room = u64::from(chunk) - deleted;
+            if room == 0 {
+                break;
+            }
+            let done = sqlx::query(
+                "DELETE FROM events WHERE seq IN
+                   (SELECT seq FROM events WHERE scope_id = ? AND ts < ? LIMIT ?)",
+            )
+            .bind(scope)
+            .bind(cutoff.as_millis())
+            .bind(room as i64)
+            .execute(&self.pool)
+            .await?;
+            deleted += done.rows_affected();
+        }
+        Ok(deleted)
     }
 }
 
