@@ -10,6 +10,7 @@ mod durability;
 mod errors;
 mod ingest;
 mod openapi;
+mod ops;
 mod portals;
 mod regions;
 mod retention;
