@@ -63,5 +63,6 @@ CREATE TABLE events (
     kind      INTEGER NOT NULL,
     body      BLOB NOT NULL
 );
+-- One index serves replay windows, the pull API and retention (which walks it scope by scope);
+-- a second index on `ts` alone would cost every insert for no query that needs it.
 CREATE INDEX events_scope_ts ON events (scope_id, ts);
-CREATE INDEX events_ts ON events (ts);

@@ -57,11 +57,45 @@ pub struct AuditTrail {
 struct TrailState {
     actor: Option<Actor>,
     events: Vec<Event>,
+    /// A handler took the access event to commit with its own change.
+    access_taken: bool,
 }
 
 impl AuditTrail {
     pub fn take_events(&self) -> Vec<Event> {
         std::mem::take(&mut self.lock().events)
+    }
+
+    /// Whether a handler already took this request's access event (see
+    /// [`AuditTrail::take_with_access`]).
+    pub fn access_taken(&self) -> bool {
+        self.lock().access_taken
+    }
+
+    /// The events so far plus the access event for `status`, for a handler that commits them
+    /// in the same transaction as its own change: one commit instead of two, and the audit
+    /// record and the change stand or fall together. If that commit fails, hand the events
+    /// back with [`AuditTrail::restore`] so the real outcome is recorded instead.
+    pub fn take_with_access(
+        &self,
+        facts: &RequestFacts,
+        method: &str,
+        query: String,
+        status_code: u16,
+    ) -> Vec<Event> {
+        self.record_access(facts, method, query, status_code);
+        let mut state = self.lock();
+        state.access_taken = true;
+        std::mem::take(&mut state.events)
+    }
+
+    /// Puts back events from [`AuditTrail::take_with_access`], dropping its access event.
+    pub fn restore(&self, mut events: Vec<Event>) {
+        events.pop();
+        let mut state = self.lock();
+        events.append(&mut state.events);
+        state.events = events;
+        state.access_taken = false;
     }
 
     pub fn record_authentication(

@@ -34,12 +34,23 @@ pub fn current_trace_id() -> Option<u64> {
 /// What handlers and extractors know about the request beyond its HTTP parts.
 #[derive(Debug)]
 pub struct RequestContext {
+    pub method: Method,
+    /// The raw query string, for the access event.
+    pub query: Option<String>,
     pub region: RequestRegion,
     pub facts: RequestFacts,
     pub trail: AuditTrail,
 }
 
 impl RequestContext {
+    /// This request's self-audit events so far and its access event with `status`, to be
+    /// committed in the same transaction as the handler's own change.
+    pub fn audit_events_with_access(&self, status: StatusCode) -> Vec<auditrelay_core::Event> {
+        let query = query_as_json(self.query.as_deref());
+        self.trail
+            .take_with_access(&self.facts, self.method.as_str(), query, status.as_u16())
+    }
+
     /// The concrete region, or a 400 when the request addressed `global`.
     pub fn region(&self) -> Result<&Region, ApiError> {
         match &self.region {
@@ -132,6 +143,8 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         trace_id: trace_id.to_string(),
     };
     let ctx = Arc::new(RequestContext {
+        method: method.clone(),
+        query: query.clone(),
         region: resolved.region,
         facts,
         trail: AuditTrail::default(),
@@ -141,7 +154,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let response = TRACE_ID.scope(trace_id, next.run(req)).await;
     let mut response = TRACE_ID.sync_scope(trace_id, || into_problem(response, &method, &path));
 
-    if is_state_changing(&method) {
+    if is_state_changing(&method) && !ctx.trail.access_taken() {
         ctx.trail.record_access(
             &ctx.facts,
             method.as_str(),

@@ -275,11 +275,16 @@ async fn ingest(
             d.into_event(org, region)
         })
         .collect();
-    state
-        .store
-        .append_events(events)
-        .await
-        .map_err(|e| ("error", total, e.into()))?;
+    // The request's own audit events (including its 202 access event) ride in the same
+    // transaction as the batch: one fsync, and the batch is never stored unaudited.
+    let audit = caller.ctx.audit_events_with_access(StatusCode::ACCEPTED);
+    let mut all = Vec::with_capacity(audit.len() + events.len());
+    all.extend(audit.iter().cloned());
+    all.extend(events);
+    if let Err(e) = state.store.append_events(all).await {
+        caller.ctx.trail.restore(audit);
+        return Err(("error", total, e.into()));
+    }
     Ok(total)
 }
 

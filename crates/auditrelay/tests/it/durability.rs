@@ -114,40 +114,9 @@ async fn acknowledged_events_survive_sigkill() {
     let port = free_port();
     let mut server = serve(dir.path(), port).await;
 
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let client = reqwest::Client::new();
-    let mut writers = Vec::new();
-    for writer in 0..4 {
-        let (client, token, acked) = (client.clone(), token.clone(), acked.clone());
-        writers.push(tokio::spawn(async move {
-            for batch in 0.. {
-                let ts = now();
-                let traces: Vec<String> = (0..100)
-                    .map(|i| format!("w{writer}-b{batch}-e{i}"))
-                    .collect();
-                let events: Vec<_> = traces.iter().map(|t| authorization(ts, t)).collect();
-                let sent = client
-                    .post(format!("http://127.0.0.1:{port}/v1/events"))
-                    .bearer_auth(&token)
-                    .header("content-type", "application/x-ndjson")
-                    .body(ndjson(&events))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
-                        acked.lock().unwrap().extend(traces)
-                    }
-                    _ => return,
-                }
-            }
-        }));
-    }
+    let (acked, writers) = spawn_writers(port, &token, 4);
     // Kill while the writers are mid-stream.
-    eventually(Duration::from_secs(60), || {
-        let n = acked.lock().unwrap().len();
-        async move { (n >= 3000).then_some(()) }
-    })
-    .await;
+    wait_for_acks(&acked, 3000).await;
     server.start_kill().unwrap();
     server.wait().await.unwrap();
     for w in writers {
@@ -168,6 +137,87 @@ async fn acknowledged_events_survive_sigkill() {
     );
     restarted.start_kill().unwrap();
     restarted.wait().await.unwrap();
+}
+
+/// Starts `writers` clients that send 100-event batches until the server stops answering;
+/// returns the trace ids the server acknowledged.
+fn spawn_writers(
+    port: u16,
+    token: &str,
+    writers: usize,
+) -> (Arc<Mutex<Vec<String>>>, Vec<tokio::task::JoinHandle<()>>) {
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = reqwest::Client::new();
+    let tasks = (0..writers)
+        .map(|writer| {
+            let (client, token, acked) = (client.clone(), token.to_owned(), acked.clone());
+            tokio::spawn(async move {
+                for batch in 0.. {
+                    let ts = now();
+                    let traces: Vec<String> = (0..100)
+                        .map(|i| format!("w{writer}-b{batch}-e{i}"))
+                        .collect();
+                    let events: Vec<_> = traces.iter().map(|t| authorization(ts, t)).collect();
+                    let sent = client
+                        .post(format!("http://127.0.0.1:{port}/v1/events"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/x-ndjson")
+                        .body(ndjson(&events))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                            acked.lock().unwrap().extend(traces)
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    (acked, tasks)
+}
+
+async fn wait_for_acks(acked: &Arc<Mutex<Vec<String>>>, n: usize) {
+    eventually(Duration::from_secs(60), || {
+        let have = acked.lock().unwrap().len();
+        async move { (have >= n).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), "event-producer");
+    let port = free_port();
+    let mut server = serve(dir.path(), port).await;
+    let (acked, writers) = spawn_writers(port, &token, 4);
+    wait_for_acks(&acked, 2000).await;
+
+    let pid = server.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), server.wait())
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(exit.success(), "a graceful stop exits 0, got {exit}");
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    let stored = stored_traces(dir.path()).await;
+    let lost = acked.iter().filter(|t| !stored.contains(*t)).count();
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} acknowledged events lost",
+        acked.len()
+    );
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod ingest;
 mod jwks;
 mod keys;
 mod openapi;
+mod ops;
 mod portals;
 mod pull;
 mod regions;

@@ -153,3 +153,47 @@ async fn denied_checks_and_reads_are_audited_too() {
     ));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_accepted_ingest_is_audited_once_in_the_same_commit() {
+    let app = TestApp::spawn().await;
+    let producer = app.token(Role::EventProducer, None).await;
+    let body = crate::support::events::ndjson(&[crate::support::events::authorization(
+        crate::support::now(),
+        "payload",
+    )]);
+    expect_json(
+        app.ingest_ndjson("/v1/events", &producer, body).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+
+    let mut events = app.stored("us", None, None).await;
+    events.sort_by_key(|e| e.seq); // ingest order, not event time
+    let payload = events
+        .iter()
+        .position(|e| e.event.trace_id.as_deref() == Some("payload"))
+        .expect("stored");
+    // The request's own events come just before its batch, in one commit.
+    let trace = events[payload - 1].event.trace_id.clone().unwrap();
+    let audit: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.trace_id.as_deref() == Some(&trace))
+        .collect();
+    assert_eq!(audit.len(), 3, "{audit:#?}");
+    assert!(matches!(
+        audit[0].event.detail,
+        EventDetail::Authentication {
+            successful: true,
+            ..
+        }
+    ));
+    assert!(
+        matches!(&audit[1].event.detail, EventDetail::Authorization { resource, granted: true, .. } if resource == "events")
+    );
+    assert!(
+        matches!(&audit[2].event.detail, EventDetail::Access { status_code: 202, method, .. } if method == "POST")
+    );
+    assert!(audit.iter().all(|e| e.seq < events[payload].seq));
+    app.stop().await;
+}

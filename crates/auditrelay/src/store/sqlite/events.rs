@@ -118,14 +118,27 @@ impl SqliteStore {
     }
 
     pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < ? LIMIT ?)",
-        )
-        .bind(cutoff.as_millis())
-        .bind(i64::from(chunk))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let scopes: Vec<i64> = sqlx::query_scalar("SELECT id FROM scopes")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut deleted = 0;
+        for scope in scopes {
+            let room = u64::from(chunk) - deleted;
+            if room == 0 {
+                break;
+            }
+            let done = sqlx::query(
+                "DELETE FROM events WHERE seq IN
+                   (SELECT seq FROM events WHERE scope_id = ? AND ts < ? LIMIT ?)",
+            )
+            .bind(scope)
+            .bind(cutoff.as_millis())
+            .bind(room as i64)
+            .execute(&self.pool)
+            .await?;
+            deleted += done.rows_affected();
+        }
+        Ok(deleted)
     }
 }
 
@@ -202,29 +215,45 @@ async fn commit(
 ) -> Result<()> {
     let mut tx = conn.begin().await?;
     let mut new_scopes = Vec::new();
-    let mut rows: Vec<(i64, i64, i64, Vec<u8>)> =
-        Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+    let count = batches.iter().map(|b| b.len()).sum();
+    // All bodies in one buffer: one allocation per commit, not one per event.
+    let mut bodies = Vec::with_capacity(count * 160);
+    let mut rows: Vec<NewRow> = Vec::with_capacity(count);
+    // Consecutive events nearly always share a scope; only a change needs the map (and a key).
+    let mut last: Option<(&Event, i64)> = None;
     for event in batches.iter().flat_map(|b| b.iter()) {
-        let key = (event.org_id, event.region.clone(), event.portal_id);
-        let scope = match scopes.get(&key) {
-            Some(id) => *id,
-            None => {
-                let id = scope_id(&mut tx, &key).await?;
-                scopes.insert(key.clone(), id);
-                new_scopes.push(key);
+        let scope = match last {
+            Some((prev, id))
+                if prev.org_id == event.org_id
+                    && prev.portal_id == event.portal_id
+                    && prev.region == event.region =>
+            {
                 id
             }
+            _ => {
+                let key = (event.org_id, event.region.clone(), event.portal_id);
+                match scopes.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let id = scope_id(&mut tx, &key).await?;
+                        scopes.insert(key.clone(), id);
+                        new_scopes.push(key);
+                        id
+                    }
+                }
+            }
         };
-        let mut body = Vec::with_capacity(160);
-        encode_body(event, &mut body);
-        rows.push((
+        last = Some((event, scope));
+        let start = bodies.len();
+        encode_body(event, &mut bodies);
+        rows.push(NewRow {
             scope,
-            event.ts.as_millis(),
-            kind_code(event.event_type()),
-            body,
-        ));
+            ts: event.ts.as_millis(),
+            kind: kind_code(event.event_type()),
+            body: start..bodies.len(),
+        });
     }
-    let result = insert_rows(&mut tx, &rows).await;
+    let result = insert_rows(&mut tx, &rows, &bodies).await;
     let result = match result {
         Ok(()) => tx.commit().await.map_err(StoreError::from),
         Err(e) => Err(e),
@@ -259,7 +288,15 @@ async fn scope_id(conn: &mut SqliteConnection, (org, region, portal): &ScopeKey)
     Ok(id)
 }
 
-async fn insert_rows(conn: &mut SqliteConnection, rows: &[(i64, i64, i64, Vec<u8>)]) -> Result<()> {
+/// One event row, its body a range of the commit's body buffer.
+struct NewRow {
+    scope: i64,
+    ts: i64,
+    kind: i64,
+    body: std::ops::Range<usize>,
+}
+
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]) -> Result<()> {
     static MULTI_ROW: OnceLock<String> = OnceLock::new();
     let multi: &'static str = MULTI_ROW.get_or_init(|| {
         let values = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
@@ -268,21 +305,21 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[(i64, i64, i64, Vec<u8
     let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
     for chunk in &mut chunks {
         let mut query = sqlx::query(multi);
-        for (scope, ts, kind, body) in chunk {
+        for row in chunk {
             query = query
-                .bind(*scope)
-                .bind(*ts)
-                .bind(*kind)
-                .bind(body.as_slice());
+                .bind(row.scope)
+                .bind(row.ts)
+                .bind(row.kind)
+                .bind(&bodies[row.body.clone()]);
         }
         query.execute(&mut *conn).await?;
     }
-    for (scope, ts, kind, body) in chunks.remainder() {
+    for row in chunks.remainder() {
         sqlx::query("INSERT INTO events (scope_id, ts, kind, body) VALUES (?, ?, ?, ?)")
-            .bind(*scope)
-            .bind(*ts)
-            .bind(*kind)
-            .bind(body.as_slice())
+            .bind(row.scope)
+            .bind(row.ts)
+            .bind(row.kind)
+            .bind(&bodies[row.body.clone()])
             .execute(&mut *conn)
             .await?;
     }
