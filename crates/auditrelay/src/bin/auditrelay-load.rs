@@ -225,26 +225,24 @@ async fn start_server(bin: Option<&Path>) -> anyhow::Result<Target> {
     })
 }
 
-/// NDJSON bodies of `batch` events each; a few distinct bodies, reused, so the client spends
-/// its CPU sending rather than formatting.
-fn bodies(batch: u64) -> Vec<axum::body::Bytes> {
-    let now = time::OffsetDateTime::now_utc();
-    (0..8)
-        .map(|b| {
-            let mut body = String::with_capacity(batch as usize * 260);
-            for i in 0..batch {
-                let ts = Timestamp::from_datetime(now).saturating_sub_millis(i as i64).to_rfc3339_millis();
-                let event = json!({
-                    "type": "authorization", "ts": ts, "service": "konnect", "resource": "control-planes",
-                    "action": "list", "granted": true, "principal_id": "eb999f01-5976-4f4b-9fbc-dd5d514bd675",
-                    "client_ip": "127.0.0.6", "trace_id": format!("{b}-{i}"), "user_agent": "grpc-node-js/1.12.4",
-                });
-                body.push_str(&event.to_string());
-                body.push('\n');
-            }
-            axum::body::Bytes::from(body)
-        })
-        .collect()
+/// An NDJSON body of `batch` events stamped just before `now`, ascending, with unique trace
+/// ids: what a gateway sends. Built from a template so that the client spends its CPU
+/// sending rather than formatting JSON.
+fn body(batch: u64, request: u64) -> axum::body::Bytes {
+    const HEAD: &str = r#"{"type":"authorization","ts":""#;
+    const TAIL: &str = r#"","service":"konnect","resource":"control-planes","action":"list","granted":true,"principal_id":"eb999f01-5976-4f4b-9fbc-dd5d514bd675","client_ip":"127.0.0.6","user_agent":"grpc-node-js/1.12.4","trace_id":""#;
+    let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+    let mut body = String::with_capacity(batch as usize * 300);
+    for i in 0..batch {
+        let ts = now
+            .saturating_sub_millis((batch - i) as i64)
+            .to_rfc3339_millis();
+        body.push_str(HEAD);
+        body.push_str(&ts);
+        body.push_str(TAIL);
+        body.push_str(&format!("{request}-{i}\"}}\n"));
+    }
+    axum::body::Bytes::from(body)
 }
 
 async fn ingest(
@@ -255,7 +253,6 @@ async fn ingest(
     signing_rate: f64,
 ) -> anyhow::Result<serde_json::Value> {
     let batches = events.div_ceil(batch);
-    let bodies = Arc::new(bodies(batch));
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let client = reqwest::Client::builder()
@@ -265,8 +262,7 @@ async fn ingest(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, bodies, next, acked) =
-            (client.clone(), bodies.clone(), next.clone(), acked.clone());
+        let (client, next, acked) = (client.clone(), next.clone(), acked.clone());
         let url = format!("{}/v1/events", target.url);
         let token = target.token.clone();
         tasks.push(tokio::spawn(async move {
@@ -281,7 +277,7 @@ async fn ingest(
                     .post(&url)
                     .bearer_auth(&token)
                     .header("content-type", "application/x-ndjson")
-                    .body(bodies[(i % bodies.len() as u64) as usize].clone())
+                    .body(body(batch, i))
                     .send()
                     .await?;
                 if resp.status() != reqwest::StatusCode::ACCEPTED {
