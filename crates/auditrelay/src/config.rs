@@ -56,6 +56,15 @@ impl RegionsConfig {
     pub fn get(&self, name: &str) -> Option<&Region> {
         self.list.iter().find(|r| r.as_str() == name)
     }
+
+    /// The configured regions as `us, eu`, for messages.
+    pub fn names(&self) -> String {
+        self.list
+            .iter()
+            .map(Region::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,15 +17,14 @@ use auditrelay_core::format::pull::write_signed_pull_entry;
 use auditrelay_core::{EventType, Permission, Timestamp};
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
+use super::pagination::{decode_cursor, encode_cursor};
 use crate::clock;
 use crate::store::{EventQuery, StoredEvent};
 
@@ -82,22 +81,6 @@ struct PullQuery {
     event_type: Option<EventType>,
     size: u32,
     seek: Seek,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    t: i64,
-    s: i64,
-}
-
-fn encode_cursor((t, s): (i64, i64)) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Cursor { t, s }).expect("a cursor serializes"))
-}
-
-fn decode_cursor(text: &str) -> Option<(i64, i64)> {
-    let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-    let cursor: Cursor = serde_json::from_slice(&bytes).ok()?;
-    Some((cursor.t, cursor.s))
 }
 
 /// Get audit logs.
@@ -195,7 +178,7 @@ pub async fn get_audit_logs(
             pairs.push((TYPE, kind.as_str().to_owned()));
         }
         pairs.push((SIZE, query.size.to_string()));
-        pairs.push((param, encode_cursor(anchor)));
+        pairs.push((param, encode_cursor(&anchor)));
         let encoded = serde_urlencoded::to_string(&pairs).expect("pairs of strings encode");
         format!("{}?{encoded}", caller.ctx.facts.uri)
     };
@@ -309,7 +292,7 @@ fn parse(query: Option<&str>) -> Result<PullQuery, ApiError> {
                     format!("must be an integer from 1 to {MAX_SIZE}"),
                 ),
             },
-            _ => match decode_cursor(value) {
+            _ => match decode_cursor::<(i64, i64)>(value) {
                 Some(cursor) if name == AFTER => after = Some(cursor),
                 Some(cursor) => before = Some(cursor),
                 None => bad(
@@ -355,7 +338,7 @@ mod tests {
 
     #[test]
     fn parses_filters_and_pages() {
-        let cursor = encode_cursor((1_700_000_000_000, 42));
+        let cursor = encode_cursor(&(1_700_000_000_000_i64, 42_i64));
         let q = parse(Some(&format!(
             "filter%5Bts%5D%5Bgte%5D=2026-11-20T10:00:00Z&filter[ts][lte]=2026-11-20T12:00:00.5%2B01:00\
              &filter[type]=gateway_access&page[size]=1000&page[after]={cursor}&other=ignored"
@@ -392,7 +375,7 @@ mod tests {
             fields("filter[type]=authorization&filter[type]=authentication"),
             [TYPE]
         );
-        let c = encode_cursor((1, 1));
+        let c = encode_cursor(&(1_i64, 1_i64));
         assert_eq!(
             fields(&format!("page[after]={c}&page[before]={c}")),
             [BEFORE]
@@ -406,7 +389,7 @@ mod tests {
     #[test]
     fn cursors_round_trip() {
         let key = (1_700_000_000_123, 9_007_199_254_740_993);
-        assert_eq!(decode_cursor(&encode_cursor(key)), Some(key));
-        assert_eq!(decode_cursor("!!"), None);
+        assert_eq!(decode_cursor::<(i64, i64)>(&encode_cursor(&key)), Some(key));
+        assert_eq!(decode_cursor::<(i64, i64)>("!!"), None);
     }
 }

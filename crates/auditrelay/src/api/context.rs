@@ -84,16 +84,9 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let resolved = match region::resolve(&path, host.as_deref(), &state.config.regions) {
         Ok(resolved) => resolved,
         Err(unknown) => {
-            let configured: Vec<&str> = state
-                .config
-                .regions
-                .list
-                .iter()
-                .map(Region::as_str)
-                .collect();
             let detail = format!(
                 "Unknown region [{unknown}]; this server serves [{}]",
-                configured.join(", ")
+                state.config.regions.names()
             );
             let response = TRACE_ID.sync_scope(trace_id, || {
                 ApiError::not_found_because(detail).into_response()

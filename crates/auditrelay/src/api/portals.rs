@@ -1,7 +1,7 @@
 //! `/v3/portals`: the minimal Dev Portal registry (a subset of Konnect's portal resource) that
 //! portal events, portal webhooks and portal replay jobs hang off.
 
-use auditrelay_core::{Permission, PortalId, Region};
+use auditrelay_core::{Permission, PortalId};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -93,19 +93,12 @@ pub async fn create_portal(
     let region = match body.region.as_deref() {
         None => caller.ctx.region()?.clone(),
         Some(name) => state.config.regions.get(name).cloned().ok_or_else(|| {
-            let configured: Vec<&str> = state
-                .config
-                .regions
-                .list
-                .iter()
-                .map(Region::as_str)
-                .collect();
             ApiError::invalid(
                 "Unknown region",
                 InvalidParameter::new(
                     "region",
                     Some("enum"),
-                    format!("must be one of {}", configured.join(", ")),
+                    format!("must be one of {}", state.config.regions.names()),
                 )
                 .with_source("body"),
             )
