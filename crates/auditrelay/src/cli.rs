@@ -36,7 +36,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API (and run delivery, replay and retention).
+    /// Serve the API and run the background jobs (retention).
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(DataArgs),
