@@ -8,6 +8,7 @@ mod audit;
 mod audit_logs;
 mod auth;
 mod context;
+mod destinations;
 mod error;
 mod events;
 mod json;
@@ -36,6 +37,7 @@ use auditrelay_core::FormatConfig;
 
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::secrets::SecretBox;
 use crate::store::{Org, Store};
 
 /// What every handler can reach. Cheap to clone.
@@ -50,6 +52,8 @@ pub struct AppStateInner {
     pub metrics: PrometheusHandle,
     /// The signing keys, reloaded when `keys rotate` changes them.
     pub keys: KeyRing,
+    /// Seals destination authorization values at rest.
+    pub secrets: SecretBox,
     /// The names rendered into log lines (`[format]`).
     pub format: FormatConfig,
     /// `/openapi.json`, rendered once.
@@ -108,6 +112,24 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jwks::get_jwks))
         .routes(routes!(audit_logs::get_audit_logs))
         .routes(routes!(events::ingest_events))
+        .routes(routes!(
+            destinations::list_destinations_v2,
+            destinations::create_destination_v2
+        ))
+        .routes(routes!(
+            destinations::get_destination_v2,
+            destinations::update_destination_v2,
+            destinations::delete_destination_v2
+        ))
+        .routes(routes!(
+            destinations::list_destinations_v3,
+            destinations::create_destination_v3
+        ))
+        .routes(routes!(
+            destinations::get_destination_v3,
+            destinations::update_destination_v3,
+            destinations::delete_destination_v3
+        ))
         .routes(routes!(portals::list_portals, portals::create_portal))
         .routes(routes!(portals::get_portal, portals::delete_portal))
         .routes(routes!(ops::healthz))
@@ -128,6 +150,7 @@ pub fn service(
     org: Org,
     metrics: PrometheusHandle,
     keys: KeyRing,
+    secrets: SecretBox,
 ) -> (Router, AppState) {
     let (router, openapi) = routes().split_for_parts();
     let openapi_json = openapi.to_json().expect("the OpenAPI document serializes");
@@ -139,6 +162,7 @@ pub fn service(
         org,
         metrics,
         keys,
+        secrets,
         format,
         openapi_json,
     }));

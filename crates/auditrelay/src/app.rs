@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::keys::{KeyDir, KeyRing};
+use crate::secrets::SecretBox;
 use crate::store::{PrincipalKind, Store};
 use crate::{clock, jobs, telemetry, tokens};
 
@@ -53,6 +54,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 .display()
         )
     })?;
+    let secrets = SecretBox::open_or_create(&config.server.data_dir)
+        .context("Failed to open the secrets key")?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
@@ -63,6 +66,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         org,
         telemetry::metrics_handle(),
         keys,
+        secrets,
     );
 
     let (stop, stopped) = watch::channel(false);

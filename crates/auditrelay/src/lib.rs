@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod jobs;
 pub mod keys;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

@@ -9,6 +9,7 @@ mod sqlite;
 
 use std::sync::Arc;
 
+use auditrelay_core::format::Format;
 use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestamp};
 use uuid::Uuid;
 
@@ -115,6 +116,28 @@ pub struct Portal {
     pub region: Region,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// An audit-log destination. The authorization value is sealed by the caller (see
+/// `secrets.rs`): the store never sees it in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub name: String,
+    pub endpoint: String,
+    pub authorization_sealed: Vec<u8>,
+    pub log_format: Format,
+    pub skip_ssl_verification: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Konnect's `filter[name]`: exact, or containing a substring.
+#[derive(Debug, Clone, Default)]
+pub struct NameFilter {
+    pub equals: Option<String>,
+    pub contains: Option<String>,
 }
 
 /// A position in a list ordered by `(created_at ms, id)`.
@@ -232,6 +255,44 @@ impl Store {
     pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
         match self {
             Self::Sqlite(s) => s.delete_portal(org, id).await,
+        }
+    }
+
+    /// Creates a destination; `Conflict` when its name is taken in the organization.
+    pub async fn create_destination(&self, destination: &Destination) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.create_destination(destination).await,
+        }
+    }
+
+    pub async fn get_destination(&self, org: OrgId, id: Uuid) -> Result<Option<Destination>> {
+        match self {
+            Self::Sqlite(s) => s.get_destination(org, id).await,
+        }
+    }
+
+    pub async fn list_destinations(
+        &self,
+        org: OrgId,
+        page: &PageQuery,
+        filter: &NameFilter,
+    ) -> Result<Vec<Destination>> {
+        match self {
+            Self::Sqlite(s) => s.list_destinations(org, page, filter).await,
+        }
+    }
+
+    /// Saves every field but `created_at`; `false` when it no longer exists; `Conflict` on a
+    /// taken name.
+    pub async fn update_destination(&self, destination: &Destination) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.update_destination(destination).await,
+        }
+    }
+
+    pub async fn delete_destination(&self, org: OrgId, id: Uuid) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.delete_destination(org, id).await,
         }
     }
 

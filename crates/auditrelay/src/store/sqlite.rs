@@ -6,6 +6,7 @@
 //! requests costs one fsync, not one each, and each request still hears back only after its
 //! events are on disk.
 
+mod destinations;
 mod events;
 mod portals;
 mod principals;

@@ -42,6 +42,34 @@ async fn every_documented_operation_is_routed() {
         (Method::GET, "/v2/audit-log-webhook/jwks.json"),
         (Method::GET, "/v3/audit-logs"),
         (Method::POST, "/v1/events"),
+        (Method::GET, "/v2/audit-log-destinations"),
+        (Method::POST, "/v2/audit-log-destinations"),
+        (
+            Method::GET,
+            "/v2/audit-log-destinations/{auditLogDestinationId}",
+        ),
+        (
+            Method::PATCH,
+            "/v2/audit-log-destinations/{auditLogDestinationId}",
+        ),
+        (
+            Method::DELETE,
+            "/v2/audit-log-destinations/{auditLogDestinationId}",
+        ),
+        (Method::GET, "/v3/audit-log-destinations"),
+        (Method::POST, "/v3/audit-log-destinations"),
+        (
+            Method::GET,
+            "/v3/audit-log-destinations/{auditLogDestinationId}",
+        ),
+        (
+            Method::PATCH,
+            "/v3/audit-log-destinations/{auditLogDestinationId}",
+        ),
+        (
+            Method::DELETE,
+            "/v3/audit-log-destinations/{auditLogDestinationId}",
+        ),
         (Method::GET, "/v3/portals"),
         (Method::POST, "/v3/portals"),
         (Method::GET, "/v3/portals/{portalId}"),
@@ -61,7 +89,12 @@ async fn every_documented_operation_is_routed() {
 
     // Each documented operation reaches a handler: never the router's 404 or 405.
     for (method, path) in &operations {
-        let concrete = path.replace("{portalId}", "3e551b39-227d-4297-b911-e68fd5d77c17");
+        let concrete = path
+            .replace("{portalId}", "3e551b39-227d-4297-b911-e68fd5d77c17")
+            .replace(
+                "{auditLogDestinationId}",
+                "9cb77dc2-ff99-4d47-84ab-7c5c1b3ef939",
+            );
         let resp = app.request(method.clone(), &concrete, None, None).await;
         let status = resp.status();
         let body = resp.text().await.unwrap();

@@ -1,0 +1,543 @@
+//! `/v2|v3/audit-log-destinations`: where webhooks send logs (konnect-compat §4).
+//!
+//! Destinations are global: the same objects under every region prefix, `global` included. The
+//! `authorization` value is write-only: accepted on create and update, sealed before it is
+//! stored, and never returned or logged. Endpoints must be absolute `https` URLs that do not
+//! reach private, loopback or link-local addresses unless the operator allows it (Decision 10).
+//! Validation errors use Konnect's documented bodies word for word.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use auditrelay_core::Permission;
+use auditrelay_core::endpoint::is_non_public;
+use auditrelay_core::format::Format;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, InvalidParameter, Problem};
+use super::json::ApiJson;
+use super::pagination::{self, CursorMeta};
+use crate::clock;
+use crate::config::DeliveryConfig;
+use crate::store::{Destination, NameFilter, StoreError};
+
+const RESOURCE: &str = "audit-log-destinations";
+const MAX_NAME: usize = 255;
+const MAX_AUTHORIZATION: usize = 8192;
+const MAX_ENDPOINT: usize = 2048;
+/// How long endpoint validation waits for DNS; an unresolvable name is checked again when
+/// delivery connects.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Konnect's `AuditLogDestination`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationResponse {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub name: String,
+    pub endpoint: String,
+    /// `cef`, `json` or `cps`.
+    pub log_format: String,
+    pub skip_ssl_verification: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&Destination> for DestinationResponse {
+    fn from(d: &Destination) -> Self {
+        Self {
+            id: d.id.to_string(),
+            name: d.name.clone(),
+            endpoint: d.endpoint.clone(),
+            log_format: d.log_format.as_str().to_owned(),
+            skip_ssl_verification: d.skip_ssl_verification,
+            created_at: d.created_at.to_rfc3339_millis(),
+            updated_at: d.updated_at.to_rfc3339_millis(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListDestinations {
+    pub data: Vec<DestinationResponse>,
+    pub meta: CursorMeta,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatWire {
+    Cef,
+    Json,
+    Cps,
+}
+
+impl From<LogFormatWire> for Format {
+    fn from(f: LogFormatWire) -> Self {
+        match f {
+            LogFormatWire::Cef => Format::Cef,
+            LogFormatWire::Json => Format::Json,
+            LogFormatWire::Cps => Format::Cps,
+        }
+    }
+}
+
+/// The body of a create (every field but `skip_ssl_verification` required; `log_format`
+/// defaults to `cef`) and of an update (every field optional). Fields are `Option` so a missing
+/// one gets Konnect's "cannot be blank" rather than a generic parse error.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationBody {
+    pub name: Option<String>,
+    pub endpoint: Option<String>,
+    /// Sent verbatim as the `Authorization` header of every delivery; never returned.
+    pub authorization: Option<String>,
+    pub log_format: Option<LogFormatWire>,
+    pub skip_ssl_verification: Option<bool>,
+}
+
+async fn list(
+    state: AppState,
+    caller: Caller,
+    query: Option<String>,
+) -> Result<Json<ListDestinations>, ApiError> {
+    caller.authorize(Permission::ReadDestinations, RESOURCE, "list")?;
+    let page = pagination::parse(query.as_deref(), 10, 100)?;
+    let filter = name_filter(query.as_deref())?;
+    let list = state
+        .store
+        .list_destinations(caller.principal.org_id, &page.query(), &filter)
+        .await?;
+    let (list, meta) = pagination::finish(list, &page, &caller.ctx.facts.uri, |d| {
+        (d.created_at.as_millis(), d.id.to_string())
+    });
+    Ok(Json(ListDestinations {
+        data: list.iter().map(Into::into).collect(),
+        meta,
+    }))
+}
+
+async fn create(
+    state: AppState,
+    caller: Caller,
+    body: DestinationBody,
+) -> Result<(StatusCode, Json<DestinationResponse>), ApiError> {
+    caller.authorize(Permission::WriteDestinations, RESOURCE, "create")?;
+    let mut problems = Problems::default();
+    let name = problems.name(body.name.as_deref().unwrap_or(""));
+    let endpoint = problems
+        .endpoint(
+            body.endpoint.as_deref().unwrap_or(""),
+            &state.config.delivery,
+        )
+        .await;
+    let authorization = problems.authorization(body.authorization.as_deref().unwrap_or(""));
+    problems.into_result()?;
+    let (Some(name), Some(endpoint), Some(authorization)) = (name, endpoint, authorization) else {
+        unreachable!("every field without a problem has a value");
+    };
+    let now = clock::now();
+    let id = Uuid::new_v4();
+    let destination = Destination {
+        id,
+        org_id: caller.principal.org_id,
+        name,
+        endpoint,
+        authorization_sealed: state.secrets.seal(&authorization, &id.to_string()),
+        log_format: body.log_format.map_or(Format::Cef, Format::from),
+        skip_ssl_verification: body.skip_ssl_verification.unwrap_or(false),
+        created_at: now,
+        updated_at: now,
+    };
+    match state.store.create_destination(&destination).await {
+        Err(StoreError::Conflict(_)) => Err(name_taken(&destination.name)),
+        other => other.map_err(ApiError::from),
+    }?;
+    Ok((StatusCode::CREATED, Json((&destination).into())))
+}
+
+async fn get(
+    state: AppState,
+    caller: Caller,
+    id: String,
+) -> Result<Json<DestinationResponse>, ApiError> {
+    caller.authorize(Permission::ReadDestinations, RESOURCE, "retrieve")?;
+    let id = parse_id(&id)?;
+    let destination = state
+        .store
+        .get_destination(caller.principal.org_id, id)
+        .await?;
+    destination
+        .as_ref()
+        .map(|d| Json(d.into()))
+        .ok_or_else(ApiError::not_found)
+}
+
+async fn update(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    body: DestinationBody,
+) -> Result<Json<DestinationResponse>, ApiError> {
+    caller.authorize(Permission::WriteDestinations, RESOURCE, "edit")?;
+    let id = parse_id(&id)?;
+    let org = caller.principal.org_id;
+    let mut destination = state
+        .store
+        .get_destination(org, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let mut problems = Problems::default();
+    if let Some(name) = body.name.as_deref().map(|n| problems.name(n)) {
+        destination.name = name.unwrap_or_default();
+    }
+    if let Some(endpoint) = body.endpoint.as_deref() {
+        destination.endpoint = problems
+            .endpoint(endpoint, &state.config.delivery)
+            .await
+            .unwrap_or_default();
+    }
+    if let Some(authorization) = body
+        .authorization
+        .as_deref()
+        .map(|a| problems.authorization(a))
+    {
+        destination.authorization_sealed = state
+            .secrets
+            .seal(&authorization.unwrap_or_default(), &id.to_string());
+    }
+    problems.into_result()?;
+    if let Some(format) = body.log_format {
+        destination.log_format = format.into();
+    }
+    if let Some(skip) = body.skip_ssl_verification {
+        destination.skip_ssl_verification = skip;
+    }
+    destination.updated_at = clock::now();
+    match state.store.update_destination(&destination).await {
+        Err(StoreError::Conflict(_)) => Err(name_taken(&destination.name)),
+        Ok(false) => Err(ApiError::not_found()),
+        other => other.map(drop).map_err(ApiError::from),
+    }?;
+    Ok(Json((&destination).into()))
+}
+
+async fn delete(state: AppState, caller: Caller, id: String) -> Result<StatusCode, ApiError> {
+    caller.authorize(Permission::WriteDestinations, RESOURCE, "delete")?;
+    let id = parse_id(&id)?;
+    match state
+        .store
+        .delete_destination(caller.principal.org_id, id)
+        .await?
+    {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::not_found()),
+    }
+}
+
+fn name_taken(name: &str) -> ApiError {
+    ApiError::conflict(format!("A destination named [{name}] already exists"))
+}
+
+fn parse_id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(s)
+        .ok()
+        .filter(|_| s.len() == 36)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Could not parse destination id",
+                InvalidParameter::new(
+                    "auditLogDestinationId",
+                    Some("is_uuid"),
+                    "destination id format is invalid",
+                )
+                .with_source("path"),
+            )
+        })
+}
+
+/// `filter[name]=x`, `filter[name][eq]=x` or `filter[name][contains]=x` (exactly one).
+fn name_filter(query: Option<&str>) -> Result<NameFilter, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
+    let bad = |field: &str, rule, reason: &str| {
+        ApiError::invalid(
+            "Invalid filter",
+            InvalidParameter::new(field, Some(rule), reason).with_source("query"),
+        )
+    };
+    let mut filter = NameFilter::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "filter[name]" | "filter[name][eq]" => filter.equals = Some(value),
+            "filter[name][contains]" => filter.contains = Some(value),
+            other if other.starts_with("filter[") => {
+                return Err(bad(
+                    other,
+                    "unknown_property",
+                    "is not a filter of destinations (use filter[name])",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if filter.equals.is_some() && filter.contains.is_some() {
+        return Err(bad(
+            "filter[name]",
+            "invalid",
+            "takes exactly one operator: eq or contains",
+        ));
+    }
+    Ok(filter)
+}
+
+/// The validation problems of one request. Konnect's detail is that of the first problem.
+#[derive(Default)]
+struct Problems {
+    detail: Option<&'static str>,
+    parameters: Vec<InvalidParameter>,
+}
+
+impl Problems {
+    fn add(&mut self, detail: &'static str, parameter: InvalidParameter) {
+        self.detail.get_or_insert(detail);
+        self.parameters.push(parameter.with_source("body"));
+    }
+
+    fn blank(&mut self, field: &str) {
+        // Konnect's documented body: no rule, just the reason.
+        self.add(
+            "Required field missing",
+            InvalidParameter::new(field, None, "cannot be blank"),
+        );
+    }
+
+    fn too_long(&mut self, field: &str, max: usize) {
+        let reason = format!("must be at most {max} characters");
+        self.add(
+            "Invalid parameters",
+            InvalidParameter::new(field, Some("max_length"), reason).with_maximum(max as u64),
+        );
+    }
+
+    fn name(&mut self, name: &str) -> Option<String> {
+        let name = name.trim();
+        match name.chars().count() {
+            0 => self.blank("name"),
+            n if n > MAX_NAME => self.too_long("name", MAX_NAME),
+            _ => return Some(name.to_owned()),
+        }
+        None
+    }
+
+    fn authorization(&mut self, value: &str) -> Option<String> {
+        if value.trim().is_empty() {
+            self.blank("authorization");
+        } else if value.len() > MAX_AUTHORIZATION {
+            self.too_long("authorization", MAX_AUTHORIZATION);
+        } else if value.contains(['\r', '\n']) {
+            // A header value cannot hold a line break; it would split the request.
+            let p = InvalidParameter::new(
+                "authorization",
+                Some("invalid"),
+                "must not contain line breaks",
+            );
+            self.add("Invalid parameters", p);
+        } else {
+            return Some(value.to_owned());
+        }
+        None
+    }
+
+    async fn endpoint(&mut self, endpoint: &str, rules: &DeliveryConfig) -> Option<String> {
+        let endpoint = endpoint.trim();
+        if endpoint.is_empty() {
+            self.blank("endpoint");
+            return None;
+        }
+        if endpoint.len() > MAX_ENDPOINT {
+            self.too_long("endpoint", MAX_ENDPOINT);
+            return None;
+        }
+        let invalid = |this: &mut Self, reason: &str| {
+            this.add(
+                "Invalid endpoint",
+                InvalidParameter::new("endpoint", None, reason),
+            );
+            None
+        };
+        let Ok(url) = reqwest::Url::parse(endpoint) else {
+            return invalid(self, "must be a valid URL");
+        };
+        let Some(host) = url.host() else {
+            return invalid(self, "must be a valid URL");
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if rules.allow_http_endpoints => {}
+            "http" => return invalid(self, "must use https"),
+            _ => return invalid(self, "must be a valid URL"),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return invalid(
+                self,
+                "must not contain credentials; send them as the authorization value",
+            );
+        }
+        if !rules.allow_private_endpoints {
+            let private = match host {
+                url::Host::Ipv4(ip) => is_non_public(IpAddr::V4(ip)),
+                url::Host::Ipv6(ip) => is_non_public(IpAddr::V6(ip)),
+                url::Host::Domain(name) => {
+                    resolves_to_non_public(name, url.port_or_known_default().unwrap_or(443)).await
+                }
+            };
+            if private {
+                return invalid(
+                    self,
+                    "must not reach a private, loopback or link-local address",
+                );
+            }
+        }
+        Some(url.to_string())
+    }
+
+    fn into_result(self) -> Result<(), ApiError> {
+        match self.detail {
+            None => Ok(()),
+            Some(detail) => Err(ApiError::bad_request(detail, self.parameters)),
+        }
+    }
+}
+
+/// `localhost` names, or a name any of whose addresses is non-public. A name that does not
+/// resolve now passes: delivery checks the addresses again when it connects.
+async fn resolves_to_non_public(name: &str, port: u16) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    match tokio::time::timeout(
+        RESOLVE_TIMEOUT,
+        tokio::net::lookup_host((name.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(mut addrs)) => addrs.any(|a| is_non_public(a.ip())),
+        _ => false,
+    }
+}
+
+/// The same handlers under `/v2` and `/v3`, each documented with its own operation id.
+macro_rules! versioned_routes {
+    ($tag:literal, $collection:literal, $item:literal,
+     $list:ident, $create:ident, $get:ident, $update:ident, $delete:ident) => {
+        /// List audit-log destinations (`filter[name]`, `filter[name][eq]`, `filter[name][contains]`).
+        #[utoipa::path(get, path = $collection, tag = $tag,
+            params(
+                ("page[size]" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 10)"),
+                ("page[after]" = Option<String>, Query, description = "Cursor from `meta.next`"),
+                ("page[before]" = Option<String>, Query, description = "Cursor from `meta.previous`"),
+                ("filter[name]" = Option<String>, Query, description = "Exact name; also `filter[name][eq]` and `filter[name][contains]`"),
+            ),
+            responses(
+                (status = 200, body = ListDestinations),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $list(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery) -> Result<Json<ListDestinations>, ApiError> {
+            list(state, caller, query).await
+        }
+
+        /// Create an audit-log destination.
+        #[utoipa::path(post, path = $collection, tag = $tag, request_body = DestinationBody,
+            responses(
+                (status = 201, body = DestinationResponse),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $create(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<DestinationBody>) -> Result<(StatusCode, Json<DestinationResponse>), ApiError> {
+            create(state, caller, body).await
+        }
+
+        /// Get an audit-log destination.
+        #[utoipa::path(get, path = $item, tag = $tag,
+            params(("auditLogDestinationId" = String, Path, description = "The destination's id (UUID)")),
+            responses(
+                (status = 200, body = DestinationResponse),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 404, body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<DestinationResponse>, ApiError> {
+            get(state, caller, id).await
+        }
+
+        /// Update an audit-log destination (every field optional).
+        #[utoipa::path(patch, path = $item, tag = $tag, request_body = DestinationBody,
+            params(("auditLogDestinationId" = String, Path, description = "The destination's id (UUID)")),
+            responses(
+                (status = 200, body = DestinationResponse),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 404, body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $update(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<DestinationBody>) -> Result<Json<DestinationResponse>, ApiError> {
+            update(state, caller, id, body).await
+        }
+
+        /// Delete an audit-log destination.
+        #[utoipa::path(delete, path = $item, tag = $tag,
+            params(("auditLogDestinationId" = String, Path, description = "The destination's id (UUID)")),
+            responses(
+                (status = 204, description = "Deleted"),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 404, body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+            delete(state, caller, id).await
+        }
+    };
+}
+
+versioned_routes!(
+    "Audit Log Destinations",
+    "/v2/audit-log-destinations",
+    "/v2/audit-log-destinations/{auditLogDestinationId}",
+    list_destinations_v2,
+    create_destination_v2,
+    get_destination_v2,
+    update_destination_v2,
+    delete_destination_v2
+);
+versioned_routes!(
+    "Audit Log Destinations",
+    "/v3/audit-log-destinations",
+    "/v3/audit-log-destinations/{auditLogDestinationId}",
+    list_destinations_v3,
+    create_destination_v3,
+    get_destination_v3,
+    update_destination_v3,
+    delete_destination_v3
+);

@@ -1,0 +1,158 @@
+//! Secrets at rest: destination authorization values are stored sealed (XChaCha20-Poly1305),
+//! never in clear, so a copy of the database alone does not leak the SIEM credentials.
+//!
+//! The key is 32 random bytes in `<data_dir>/secret.key` (mode 0600), made on first use. A
+//! fresh random 24-byte nonce per seal makes accidental nonce reuse practically impossible, and
+//! the record's id is bound in as associated data, so a sealed value copied onto another row
+//! does not open.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+/// The file under the data directory that holds the key.
+pub const KEY_FILE: &str = "secret.key";
+const NONCE_LEN: usize = 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{0} does not hold a 32-byte key")]
+    BadKey(PathBuf),
+    #[error("a sealed secret does not open with this installation's key")]
+    Open,
+}
+
+/// Seals and opens secrets with the installation's key.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox(<key>)")
+    }
+}
+
+impl SecretBox {
+    /// Reads the key from the data directory, creating it on first use.
+    pub fn open_or_create(data_dir: &Path) -> Result<Self, SecretError> {
+        let path = data_dir.join(KEY_FILE);
+        let io = |action| {
+            move |source| SecretError::Io {
+                action,
+                path: data_dir.join(KEY_FILE),
+                source,
+            }
+        };
+        let key = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).expect("the operating system's random source failed");
+                // create_new: if another process made the key first, use that one.
+                match OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                {
+                    Ok(mut file) => {
+                        file.write_all(&key).map_err(io("write"))?;
+                        file.sync_all().map_err(io("sync"))?;
+                        key.to_vec()
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        fs::read(&path).map_err(io("read"))?
+                    }
+                    Err(e) => return Err(io("create")(e)),
+                }
+            }
+            Err(e) => return Err(io("read")(e)),
+        };
+        let cipher =
+            XChaCha20Poly1305::new_from_slice(&key).map_err(|_| SecretError::BadKey(path))?;
+        Ok(Self { cipher })
+    }
+
+    /// `nonce || ciphertext`, bound to `context` (the owning record's id).
+    pub fn seal(&self, plaintext: &str, context: &str) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("the operating system's random source failed");
+        let sealed = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("encryption of a bounded message cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        out
+    }
+
+    pub fn open(&self, sealed: &[u8], context: &str) -> Result<String, SecretError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(SecretError::Open);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce length");
+        let plain = self
+            .cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| SecretError::Open)?;
+        String::from_utf8(plain).map_err(|_| SecretError::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_opens_and_binds_to_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let sb = SecretBox::open_or_create(dir.path()).unwrap();
+        let sealed = sb.seal("Splunk 1234-secret", "dest-1");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"Splunk"),
+            "no plaintext in the sealed bytes"
+        );
+        assert_eq!(sb.open(&sealed, "dest-1").unwrap(), "Splunk 1234-secret");
+        assert!(sb.open(&sealed, "dest-2").is_err(), "bound to its record");
+        assert_ne!(
+            sb.seal("x", "a"),
+            sb.seal("x", "a"),
+            "fresh nonce each time"
+        );
+
+        // The same key is found again, with owner-only permissions.
+        let again = SecretBox::open_or_create(dir.path()).unwrap();
+        assert_eq!(again.open(&sealed, "dest-1").unwrap(), "Splunk 1234-secret");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

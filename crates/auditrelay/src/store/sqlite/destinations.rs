@@ -1,0 +1,139 @@
+//! Audit-log destinations in SQLite.
+
+use auditrelay_core::format::Format;
+use auditrelay_core::{OrgId, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use super::SqliteStore;
+use crate::store::{Destination, NameFilter, PageQuery, Result, Seek, StoreError};
+
+impl SqliteStore {
+    pub async fn create_destination(&self, d: &Destination) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
+                                       skip_ssl_verification, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(d.id.to_string())
+        .bind(d.org_id.to_string())
+        .bind(&d.name)
+        .bind(&d.endpoint)
+        .bind(d.authorization_sealed.as_slice())
+        .bind(d.log_format.as_str())
+        .bind(d.skip_ssl_verification)
+        .bind(d.created_at.as_millis())
+        .bind(d.updated_at.as_millis())
+        .execute(&self.pool)
+        .await;
+        name_conflict(result).map(drop)
+    }
+
+    pub async fn get_destination(&self, org: OrgId, id: Uuid) -> Result<Option<Destination>> {
+        let row = sqlx::query("SELECT * FROM destinations WHERE org_id = ? AND id = ?")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(destination_from_row).transpose()
+    }
+
+    pub async fn list_destinations(
+        &self,
+        org: OrgId,
+        page: &PageQuery,
+        filter: &NameFilter,
+    ) -> Result<Vec<Destination>> {
+        let (sql, key) = match &page.seek {
+            Seek::Forward(after) => (
+                "SELECT * FROM destinations
+                 WHERE org_id = ?1 AND (created_at, id) > (?2, ?3)
+                   AND (?5 IS NULL OR name = ?5) AND (?6 IS NULL OR instr(name, ?6) > 0)
+                 ORDER BY created_at, id LIMIT ?4",
+                after.clone().unwrap_or((i64::MIN, String::new())),
+            ),
+            Seek::Backward(before) => (
+                "SELECT * FROM destinations
+                 WHERE org_id = ?1 AND (created_at, id) < (?2, ?3)
+                   AND (?5 IS NULL OR name = ?5) AND (?6 IS NULL OR instr(name, ?6) > 0)
+                 ORDER BY created_at DESC, id DESC LIMIT ?4",
+                before.clone(),
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(org.to_string())
+            .bind(key.0)
+            .bind(key.1)
+            .bind(i64::from(page.limit))
+            .bind(filter.equals.as_deref())
+            .bind(filter.contains.as_deref())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut list = rows
+            .iter()
+            .map(destination_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if matches!(page.seek, Seek::Backward(_)) {
+            list.reverse();
+        }
+        Ok(list)
+    }
+
+    pub async fn update_destination(&self, d: &Destination) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE destinations SET name = ?, endpoint = ?, authorization_sealed = ?, log_format = ?,
+                                     skip_ssl_verification = ?, updated_at = ?
+             WHERE org_id = ? AND id = ?",
+        )
+        .bind(&d.name)
+        .bind(&d.endpoint)
+        .bind(d.authorization_sealed.as_slice())
+        .bind(d.log_format.as_str())
+        .bind(d.skip_ssl_verification)
+        .bind(d.updated_at.as_millis())
+        .bind(d.org_id.to_string())
+        .bind(d.id.to_string())
+        .execute(&self.pool)
+        .await;
+        Ok(name_conflict(result)?.rows_affected() == 1)
+    }
+
+    pub async fn delete_destination(&self, org: OrgId, id: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM destinations WHERE org_id = ? AND id = ?")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn name_conflict(
+    result: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+) -> Result<sqlx::sqlite::SqliteQueryResult> {
+    match result {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::Conflict("destination name"))
+        }
+        other => other.map_err(StoreError::from),
+    }
+}
+
+fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid destination {what}"));
+    let id: String = row.try_get("id")?;
+    let org: String = row.try_get("org_id")?;
+    let format: String = row.try_get("log_format")?;
+    Ok(Destination {
+        id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
+        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
+        name: row.try_get("name")?,
+        endpoint: row.try_get("endpoint")?,
+        authorization_sealed: row.try_get("authorization_sealed")?,
+        log_format: Format::parse(&format).ok_or_else(|| corrupt("log format"))?,
+        skip_ssl_verification: row.try_get("skip_ssl_verification")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}

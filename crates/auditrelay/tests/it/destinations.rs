@@ -1,0 +1,472 @@
+//! `/v2|v3/audit-log-destinations`: CRUD on both versions and every region prefix, Konnect's
+//! exact 400 bodies, endpoint rules, name rules, RBAC, and a secret that is never seen again.
+
+use auditrelay_core::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, expect_json, expect_problem, invalid_fields};
+
+const SECRET: &str = "Splunk 5e1f0000-dead-beef-8000-0123456789ab";
+
+/// The seeds' Sumo Logic example.
+fn sumo() -> Value {
+    json!({
+        "name": "Sumo Logic",
+        // A public address literal: validation needs no DNS, and no test traffic leaves the machine.
+        "endpoint": "https://52.1.2.3/receiver/v1/http/abc",
+        "authorization": SECRET,
+        "log_format": "cef",
+        "skip_ssl_verification": false,
+    })
+}
+
+#[tokio::test]
+async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
+    let app = TestApp::spawn().await;
+    let created = expect_json(
+        app.post("/global/v3/audit-log-destinations", &app.admin, sumo())
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["name"], "Sumo Logic");
+    assert_eq!(created["log_format"], "cef");
+    assert_eq!(created["skip_ssl_verification"], false);
+    assert!(
+        created.get("authorization").is_none(),
+        "write-only: {created}"
+    );
+
+    // Global: the same object under every version and region prefix.
+    for prefix in ["", "/us", "/eu", "/global"] {
+        for version in ["v2", "v3"] {
+            let got = expect_json(
+                app.get(
+                    &format!("{prefix}/{version}/audit-log-destinations/{id}"),
+                    &app.admin,
+                )
+                .await,
+                StatusCode::OK,
+            )
+            .await;
+            assert_eq!(got, created, "{prefix}/{version}");
+        }
+    }
+
+    // Partial update keeps the rest; the authorization can be changed but is never returned.
+    let resp = app
+        .request(
+            Method::PATCH,
+            &format!("/v2/audit-log-destinations/{id}"),
+            Some(&app.admin),
+            Some(json!({"log_format": "json", "authorization": "Bearer other"})),
+        )
+        .await;
+    let updated = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(updated["log_format"], "json");
+    assert_eq!(updated["name"], "Sumo Logic");
+    assert_eq!(updated["created_at"], created["created_at"]);
+    assert!(updated.get("authorization").is_none());
+
+    let list = expect_json(
+        app.get("/v3/audit-log-destinations", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list["meta"],
+        json!({"next": null, "previous": null, "size": 10})
+    );
+
+    // The secret appears in no response, no metric, and not in clear in the database files.
+    for path in [
+        "/v3/audit-log-destinations",
+        &format!("/v3/audit-log-destinations/{id}"),
+    ] {
+        let text = app.get(path, &app.admin).await.text().await.unwrap();
+        assert!(
+            !text.contains("Splunk") && !text.contains("Bearer other"),
+            "{text}"
+        );
+    }
+    let metrics = app
+        .request(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("Splunk"));
+    for file in ["auditrelay.db", "auditrelay.db-wal"] {
+        let bytes = std::fs::read(app.data_dir().join(file)).unwrap_or_default();
+        for secret in [SECRET, "Bearer other"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in clear in {file}"
+            );
+        }
+    }
+
+    assert_eq!(
+        app.delete(&format!("/v2/audit-log-destinations/{id}"), &app.admin)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    expect_problem(
+        app.get(&format!("/v3/audit-log-destinations/{id}"), &app.admin)
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_problem(
+        app.delete(&format!("/v3/audit-log-destinations/{id}"), &app.admin)
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Konnect's documented 400 bodies, word for word (konnect-compat §2.3).
+#[tokio::test]
+async fn documented_bad_requests() {
+    let app = TestApp::spawn().await;
+    let with = |key: &str, value: Value| {
+        let mut body = sumo();
+        body[key] = value;
+        body
+    };
+    let without = |key: &str| {
+        let mut body = sumo();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    let cases = [
+        (
+            with("authorization", json!("")),
+            "Required field missing",
+            "authorization",
+            "cannot be blank",
+        ),
+        (
+            without("authorization"),
+            "Required field missing",
+            "authorization",
+            "cannot be blank",
+        ),
+        (
+            with("endpoint", json!("")),
+            "Required field missing",
+            "endpoint",
+            "cannot be blank",
+        ),
+        (
+            with("endpoint", json!("not a url")),
+            "Invalid endpoint",
+            "endpoint",
+            "must be a valid URL",
+        ),
+        (
+            with("endpoint", json!("ftp://example.com/x")),
+            "Invalid endpoint",
+            "endpoint",
+            "must be a valid URL",
+        ),
+        (
+            with("endpoint", json!("http://example.com/x")),
+            "Invalid endpoint",
+            "endpoint",
+            "must use https",
+        ),
+        (
+            with("endpoint", json!("https://127.0.0.1/x")),
+            "Invalid endpoint",
+            "endpoint",
+            "must not reach a private, loopback or link-local address",
+        ),
+        (
+            with("endpoint", json!("https://10.1.2.3/x")),
+            "Invalid endpoint",
+            "endpoint",
+            "must not reach a private, loopback or link-local address",
+        ),
+        (
+            with("endpoint", json!("https://[::1]:8443/x")),
+            "Invalid endpoint",
+            "endpoint",
+            "must not reach a private, loopback or link-local address",
+        ),
+        (
+            with("endpoint", json!("https://localhost/x")),
+            "Invalid endpoint",
+            "endpoint",
+            "must not reach a private, loopback or link-local address",
+        ),
+    ];
+    for (body, detail, field, reason) in cases {
+        let problem = expect_problem(
+            app.post("/v3/audit-log-destinations", &app.admin, body.clone())
+                .await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(problem["detail"], detail, "{body}");
+        assert_eq!(problem["invalid_parameters"][0]["field"], field, "{body}");
+        assert_eq!(problem["invalid_parameters"][0]["reason"], reason, "{body}");
+    }
+    // Exactly Konnect's shape for a blank authorization: no rule.
+    let problem = expect_problem(
+        app.post(
+            "/v3/audit-log-destinations",
+            &app.admin,
+            with("authorization", json!("")),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        problem["invalid_parameters"],
+        json!([{"field": "authorization", "reason": "cannot be blank", "source": "body"}])
+    );
+
+    // Names: too long, duplicated.
+    let problem = expect_problem(
+        app.post(
+            "/v3/audit-log-destinations",
+            &app.admin,
+            with("name", json!("n".repeat(256))),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        invalid_fields(&problem),
+        [("name".to_owned(), "max_length".to_owned())]
+    );
+    assert_eq!(problem["invalid_parameters"][0]["maximum"], 255);
+    expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, sumo())
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let problem = expect_problem(
+        app.post("/v2/audit-log-destinations", &app.admin, sumo())
+            .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("Sumo Logic"));
+
+    // Unknown fields, a bad format, a bad id, and an unparsable body.
+    let list = expect_json(
+        app.get("/v3/audit-log-destinations", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let resp = app
+        .request(
+            Method::PATCH,
+            &format!("/v3/audit-log-destinations/{id}"),
+            Some(&app.admin),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    let problem = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        invalid_fields(&problem),
+        [("enabled".to_owned(), "unknown_property".to_owned())]
+    );
+    let resp = app
+        .request(
+            Method::PATCH,
+            &format!("/v3/audit-log-destinations/{id}"),
+            Some(&app.admin),
+            Some(json!({"log_format": "xml"})),
+        )
+        .await;
+    let problem = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        invalid_fields(&problem),
+        [("log_format".to_owned(), "enum".to_owned())]
+    );
+    let resp = app
+        .request(
+            Method::PATCH,
+            &format!("/v3/audit-log-destinations/{id}"),
+            Some(&app.admin),
+            Some(json!({"endpoint": ""})),
+        )
+        .await;
+    assert_eq!(
+        expect_problem(resp, StatusCode::BAD_REQUEST).await["detail"],
+        "Required field missing"
+    );
+    let problem = expect_problem(
+        app.get("/v3/audit-log-destinations/nope", &app.admin).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(problem["detail"], "Could not parse destination id");
+    let resp = app
+        .client
+        .post(app.url("/v3/audit-log-destinations"))
+        .bearer_auth(&app.admin)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(problem["detail"], "Could not parse request body");
+
+    // Nothing bad changed anything: still the one destination, unchanged.
+    let after = expect_json(
+        app.get("/v3/audit-log-destinations", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(after, list);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dev_mode_allows_http_and_private_endpoints() {
+    let app = TestApp::spawn_with(|c| {
+        c.delivery.allow_http_endpoints = true;
+        c.delivery.allow_private_endpoints = true;
+    })
+    .await;
+    let mut body = sumo();
+    body["endpoint"] = json!("http://127.0.0.1:9999/logs");
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["endpoint"], "http://127.0.0.1:9999/logs");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn filters_and_pages() {
+    let app = TestApp::spawn().await;
+    for name in ["alpha", "beta", "alphabet", "gamma", "delta"] {
+        let mut body = sumo();
+        body["name"] = json!(name);
+        expect_json(
+            app.post("/v3/audit-log-destinations", &app.admin, body)
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let names = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (query, expected) in [
+        ("filter[name]=alpha", vec!["alpha"]),
+        ("filter%5Bname%5D%5Beq%5D=beta", vec!["beta"]),
+        ("filter[name][contains]=alpha", vec!["alpha", "alphabet"]),
+        ("filter[name][contains]=zzz", vec![]),
+    ] {
+        let body = expect_json(
+            app.get(&format!("/v3/audit-log-destinations?{query}"), &app.admin)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(names(&body), expected, "{query}");
+    }
+    expect_problem(
+        app.get("/v3/audit-log-destinations?filter[endpoint]=x", &app.admin)
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_problem(
+        app.get(
+            "/v3/audit-log-destinations?filter[name]=a&filter[name][contains]=b",
+            &app.admin,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    let first = expect_json(
+        app.get("/v3/audit-log-destinations?page[size]=2", &app.admin)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(names(&first), ["alpha", "beta"]);
+    let next = first["meta"]["next"].as_str().unwrap();
+    let second = expect_json(app.get(next, &app.admin).await, StatusCode::OK).await;
+    assert_eq!(names(&second), ["alphabet", "gamma"]);
+    let back = expect_json(
+        app.get(second["meta"]["previous"].as_str().unwrap(), &app.admin)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(names(&back), ["alpha", "beta"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn roles() {
+    let app = TestApp::spawn().await;
+    let portal = app.create_portal("P", "us").await;
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, sumo())
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let cases = [
+        (app.token(Role::AuditLogsAdmin, None).await, true, true),
+        (app.token(Role::AuditLogsViewer, None).await, true, false),
+        (
+            app.token(Role::PortalAdmin, Some(portal)).await,
+            true,
+            false,
+        ),
+        (app.token(Role::EventProducer, None).await, false, false),
+    ];
+    for (i, (token, read, write)) in cases.iter().enumerate() {
+        let status = app
+            .get(&format!("/v3/audit-log-destinations/{id}"), token)
+            .await
+            .status();
+        assert_eq!(status.is_success(), *read, "role {i} read: {status}");
+        let mut body = sumo();
+        body["name"] = json!(format!("d{i}"));
+        let status = app
+            .post("/v3/audit-log-destinations", token, body)
+            .await
+            .status();
+        assert_eq!(
+            status == StatusCode::CREATED,
+            *write,
+            "role {i} write: {status}"
+        );
+        if !write {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+    }
+    app.stop().await;
+}
