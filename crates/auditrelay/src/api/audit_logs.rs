@@ -233,31 +233,33 @@ fn parse(query: Option<&str>) -> Result<PullQuery, ApiError> {
     let mut before = None;
     let mut seen: Vec<&str> = Vec::new();
     let mut invalid = Vec::new();
-    let mut bad = |field: &str, rule, reason: String| {
-        invalid.push(InvalidParameter::new(field, Some(rule), reason).with_source("query"));
-    };
+    let mut bad = |parameter: InvalidParameter| invalid.push(parameter.with_source("query"));
     for (key, value) in &pairs {
         let known = [GTE, LTE, TYPE, SIZE, AFTER, BEFORE]
             .into_iter()
             .find(|k| *k == key.as_str());
         let Some(name) = known else {
             if key.starts_with("filter[") {
-                bad(
+                bad(InvalidParameter::new(
                     key,
-                    "unknown_property",
+                    Some("unknown_property"),
                     format!("is not a filter (use {GTE}, {LTE} or {TYPE})"),
-                );
+                ));
             } else if key.starts_with("page[") {
-                bad(
+                bad(InvalidParameter::new(
                     key,
-                    "unknown_property",
+                    Some("unknown_property"),
                     format!("is not a pagination parameter (use {SIZE}, {AFTER} or {BEFORE})"),
-                );
+                ));
             }
             continue;
         };
         if seen.contains(&name) {
-            bad(name, "invalid", "is given more than once".into());
+            bad(InvalidParameter::new(
+                name,
+                Some("invalid"),
+                "is given more than once",
+            ));
             continue;
         }
         seen.push(name);
@@ -270,46 +272,45 @@ fn parse(query: Option<&str>) -> Result<PullQuery, ApiError> {
             GTE | LTE => match time(value) {
                 Some(t) if name == GTE => parsed.gte = Some(t),
                 Some(t) => parsed.lte = Some(t),
-                None => bad(
+                None => bad(InvalidParameter::new(
                     name,
-                    "is_date_time",
-                    "must be an RFC 3339 date-time, such as 2026-11-20T10:00:00Z".into(),
-                ),
+                    Some("is_date_time"),
+                    "must be an RFC 3339 date-time, such as 2026-11-20T10:00:00Z",
+                )),
             },
             TYPE => match EventType::parse(value) {
                 Some(kind) => parsed.event_type = Some(kind),
-                None => bad(
+                None => bad(InvalidParameter::choice(
                     name,
-                    "enum",
-                    "must be one of authentication, authorization, gateway_access".into(),
-                ),
+                    EventType::ALL.map(EventType::as_str),
+                )),
             },
             SIZE => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_SIZE).contains(&n) => parsed.size = n,
-                _ => bad(
+                _ => bad(InvalidParameter::new(
                     name,
-                    "invalid",
+                    Some("invalid"),
                     format!("must be an integer from 1 to {MAX_SIZE}"),
-                ),
+                )),
             },
             _ => match decode_cursor::<(i64, i64)>(value) {
                 Some(cursor) if name == AFTER => after = Some(cursor),
                 Some(cursor) => before = Some(cursor),
-                None => bad(
+                None => bad(InvalidParameter::new(
                     name,
-                    "invalid",
-                    "is not a cursor from a previous page".into(),
-                ),
+                    Some("invalid"),
+                    "is not a cursor from a previous page",
+                )),
             },
         }
     }
     parsed.seek = match (after, before) {
         (Some(_), Some(_)) => {
-            bad(
+            bad(InvalidParameter::new(
                 BEFORE,
-                "invalid",
+                Some("invalid"),
                 format!("cannot be combined with {AFTER}"),
-            );
+            ));
             Seek::First
         }
         (Some(after), None) => Seek::After(after),

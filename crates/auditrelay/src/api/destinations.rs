@@ -247,21 +247,13 @@ fn name_taken(name: &str) -> ApiError {
     ApiError::conflict(format!("A destination named [{name}] already exists"))
 }
 
+/// A malformed id names no destination: 404, as Konnect's documents list for these paths
+/// (they define no 400 for a path parameter).
 fn parse_id(s: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(s)
         .ok()
         .filter(|_| s.len() == 36)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Could not parse destination id",
-                InvalidParameter::new(
-                    "auditLogDestinationId",
-                    Some("is_uuid"),
-                    "destination id format is invalid",
-                )
-                .with_source("path"),
-            )
-        })
+        .ok_or_else(ApiError::not_found)
 }
 
 /// `filter[name]=x`, `filter[name][eq]=x` or `filter[name][contains]=x` (exactly one).

@@ -40,6 +40,10 @@ pub struct InvalidParameter {
     /// For `max_length` and `max_items` rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maximum: Option<u64>,
+    /// For the `enum` rule: the accepted values (Konnect's `InvalidParameterChoiceItem`
+    /// requires them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
 }
 
 impl InvalidParameter {
@@ -54,7 +58,25 @@ impl InvalidParameter {
             source: None,
             reason: reason.into(),
             maximum: None,
+            choices: None,
         }
+    }
+
+    /// A value outside a closed set: rule `enum`, the accepted `choices`, and a reason
+    /// naming them.
+    pub fn choice<I, S>(field: impl Into<String>, choices: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let choices: Vec<String> = choices.into_iter().map(Into::into).collect();
+        let mut p = Self::new(
+            field,
+            Some("enum"),
+            format!("must be one of {}", choices.join(", ")),
+        );
+        p.choices = Some(choices);
+        p
     }
 
     pub fn with_source(mut self, source: impl Into<String>) -> Self {

@@ -420,6 +420,10 @@ struct Checker {
 }
 
 impl Checker {
+    fn choice<'a>(&mut self, field: &str, choices: impl IntoIterator<Item = &'a str>) {
+        self.errors.push(InvalidParameter::choice(field, choices));
+    }
+
     fn fail(&mut self, field: &str, rule: &'static str, reason: impl Into<String>) {
         self.errors
             .push(InvalidParameter::new(field, Some(rule), reason));
@@ -480,7 +484,7 @@ fn parse_event(bytes: &[u8], window: &Window) -> Result<Draft, Vec<InvalidParame
                 "body" => parameter.field = "event".to_owned(),
                 _ => {}
             }
-            return Err(vec![parameter]);
+            return Err(vec![*parameter]);
         }
     };
     validate(wire, window)
@@ -496,11 +500,7 @@ fn validate(w: WireEvent, window: &Window) -> Result<Draft, Vec<InvalidParameter
         Some(name) => {
             let kind = EventType::parse(name);
             if kind.is_none() {
-                c.fail(
-                    "type",
-                    "enum",
-                    "must be one of authentication, authorization, gateway_access",
-                );
+                c.choice("type", EventType::ALL.map(EventType::as_str));
             }
             kind
         }
@@ -589,14 +589,9 @@ fn validate(w: WireEvent, window: &Window) -> Result<Draft, Vec<InvalidParameter
             let outcome = c.required("outcome", w.outcome).and_then(|s| {
                 let o = AuthenticationOutcome::parse(&s);
                 if o.is_none() {
-                    let names: Vec<_> = AuthenticationOutcome::ALL
-                        .iter()
-                        .map(|o| o.as_str())
-                        .collect();
-                    c.fail(
+                    c.choice(
                         "outcome",
-                        "enum",
-                        format!("must be one of {}", names.join(", ")),
+                        AuthenticationOutcome::ALL.iter().map(|o| o.as_str()),
                     );
                 }
                 o
@@ -606,12 +601,9 @@ fn validate(w: WireEvent, window: &Window) -> Result<Draft, Vec<InvalidParameter
                 .and_then(|s| {
                     let t = AuthenticationType::parse(&s);
                     if t.is_none() {
-                        let names: Vec<_> =
-                            AuthenticationType::ALL.iter().map(|t| t.as_str()).collect();
-                        c.fail(
+                        c.choice(
                             "authentication_type",
-                            "enum",
-                            format!("must be one of {}", names.join(", ")),
+                            AuthenticationType::ALL.iter().map(|t| t.as_str()),
                         );
                     }
                     t

@@ -44,7 +44,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(ParseError::Syntax(_)) => Err(ApiError::unparsable_body()),
             Err(ParseError::Field(parameter)) => Err(ApiError::invalid(
                 "Invalid request body",
-                parameter.with_source("body"),
+                (*parameter).with_source("body"),
             )),
         }
     }
@@ -56,7 +56,7 @@ pub enum ParseError {
     /// Not JSON at all, or trailing content after it; the message says where.
     Syntax(String),
     /// JSON, but a field is unknown, missing or of the wrong type.
-    Field(InvalidParameter),
+    Field(Box<InvalidParameter>),
 }
 
 /// Deserializes exactly one JSON document, naming the field at fault on failure.
@@ -80,7 +80,7 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ParseError> {
         if e.inner().is_syntax() || e.inner().is_eof() {
             syntax(e.inner())
         } else {
-            ParseError::Field(describe(&e))
+            ParseError::Field(Box::new(describe(&e)))
         }
     })?;
     de.end().map_err(|e| syntax(&e))?;
@@ -130,7 +130,14 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> InvalidParamet
     } else if message.contains("expected struct") || message.contains("expected a map") {
         "is_object"
     } else if message.starts_with("unknown variant") {
-        "enum"
+        // serde lists the variants: "unknown variant `xml`, expected one of `cef`, `json`".
+        let choices = message.split("expected ").nth(1).unwrap_or("");
+        let choices = choices
+            .trim_start_matches("one of ")
+            .split(", ")
+            .map(|c| c.trim_matches('`'));
+        let field = if path == "." { "body".to_owned() } else { path };
+        return InvalidParameter::choice(field, choices);
     } else {
         "type"
     };

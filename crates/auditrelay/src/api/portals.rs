@@ -93,14 +93,10 @@ pub async fn create_portal(
     let region = match body.region.as_deref() {
         None => caller.ctx.region()?.clone(),
         Some(name) => state.config.regions.get(name).cloned().ok_or_else(|| {
+            let configured = state.config.regions.list.iter().map(|r| r.as_str());
             ApiError::invalid(
                 "Unknown region",
-                InvalidParameter::new(
-                    "region",
-                    Some("enum"),
-                    format!("must be one of {}", state.config.regions.names()),
-                )
-                .with_source("body"),
+                InvalidParameter::choice("region", configured).with_source("body"),
             )
         })?,
     };

@@ -5,8 +5,11 @@ use auditrelay_core::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::conformance::{Doc, check};
 use crate::support::{TestApp, expect_json, expect_problem, invalid_fields};
 
+const COLLECTION: &str = "/audit-log-destinations";
+const ITEM: &str = "/audit-log-destinations/{auditLogDestinationId}";
 const SECRET: &str = "Splunk 5e1f0000-dead-beef-8000-0123456789ab";
 
 /// The seeds' Sumo Logic example.
@@ -30,6 +33,7 @@ async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
         StatusCode::CREATED,
     )
     .await;
+    check(Doc::V3, "POST", COLLECTION, 201, &created);
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["name"], "Sumo Logic");
     assert_eq!(created["log_format"], "cef");
@@ -51,6 +55,8 @@ async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
                 StatusCode::OK,
             )
             .await;
+            let doc = if version == "v2" { Doc::V2 } else { Doc::V3 };
+            check(doc, "GET", ITEM, 200, &got);
             assert_eq!(got, created, "{prefix}/{version}");
         }
     }
@@ -65,6 +71,7 @@ async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
         )
         .await;
     let updated = expect_json(resp, StatusCode::OK).await;
+    check(Doc::V2, "PATCH", ITEM, 200, &updated);
     assert_eq!(updated["log_format"], "json");
     assert_eq!(updated["name"], "Sumo Logic");
     assert_eq!(updated["created_at"], created["created_at"]);
@@ -75,6 +82,7 @@ async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
         StatusCode::OK,
     )
     .await;
+    check(Doc::V3, "GET", COLLECTION, 200, &list);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(
         list["meta"],
@@ -213,6 +221,7 @@ async fn documented_bad_requests() {
             StatusCode::BAD_REQUEST,
         )
         .await;
+        check(Doc::V3, "POST", COLLECTION, 400, &problem);
         assert_eq!(problem["detail"], detail, "{body}");
         assert_eq!(problem["invalid_parameters"][0]["field"], field, "{body}");
         assert_eq!(problem["invalid_parameters"][0]["reason"], reason, "{body}");
@@ -249,6 +258,7 @@ async fn documented_bad_requests() {
         [("name".to_owned(), "max_length".to_owned())]
     );
     assert_eq!(problem["invalid_parameters"][0]["maximum"], 255);
+    check(Doc::V3, "POST", COLLECTION, 400, &problem);
     expect_json(
         app.post("/v3/audit-log-destinations", &app.admin, sumo())
             .await,
@@ -296,6 +306,7 @@ async fn documented_bad_requests() {
         invalid_fields(&problem),
         [("log_format".to_owned(), "enum".to_owned())]
     );
+    check(Doc::V3, "PATCH", ITEM, 400, &problem);
     let resp = app
         .request(
             Method::PATCH,
@@ -308,12 +319,13 @@ async fn documented_bad_requests() {
         expect_problem(resp, StatusCode::BAD_REQUEST).await["detail"],
         "Required field missing"
     );
+    // A malformed id names no destination: 404, the only answer the documents define.
     let problem = expect_problem(
         app.get("/v3/audit-log-destinations/nope", &app.admin).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
     )
     .await;
-    assert_eq!(problem["detail"], "Could not parse destination id");
+    check(Doc::V3, "GET", ITEM, 404, &problem);
     let resp = app
         .client
         .post(app.url("/v3/audit-log-destinations"))

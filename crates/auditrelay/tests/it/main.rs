@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod conformance;
 mod destinations;
 mod durability;
 mod errors;
