@@ -138,11 +138,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi_json))
 }
 
-/// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
-}
-
 /// The complete HTTP service, and the state its handlers share.
 pub fn service(
     config: Config,

@@ -4,31 +4,16 @@
 //! schemas; and the harness itself, shown to reject what the contract forbids so that its
 //! passing means something.
 
-use auditrelay_core::{Role, Timestamp};
+use auditrelay_core::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::conformance::{self, Doc, Outcome, Violation, check_response, validate};
-use crate::support::events::{access, authorization, ndjson};
+use crate::support::events::{access, authentication, authorization, ndjson};
 use crate::support::signing::JWKS_PATH;
 use crate::support::{TestApp, now};
 
 const AUDIT_LOGS: &str = "/audit-logs";
-
-fn authentication(ts: Timestamp, trace_id: &str) -> Value {
-    json!({
-        "type": "authentication",
-        "ts": ts.to_rfc3339_millis(),
-        "successful": false,
-        "outcome": "invalid_password",
-        "authentication_type": "basic",
-        "principal_id": "b1b0b7a4-3f5a-4a8e-9f3e-1f2a3b4c5d6e",
-        "client_ip": "198.51.100.4",
-        "uri": "/api/v2/authenticate",
-        "user_agent": "curl/8.7",
-        "trace_id": trace_id,
-    })
-}
 
 /// Ingests two events of each type, an hour ago.
 async fn ingest_every_type(app: &TestApp) {

@@ -6,24 +6,9 @@ use auditrelay_core::{Role, Timestamp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::events::{access, authorization, ndjson};
+use crate::support::events::{access, authentication, authorization, ndjson};
 use crate::support::signing::{assert_pull_page_shape, jwks};
 use crate::support::{TestApp, expect_json, expect_problem, invalid_fields, now};
-
-fn authentication(ts: Timestamp, trace_id: &str) -> Value {
-    json!({
-        "type": "authentication",
-        "ts": ts.to_rfc3339_millis(),
-        "successful": false,
-        "outcome": "invalid_password",
-        "authentication_type": "basic",
-        "principal_id": "b1b0b7a4-3f5a-4a8e-9f3e-1f2a3b4c5d6e",
-        "client_ip": "198.51.100.4",
-        "uri": "/api/v2/authenticate",
-        "user_agent": "curl/8.7",
-        "trace_id": trace_id,
-    })
-}
 
 async fn ingest(app: &TestApp, path: &str, events: &[Value]) {
     let producer = app.token(Role::EventProducer, None).await;

@@ -51,6 +51,22 @@ pub fn portal_login(ts: Timestamp, portal: PortalId, trace_id: &str) -> Value {
     })
 }
 
+/// A failed org login (wrong password): an authentication event without a portal.
+pub fn authentication(ts: Timestamp, trace_id: &str) -> Value {
+    json!({
+        "type": "authentication",
+        "ts": ts.to_rfc3339_millis(),
+        "successful": false,
+        "outcome": "invalid_password",
+        "authentication_type": "basic",
+        "principal_id": "b1b0b7a4-3f5a-4a8e-9f3e-1f2a3b4c5d6e",
+        "client_ip": "198.51.100.4",
+        "uri": "/api/v2/authenticate",
+        "user_agent": "curl/8.7",
+        "trace_id": trace_id,
+    })
+}
+
 pub fn ndjson(events: &[Value]) -> String {
     events.iter().map(|e| format!("{e}\n")).collect()
 }
