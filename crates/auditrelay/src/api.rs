@@ -15,8 +15,10 @@ mod json;
 mod jwks;
 mod ops;
 mod pagination;
+mod portal_webhooks;
 mod portals;
 pub mod region;
+mod webhooks;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -77,7 +79,8 @@ Region: a `/{region}` path prefix or the first label of the Host header; unprefi
     ),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "Audit Logs", description = "Konnect's audit-log API: the signing keys and the pull API"),
+        (name = "Audit Logs", description = "Konnect's audit-log API: webhooks, destinations, the signing keys and the pull API"),
+        (name = "Portal Audit Logs", description = "Konnect's Dev Portal audit-log API: each portal's webhook"),
         (name = "Ingest", description = "Sending events (our extension)"),
         (name = "Portals", description = "The Dev Portal registry (our extension; a subset of Konnect's portal resource)"),
         (name = "Operations", description = "Health, readiness, metrics and this document"),
@@ -130,6 +133,29 @@ fn routes() -> OpenApiRouter<AppState> {
             destinations::update_destination_v3,
             destinations::delete_destination_v3
         ))
+        .routes(routes!(
+            webhooks::get_webhook_v2,
+            webhooks::update_webhook_v2
+        ))
+        .routes(routes!(webhooks::get_webhook_status_v2))
+        .routes(routes!(
+            webhooks::get_webhook_v3,
+            webhooks::update_webhook_v3,
+            webhooks::delete_webhook_v3
+        ))
+        .routes(routes!(webhooks::get_webhook_status_v3))
+        .routes(routes!(
+            portal_webhooks::get_portal_webhook_v2,
+            portal_webhooks::update_portal_webhook_v2,
+            portal_webhooks::delete_portal_webhook_v2
+        ))
+        .routes(routes!(portal_webhooks::get_portal_webhook_status_v2))
+        .routes(routes!(
+            portal_webhooks::get_portal_webhook_v3,
+            portal_webhooks::update_portal_webhook_v3,
+            portal_webhooks::delete_portal_webhook_v3
+        ))
+        .routes(routes!(portal_webhooks::get_portal_webhook_status_v3))
         .routes(routes!(portals::list_portals, portals::create_portal))
         .routes(routes!(portals::get_portal, portals::delete_portal))
         .routes(routes!(ops::healthz))

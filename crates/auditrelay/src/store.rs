@@ -28,6 +28,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken; the payload names what clashed.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A record refers to another that does not exist (any more); the payload names it.
+    #[error("missing reference: {0}")]
+    MissingReference(&'static str),
     #[error("the store is shutting down")]
     Closed,
     #[error("database error")]
@@ -129,7 +132,78 @@ pub struct Destination {
     pub authorization_sealed: Vec<u8>,
     pub log_format: Format,
     pub skip_ssl_verification: bool,
+    /// The region whose v2 inline webhook owns this destination (Decision 9); `None` for
+    /// destinations made through the destinations API.
+    pub managed_region: Option<Region>,
     pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Where events belong and webhooks deliver from: an organization in a region, or one portal
+/// (which lives in one region).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub org_id: OrgId,
+    pub region: Region,
+    pub portal_id: Option<PortalId>,
+}
+
+/// Konnect's `webhook_status` of a configured webhook (an unconfigured one has no record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookStatus {
+    /// Ready to send, or the last attempt succeeded.
+    Active,
+    /// The last batch failed after its retries; delivery keeps probing.
+    Inactive,
+}
+
+impl WebhookStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "inactive" => Some(Self::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of the last final delivery attempt, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastAttempt {
+    pub at: Timestamp,
+    /// The HTTP status; `None` when the request got no answer (connection, TLS, timeout).
+    pub code: Option<u16>,
+    /// The reason phrase or the transport error.
+    pub message: String,
+}
+
+/// A configured webhook: its binding, desired state, status and delivery cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub scope: Scope,
+    pub destination_id: Uuid,
+    pub enabled: bool,
+    pub status: WebhookStatus,
+    /// The last event `seq` delivered (or skipped because it came before the webhook was
+    /// enabled).
+    pub cursor: i64,
+    pub last_attempt: Option<LastAttempt>,
+    pub updated_at: Timestamp,
+}
+
+/// The configuration half of a webhook, as the API writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub scope: Scope,
+    pub destination_id: Uuid,
+    pub enabled: bool,
     pub updated_at: Timestamp,
 }
 
@@ -282,17 +356,72 @@ impl Store {
         }
     }
 
-    /// Saves every field but `created_at`; `false` when it no longer exists; `Conflict` on a
-    /// taken name.
+    /// Saves every field but `created_at` and re-arms the webhooks that use it (Decision 4);
+    /// `false` when it no longer exists; `Conflict` on a taken name.
     pub async fn update_destination(&self, destination: &Destination) -> Result<bool> {
         match self {
             Self::Sqlite(s) => s.update_destination(destination).await,
         }
     }
 
+    /// `false` when it does not exist; `Conflict` while a webhook refers to it.
     pub async fn delete_destination(&self, org: OrgId, id: Uuid) -> Result<bool> {
         match self {
             Self::Sqlite(s) => s.delete_destination(org, id).await,
+        }
+    }
+
+    /// The destination a region's v2 inline webhook writes to, if it has been made.
+    pub async fn get_managed_destination(
+        &self,
+        org: OrgId,
+        region: &Region,
+    ) -> Result<Option<Destination>> {
+        match self {
+            Self::Sqlite(s) => s.get_managed_destination(org, region).await,
+        }
+    }
+
+    pub async fn get_webhook(&self, scope: &Scope) -> Result<Option<Webhook>> {
+        match self {
+            Self::Sqlite(s) => s.get_webhook(scope).await,
+        }
+    }
+
+    /// In one transaction: saves the managed destinations (insert or update by id), then
+    /// creates or updates each webhook's configuration. Every saved webhook is re-armed to
+    /// `active`; one that turns on starts its cursor at the newest event (Decision 2). Delivery
+    /// fields (last attempt) are kept. `MissingReference` when a destination is gone;
+    /// `Conflict` when a managed destination's name is taken.
+    pub async fn configure_webhooks(
+        &self,
+        managed: &[Destination],
+        webhooks: &[WebhookConfig],
+    ) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.configure_webhooks(managed, webhooks).await,
+        }
+    }
+
+    /// Records the final attempt of a batch. Delivered (`delivered_through` = the batch's last
+    /// `seq`): the status turns `active` and the cursor moves there (never backwards) in the
+    /// same statement, so a crash cannot separate the two. Failed: the status turns `inactive`
+    /// and the cursor stays on the batch. `false` when the webhook no longer exists.
+    pub async fn record_attempt(
+        &self,
+        scope: &Scope,
+        attempt: &LastAttempt,
+        delivered_through: Option<i64>,
+    ) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.record_attempt(scope, attempt, delivered_through).await,
+        }
+    }
+
+    /// Deletes the webhooks of these scopes; returns how many existed.
+    pub async fn delete_webhooks(&self, scopes: &[Scope]) -> Result<u64> {
+        match self {
+            Self::Sqlite(s) => s.delete_webhooks(scopes).await,
         }
     }
 

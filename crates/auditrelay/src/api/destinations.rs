@@ -154,6 +154,7 @@ async fn create(
         authorization_sealed: state.secrets.seal(&authorization, &id.to_string()),
         log_format: body.log_format.map_or(Format::Cef, Format::from),
         skip_ssl_verification: body.skip_ssl_verification.unwrap_or(false),
+        managed_region: None,
         created_at: now,
         updated_at: now,
     };
@@ -236,10 +237,15 @@ async fn delete(state: AppState, caller: Caller, id: String) -> Result<StatusCod
     match state
         .store
         .delete_destination(caller.principal.org_id, id)
-        .await?
+        .await
     {
-        true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError::not_found()),
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found()),
+        // kongctl looks for "destination is in use" in the detail and retries.
+        Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
+            "The audit log destination is in use by a webhook: delete the webhook or bind it to another destination first",
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -249,7 +255,7 @@ fn name_taken(name: &str) -> ApiError {
 
 /// A malformed id names no destination: 404, as Konnect's documents list for these paths
 /// (they define no 400 for a path parameter).
-fn parse_id(s: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_id(s: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(s)
         .ok()
         .filter(|_| s.len() == 36)
@@ -293,23 +299,31 @@ fn name_filter(query: Option<&str>) -> Result<NameFilter, ApiError> {
 
 /// The validation problems of one request. Konnect's detail is that of the first problem.
 #[derive(Default)]
-struct Problems {
+pub(super) struct Problems {
     detail: Option<&'static str>,
     parameters: Vec<InvalidParameter>,
 }
 
 impl Problems {
-    fn add(&mut self, detail: &'static str, parameter: InvalidParameter) {
+    pub(super) fn add(&mut self, detail: &'static str, parameter: InvalidParameter) {
         self.detail.get_or_insert(detail);
         self.parameters.push(parameter.with_source("body"));
     }
 
-    fn blank(&mut self, field: &str) {
+    pub(super) fn blank(&mut self, field: &str) {
         // Konnect's documented body: no rule, just the reason.
         self.add(
             "Required field missing",
             InvalidParameter::new(field, None, "cannot be blank"),
         );
+    }
+
+    /// [`Self::blank`], unless the field is reported already (a write to every region checks
+    /// each region).
+    pub(super) fn blank_once(&mut self, field: &str) {
+        if !self.parameters.iter().any(|p| p.field == field) {
+            self.blank(field);
+        }
     }
 
     fn too_long(&mut self, field: &str, max: usize) {
@@ -330,7 +344,7 @@ impl Problems {
         None
     }
 
-    fn authorization(&mut self, value: &str) -> Option<String> {
+    pub(super) fn authorization(&mut self, value: &str) -> Option<String> {
         if value.trim().is_empty() {
             self.blank("authorization");
         } else if value.len() > MAX_AUTHORIZATION {
@@ -349,7 +363,11 @@ impl Problems {
         None
     }
 
-    async fn endpoint(&mut self, endpoint: &str, rules: &DeliveryConfig) -> Option<String> {
+    pub(super) async fn endpoint(
+        &mut self,
+        endpoint: &str,
+        rules: &DeliveryConfig,
+    ) -> Option<String> {
         let endpoint = endpoint.trim();
         if endpoint.is_empty() {
             self.blank("endpoint");
@@ -402,7 +420,7 @@ impl Problems {
         Some(url.to_string())
     }
 
-    fn into_result(self) -> Result<(), ApiError> {
+    pub(super) fn into_result(self) -> Result<(), ApiError> {
         match self.detail {
             None => Ok(()),
             Some(detail) => Err(ApiError::bad_request(detail, self.parameters)),
@@ -505,6 +523,7 @@ macro_rules! versioned_routes {
                 (status = 401, body = Problem, content_type = "application/problem+json"),
                 (status = 403, body = Problem, content_type = "application/problem+json"),
                 (status = 404, body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "A webhook uses the destination", body = Problem, content_type = "application/problem+json"),
             ),
             security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
         pub async fn $delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

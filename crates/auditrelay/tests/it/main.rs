@@ -21,3 +21,4 @@ mod regions;
 mod retention;
 mod self_audit;
 mod verify;
+mod webhooks;

@@ -1,9 +1,9 @@
 //! Audit-log destinations in SQLite.
 
 use auditrelay_core::format::Format;
-use auditrelay_core::{OrgId, Timestamp};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use auditrelay_core::{OrgId, Region, Timestamp};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Connection, Row};
 use uuid::Uuid;
 
 use super::SqliteStore;
@@ -11,23 +11,21 @@ use crate::store::{Destination, NameFilter, PageQuery, Result, Seek, StoreError}
 
 impl SqliteStore {
     pub async fn create_destination(&self, d: &Destination) -> Result<()> {
-        let result = sqlx::query(
-            "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
-                                       skip_ssl_verification, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(d.id.to_string())
-        .bind(d.org_id.to_string())
-        .bind(&d.name)
-        .bind(&d.endpoint)
-        .bind(d.authorization_sealed.as_slice())
-        .bind(d.log_format.as_str())
-        .bind(d.skip_ssl_verification)
-        .bind(d.created_at.as_millis())
-        .bind(d.updated_at.as_millis())
-        .execute(&self.pool)
-        .await;
-        name_conflict(result).map(drop)
+        let mut conn = self.pool.acquire().await?;
+        save_destination(&mut conn, d).await
+    }
+
+    pub async fn get_managed_destination(
+        &self,
+        org: OrgId,
+        region: &Region,
+    ) -> Result<Option<Destination>> {
+        let row = sqlx::query("SELECT * FROM destinations WHERE org_id = ? AND managed_region = ?")
+            .bind(org.to_string())
+            .bind(region.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(destination_from_row).transpose()
     }
 
     pub async fn get_destination(&self, org: OrgId, id: Uuid) -> Result<Option<Destination>> {
@@ -81,6 +79,8 @@ impl SqliteStore {
     }
 
     pub async fn update_destination(&self, d: &Destination) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
         let result = sqlx::query(
             "UPDATE destinations SET name = ?, endpoint = ?, authorization_sealed = ?, log_format = ?,
                                      skip_ssl_verification = ?, updated_at = ?
@@ -94,9 +94,18 @@ impl SqliteStore {
         .bind(d.updated_at.as_millis())
         .bind(d.org_id.to_string())
         .bind(d.id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
-        Ok(name_conflict(result)?.rows_affected() == 1)
+        if name_conflict(result)?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // A fixed destination is the usual cure for an inactive webhook: try it again now.
+        sqlx::query("UPDATE webhooks SET status = 'active' WHERE destination_id = ?")
+            .bind(d.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn delete_destination(&self, org: OrgId, id: Uuid) -> Result<bool> {
@@ -104,9 +113,44 @@ impl SqliteStore {
             .bind(org.to_string())
             .bind(id.to_string())
             .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+            .await;
+        match done {
+            // The webhooks' foreign key: checked by the database in the delete itself, so a
+            // webhook bound concurrently cannot be left pointing at nothing.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::Conflict("destination in use"))
+            }
+            other => Ok(other?.rows_affected() == 1),
+        }
     }
+}
+
+/// Inserts a destination, or updates every field but `created_at` of the one with its id.
+pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destination) -> Result<()> {
+    let result = sqlx::query(
+        "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
+                                   skip_ssl_verification, managed_region, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET
+             name = excluded.name, endpoint = excluded.endpoint,
+             authorization_sealed = excluded.authorization_sealed,
+             log_format = excluded.log_format,
+             skip_ssl_verification = excluded.skip_ssl_verification,
+             managed_region = excluded.managed_region, updated_at = excluded.updated_at",
+    )
+    .bind(d.id.to_string())
+    .bind(d.org_id.to_string())
+    .bind(&d.name)
+    .bind(&d.endpoint)
+    .bind(d.authorization_sealed.as_slice())
+    .bind(d.log_format.as_str())
+    .bind(d.skip_ssl_verification)
+    .bind(d.managed_region.as_ref().map(Region::as_str))
+    .bind(d.created_at.as_millis())
+    .bind(d.updated_at.as_millis())
+    .execute(&mut *conn)
+    .await;
+    name_conflict(result).map(drop)
 }
 
 fn name_conflict(
@@ -125,6 +169,7 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
     let id: String = row.try_get("id")?;
     let org: String = row.try_get("org_id")?;
     let format: String = row.try_get("log_format")?;
+    let managed: Option<String> = row.try_get("managed_region")?;
     Ok(Destination {
         id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
         org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
@@ -133,6 +178,9 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
         authorization_sealed: row.try_get("authorization_sealed")?,
         log_format: Format::parse(&format).ok_or_else(|| corrupt("log format"))?,
         skip_ssl_verification: row.try_get("skip_ssl_verification")?,
+        managed_region: managed
+            .map(|r| Region::parse(&r).ok_or_else(|| corrupt("managed region")))
+            .transpose()?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
     })

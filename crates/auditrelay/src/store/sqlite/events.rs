@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use auditrelay_core::{Event, OrgId, PortalId, Region, Timestamp};
+use auditrelay_core::{Event, Timestamp};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqliteStore;
 use crate::store::codec::{decode_body, encode_body, kind_code};
-use crate::store::{EventQuery, Result, StoreError, StoredEvent};
+use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
 
 /// One append request: its events, and where to say that they are committed.
 pub struct WriteJob {
@@ -24,8 +24,6 @@ const MAX_GROUP_EVENTS: usize = 50_000;
 /// Rows per multi-row INSERT. Each statement is prepared once and cached; the tail of a batch
 /// uses the one-row statement.
 const ROWS_PER_INSERT: usize = 128;
-
-type ScopeKey = (OrgId, Region, Option<PortalId>);
 
 impl SqliteStore {
     pub async fn append_events(&self, events: Vec<Event>) -> Result<()> {
@@ -168,7 +166,7 @@ fn decode_row(q: &EventQuery, row: &SqliteRow) -> Result<StoredEvent> {
 
 /// Commits submitted jobs in groups until every sender is gone.
 pub async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJob>) {
-    let mut scopes: HashMap<ScopeKey, i64> = HashMap::new();
+    let mut scopes: HashMap<Scope, i64> = HashMap::new();
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         let mut total = group[0].events.len();
@@ -210,7 +208,7 @@ pub async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Wri
 
 async fn commit(
     conn: &mut SqliteConnection,
-    scopes: &mut HashMap<ScopeKey, i64>,
+    scopes: &mut HashMap<Scope, i64>,
     batches: &[&[Event]],
 ) -> Result<()> {
     let mut tx = conn.begin().await?;
@@ -231,7 +229,11 @@ async fn commit(
                 id
             }
             _ => {
-                let key = (event.org_id, event.region.clone(), event.portal_id);
+                let key = Scope {
+                    org_id: event.org_id,
+                    region: event.region.clone(),
+                    portal_id: event.portal_id,
+                };
                 match scopes.get(&key) {
                     Some(id) => *id,
                     None => {
@@ -267,8 +269,10 @@ async fn commit(
     result
 }
 
-async fn scope_id(conn: &mut SqliteConnection, (org, region, portal): &ScopeKey) -> Result<i64> {
-    let portal = portal.map(|p| p.to_string()).unwrap_or_default();
+/// The id of a scope, creating the scope on first use.
+pub(super) async fn scope_id(conn: &mut SqliteConnection, scope: &Scope) -> Result<i64> {
+    let (org, region) = (scope.org_id, &scope.region);
+    let portal = scope.portal_id.map(|p| p.to_string()).unwrap_or_default();
     sqlx::query(
         "INSERT INTO scopes (org_id, region, portal_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
     )

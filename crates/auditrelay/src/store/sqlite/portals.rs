@@ -1,8 +1,8 @@
 //! Portals in SQLite.
 
 use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Connection, Row};
 
 use super::SqliteStore;
 use crate::store::{PageQuery, Portal, Result, Seek, StoreError};
@@ -67,12 +67,24 @@ impl SqliteStore {
         Ok(portals)
     }
 
+    /// Deletes the portal and its webhook (its events stay until retention removes them).
     pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query(
+            "DELETE FROM webhooks WHERE scope_id IN
+                 (SELECT id FROM scopes WHERE org_id = ? AND portal_id = ?)",
+        )
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM portals WHERE org_id = ? AND id = ?")
             .bind(org.to_string())
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -1,0 +1,1268 @@
+//! Org and portal webhooks (v2 inline, v3 binding, portal paths) and their status: the
+//! documents' own flow, kongctl's listener flow and Terraform's semantics end to end, v2 and v3
+//! agreeing, the `global` region, Konnect's 400 bodies, RBAC, and a secret never seen again.
+//! Every answer from a documented operation is validated against Konnect's OpenAPI documents.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use auditrelay::store::{LastAttempt, Scope};
+use auditrelay_core::{PortalId, Region, Role};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::durability::create_token;
+use crate::support::conformance::{Doc, check};
+use crate::support::{TestApp, eventually, expect_json, expect_problem, invalid_fields, now};
+
+/// Sends `"METHOD path"` as `token`, asserts the status (and problem+json for errors), and
+/// validates the body against the operation the path names in Konnect's documents (see
+/// [`operation`]). Returns the body (`Null` when empty).
+async fn call(
+    app: &TestApp,
+    token: &str,
+    request: &str,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let (method, path) = request.split_once(' ').expect("\"METHOD path\"");
+    let method: Method = method.parse().unwrap();
+    let resp = app.request(method.clone(), path, Some(token), body).await;
+    let actual = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = resp.text().await.unwrap();
+    assert_eq!(actual.as_u16(), status, "{request}: {text}");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    if !actual.is_success() {
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/problem+json"),
+            "{value}"
+        );
+    }
+    let (doc, template) = operation(path);
+    check(doc, method.as_str(), &template, status, &value);
+    value
+}
+
+/// The document and path template of a request path: `/eu/v2/audit-log-destinations/<id>?x`
+/// → (`V2`, `/audit-log-destinations/{auditLogDestinationId}`). Portal paths use the portal
+/// document, whose v3 operations the classic `/v2` portal paths share.
+fn operation(path: &str) -> (Doc, String) {
+    let path = path.split('?').next().unwrap();
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if !matches!(segments[0], "v2" | "v3") {
+        segments.remove(0); // the region prefix
+    }
+    let version = segments.remove(0);
+    let mut template = String::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let parameter = match i.checked_sub(1).map(|j| segments[j]) {
+            Some("portals") => "{portalId}",
+            Some("audit-log-destinations") => "{auditLogDestinationId}",
+            _ => segment,
+        };
+        template.push('/');
+        template.push_str(parameter);
+    }
+    let doc = match (version, segments[0]) {
+        (_, "portals") => Doc::PortalV3,
+        ("v2", _) => Doc::V2,
+        _ => Doc::V3,
+    };
+    (doc, template)
+}
+
+/// A destination made through the API; returns its id.
+async fn destination(app: &TestApp, name: &str, endpoint: &str) -> String {
+    let body = json!({
+        "name": name, "endpoint": endpoint, "authorization": "Bearer secret-of-destination",
+        "log_format": "json",
+    });
+    let request = "POST /global/v3/audit-log-destinations";
+    let created = call(app, &app.admin, request, Some(body), 201).await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+fn org_scope(app: &TestApp, region: &str) -> Scope {
+    Scope {
+        org_id: app.org(),
+        region: Region::parse(region).unwrap(),
+        portal_id: None,
+    }
+}
+
+/// The docs' flow: create the Sumo Logic destination, bind it for a region, see it active with
+/// no attempt yet, disable, re-enable.
+#[tokio::test]
+async fn the_documents_flow() {
+    // The seeds' endpoint is a real host name; allowing private endpoints skips the DNS check,
+    // so the test sends nothing to the network.
+    let app = TestApp::spawn_with(|c| c.delivery.allow_private_endpoints = true).await;
+    let sumo = json!({
+        "name": "SumoLogic",
+        "endpoint": "https://endpoint4.collection.sumologic.com/receiver/v1/http/1234abcd",
+        "authorization": "Bearer sumo-access-token",
+        "log_format": "cef",
+        "skip_ssl_verification": false,
+    });
+    let created = call(
+        &app,
+        &app.admin,
+        "POST /global/v2/audit-log-destinations",
+        Some(sumo),
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+
+    let bound = call(
+        &app,
+        &app.admin,
+        "PATCH /us/v3/audit-log-webhook",
+        Some(json!({"audit_log_destination_id": id, "enabled": true})),
+        200,
+    )
+    .await;
+    assert_eq!(
+        bound,
+        json!({"audit_log_destination_id": id, "enabled": true})
+    );
+
+    for version in ["v2", "v3"] {
+        let status = call(
+            &app,
+            &app.admin,
+            &format!("GET /us/{version}/audit-log-webhook/status"),
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            status,
+            json!({"webhook_enabled": true, "webhook_status": "active"}),
+            "no attempt yet"
+        );
+    }
+
+    let v2 = call(&app, &app.admin, "GET /us/v2/audit-log-webhook", None, 200).await;
+    assert_eq!(v2["endpoint"], created["endpoint"]);
+    assert_eq!(v2["log_format"], "cef");
+    assert_eq!(v2["enabled"], true);
+    assert!(v2.get("authorization").is_none());
+
+    for enabled in [false, true] {
+        let patched = call(
+            &app,
+            &app.admin,
+            "PATCH /us/v3/audit-log-webhook",
+            Some(json!({"enabled": enabled})),
+            200,
+        )
+        .await;
+        assert_eq!(patched["enabled"], enabled);
+        assert_eq!(patched["audit_log_destination_id"], id);
+        let status = call(
+            &app,
+            &app.admin,
+            "GET /us/v2/audit-log-webhook/status",
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(status["webhook_enabled"], enabled);
+        assert_eq!(status["webhook_status"], "active");
+    }
+    // The other region was never configured.
+    let eu = call(
+        &app,
+        &app.admin,
+        "GET /eu/v3/audit-log-webhook/status",
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(
+        eu,
+        json!({"webhook_enabled": false, "webhook_status": "unconfigured"})
+    );
+    app.stop().await;
+}
+
+/// kongctl's `listen` (konnect-compat §12), step by step, mixing v2 and v3 as it does.
+#[tokio::test]
+async fn kongctl_listener_flow() {
+    let app = TestApp::spawn().await;
+    // 1. The regional v2 webhook must be unconfigured.
+    let v2 = call(&app, &app.admin, "GET /eu/v2/audit-log-webhook", None, 200).await;
+    assert_eq!(v2["enabled"], false);
+    assert_eq!(v2["endpoint"], "unconfigured");
+    assert_eq!(v2["updated_at"], "0001-01-01T00:00:00Z");
+
+    // 2. Name check on global, 3. create on global (kongctl's default format is json).
+    let listed = call(
+        &app,
+        &app.admin,
+        "GET /global/v3/audit-log-destinations?filter[name][eq]=kongctl-listen",
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(listed["data"], json!([]));
+    let id = destination(&app, "kongctl-listen", "https://52.1.2.3/audit-logs").await;
+
+    // 4. Bind it for the region.
+    call(
+        &app,
+        &app.admin,
+        "PATCH /eu/v3/audit-log-webhook",
+        Some(json!({"enabled": true, "audit_log_destination_id": id})),
+        200,
+    )
+    .await;
+    let v2 = call(&app, &app.admin, "GET /eu/v2/audit-log-webhook", None, 200).await;
+    assert_eq!(v2["endpoint"], "https://52.1.2.3/audit-logs");
+    assert_eq!(v2["enabled"], true);
+    assert_eq!(v2["log_format"], "json");
+    assert_eq!(v2["audit_log_destination_id"], id.as_str());
+
+    // While bound, the destination cannot go: the 409 kongctl retries on.
+    let path = format!("/eu/v2/audit-log-destinations/{id}");
+    let conflict = call(&app, &app.admin, &format!("DELETE {path}"), None, 409).await;
+    let detail = conflict["detail"].as_str().unwrap().to_ascii_lowercase();
+    assert!(detail.contains("destination is in use"), "{conflict}");
+
+    // 5. Shutdown: v2 disable, v3 delete, then the destination.
+    let disabled = call(
+        &app,
+        &app.admin,
+        "PATCH /eu/v2/audit-log-webhook",
+        Some(json!({"enabled": false})),
+        200,
+    )
+    .await;
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["endpoint"], "https://52.1.2.3/audit-logs");
+    let v3 = call(&app, &app.admin, "GET /eu/v3/audit-log-webhook", None, 200).await;
+    assert_eq!(
+        v3,
+        json!({"audit_log_destination_id": id, "enabled": false}),
+        "v2 and v3 agree"
+    );
+    // Disabled but still bound: still in use.
+    call(&app, &app.admin, &format!("DELETE {path}"), None, 409).await;
+    call(
+        &app,
+        &app.admin,
+        "DELETE /eu/v3/audit-log-webhook",
+        None,
+        204,
+    )
+    .await;
+    let v2 = call(&app, &app.admin, "GET /eu/v2/audit-log-webhook", None, 200).await;
+    assert_eq!(v2["endpoint"], "unconfigured");
+    assert_eq!(v2["enabled"], false);
+    call(&app, &app.admin, "GET /eu/v3/audit-log-webhook", None, 404).await;
+    call(&app, &app.admin, &format!("DELETE {path}"), None, 204).await;
+    // A second shutdown finds nothing, which kongctl tolerates.
+    call(
+        &app,
+        &app.admin,
+        "DELETE /eu/v3/audit-log-webhook",
+        None,
+        404,
+    )
+    .await;
+    let v2 = call(
+        &app,
+        &app.admin,
+        "PATCH /eu/v2/audit-log-webhook",
+        Some(json!({"enabled": false})),
+        200,
+    )
+    .await;
+    assert_eq!(v2["endpoint"], "unconfigured");
+    app.stop().await;
+}
+
+/// Terraform's `konnect_audit_log` (delete = PATCH `enabled: false`), its destination resource
+/// (read after write never shows `authorization`; import by id) and its portal webhook
+/// (import by portal id).
+#[tokio::test]
+async fn terraform_semantics() {
+    let app = TestApp::spawn().await;
+    let created = call(
+        &app,
+        &app.admin,
+        "PATCH /us/v2/audit-log-webhook",
+        Some(json!({
+            "endpoint": "https://52.1.2.3/tf", "authorization": "Splunk tf-secret",
+            "enabled": true, "log_format": "json", "skip_ssl_verification": false,
+        })),
+        200,
+    )
+    .await;
+    assert_eq!(created["endpoint"], "https://52.1.2.3/tf");
+    assert_eq!(created["enabled"], true);
+    assert!(created.get("authorization").is_none());
+    let read = call(&app, &app.admin, "GET /us/v2/audit-log-webhook", None, 200).await;
+    assert_eq!(read, created);
+    let deleted = call(
+        &app,
+        &app.admin,
+        "PATCH /us/v2/audit-log-webhook",
+        Some(json!({"enabled": false})),
+        200,
+    )
+    .await;
+    assert_eq!(deleted["enabled"], false);
+    assert_eq!(deleted["endpoint"], "https://52.1.2.3/tf");
+
+    // konnect_audit_log_destination: create on v2, import (read) by id.
+    let id = destination(&app, "tf-destination", "https://52.1.2.4/x").await;
+    let imported = call(
+        &app,
+        &app.admin,
+        &format!("GET /v2/audit-log-destinations/{id}"),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(imported["name"], "tf-destination");
+    assert!(imported.get("authorization").is_none());
+
+    // konnect_portal_audit_log_webhook: import id = portal id.
+    let portal = app.create_portal("tf-portal", "us").await;
+    let path = format!("/v3/portals/{portal}/audit-log-webhook");
+    call(
+        &app,
+        &app.admin,
+        &format!("PATCH {path}"),
+        Some(json!({"audit_log_destination_id": id, "enabled": true})),
+        200,
+    )
+    .await;
+    let imported = call(&app, &app.admin, &format!("GET {path}"), None, 200).await;
+    assert_eq!(
+        imported,
+        json!({"audit_log_destination_id": id, "enabled": true})
+    );
+    app.stop().await;
+}
+
+/// A v2 inline PATCH writes the region's managed destination and binds it; fields it leaves out
+/// come from whatever the webhook uses now; a user's destination is never edited by v2.
+#[tokio::test]
+async fn v2_inline_writes_a_managed_destination_and_v3_agrees() {
+    let app = TestApp::spawn().await;
+    call(
+        &app,
+        &app.admin,
+        "PATCH /us/v2/audit-log-webhook",
+        Some(
+            json!({"endpoint": "https://52.1.2.3/a", "authorization": "Bearer a", "enabled": true}),
+        ),
+        200,
+    )
+    .await;
+    let v3 = call(&app, &app.admin, "GET /us/v3/audit-log-webhook", None, 200).await;
+    let managed = v3["audit_log_destination_id"].as_str().unwrap().to_owned();
+    let shown = call(
+        &app,
+        &app.admin,
+        &format!("GET /v3/audit-log-destinations/{managed}"),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(shown["name"], "org-webhook-us");
+    assert_eq!(shown["endpoint"], "https://52.1.2.3/a");
+    assert_eq!(shown["log_format"], "cef", "the default format");
+
+    // A partial PATCH keeps the endpoint and the stored authorization.
+    let v2 = call(
+        &app,
+        &app.admin,
+        "PATCH /us/v2/audit-log-webhook",
+        Some(json!({"log_format": "cps"})),
+        200,
+    )
+    .await;
+    assert_eq!(v2["log_format"], "cps");
+    assert_eq!(v2["endpoint"], "https://52.1.2.3/a");
+    assert_eq!(v2["audit_log_destination_id"], managed.as_str());
+    let sealed = app
+        .store()
+        .get_destination(app.org(), managed.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .authorization_sealed;
+    assert!(!sealed.is_empty());
+
+    // Rebinding through v3 shows the user's destination in v2.
+    let mine = destination(&app, "mine", "https://52.1.2.9/mine").await;
+    call(
+        &app,
+        &app.admin,
+        "PATCH /us/v3/audit-log-webhook",
+        Some(json!({"audit_log_destination_id": mine})),
+        200,
+    )
+    .await;
+    let v2 = call(&app, &app.admin, "GET /us/v2/audit-log-webhook", None, 200).await;
+    assert_eq!(v2["endpoint"], "https://52.1.2.9/mine");
+    assert_eq!(v2["log_format"], "json");
+    assert_eq!(v2["enabled"], true, "rebinding keeps enabled");
+
+    // A v2 change while bound to the user's destination goes to the managed one, starting from
+    // the user's settings (authorization included, so none is needed in the body).
+    let v2 = call(
+        &app,
+        &app.admin,
+        "PATCH /us/v2/audit-log-webhook",
+        Some(json!({"skip_ssl_verification": true})),
+        200,
+    )
+    .await;
+    assert_eq!(v2["audit_log_destination_id"], managed.as_str());
+    assert_eq!(v2["endpoint"], "https://52.1.2.9/mine");
+    assert_eq!(v2["log_format"], "json");
+    assert_eq!(v2["skip_ssl_verification"], true);
+    let untouched = call(
+        &app,
+        &app.admin,
+        &format!("GET /v3/audit-log-destinations/{mine}"),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(untouched["skip_ssl_verification"], false);
+
+    // A user destination that already holds the managed name does not block v2 in another region.
+    destination(&app, "org-webhook-eu", "https://52.1.2.5/x").await;
+    let eu = call(
+        &app,
+        &app.admin,
+        "PATCH /eu/v2/audit-log-webhook",
+        Some(json!({"endpoint": "https://52.1.2.3/eu", "authorization": "Bearer eu"})),
+        200,
+    )
+    .await;
+    assert_eq!(eu["enabled"], false, "a new webhook starts disabled");
+    let id = eu["audit_log_destination_id"].as_str().unwrap();
+    let d = expect_json(
+        app.get(&format!("/v3/audit-log-destinations/{id}"), &app.admin)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        d["name"].as_str().unwrap().starts_with("org-webhook-eu-"),
+        "{d}"
+    );
+    app.stop().await;
+}
+
+/// Every bad input: Konnect's documented 400 bodies, plus our own rules; none changes anything.
+#[tokio::test]
+async fn bad_requests_change_nothing() {
+    let app = TestApp::spawn().await;
+    let v2 = "/us/v2/audit-log-webhook";
+    let bad_v2 = |body: Value| {
+        let app = &app;
+        async move { call(app, &app.admin, &format!("PATCH {v2}"), Some(body), 400).await }
+    };
+    let blank =
+        |field: &str| json!({"field": field, "reason": "cannot be blank", "source": "body"});
+
+    let p = bad_v2(json!({"enabled": true})).await;
+    assert_eq!(p["detail"], "Required field missing");
+    assert_eq!(
+        p["invalid_parameters"],
+        json!([blank("endpoint"), blank("authorization")])
+    );
+    let p = bad_v2(json!({"endpoint": "https://52.1.2.3/x", "enabled": true})).await;
+    assert_eq!(p["invalid_parameters"], json!([blank("authorization")]));
+    let p = bad_v2(json!({"endpoint": "", "authorization": "Bearer x"})).await;
+    assert_eq!(p["invalid_parameters"], json!([blank("endpoint")]));
+    let p = bad_v2(json!({"endpoint": "https://52.1.2.3/x", "authorization": "  "})).await;
+    assert_eq!(p["invalid_parameters"], json!([blank("authorization")]));
+    let p = bad_v2(json!({"endpoint": "not a url", "authorization": "Bearer x"})).await;
+    assert_eq!(p["detail"], "Invalid endpoint");
+    assert_eq!(
+        p["invalid_parameters"],
+        json!([{"field": "endpoint", "reason": "must be a valid URL", "source": "body"}])
+    );
+    let p = bad_v2(json!({"endpoint": "http://52.1.2.3/x", "authorization": "Bearer x"})).await;
+    assert_eq!(p["invalid_parameters"][0]["reason"], "must use https");
+    let p = bad_v2(json!({"endpoint": "https://10.1.2.3/x", "authorization": "Bearer x"})).await;
+    assert_eq!(
+        p["invalid_parameters"][0]["reason"],
+        "must not reach a private, loopback or link-local address"
+    );
+    let p = bad_v2(json!({"endpoint": "https://localhost/x", "authorization": "Bearer x"})).await;
+    assert_eq!(invalid_fields(&p), [("endpoint".into(), String::new())]);
+    let p = bad_v2(json!({"enabled": false, "endpont": "https://52.1.2.3/x"})).await;
+    assert_eq!(
+        invalid_fields(&p),
+        [("endpont".into(), "unknown_property".into())]
+    );
+    let p = bad_v2(json!({"enabled": "yes"})).await;
+    assert_eq!(invalid_fields(&p)[0].0, "enabled");
+    let p = bad_v2(json!({"log_format": "xml", "endpoint": "https://52.1.2.3/x"})).await;
+    assert_eq!(invalid_fields(&p), [("log_format".into(), "enum".into())]);
+
+    let resp = app
+        .client
+        .patch(app.url(v2))
+        .bearer_auth(&app.admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let p = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    check(Doc::V2, "PATCH", "/audit-log-webhook", 400, &p);
+    assert_eq!(p["detail"], "Could not parse request body");
+    assert_eq!(
+        p["invalid_parameters"],
+        json!([{"field": "body", "reason": "request format is invalid"}])
+    );
+
+    let v3 = "/us/v3/audit-log-webhook";
+    let bad_v3 = |body: Value| {
+        let app = &app;
+        async move { call(app, &app.admin, &format!("PATCH {v3}"), Some(body), 400).await }
+    };
+    let p = bad_v3(json!({"audit_log_destination_id": "not-a-uuid", "enabled": true})).await;
+    assert_eq!(p["detail"], "Could not parse destination id");
+    assert_eq!(
+        p["invalid_parameters"],
+        json!([{"field": "audit_log_destination_id", "reason": "destination id format is invalid", "source": "body"}])
+    );
+    let p =
+        bad_v3(json!({"audit_log_destination_id": "6945c4c4-3e06-4c5c-87e0-726d0cda4e05"})).await;
+    assert_eq!(
+        invalid_fields(&p),
+        [(
+            "audit_log_destination_id".into(),
+            "missing_reference".into()
+        )]
+    );
+    let p = bad_v3(json!({"enabled": true})).await;
+    assert_eq!(
+        p["invalid_parameters"],
+        json!([blank("audit_log_destination_id")])
+    );
+    let p = bad_v3(json!({"audit_log_destination_id": null, "endpoint": "x"})).await;
+    assert_eq!(invalid_fields(&p)[0].1, "unknown_property");
+
+    // Nothing was configured by any of them.
+    let shown = call(&app, &app.admin, &format!("GET {v2}"), None, 200).await;
+    assert_eq!(shown["endpoint"], "unconfigured");
+    let list = expect_json(
+        app.get("/v3/audit-log-destinations", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        list["data"],
+        json!([]),
+        "no managed destination was left behind"
+    );
+
+    // And on a configured webhook, a bad PATCH leaves it as it was.
+    let good = call(&app, &app.admin, &format!("PATCH {v2}"), Some(json!({"endpoint": "https://52.1.2.3/ok", "authorization": "Bearer ok", "enabled": true})), 200)
+    .await;
+    bad_v2(json!({"endpoint": "ftp://52.1.2.3/x", "enabled": false})).await;
+    bad_v3(json!({"audit_log_destination_id": "6945c4c4-3e06-4c5c-87e0-726d0cda4e05", "enabled": false})).await;
+    let after = expect_json(app.get(v2, &app.admin).await, StatusCode::OK).await;
+    assert_eq!(after, good);
+    app.stop().await;
+}
+
+/// The enabled × status table of konnect-compat §3.3, and the transitions a configuration
+/// change causes: a PATCH of the webhook or of its destination re-arms an inactive webhook.
+#[tokio::test]
+async fn status_follows_konnects_table() {
+    let app = TestApp::spawn().await;
+    let status = || async {
+        call(
+            &app,
+            &app.admin,
+            "GET /us/v3/audit-log-webhook/status",
+            None,
+            200,
+        )
+        .await
+    };
+    let patch = |body: Value| async {
+        call(
+            &app,
+            &app.admin,
+            "PATCH /us/v3/audit-log-webhook",
+            Some(body),
+            200,
+        )
+        .await
+    };
+    assert_eq!(
+        status().await,
+        json!({"webhook_enabled": false, "webhook_status": "unconfigured"})
+    );
+    let id = destination(&app, "siem", "https://52.1.2.3/siem").await;
+    patch(json!({"audit_log_destination_id": id})).await;
+    assert_eq!(
+        status().await,
+        json!({"webhook_enabled": false, "webhook_status": "active"}),
+        "saved, not shipping"
+    );
+    patch(json!({"enabled": true})).await;
+    assert_eq!(
+        status().await,
+        json!({"webhook_enabled": true, "webhook_status": "active"})
+    );
+
+    // Delivery records a failed batch (the delivery engine's call).
+    let scope = org_scope(&app, "us");
+    let failed = LastAttempt {
+        at: now(),
+        code: Some(401),
+        message: "Unauthorized".into(),
+    };
+    assert!(
+        app.store()
+            .record_attempt(&scope, &failed, None)
+            .await
+            .unwrap()
+    );
+    let s = status().await;
+    assert_eq!(s["webhook_enabled"], true);
+    assert_eq!(s["webhook_status"], "inactive");
+    assert_eq!(s["last_response_code"], 401);
+    assert_eq!(s["last_response_message"], "Unauthorized");
+    assert_eq!(
+        s["last_attempt_at"].as_str().unwrap(),
+        failed.at.to_rfc3339_millis()
+    );
+
+    // Turned off after the failure: false × inactive.
+    app.store()
+        .record_attempt(&scope, &failed, None)
+        .await
+        .unwrap();
+    let off = app
+        .request(
+            Method::PATCH,
+            "/us/v2/audit-log-webhook",
+            Some(&app.admin),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    expect_json(off, StatusCode::OK).await;
+    // A PATCH re-arms: disabling is a configuration change too, so the status is active again,
+    // and the last attempt stays visible for debugging.
+    let s = status().await;
+    assert_eq!(s["webhook_enabled"], false);
+    assert_eq!(s["webhook_status"], "active");
+    assert_eq!(s["last_response_code"], 401);
+    // A failure recorded while disabled (a probe in flight) shows as false × inactive.
+    app.store()
+        .record_attempt(&scope, &failed, None)
+        .await
+        .unwrap();
+    assert_eq!(status().await["webhook_status"], "inactive");
+
+    // Fixing the destination re-arms every webhook that uses it.
+    patch(json!({"enabled": true})).await;
+    app.store()
+        .record_attempt(&scope, &failed, None)
+        .await
+        .unwrap();
+    assert_eq!(status().await["webhook_status"], "inactive");
+    let resp = app
+        .request(
+            Method::PATCH,
+            &format!("/v3/audit-log-destinations/{id}"),
+            Some(&app.admin),
+            Some(json!({"authorization": "Bearer the-right-one"})),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    assert_eq!(status().await["webhook_status"], "active");
+
+    // A transport failure has no response code.
+    let refused = LastAttempt {
+        at: now(),
+        code: None,
+        message: "connection refused".into(),
+    };
+    app.store()
+        .record_attempt(&scope, &refused, None)
+        .await
+        .unwrap();
+    let s = status().await;
+    assert!(s.get("last_response_code").is_none(), "{s}");
+    assert_eq!(s["last_response_message"], "connection refused");
+    // Success: active again, the cursor moved.
+    let ok = LastAttempt {
+        at: now(),
+        code: Some(202),
+        message: "Accepted".into(),
+    };
+    app.store()
+        .record_attempt(&scope, &ok, Some(1))
+        .await
+        .unwrap();
+    let s = status().await;
+    assert_eq!(s["webhook_status"], "active");
+    assert_eq!(s["last_response_code"], 202);
+
+    // Deleting the webhook forgets it all.
+    let resp = app.delete("/us/v3/audit-log-webhook", &app.admin).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        status().await,
+        json!({"webhook_enabled": false, "webhook_status": "unconfigured"})
+    );
+    app.stop().await;
+}
+
+/// Enabling starts the cursor at the newest event (Decision 2); rebinding or re-arming an
+/// enabled webhook keeps it; re-enabling starts from that moment again.
+#[tokio::test]
+async fn enabling_starts_delivery_at_that_moment() {
+    let app = TestApp::spawn().await;
+    let scope = org_scope(&app, "us");
+    let cursor = || async {
+        app.store()
+            .get_webhook(&scope)
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor
+    };
+    // Requests write self-audit events, so the newest seq grows with every call.
+    let newest = || async {
+        let events = app.stored("us", None, None).await;
+        events.iter().map(|e| e.seq).max().unwrap_or(0)
+    };
+    let id = destination(&app, "siem", "https://52.1.2.3/siem").await;
+    let bind = |body: Value| async {
+        let resp = app
+            .request(
+                Method::PATCH,
+                "/us/v3/audit-log-webhook",
+                Some(&app.admin),
+                Some(body),
+            )
+            .await;
+        expect_json(resp, StatusCode::OK).await
+    };
+    bind(json!({"audit_log_destination_id": id, "enabled": true})).await;
+    let first = cursor().await;
+    assert!(first > 0, "self-audit events exist before the webhook");
+    assert!(first <= newest().await);
+
+    bind(json!({"enabled": true})).await;
+    assert_eq!(
+        cursor().await,
+        first,
+        "re-arming an enabled webhook keeps its place"
+    );
+    let other = destination(&app, "other", "https://52.1.2.4/x").await;
+    bind(json!({"audit_log_destination_id": other})).await;
+    assert_eq!(cursor().await, first, "rebinding keeps its place");
+
+    bind(json!({"enabled": false})).await;
+    let before = newest().await;
+    bind(json!({"enabled": true})).await;
+    let restarted = cursor().await;
+    assert!(
+        restarted >= before && restarted > first,
+        "{restarted} vs {before}"
+    );
+    app.stop().await;
+}
+
+/// `global`: writes fan out to every configured region in one transaction; reads of a regional
+/// resource are a 400 naming the fix.
+#[tokio::test]
+async fn global_writes_every_region_and_refuses_regional_reads() {
+    let app = TestApp::spawn().await;
+    let id = destination(&app, "everywhere", "https://52.1.2.3/all").await;
+    let bound = call(
+        &app,
+        &app.admin,
+        "PATCH /global/v3/audit-log-webhook",
+        Some(json!({"audit_log_destination_id": id, "enabled": true})),
+        200,
+    )
+    .await;
+    assert_eq!(bound["enabled"], true);
+    let regions = ["us", "eu"];
+    for region in regions {
+        let got = expect_json(
+            app.get(&format!("/{region}/v3/audit-log-webhook"), &app.admin)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(got, bound, "{region}");
+    }
+
+    for path in [
+        "/global/v2/audit-log-webhook",
+        "/global/v3/audit-log-webhook",
+        "/global/v2/audit-log-webhook/status",
+        "/global/v3/audit-log-webhook/status",
+    ] {
+        let p = expect_problem(app.get(path, &app.admin).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            p["detail"], "This resource is regional: pick a region",
+            "{path}"
+        );
+    }
+
+    // v2 disable on global (Terraform's delete against the global host).
+    let v2 = call(
+        &app,
+        &app.admin,
+        "PATCH /global/v2/audit-log-webhook",
+        Some(json!({"enabled": false})),
+        200,
+    )
+    .await;
+    assert_eq!(v2["enabled"], false);
+    for region in regions {
+        let got = expect_json(
+            app.get(&format!("/{region}/v3/audit-log-webhook"), &app.admin)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(got["enabled"], false, "{region}");
+    }
+
+    // All or nothing: enabling on global when one region cannot be enabled changes no region.
+    let resp = app.delete("/eu/v3/audit-log-webhook", &app.admin).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let p = call(
+        &app,
+        &app.admin,
+        "PATCH /global/v3/audit-log-webhook",
+        Some(json!({"enabled": true})),
+        400,
+    )
+    .await;
+    assert_eq!(invalid_fields(&p)[0].0, "audit_log_destination_id");
+    let us = expect_json(
+        app.get("/us/v3/audit-log-webhook", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(us["enabled"], false, "us was not enabled alone");
+
+    // Inline on global: each region gets its own managed destination.
+    call(
+        &app,
+        &app.admin,
+        "PATCH /global/v2/audit-log-webhook",
+        Some(
+            json!({"endpoint": "https://52.1.2.3/g", "authorization": "Bearer g", "enabled": true}),
+        ),
+        200,
+    )
+    .await;
+    let mut managed = Vec::new();
+    for region in regions {
+        let got = expect_json(
+            app.get(&format!("/{region}/v2/audit-log-webhook"), &app.admin)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(got["endpoint"], "https://52.1.2.3/g", "{region}");
+        assert_eq!(got["enabled"], true, "{region}");
+        managed.push(got["audit_log_destination_id"].clone());
+    }
+    assert_ne!(managed[0], managed[1]);
+
+    call(
+        &app,
+        &app.admin,
+        "DELETE /global/v3/audit-log-webhook",
+        None,
+        204,
+    )
+    .await;
+    for region in regions {
+        let got = expect_json(
+            app.get(&format!("/{region}/v2/audit-log-webhook"), &app.admin)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(got["endpoint"], "unconfigured", "{region}");
+    }
+    call(
+        &app,
+        &app.admin,
+        "DELETE /global/v3/audit-log-webhook",
+        None,
+        404,
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Portal webhooks on `/v2` and `/v3`: always bound, 404 for unknown or malformed portals,
+/// status, delete, and the destination they hold.
+#[tokio::test]
+async fn portal_webhooks() {
+    let app = TestApp::spawn().await;
+    let portal = app.create_portal("Developers", "eu").await;
+    let id = destination(&app, "portal-siem", "https://52.1.2.3/p").await;
+    for version in ["v2", "v3"] {
+        let hook = format!("/{version}/portals/{portal}/audit-log-webhook");
+        let status = format!("{hook}/status");
+        let get = |path: String, code: u16| {
+            let app = &app;
+            async move { call(app, &app.admin, &format!("GET {path}"), None, code).await }
+        };
+        get(hook.clone(), 404).await;
+        assert_eq!(
+            get(status.clone(), 200).await,
+            json!({"webhook_enabled": false, "webhook_status": "unconfigured"})
+        );
+        let p = call(
+            &app,
+            &app.admin,
+            &format!("PATCH {hook}"),
+            Some(json!({"enabled": true})),
+            400,
+        )
+        .await;
+        assert_eq!(invalid_fields(&p)[0].0, "audit_log_destination_id");
+        let bound = call(
+            &app,
+            &app.admin,
+            &format!("PATCH {hook}"),
+            Some(json!({"audit_log_destination_id": id, "enabled": true})),
+            200,
+        )
+        .await;
+        assert_eq!(
+            bound,
+            json!({"audit_log_destination_id": id, "enabled": true})
+        );
+        // Any region prefix reaches the portal's webhook.
+        let via_us = expect_json(
+            app.get(&format!("/us{hook}"), &app.admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(via_us, bound);
+        assert_eq!(
+            get(status.clone(), 200).await,
+            json!({"webhook_enabled": true, "webhook_status": "active"})
+        );
+        // The portal's scope is its own: the org webhook of its region is untouched.
+        let org = expect_json(
+            app.get("/eu/v2/audit-log-webhook", &app.admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(org["endpoint"], "unconfigured");
+
+        let resp = app
+            .delete(&format!("/v3/audit-log-destinations/{id}"), &app.admin)
+            .await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::CONFLICT,
+            "a portal webhook holds it"
+        );
+        call(&app, &app.admin, &format!("DELETE {hook}"), None, 204).await;
+        get(hook.clone(), 404).await;
+        call(&app, &app.admin, &format!("DELETE {hook}"), None, 404).await;
+    }
+
+    let unknown = PortalId::new_v4();
+    for portal in [unknown.to_string(), "not-a-uuid".to_owned()] {
+        let hook = format!("/v3/portals/{portal}/audit-log-webhook");
+        let bind = json!({"audit_log_destination_id": id});
+        for (request, body) in [
+            (format!("GET {hook}"), None),
+            (format!("PATCH {hook}"), Some(bind)),
+            (format!("DELETE {hook}"), None),
+            (format!("GET {hook}/status"), None),
+        ] {
+            call(&app, &app.admin, &request, body, 404).await;
+        }
+    }
+
+    // Deleting the portal removes its webhook, which frees the destination.
+    let hook = format!("/v3/portals/{portal}/audit-log-webhook");
+    let resp = app
+        .request(
+            Method::PATCH,
+            &hook,
+            Some(&app.admin),
+            Some(json!({"audit_log_destination_id": id})),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let resp = app
+        .delete(&format!("/v3/portals/{portal}"), &app.admin)
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = app
+        .delete(&format!("/v3/audit-log-destinations/{id}"), &app.admin)
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    app.stop().await;
+}
+
+/// Who may do what: admins write, viewers read, a portal admin manages only its portal's
+/// webhook, producers nothing. Every change is self-audited.
+#[tokio::test]
+async fn roles() {
+    let app = TestApp::spawn().await;
+    let portal_a = app.create_portal("A", "us").await;
+    let portal_b = app.create_portal("B", "us").await;
+    let id = destination(&app, "siem", "https://52.1.2.3/siem").await;
+    let audit_admin = app.token(Role::AuditLogsAdmin, None).await;
+    let viewer = app.token(Role::AuditLogsViewer, None).await;
+    let portal_admin = app.token(Role::PortalAdmin, Some(portal_a)).await;
+    let producer = app.token(Role::EventProducer, None).await;
+    let bind = json!({"audit_log_destination_id": id, "enabled": true});
+
+    let org = "/us/v3/audit-log-webhook";
+    call(
+        &app,
+        &audit_admin,
+        &format!("PATCH {org}"),
+        Some(bind.clone()),
+        200,
+    )
+    .await;
+    for token in [&app.admin, &audit_admin, &viewer] {
+        call(&app, token, &format!("GET {org}"), None, 200).await;
+        call(
+            &app,
+            token,
+            "GET /us/v2/audit-log-webhook/status",
+            None,
+            200,
+        )
+        .await;
+    }
+    for token in [&viewer, &portal_admin, &producer] {
+        call(
+            &app,
+            token,
+            &format!("PATCH {org}"),
+            Some(bind.clone()),
+            403,
+        )
+        .await;
+        call(
+            &app,
+            token,
+            "PATCH /us/v2/audit-log-webhook",
+            Some(json!({"enabled": false})),
+            403,
+        )
+        .await;
+        call(&app, token, &format!("DELETE {org}"), None, 403).await;
+    }
+    for token in [&portal_admin, &producer] {
+        call(&app, token, &format!("GET {org}"), None, 403).await;
+    }
+
+    let hook_a = format!("/v3/portals/{portal_a}/audit-log-webhook");
+    let hook_b = format!("/v3/portals/{portal_b}/audit-log-webhook");
+    call(
+        &app,
+        &portal_admin,
+        &format!("PATCH {hook_a}"),
+        Some(bind.clone()),
+        200,
+    )
+    .await;
+    call(
+        &app,
+        &portal_admin,
+        &format!("GET {hook_a}/status"),
+        None,
+        200,
+    )
+    .await;
+    call(
+        &app,
+        &portal_admin,
+        &format!("PATCH {hook_b}"),
+        Some(bind.clone()),
+        403,
+    )
+    .await;
+    call(&app, &portal_admin, &format!("GET {hook_b}"), None, 403).await;
+    call(&app, &viewer, &format!("GET {hook_a}"), None, 200).await;
+    call(&app, &viewer, &format!("DELETE {hook_a}"), None, 403).await;
+    call(&app, &producer, &format!("GET {hook_a}"), None, 403).await;
+    call(&app, &portal_admin, &format!("DELETE {hook_a}"), None, 204).await;
+
+    // The changes are in the self-audit log: an authorization and an access event each.
+    let events = app.stored("us", None, None).await;
+    let writes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.event.detail {
+            auditrelay_core::EventDetail::Access {
+                method,
+                status_code,
+                ..
+            } if method != "GET"
+                && e.event
+                    .uri
+                    .as_deref()
+                    .is_some_and(|u| u.contains("audit-log-webhook")) =>
+            {
+                Some((method.clone(), *status_code, e.event.uri.clone().unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        writes.contains(&("PATCH".into(), 200, org.into())),
+        "{writes:?}"
+    );
+    assert!(
+        writes.contains(&("PATCH".into(), 403, org.into())),
+        "{writes:?}"
+    );
+    assert!(
+        writes.contains(&("DELETE".into(), 204, hook_a.clone())),
+        "{writes:?}"
+    );
+    app.stop().await;
+}
+
+/// The authorization value of a webhook is never in a response, a log line, a metric or the
+/// database file: the real binary at debug level, its stderr captured.
+#[tokio::test]
+async fn the_authorization_value_never_leaks() {
+    const SECRET: &str = "Splunk 0c0ffee0-aaaa-4bbb-8ccc-000000000001";
+    const BAD: &str = "Splunk 0c0ffee0-aaaa-4bbb-8ccc-000000000002";
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let token = create_token(&data, "org-admin");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditrelay"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("AUDITRELAY_LOG__LEVEL", "debug")
+        .env("AUDITRELAY_LOG__FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || {
+        let req = client.get(format!("{base}/readyz")).send();
+        async move { req.await.ok().filter(|r| r.status().is_success()).map(drop) }
+    })
+    .await;
+
+    let mut seen = String::new();
+    let mut send = async |method: Method, path: &str, body: Option<Value>| {
+        let mut req = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        seen.push_str(&format!("{:?}", resp.headers()));
+        seen.push_str(&resp.text().await.unwrap());
+        status
+    };
+    let inline =
+        json!({"endpoint": "https://52.1.2.3/x", "authorization": SECRET, "enabled": true});
+    assert_eq!(
+        send(Method::PATCH, "/us/v2/audit-log-webhook", Some(inline)).await,
+        StatusCode::OK
+    );
+    // A rejected request carrying another secret must not echo or log it either.
+    let bad = json!({"endpoint": "ftp://nowhere", "authorization": BAD});
+    assert_eq!(
+        send(Method::PATCH, "/us/v2/audit-log-webhook", Some(bad)).await,
+        StatusCode::BAD_REQUEST
+    );
+    let bad =
+        json!({"name": "x", "endpoint": "https://52.1.2.3/x", "authorization": BAD, "extra": 1});
+    assert_eq!(
+        send(Method::POST, "/v3/audit-log-destinations", Some(bad)).await,
+        StatusCode::BAD_REQUEST
+    );
+    for path in [
+        "/us/v2/audit-log-webhook",
+        "/us/v3/audit-log-webhook",
+        "/us/v2/audit-log-webhook/status",
+        "/v2/audit-log-destinations",
+        "/v3/audit-logs?page[size]=1000",
+        "/metrics",
+    ] {
+        assert_eq!(
+            send(Method::GET, path, None).await,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // Stop gracefully so every log line is written.
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("audit-log-webhook"),
+        "the requests were logged: {logs}"
+    );
+    for secret in [SECRET, BAD, "0c0ffee0-aaaa"] {
+        assert!(!seen.contains(secret), "{secret} in a response");
+        assert!(!logs.contains(secret), "{secret} in a log line");
+        for file in ["auditrelay.db", "auditrelay.db-wal"] {
+            let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in clear in {file}"
+            );
+        }
+    }
+}
