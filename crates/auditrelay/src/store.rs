@@ -5,6 +5,7 @@
 //! types here are the store's vocabulary; SQL row structs stay private to each backend.
 
 mod codec;
+mod commits;
 mod sqlite;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use auditrelay_core::format::Format;
 use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestamp};
 use uuid::Uuid;
 
+pub use commits::Commits;
 pub use sqlite::SqliteStore;
 
 use crate::config::Config;
@@ -194,6 +196,8 @@ pub struct Webhook {
     /// The last event `seq` delivered (or skipped because it came before the webhook was
     /// enabled).
     pub cursor: i64,
+    /// The last `seq` of the batch being sent (see [`Store::mark_in_flight`]).
+    pub in_flight_through: Option<i64>,
     pub last_attempt: Option<LastAttempt>,
     pub updated_at: Timestamp,
 }
@@ -247,6 +251,16 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+impl EventQuery {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            org_id: self.org_id,
+            region: self.region.clone(),
+            portal_id: self.portal_id,
+        }
+    }
+}
+
 /// An event as read back, with its place in the ingest order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -273,6 +287,13 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Self::Sqlite(s) => s.close().await,
+        }
+    }
+
+    /// What was committed last, and when: delivery waits on it and measures latency from it.
+    pub fn commits(&self) -> &Commits {
+        match self {
+            Self::Sqlite(s) => &s.commits,
         }
     }
 
@@ -400,6 +421,47 @@ impl Store {
     ) -> Result<()> {
         match self {
             Self::Sqlite(s) => s.configure_webhooks(managed, webhooks).await,
+        }
+    }
+
+    /// Every configured webhook, of every organization.
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
+        match self {
+            Self::Sqlite(s) => s.list_webhooks().await,
+        }
+    }
+
+    /// Notes, before a batch is sent, the last `seq` it holds: after a crash the same range is
+    /// sent again, with the same Idempotency-Key. `false` when the webhook no longer exists.
+    pub async fn mark_in_flight(&self, scope: &Scope, through: i64) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.mark_in_flight(scope, through).await,
+        }
+    }
+
+    /// A scope's events after `after` (and up to `through`), in ingest order.
+    pub async fn events_to_deliver(
+        &self,
+        scope: &Scope,
+        after: i64,
+        through: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        match self {
+            Self::Sqlite(s) => s.events_to_deliver(scope, after, through, limit).await,
+        }
+    }
+
+    /// How many of a scope's events come after `after` (counting at most `cap`), and the
+    /// oldest event time among those counted.
+    pub async fn undelivered(
+        &self,
+        scope: &Scope,
+        after: i64,
+        cap: u32,
+    ) -> Result<(u64, Option<Timestamp>)> {
+        match self {
+            Self::Sqlite(s) => s.undelivered(scope, after, cap).await,
         }
     }
 

@@ -14,7 +14,7 @@ mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
@@ -25,9 +25,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Result;
+use super::commits::Commits;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// What the writer committed last, and when.
+    pub commits: Arc<Commits>,
     /// `None` once closed; each append clones it so the writer drains in-flight work first.
     writer: Mutex<Option<mpsc::Sender<events::WriteJob>>>,
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
@@ -62,11 +65,16 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         restrict_permissions(path);
 
+        let newest: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let commits = Arc::new(Commits::new(newest));
         let conn = options.connect().await?;
         let (tx, rx) = mpsc::channel(1024);
-        let task = tokio::spawn(events::run_writer(conn, rx));
+        let task = tokio::spawn(events::run_writer(conn, rx, commits.clone()));
         Ok(Self {
             pool,
+            commits,
             writer: Mutex::new(Some(tx)),
             writer_task: tokio::sync::Mutex::new(Some(task)),
         })

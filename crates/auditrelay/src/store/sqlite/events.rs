@@ -1,7 +1,7 @@
 //! Events in SQLite: the group-commit writer, range reads and retention deletes.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use auditrelay_core::{Event, Timestamp};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::SqliteStore;
 use crate::store::codec::{decode_body, encode_body, kind_code};
+use crate::store::commits::Commits;
 use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
 
 /// One append request: its events, and where to say that they are committed.
@@ -41,7 +42,7 @@ impl SqliteStore {
     }
 
     pub async fn list_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
-        let Some(scope) = self.scope_of(q).await? else {
+        let Some(scope_id) = self.scope_of(q).await? else {
             return Ok(Vec::new());
         };
         let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, i64::MIN));
@@ -52,7 +53,7 @@ impl SqliteStore {
                AND (ts > ?6 OR seq > ?7)
              ORDER BY ts, seq LIMIT ?5",
         )
-        .bind(scope)
+        .bind(scope_id)
         .bind(q.ts_from.as_millis())
         .bind(q.ts_to.as_millis())
         .bind(q.event_type.map(kind_code))
@@ -61,7 +62,8 @@ impl SqliteStore {
         .bind(after_seq)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| decode_row(q, row)).collect()
+        let scope = q.scope();
+        rows.iter().map(|row| decode_row(&scope, row)).collect()
     }
 
     /// The last `q.limit` events before `(ts ms, seq)`, returned oldest first.
@@ -70,7 +72,7 @@ impl SqliteStore {
         q: &EventQuery,
         (before_ts, before_seq): (i64, i64),
     ) -> Result<Vec<StoredEvent>> {
-        let Some(scope) = self.scope_of(q).await? else {
+        let Some(scope_id) = self.scope_of(q).await? else {
             return Ok(Vec::new());
         };
         let rows = sqlx::query(
@@ -80,7 +82,7 @@ impl SqliteStore {
                AND (ts < ?6 OR seq < ?7)
              ORDER BY ts DESC, seq DESC LIMIT ?5",
         )
-        .bind(scope)
+        .bind(scope_id)
         .bind(q.ts_from.as_millis())
         .bind(q.ts_to.as_millis())
         .bind(q.event_type.map(kind_code))
@@ -89,9 +91,10 @@ impl SqliteStore {
         .bind(before_seq)
         .fetch_all(&self.pool)
         .await?;
+        let scope = q.scope();
         let mut events = rows
             .iter()
-            .map(|row| decode_row(q, row))
+            .map(|row| decode_row(&scope, row))
             .collect::<Result<Vec<_>>>()?;
         events.reverse();
         Ok(events)
@@ -113,6 +116,55 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
+    }
+
+    pub async fn events_to_deliver(
+        &self,
+        scope: &Scope,
+        after: i64,
+        through: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, body FROM events
+             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
+               AND seq > ?4 AND seq <= ?5
+             ORDER BY seq LIMIT ?6",
+        )
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(after)
+        .bind(through.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| decode_row(scope, row)).collect()
+    }
+
+    pub async fn undelivered(
+        &self,
+        scope: &Scope,
+        after: i64,
+        cap: u32,
+    ) -> Result<(u64, Option<Timestamp>)> {
+        let row = sqlx::query(
+            "SELECT count(*) AS n, min(ts) AS oldest FROM
+               (SELECT ts FROM events
+                WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
+                  AND seq > ?4
+                ORDER BY seq LIMIT ?5)",
+        )
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(after)
+        .bind(i64::from(cap))
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok((n as u64, oldest.map(Timestamp::from_millis)))
     }
 
     pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
@@ -140,7 +192,7 @@ impl SqliteStore {
     }
 }
 
-fn decode_row(q: &EventQuery, row: &SqliteRow) -> Result<StoredEvent> {
+fn decode_row(scope: &Scope, row: &SqliteRow) -> Result<StoredEvent> {
     let seq: i64 = row.try_get("seq")?;
     let ts: i64 = row.try_get("ts")?;
     let kind: i64 = row.try_get("kind")?;
@@ -149,9 +201,9 @@ fn decode_row(q: &EventQuery, row: &SqliteRow) -> Result<StoredEvent> {
         decode_body(kind, body).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
     let event = Event {
         ts: Timestamp::from_millis(ts),
-        org_id: q.org_id,
-        region: q.region.clone(),
-        portal_id: q.portal_id,
+        org_id: scope.org_id,
+        region: scope.region.clone(),
+        portal_id: scope.portal_id,
         principal_id: b.principal_id,
         principal_name: b.principal_name,
         actor_id: b.actor_id,
@@ -165,7 +217,11 @@ fn decode_row(q: &EventQuery, row: &SqliteRow) -> Result<StoredEvent> {
 }
 
 /// Commits submitted jobs in groups until every sender is gone.
-pub async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJob>) {
+pub async fn run_writer(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    commits: Arc<Commits>,
+) {
     let mut scopes: HashMap<Scope, i64> = HashMap::new();
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -182,9 +238,10 @@ pub async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Wri
         let started = std::time::Instant::now();
         let batches: Vec<&[Event]> = group.iter().map(|j| j.events.as_slice()).collect();
         match commit(&mut conn, &mut scopes, &batches).await {
-            Ok(()) => {
+            Ok(last) => {
                 metrics::histogram!("auditrelay_store_commit_seconds").record(started.elapsed());
                 metrics::histogram!("auditrelay_store_commit_events").record(total as f64);
+                commits.record(last);
                 for job in group {
                     let _ = job.done.send(Ok(()));
                 }
@@ -193,7 +250,10 @@ pub async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Wri
             Err(_) if group.len() > 1 => {
                 for job in group {
                     let result = commit(&mut conn, &mut scopes, &[&job.events]).await;
-                    let _ = job.done.send(result);
+                    if let Ok(last) = result {
+                        commits.record(last);
+                    }
+                    let _ = job.done.send(result.map(drop));
                 }
             }
             Err(e) => {
@@ -206,11 +266,12 @@ pub async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Wri
     }
 }
 
+/// Commits the batches in one transaction; returns the `seq` of the last event.
 async fn commit(
     conn: &mut SqliteConnection,
     scopes: &mut HashMap<Scope, i64>,
     batches: &[&[Event]],
-) -> Result<()> {
+) -> Result<i64> {
     let mut tx = conn.begin().await?;
     let mut new_scopes = Vec::new();
     let count = batches.iter().map(|b| b.len()).sum();
@@ -255,9 +316,8 @@ async fn commit(
             body: start..bodies.len(),
         });
     }
-    let result = insert_rows(&mut tx, &rows, &bodies).await;
-    let result = match result {
-        Ok(()) => tx.commit().await.map_err(StoreError::from),
+    let result = match insert_rows(&mut tx, &rows, &bodies).await {
+        Ok(last) => tx.commit().await.map(|()| last).map_err(StoreError::from),
         Err(e) => Err(e),
     };
     if result.is_err() {
@@ -300,12 +360,14 @@ struct NewRow {
     body: std::ops::Range<usize>,
 }
 
-async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]) -> Result<()> {
+/// Inserts the rows in order; returns the `seq` of the last.
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]) -> Result<i64> {
     static MULTI_ROW: OnceLock<String> = OnceLock::new();
     let multi: &'static str = MULTI_ROW.get_or_init(|| {
         let values = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
         format!("INSERT INTO events (scope_id, ts, kind, body) VALUES {values}")
     });
+    let mut last = 0;
     let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
     for chunk in &mut chunks {
         let mut query = sqlx::query(multi);
@@ -316,16 +378,17 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]
                 .bind(row.kind)
                 .bind(&bodies[row.body.clone()]);
         }
-        query.execute(&mut *conn).await?;
+        last = query.execute(&mut *conn).await?.last_insert_rowid();
     }
     for row in chunks.remainder() {
-        sqlx::query("INSERT INTO events (scope_id, ts, kind, body) VALUES (?, ?, ?, ?)")
+        last = sqlx::query("INSERT INTO events (scope_id, ts, kind, body) VALUES (?, ?, ?, ?)")
             .bind(row.scope)
             .bind(row.ts)
             .bind(row.kind)
             .bind(&bodies[row.body.clone()])
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .last_insert_rowid();
     }
-    Ok(())
+    Ok(last)
 }

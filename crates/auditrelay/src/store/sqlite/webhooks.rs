@@ -27,6 +27,30 @@ impl SqliteStore {
         row.as_ref().map(webhook_from_row).transpose()
     }
 
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
+        let rows = sqlx::query(
+            "SELECT w.*, s.org_id, s.region, s.portal_id
+             FROM webhooks w JOIN scopes s ON s.id = w.scope_id ORDER BY w.scope_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    pub async fn mark_in_flight(&self, scope: &Scope, through: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET in_flight_through = ?1
+             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?2 AND region = ?3 AND portal_id = ?4)",
+        )
+        .bind(through)
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(portal_key(scope))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn configure_webhooks(
         &self,
         managed: &[Destination],
@@ -51,6 +75,8 @@ impl SqliteStore {
                      status = 'active',
                      cursor = CASE WHEN excluded.enabled AND NOT webhooks.enabled
                                    THEN excluded.cursor ELSE webhooks.cursor END,
+                     in_flight_through = CASE WHEN excluded.enabled AND NOT webhooks.enabled
+                                   THEN NULL ELSE webhooks.in_flight_through END,
                      updated_at = excluded.updated_at",
             )
             .bind(scope)
@@ -80,7 +106,8 @@ impl SqliteStore {
             "UPDATE webhooks SET
                  last_attempt_at = ?1, last_response_code = ?2, last_response_message = ?3,
                  status = CASE WHEN ?4 IS NULL THEN 'inactive' ELSE 'active' END,
-                 cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END
+                 cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
+                 in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE NULL END
              WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)",
         )
         .bind(attempt.at.as_millis())
@@ -144,6 +171,7 @@ fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
         enabled: row.try_get("enabled")?,
         status: WebhookStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
         cursor: row.try_get("cursor")?,
+        in_flight_through: row.try_get("in_flight_through")?,
         last_attempt: attempt_at.map(|at| LastAttempt {
             at: Timestamp::from_millis(at),
             code: code.and_then(|c| u16::try_from(c).ok()),
