@@ -1,8 +1,9 @@
 //! Which network addresses a webhook may reach (Decision 10): public ones, unless the operator
 //! allows private and loopback endpoints.
 //!
-//! Pure classification of IP addresses; resolving names and refusing connections is the
-//! service's job, at validation time and again at connect time (DNS can change in between).
+//! Pure classification of IP addresses and `localhost` names; resolving names and refusing
+//! connections is the service's job, at validation time and again at connect time (DNS can
+//! change in between).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -17,6 +18,15 @@ pub fn is_non_public(ip: IpAddr) -> bool {
             None => is_non_public_v6(v6),
         },
     }
+}
+
+/// True for `localhost` and names under it (`*.localhost`, with or without trailing dots), which
+/// RFC 6761 reserves for loopback whatever DNS says.
+pub fn is_localhost(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    let tail = name.len().saturating_sub(".localhost".len());
+    name.eq_ignore_ascii_case("localhost")
+        || (name.is_char_boundary(tail) && name[tail..].eq_ignore_ascii_case(".localhost"))
 }
 
 fn is_non_public_v4(ip: Ipv4Addr) -> bool {
@@ -94,6 +104,22 @@ mod tests {
         }
         for ip in public {
             assert!(!is_non_public(ip.parse().unwrap()), "{ip} should be public");
+        }
+    }
+
+    #[test]
+    fn recognises_localhost_names() {
+        for name in ["localhost", "LocalHost.", "app.localhost", "a.b.LOCALHOST."] {
+            assert!(is_localhost(name), "{name}");
+        }
+        for name in [
+            "localhost.example.com",
+            "mylocalhost",
+            "example.com",
+            "",
+            "é",
+        ] {
+            assert!(!is_localhost(name), "{name}");
         }
     }
 }

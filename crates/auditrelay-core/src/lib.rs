@@ -5,11 +5,13 @@
 //! passes in. That is what lets it be tested exhaustively, property-tested and fuzzed on its own,
 //! and it is enforced by its dependency list (no tokio, axum, sqlx or reqwest).
 
+pub mod batch;
 pub mod endpoint;
 pub mod event;
 pub mod format;
 pub mod ids;
 pub mod rbac;
+pub mod retry;
 pub mod signing;
 pub mod timestamp;
 

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `token create|list|revoke`, `keys list|rotate` and
-//! `verify`.
+//! The command line: `serve`, `migrate`, `token create|list|revoke`, `keys list|rotate`,
+//! `verify` and `listen` (a local webhook receiver, in [`crate::listen`]).
 //!
 //! Commands that work on the data directory (`token …`, `keys …`, `migrate`) open the store or
 //! the key directory directly, so they work whether or not a server is running on it (SQLite
@@ -48,6 +48,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Check the signatures of log lines (CEF, JSON or CPS; gzip is detected) against a JWKS.
     Verify(VerifyArgs),
+    /// Receive webhook deliveries locally (HTTP or HTTPS) and show what arrived.
+    Listen(crate::listen::ListenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => token(command).await,
         Command::Keys(command) => keys(command),
         Command::Verify(args) => verify(args).await,
+        Command::Listen(args) => crate::listen::run(args).await,
     }
 }
 
@@ -384,8 +387,8 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The keys of a JWKS at a URL (`http://`, `https://`) or in a file.
-async fn load_jwks(source: &str) -> anyhow::Result<Vec<PublicKey>> {
+/// The keys of a JWKS at a URL (`http://`, `https://`) or in a file (`verify` and `listen`).
+pub(crate) async fn load_jwks(source: &str) -> anyhow::Result<Vec<PublicKey>> {
     let document = if source.starts_with("http://") || source.starts_with("https://") {
         let response = reqwest::Client::new()
             .get(source)

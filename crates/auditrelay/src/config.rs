@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use auditrelay_core::batch::BatchLimits;
 use auditrelay_core::{FormatConfig, Region};
 use serde::{Deserialize, Deserializer};
 
@@ -70,6 +71,7 @@ impl RegionsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
+    #[serde(deserialize_with = "byte_size")]
     pub max_body_bytes: usize,
     pub max_events: usize,
     #[serde(deserialize_with = "duration")]
@@ -91,6 +93,28 @@ pub struct RetentionConfig {
 pub struct DeliveryConfig {
     pub allow_http_endpoints: bool,
     pub allow_private_endpoints: bool,
+    /// A batch is sent once it holds this many events …
+    pub batch_max_events: usize,
+    /// … or this many uncompressed bytes …
+    #[serde(deserialize_with = "byte_size")]
+    pub batch_max_bytes: usize,
+    /// … or this long after its first event, whichever comes first.
+    #[serde(deserialize_with = "duration")]
+    pub flush_interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// The whole attempt: connecting, sending the batch and reading the answer.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl DeliveryConfig {
+    pub fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_events: self.batch_max_events,
+            max_bytes: self.batch_max_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +264,30 @@ impl Config {
                 "ingest.max_events and ingest.max_body_bytes must be above zero".into(),
             );
         }
+        let delivery = &self.delivery;
+        if !(1..=MAX_BATCH_EVENTS).contains(&delivery.batch_max_events) {
+            return invalid(format!(
+                "delivery.batch_max_events must be between 1 and {MAX_BATCH_EVENTS}"
+            ));
+        }
+        if !(MIN_BATCH_BYTES..=MAX_BATCH_BYTES).contains(&delivery.batch_max_bytes) {
+            return invalid("delivery.batch_max_bytes must be between 1KiB and 64MiB".into());
+        }
+        if delivery.flush_interval.is_zero() || delivery.flush_interval > MAX_FLUSH_INTERVAL {
+            return invalid("delivery.flush_interval must be above zero and at most 1h".into());
+        }
+        if delivery.connect_timeout.is_zero() || delivery.request_timeout.is_zero() {
+            return invalid(
+                "delivery.connect_timeout and delivery.request_timeout must be above zero".into(),
+            );
+        }
+        if delivery.connect_timeout > delivery.request_timeout {
+            // The request timeout covers connecting too; a longer connect timeout would be
+            // silently cut short.
+            return invalid(
+                "delivery.connect_timeout cannot exceed delivery.request_timeout".into(),
+            );
+        }
         if self.signing.activation_delay >= self.retention.window {
             return invalid(
                 "signing.activation_delay must be shorter than retention.window".into(),
@@ -269,6 +317,46 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.server.data_dir.join("auditrelay.db")
     }
+}
+
+/// Bounds of `delivery.*`: wide enough for any receiver we know of (kongctl's listener refuses
+/// bodies above 1 MiB decoded), narrow enough to catch a unit mistake.
+const MAX_BATCH_EVENTS: usize = 10_000;
+const MIN_BATCH_BYTES: usize = 1 << 10;
+const MAX_BATCH_BYTES: usize = 64 << 20;
+const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Parses a size in bytes: `1048576`, `512B`, `64KiB`, `1MiB`, `1GiB`.
+pub fn parse_byte_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: usize = number.parse().ok()?;
+    let unit: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+/// A size written as an integer (bytes) or as text with a unit (`1MiB`).
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    let parsed = match Size::deserialize(d)? {
+        Size::Bytes(n) => usize::try_from(n).ok(),
+        Size::Text(s) => parse_byte_size(&s),
+    };
+    parsed.ok_or_else(|| {
+        serde::de::Error::custom("not a size like 1048576, 512B, 64KiB or 1MiB".to_string())
+    })
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, `7d`.
@@ -331,6 +419,11 @@ mod tests {
         assert_eq!(c.retention.window, Duration::from_secs(7 * 86_400));
         assert!(!c.delivery.allow_http_endpoints && !c.dev);
         assert_eq!(c.signing.activation_delay, Duration::from_secs(600));
+        assert_eq!(c.delivery.batch_limits(), BatchLimits::default());
+        assert_eq!(c.delivery.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.delivery.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.delivery.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.ingest.max_body_bytes, 10 << 20);
         let format = c.format.to_format_config();
         assert_eq!(
             (
@@ -362,6 +455,41 @@ mod tests {
             ("Acme", "audit.acme.test")
         );
         assert_eq!(format.org_product, "Konnect");
+    }
+
+    #[test]
+    fn delivery_section_is_configurable() {
+        let c = Config::load_with_env(
+            &Overrides::default(),
+            env(&[
+                ("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "500"),
+                ("AUDITRELAY_DELIVERY__BATCH_MAX_BYTES", "256KiB"),
+                ("AUDITRELAY_DELIVERY__FLUSH_INTERVAL", "250ms"),
+                ("AUDITRELAY_DELIVERY__CONNECT_TIMEOUT", "2s"),
+                ("AUDITRELAY_DELIVERY__REQUEST_TIMEOUT", "5s"),
+                ("AUDITRELAY_INGEST__MAX_BODY_BYTES", "2MiB"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.delivery.batch_limits(),
+            BatchLimits {
+                max_events: 500,
+                max_bytes: 256 << 10
+            }
+        );
+        assert_eq!(c.delivery.flush_interval, Duration::from_millis(250));
+        assert_eq!(c.delivery.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.delivery.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.ingest.max_body_bytes, 2 << 20);
+
+        // A plain integer is a number of bytes, as before units were accepted.
+        let c = Config::load_with_env(
+            &Overrides::default(),
+            env(&[("AUDITRELAY_DELIVERY__BATCH_MAX_BYTES", "65536")]),
+        )
+        .unwrap();
+        assert_eq!(c.delivery.batch_max_bytes, 65_536);
     }
 
     #[test]
@@ -426,6 +554,18 @@ mod tests {
             ("AUDITRELAY_FORMAT__VENDOR", " "),
             ("AUDITRELAY_FORMAT__HOST", "kong hq"),
             ("AUDITRELAY_FORMAT__COLOUR", "red"),
+            ("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "0"),
+            ("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "10001"),
+            ("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "many"),
+            ("AUDITRELAY_DELIVERY__BATCH_MAX_BYTES", "1MB"),
+            ("AUDITRELAY_DELIVERY__BATCH_MAX_BYTES", "512"),
+            ("AUDITRELAY_DELIVERY__BATCH_MAX_BYTES", "65MiB"),
+            ("AUDITRELAY_DELIVERY__FLUSH_INTERVAL", "0s"),
+            ("AUDITRELAY_DELIVERY__FLUSH_INTERVAL", "2h"),
+            ("AUDITRELAY_DELIVERY__CONNECT_TIMEOUT", "0s"),
+            ("AUDITRELAY_DELIVERY__CONNECT_TIMEOUT", "31s"),
+            ("AUDITRELAY_DELIVERY__REQUEST_TIMEOUT", "soon"),
+            ("AUDITRELAY_INGEST__MAX_BODY_BYTES", "-1"),
         ] {
             let err = Config::load_with_env(&Overrides::default(), env(&[(key, value)]));
             assert!(err.is_err(), "{key}={value} should be rejected");
@@ -439,6 +579,26 @@ mod tests {
         assert_eq!(parse_duration("5 m"), Some(Duration::from_secs(300)));
         for bad in ["", "5", "m", "5w", "-5s", "1.5h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_byte_size("512B"), Some(512));
+        assert_eq!(parse_byte_size("64KiB"), Some(64 << 10));
+        assert_eq!(parse_byte_size(" 1 MiB "), Some(1 << 20));
+        assert_eq!(parse_byte_size("2GiB"), Some(2 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "1MB",
+            "1mib",
+            "1.5MiB",
+            "-1",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_byte_size(bad), None, "{bad}");
         }
     }
 }

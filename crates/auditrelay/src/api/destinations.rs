@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use auditrelay_core::Permission;
-use auditrelay_core::endpoint::is_non_public;
+use auditrelay_core::endpoint::{is_localhost, is_non_public};
 use auditrelay_core::format::Format;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -431,16 +431,10 @@ impl Problems {
 /// `localhost` names, or a name any of whose addresses is non-public. A name that does not
 /// resolve now passes: delivery checks the addresses again when it connects.
 async fn resolves_to_non_public(name: &str, port: u16) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    if name == "localhost" || name.ends_with(".localhost") {
+    if is_localhost(name) {
         return true;
     }
-    match tokio::time::timeout(
-        RESOLVE_TIMEOUT,
-        tokio::net::lookup_host((name.as_str(), port)),
-    )
-    .await
-    {
+    match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port))).await {
         Ok(Ok(mut addrs)) => addrs.any(|a| is_non_public(a.ip())),
         _ => false,
     }

@@ -1,10 +1,11 @@
 //! Test helpers: an in-process server on a real socket, tokens for every role, request
-//! shorthands and problem+json assertions.
+//! shorthands, problem+json assertions and a scriptable webhook receiver (`receiver`).
 
 #![allow(dead_code)]
 
 pub mod conformance;
 pub mod events;
+pub mod receiver;
 pub mod signing;
 
 use std::path::Path;

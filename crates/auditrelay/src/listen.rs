@@ -1,0 +1,437 @@
+//! `auditrelay listen`: a local webhook receiver for developers and tests, which accepts
+//! deliveries the way a SIEM would (konnect-compat §8.2) and shows what arrived.
+//!
+//! It answers `POST` on one path with 202, after checking the `Authorization` header,
+//! inflating gzip within a size limit and, with `--jwks`, verifying every line's signature. A
+//! batch with bad signatures is still accepted: the point is to show them to the developer,
+//! not to make the sender retry. `--fail-status` (with `--fail-first`) makes it refuse
+//! deliveries on purpose, to watch a sender's retries and recovery.
+//!
+//! The server pieces ([`server`], [`tls`], [`body`]) are shared with the integration tests'
+//! scriptable receiver, so both read requests the same way.
+
+pub mod body;
+pub mod server;
+pub mod tls;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use auditrelay_core::format::verify_line;
+use auditrelay_core::{PublicKey, Timestamp};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{ALLOW, AUTHORIZATION, HeaderValue};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse as _, Response};
+use clap::Args;
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+
+use crate::config::{LogConfig, LogFormat};
+use crate::{app, cli, clock, telemetry};
+
+/// How long requests in flight may take to finish after SIGINT or SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on (port 0 picks a free one; the log says which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// The path that accepts deliveries; other paths get 404.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Serve HTTPS with a certificate generated at start-up for localhost, 127.0.0.1 and ::1;
+    /// its SHA-256 fingerprint is logged.
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// Answer 401 unless the Authorization header is exactly this value.
+    #[arg(
+        long,
+        value_name = "VALUE",
+        env = "AUDITRELAY_LISTEN_AUTHORIZATION",
+        hide_env_values = true
+    )]
+    pub authorization: Option<String>,
+    /// Answer 413 when a decoded body is larger than this.
+    #[arg(long, value_name = "BYTES", default_value_t = body::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Verify each line's signature against this JWKS (URL or file) and report bad ones.
+    #[arg(long, value_name = "URL|FILE")]
+    pub jwks: Option<String>,
+    /// Print one JSON object per batch instead of its lines.
+    #[arg(long)]
+    pub summary: bool,
+    /// Also append every received line to this file (flushed after each batch).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Refuse deliveries with this status (all of them, or the first --fail-first).
+    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub fail_status: Option<u16>,
+    /// Refuse only the first N deliveries (with --fail-status, 500 by default), then accept.
+    #[arg(long, value_name = "N")]
+    pub fail_first: Option<u64>,
+}
+
+/// What the handler needs, built once from the arguments.
+struct Receiver {
+    path: String,
+    /// SHA-256 of the expected value: the value itself is not kept where a log could reach it.
+    authorization: Option<[u8; 32]>,
+    max_body_bytes: usize,
+    keys: Option<Vec<PublicKey>>,
+    summary: bool,
+    out: Option<File>,
+    fail: Option<Failure>,
+    /// Deliveries so far (POSTs to the path), numbering batches and counting `--fail-first`.
+    deliveries: AtomicU64,
+    /// Held while a batch is written, so concurrent batches do not interleave their lines.
+    output: Mutex<()>,
+}
+
+/// One delivery that passed the checks, with what the output reports about it.
+struct Batch {
+    number: u64,
+    received_at: Timestamp,
+    idempotency_key: Option<String>,
+    body: body::Received,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    status: StatusCode,
+    /// Only the first this many deliveries fail; all of them when `None`.
+    first: Option<u64>,
+}
+
+pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(&LogConfig {
+        format: LogFormat::Auto,
+        level: "info".to_owned(),
+    });
+    if !args.path.starts_with('/') {
+        bail!("--path must start with `/`");
+    }
+    if args.max_body_bytes == 0 {
+        bail!("--max-body-bytes must be at least 1");
+    }
+    if args.authorization.as_deref() == Some("") {
+        bail!("--authorization cannot be empty");
+    }
+    let fail = match (args.fail_status, args.fail_first) {
+        (None, None) => None,
+        (status, first) => Some(Failure {
+            status: StatusCode::from_u16(status.unwrap_or(500))
+                .context("--fail-status is not an HTTP status")?,
+            first,
+        }),
+    };
+    let keys = match &args.jwks {
+        Some(source) => {
+            let keys = cli::load_jwks(source).await?;
+            tracing::info!(keys = keys.len(), "verifying signatures against {source}");
+            Some(keys)
+        }
+        None => None,
+    };
+    let out = match &args.out {
+        Some(path) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("Failed to open {} for appending", path.display()))?,
+        ),
+        None => None,
+    };
+    let tls = if args.tls_self_signed {
+        Some(tls::SelfSigned::generate()?)
+    } else {
+        None
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("Failed to listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}{}", args.path);
+    if let Some(tls) = &tls {
+        let fingerprint = tls.fingerprint();
+        tracing::info!(
+            tls.fingerprint_sha256 = %fingerprint,
+            "self-signed certificate for {}; SHA-256 fingerprint {fingerprint}",
+            tls::NAMES.join(", ")
+        );
+    }
+    if let Some(fail) = fail {
+        match fail.first {
+            Some(n) => tracing::info!("the first {n} deliveries will get {}", fail.status),
+            None => tracing::info!("every delivery will get {}", fail.status),
+        }
+    }
+    let receiver = Arc::new(Receiver {
+        authorization: args
+            .authorization
+            .as_deref()
+            .map(|value| Sha256::digest(value.as_bytes()).into()),
+        path: args.path,
+        max_body_bytes: args.max_body_bytes,
+        keys,
+        summary: args.summary,
+        out,
+        fail,
+        deliveries: AtomicU64::new(0),
+        output: Mutex::new(()),
+    });
+    let router = Router::new().fallback(receive).with_state(receiver);
+    tracing::info!(url = %url, "listening on {url}");
+    server::serve(
+        listener,
+        tls.map(|t| t.acceptor()),
+        router,
+        app::shutdown_signal(),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut message = message.into();
+    message.push('\n');
+    (status, message).into_response()
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let number = match receiver.admit(&method, &uri, &headers) {
+        Ok(number) => number,
+        Err((status, message)) => {
+            body::discard(body).await;
+            let mut response = text(status, message);
+            if status == StatusCode::METHOD_NOT_ALLOWED {
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("POST"));
+            }
+            return response;
+        }
+    };
+    let received_at = clock::now();
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match body::read(&headers, body, receiver.max_body_bytes).await {
+        Ok(received) => received,
+        Err(e) => {
+            let status = e.status();
+            tracing::warn!(
+                batch.number = number,
+                http.status = status.as_u16(),
+                "batch {number}: {e}"
+            );
+            return text(status, e.to_string());
+        }
+    };
+    // Verifying signatures is CPU work and writing to a pipe can block: both stay off the
+    // async workers.
+    let batch = Batch {
+        number,
+        received_at,
+        idempotency_key,
+        body,
+    };
+    let report = tokio::task::spawn_blocking(move || receiver.take_batch(&batch)).await;
+    match report
+        .map_err(std::io::Error::other)
+        .and_then(|written| written)
+    {
+        Ok(lines) => text(StatusCode::ACCEPTED, format!("accepted {lines} lines")),
+        Err(e) => {
+            tracing::error!(batch.number = number, error = %e, "batch {number}: could not write it out");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not write the batch out",
+            )
+        }
+    }
+}
+
+impl Receiver {
+    /// Decides whether a request is a delivery to take (returning its number) or one to refuse
+    /// (returning the status and message to answer) before its body is read.
+    fn admit(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<u64, (StatusCode, String)> {
+        if uri.path() != self.path {
+            let message = format!("not found: deliveries go to {}", self.path);
+            return Err((StatusCode::NOT_FOUND, message));
+        }
+        if method != Method::POST {
+            let message = "method not allowed: use POST".to_owned();
+            return Err((StatusCode::METHOD_NOT_ALLOWED, message));
+        }
+        let number = self.deliveries.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(fail) = self.fail
+            && fail.first.is_none_or(|first| number <= first)
+        {
+            tracing::warn!(
+                batch.number = number,
+                http.status = fail.status.as_u16(),
+                "batch {number}: refused on purpose with {}",
+                fail.status
+            );
+            let message = "refused on purpose (auditrelay listen --fail-status)".to_owned();
+            return Err((fail.status, message));
+        }
+        if !self.authorized(headers.get(AUTHORIZATION)) {
+            tracing::warn!(
+                batch.number = number,
+                http.status = 401,
+                "batch {number}: wrong or missing Authorization header"
+            );
+            let message = "wrong or missing Authorization header".to_owned();
+            return Err((StatusCode::UNAUTHORIZED, message));
+        }
+        Ok(number)
+    }
+
+    /// Compares digests, not values: the time taken then depends neither on the expected
+    /// value's length nor on where the two first differ, and every byte is compared.
+    fn authorized(&self, given: Option<&HeaderValue>) -> bool {
+        let Some(expected) = &self.authorization else {
+            return true;
+        };
+        let Some(given) = given else {
+            return false;
+        };
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        let difference = expected
+            .iter()
+            .zip(given.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        difference == 0
+    }
+
+    /// Verifies, prints and appends one accepted batch; returns its number of lines.
+    fn take_batch(&self, batch: &Batch) -> std::io::Result<usize> {
+        let (number, received) = (batch.number, &batch.body);
+        let idempotency_key = batch.idempotency_key.as_deref();
+        let lines: Vec<&[u8]> = body::lines(&received.decoded).collect();
+        let (mut verified, mut failed) = (0usize, 0usize);
+        if let Some(keys) = &self.keys {
+            for (index, line) in lines.iter().enumerate() {
+                match verify_line(line, keys) {
+                    Ok(_) => verified += 1,
+                    Err(reason) => {
+                        failed += 1;
+                        let at = index + 1;
+                        tracing::warn!(
+                            batch.number = number,
+                            batch.line = at,
+                            "batch {number}, line {at}: INVALID signature: {reason}"
+                        );
+                    }
+                }
+            }
+        }
+        let mut joined = Vec::with_capacity(received.decoded.len() + 1);
+        for line in &lines {
+            joined.extend_from_slice(line);
+            joined.push(b'\n');
+        }
+        let _writing = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut out) = self.out.as_ref() {
+            out.write_all(&joined)?;
+            out.flush()?;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if self.summary {
+            let summary = serde_json::json!({
+                "received_at": batch.received_at.to_rfc3339_millis(),
+                "lines": lines.len(),
+                "bytes": received.compressed_len,
+                "decoded_bytes": received.decoded.len(),
+                "verified": verified,
+                "failed": failed,
+                "idempotency_key": idempotency_key,
+            });
+            writeln!(stdout, "{summary}")?;
+        } else {
+            stdout.write_all(&joined)?;
+        }
+        stdout.flush()?;
+        let signatures = match &self.keys {
+            Some(_) if failed > 0 => format!(", {verified} verified, {failed} INVALID"),
+            Some(_) => format!(", all {verified} verified"),
+            None => String::new(),
+        };
+        tracing::info!(
+            batch.number = number,
+            batch.lines = lines.len(),
+            batch.bytes = received.compressed_len,
+            batch.decoded_bytes = received.decoded.len(),
+            batch.verified = verified,
+            batch.failed = failed,
+            batch.gzip = received.coding == body::Coding::Gzip,
+            idempotency_key,
+            "batch {number}: {} lines, {} bytes ({} decoded){signatures}",
+            lines.len(),
+            received.compressed_len,
+            received.decoded.len(),
+        );
+        Ok(lines.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receiver(authorization: Option<&str>) -> Receiver {
+        Receiver {
+            path: "/".into(),
+            authorization: authorization.map(|v| Sha256::digest(v.as_bytes()).into()),
+            max_body_bytes: 10,
+            keys: None,
+            summary: false,
+            out: None,
+            fail: None,
+            deliveries: AtomicU64::new(0),
+            output: Mutex::new(()),
+        }
+    }
+
+    #[test]
+    fn authorization_must_match_the_whole_value() {
+        let open = receiver(None);
+        assert!(open.authorized(None));
+        let guarded = receiver(Some("Splunk abc"));
+        assert!(guarded.authorized(Some(&HeaderValue::from_static("Splunk abc"))));
+        for wrong in ["Splunk ab", "Splunk abcd", "splunk abc", "", "Splunk abc "] {
+            assert!(
+                !guarded.authorized(Some(&HeaderValue::from_static(wrong))),
+                "{wrong:?}"
+            );
+        }
+        assert!(!guarded.authorized(None));
+    }
+}
