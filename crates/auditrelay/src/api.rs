@@ -38,6 +38,7 @@ pub use error::{ApiError, InvalidParameter, Problem};
 use auditrelay_core::FormatConfig;
 
 use crate::config::Config;
+use crate::delivery::Changes;
 use crate::keys::KeyRing;
 use crate::secrets::SecretBox;
 use crate::store::{Org, Store};
@@ -53,9 +54,11 @@ pub struct AppStateInner {
     pub org: Org,
     pub metrics: PrometheusHandle,
     /// The signing keys, reloaded when `keys rotate` changes them.
-    pub keys: KeyRing,
+    pub keys: Arc<KeyRing>,
     /// Seals destination authorization values at rest.
-    pub secrets: SecretBox,
+    pub secrets: Arc<SecretBox>,
+    /// Tells delivery that a webhook or destination changed.
+    pub delivery: Changes,
     /// The names rendered into log lines (`[format]`).
     pub format: FormatConfig,
     /// `/openapi.json`, rendered once.
@@ -164,15 +167,26 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi_json))
 }
 
+/// What the handlers share besides the configuration: built by `app::start`.
+pub struct Services {
+    pub store: Store,
+    pub org: Org,
+    pub metrics: PrometheusHandle,
+    pub keys: Arc<KeyRing>,
+    pub secrets: Arc<SecretBox>,
+    pub delivery: Changes,
+}
+
 /// The complete HTTP service, and the state its handlers share.
-pub fn service(
-    config: Config,
-    store: Store,
-    org: Org,
-    metrics: PrometheusHandle,
-    keys: KeyRing,
-    secrets: SecretBox,
-) -> (Router, AppState) {
+pub fn service(config: Config, services: Services) -> (Router, AppState) {
+    let Services {
+        store,
+        org,
+        metrics,
+        keys,
+        secrets,
+        delivery,
+    } = services;
     let (router, openapi) = routes().split_for_parts();
     let openapi_json = openapi.to_json().expect("the OpenAPI document serializes");
     let timeout = config.server.request_timeout;
@@ -184,6 +198,7 @@ pub fn service(
         metrics,
         keys,
         secrets,
+        delivery,
         format,
         openapi_json,
     }));

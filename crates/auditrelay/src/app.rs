@@ -1,11 +1,13 @@
 //! Running the service: open the store, bootstrap the organization, load (or on a first start
-//! create) the signing keys, serve the API, run the background jobs, and stop gracefully.
+//! create) the signing keys, serve the API, run delivery and the background jobs, and stop
+//! gracefully.
 //!
 //! A stop lets in-flight requests finish (up to `server.shutdown_grace`), then drains the
 //! store's writer, so every event that was acknowledged, and every one whose commit had
 //! started, is on disk before the process exits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use auditrelay_core::{Grant, Role};
@@ -15,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::delivery::{self, Changes, Delivery};
 use crate::keys::{KeyDir, KeyRing};
 use crate::secrets::SecretBox;
 use crate::store::{PrincipalKind, Store};
@@ -54,22 +57,41 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 .display()
         )
     })?;
+    let keys = Arc::new(keys);
     let secrets = SecretBox::open_or_create(&config.server.data_dir)
         .context("Failed to open the secrets key")?;
+    let secrets = Arc::new(secrets);
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let changes = Changes::new();
     let (router, state) = api::service(
         config.clone(),
-        store.clone(),
-        org,
-        telemetry::metrics_handle(),
-        keys,
-        secrets,
+        api::Services {
+            store: store.clone(),
+            org,
+            metrics: telemetry::metrics_handle(),
+            keys: keys.clone(),
+            secrets: secrets.clone(),
+            delivery: changes.clone(),
+        },
     );
 
     let (stop, stopped) = watch::channel(false);
+    let delivery = Delivery::start(
+        delivery::Shared {
+            store: store.clone(),
+            keys,
+            secrets,
+            format: config.format.to_format_config(),
+            config: config.delivery.clone(),
+            retention: config.retention.clone(),
+            policy: config.delivery.retry_policy(),
+        },
+        &changes,
+        stopped.clone(),
+    );
     let retention = tokio::spawn(jobs::retention::run(
         store.clone(),
         config.retention.clone(),
@@ -94,6 +116,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             } => tracing::warn!(grace_s = grace.as_secs(), "requests still running after the shutdown grace period were cut off"),
         }
         let _ = retention.await;
+        // Delivery stops mid-batch if it must: the batch stays in flight and is sent again,
+        // with the same Idempotency-Key, after the restart.
+        delivery.stopped().await;
         store.close().await;
         Ok(())
     });

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use auditrelay_core::batch::BatchLimits;
+use auditrelay_core::retry::RetryPolicy;
 use auditrelay_core::{FormatConfig, Region};
 use serde::{Deserialize, Deserializer};
 
@@ -106,9 +107,23 @@ pub struct DeliveryConfig {
     /// The whole attempt: connecting, sending the batch and reading the answer.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// The first wait before an inactive webhook is tried again; it doubles up to `probe_max`.
+    #[serde(deserialize_with = "duration")]
+    pub probe_min: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub probe_max: Duration,
 }
 
 impl DeliveryConfig {
+    /// Decision 3's retries, with the probing of Decision 4 as configured.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            first_probe: self.probe_min,
+            max_probe: self.probe_max,
+            ..RetryPolicy::default()
+        }
+    }
+
     pub fn batch_limits(&self) -> BatchLimits {
         BatchLimits {
             max_events: self.batch_max_events,
@@ -281,6 +296,15 @@ impl Config {
                 "delivery.connect_timeout and delivery.request_timeout must be above zero".into(),
             );
         }
+        if delivery.probe_min.is_zero()
+            || delivery.probe_min > delivery.probe_max
+            || delivery.probe_max > MAX_PROBE
+        {
+            return invalid(
+                "delivery.probe_min must be above zero and at most delivery.probe_max, which is at most 5m"
+                    .into(),
+            );
+        }
         if delivery.connect_timeout > delivery.request_timeout {
             // The request timeout covers connecting too; a longer connect timeout would be
             // silently cut short.
@@ -325,6 +349,8 @@ const MAX_BATCH_EVENTS: usize = 10_000;
 const MIN_BATCH_BYTES: usize = 1 << 10;
 const MAX_BATCH_BYTES: usize = 64 << 20;
 const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(3600);
+/// Decision 4: an inactive webhook is tried at least every five minutes.
+const MAX_PROBE: Duration = Duration::from_secs(300);
 
 /// Parses a size in bytes: `1048576`, `512B`, `64KiB`, `1MiB`, `1GiB`.
 pub fn parse_byte_size(s: &str) -> Option<usize> {

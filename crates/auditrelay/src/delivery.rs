@@ -1,7 +1,13 @@
 //! Webhook delivery: rendered, signed lines leave in gzip batches for each enabled webhook's
-//! destination, retried and probed by the core's retry policy (Decisions 3 to 5 and 10).
+//! destination, retried and probed by the core's retry policy (Decisions 2 to 5 and 10).
 //!
-//! `http` is the network side of one destination: one guarded HTTP client and one attempt at a
-//! time. The engine that reads events, builds batches and keeps cursors sits on top of it.
+//! Split by stage, as a reader follows a batch:
+//! - `engine` — the supervisor: one lane per enabled webhook, and the lag gauges;
+//! - `lane` — one webhook's loop: read after the cursor, batch, sign, send, retry, record;
+//! - `http` — the network side of one destination: one guarded HTTP client, one attempt.
 
+mod engine;
 pub mod http;
+mod lane;
+
+pub use engine::{Changes, Delivery, Shared};

@@ -228,6 +228,8 @@ async fn update(
         Ok(false) => Err(ApiError::not_found()),
         other => other.map(drop).map_err(ApiError::from),
     }?;
+    // Lanes bound to it send their next batch with the new settings, at once if they wait.
+    state.delivery.notify();
     Ok(Json((&destination).into()))
 }
 

@@ -91,7 +91,10 @@ async fn delete(state: AppState, caller: Caller, portal: String) -> Result<Statu
     .await?;
     match state.store.delete_webhooks(&[scope]).await? {
         0 => Err(not_configured()),
-        _ => Ok(StatusCode::NO_CONTENT),
+        _ => {
+            state.delivery.notify();
+            Ok(StatusCode::NO_CONTENT)
+        }
     }
 }
 

@@ -213,7 +213,11 @@ pub async fn delete_portal(
         .delete_portal(caller.principal.org_id, id)
         .await?
     {
-        true => Ok(StatusCode::NO_CONTENT),
+        true => {
+            // Its webhook went with it.
+            state.delivery.notify();
+            Ok(StatusCode::NO_CONTENT)
+        }
         false => Err(ApiError::not_found()),
     }
 }

@@ -234,7 +234,10 @@ pub(super) async fn save(
     webhooks: &[WebhookConfig],
 ) -> Result<(), ApiError> {
     match state.store.configure_webhooks(managed, webhooks).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            state.delivery.notify();
+            Ok(())
+        }
         // The destination was deleted between our check and the write.
         Err(StoreError::MissingReference(_)) => Err(missing_destination()),
         Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
@@ -605,7 +608,10 @@ pub async fn delete_webhook_v3(
     let scopes = org_scopes_to_write(&state, &caller);
     match state.store.delete_webhooks(&scopes).await? {
         0 => Err(not_configured(&scopes[0])),
-        _ => Ok(StatusCode::NO_CONTENT),
+        _ => {
+            state.delivery.notify();
+            Ok(StatusCode::NO_CONTENT)
+        }
     }
 }
 

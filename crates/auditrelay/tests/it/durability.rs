@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 use crate::support::events::{authorization, ndjson};
 use crate::support::{eventually, now};
 
-const BIN: &str = env!("CARGO_BIN_EXE_auditrelay");
+pub const BIN: &str = env!("CARGO_BIN_EXE_auditrelay");
 
 pub fn cli(args: &[&str], data_dir: &Path) -> std::process::Output {
     std::process::Command::new(BIN)
@@ -48,7 +48,7 @@ pub fn create_token(data_dir: &Path, role: &str) -> String {
         .to_owned()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -57,13 +57,23 @@ fn free_port() -> u16 {
 }
 
 async fn serve(data_dir: &Path, port: u16) -> Child {
-    let child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
+        .env("AUDITRELAY_LOG__LEVEL", "warn")
+        .stderr(Stdio::inherit());
+    serve_with(command, data_dir, port).await
+}
+
+/// Runs `serve` on `port` with whatever else `command` (a `Command` for the binary, see
+/// [`BIN`]) says — arguments after `serve`'s own, environment, stderr — and waits until it is
+/// ready.
+pub async fn serve_with(mut command: Command, data_dir: &Path, port: u16) -> Child {
+    let child = command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
-        .env("AUDITRELAY_LOG__LEVEL", "warn")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .expect("serve starts");

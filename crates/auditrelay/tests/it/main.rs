@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod cli;
 mod conformance;
+mod delivery;
 mod destinations;
 mod durability;
 mod errors;

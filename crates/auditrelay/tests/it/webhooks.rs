@@ -3,7 +3,6 @@
 //! agreeing, the `global` region, Konnect's 400 bodies, RBAC, and a secret never seen again.
 //! Every answer from a documented operation is validated against Konnect's OpenAPI documents.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use auditrelay::store::{LastAttempt, Scope};
@@ -11,9 +10,9 @@ use auditrelay_core::{PortalId, Region, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::durability::create_token;
+use crate::durability::{BIN, create_token, free_port, serve_with};
 use crate::support::conformance::{Doc, check};
-use crate::support::{TestApp, eventually, expect_json, expect_problem, invalid_fields, now};
+use crate::support::{TestApp, expect_json, expect_problem, invalid_fields, now};
 
 /// Sends `"METHOD path"` as `token`, asserts the status (and problem+json for errors), and
 /// validates the body against the operation the path names in Konnect's documents (see
@@ -1167,30 +1166,15 @@ async fn the_authorization_value_never_leaks() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let token = create_token(&data, "org-admin");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditrelay"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&data)
+    let port = free_port();
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .env("AUDITRELAY_LOG__LEVEL", "debug")
         .env("AUDITRELAY_LOG__FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = serve_with(command, &data, port).await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    eventually(Duration::from_secs(30), || {
-        let req = client.get(format!("{base}/readyz")).send();
-        async move { req.await.ok().filter(|r| r.status().is_success()).map(drop) }
-    })
-    .await;
 
     let mut seen = String::new();
     let mut send = async |method: Method, path: &str, body: Option<Value>| {

@@ -1,0 +1,189 @@
+//! The supervisor: one lane per enabled webhook, started and stopped as configurations change,
+//! plus the gauges an operator alerts on (lag, oldest undelivered event, time to data loss).
+//!
+//! The API tells the engine that a configuration changed ([`Changes::notify`]); the supervisor
+//! then compares the stored webhooks with its lanes. It also looks every few seconds, so a
+//! change made by another process (a second node, the CLI) is picked up too.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditrelay_core::FormatConfig;
+use auditrelay_core::retry::RetryPolicy;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::lane::{Lane, label};
+use crate::clock;
+use crate::config::{DeliveryConfig, RetentionConfig};
+use crate::keys::KeyRing;
+use crate::secrets::SecretBox;
+use crate::store::{Scope, Store, Webhook};
+
+/// How often the supervisor re-reads the webhooks and refreshes the gauges without being told.
+const LOOK_INTERVAL: Duration = Duration::from_secs(5);
+/// Lag is counted up to this many events; beyond it the gauge saturates (counting is O(lag)).
+const LAG_COUNT_CAP: u32 = 10_000_000;
+
+/// What every lane shares.
+pub struct Shared {
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+    pub secrets: Arc<SecretBox>,
+    pub format: FormatConfig,
+    pub config: DeliveryConfig,
+    pub retention: RetentionConfig,
+    pub policy: RetryPolicy,
+}
+
+/// The signal that a webhook or destination changed. Cheap to clone.
+#[derive(Clone)]
+pub struct Changes(Arc<watch::Sender<u64>>);
+
+impl Changes {
+    pub fn new() -> Self {
+        Self(Arc::new(watch::Sender::new(0)))
+    }
+
+    /// Wakes the supervisor and every lane: they re-read their configuration.
+    pub fn notify(&self) {
+        self.0.send_modify(|generation| *generation += 1);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The running delivery engine.
+pub struct Delivery {
+    task: JoinHandle<()>,
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Delivery {
+    /// Starts the supervisor; it stops (and stops every lane) when `shutdown` turns true.
+    pub fn start(shared: Shared, changes: &Changes, shutdown: watch::Receiver<bool>) -> Self {
+        let task = tokio::spawn(supervise(Arc::new(shared), changes.clone(), shutdown));
+        Self { task }
+    }
+
+    /// Waits until every lane has stopped.
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn supervise(shared: Arc<Shared>, changes: Changes, mut shutdown: watch::Receiver<bool>) {
+    let mut generation = changes.subscribe();
+    let mut lanes: HashMap<Scope, Running> = HashMap::new();
+    loop {
+        match shared.store.list_webhooks().await {
+            Ok(webhooks) => {
+                reconcile(&shared, &changes, &webhooks, &mut lanes);
+                update_gauges(&shared, &webhooks).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery could not read the webhooks; will retry")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = generation.changed() => {}
+            _ = tokio::time::sleep(LOOK_INTERVAL) => {}
+        }
+    }
+    for running in lanes.values() {
+        let _ = running.stop.send(true);
+    }
+    for (_, running) in lanes {
+        let _ = running.task.await;
+    }
+}
+
+/// Starts a lane for every enabled webhook without one, and stops the lanes of webhooks that
+/// are gone or disabled.
+fn reconcile(
+    shared: &Arc<Shared>,
+    changes: &Changes,
+    webhooks: &[Webhook],
+    lanes: &mut HashMap<Scope, Running>,
+) {
+    let enabled: HashMap<&Scope, &Webhook> = webhooks
+        .iter()
+        .filter(|w| w.enabled)
+        .map(|w| (&w.scope, w))
+        .collect();
+    lanes.retain(|scope, running| {
+        let keep = enabled.contains_key(scope) && !running.task.is_finished();
+        if !keep {
+            let _ = running.stop.send(true);
+            clear_gauges(scope);
+        }
+        keep
+    });
+    for scope in enabled.keys() {
+        if lanes.contains_key(*scope) {
+            continue;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let lane = Lane::new(
+            shared.clone(),
+            (*scope).clone(),
+            changes.subscribe(),
+            stopped,
+        );
+        tracing::info!(webhook = %label(scope), "delivery lane started");
+        lanes.insert(
+            (*scope).clone(),
+            Running {
+                stop,
+                task: tokio::spawn(lane.run()),
+            },
+        );
+    }
+}
+
+/// Lag, the age of the oldest undelivered event, and how long until retention deletes it.
+async fn update_gauges(shared: &Shared, webhooks: &[Webhook]) {
+    let window = shared.retention.window.as_secs_f64();
+    for webhook in webhooks.iter().filter(|w| w.enabled) {
+        let scope = &webhook.scope;
+        let counted = shared
+            .store
+            .undelivered(scope, webhook.cursor, LAG_COUNT_CAP)
+            .await;
+        let Ok((lag, oldest)) = counted else {
+            continue;
+        };
+        let age = oldest.map_or(0.0, |ts| {
+            (clock::now().as_millis() - ts.as_millis()).max(0) as f64 / 1000.0
+        });
+        let webhook = label(scope);
+        metrics::gauge!("auditrelay_delivery_lag_events", "webhook" => webhook.clone())
+            .set(lag as f64);
+        metrics::gauge!("auditrelay_delivery_oldest_undelivered_age_seconds", "webhook" => webhook.clone())
+            .set(age);
+        metrics::gauge!("auditrelay_delivery_seconds_until_data_loss", "webhook" => webhook)
+            .set(window - age);
+    }
+}
+
+/// A webhook that no longer delivers has nothing undelivered.
+fn clear_gauges(scope: &Scope) {
+    let webhook = label(scope);
+    metrics::gauge!("auditrelay_delivery_lag_events", "webhook" => webhook.clone()).set(0.0);
+    metrics::gauge!("auditrelay_delivery_oldest_undelivered_age_seconds", "webhook" => webhook)
+        .set(0.0);
+}

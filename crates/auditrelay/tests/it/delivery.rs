@@ -1,0 +1,562 @@
+//! Webhook delivery end to end, against real HTTP and HTTPS receivers on loopback: every event
+//! once, signed, in each format; TLS verification; Decision 3's retry timing and recovery
+//! without replay; isolation between webhooks; the SSRF guard at connect time; and SIGKILL of
+//! the real binary mid-stream.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use auditrelay::config::Config;
+use auditrelay::store::{Destination, Scope};
+use auditrelay_core::Region;
+use auditrelay_core::format::{Format, Value as FieldValue, parse_line, verify_line};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::durability::{BIN, create_token, free_port, serve_with};
+use crate::support::events::{access, authentication, authorization, ndjson};
+use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
+use crate::support::signing::jwks;
+use crate::support::{TestApp, eventually, expect_json, now};
+
+const SIEM_SECRET: &str = "Splunk 7a1c0000-delivery-test";
+
+/// Loopback receivers need http and private endpoints; small batches and a short flush keep
+/// the tests quick.
+fn dev(c: &mut Config) {
+    c.delivery.allow_http_endpoints = true;
+    c.delivery.allow_private_endpoints = true;
+    c.delivery.batch_max_events = 250;
+    c.delivery.flush_interval = Duration::from_millis(200);
+}
+
+/// Creates a destination for `endpoint` and binds the org webhook of `region` to it, enabled.
+async fn bind(app: &TestApp, region: &str, endpoint: &str, format: &str) -> String {
+    let destination = json!({
+        "name": format!("siem-{region}"), "endpoint": endpoint,
+        "authorization": SIEM_SECRET, "log_format": format,
+    });
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, destination)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let body = json!({"audit_log_destination_id": id, "enabled": true});
+    let path = format!("/{region}/v3/audit-log-webhook");
+    let resp = app
+        .request(Method::PATCH, &path, Some(&app.admin), Some(body))
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    id
+}
+
+/// Ingests `n` org events into `region` (a mix of the three types); returns their trace ids in
+/// ingest order.
+async fn ingest(app: &TestApp, region: &str, n: usize, tag: &str) -> Vec<String> {
+    let traces: Vec<String> = (0..n).map(|i| format!("{tag}-{i:06}")).collect();
+    for chunk in traces.chunks(1000) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match i % 3 {
+                0 => authorization(now(), t),
+                1 => access(now(), t),
+                _ => authentication(now(), t),
+            })
+            .collect();
+        let path = format!("/{region}/v1/events");
+        let resp = app.ingest_ndjson(&path, &app.admin, ndjson(&events)).await;
+        expect_json(resp, StatusCode::ACCEPTED).await;
+    }
+    traces
+}
+
+/// The `trace_id` of a delivered line.
+fn trace_of(line: &str) -> String {
+    let parsed = parse_line(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let field = parsed
+        .record
+        .extensions
+        .iter()
+        .find(|e| e.key == "trace_id")
+        .map(|e| e.value.clone());
+    match field {
+        Some(FieldValue::Str(trace)) => trace,
+        other => panic!("no trace_id ({other:?}) in {line}"),
+    }
+}
+
+/// Waits until every one of `traces` was accepted by `receiver`; returns the accepted lines.
+async fn wait_for_traces(
+    receiver: &TestReceiver,
+    traces: &[String],
+    timeout: Duration,
+) -> Vec<String> {
+    let wanted: HashSet<&str> = traces.iter().map(String::as_str).collect();
+    receiver
+        .wait_until(timeout, "every ingested event", |requests| {
+            let lines: Vec<String> = requests
+                .iter()
+                .filter(|r| r.accepted())
+                .flat_map(|r| r.lines.clone())
+                .collect();
+            let seen: HashSet<String> = lines.iter().map(|l| trace_of(l)).collect();
+            wanted.iter().all(|t| seen.contains(*t)).then_some(lines)
+        })
+        .await
+}
+
+async fn status(app: &TestApp, region: &str) -> Value {
+    let path = format!("/{region}/v3/audit-log-webhook/status");
+    expect_json(app.get(&path, &app.admin).await, StatusCode::OK).await
+}
+
+async fn wait_for_status(app: &TestApp, region: &str, webhook_status: &str) -> Value {
+    wait_for(app, region, |s| s["webhook_status"] == webhook_status).await
+}
+
+/// The status once it satisfies `check` (the receiver may see a batch before the lane has
+/// recorded the answer).
+async fn wait_for(app: &TestApp, region: &str, check: impl Fn(&Value) -> bool) -> Value {
+    eventually(Duration::from_secs(60), || async {
+        let s = status(app, region).await;
+        check(&s).then_some(s)
+    })
+    .await
+}
+
+/// Waits for the status of a webhook whose last batch was accepted.
+async fn wait_for_delivered(app: &TestApp, region: &str) -> Value {
+    let s = wait_for(app, region, |s| s["last_response_code"] == 202).await;
+    assert_eq!(s["webhook_status"], "active", "{s}");
+    assert_eq!(s["last_response_message"], "Accepted", "{s}");
+    s
+}
+
+#[tokio::test]
+async fn every_event_arrives_once_signed_in_each_format() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.regions.list = ["us", "eu", "au"]
+            .map(|r| Region::parse(r).unwrap())
+            .to_vec();
+    })
+    .await;
+    let (_, keys) = jwks(&app).await;
+    let cases = [
+        ("us", Format::Cef),
+        ("eu", Format::Json),
+        ("au", Format::Cps),
+    ];
+    let mut receivers = Vec::new();
+    for (region, format) in cases {
+        let receiver = TestReceiver::http().await;
+        bind(&app, region, &receiver.url(), format.as_str()).await;
+        receivers.push(receiver);
+    }
+    let mut sent = Vec::new();
+    for (region, _) in cases {
+        sent.push(ingest(&app, region, 600, region).await);
+    }
+
+    for ((region, format), (receiver, traces)) in cases.iter().zip(receivers.iter().zip(&sent)) {
+        let lines = wait_for_traces(receiver, traces, Duration::from_secs(60)).await;
+        // Exactly once, in ingest order; nothing else arrives twice either (self-audit events
+        // of the region are delivered too).
+        let ours: Vec<String> = lines
+            .iter()
+            .map(|l| trace_of(l))
+            .filter(|t| t.starts_with(region))
+            .collect();
+        assert_eq!(&ours, traces, "{region}: once each, in ingest order");
+        let unique: HashSet<&String> = lines.iter().collect();
+        assert_eq!(unique.len(), lines.len(), "{region}: a line arrived twice");
+        for line in &lines {
+            let parsed = parse_line(line.as_bytes()).unwrap();
+            assert_eq!(parsed.format, *format, "{line}");
+            verify_line(line.as_bytes(), &keys).unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+        let requests = receiver.requests();
+        let mut keys_seen = HashSet::new();
+        for r in &requests {
+            assert!(r.accepted());
+            assert!(r.lines.len() <= 250, "{} lines in one batch", r.lines.len());
+            let decoded: usize = r.lines.iter().map(|l| l.len() + 1).sum();
+            assert!(decoded <= 1 << 20, "{decoded} bytes");
+            assert_eq!(r.method, Method::POST);
+            assert_eq!(r.authorization(), Some(SIEM_SECRET));
+            assert_eq!(r.content_type(), Some("text/plain"));
+            assert_eq!(r.content_encoding(), Some("gzip"));
+            assert!(r.user_agent().unwrap().starts_with("auditrelay/"));
+            let key = r.idempotency_key().expect("an Idempotency-Key");
+            assert!(keys_seen.insert(key.to_owned()), "a batch key was reused");
+        }
+        assert!(requests.len() >= 3, "600 events in batches of at most 250");
+        wait_for_delivered(&app, region).await;
+    }
+
+    let metrics = app
+        .request(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "auditrelay_delivery_events_total{webhook=\"org/us\"}",
+        "auditrelay_delivery_batches_total{webhook=\"org/eu\",outcome=\"delivered\"}",
+        "auditrelay_delivery_attempts_total{webhook=\"org/au\",outcome=\"2xx\"}",
+        "auditrelay_delivery_latency_seconds",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from /metrics");
+    }
+    // The gauges come from the supervisor's periodic look.
+    eventually(Duration::from_secs(15), || async {
+        let metrics = app
+            .request(Method::GET, "/metrics", None, None)
+            .await
+            .text()
+            .await
+            .unwrap();
+        (metrics.contains("auditrelay_delivery_seconds_until_data_loss{webhook=\"org/us\"}")
+            && metrics.contains("auditrelay_delivery_lag_events{webhook=\"org/us\"}"))
+        .then_some(())
+    })
+    .await;
+    assert!(!metrics.contains(SIEM_SECRET));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_self_signed_siem_fails_verification_until_skip_ssl_verification() {
+    let app = TestApp::spawn_with(dev).await;
+    let receiver = TestReceiver::https().await;
+    let id = bind(&app, "us", &receiver.url(), "json").await;
+    let traces = ingest(&app, "us", 10, "tls").await;
+
+    // A certificate failure is final at once (not retried) and says why.
+    let s = wait_for_status(&app, "us", "inactive").await;
+    assert!(s.get("last_response_code").is_none(), "{s}");
+    let message = s["last_response_message"].as_str().unwrap();
+    assert!(message.contains("certificate"), "{message}");
+    assert!(
+        receiver.requests().is_empty(),
+        "the handshake never completed"
+    );
+
+    // Skipping verification (a destination change) re-arms the webhook; delivery resumes at
+    // once and nothing is lost.
+    let resp = app
+        .request(
+            Method::PATCH,
+            &format!("/v3/audit-log-destinations/{id}"),
+            Some(&app.admin),
+            Some(json!({"skip_ssl_verification": true})),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    wait_for_traces(&receiver, &traces, Duration::from_secs(30)).await;
+    wait_for_delivered(&app, "us").await;
+    app.stop().await;
+}
+
+/// Asserts the gap between two attempts, with room for scheduling but none for skipping a wait.
+fn assert_gap(requests: &[ReceivedRequest], i: usize, expected: Duration) {
+    let gap = requests[i].at.duration_since(requests[i - 1].at);
+    assert!(
+        gap + Duration::from_millis(50) >= expected
+            && gap <= expected + Duration::from_millis(1500),
+        "attempt {i}: waited {gap:?}, expected {expected:?}"
+    );
+}
+
+#[tokio::test]
+async fn retries_follow_decision_3_through_429_500_timeouts_and_resets() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.connect_timeout = Duration::from_secs(1);
+        c.delivery.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    receiver.script([
+        Behaviour::StatusWithRetryAfter(429, "3".into()),
+        Behaviour::Status(500),
+        Behaviour::Hang,
+        Behaviour::Reset,
+    ]);
+    bind(&app, "us", &receiver.url(), "cef").await;
+    let traces = ingest(&app, "us", 50, "retry").await;
+    wait_for_traces(&receiver, &traces, Duration::from_secs(60)).await;
+
+    let requests = receiver.requests();
+    let first_batch: Vec<&ReceivedRequest> = requests
+        .iter()
+        .filter(|r| r.idempotency_key() == requests[0].idempotency_key())
+        .collect();
+    assert_eq!(first_batch.len(), 5, "one attempt and four retries");
+    let lines = &first_batch[0].lines;
+    assert!(
+        first_batch.iter().all(|r| &r.lines == lines),
+        "the same batch each time"
+    );
+    let attempts = &requests[..5];
+    assert_gap(attempts, 1, Duration::from_secs(3)); // Retry-After: 3
+    assert_gap(attempts, 2, Duration::from_secs(2)); // after a 500: 1 s doubled once
+    assert_gap(attempts, 3, Duration::from_secs(1 + 4)); // the 1 s timeout, then 4 s
+    assert_gap(attempts, 4, Duration::from_secs(8)); // after a reset: 8 s
+    wait_for_delivered(&app, "us").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_batch_turns_the_webhook_inactive_and_probing_catches_up() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.probe_min = Duration::from_millis(500);
+        c.delivery.probe_max = Duration::from_secs(1);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    receiver.set_default(Behaviour::Status(500));
+    bind(&app, "us", &receiver.url(), "json").await;
+    let mut traces = ingest(&app, "us", 20, "down").await;
+
+    // 1 + 4 attempts over 1 + 2 + 4 + 8 s, then inactive with the SIEM's answer.
+    let s = wait_for_status(&app, "us", "inactive").await;
+    assert_eq!(s["webhook_enabled"], true);
+    assert_eq!(s["last_response_code"], 500);
+    assert_eq!(s["last_response_message"], "Internal Server Error");
+    let attempts = receiver.requests();
+    assert_eq!(attempts.len(), 5, "{} attempts", attempts.len());
+    for (i, wait) in [1, 2, 4, 8].into_iter().enumerate() {
+        assert_gap(&attempts, i + 1, Duration::from_secs(wait));
+    }
+
+    // Still down: probes, one attempt each, keep the same batch (and key).
+    receiver.wait_for_requests(7, Duration::from_secs(10)).await;
+    let key = attempts[0].idempotency_key().unwrap().to_owned();
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .all(|r| r.idempotency_key() == Some(&key))
+    );
+
+    // The SIEM recovers: the next probe delivers, and everything follows without a replay.
+    traces.extend(ingest(&app, "us", 30, "while-down").await);
+    receiver.set_default(Behaviour::ACCEPT);
+    let lines = wait_for_traces(&receiver, &traces, Duration::from_secs(30)).await;
+    let ours: Vec<String> = lines
+        .iter()
+        .map(|l| trace_of(l))
+        .filter(|t| t.contains("down"))
+        .collect();
+    assert_eq!(ours, traces, "every event once, in order");
+    wait_for_delivered(&app, "us").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_siem_does_not_delay_another_webhook() {
+    let app = TestApp::spawn_with(dev).await;
+    let hanging = TestReceiver::http().await;
+    hanging.set_default(Behaviour::Hang);
+    let healthy = TestReceiver::http().await;
+    bind(&app, "us", &hanging.url(), "cef").await;
+    bind(&app, "eu", &healthy.url(), "cef").await;
+
+    ingest(&app, "us", 100, "stuck").await;
+    hanging.wait_for_requests(1, Duration::from_secs(10)).await;
+    for round in 0..3 {
+        let started = Instant::now();
+        let traces = ingest(&app, "eu", 100, &format!("eu{round}")).await;
+        wait_for_traces(&healthy, &traces, Duration::from_secs(10)).await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "round {round}: {took:?} while the other SIEM hangs"
+        );
+    }
+    assert_eq!(
+        hanging.requests().len(),
+        1,
+        "still waiting on its first answer"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_destination_on_loopback_is_refused_at_connect_time() {
+    // http is allowed, private addresses are not. The destination is written to the store
+    // directly, as if made while the rules were looser (or as if its DNS changed since).
+    let app = TestApp::spawn_with(|c| c.delivery.allow_http_endpoints = true).await;
+    let receiver = TestReceiver::http().await;
+    for (region, endpoint) in [
+        ("us", receiver.url()),
+        (
+            "eu",
+            format!("http://localhost:{}/hook", receiver.addr().port()),
+        ),
+    ] {
+        let id = Uuid::new_v4();
+        let destination = Destination {
+            id,
+            org_id: app.org(),
+            name: format!("sneaky-{region}"),
+            endpoint,
+            authorization_sealed: app
+                .server
+                .as_ref()
+                .unwrap()
+                .state()
+                .secrets
+                .seal("x", &id.to_string()),
+            log_format: Format::Cef,
+            skip_ssl_verification: false,
+            managed_region: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        app.store().create_destination(&destination).await.unwrap();
+        let resp = app
+            .request(
+                Method::PATCH,
+                &format!("/{region}/v3/audit-log-webhook"),
+                Some(&app.admin),
+                Some(json!({"audit_log_destination_id": id.to_string(), "enabled": true})),
+            )
+            .await;
+        expect_json(resp, StatusCode::OK).await;
+        ingest(&app, region, 5, region).await;
+        let s = wait_for_status(&app, region, "inactive").await;
+        let message = s["last_response_message"].as_str().unwrap();
+        assert!(message.contains("private"), "{region}: {message}");
+    }
+    assert!(receiver.requests().is_empty(), "nothing reached loopback");
+    app.stop().await;
+}
+
+/// SIGKILL of the real binary while a batch is in flight: after the restart that batch is sent
+/// again with the same Idempotency-Key, and every event arrives.
+#[tokio::test]
+async fn sigkill_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let token = create_token(data, "org-admin");
+    let port = free_port();
+    let start = || {
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
+            .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
+            .env("AUDITRELAY_LOG__LEVEL", "warn")
+            .env("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "500")
+            .stderr(std::process::Stdio::inherit());
+        serve_with(command, data, port)
+    };
+    let mut server = start().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let receiver = TestReceiver::http().await;
+    // Two batches are accepted, the third hangs: it is in flight when the process dies.
+    receiver.script([Behaviour::ACCEPT, Behaviour::ACCEPT, Behaviour::Hang]);
+
+    let destination =
+        json!({"name": "siem", "endpoint": receiver.url(), "authorization": SIEM_SECRET});
+    let created: Value = client
+        .post(format!("{base}/v3/audit-log-destinations"))
+        .bearer_auth(&token)
+        .json(&destination)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = client
+        .patch(format!("{base}/us/v3/audit-log-webhook"))
+        .bearer_auth(&token)
+        .json(&json!({"audit_log_destination_id": created["id"], "enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut traces = Vec::new();
+    for chunk in 0..5 {
+        let batch: Vec<String> = (0..1000).map(|i| format!("kill-{chunk}-{i:04}")).collect();
+        let events: Vec<Value> = batch.iter().map(|t| authorization(now(), t)).collect();
+        let resp = client
+            .post(format!("{base}/us/v1/events"))
+            .bearer_auth(&token)
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson(&events))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        traces.extend(batch);
+    }
+    let hung = receiver.wait_for_requests(3, Duration::from_secs(30)).await;
+    let in_flight = hung[2].idempotency_key().unwrap().to_owned();
+
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let _restarted = start().await;
+
+    let lines = wait_for_traces(&receiver, &traces, Duration::from_secs(60)).await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for line in &lines {
+        *counts.entry(trace_of(line)).or_default() += 1;
+    }
+    let duplicates = counts.values().filter(|n| **n > 1).count();
+    assert!(
+        duplicates <= 500,
+        "{duplicates} events arrived twice: more than one batch"
+    );
+    let resent = receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.idempotency_key() == Some(&in_flight))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        resent.len(),
+        2,
+        "the in-flight batch, sent again after the restart"
+    );
+    assert_eq!(
+        resent[0].lines, resent[1].lines,
+        "the same range, the same key"
+    );
+    assert!(resent[1].accepted());
+}
+
+/// The stored cursor never passes an event that was not delivered.
+#[tokio::test]
+async fn the_cursor_moves_only_after_a_2xx() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.probe_min = Duration::from_secs(300);
+        c.delivery.probe_max = Duration::from_secs(300);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    receiver.set_default(Behaviour::Status(400));
+    bind(&app, "us", &receiver.url(), "cef").await;
+    let scope = Scope {
+        org_id: app.org(),
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    let before = app.store().get_webhook(&scope).await.unwrap().unwrap();
+    ingest(&app, "us", 10, "held").await;
+    // A 400 is final at once: inactive after one attempt.
+    wait_for_status(&app, "us", "inactive").await;
+    let after = app.store().get_webhook(&scope).await.unwrap().unwrap();
+    assert_eq!(after.cursor, before.cursor, "nothing was delivered");
+    assert!(after.in_flight_through.is_some_and(|t| t > after.cursor));
+    assert_eq!(receiver.requests().len(), 1);
+    app.stop().await;
+}
