@@ -129,7 +129,7 @@ fn reconcile(
         let keep = enabled.contains_key(scope) && !running.task.is_finished();
         if !keep {
             let _ = running.stop.send(true);
-            clear_gauges(scope);
+            clear_gauges(shared, scope);
         }
         keep
     });
@@ -180,10 +180,13 @@ async fn update_gauges(shared: &Shared, webhooks: &[Webhook]) {
     }
 }
 
-/// A webhook that no longer delivers has nothing undelivered.
-fn clear_gauges(scope: &Scope) {
+/// A webhook that no longer delivers has nothing undelivered (Decision 2: what is stored while
+/// it is off is replay's, not its backlog).
+fn clear_gauges(shared: &Shared, scope: &Scope) {
     let webhook = label(scope);
     metrics::gauge!("auditrelay_delivery_lag_events", "webhook" => webhook.clone()).set(0.0);
-    metrics::gauge!("auditrelay_delivery_oldest_undelivered_age_seconds", "webhook" => webhook)
+    metrics::gauge!("auditrelay_delivery_oldest_undelivered_age_seconds", "webhook" => webhook.clone())
         .set(0.0);
+    metrics::gauge!("auditrelay_delivery_seconds_until_data_loss", "webhook" => webhook)
+        .set(shared.retention.window.as_secs_f64());
 }

@@ -229,7 +229,10 @@ impl Lane {
             }
         }
         let Some(batch) = self.build(setup, replaying).await else {
-            return Ok(true);
+            // The range in flight is gone (retention deleted it while the SIEM was down):
+            // nothing to send again, so the lane goes on from the cursor.
+            let store = &self.shared.store;
+            return store.mark_in_flight(&self.scope, webhook.cursor).await;
         };
         if webhook.in_flight_through != Some(batch.last_seq)
             && !self

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::durability::{BIN, create_token, free_port, serve_with};
-use crate::support::events::{access, authentication, authorization, ndjson};
+use crate::support::events::{access, authentication, authorization, ndjson, portal_login};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
 use crate::support::signing::jwks;
 use crate::support::{TestApp, eventually, expect_json, now};
@@ -558,5 +558,70 @@ async fn the_cursor_moves_only_after_a_2xx() {
     assert_eq!(after.cursor, before.cursor, "nothing was delivered");
     assert!(after.in_flight_through.is_some_and(|t| t > after.cursor));
     assert_eq!(receiver.requests().len(), 1);
+    app.stop().await;
+}
+
+/// A portal's webhook delivers that portal's developer logins, and nothing of the org's.
+#[tokio::test]
+async fn a_portal_webhook_delivers_only_its_portals_events() {
+    let app = TestApp::spawn_with(dev).await;
+    let portal = app.create_portal("Developers", "eu").await;
+    let other = app.create_portal("Partners", "eu").await;
+    let receiver = TestReceiver::http().await;
+    let destination = json!({
+        "name": "portal-siem", "endpoint": receiver.url(), "authorization": SIEM_SECRET,
+    });
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, destination)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let hook = format!("/v3/portals/{portal}/audit-log-webhook");
+    let bind = json!({"audit_log_destination_id": created["id"], "enabled": true});
+    let resp = app
+        .request(Method::PATCH, &hook, Some(&app.admin), Some(bind))
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+
+    let logins = |portal, tag: &str| -> (Vec<String>, String) {
+        let traces: Vec<String> = (0..20).map(|i| format!("{tag}-{i}")).collect();
+        let events: Vec<Value> = traces
+            .iter()
+            .map(|t| portal_login(now(), portal, t))
+            .collect();
+        (traces, ndjson(&events))
+    };
+    let (theirs, body) = logins(other, "partner");
+    expect_json(
+        app.ingest_ndjson("/v1/events", &app.admin, body).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    ingest(&app, "eu", 20, "org").await;
+    let (ours, body) = logins(portal, "developer");
+    expect_json(
+        app.ingest_ndjson("/v1/events", &app.admin, body).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+
+    let lines = wait_for_traces(&receiver, &ours, Duration::from_secs(30)).await;
+    let delivered: Vec<String> = lines.iter().map(|l| trace_of(l)).collect();
+    assert_eq!(delivered, ours, "only this portal's events: {delivered:?}");
+    assert!(theirs.iter().all(|t| !delivered.contains(t)));
+    for line in &lines {
+        assert_eq!(parse_line(line.as_bytes()).unwrap().record.header.product, "Dev-Portal");
+    }
+    let status = eventually(Duration::from_secs(30), || async {
+        let s = expect_json(
+            app.get(&format!("{hook}/status"), &app.admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        (s["last_response_code"] == 202).then_some(s)
+    })
+    .await;
+    assert_eq!(status["webhook_status"], "active");
     app.stop().await;
 }
