@@ -9,6 +9,7 @@ mod cli;
 mod conformance;
 mod destinations;
 mod durability;
+mod emit;
 mod errors;
 mod ingest;
 mod jwks;
