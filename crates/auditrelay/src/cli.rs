@@ -1,5 +1,6 @@
 //! The command line: `serve`, `migrate`, `token create|list|revoke`, `keys list|rotate`,
-//! `verify` and `listen` (a local webhook receiver, in [`crate::listen`]).
+//! `verify`, `listen` (a local webhook receiver, in [`crate::listen`]) and `emit` (sample
+//! events for a running server, in [`crate::emit`]).
 //!
 //! Commands that work on the data directory (`token …`, `keys …`, `migrate`) open the store or
 //! the key directory directly, so they work whether or not a server is running on it (SQLite
@@ -50,6 +51,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Receive webhook deliveries locally (HTTP or HTTPS) and show what arrived.
     Listen(crate::listen::ListenArgs),
+    /// Send sample events of every type (org and Dev Portal) to a running server.
+    Emit(crate::emit::EmitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +70,7 @@ pub enum KeysCommand {
     },
 }
 
-/// Where `verify` gets the keys when no `--jwks` is given: `$AUDITRELAY_URL` or this server.
+/// The server `verify` (without `--jwks`) and `emit` talk to unless `$AUDITRELAY_URL` names another.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 /// The JWKS path under a server's base URL.
 pub const JWKS_PATH: &str = "/v2/audit-log-webhook/jwks.json";
@@ -167,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys(command),
         Command::Verify(args) => verify(args).await,
         Command::Listen(args) => crate::listen::run(args).await,
+        Command::Emit(args) => crate::emit::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod emit;
 pub mod jobs;
 pub mod keys;
 pub mod listen;

@@ -10,6 +10,7 @@ mod conformance;
 mod delivery;
 mod destinations;
 mod durability;
+mod emit;
 mod errors;
 mod ingest;
 mod jwks;
