@@ -14,10 +14,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::durability::{BIN, create_token, free_port, serve_with};
+use crate::durability::{create_token, free_port, serve_with};
+use crate::listen::Listener;
 use crate::support::events::{access, authentication, authorization, ndjson, portal_login};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
-use crate::support::signing::jwks;
+use crate::support::signing::{BIN, jwks};
 use crate::support::{TestApp, eventually, expect_json, now};
 
 const SIEM_SECRET: &str = "Splunk 7a1c0000-delivery-test";
@@ -611,7 +612,10 @@ async fn a_portal_webhook_delivers_only_its_portals_events() {
     assert_eq!(delivered, ours, "only this portal's events: {delivered:?}");
     assert!(theirs.iter().all(|t| !delivered.contains(t)));
     for line in &lines {
-        assert_eq!(parse_line(line.as_bytes()).unwrap().record.header.product, "Dev-Portal");
+        assert_eq!(
+            parse_line(line.as_bytes()).unwrap().record.header.product,
+            "Dev-Portal"
+        );
     }
     let status = eventually(Duration::from_secs(30), || async {
         let s = expect_json(
@@ -624,4 +628,98 @@ async fn a_portal_webhook_delivers_only_its_portals_events() {
     .await;
     assert_eq!(status["webhook_status"], "active");
     app.stop().await;
+}
+
+/// A newcomer's first five minutes, with the real binaries: `serve`, `listen` as the SIEM,
+/// `emit` as the traffic, and `verify` on what arrived.
+#[tokio::test]
+async fn serve_listen_emit_and_verify_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let token = create_token(&data, "org-admin");
+    let port = free_port();
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
+        .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
+        .env("AUDITRELAY_LOG__LEVEL", "warn")
+        .stderr(std::process::Stdio::inherit());
+    let _server = serve_with(command, &data, port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let jwks = format!("{base}/v2/audit-log-webhook/jwks.json");
+    let received = dir.path().join("received.log");
+    let listener = Listener::start(&[
+        "--authorization",
+        SIEM_SECRET,
+        "--jwks",
+        &jwks,
+        "--out",
+        received.to_str().unwrap(),
+    ])
+    .await;
+
+    let client = reqwest::Client::new();
+    let destination = json!({
+        "name": "local listener", "endpoint": listener.url, "authorization": SIEM_SECRET,
+        "log_format": "json",
+    });
+    let created: Value = client
+        .post(format!("{base}/v3/audit-log-destinations"))
+        .bearer_auth(&token)
+        .json(&destination)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bound = client
+        .patch(format!("{base}/us/v3/audit-log-webhook"))
+        .bearer_auth(&token)
+        .json(&json!({"audit_log_destination_id": created["id"], "enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bound.status(), StatusCode::OK, "{created}");
+
+    let emitted = tokio::process::Command::new(BIN)
+        .args([
+            "emit", "--url", &base, "--region", "us", "--count", "2", "--only", "org",
+        ])
+        .env("AUDITRELAY_TOKEN", &token)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&emitted.stdout);
+    assert!(
+        emitted.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&emitted.stderr)
+    );
+    assert!(said.contains("sent 6 org events"), "{said}");
+
+    // The samples come from documentation addresses; the server's own audit events of these
+    // requests (from loopback) arrive too.
+    let lines = eventually(Duration::from_secs(30), || async {
+        let text = std::fs::read_to_string(&received).unwrap_or_default();
+        let samples = text.lines().filter(|l| !l.contains("127.0.0.1")).count();
+        (samples >= 6).then_some(text)
+    })
+    .await;
+    let verified = tokio::process::Command::new(BIN)
+        .args(["verify", "--jwks", &jwks, received.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{report}");
+    assert_eq!(
+        report.matches(": valid").count(),
+        lines.lines().count(),
+        "{report}"
+    );
+    let log = listener.stop().await;
+    assert!(!log.contains("INVALID"), "{log}");
+    assert!(!log.contains(SIEM_SECRET));
 }

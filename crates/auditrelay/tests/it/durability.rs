@@ -14,9 +14,8 @@ use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 
 use crate::support::events::{authorization, ndjson};
+use crate::support::signing::BIN;
 use crate::support::{eventually, now};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_auditrelay");
 
 pub fn cli(args: &[&str], data_dir: &Path) -> std::process::Output {
     std::process::Command::new(BIN)

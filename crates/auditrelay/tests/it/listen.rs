@@ -21,9 +21,9 @@ use crate::support::eventually;
 use crate::support::signing::{BIN, signed_line};
 
 /// A running `auditrelay listen` and what it has written so far.
-struct Listener {
+pub struct Listener {
     child: Child,
-    url: String,
+    pub url: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     readers: [JoinHandle<()>; 2],
@@ -50,7 +50,7 @@ fn collect(pipe: impl AsyncRead + Unpin + Send + 'static) -> (Arc<Mutex<String>>
 
 impl Listener {
     /// Starts `listen` on a free port with `args`, and waits until it says where it listens.
-    async fn start(args: &[&str]) -> Self {
+    pub async fn start(args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["listen", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -84,16 +84,16 @@ impl Listener {
         }
     }
 
-    fn stdout(&self) -> String {
+    pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Waits until standard output holds `n` lines; returns them.
-    async fn wait_for_stdout_lines(&self, n: usize) -> Vec<String> {
+    pub async fn wait_for_stdout_lines(&self, n: usize) -> Vec<String> {
         eventually(Duration::from_secs(10), || {
             let text = self.stdout();
             async move {
@@ -105,7 +105,7 @@ impl Listener {
     }
 
     /// Sends SIGTERM, waits for a clean exit, and returns everything it logged.
-    async fn stop(mut self) -> String {
+    pub async fn stop(mut self) -> String {
         let pid = self.child.id().expect("still running").to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])

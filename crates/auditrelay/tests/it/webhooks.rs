@@ -10,8 +10,9 @@ use auditrelay_core::{PortalId, Region, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::durability::{BIN, create_token, free_port, serve_with};
+use crate::durability::{create_token, free_port, serve_with};
 use crate::support::conformance::{Doc, check};
+use crate::support::signing::BIN;
 use crate::support::{TestApp, expect_json, expect_problem, invalid_fields, now};
 
 /// Sends `"METHOD path"` as `token`, asserts the status (and problem+json for errors), and
