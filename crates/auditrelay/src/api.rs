@@ -18,6 +18,7 @@ mod pagination;
 mod portal_webhooks;
 mod portals;
 pub mod region;
+mod replay;
 mod webhooks;
 
 use std::ops::Deref;
@@ -159,6 +160,22 @@ fn routes() -> OpenApiRouter<AppState> {
             portal_webhooks::delete_portal_webhook_v3
         ))
         .routes(routes!(portal_webhooks::get_portal_webhook_status_v3))
+        .routes(routes!(
+            replay::get_replay_job_v2,
+            replay::put_replay_job_v2
+        ))
+        .routes(routes!(
+            replay::get_replay_job_v3,
+            replay::put_replay_job_v3
+        ))
+        .routes(routes!(
+            replay::get_portal_replay_job_v2,
+            replay::put_portal_replay_job_v2
+        ))
+        .routes(routes!(
+            replay::get_portal_replay_job_v3,
+            replay::put_portal_replay_job_v3
+        ))
         .routes(routes!(portals::list_portals, portals::create_portal))
         .routes(routes!(portals::get_portal, portals::delete_portal))
         .routes(routes!(ops::healthz))

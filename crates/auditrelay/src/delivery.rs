@@ -4,10 +4,13 @@
 //! Split by stage, as a reader follows a batch:
 //! - `engine` — the supervisor: one lane per enabled webhook, and the lag gauges;
 //! - `lane` — one webhook's loop: read after the cursor, batch, sign, send, retry, record;
+//! - `replay` — one replay job: the window's events in event-time order, through the same
+//!   batching, signing and retries, with its progress saved after every batch;
 //! - `http` — the network side of one destination: one guarded HTTP client, one attempt.
 
 mod engine;
 pub mod http;
 mod lane;
+mod replay;
 
 pub use engine::{Changes, Delivery, Shared};

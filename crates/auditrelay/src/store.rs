@@ -211,6 +211,66 @@ pub struct WebhookConfig {
     pub updated_at: Timestamp,
 }
 
+/// Where a replay job is in its life (konnect-compat §7.2); no job at all is `unconfigured`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayStatus {
+    Accepted,
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl ReplayStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Accepted,
+            Self::Pending,
+            Self::Running,
+            Self::Completed,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+
+    /// Accepted, pending or running: a new job must wait (409).
+    pub fn in_progress(self) -> bool {
+        matches!(self, Self::Accepted | Self::Pending | Self::Running)
+    }
+}
+
+/// A scope's replay job: Konnect's fields, our progress fields, and where to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayJob {
+    pub scope: Scope,
+    /// New for every PUT.
+    pub id: Uuid,
+    pub start_at: Timestamp,
+    pub end_at: Timestamp,
+    pub status: ReplayStatus,
+    pub updated_at: Timestamp,
+    /// Counted when the job starts running.
+    pub events_total: Option<u64>,
+    pub events_sent: u64,
+    pub batches_sent: u64,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub failure_reason: Option<String>,
+    /// The `(ts ms, seq)` of the last event the SIEM acknowledged.
+    pub resume: Option<(i64, i64)>,
+}
+
 /// Konnect's `filter[name]`: exact, or containing a substring.
 #[derive(Debug, Clone, Default)]
 pub struct NameFilter {
@@ -484,6 +544,46 @@ impl Store {
     pub async fn delete_webhooks(&self, scopes: &[Scope]) -> Result<u64> {
         match self {
             Self::Sqlite(s) => s.delete_webhooks(scopes).await,
+        }
+    }
+
+    pub async fn get_replay_job(&self, scope: &Scope) -> Result<Option<ReplayJob>> {
+        match self {
+            Self::Sqlite(s) => s.get_replay_job(scope).await,
+        }
+    }
+
+    /// Jobs that are accepted, pending or running, oldest first.
+    pub async fn active_replay_jobs(&self) -> Result<Vec<ReplayJob>> {
+        match self {
+            Self::Sqlite(s) => s.active_replay_jobs().await,
+        }
+    }
+
+    /// Makes `job` the scope's job, unless its current one is still in progress (`false`):
+    /// the check and the write are one statement.
+    pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.replace_replay_job(job).await,
+        }
+    }
+
+    /// Saves a job's status and progress; `false` when it was replaced meanwhile.
+    pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.save_replay_job(job).await,
+        }
+    }
+
+    /// How many of a scope's events have `from <= ts <= to`.
+    pub async fn count_events_between(
+        &self,
+        scope: &Scope,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<u64> {
+        match self {
+            Self::Sqlite(s) => s.count_events_between(scope, from, to).await,
         }
     }
 

@@ -20,16 +20,18 @@ use crate::store::Scope;
 
 const RESOURCE: &str = "portal-audit-log-webhook";
 
-/// The portal's scope, after the permission check; 404 for a malformed or unknown portal.
-async fn portal_scope(
+/// The portal's scope, after the permission check on `resource`; 404 for a malformed or
+/// unknown portal.
+pub(super) async fn portal_scope(
     state: &AppState,
     caller: &Caller,
     portal_id: &str,
     permission: fn(PortalId) -> Permission,
+    resource: &str,
     action: &str,
 ) -> Result<Scope, ApiError> {
     let id = PortalId::parse(portal_id).ok_or_else(ApiError::not_found)?;
-    caller.authorize(permission(id), RESOURCE, action)?;
+    caller.authorize(permission(id), resource, action)?;
     let org_id = caller.principal.org_id;
     let portal = state.store.get_portal(org_id, id).await?;
     let portal = portal.ok_or_else(ApiError::not_found)?;
@@ -54,6 +56,7 @@ async fn get(
         &caller,
         &portal,
         Permission::ReadPortalAuditLogs,
+        RESOURCE,
         "retrieve",
     )
     .await?;
@@ -73,6 +76,7 @@ async fn update(
         &caller,
         &portal,
         Permission::WritePortalAuditLogs,
+        RESOURCE,
         "edit",
     )
     .await?;
@@ -86,6 +90,7 @@ async fn delete(state: AppState, caller: Caller, portal: String) -> Result<Statu
         &caller,
         &portal,
         Permission::WritePortalAuditLogs,
+        RESOURCE,
         "delete",
     )
     .await?;
@@ -108,6 +113,7 @@ async fn status(
         &caller,
         &portal,
         Permission::ReadPortalAuditLogs,
+        RESOURCE,
         "retrieve",
     )
     .await?;

@@ -1,5 +1,6 @@
 //! The supervisor: one lane per enabled webhook, started and stopped as configurations change,
-//! plus the gauges an operator alerts on (lag, oldest undelivered event, time to data loss).
+//! an executor per replay job in progress, and the gauges an operator alerts on (lag, oldest
+//! undelivered event, time to data loss).
 //!
 //! The API tells the engine that a configuration changed ([`Changes::notify`]); the supervisor
 //! then compares the stored webhooks with its lanes. It also looks every few seconds, so a
@@ -13,13 +14,15 @@ use auditrelay_core::FormatConfig;
 use auditrelay_core::retry::RetryPolicy;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use super::lane::{Lane, label};
+use super::replay;
 use crate::clock;
 use crate::config::{DeliveryConfig, RetentionConfig};
 use crate::keys::KeyRing;
 use crate::secrets::SecretBox;
-use crate::store::{Scope, Store, Webhook};
+use crate::store::{ReplayJob, Scope, Store, Webhook};
 
 /// How often the supervisor re-reads the webhooks and refreshes the gauges without being told.
 const LOOK_INTERVAL: Duration = Duration::from_secs(5);
@@ -88,6 +91,7 @@ impl Delivery {
 async fn supervise(shared: Arc<Shared>, changes: Changes, mut shutdown: watch::Receiver<bool>) {
     let mut generation = changes.subscribe();
     let mut lanes: HashMap<Scope, Running> = HashMap::new();
+    let mut replays: HashMap<Uuid, Running> = HashMap::new();
     loop {
         match shared.store.list_webhooks().await {
             Ok(webhooks) => {
@@ -98,17 +102,44 @@ async fn supervise(shared: Arc<Shared>, changes: Changes, mut shutdown: watch::R
                 tracing::warn!(error = %e, "delivery could not read the webhooks; will retry")
             }
         }
+        match shared.store.active_replay_jobs().await {
+            Ok(jobs) => start_replays(&shared, jobs, &mut replays),
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery could not read the replay jobs; will retry")
+            }
+        }
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
             _ = generation.changed() => {}
             _ = tokio::time::sleep(LOOK_INTERVAL) => {}
         }
     }
-    for running in lanes.values() {
+    for running in lanes.values().chain(replays.values()) {
         let _ = running.stop.send(true);
     }
-    for (_, running) in lanes {
+    for running in lanes.into_values().chain(replays.into_values()) {
         let _ = running.task.await;
+    }
+}
+
+/// Starts an executor for every job in progress that has none (after a restart, a `running`
+/// job resumes where it was).
+fn start_replays(shared: &Arc<Shared>, jobs: Vec<ReplayJob>, replays: &mut HashMap<Uuid, Running>) {
+    replays.retain(|_, running| !running.task.is_finished());
+    for job in jobs {
+        if replays.contains_key(&job.id) {
+            continue;
+        }
+        tracing::info!(
+            webhook = %label(&job.scope),
+            replay.id = %job.id,
+            replay.status = job.status.as_str(),
+            "replay job starting"
+        );
+        let (stop, stopped) = watch::channel(false);
+        let id = job.id;
+        let task = tokio::spawn(replay::run(shared.clone(), job, stopped));
+        replays.insert(id, Running { stop, task });
     }
 }
 

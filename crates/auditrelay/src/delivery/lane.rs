@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use auditrelay_core::Timestamp;
 use auditrelay_core::batch::{Batch, BatchBuilder, idempotency_key};
-use auditrelay_core::format::sign_event;
+use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::retry::{Attempt, TransportError, Verdict};
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -29,6 +29,27 @@ use crate::store::{Destination, LastAttempt, Scope, StoreError, StoredEvent, Web
 /// How long a lane waits after the store failed before it tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// Renders and signs events in `format` into a batch until it is full; the rest wait for the
+/// next batch. `None` when there are no events.
+pub(super) async fn sign_batch<'a>(
+    shared: &Shared,
+    format: Format,
+    events: impl Iterator<Item = &'a StoredEvent>,
+) -> Option<Batch> {
+    let keys = shared.keys.snapshot().await;
+    let key = &keys.signing_key_at(clock::now()).key;
+    let mut builder = BatchBuilder::new(shared.config.batch_limits());
+    let mut line = Vec::with_capacity(1024);
+    for stored in events {
+        line.clear();
+        sign_event(format, &stored.event, &shared.format, key, &mut line);
+        if builder.push(stored.seq, &line).is_err() {
+            break;
+        }
+    }
+    builder.finish()
+}
+
 /// The metrics label of a webhook: `org/<region>` or `portal/<id>`.
 pub fn label(scope: &Scope) -> String {
     match scope.portal_id {
@@ -39,10 +60,43 @@ pub fn label(scope: &Scope) -> String {
 
 /// What a lane delivers with: the webhook, its destination, and the opened secret. The stamp
 /// tells whether a change affects this lane.
-struct Setup {
-    webhook: Webhook,
-    destination: Destination,
-    authorization: String,
+pub(super) struct Setup {
+    pub webhook: Webhook,
+    pub destination: Destination,
+    pub authorization: String,
+}
+
+/// The scope's webhook, its destination and the opened authorization; `None` when the webhook
+/// is gone or disabled.
+pub(super) async fn load_setup(
+    shared: &Shared,
+    scope: &Scope,
+) -> Result<Option<Setup>, StoreError> {
+    let store = &shared.store;
+    let Some(webhook) = store.get_webhook(scope).await? else {
+        return Ok(None);
+    };
+    if !webhook.enabled {
+        return Ok(None);
+    }
+    let destination = store
+        .get_destination(scope.org_id, webhook.destination_id)
+        .await?;
+    let Some(destination) = destination else {
+        return Ok(None);
+    };
+    let authorization = shared
+        .secrets
+        .open(
+            &destination.authorization_sealed,
+            &destination.id.to_string(),
+        )
+        .map_err(|e| StoreError::Corrupt(format!("destination authorization: {e}")))?;
+    Ok(Some(Setup {
+        webhook,
+        destination,
+        authorization,
+    }))
 }
 
 impl Setup {
@@ -153,37 +207,15 @@ impl Lane {
 
     /// Reads the webhook and its destination; `None` when the webhook no longer delivers.
     async fn setup(&mut self) -> Result<Option<Setup>, StoreError> {
-        let store = &self.shared.store;
-        let Some(webhook) = store.get_webhook(&self.scope).await? else {
-            return Ok(None);
-        };
-        if !webhook.enabled {
-            return Ok(None);
-        }
-        let destination = store
-            .get_destination(self.scope.org_id, webhook.destination_id)
-            .await?;
-        let Some(destination) = destination else {
-            return Ok(None);
-        };
-        let authorization = self
-            .shared
-            .secrets
-            .open(
-                &destination.authorization_sealed,
-                &destination.id.to_string(),
-            )
-            .map_err(|e| StoreError::Corrupt(format!("destination authorization: {e}")))?;
-        // A webhook that moved back (re-enabled, so its cursor jumped) drops what it read.
-        if webhook.cursor > self.read_through {
+        let setup = load_setup(&self.shared, &self.scope).await?;
+        // A webhook that moved on (re-enabled, so its cursor jumped) drops what it read.
+        if let Some(setup) = &setup
+            && setup.webhook.cursor > self.read_through
+        {
             self.pending.clear();
-            self.read_through = webhook.cursor;
+            self.read_through = setup.webhook.cursor;
         }
-        Ok(Some(Setup {
-            webhook,
-            destination,
-            authorization,
-        }))
+        Ok(setup)
     }
 
     /// One batch: gathered, sent, recorded. `Ok(false)` when the lane must stop.
@@ -270,23 +302,11 @@ impl Lane {
         Ok(())
     }
 
-    /// Renders and signs the pending events (up to `through`) in the destination's format until
-    /// the batch is full; the rest wait for the next batch.
+    /// Renders and signs the pending events (up to `through`) into the next batch.
     async fn build(&self, setup: &Setup, through: Option<i64>) -> Option<Batch> {
-        let keys = self.shared.keys.snapshot().await;
-        let key = &keys.signing_key_at(clock::now()).key;
-        let format = setup.destination.log_format;
-        let mut builder = BatchBuilder::new(self.shared.config.batch_limits());
-        let mut line = Vec::with_capacity(1024);
         let through = through.unwrap_or(i64::MAX);
-        for stored in self.pending.iter().take_while(|e| e.seq <= through) {
-            line.clear();
-            sign_event(format, &stored.event, &self.shared.format, key, &mut line);
-            if builder.push(stored.seq, &line).is_err() {
-                break;
-            }
-        }
-        builder.finish()
+        let events = self.pending.iter().take_while(|e| e.seq <= through);
+        sign_batch(&self.shared, setup.destination.log_format, events).await
     }
 
     /// Sends a batch with its retries, records the outcome, and on failure waits for the next
@@ -505,7 +525,7 @@ impl Lane {
     }
 }
 
-fn last_attempt(sent: &SendOutcome) -> LastAttempt {
+pub(super) fn last_attempt(sent: &SendOutcome) -> LastAttempt {
     LastAttempt {
         at: clock::now(),
         code: sent.code,
@@ -514,7 +534,7 @@ fn last_attempt(sent: &SendOutcome) -> LastAttempt {
 }
 
 /// The `outcome` label of an attempt: `2xx`…`5xx`, or the transport failure.
-fn attempt_outcome(sent: &SendOutcome) -> &'static str {
+pub(super) fn attempt_outcome(sent: &SendOutcome) -> &'static str {
     match &sent.attempt {
         Attempt::Response { status, .. } => match status / 100 {
             2 => "2xx",

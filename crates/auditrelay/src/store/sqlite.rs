@@ -10,6 +10,7 @@ mod destinations;
 mod events;
 mod portals;
 mod principals;
+mod replay;
 mod webhooks;
 
 use std::path::Path;

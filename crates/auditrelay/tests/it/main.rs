@@ -22,6 +22,7 @@ mod portals;
 mod pull;
 mod receiver;
 mod regions;
+mod replay;
 mod retention;
 mod self_audit;
 mod verify;

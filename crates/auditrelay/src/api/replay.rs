@@ -1,0 +1,388 @@
+//! Replay jobs: `/v2|v3/audit-log-replay-job` (the org's, per region) and
+//! `/v2|v3/portals/{portalId}/audit-log-replay-job` (konnect-compat §7, Decision 1).
+//!
+//! A PUT replaces the scope's job with a new `accepted` one, unless the current job is still
+//! accepted, pending or running (409, checked in the same statement as the write). The delivery
+//! engine runs it. The body is Konnect's `{start_at, end_at, status, updated_at}`, plus our
+//! progress fields, which only ever add to it. On `global` a PUT starts a job in every region
+//! whose webhook is enabled; a GET there is a 400.
+
+use auditrelay_core::{Permission, Timestamp};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, InvalidParameter, Problem};
+use super::json::ApiJson;
+use super::portal_webhooks::portal_scope;
+use super::region::RequestRegion;
+use crate::clock;
+use crate::store::{ReplayJob, ReplayStatus, Scope};
+
+const RESOURCE: &str = "audit-log-replay-job";
+const PORTAL_RESOURCE: &str = "portal-audit-log-replay-job";
+/// How far past now `end_at` may be: clocks differ a little.
+const FUTURE_SKEW_MS: i64 = 60_000;
+
+/// Konnect's `AuditLogReplayJob`, with our progress fields (absent while unconfigured).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayJobResponse {
+    #[schema(format = DateTime)]
+    pub start_at: String,
+    #[schema(format = DateTime)]
+    pub end_at: String,
+    /// `unconfigured`, `accepted`, `pending`, `running`, `completed` or `failed`.
+    pub status: &'static str,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// How many events the window holds, counted when the job starts running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    /// Why a `failed` job failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}
+
+impl From<Option<&ReplayJob>> for ReplayJobResponse {
+    fn from(job: Option<&ReplayJob>) -> Self {
+        let Some(job) = job else {
+            let zero = Timestamp::ZERO.to_rfc3339_seconds();
+            return Self {
+                start_at: zero.clone(),
+                end_at: zero.clone(),
+                status: "unconfigured",
+                updated_at: zero,
+                events_total: None,
+                events_sent: None,
+                batches_sent: None,
+                started_at: None,
+                finished_at: None,
+                failure_reason: None,
+            };
+        };
+        Self {
+            start_at: job.start_at.to_rfc3339_millis(),
+            end_at: job.end_at.to_rfc3339_millis(),
+            status: job.status.as_str(),
+            updated_at: job.updated_at.to_rfc3339_millis(),
+            events_total: job.events_total,
+            events_sent: Some(job.events_sent),
+            batches_sent: Some(job.batches_sent),
+            started_at: job.started_at.map(Timestamp::to_rfc3339_millis),
+            finished_at: job.finished_at.map(Timestamp::to_rfc3339_millis),
+            failure_reason: job.failure_reason.clone(),
+        }
+    }
+}
+
+/// Konnect's `ReplaceAuditLogReplayJob`: both times required, RFC 3339.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayJobBody {
+    #[schema(format = DateTime)]
+    pub start_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub end_at: Option<String>,
+}
+
+/// Decision 1's rules: both present and RFC 3339, inside the retention window, `start_at <=
+/// end_at`, `end_at` not in the future. Every fault is named at once.
+fn window(state: &AppState, body: &ReplayJobBody) -> Result<(Timestamp, Timestamp), ApiError> {
+    let now = clock::now();
+    let retention = state.config.retention.window;
+    let oldest = now.saturating_sub_millis(retention.as_millis() as i64);
+    let mut faults = Vec::new();
+    let mut parse = |field: &str, value: Option<&str>| {
+        let fault = |rule, reason: String| {
+            InvalidParameter::new(field, Some(rule), reason).with_source("body")
+        };
+        let Some(value) = value else {
+            faults.push(fault("required", "is required".into()));
+            return None;
+        };
+        let Some(t) = Timestamp::parse_rfc3339(value) else {
+            faults.push(fault(
+                "is_date_time",
+                "must be an RFC 3339 date-time such as 2026-11-20T10:00:00Z".into(),
+            ));
+            return None;
+        };
+        if t < oldest {
+            let days = retention.as_secs() / 86_400;
+            let reason = format!(
+                "must be within the retention window: not before {} (the last {days} days)",
+                oldest.to_rfc3339_seconds()
+            );
+            faults.push(fault("invalid", reason));
+            return None;
+        }
+        if t > now.saturating_add_millis(FUTURE_SKEW_MS) {
+            faults.push(fault("invalid", "must not be in the future".into()));
+            return None;
+        }
+        Some(t)
+    };
+    let start = parse("start_at", body.start_at.as_deref());
+    let end = parse("end_at", body.end_at.as_deref());
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        faults.push(
+            InvalidParameter::new("end_at", Some("invalid"), "must not be before start_at")
+                .with_source("body"),
+        );
+    }
+    match (start, end) {
+        (Some(start), Some(end)) if faults.is_empty() => Ok((start, end)),
+        _ => Err(ApiError::bad_request("Invalid replay window", faults)),
+    }
+}
+
+fn running() -> ApiError {
+    ApiError::conflict("A replay job is currently running")
+}
+
+fn webhook_not_enabled() -> ApiError {
+    ApiError::invalid(
+        "webhook is not enabled",
+        InvalidParameter::new(
+            "webhook",
+            Some("invalid"),
+            "webhook is not enabled: a replay is sent to the scope's enabled audit-log webhook",
+        ),
+    )
+}
+
+/// Starts a job in each scope (all or none); returns the first scope's job.
+async fn start_jobs(
+    state: &AppState,
+    scopes: Vec<Scope>,
+    body: &ReplayJobBody,
+) -> Result<ReplayJob, ApiError> {
+    let (start_at, end_at) = window(state, body)?;
+    let mut ready = Vec::new();
+    for scope in scopes {
+        let enabled = state
+            .store
+            .get_webhook(&scope)
+            .await?
+            .is_some_and(|w| w.enabled);
+        if !enabled {
+            continue;
+        }
+        let current = state.store.get_replay_job(&scope).await?;
+        if current.is_some_and(|job| job.status.in_progress()) {
+            return Err(running());
+        }
+        ready.push(scope);
+    }
+    if ready.is_empty() {
+        return Err(webhook_not_enabled());
+    }
+    let now = clock::now();
+    let mut first = None;
+    for scope in ready {
+        let job = ReplayJob {
+            scope,
+            id: Uuid::new_v4(),
+            start_at,
+            end_at,
+            status: ReplayStatus::Accepted,
+            updated_at: now,
+            events_total: None,
+            events_sent: 0,
+            batches_sent: 0,
+            started_at: None,
+            finished_at: None,
+            failure_reason: None,
+            resume: None,
+        };
+        // Another PUT may have won since the check above.
+        if !state.store.replace_replay_job(&job).await? {
+            return Err(running());
+        }
+        first.get_or_insert(job);
+    }
+    state.delivery.notify();
+    Ok(first.expect("at least one scope is ready"))
+}
+
+/// The request's region, or on `global` every region.
+fn org_scopes(state: &AppState, caller: &Caller) -> Vec<Scope> {
+    let org_id = caller.principal.org_id;
+    let regions = match &caller.ctx.region {
+        RequestRegion::One(region) => vec![region.clone()],
+        RequestRegion::Global => state.config.regions.list.clone(),
+    };
+    regions
+        .into_iter()
+        .map(|region| Scope {
+            org_id,
+            region,
+            portal_id: None,
+        })
+        .collect()
+}
+
+async fn get_org(state: AppState, caller: Caller) -> Result<Json<ReplayJobResponse>, ApiError> {
+    caller.authorize(Permission::ReadAuditLogs, RESOURCE, "retrieve")?;
+    let scope = Scope {
+        org_id: caller.principal.org_id,
+        region: caller.ctx.region()?.clone(),
+        portal_id: None,
+    };
+    let job = state.store.get_replay_job(&scope).await?;
+    Ok(Json(job.as_ref().into()))
+}
+
+async fn put_org(
+    state: AppState,
+    caller: Caller,
+    body: ReplayJobBody,
+) -> Result<(StatusCode, Json<ReplayJobResponse>), ApiError> {
+    caller.authorize(Permission::WriteAuditLogs, RESOURCE, "edit")?;
+    let scopes = org_scopes(&state, &caller);
+    let job = start_jobs(&state, scopes, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(Some(&job).into())))
+}
+
+async fn get_portal(
+    state: AppState,
+    caller: Caller,
+    portal: String,
+) -> Result<Json<ReplayJobResponse>, ApiError> {
+    let scope = portal_scope(
+        &state,
+        &caller,
+        &portal,
+        Permission::ReadPortalAuditLogs,
+        PORTAL_RESOURCE,
+        "retrieve",
+    )
+    .await?;
+    let job = state.store.get_replay_job(&scope).await?;
+    Ok(Json(job.as_ref().into()))
+}
+
+async fn put_portal(
+    state: AppState,
+    caller: Caller,
+    portal: String,
+    body: ReplayJobBody,
+) -> Result<(StatusCode, Json<ReplayJobResponse>), ApiError> {
+    let scope = portal_scope(
+        &state,
+        &caller,
+        &portal,
+        Permission::WritePortalAuditLogs,
+        PORTAL_RESOURCE,
+        "edit",
+    )
+    .await?;
+    let job = start_jobs(&state, vec![scope], &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(Some(&job).into())))
+}
+
+/// The org handlers under `/v2` and `/v3`.
+macro_rules! org_routes {
+    ($path:literal, $get:ident, $put:ident) => {
+        /// Get the org's replay job of a region.
+        #[utoipa::path(get, path = $path, tag = "Audit Logs",
+            responses(
+                (status = 200, body = ReplayJobResponse),
+                (status = 400, description = "The request addressed `global`", body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $get(State(state): State<AppState>, caller: Caller) -> Result<Json<ReplayJobResponse>, ApiError> {
+            get_org(state, caller).await
+        }
+
+        /// Re-send a window of the org's audit logs of a region (on `global`: of every region
+        /// whose webhook is enabled) to its webhook.
+        #[utoipa::path(put, path = $path, tag = "Audit Logs", request_body = ReplayJobBody,
+            responses(
+                (status = 202, body = ReplayJobResponse),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "A replay job is currently running", body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $put(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<ReplayJobBody>) -> Result<(StatusCode, Json<ReplayJobResponse>), ApiError> {
+            put_org(state, caller, body).await
+        }
+    };
+}
+
+/// The portal handlers under `/v2` and `/v3`.
+macro_rules! portal_routes {
+    ($path:literal, $get:ident, $put:ident) => {
+        /// Get a portal's replay job.
+        #[utoipa::path(get, path = $path, tag = "Portal Audit Logs",
+            params(("portalId" = String, Path, description = "The portal's id (UUID)")),
+            responses(
+                (status = 200, body = ReplayJobResponse),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 404, body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $get(State(state): State<AppState>, caller: Caller, Path(portal): Path<String>) -> Result<Json<ReplayJobResponse>, ApiError> {
+            get_portal(state, caller, portal).await
+        }
+
+        /// Re-send a window of a portal's audit logs to its webhook.
+        #[utoipa::path(put, path = $path, tag = "Portal Audit Logs", request_body = ReplayJobBody,
+            params(("portalId" = String, Path, description = "The portal's id (UUID)")),
+            responses(
+                (status = 202, body = ReplayJobResponse),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 401, body = Problem, content_type = "application/problem+json"),
+                (status = 403, body = Problem, content_type = "application/problem+json"),
+                (status = 404, body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "A replay job is currently running", body = Problem, content_type = "application/problem+json"),
+            ),
+            security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+        pub async fn $put(State(state): State<AppState>, caller: Caller, Path(portal): Path<String>, ApiJson(body): ApiJson<ReplayJobBody>) -> Result<(StatusCode, Json<ReplayJobResponse>), ApiError> {
+            put_portal(state, caller, portal, body).await
+        }
+    };
+}
+
+org_routes!(
+    "/v2/audit-log-replay-job",
+    get_replay_job_v2,
+    put_replay_job_v2
+);
+org_routes!(
+    "/v3/audit-log-replay-job",
+    get_replay_job_v3,
+    put_replay_job_v3
+);
+portal_routes!(
+    "/v2/portals/{portalId}/audit-log-replay-job",
+    get_portal_replay_job_v2,
+    put_portal_replay_job_v2
+);
+portal_routes!(
+    "/v3/portals/{portalId}/audit-log-replay-job",
+    get_portal_replay_job_v3,
+    put_portal_replay_job_v3
+);

@@ -1,0 +1,155 @@
+//! Replay jobs in SQLite: one row per scope.
+
+use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use super::SqliteStore;
+use super::events::scope_id;
+use crate::store::{ReplayJob, ReplayStatus, Result, Scope, StoreError};
+
+impl SqliteStore {
+    pub async fn get_replay_job(&self, scope: &Scope) -> Result<Option<ReplayJob>> {
+        let row = sqlx::query(
+            "SELECT j.*, s.org_id, s.region, s.portal_id
+             FROM replay_jobs j JOIN scopes s ON s.id = j.scope_id
+             WHERE s.org_id = ? AND s.region = ? AND s.portal_id = ?",
+        )
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub async fn active_replay_jobs(&self) -> Result<Vec<ReplayJob>> {
+        let rows = sqlx::query(
+            "SELECT j.*, s.org_id, s.region, s.portal_id
+             FROM replay_jobs j JOIN scopes s ON s.id = j.scope_id
+             WHERE j.status IN ('accepted', 'pending', 'running') ORDER BY j.updated_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let scope = scope_id(&mut conn, &job.scope).await?;
+        // The WHERE of the upsert is the "one job at a time" rule, checked in the write itself.
+        let done = sqlx::query(
+            "INSERT INTO replay_jobs (scope_id, id, start_at, end_at, status, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (scope_id) DO UPDATE SET
+                 id = excluded.id, start_at = excluded.start_at, end_at = excluded.end_at,
+                 status = excluded.status, updated_at = excluded.updated_at,
+                 events_total = NULL, events_sent = 0, batches_sent = 0, started_at = NULL,
+                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL
+             WHERE replay_jobs.status IN ('completed', 'failed')",
+        )
+        .bind(scope)
+        .bind(job.id.to_string())
+        .bind(job.start_at.as_millis())
+        .bind(job.end_at.as_millis())
+        .bind(job.status.as_str())
+        .bind(job.updated_at.as_millis())
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE replay_jobs SET status = ?1, updated_at = ?2, events_total = ?3,
+                 events_sent = ?4, batches_sent = ?5, started_at = ?6, finished_at = ?7,
+                 failure_reason = ?8, resume_ts = ?9, resume_seq = ?10
+             WHERE id = ?11 AND scope_id =
+                 (SELECT id FROM scopes WHERE org_id = ?12 AND region = ?13 AND portal_id = ?14)",
+        )
+        .bind(job.status.as_str())
+        .bind(job.updated_at.as_millis())
+        .bind(job.events_total.map(|n| n as i64))
+        .bind(job.events_sent as i64)
+        .bind(job.batches_sent as i64)
+        .bind(job.started_at.map(Timestamp::as_millis))
+        .bind(job.finished_at.map(Timestamp::as_millis))
+        .bind(job.failure_reason.as_deref())
+        .bind(job.resume.map(|(ts, _)| ts))
+        .bind(job.resume.map(|(_, seq)| seq))
+        .bind(job.id.to_string())
+        .bind(job.scope.org_id.to_string())
+        .bind(job.scope.region.as_str())
+        .bind(
+            job.scope
+                .portal_id
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn count_events_between(
+        &self,
+        scope: &Scope,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events
+             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
+               AND ts >= ?4 AND ts <= ?5",
+        )
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(from.as_millis())
+        .bind(to.as_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<ReplayJob> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid replay job {what}"));
+    let org: String = row.try_get("org_id")?;
+    let region: String = row.try_get("region")?;
+    let portal: String = row.try_get("portal_id")?;
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let millis = |name: &str| -> Result<Option<Timestamp>> {
+        Ok(row
+            .try_get::<Option<i64>, _>(name)?
+            .map(Timestamp::from_millis))
+    };
+    let resume_ts: Option<i64> = row.try_get("resume_ts")?;
+    let resume_seq: Option<i64> = row.try_get("resume_seq")?;
+    Ok(ReplayJob {
+        scope: Scope {
+            org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
+            region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
+            portal_id: match portal.as_str() {
+                "" => None,
+                p => Some(PortalId::parse(p).ok_or_else(|| corrupt("portal id"))?),
+            },
+        },
+        id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
+        start_at: Timestamp::from_millis(row.try_get("start_at")?),
+        end_at: Timestamp::from_millis(row.try_get("end_at")?),
+        status: ReplayStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        events_total: row
+            .try_get::<Option<i64>, _>("events_total")?
+            .map(|n| n as u64),
+        events_sent: row.try_get::<i64, _>("events_sent")? as u64,
+        batches_sent: row.try_get::<i64, _>("batches_sent")? as u64,
+        started_at: millis("started_at")?,
+        finished_at: millis("finished_at")?,
+        failure_reason: row.try_get("failure_reason")?,
+        resume: resume_ts.zip(resume_seq),
+    })
+}
