@@ -1,22 +1,33 @@
 //! The command line: `serve`, `migrate`, `token create|list|revoke`, `keys list|rotate`,
-//! `verify`, `listen` (a local webhook receiver, in [`crate::listen`]) and `emit` (sample
-//! events for a running server, in [`crate::emit`]).
+//! `verify`, `listen` (a local webhook receiver, in [`crate::listen`]), `emit` (sample
+//! events for a running server, in [`crate::emit`]) and `replay` (replay jobs, in `replay`).
 //!
 //! Commands that work on the data directory (`token …`, `keys …`, `migrate`) open the store or
 //! the key directory directly, so they work whether or not a server is running on it (SQLite
-//! serializes the writers; a running server notices new keys within a second).
+//! serializes the writers; a running server notices new keys within a second). Commands that
+//! talk to a running server (`emit`, `replay`) share [`ApiClient`], [`Token`] and [`refused`],
+//! so they take `--url` and `--token` alike and explain a refusal or an unreachable server in
+//! the same words.
 
+mod replay;
+
+use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use auditrelay_core::format::verify_line;
 use auditrelay_core::signing::parse_jwks;
-use auditrelay_core::{Grant, PortalId, PublicKey, Role};
+use auditrelay_core::{Grant, PortalId, PublicKey, Region, Role};
+use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use flate2::read::MultiGzDecoder;
+use reqwest::{RequestBuilder, StatusCode};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::config::{Config, Overrides, parse_duration};
@@ -53,6 +64,8 @@ pub enum Command {
     Listen(crate::listen::ListenArgs),
     /// Send sample events of every type (org and Dev Portal) to a running server.
     Emit(crate::emit::EmitArgs),
+    /// Re-send a time window of audit logs to a webhook (a replay job), or show the current job.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,7 +83,8 @@ pub enum KeysCommand {
     },
 }
 
-/// The server `verify` (without `--jwks`) and `emit` talk to unless `$AUDITRELAY_URL` names another.
+/// The server `verify` (without `--jwks`), `emit` and `replay` talk to unless `$AUDITRELAY_URL`
+/// names another.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 /// The JWKS path under a server's base URL.
 pub const JWKS_PATH: &str = "/v2/audit-log-webhook/jwks.json";
@@ -171,6 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify(args).await,
         Command::Listen(args) => crate::listen::run(args).await,
         Command::Emit(args) => crate::emit::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }
 
@@ -478,6 +493,232 @@ fn verify_lines(
     Ok((total, invalid))
 }
 
+/// `--url` and `--token` of the commands that talk to a running server. Each command says in
+/// its own `--token` help which roles it needs (`#[command(mut_arg("token", …))]`).
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, value_name = "URL", env = "AUDITRELAY_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+    /// An API token; never printed.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "AUDITRELAY_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Token,
+}
+
+/// An API token, kept out of `Debug` output so that printing the arguments cannot leak it.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl FromStr for Token {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // A token pasted from a file or a terminal often brings a newline along.
+        let token = s.trim();
+        if token.is_empty() {
+            return Err("the token is empty");
+        }
+        Ok(Self(token.to_owned()))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// `--region` of the client commands; `global` is left to each command to accept or not.
+pub(crate) fn parse_region(s: &str) -> Result<Region, String> {
+    Region::parse(s).ok_or_else(|| {
+        "a region is lowercase letters, digits and hyphens, starting with a letter".into()
+    })
+}
+
+/// `--portal` of the client commands.
+pub(crate) fn parse_portal(s: &str) -> Result<PortalId, String> {
+    PortalId::parse(s).ok_or_else(|| "a portal id is a UUID, as GET /v3/portals shows".into())
+}
+
+/// A running server's API as a client command sees it: the base URL, the token, and one HTTP
+/// client for every request of the run.
+pub(crate) struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Token,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    /// `user_agent` tells the command's own requests apart in the server's self-audit events.
+    pub(crate) fn new(
+        server: ServerArgs,
+        user_agent: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let ServerArgs { url, token } = server;
+        let url = url.as_str();
+        let parsed = url::Url::parse(url).with_context(|| format!("--url {url} is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("--url {url} must be an http:// or https:// URL");
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(user_agent)
+            .build()
+            .context("Failed to set up the HTTP client")?;
+        Ok(Self {
+            http,
+            base: url.trim_end_matches('/').to_owned(),
+            token,
+            timeout,
+        })
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The base URL, without a trailing slash.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `path` under the base URL, behind the region's prefix when one is given.
+    pub(crate) fn url(&self, region: Option<&Region>, path: &str) -> String {
+        match region {
+            Some(region) => format!("{}/{region}{path}", self.base),
+            None => format!("{}{path}", self.base),
+        }
+    }
+
+    /// Sends a request with the token; `what` names it in errors. Returns the status and body
+    /// of any answer; an error means no answer came (the server is unreachable or too slow).
+    pub(crate) async fn send(
+        &self,
+        request: RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let result = request.bearer_auth(&self.token.0).send().await;
+        let response = result.map_err(|e| self.unreachable(e, what))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable(e, what))?;
+        Ok((status, body))
+    }
+
+    /// A transport failure as a message a new user can act on.
+    fn unreachable(&self, e: reqwest::Error, what: &str) -> anyhow::Error {
+        let cause = root_cause(&e);
+        if e.is_connect() {
+            anyhow!(
+                "Could not connect to auditrelay at {} ({cause}). Is it running? Start it with `auditrelay serve`, or point --url (or $AUDITRELAY_URL) at it.",
+                self.base
+            )
+        } else if e.is_timeout() {
+            anyhow!(
+                "{} did not answer {what} within {}s",
+                self.base,
+                self.timeout.as_secs()
+            )
+        } else {
+            anyhow!("Failed to send {what} to {}: {cause}", self.base)
+        }
+    }
+}
+
+/// A problem+json body, leniently: any of it may be missing when a proxy answered instead.
+#[derive(Debug, Default, Deserialize)]
+struct ProblemBody {
+    detail: Option<String>,
+    instance: Option<String>,
+    #[serde(default)]
+    invalid_parameters: Vec<InvalidParameterBody>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InvalidParameterBody {
+    field: Option<String>,
+    rule: Option<String>,
+    source: Option<String>,
+    reason: Option<String>,
+}
+
+/// A non-2xx answer as a readable error: `context`, the status, the problem's detail, one line
+/// per invalid parameter, a hint, and the trace id. `hint` is the command's own advice for this
+/// status; without one, a 401 gets the advice every command shares.
+pub(crate) fn refused(
+    context: &str,
+    status: StatusCode,
+    body: &[u8],
+    hint: Option<&str>,
+) -> anyhow::Error {
+    let problem: Option<ProblemBody> = serde_json::from_slice(body).ok();
+    let mut message = format!("{context}: HTTP {status}");
+    match problem.as_ref().and_then(|p| p.detail.as_deref()) {
+        Some(detail) => {
+            message.push_str(": ");
+            message.push_str(detail);
+        }
+        None => {
+            // Not problem+json (a proxy, say): show the start of whatever came back.
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if !text.is_empty() {
+                let short: String = text.chars().take(300).collect();
+                message.push_str(": ");
+                message.push_str(&short);
+            }
+        }
+    }
+    let problem = problem.unwrap_or_default();
+    for p in &problem.invalid_parameters {
+        let at = p
+            .source
+            .as_deref()
+            .map(|s| format!("{s}: "))
+            .unwrap_or_default();
+        let field = p.field.as_deref().unwrap_or("?");
+        let reason = p.reason.as_deref().unwrap_or("is invalid");
+        let rule = p
+            .rule
+            .as_deref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        let _ = write!(message, "\n  {at}{field} {reason}{rule}");
+    }
+    let hint = hint.or_else(|| {
+        (status == StatusCode::UNAUTHORIZED).then_some(
+            "The token was not accepted: pass the one `auditrelay serve` printed on first start, or one from `auditrelay token create`, with --token or $AUDITRELAY_TOKEN.",
+        )
+    });
+    if let Some(hint) = hint {
+        message.push_str("\n  ");
+        message.push_str(hint);
+    }
+    if let Some(instance) = &problem.instance {
+        let _ = write!(message, "\n  (server log and audit trail: {instance})");
+    }
+    anyhow!(message)
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)"), the part a user
+/// can act on; reqwest's outer layers only repeat that a request failed.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use auditrelay_core::format::{Format, FormatConfig, sign_event};
@@ -530,5 +771,13 @@ mod tests {
         assert_eq!(lines[0], format!("line 1: valid kid={}", key.kid()));
         assert!(lines[1].starts_with("line 4: invalid: "), "{out}");
         assert_eq!(lines[2], format!("line 5: valid kid={}", key.kid()));
+    }
+
+    #[test]
+    fn the_token_stays_out_of_debug_output() {
+        let token: Token = " kpat_secret\n".parse().unwrap();
+        assert_eq!(token.0, "kpat_secret");
+        assert!(!format!("{token:?}").contains("secret"));
+        assert!("  ".parse::<Token>().is_err());
     }
 }

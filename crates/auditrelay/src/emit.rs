@@ -12,8 +12,6 @@
 //! The token only ever goes into the `Authorization` header (marked sensitive): it is never
 //! printed, logged, or shown by `Debug`.
 
-use std::fmt::{self, Write as _};
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -21,13 +19,13 @@ use auditrelay_core::{
     AuthenticationOutcome as Outcome, AuthenticationType as Method, EventType, PortalId, Region,
     Timestamp,
 };
-use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::{cli, clock};
+use crate::cli::{self, ApiClient, ServerArgs};
+use crate::clock;
 
 /// How long one request may take; an ingest waits for a durable commit, which is quick.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,18 +45,10 @@ Examples:
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
+#[command(mut_arg("token", |a| a.help("A token that may ingest (org-admin, or event-producer); never printed")))]
 pub struct EmitArgs {
-    /// The server's base URL.
-    #[arg(long, value_name = "URL", env = "AUDITRELAY_URL", default_value = cli::DEFAULT_URL)]
-    pub url: String,
-    /// A token that may ingest (org-admin, or event-producer); never printed.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "AUDITRELAY_TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Token,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// The region of the org events, sent as a path prefix (`eu` → /eu/v1/events)
     /// [default: the server's default region].
     #[arg(long, value_name = "REGION", value_parser = parse_region)]
@@ -73,7 +63,7 @@ pub struct EmitArgs {
     pub count: u16,
     /// Send the Dev Portal events to this portal [default: the first portal the token can
     /// list; none when it can list none].
-    #[arg(long, value_name = "ID", value_parser = parse_portal, conflicts_with = "create_portal")]
+    #[arg(long, value_name = "ID", value_parser = cli::parse_portal, conflicts_with = "create_portal")]
     pub portal: Option<PortalId>,
     /// Create a portal with this name (in --region) for the Dev Portal events, or use the
     /// portal that already has this name. Needs an org-admin token.
@@ -92,47 +82,20 @@ pub enum Only {
     Portal,
 }
 
-/// An API token, kept out of `Debug` output so that printing the arguments cannot leak it.
-#[derive(Clone)]
-pub struct Token(String);
-
-impl FromStr for Token {
-    type Err = &'static str;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // A token pasted from a file or a terminal often brings a newline along.
-        let token = s.trim();
-        if token.is_empty() {
-            return Err("the token is empty");
-        }
-        Ok(Self(token.to_owned()))
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
 fn parse_region(s: &str) -> Result<Region, String> {
     if s == Region::GLOBAL {
         return Err("`global` addresses every region; emit sends to one, such as `eu`".into());
     }
-    Region::parse(s).ok_or_else(|| {
-        "a region is lowercase letters, digits and hyphens, starting with a letter".into()
-    })
-}
-
-fn parse_portal(s: &str) -> Result<PortalId, String> {
-    PortalId::parse(s).ok_or_else(|| "a portal id is a UUID, as GET /v3/portals shows".into())
+    cli::parse_region(s)
 }
 
 pub async fn run(args: EmitArgs) -> anyhow::Result<()> {
     if args.only == Some(Only::Org) && (args.portal.is_some() || args.create_portal.is_some()) {
         bail!("--only org sends no Dev Portal events: drop --portal and --create-portal");
     }
-    let server = Server::new(&args.url, args.token)?;
+    let server = Server {
+        api: ApiClient::new(args.server, USER_AGENT, REQUEST_TIMEOUT)?,
+    };
     let region = args.region.as_ref();
     // Before anything is sent: a bad token or an unreachable server fails here, sending nothing.
     let portal = match args.only {
@@ -471,11 +434,9 @@ fn client_ip(i: usize) -> String {
     }
 }
 
-/// The server's base URL, the token, and one HTTP client for every request of the run.
+/// The server, with the requests emit makes of it.
 struct Server {
-    http: reqwest::Client,
-    base: String,
-    token: Token,
+    api: ApiClient,
 }
 
 /// Where the Dev Portal events go, or why they are not sent.
@@ -515,83 +476,7 @@ struct IngestBody {
     accepted: usize,
 }
 
-/// A problem+json body, leniently: any of it may be missing when a proxy answered instead.
-#[derive(Debug, Default, Deserialize)]
-struct ProblemBody {
-    detail: Option<String>,
-    instance: Option<String>,
-    #[serde(default)]
-    invalid_parameters: Vec<InvalidParameterBody>,
-}
-
-#[derive(Debug, Deserialize)]
-struct InvalidParameterBody {
-    field: Option<String>,
-    rule: Option<String>,
-    source: Option<String>,
-    reason: Option<String>,
-}
-
 impl Server {
-    fn new(url: &str, token: Token) -> anyhow::Result<Self> {
-        let parsed = url::Url::parse(url).with_context(|| format!("--url {url} is not a URL"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            bail!("--url {url} must be an http:// or https:// URL");
-        }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(USER_AGENT)
-            .build()
-            .context("Failed to set up the HTTP client")?;
-        Ok(Self {
-            http,
-            base: url.trim_end_matches('/').to_owned(),
-            token,
-        })
-    }
-
-    fn url(&self, region: Option<&Region>, path: &str) -> String {
-        match region {
-            Some(region) => format!("{}/{region}{path}", self.base),
-            None => format!("{}{path}", self.base),
-        }
-    }
-
-    /// Sends a request with the token; `what` names it in errors. Returns the status and body.
-    async fn send(
-        &self,
-        request: RequestBuilder,
-        what: &str,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
-        let result = request.bearer_auth(&self.token.0).send().await;
-        let response = result.map_err(|e| self.unreachable(e, what))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.unreachable(e, what))?;
-        Ok((status, body))
-    }
-
-    /// A transport failure as a message a new user can act on.
-    fn unreachable(&self, e: reqwest::Error, what: &str) -> anyhow::Error {
-        let cause = root_cause(&e);
-        if e.is_connect() {
-            anyhow!(
-                "Could not connect to auditrelay at {} ({cause}). Is it running? Start it with `auditrelay serve`, or point --url (or $AUDITRELAY_URL) at it.",
-                self.base
-            )
-        } else if e.is_timeout() {
-            anyhow!(
-                "{} did not answer {what} within {}s",
-                self.base,
-                REQUEST_TIMEOUT.as_secs()
-            )
-        } else {
-            anyhow!("Failed to send {what} to {}: {cause}", self.base)
-        }
-    }
-
     /// Sends `events` as one NDJSON request; all of them are stored, or an error says why not.
     async fn ingest(
         &self,
@@ -601,11 +486,12 @@ impl Server {
     ) -> anyhow::Result<()> {
         let body: String = events.iter().map(|e| format!("{e}\n")).collect();
         let request = self
-            .http
-            .post(self.url(region, "/v1/events"))
+            .api
+            .http()
+            .post(self.api.url(region, "/v1/events"))
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
             .body(body);
-        let (status, body) = self.send(request, what).await?;
+        let (status, body) = self.api.send(request, what).await?;
         if !status.is_success() {
             return Err(refused(
                 &format!("The server refused the {what}"),
@@ -627,7 +513,8 @@ impl Server {
     /// One page of `GET /v3/portals` (oldest first); `None` when the token may not list them.
     async fn portal_page(&self, url: &str) -> anyhow::Result<Option<PortalPage>> {
         let (status, body) = self
-            .send(self.http.get(url), "the portal list request")
+            .api
+            .send(self.api.http().get(url), "the portal list request")
             .await?;
         match status {
             StatusCode::FORBIDDEN => Ok(None),
@@ -645,10 +532,14 @@ impl Server {
         name: &str,
     ) -> anyhow::Result<(PortalBody, bool)> {
         let request = self
-            .http
-            .post(self.url(region, "/v3/portals"))
+            .api
+            .http()
+            .post(self.api.url(region, "/v3/portals"))
             .json(&json!({ "name": name }));
-        let (status, body) = self.send(request, "the portal creation request").await?;
+        let (status, body) = self
+            .api
+            .send(request, "the portal creation request")
+            .await?;
         match status {
             StatusCode::CREATED => Ok((
                 serde_json::from_slice(&body)
@@ -670,14 +561,14 @@ impl Server {
 
     /// The portal named `name`, page by page (names are unique in the organization).
     async fn find_portal(&self, name: &str) -> anyhow::Result<Option<PortalBody>> {
-        let mut url = self.url(None, "/v3/portals?page%5Bsize%5D=100");
+        let mut url = self.api.url(None, "/v3/portals?page%5Bsize%5D=100");
         while let Some(page) = self.portal_page(&url).await? {
             if let Some(portal) = page.data.into_iter().find(|p| p.name == name.trim()) {
                 return Ok(Some(portal));
             }
             // `next` is a path with its query, relative to the base URL.
             match page.meta.next {
-                Some(next) => url = format!("{}{next}", self.base),
+                Some(next) => url = format!("{}{next}", self.api.base()),
                 None => break,
             }
         }
@@ -704,7 +595,7 @@ async fn choose_portal(
             (portal, if created { "created" } else { "found by name" })
         }
         None => {
-            let first = server.url(None, "/v3/portals?page%5Bsize%5D=1");
+            let first = server.api.url(None, "/v3/portals?page%5Bsize%5D=1");
             let Some(page) = server.portal_page(&first).await? else {
                 return Ok(PortalChoice::Skip(
                     "this token may not list portals (pass --portal ID)".to_owned(),
@@ -730,70 +621,12 @@ async fn choose_portal(
     }))
 }
 
-/// A non-2xx answer as a readable error: `context`, the status, the problem's detail, one line
-/// per invalid parameter, a hint where the status has an obvious cause, and the trace id.
+/// A non-2xx answer as a readable error, with emit's advice when the token's role falls short.
 fn refused(context: &str, status: StatusCode, body: &[u8]) -> anyhow::Error {
-    let problem: Option<ProblemBody> = serde_json::from_slice(body).ok();
-    let mut message = format!("{context}: HTTP {status}");
-    match problem.as_ref().and_then(|p| p.detail.as_deref()) {
-        Some(detail) => {
-            message.push_str(": ");
-            message.push_str(detail);
-        }
-        None => {
-            // Not problem+json (a proxy, say): show the start of whatever came back.
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if !text.is_empty() {
-                let short: String = text.chars().take(300).collect();
-                message.push_str(": ");
-                message.push_str(&short);
-            }
-        }
-    }
-    let problem = problem.unwrap_or_default();
-    for p in &problem.invalid_parameters {
-        let at = p
-            .source
-            .as_deref()
-            .map(|s| format!("{s}: "))
-            .unwrap_or_default();
-        let field = p.field.as_deref().unwrap_or("?");
-        let reason = p.reason.as_deref().unwrap_or("is invalid");
-        let rule = p
-            .rule
-            .as_deref()
-            .map(|r| format!(" [{r}]"))
-            .unwrap_or_default();
-        let _ = write!(message, "\n  {at}{field} {reason}{rule}");
-    }
-    let hint = match status {
-        StatusCode::UNAUTHORIZED => Some(
-            "The token was not accepted: pass the one `auditrelay serve` printed on first start, or one from `auditrelay token create`, with --token or $AUDITRELAY_TOKEN.",
-        ),
-        StatusCode::FORBIDDEN => Some(
-            "The token's role does not allow this: sending events needs org-admin or event-producer (a token bound to one portal sends only that portal's events: --only portal --portal ID), and --create-portal needs org-admin.",
-        ),
-        _ => None,
-    };
-    if let Some(hint) = hint {
-        message.push_str("\n  ");
-        message.push_str(hint);
-    }
-    if let Some(instance) = &problem.instance {
-        let _ = write!(message, "\n  (server log and audit trail: {instance})");
-    }
-    anyhow!(message)
-}
-
-/// The innermost cause of an error ("Connection refused (os error 111)"), the part a user
-/// can act on; reqwest's outer layers only repeat that a request failed.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = e;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
+    let hint = (status == StatusCode::FORBIDDEN).then_some(
+        "The token's role does not allow this: sending events needs org-admin or event-producer (a token bound to one portal sends only that portal's events: --only portal --portal ID), and --create-portal needs org-admin.",
+    );
+    cli::refused(context, status, body, hint)
 }
 
 #[cfg(test)]
@@ -924,13 +757,5 @@ mod tests {
             e.to_string(),
             "x: HTTP 502 Bad Gateway: <html>bad gateway</html>"
         );
-    }
-
-    #[test]
-    fn the_token_stays_out_of_debug_output() {
-        let token: Token = " kpat_secret\n".parse().unwrap();
-        assert_eq!(token.0, "kpat_secret");
-        assert!(!format!("{token:?}").contains("secret"));
-        assert!("  ".parse::<Token>().is_err());
     }
 }

@@ -26,7 +26,8 @@ use crate::store::{ReplayJob, ReplayStatus, Scope};
 
 const RESOURCE: &str = "audit-log-replay-job";
 const PORTAL_RESOURCE: &str = "portal-audit-log-replay-job";
-/// How far past now `end_at` may be: clocks differ a little.
+/// How far past now `end_at` may be (and before the window `start_at`): clocks differ a
+/// little, and requests take time.
 const FUTURE_SKEW_MS: i64 = 60_000;
 
 /// Konnect's `AuditLogReplayJob`, with our progress fields (absent while unconfigured).
@@ -105,7 +106,9 @@ pub struct ReplayJobBody {
 fn window(state: &AppState, body: &ReplayJobBody) -> Result<(Timestamp, Timestamp), ApiError> {
     let now = clock::now();
     let retention = state.config.retention.window;
-    let oldest = now.saturating_sub_millis(retention.as_millis() as i64);
+    // The same slack as for the future: "the last 7 days" typed by a client a moment ago is
+    // a few milliseconds older by the time it arrives.
+    let oldest = now.saturating_sub_millis(retention.as_millis() as i64 + FUTURE_SKEW_MS);
     let mut faults = Vec::new();
     let mut parse = |field: &str, value: Option<&str>| {
         let fault = |rule, reason: String| {
@@ -163,7 +166,7 @@ fn webhook_not_enabled() -> ApiError {
         InvalidParameter::new(
             "webhook",
             Some("invalid"),
-            "webhook is not enabled: a replay is sent to the scope's enabled audit-log webhook",
+            "is not enabled: a replay is sent to the scope's enabled audit-log webhook",
         ),
     )
 }

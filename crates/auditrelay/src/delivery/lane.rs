@@ -31,6 +31,11 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Renders and signs events in `format` into a batch until it is full; the rest wait for the
 /// next batch. `None` when there are no events.
+///
+/// Signing is most of a batch's cost (Ed25519, one signature per line), so a batch is signed
+/// on every core: each thread renders a contiguous share into its own buffer, and the lines
+/// are then pushed in order. Ed25519 is deterministic, so the bytes are the same as on one
+/// thread.
 pub(super) async fn sign_batch<'a>(
     shared: &Shared,
     format: Format,
@@ -38,17 +43,55 @@ pub(super) async fn sign_batch<'a>(
 ) -> Option<Batch> {
     let keys = shared.keys.snapshot().await;
     let key = &keys.signing_key_at(clock::now()).key;
-    let mut builder = BatchBuilder::new(shared.config.batch_limits());
-    let mut line = Vec::with_capacity(1024);
-    for stored in events {
-        line.clear();
-        sign_event(format, &stored.event, &shared.format, key, &mut line);
-        if builder.push(stored.seq, &line).is_err() {
-            break;
+    let limits = shared.config.batch_limits();
+    let events: Vec<&StoredEvent> = events.take(limits.max_events).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(events.len().div_ceil(MIN_LINES_PER_THREAD))
+        .max(1);
+    let share = events.len().div_ceil(threads).max(1);
+    let sign = |chunk: &[&StoredEvent]| {
+        let mut lines = Vec::with_capacity(chunk.len() * 512);
+        let mut ends = Vec::with_capacity(chunk.len());
+        for stored in chunk {
+            sign_event(format, &stored.event, &shared.format, key, &mut lines);
+            ends.push(lines.len());
+        }
+        (lines, ends)
+    };
+    let signed: Vec<(Vec<u8>, Vec<usize>)> = if threads == 1 {
+        vec![sign(&events)]
+    } else {
+        std::thread::scope(|scope| {
+            let mut chunks = events.chunks(share);
+            let first = chunks.next().unwrap_or_default();
+            let others: Vec<_> = chunks.map(|c| scope.spawn(move || sign(c))).collect();
+            let mut signed = vec![sign(first)];
+            signed.extend(
+                others
+                    .into_iter()
+                    .map(|h| h.join().expect("a signing thread panicked")),
+            );
+            signed
+        })
+    };
+    let mut builder = BatchBuilder::new(limits);
+    let mut seqs = events.iter().map(|e| e.seq);
+    'push: for (lines, ends) in &signed {
+        let mut start = 0;
+        for &end in ends {
+            let seq = seqs.next().expect("one seq per line");
+            if builder.push(seq, &lines[start..end]).is_err() {
+                break 'push;
+            }
+            start = end;
         }
     }
     builder.finish()
 }
+
+/// Below this many lines per thread, starting a thread costs more than it saves.
+const MIN_LINES_PER_THREAD: usize = 64;
 
 /// The metrics label of a webhook: `org/<region>` or `portal/<id>`.
 pub fn label(scope: &Scope) -> String {

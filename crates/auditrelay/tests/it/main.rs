@@ -23,6 +23,7 @@ mod pull;
 mod receiver;
 mod regions;
 mod replay;
+mod replay_cli;
 mod retention;
 mod self_audit;
 mod verify;
