@@ -25,8 +25,12 @@ use sqlx::sqlite::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::Result;
+use auditrelay_core::{OrgId, PortalId, Region};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
 use super::commits::Commits;
+use super::{Result, Scope, StoreError};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -106,4 +110,26 @@ fn restrict_permissions(path: &Path) {
             let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
         }
     }
+}
+
+/// A scope's `scopes.portal_id`: '' for an org scope (UNIQUE treats NULLs as distinct).
+fn portal_key(scope: &Scope) -> String {
+    scope.portal_id.map(|p| p.to_string()).unwrap_or_default()
+}
+
+/// The scope of a row joined with `scopes` (`org_id`, `region`, `portal_id`); `what` names the
+/// record for the error.
+fn scope_from_row(row: &SqliteRow, what: &str) -> Result<Scope> {
+    let corrupt = |field: &str| StoreError::Corrupt(format!("invalid {what} {field}"));
+    let org: String = row.try_get("org_id")?;
+    let region: String = row.try_get("region")?;
+    let portal: String = row.try_get("portal_id")?;
+    Ok(Scope {
+        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
+        region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
+        portal_id: match portal.as_str() {
+            "" => None,
+            p => Some(PortalId::parse(p).ok_or_else(|| corrupt("portal id"))?),
+        },
+    })
 }

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::SqliteStore;
+use super::{SqliteStore, portal_key};
 use crate::store::codec::{decode_body, encode_body, kind_code};
 use crate::store::commits::Commits;
 use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
@@ -106,7 +106,7 @@ impl SqliteStore {
         )
         .bind(q.org_id.to_string())
         .bind(q.region.as_str())
-        .bind(q.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(portal_key(&q.scope()))
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -133,7 +133,7 @@ impl SqliteStore {
         )
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())
-        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(portal_key(scope))
         .bind(after)
         .bind(through.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
@@ -157,7 +157,7 @@ impl SqliteStore {
         )
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())
-        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(portal_key(scope))
         .bind(after)
         .bind(i64::from(cap))
         .fetch_one(&self.pool)
@@ -332,7 +332,7 @@ async fn commit(
 /// The id of a scope, creating the scope on first use.
 pub(super) async fn scope_id(conn: &mut SqliteConnection, scope: &Scope) -> Result<i64> {
     let (org, region) = (scope.org_id, &scope.region);
-    let portal = scope.portal_id.map(|p| p.to_string()).unwrap_or_default();
+    let portal = portal_key(scope);
     sqlx::query(
         "INSERT INTO scopes (org_id, region, portal_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
     )

@@ -1,12 +1,12 @@
 //! Replay jobs in SQLite: one row per scope.
 
-use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
+use auditrelay_core::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::SqliteStore;
 use super::events::scope_id;
+use super::{SqliteStore, portal_key, scope_from_row};
 use crate::store::{ReplayJob, ReplayStatus, Result, Scope, StoreError};
 
 impl SqliteStore {
@@ -18,7 +18,7 @@ impl SqliteStore {
         )
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())
-        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(portal_key(scope))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(job_from_row).transpose()
@@ -105,7 +105,7 @@ impl SqliteStore {
         )
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())
-        .bind(scope.portal_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(portal_key(scope))
         .bind(from.as_millis())
         .bind(to.as_millis())
         .fetch_one(&self.pool)
@@ -116,9 +116,6 @@ impl SqliteStore {
 
 fn job_from_row(row: &SqliteRow) -> Result<ReplayJob> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("invalid replay job {what}"));
-    let org: String = row.try_get("org_id")?;
-    let region: String = row.try_get("region")?;
-    let portal: String = row.try_get("portal_id")?;
     let id: String = row.try_get("id")?;
     let status: String = row.try_get("status")?;
     let millis = |name: &str| -> Result<Option<Timestamp>> {
@@ -129,14 +126,7 @@ fn job_from_row(row: &SqliteRow) -> Result<ReplayJob> {
     let resume_ts: Option<i64> = row.try_get("resume_ts")?;
     let resume_seq: Option<i64> = row.try_get("resume_seq")?;
     Ok(ReplayJob {
-        scope: Scope {
-            org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
-            region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
-            portal_id: match portal.as_str() {
-                "" => None,
-                p => Some(PortalId::parse(p).ok_or_else(|| corrupt("portal id"))?),
-            },
-        },
+        scope: scope_from_row(row, "replay job")?,
         id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
         start_at: Timestamp::from_millis(row.try_get("start_at")?),
         end_at: Timestamp::from_millis(row.try_get("end_at")?),

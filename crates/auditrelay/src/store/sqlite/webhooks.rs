@@ -1,13 +1,13 @@
 //! Webhooks in SQLite: one row per configured webhook, keyed by its scope.
 
-use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
+use auditrelay_core::Timestamp;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
 use uuid::Uuid;
 
-use super::SqliteStore;
 use super::destinations::save_destination;
 use super::events::scope_id;
+use super::{SqliteStore, portal_key, scope_from_row};
 use crate::store::{
     Destination, LastAttempt, Result, Scope, StoreError, Webhook, WebhookConfig, WebhookStatus,
 };
@@ -143,30 +143,15 @@ impl SqliteStore {
     }
 }
 
-/// `scopes.portal_id` is '' for org scopes (see the migration).
-fn portal_key(scope: &Scope) -> String {
-    scope.portal_id.map(|p| p.to_string()).unwrap_or_default()
-}
-
 fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("invalid webhook {what}"));
-    let org: String = row.try_get("org_id")?;
-    let region: String = row.try_get("region")?;
-    let portal: String = row.try_get("portal_id")?;
     let destination: String = row.try_get("destination_id")?;
     let status: String = row.try_get("status")?;
     let attempt_at: Option<i64> = row.try_get("last_attempt_at")?;
     let code: Option<i64> = row.try_get("last_response_code")?;
     let message: Option<String> = row.try_get("last_response_message")?;
     Ok(Webhook {
-        scope: Scope {
-            org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
-            region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
-            portal_id: match portal.as_str() {
-                "" => None,
-                p => Some(PortalId::parse(p).ok_or_else(|| corrupt("portal id"))?),
-            },
-        },
+        scope: scope_from_row(row, "webhook")?,
         destination_id: Uuid::try_parse(&destination).map_err(|_| corrupt("destination id"))?,
         enabled: row.try_get("enabled")?,
         status: WebhookStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
