@@ -22,7 +22,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::ingest::{Producer, request_len, send_all};
+use crate::ingest::{Producer, Stamps, request_len, send_all};
 use crate::receiver::{Expected, Receiver, Tally};
 use crate::{Target, cpu_seconds, expect_status, percentile_ms};
 
@@ -55,14 +55,14 @@ pub struct DeliverArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     Cef,
     Json,
     Cps,
 }
 
 impl LogFormat {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Cef => "cef",
             Self::Json => "json",
@@ -72,13 +72,13 @@ impl LogFormat {
 }
 
 /// CPU seconds of the server and of this tool at one moment.
-struct Cpu {
-    server: Option<f64>,
-    tool: Option<f64>,
+pub struct Cpu {
+    pub server: Option<f64>,
+    pub tool: Option<f64>,
 }
 
 impl Cpu {
-    fn now(target: &Target) -> Self {
+    pub fn now(target: &Target) -> Self {
         Self {
             server: target.cpu_seconds(),
             tool: cpu_seconds(std::process::id()),
@@ -86,7 +86,7 @@ impl Cpu {
     }
 
     /// CPU seconds used since `self`.
-    fn since(&self, target: &Target) -> Self {
+    pub fn since(&self, target: &Target) -> Self {
         let used = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
         Self {
             server: used(self.server, target.cpu_seconds()),
@@ -169,7 +169,7 @@ impl Run<'_> {
 }
 
 /// Creates a destination for `endpoint` and binds the org webhook of `us` to it, enabled.
-async fn configure(target: &Target, endpoint: &str, format: LogFormat) -> anyhow::Result<()> {
+pub async fn configure(target: &Target, endpoint: &str, format: LogFormat) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{}/v3/audit-log-destinations", target.url))
@@ -202,7 +202,7 @@ async fn configure(target: &Target, endpoint: &str, format: LogFormat) -> anyhow
 /// Throughput mode: as fast as possible, end to end.
 async fn throughput(run: &Run<'_>, concurrency: u64, signing_rate: f64) -> anyhow::Result<Value> {
     let batch = run.batch;
-    let sent = send_all(run.target, run.events, batch, concurrency).await?;
+    let sent = send_all(run.target, run.events, batch, concurrency, Stamps::Now).await?;
     let ingest_rate = sent.events as f64 / sent.seconds();
     eprintln!(
         "ingest:  {} events in {:.2} s = {ingest_rate:.0} events/s (batch {batch}, concurrency {concurrency}); {} delivered meanwhile",
@@ -258,7 +258,7 @@ async fn steady(run: &Run<'_>, rate: u64) -> anyhow::Result<Value> {
     let (events, batch, epoch) = (run.events, run.batch, run.epoch);
     let requests = events.div_ceil(batch);
     let period = Duration::from_secs_f64(batch as f64 / rate as f64);
-    let producer = Producer::new(run.target, 64)?;
+    let producer = Producer::new(run.target, 64, Stamps::Now)?;
     let mut sendings = vec![Sending::default(); requests as usize];
     let mut in_flight = JoinSet::new();
     let mut ticks = tokio::time::interval(period);
@@ -383,8 +383,9 @@ async fn steady(run: &Run<'_>, rate: u64) -> anyhow::Result<Value> {
     }))
 }
 
-/// Adds what both modes report: exactly once, what travelled, and what it cost.
-fn summarize(
+/// Adds what both modes (and the `replay` scenario) report: exactly once, what travelled, and
+/// what it cost.
+pub fn summarize(
     report: &mut Value,
     target: &Target,
     tally: &Tally,

@@ -1,6 +1,7 @@
 //! Producing events: NDJSON bodies shaped like a gateway's, sent through `POST /v1/events` by
 //! concurrent clients as fast as the server acknowledges them; and the `ingest` scenario, which
-//! reports that rate. The `deliver` scenario sends its events with the same pieces.
+//! reports that rate. The `deliver` and `replay` scenarios send their events with the same
+//! pieces.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,19 +12,54 @@ use serde_json::json;
 
 use crate::{Target, expect_status, percentile_ms};
 
-/// An NDJSON body of `len` events stamped just before now, ascending, as a gateway sends them.
+/// How events are stamped.
+#[derive(Debug, Clone, Copy)]
+pub enum Stamps {
+    /// Just before now, ascending within a request, as a gateway sends them.
+    Now,
+    /// Spread evenly over a window that has passed: event `k` of the run (request × `batch` +
+    /// index) at `start` + `k` × `span_ms` ÷ `events`, so the window `start ..= start + span_ms`
+    /// holds exactly the run's events whatever order the requests arrive in. The `replay`
+    /// scenario replays such a window.
+    Spread {
+        start: Timestamp,
+        span_ms: i64,
+        events: u64,
+        batch: u64,
+    },
+}
+
+impl Stamps {
+    /// The timestamp of event `index` of a request of `len` events, request `request`.
+    fn at(self, now: Timestamp, len: u64, request: u64, index: u64) -> Timestamp {
+        match self {
+            Self::Now => now.saturating_sub_millis((len - index) as i64),
+            Self::Spread {
+                start,
+                span_ms,
+                events,
+                batch,
+            } => {
+                let k = request * batch + index;
+                // In i128 because `k × span_ms` can pass i64 for long runs over long spans.
+                let offset = i128::from(k) * i128::from(span_ms) / i128::from(events.max(1));
+                start.saturating_add_millis(offset as i64)
+            }
+        }
+    }
+}
+
+/// An NDJSON body of `len` events stamped by `stamps`, ascending, as a gateway sends them.
 /// Event `i` carries the trace id `r{request}-{i}`, which tells a receiver which request an
 /// event came from (the server's own events have decimal trace ids). Built from a template so
 /// that the client spends its CPU sending rather than formatting JSON.
-pub fn body(len: u64, request: u64) -> axum::body::Bytes {
+pub fn body(len: u64, request: u64, stamps: Stamps) -> axum::body::Bytes {
     const HEAD: &str = r#"{"type":"authorization","ts":""#;
     const TAIL: &str = r#"","service":"konnect","resource":"control-planes","action":"list","granted":true,"principal_id":"eb999f01-5976-4f4b-9fbc-dd5d514bd675","client_ip":"127.0.0.6","user_agent":"grpc-node-js/1.12.4","trace_id":""#;
     let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
     let mut body = String::with_capacity(len as usize * 300);
     for i in 0..len {
-        let ts = now
-            .saturating_sub_millis((len - i) as i64)
-            .to_rfc3339_millis();
+        let ts = stamps.at(now, len, request, i).to_rfc3339_millis();
         body.push_str(HEAD);
         body.push_str(&ts);
         body.push_str(TAIL);
@@ -44,17 +80,20 @@ pub struct Producer {
     client: reqwest::Client,
     url: Arc<str>,
     token: Arc<str>,
+    stamps: Stamps,
 }
 
 impl Producer {
-    /// Keeps up to `connections` idle connections, one per client that will send at once.
-    pub fn new(target: &Target, connections: usize) -> anyhow::Result<Self> {
+    /// Keeps up to `connections` idle connections, one per client that will send at once, and
+    /// stamps events by `stamps`.
+    pub fn new(target: &Target, connections: usize, stamps: Stamps) -> anyhow::Result<Self> {
         Ok(Self {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(connections)
                 .build()?,
             url: format!("{}/v1/events", target.url).into(),
             token: target.token.as_str().into(),
+            stamps,
         })
     }
 
@@ -66,7 +105,7 @@ impl Producer {
             .post(&*self.url)
             .bearer_auth(&self.token)
             .header("content-type", "application/x-ndjson")
-            .body(body(len, request))
+            .body(body(len, request, self.stamps))
             .send()
             .await?;
         let what = format!("request {request}");
@@ -92,17 +131,19 @@ impl Sent {
 }
 
 /// Sends `events` in requests of `batch` from `concurrency` clients, each sending its next
-/// request as soon as the previous one is acknowledged, and shows the progress on stderr.
+/// request as soon as the previous one is acknowledged, stamped by `stamps`, and shows the
+/// progress on stderr.
 pub async fn send_all(
     target: &Target,
     events: u64,
     batch: u64,
     concurrency: u64,
+    stamps: Stamps,
 ) -> anyhow::Result<Sent> {
     let requests = events.div_ceil(batch);
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
-    let producer = Producer::new(target, concurrency as usize)?;
+    let producer = Producer::new(target, concurrency as usize, stamps)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -160,7 +201,7 @@ pub async fn ingest(
     signing_rate: f64,
 ) -> anyhow::Result<serde_json::Value> {
     let cpu_before = target.cpu_seconds();
-    let sent = send_all(target, events, batch, concurrency).await?;
+    let sent = send_all(target, events, batch, concurrency, Stamps::Now).await?;
     let elapsed = sent.seconds();
     let stored = sent.events;
     let rate = stored as f64 / elapsed;

@@ -12,11 +12,15 @@
 //!   clients; events/s counts only events the server acknowledged (202, durably stored);
 //! - `deliver` ([`deliver`]) — events ingested and delivered by the org webhook to a receiver
 //!   inside this tool ([`receiver`]): delivered events/s end to end, or ingest → receipt latency
-//!   at a steady rate, with every event checked to arrive exactly once.
+//!   at a steady rate, with every event checked to arrive exactly once;
+//! - `replay` ([`replay`]) — a window of N past events, ingested before the webhook existed,
+//!   re-sent by a replay job to the same receiver: replayed events/s and the server's peak RSS
+//!   while it runs, with every event checked to arrive exactly once.
 
 mod deliver;
 mod ingest;
 mod receiver;
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -69,6 +73,12 @@ enum Scenario {
     /// With --url, the server must allow http and private webhook endpoints (`serve --dev`),
     /// and --token must be an org admin's: it configures the `us` org webhook.
     Deliver(deliver::DeliverArgs),
+    /// A window of past events, ingested before the org webhook is enabled, replayed by
+    /// `PUT /us/v3/audit-log-replay-job` to a receiver in this tool: replayed events/s and the
+    /// server's peak RSS during the replay.
+    ///
+    /// With --url, the same conditions as for `deliver`.
+    Replay(replay::ReplayArgs),
 }
 
 /// A server to load, and the tokens to do it with.
@@ -97,6 +107,14 @@ impl Target {
         self.pid().and_then(peak_rss_mb)
     }
 
+    /// Lowers the server's recorded peak RSS to its current RSS (Linux: `5` written to
+    /// `/proc/<pid>/clear_refs`), so that [`Self::peak_rss_mb`] covers only what follows;
+    /// whether it did.
+    pub fn reset_peak_rss(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+    }
+
     /// The size of the data directory, when this tool made it.
     pub fn data_dir_bytes(&self) -> Option<u64> {
         self.dir.as_ref().map(|d| dir_size(d.path()))
@@ -114,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     // unless told otherwise; the ingest scenario has no webhook, so the settings change nothing.
     let env: &[(&str, &str)] = match cli.scenario {
         Scenario::Ingest { .. } => &[],
-        Scenario::Deliver(_) => &[
+        Scenario::Deliver(_) | Scenario::Replay(_) => &[
             ("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true"),
             ("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true"),
         ],
@@ -136,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
         } => ingest::ingest(&target, events, batch, concurrency, signing_rate).await,
         Scenario::Deliver(args) => deliver::deliver(&target, &args, signing_rate).await,
+        Scenario::Replay(args) => replay::replay(&target, &args, signing_rate).await,
     };
     if let Some(mut child) = target.child.take() {
         let _ = child.start_kill();
