@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::durability::{create_token, free_port, serve_with};
+use crate::durability::{create_token, free_port, serve_dev};
 use crate::listen::Listener;
 use crate::support::events::{access, authentication, authorization, ndjson, portal_login};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
@@ -449,14 +449,11 @@ async fn sigkill_mid_stream_loses_nothing() {
     let token = create_token(data, "org-admin");
     let port = free_port();
     let start = || {
-        let mut command = tokio::process::Command::new(BIN);
-        command
-            .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
-            .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
-            .env("AUDITRELAY_LOG__LEVEL", "warn")
-            .env("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "500")
-            .stderr(std::process::Stdio::inherit());
-        serve_with(command, data, port)
+        serve_dev(
+            data,
+            port,
+            &[("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "500")],
+        )
     };
     let mut server = start().await;
     let base = format!("http://127.0.0.1:{port}");
@@ -639,13 +636,7 @@ async fn serve_listen_emit_and_verify_end_to_end() {
     std::fs::create_dir_all(&data).unwrap();
     let token = create_token(&data, "org-admin");
     let port = free_port();
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
-        .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
-        .env("AUDITRELAY_LOG__LEVEL", "warn")
-        .stderr(std::process::Stdio::inherit());
-    let _server = serve_with(command, &data, port).await;
+    let _server = serve_dev(&data, port, &[]).await;
     let base = format!("http://127.0.0.1:{port}");
     let jwks = format!("{base}/v2/audit-log-webhook/jwks.json");
     let received = dir.path().join("received.log");

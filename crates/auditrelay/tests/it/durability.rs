@@ -63,6 +63,19 @@ async fn serve(data_dir: &Path, port: u16) -> Child {
     serve_with(command, data_dir, port).await
 }
 
+/// Runs `serve` on `port` as `--dev` would, so webhooks may reach the tests' loopback
+/// receivers over http, with `env` (`AUDITRELAY_SECTION__KEY` pairs) on top.
+pub async fn serve_dev(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(BIN);
+    command
+        .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
+        .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
+        .env("AUDITRELAY_LOG__LEVEL", "warn")
+        .envs(env.iter().copied())
+        .stderr(Stdio::inherit());
+    serve_with(command, data_dir, port).await
+}
+
 /// Runs `serve` on `port` with whatever else `command` (a `Command` for the binary, see
 /// [`BIN`]) says — arguments after `serve`'s own, environment, stderr — and waits until it is
 /// ready.

@@ -14,11 +14,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::durability::{create_token, free_port, serve_with};
+use crate::durability::{create_token, free_port, serve_dev};
 use crate::support::conformance::{Doc, check};
 use crate::support::events::{authorization, ndjson, portal_login};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
-use crate::support::signing::{BIN, jwks};
+use crate::support::signing::jwks;
 use crate::support::{TestApp, eventually, expect_json, expect_problem, invalid_fields, now};
 
 const JOB: &str = "/audit-log-replay-job";
@@ -636,14 +636,11 @@ async fn sigkill_while_running_then_the_job_completes() {
     let token = create_token(data, "org-admin");
     let port = free_port();
     let start = || {
-        let mut command = tokio::process::Command::new(BIN);
-        command
-            .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
-            .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
-            .env("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "200")
-            .env("AUDITRELAY_LOG__LEVEL", "warn")
-            .stderr(std::process::Stdio::inherit());
-        serve_with(command, data, port)
+        serve_dev(
+            data,
+            port,
+            &[("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "200")],
+        )
     };
     let mut server = start().await;
     let base = format!("http://127.0.0.1:{port}");
