@@ -20,7 +20,7 @@ use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use super::portal_webhooks::portal_scope;
-use super::region::RequestRegion;
+use super::webhooks::{org_scope, org_scopes_to_write};
 use crate::clock;
 use crate::store::{ReplayJob, ReplayStatus, Scope};
 
@@ -225,30 +225,9 @@ async fn start_jobs(
     Ok(first.expect("at least one scope is ready"))
 }
 
-/// The request's region, or on `global` every region.
-fn org_scopes(state: &AppState, caller: &Caller) -> Vec<Scope> {
-    let org_id = caller.principal.org_id;
-    let regions = match &caller.ctx.region {
-        RequestRegion::One(region) => vec![region.clone()],
-        RequestRegion::Global => state.config.regions.list.clone(),
-    };
-    regions
-        .into_iter()
-        .map(|region| Scope {
-            org_id,
-            region,
-            portal_id: None,
-        })
-        .collect()
-}
-
 async fn get_org(state: AppState, caller: Caller) -> Result<Json<ReplayJobResponse>, ApiError> {
     caller.authorize(Permission::ReadAuditLogs, RESOURCE, "retrieve")?;
-    let scope = Scope {
-        org_id: caller.principal.org_id,
-        region: caller.ctx.region()?.clone(),
-        portal_id: None,
-    };
+    let scope = org_scope(&caller)?;
     let job = state.store.get_replay_job(&scope).await?;
     Ok(Json(job.as_ref().into()))
 }
@@ -259,7 +238,7 @@ async fn put_org(
     body: ReplayJobBody,
 ) -> Result<(StatusCode, Json<ReplayJobResponse>), ApiError> {
     caller.authorize(Permission::WriteAuditLogs, RESOURCE, "edit")?;
-    let scopes = org_scopes(&state, &caller);
+    let scopes = org_scopes_to_write(&state, &caller);
     let job = start_jobs(&state, scopes, &body).await?;
     Ok((StatusCode::ACCEPTED, Json(Some(&job).into())))
 }

@@ -138,7 +138,7 @@ impl From<Option<&Webhook>> for WebhookStatusResponse {
 }
 
 /// The org scope a read addresses; 400 on `global`.
-fn org_scope(caller: &Caller) -> Result<Scope, ApiError> {
+pub(super) fn org_scope(caller: &Caller) -> Result<Scope, ApiError> {
     Ok(Scope {
         org_id: caller.principal.org_id,
         region: caller.ctx.region()?.clone(),
@@ -148,7 +148,7 @@ fn org_scope(caller: &Caller) -> Result<Scope, ApiError> {
 
 /// The org scopes a write addresses: the request's region, or every region on `global`. The
 /// first is the one whose webhook the response shows (the default region on `global`).
-fn org_scopes_to_write(state: &AppState, caller: &Caller) -> Vec<Scope> {
+pub(super) fn org_scopes_to_write(state: &AppState, caller: &Caller) -> Vec<Scope> {
     let org_id = caller.principal.org_id;
     let scope = |region: &Region| Scope {
         org_id,

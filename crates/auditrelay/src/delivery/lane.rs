@@ -93,6 +93,24 @@ pub(super) async fn sign_batch<'a>(
 /// Below this many lines per thread, starting a thread costs more than it saves.
 const MIN_LINES_PER_THREAD: usize = 64;
 
+/// The client for a destination's certificate choice, kept in `cache` while that choice holds
+/// (connections are pooled per client).
+pub(super) fn client_for(
+    cache: &mut Option<DeliveryClient>,
+    shared: &Shared,
+    destination: &Destination,
+) -> DeliveryClient {
+    let settings = DeliverySettings::new(&shared.config, destination.skip_ssl_verification);
+    match cache {
+        Some(client) if client.settings() == &settings => client.clone(),
+        _ => cache
+            .insert(
+                DeliveryClient::new(settings).expect("a client with these settings always builds"),
+            )
+            .clone(),
+    }
+}
+
 /// The metrics label of a webhook: `org/<region>` or `portal/<id>`.
 pub fn label(scope: &Scope) -> String {
     match scope.portal_id {
@@ -360,7 +378,7 @@ impl Lane {
         stamp: &Stamp,
         batch: Batch,
     ) -> Result<bool, StoreError> {
-        let client = self.client(setup);
+        let client = client_for(&mut self.client, &self.shared, &setup.destination);
         let key = idempotency_key(&self.label, batch.first_seq, batch.last_seq);
         let body = Bytes::from(batch.body);
         if setup.destination.skip_ssl_verification {
@@ -496,21 +514,6 @@ impl Lane {
     fn drop_delivered(&mut self, count: usize, last: i64) {
         self.pending.drain(..count.min(self.pending.len()));
         debug_assert!(self.pending.front().is_none_or(|e| e.seq > last));
-    }
-
-    /// The client for the destination's certificate choice, kept while that choice holds.
-    fn client(&mut self, setup: &Setup) -> DeliveryClient {
-        let settings =
-            DeliverySettings::new(&self.shared.config, setup.destination.skip_ssl_verification);
-        match &self.client {
-            Some(client) if client.settings() == &settings => client.clone(),
-            _ => {
-                let client = DeliveryClient::new(settings)
-                    .expect("a client with these settings always builds");
-                self.client = Some(client.clone());
-                client
-            }
-        }
     }
 
     /// Waits until `until` (or for `timeout`), a stop, a change of this lane's configuration

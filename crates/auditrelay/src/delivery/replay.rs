@@ -18,8 +18,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::engine::Shared;
-use super::http::{DeliveryClient, DeliverySettings, SendOutcome};
-use super::lane::{attempt_outcome, label, load_setup, sign_batch};
+use super::http::{DeliveryClient, SendOutcome};
+use super::lane::{attempt_outcome, client_for, label, load_setup, sign_batch};
 use crate::clock;
 use crate::store::{EventQuery, ReplayJob, ReplayStatus, StoreError};
 
@@ -106,7 +106,7 @@ async fn step(
         }
     }
     let limit = shared.config.batch_max_events as u32;
-    let mut client: Option<DeliveryClient> = None;
+    let mut cached_client: Option<DeliveryClient> = None;
     loop {
         if *stop.borrow() {
             return Ok(Ended::Stopped);
@@ -131,16 +131,7 @@ async fn step(
             return finish(shared, job, None).await;
         };
         let last = &events[batch.events - 1];
-        let settings =
-            DeliverySettings::new(&shared.config, setup.destination.skip_ssl_verification);
-        let client = match &client {
-            Some(c) if c.settings() == &settings => c.clone(),
-            _ => {
-                let c = DeliveryClient::new(settings)
-                    .expect("a client with these settings always builds");
-                client.insert(c).clone()
-            }
-        };
+        let client = client_for(&mut cached_client, shared, &setup.destination);
         // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
         // what live delivery sent.
         let key = idempotency_key(
