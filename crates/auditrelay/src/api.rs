@@ -148,6 +148,7 @@ fn routes() -> OpenApiRouter<AppState> {
             webhooks::delete_webhook_v3
         ))
         .routes(routes!(webhooks::get_webhook_status_v3))
+        .routes(routes!(webhooks::send_test_event_v3))
         .routes(routes!(
             portal_webhooks::get_portal_webhook_v2,
             portal_webhooks::update_portal_webhook_v2,
@@ -160,6 +161,7 @@ fn routes() -> OpenApiRouter<AppState> {
             portal_webhooks::delete_portal_webhook_v3
         ))
         .routes(routes!(portal_webhooks::get_portal_webhook_status_v3))
+        .routes(routes!(portal_webhooks::send_portal_test_event_v3))
         .routes(routes!(
             replay::get_replay_job_v2,
             replay::put_replay_job_v2
@@ -230,10 +232,57 @@ pub fn service(config: Config, services: Services) -> (Router, AppState) {
         .with_state(state.clone());
     // The context middleware rewrites region prefixes, so it must run before the inner router
     // matches a route: an outer router hands every request to the inner one as its fallback.
-    let outer = Router::new()
+    let api = Router::new()
         .fallback_service(inner)
         .layer(from_fn_with_state(state.clone(), context::middleware));
-    (outer, state)
+    // The web UI's routes (`/`, `/ui/…`) match first, outside the API's middleware: a UI page
+    // is not an API call (no problem+json, no region prefix), and each API call the UI makes
+    // on its user's behalf goes through `api` in process, middleware and all.
+    let app = crate::ui::router(state.clone(), api.clone()).fallback_service(api);
+    (app, state)
+}
+
+/// Who is behind a token check made outside an API request: the web UI's sign-in.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFacts {
+    /// The path the check was made for (the audit event's `uri`).
+    pub uri: String,
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+/// Checks a token exactly as an API request does, for the web UI's sign-in (there is no API
+/// route every role may read to ask "who am I"): the same outcomes, the same authentication
+/// event, committed before this returns. A token it does not accept is the API's 401.
+pub async fn check_token(
+    state: &AppState,
+    token: &str,
+    client: ClientFacts,
+) -> Result<crate::store::Principal, ApiError> {
+    let trace_id = context::new_trace_id();
+    let ctx = context::RequestContext {
+        method: axum::http::Method::POST,
+        query: None,
+        region: region::RequestRegion::One(state.config.regions.default_region().clone()),
+        facts: audit::RequestFacts {
+            ts: crate::clock::now(),
+            org_id: state.org.id,
+            region: state.config.regions.default_region().clone(),
+            client_ip: client.client_ip,
+            uri: client.uri,
+            user_agent: client.user_agent,
+            trace_id: trace_id.to_string(),
+        },
+        trail: audit::AuditTrail::default(),
+    };
+    let checked = auth::authenticate(state, &ctx, Some(token)).await;
+    let events = ctx.trail.take_events();
+    if let Err(e) = state.store.append_events(events).await {
+        metrics::counter!("auditrelay_self_audit_failures_total").increment(1);
+        tracing::error!(trace_id, error = %e, "self-audit events could not be stored");
+        return Err(ApiError::internal(e));
+    }
+    checked
 }
 
 async fn not_found() -> ApiError {

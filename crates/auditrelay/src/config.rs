@@ -26,6 +26,7 @@ pub struct Config {
     pub signing: SigningConfig,
     pub format: FormatSection,
     pub log: LogConfig,
+    pub ui: UiConfig,
     /// Set by `--dev`: relaxes the endpoint rules for local development.
     #[serde(default)]
     pub dev: bool,
@@ -163,6 +164,32 @@ impl FormatSection {
     }
 }
 
+/// The web UI: its sessions and its wording.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// A session ends after this long without a request …
+    #[serde(deserialize_with = "duration")]
+    pub session_idle_timeout: Duration,
+    /// … and at the latest this long after its sign-in.
+    #[serde(deserialize_with = "duration")]
+    pub session_max_age: Duration,
+    /// The title of the organization tab and what the UI calls the platform ("Konnect").
+    pub product_name: String,
+    pub secure_cookie: SecureCookie,
+}
+
+/// When the session cookie carries `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookie {
+    /// When the request came over TLS, as a reverse proxy says with `X-Forwarded-Proto: https`
+    /// (auditrelay itself serves plain HTTP).
+    Auto,
+    /// On every response: for deployments that browsers only ever reach over HTTPS.
+    Always,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -262,6 +289,11 @@ impl Config {
                     "regions.list cannot contain `global`: it means every region".into(),
                 );
             }
+            if region.as_str() == "ui" {
+                return invalid(
+                    "regions.list cannot contain `ui`: /ui/ is the web UI's path".into(),
+                );
+            }
             if self.regions.list[..i].contains(region) {
                 return invalid(format!("regions.list names `{region}` twice"));
             }
@@ -334,6 +366,17 @@ impl Config {
         }
         if self.format.host.contains(char::is_whitespace) {
             return invalid("format.host cannot contain spaces".into());
+        }
+        let ui = &self.ui;
+        if ui.session_idle_timeout.is_zero() || ui.session_max_age < ui.session_idle_timeout {
+            return invalid(
+                "ui.session_idle_timeout must be above zero and at most ui.session_max_age".into(),
+            );
+        }
+        if ui.product_name.trim().is_empty() || ui.product_name.chars().any(char::is_control) {
+            return invalid(
+                "ui.product_name must be non-empty text without control characters".into(),
+            );
         }
         Ok(())
     }
@@ -461,6 +504,26 @@ mod tests {
             ("KongInc", "Konnect", "Dev-Portal", "konghq.com")
         );
         assert_eq!(format.version, FormatConfig::default().version);
+        assert_eq!(c.ui.session_idle_timeout, Duration::from_secs(30 * 60));
+        assert_eq!(c.ui.session_max_age, Duration::from_secs(12 * 3600));
+        assert_eq!(c.ui.product_name, "Konnect");
+        assert_eq!(c.ui.secure_cookie, SecureCookie::Auto);
+    }
+
+    #[test]
+    fn ui_section_is_configurable() {
+        let c = Config::load_with_env(
+            &Overrides::default(),
+            env(&[
+                ("AUDITRELAY_UI__SESSION_IDLE_TIMEOUT", "5m"),
+                ("AUDITRELAY_UI__PRODUCT_NAME", "Acme Cloud"),
+                ("AUDITRELAY_UI__SECURE_COOKIE", "always"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.ui.session_idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.ui.product_name, "Acme Cloud");
+        assert_eq!(c.ui.secure_cookie, SecureCookie::Always);
     }
 
     #[test]
@@ -573,6 +636,7 @@ mod tests {
             ("AUDITRELAY_REGIONS__LIST", "us,US"),
             ("AUDITRELAY_REGIONS__LIST", "us,global"),
             ("AUDITRELAY_REGIONS__LIST", "us,us"),
+            ("AUDITRELAY_REGIONS__LIST", "us,ui"),
             ("AUDITRELAY_SERVER__LISTN", "127.0.0.1:1"),
             ("AUDITRELAY_SIGNING__ACTIVATION_DELAY", "soon"),
             ("AUDITRELAY_SIGNING__ACTIVATION_DELAY", "8d"),
@@ -592,6 +656,10 @@ mod tests {
             ("AUDITRELAY_DELIVERY__CONNECT_TIMEOUT", "31s"),
             ("AUDITRELAY_DELIVERY__REQUEST_TIMEOUT", "soon"),
             ("AUDITRELAY_INGEST__MAX_BODY_BYTES", "-1"),
+            ("AUDITRELAY_UI__SESSION_IDLE_TIMEOUT", "0s"),
+            ("AUDITRELAY_UI__SESSION_IDLE_TIMEOUT", "13h"),
+            ("AUDITRELAY_UI__PRODUCT_NAME", " "),
+            ("AUDITRELAY_UI__SECURE_COOKIE", "sometimes"),
         ] {
             let err = Config::load_with_env(&Overrides::default(), env(&[(key, value)]));
             assert!(err.is_err(), "{key}={value} should be rejected");

@@ -16,3 +16,4 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod ui;

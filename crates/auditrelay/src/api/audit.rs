@@ -12,7 +12,7 @@ use auditrelay_core::{
     AuthenticationOutcome, AuthenticationType, Event, EventDetail, OrgId, Region, Timestamp,
 };
 
-use crate::store::Principal;
+use crate::store::{Principal, PrincipalKind, Scope};
 
 /// The `service` of authorization events we emit (CEF "Device Event Class ID").
 pub const SERVICE: &str = "auditrelay";
@@ -117,6 +117,33 @@ impl AuditTrail {
         );
         state.events.push(event);
         state.actor = actor;
+    }
+
+    /// A successful authentication of `principal` recorded again in another scope (a portal's),
+    /// for a test event that must reach that scope's webhook.
+    pub fn record_scoped_authentication(
+        &self,
+        facts: &RequestFacts,
+        scope: &Scope,
+        principal: &Principal,
+    ) {
+        let authentication_type = match principal.kind {
+            PrincipalKind::User => AuthenticationType::Pat,
+            PrincipalKind::System => AuthenticationType::Spat,
+        };
+        let actor = Actor::from(principal);
+        let mut event = base_event(
+            facts,
+            Some(&actor),
+            EventDetail::Authentication {
+                successful: true,
+                outcome: AuthenticationOutcome::Success,
+                authentication_type,
+            },
+        );
+        event.region = scope.region.clone();
+        event.portal_id = scope.portal_id;
+        self.lock().events.push(event);
     }
 
     pub fn record_authorization(

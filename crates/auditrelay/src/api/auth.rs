@@ -60,48 +60,54 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = context(parts)?;
-        let fail =
-            |kind: AuthenticationType, outcome: AuthenticationOutcome, actor: Option<Actor>| {
-                ctx.trail
-                    .record_authentication(&ctx.facts, kind, outcome, actor);
-                metrics::counter!("auditrelay_authentications_total", "outcome" => outcome.as_str())
-                .increment(1);
-                ApiError::unauthorized()
-            };
-
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok());
-        let Some(secret) = header.and_then(bearer_token) else {
-            return Err(fail(
-                AuthenticationType::Invalid,
-                AuthenticationOutcome::Invalid,
-                None,
-            ));
-        };
-        let kind = tokens::authentication_type(secret);
-        if kind == AuthenticationType::Invalid {
-            return Err(fail(kind, AuthenticationOutcome::Invalid, None));
-        }
-        let Some(token) = state.store.find_token(&tokens::hash(secret)).await? else {
-            return Err(fail(kind, AuthenticationOutcome::NotFound, None));
-        };
-        let actor = Some(Actor::from(&token.principal));
-        if token.revoked_at.is_some() {
-            return Err(fail(kind, AuthenticationOutcome::Disabled, actor));
-        }
-        if token.expires_at.is_some_and(|at| at <= clock::now()) {
-            return Err(fail(kind, AuthenticationOutcome::TokenExpired, actor));
-        }
-        ctx.trail
-            .record_authentication(&ctx.facts, kind, AuthenticationOutcome::Success, actor);
-        metrics::counter!("auditrelay_authentications_total", "outcome" => "success").increment(1);
-        Ok(Caller {
-            principal: token.principal,
-            ctx,
-        })
+        let principal = authenticate(state, &ctx, header.and_then(bearer_token)).await?;
+        Ok(Caller { principal, ctx })
     }
+}
+
+/// The token check of every request: the principal of a live token, or 401. The
+/// authentication event is recorded on the request's trail whatever the outcome.
+pub(super) async fn authenticate(
+    state: &AppState,
+    ctx: &RequestContext,
+    secret: Option<&str>,
+) -> Result<Principal, ApiError> {
+    let fail = |kind: AuthenticationType, outcome: AuthenticationOutcome, actor: Option<Actor>| {
+        ctx.trail
+            .record_authentication(&ctx.facts, kind, outcome, actor);
+        metrics::counter!("auditrelay_authentications_total", "outcome" => outcome.as_str())
+            .increment(1);
+        ApiError::unauthorized()
+    };
+    let Some(secret) = secret else {
+        return Err(fail(
+            AuthenticationType::Invalid,
+            AuthenticationOutcome::Invalid,
+            None,
+        ));
+    };
+    let kind = tokens::authentication_type(secret);
+    if kind == AuthenticationType::Invalid {
+        return Err(fail(kind, AuthenticationOutcome::Invalid, None));
+    }
+    let Some(token) = state.store.find_token(&tokens::hash(secret)).await? else {
+        return Err(fail(kind, AuthenticationOutcome::NotFound, None));
+    };
+    let actor = Some(Actor::from(&token.principal));
+    if token.revoked_at.is_some() {
+        return Err(fail(kind, AuthenticationOutcome::Disabled, actor));
+    }
+    if token.expires_at.is_some_and(|at| at <= clock::now()) {
+        return Err(fail(kind, AuthenticationOutcome::TokenExpired, actor));
+    }
+    ctx.trail
+        .record_authentication(&ctx.facts, kind, AuthenticationOutcome::Success, actor);
+    metrics::counter!("auditrelay_authentications_total", "outcome" => "success").increment(1);
+    Ok(token.principal)
 }
 
 /// `Bearer <token>`, the scheme case-insensitive as RFC 9110 says.

@@ -242,7 +242,7 @@ fn into_problem(response: Response, method: &Method, path: &str) -> Response {
 }
 
 /// Konnect's trace ids are unsigned 64-bit decimals.
-fn new_trace_id() -> u64 {
+pub(super) fn new_trace_id() -> u64 {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     // Keep within i64 so every consumer (JSON numbers, SQL integers) reads it exactly.

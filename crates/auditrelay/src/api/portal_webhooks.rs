@@ -15,7 +15,10 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::json::ApiJson;
-use super::webhooks::{BindingBody, BoundWebhook, WebhookStatusResponse, patch_binding};
+use super::webhooks::{
+    BindingBody, BoundWebhook, TestEventResponse, WebhookStatusResponse, patch_binding,
+    require_enabled, status_view,
+};
 use crate::store::Scope;
 
 const RESOURCE: &str = "portal-audit-log-webhook";
@@ -118,7 +121,44 @@ async fn status(
     )
     .await?;
     let webhook = state.store.get_webhook(&scope).await?;
-    Ok(Json(webhook.as_ref().into()))
+    Ok(Json(status_view(&state, webhook.as_ref()).await?))
+}
+
+/// Our extension: sends a test event through a portal's webhook. Dev Portal logs carry
+/// authentication events only, and the request's own self-audit events belong to the org, so
+/// the test event is this request's authentication recorded a second time, in the portal's
+/// scope (its region, its id), under the same trace id. 400 while the webhook is not enabled.
+#[utoipa::path(post, path = "/v3/portals/{portalId}/audit-log-webhook/test-event",
+    tag = "Portal Audit Logs", operation_id = "send-portal-audit-log-webhook-test-event",
+    params(("portalId" = String, Path, description = "The portal's id (UUID)")),
+    responses(
+        (status = 202, body = TestEventResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+pub async fn send_portal_test_event_v3(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(portal): Path<String>,
+) -> Result<(StatusCode, Json<TestEventResponse>), ApiError> {
+    let scope = portal_scope(
+        &state,
+        &caller,
+        &portal,
+        Permission::WritePortalAuditLogs,
+        RESOURCE,
+        "test",
+    )
+    .await?;
+    require_enabled(&state, &scope).await?;
+    caller
+        .ctx
+        .trail
+        .record_scoped_authentication(&caller.ctx.facts, &scope, &caller.principal);
+    Ok((StatusCode::ACCEPTED, Json(TestEventResponse::of(&caller))))
 }
 
 /// The same handlers under `/v2` (classic portals) and `/v3`, each with its own operation ids.

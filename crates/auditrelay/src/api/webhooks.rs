@@ -8,6 +8,15 @@
 //! (Decision 9). A region with no record is unconfigured: v2 answers `endpoint: "unconfigured"`,
 //! v3 answers 404. On the `global` region a write applies to every configured region in one
 //! transaction, and a read is a 400: there is no single answer.
+//!
+//! Two additions of ours: the status carries the backlog (`lag_events`, `oldest_undelivered_at`,
+//! `seconds_until_data_loss`, from the same store query as the delivery gauges), and
+//! `POST …/audit-log-webhook/test-event` sends a test event, the documents' "validate the
+//! webhook" step. The test event is not ingested through `POST /v1/events`: that needs the
+//! event-producer permission, which the people who configure webhooks (audit-logs admins,
+//! portal admins) rightly lack, and a test must not let them inject arbitrary events. Instead the
+//! request's own audit events are the test: real, signed, unmistakable (the action `test`, the
+//! path `…/test-event`, one trace id), and in the webhook's scope.
 
 use auditrelay_core::format::Format;
 use auditrelay_core::{OrgId, Permission, Region, Timestamp};
@@ -28,6 +37,8 @@ use crate::clock;
 use crate::store::{Destination, NameFilter, PageQuery, Scope, StoreError, Webhook, WebhookConfig};
 
 const RESOURCE: &str = "audit-log-webhook";
+/// How far the status counts undelivered events (counting is O(lag)).
+const LAG_COUNT_CAP: u32 = 100_000;
 /// What kongctl's start-up guard looks for in the v2 `endpoint` of a region with no webhook.
 const UNCONFIGURED: &str = "unconfigured";
 
@@ -113,6 +124,18 @@ pub struct WebhookStatusResponse {
     pub last_response_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_response_message: Option<String>,
+    /// Our extension, while the webhook is enabled: how many of the scope's stored events the
+    /// SIEM has not acknowledged yet (counted up to 100000; at that figure, at least as many).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_events: Option<u64>,
+    /// Our extension, while events wait: when the oldest of them happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub oldest_undelivered_at: Option<String>,
+    /// Our extension, while events wait: seconds until retention deletes the oldest of them
+    /// (0 when it is due). Whatever is not delivered by then is lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_until_data_loss: Option<u64>,
 }
 
 impl From<Option<&Webhook>> for WebhookStatusResponse {
@@ -124,6 +147,9 @@ impl From<Option<&Webhook>> for WebhookStatusResponse {
                 last_attempt_at: None,
                 last_response_code: None,
                 last_response_message: None,
+                lag_events: None,
+                oldest_undelivered_at: None,
+                seconds_until_data_loss: None,
             };
         };
         let attempt = w.last_attempt.as_ref();
@@ -133,8 +159,77 @@ impl From<Option<&Webhook>> for WebhookStatusResponse {
             last_attempt_at: attempt.map(|a| a.at.to_rfc3339_millis()),
             last_response_code: attempt.and_then(|a| a.code),
             last_response_message: attempt.map(|a| a.message.clone()),
+            lag_events: None,
+            oldest_undelivered_at: None,
+            seconds_until_data_loss: None,
         }
     }
+}
+
+/// A webhook's status with our backlog fields: what delivery has not done yet, read from the
+/// same store query that feeds the lag gauges.
+pub(super) async fn status_view(
+    state: &AppState,
+    webhook: Option<&Webhook>,
+) -> Result<WebhookStatusResponse, ApiError> {
+    let mut view = WebhookStatusResponse::from(webhook);
+    let Some(webhook) = webhook.filter(|w| w.enabled) else {
+        return Ok(view);
+    };
+    let (lag, oldest) = state
+        .store
+        .undelivered(&webhook.scope, webhook.cursor, LAG_COUNT_CAP)
+        .await?;
+    view.lag_events = Some(lag);
+    if let Some(oldest) = oldest {
+        let deleted_at = oldest
+            .as_millis()
+            .saturating_add(state.config.retention.window.as_millis() as i64);
+        let left_ms = deleted_at.saturating_sub(clock::now().as_millis()).max(0);
+        view.oldest_undelivered_at = Some(oldest.to_rfc3339_millis());
+        view.seconds_until_data_loss = Some((left_ms / 1000) as u64);
+    }
+    Ok(view)
+}
+
+/// Our extension: what `POST …/audit-log-webhook/test-event` sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestEventResponse {
+    /// The trace id every event of the test carries: search the SIEM for it.
+    pub trace_id: String,
+    /// When the events happened.
+    #[schema(format = DateTime)]
+    pub ts: String,
+}
+
+impl TestEventResponse {
+    pub(super) fn of(caller: &Caller) -> Self {
+        Self {
+            trace_id: caller.ctx.facts.trace_id.clone(),
+            ts: caller.ctx.facts.ts.to_rfc3339_millis(),
+        }
+    }
+}
+
+/// A test event goes nowhere unless the scope's webhook is enabled: say so instead of
+/// storing events the SIEM will never see through it.
+pub(super) async fn require_enabled(state: &AppState, scope: &Scope) -> Result<(), ApiError> {
+    let enabled = state
+        .store
+        .get_webhook(scope)
+        .await?
+        .is_some_and(|w| w.enabled);
+    if enabled {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "webhook is not enabled",
+        InvalidParameter::new(
+            "webhook",
+            Some("invalid"),
+            "is not enabled: only an enabled audit-log webhook delivers a test event",
+        ),
+    ))
 }
 
 /// The org scope a read addresses; 400 on `global`.
@@ -619,7 +714,7 @@ async fn org_status(state: &AppState, caller: &Caller) -> Result<WebhookStatusRe
     caller.authorize(Permission::ReadAuditLogs, RESOURCE, "retrieve")?;
     let scope = org_scope(caller)?;
     let webhook = state.store.get_webhook(&scope).await?;
-    Ok(webhook.as_ref().into())
+    status_view(state, webhook.as_ref()).await
 }
 
 /// The delivery status of the org's audit-log webhook of a region.
@@ -654,4 +749,28 @@ pub async fn get_webhook_status_v3(
     caller: Caller,
 ) -> Result<Json<WebhookStatusResponse>, ApiError> {
     Ok(Json(org_status(&state, &caller).await?))
+}
+
+/// Our extension: sends a test event through the org's webhook of a region, the documents'
+/// "validate the webhook" step. The events are this request's own self-audit events (its
+/// authentication, the `Authz.audit-log-webhook` check with action `test`, and its access
+/// event), which belong to the region and reach its SIEM with the next batch, all under the
+/// trace id the answer names. 400 while the webhook is not enabled.
+#[utoipa::path(post, path = "/v3/audit-log-webhook/test-event", tag = "Audit Logs",
+    operation_id = "send-audit-logs-webhook-test-event",
+    responses(
+        (status = 202, body = TestEventResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+pub async fn send_test_event_v3(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<TestEventResponse>), ApiError> {
+    caller.authorize(Permission::WriteAuditLogs, RESOURCE, "test")?;
+    let scope = org_scope(&caller)?;
+    require_enabled(&state, &scope).await?;
+    Ok((StatusCode::ACCEPTED, Json(TestEventResponse::of(&caller))))
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod browser;
 mod cli;
 mod conformance;
 mod delivery;
@@ -26,5 +27,6 @@ mod replay;
 mod replay_cli;
 mod retention;
 mod self_audit;
+mod ui;
 mod verify;
 mod webhooks;

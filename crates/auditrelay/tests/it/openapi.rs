@@ -77,6 +77,7 @@ async fn every_documented_operation_is_routed() {
         (Method::PATCH, "/v3/audit-log-webhook"),
         (Method::DELETE, "/v3/audit-log-webhook"),
         (Method::GET, "/v3/audit-log-webhook/status"),
+        (Method::POST, "/v3/audit-log-webhook/test-event"),
         (Method::GET, "/v2/portals/{portalId}/audit-log-webhook"),
         (Method::PATCH, "/v2/portals/{portalId}/audit-log-webhook"),
         (Method::DELETE, "/v2/portals/{portalId}/audit-log-webhook"),
@@ -90,6 +91,10 @@ async fn every_documented_operation_is_routed() {
         (
             Method::GET,
             "/v3/portals/{portalId}/audit-log-webhook/status",
+        ),
+        (
+            Method::POST,
+            "/v3/portals/{portalId}/audit-log-webhook/test-event",
         ),
         (Method::GET, "/v2/audit-log-replay-job"),
         (Method::PUT, "/v2/audit-log-replay-job"),

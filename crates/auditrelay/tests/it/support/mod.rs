@@ -1,8 +1,10 @@
 //! Test helpers: an in-process server on a real socket, tokens for every role, request
-//! shorthands, problem+json assertions and a scriptable webhook receiver (`receiver`).
+//! shorthands, problem+json assertions, a scriptable webhook receiver (`receiver`) and headless
+//! Chromium for the UI tests (`browser`).
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod conformance;
 pub mod events;
 pub mod receiver;

@@ -1,0 +1,380 @@
+//! The Webhook Destination tab: the destinations, which webhooks use each, and the New
+//! Webhook / edit / delete forms.
+//!
+//! The authorization value is write-only here as in the API: a form never shows it (not even
+//! after an error, when it must be typed again), an edit leaves it as it is unless a new value
+//! is typed, and "Remove the saved value" sends an empty one for the API to judge.
+
+use std::collections::HashMap;
+
+use auditrelay_core::Permission;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::client::{Api, Failure, wire};
+use super::guard::Form;
+use super::messages::{self, Alert, DESTINATION_LABELS, explain};
+use super::scope::Scope;
+use super::session::{Flash, SignedIn};
+use super::views::{
+    Chrome, DestinationForm, DestinationFormPage, DestinationRow, DestinationsPage, LOG_FORMATS,
+    Section,
+};
+use super::{Refused, UiState, failed, hidden_section, render, see_other};
+
+/// `GET /ui/destinations`.
+pub async fn list(State(ui): State<UiState>, user: SignedIn) -> Response {
+    list_page(&ui, &user, Alert::default(), StatusCode::OK).await
+}
+
+async fn list_page(ui: &UiState, user: &SignedIn, alert: Alert, status: StatusCode) -> Response {
+    if !Section::Destinations.visible_to(user.who.role()) {
+        return hidden_section(ui, user);
+    }
+    let api = user.api(ui);
+    let read = async {
+        let destinations: Vec<wire::Destination> =
+            api.list_all("/v3/audit-log-destinations").await?;
+        let users = webhook_users(ui, &api).await?;
+        Ok::<_, Failure>((destinations, users))
+    };
+    let (destinations, mut users) = match read.await {
+        Ok(read) => read,
+        Err(failure) => return failed(ui, user, failure),
+    };
+    let rows = destinations
+        .into_iter()
+        .map(|d| DestinationRow {
+            used_by: users.remove(&d.id).unwrap_or_default(),
+            log_format: d.log_format.to_uppercase(),
+            ssl_verified: !d.skip_ssl_verification,
+            id: d.id,
+            name: d.name,
+            endpoint: d.endpoint,
+        })
+        .collect();
+    let page = DestinationsPage {
+        chrome: Chrome::new(ui, user, Section::Destinations),
+        product: ui.app.config.ui.product_name.clone(),
+        rows,
+        can_write: user.who.may(Permission::WriteDestinations),
+        role: user.who.role().as_str(),
+        alert,
+    };
+    render(status, &page)
+}
+
+/// Which webhooks use each destination (by destination id), as the pages name them: "US -
+/// North America webhook", "Dev Portal “Developer Portal” webhook". A webhook counts while it
+/// is bound, enabled or not: that is what keeps its destination from being deleted.
+async fn webhook_users(
+    ui: &UiState,
+    api: &Api<'_>,
+) -> Result<HashMap<String, Vec<String>>, Failure> {
+    let mut users: HashMap<String, Vec<String>> = HashMap::new();
+    let mut note = |webhook: wire::Webhook, name: String| {
+        let label = if webhook.enabled {
+            name
+        } else {
+            format!("{name} (disabled)")
+        };
+        users
+            .entry(webhook.audit_log_destination_id)
+            .or_default()
+            .push(label);
+    };
+    for region in &ui.app.config.regions.list {
+        let scope = Scope::region(ui, region.as_str()).expect("a configured region");
+        if let Some(webhook) = api.get_optional(&scope.api_webhook).await? {
+            note(
+                webhook,
+                format!("{} webhook", messages::region_name(region.as_str())),
+            );
+        }
+    }
+    let portals: Vec<wire::Portal> = api.list_all("/v3/portals").await?;
+    for portal in portals {
+        let Some(id) = auditrelay_core::PortalId::parse(&portal.id) else {
+            continue;
+        };
+        let scope = Scope::portal(ui, &portal, id);
+        if let Some(webhook) = api.get_optional(&scope.api_webhook).await? {
+            note(webhook, format!("Dev Portal “{}” webhook", portal.name));
+        }
+    }
+    Ok(users)
+}
+
+/// The destination form as posted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DestinationData {
+    pub name: String,
+    pub endpoint: String,
+    pub authorization: String,
+    pub log_format: String,
+    pub skip_ssl_verification: Option<String>,
+    pub clear_authorization: Option<String>,
+}
+
+impl DestinationData {
+    /// The form to show again: everything as typed but the authorization value.
+    fn form(&self, action: String, editing: bool) -> DestinationForm {
+        DestinationForm {
+            action,
+            editing,
+            name: self.name.clone(),
+            endpoint: self.endpoint.clone(),
+            log_format: self.log_format.clone(),
+            skip_ssl_verification: self.skip_ssl_verification.is_some(),
+            clear_authorization: self.clear_authorization.is_some(),
+        }
+    }
+
+    /// The API body: every field of the form; on an edit, the authorization value only when
+    /// one was typed (or its removal asked for).
+    fn body(&self, editing: bool) -> Value {
+        let mut body = Map::new();
+        body.insert("name".into(), self.name.clone().into());
+        body.insert("endpoint".into(), self.endpoint.clone().into());
+        if !self.log_format.is_empty() {
+            body.insert("log_format".into(), self.log_format.clone().into());
+        }
+        body.insert(
+            "skip_ssl_verification".into(),
+            self.skip_ssl_verification.is_some().into(),
+        );
+        let authorization = if !self.authorization.is_empty() {
+            Some(self.authorization.clone())
+        } else if !editing || self.clear_authorization.is_some() {
+            Some(String::new())
+        } else {
+            None
+        };
+        if let Some(value) = authorization {
+            body.insert("authorization".into(), value.into());
+        }
+        Value::Object(body)
+    }
+}
+
+fn form_page(
+    ui: &UiState,
+    user: &SignedIn,
+    heading: String,
+    form: DestinationForm,
+    alert: Alert,
+    status: StatusCode,
+) -> Response {
+    let page = DestinationFormPage {
+        chrome: Chrome::new(ui, user, Section::Destinations),
+        heading,
+        form,
+        formats: LOG_FORMATS,
+        can_write: user.who.may(Permission::WriteDestinations),
+        role: user.who.role().as_str(),
+        alert,
+    };
+    render(status, &page)
+}
+
+/// `GET /ui/destinations/new`: the New Webhook form.
+pub async fn new(State(ui): State<UiState>, user: SignedIn) -> Response {
+    if !Section::Destinations.visible_to(user.who.role()) {
+        return hidden_section(&ui, &user);
+    }
+    let form = DestinationForm {
+        action: "/ui/destinations".to_owned(),
+        editing: false,
+        name: String::new(),
+        endpoint: String::new(),
+        log_format: "cef".to_owned(),
+        skip_ssl_verification: false,
+        clear_authorization: false,
+    };
+    let heading = "New Webhook".to_owned();
+    form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
+}
+
+/// What a refused save says: a taken name in plain words, anything else as the API put it.
+fn save_refused(problem: &super::client::Problem, name: &str) -> Alert {
+    if problem.status == 409 {
+        let message =
+            format!("Another destination is already called “{name}”: choose another name.");
+        return Alert {
+            messages: vec![message.clone()],
+            fields: vec![("name".to_owned(), message)],
+        };
+    }
+    explain(problem, DESTINATION_LABELS)
+}
+
+/// `POST /ui/destinations`.
+pub async fn create(
+    State(ui): State<UiState>,
+    Form { user, data }: Form<DestinationData>,
+) -> Response {
+    if !Section::Destinations.visible_to(user.who.role()) {
+        return hidden_section(&ui, &user);
+    }
+    let created = user
+        .api(&ui)
+        .send::<wire::Destination>(
+            Method::POST,
+            "/v3/audit-log-destinations",
+            &data.body(false),
+        )
+        .await;
+    match created {
+        Ok(destination) => {
+            user.flash(Flash(format!(
+                "Webhook destination “{}” created.",
+                destination.name
+            )));
+            see_other("/ui/destinations")
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = save_refused(&problem, data.name.trim());
+            let form = data.form("/ui/destinations".to_owned(), false);
+            let heading = "New Webhook".to_owned();
+            form_page(&ui, &user, heading, form, alert, problem.status())
+        }
+        Err(failure) => failed(&ui, &user, failure),
+    }
+}
+
+/// A destination id from a path; anything else names no destination.
+fn destination_id(user: &SignedIn, id: &str) -> Result<Uuid, Refused> {
+    if !Section::Destinations.visible_to(user.who.role()) {
+        return Err(Refused::Hidden);
+    }
+    Uuid::try_parse(id).map_err(|_| Refused::NotFound("There is no such webhook destination."))
+}
+
+/// `GET /ui/destinations/{id}/edit`.
+pub async fn edit(State(ui): State<UiState>, user: SignedIn, Path(id): Path<String>) -> Response {
+    let id = match destination_id(&user, &id) {
+        Ok(id) => id,
+        Err(refused) => return refused.page(&ui, &user),
+    };
+    let path = format!("/v3/audit-log-destinations/{id}");
+    let destination = match user.api(&ui).get::<wire::Destination>(&path).await {
+        Ok(destination) => destination,
+        Err(failure) => return failed(&ui, &user, failure),
+    };
+    let heading = edit_heading(&user, &destination.name);
+    let form = DestinationForm {
+        action: format!("/ui/destinations/{id}"),
+        editing: true,
+        name: destination.name,
+        endpoint: destination.endpoint,
+        log_format: destination.log_format,
+        skip_ssl_verification: destination.skip_ssl_verification,
+        clear_authorization: false,
+    };
+    form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
+}
+
+fn edit_heading(user: &SignedIn, name: &str) -> String {
+    if user.who.may(Permission::WriteDestinations) {
+        format!("Edit “{name}”")
+    } else {
+        format!("Webhook destination “{name}”")
+    }
+}
+
+/// `POST /ui/destinations/{id}`.
+pub async fn update(
+    State(ui): State<UiState>,
+    Path(id): Path<String>,
+    Form { user, data }: Form<DestinationData>,
+) -> Response {
+    let id = match destination_id(&user, &id) {
+        Ok(id) => id,
+        Err(refused) => return refused.page(&ui, &user),
+    };
+    let path = format!("/v3/audit-log-destinations/{id}");
+    let saved = user
+        .api(&ui)
+        .send::<wire::Destination>(Method::PATCH, &path, &data.body(true))
+        .await;
+    match saved {
+        Ok(destination) => {
+            user.flash(Flash(format!(
+                "Webhook destination “{}” saved.",
+                destination.name
+            )));
+            see_other("/ui/destinations")
+        }
+        Err(Failure::Problem(problem)) if problem.status == 404 => {
+            failed(&ui, &user, Failure::Problem(problem))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = save_refused(&problem, data.name.trim());
+            let heading = edit_heading(&user, data.name.trim());
+            let form = data.form(format!("/ui/destinations/{id}"), true);
+            form_page(&ui, &user, heading, form, alert, problem.status())
+        }
+        Err(failure) => failed(&ui, &user, failure),
+    }
+}
+
+/// `POST /ui/destinations/{id}/delete`. A destination in use is the API's 409; the page then
+/// names the webhooks that use it.
+pub async fn delete(
+    State(ui): State<UiState>,
+    Path(id): Path<String>,
+    Form { user, .. }: Form<serde::de::IgnoredAny>,
+) -> Response {
+    let id = match destination_id(&user, &id) {
+        Ok(id) => id,
+        Err(refused) => return refused.page(&ui, &user),
+    };
+    let api = user.api(&ui);
+    let path = format!("/v3/audit-log-destinations/{id}");
+    let destination = match api.get::<wire::Destination>(&path).await {
+        Ok(destination) => destination,
+        Err(Failure::Problem(problem)) if problem.status == 404 => {
+            user.flash(Flash(
+                "That webhook destination was already deleted.".to_owned(),
+            ));
+            return see_other("/ui/destinations");
+        }
+        Err(failure) => return failed(&ui, &user, failure),
+    };
+    match api.delete(&path).await {
+        Ok(()) => {
+            user.flash(Flash(format!(
+                "Webhook destination “{}” deleted.",
+                destination.name
+            )));
+            see_other("/ui/destinations")
+        }
+        Err(Failure::Problem(problem)) if problem.status == 409 => {
+            let users = match webhook_users(&ui, &api).await {
+                Ok(mut users) => users.remove(&destination.id).unwrap_or_default(),
+                Err(failure) => return failed(&ui, &user, failure),
+            };
+            let used_by = if users.is_empty() {
+                "a webhook".to_owned()
+            } else {
+                users.join(", ")
+            };
+            let alert = Alert::one(format!(
+                "“{}” can't be deleted: webhooks use it. Used by: {used_by}. Bind them to \
+                 another destination, or remove them, then delete it.",
+                destination.name
+            ));
+            list_page(&ui, &user, alert, StatusCode::CONFLICT).await
+        }
+        Err(Failure::Problem(problem)) => {
+            let status = problem.status();
+            list_page(&ui, &user, explain(&problem, DESTINATION_LABELS), status).await
+        }
+        Err(failure) => failed(&ui, &user, failure),
+    }
+}

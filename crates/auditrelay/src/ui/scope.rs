@@ -1,0 +1,518 @@
+//! The pages of one webhook — the org's in a region, or a Dev Portal's — with their **Setup**,
+//! **Status** and **Replay** sub-tabs. Both kinds share these handlers and templates; a
+//! [`Scope`] says which API paths serve the webhook and how the pages call it.
+
+use auditrelay_core::Permission;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::client::{Failure, wire};
+use super::messages::{
+    self, Alert, Badge, REPLAY_LABELS, WEBHOOK_LABELS, capitalized, count, explain,
+};
+use super::session::{Flash, SignedIn};
+use super::views::{
+    Choice, Chrome, JobView, RANGES, ReplayForm, ReplayPage, ScopeHeader, Section, SetupForm,
+    SetupPage, StatusPage, StatusView,
+};
+use super::{UiState, failed, render, see_other};
+use crate::clock;
+
+/// One webhook as the UI addresses it.
+pub struct Scope {
+    /// The `id` of its card: `region-us`, `portal-<id>`.
+    pub id: String,
+    pub title: String,
+    /// What it sends, for sentences.
+    pub what: String,
+    /// Its UI pages' path.
+    pub base: String,
+    pub section: Section,
+    pub back_href: &'static str,
+    pub back_label: String,
+    /// The API path of the webhook (`…/status` and `…/test-event` hang off it) …
+    pub api_webhook: String,
+    /// … and of its replay job.
+    pub api_replay: String,
+    /// What the API asks of a change.
+    pub write: Permission,
+    /// What its test event is, for the Status tab.
+    pub test_what: &'static str,
+}
+
+impl Scope {
+    /// The org webhook of a configured region.
+    pub fn region(ui: &UiState, code: &str) -> Option<Self> {
+        let region = ui.app.config.regions.get(code)?;
+        let name = messages::region_name(region.as_str());
+        Some(Self {
+            id: format!("region-{region}"),
+            title: format!("{name} Webhook"),
+            what: format!("the organization's audit logs of {name}"),
+            base: format!("/ui/audit-logs/regions/{region}"),
+            section: Section::Org,
+            back_href: "/ui/audit-logs",
+            back_label: ui.app.config.ui.product_name.clone(),
+            api_webhook: format!("/{region}/v3/audit-log-webhook"),
+            api_replay: format!("/{region}/v3/audit-log-replay-job"),
+            write: Permission::WriteAuditLogs,
+            test_what: "the audit events of the request that sends it (an authorization \
+                event Authz.audit-log-webhook with the action “test”, and its access event) \
+                go through this webhook.",
+        })
+    }
+
+    /// A Dev Portal's webhook, addressed in the portal's region (unprefixed should that region
+    /// no longer be served: the portal decides the region anyway).
+    pub fn portal(ui: &UiState, portal: &wire::Portal, id: auditrelay_core::PortalId) -> Self {
+        let prefix = match ui.app.config.regions.get(&portal.region) {
+            Some(region) => format!("/{region}"),
+            None => String::new(),
+        };
+        Self {
+            id: format!("portal-{id}"),
+            title: format!("Dev Portal “{}” Webhook", portal.name),
+            what: format!("the audit logs of the Dev Portal “{}”", portal.name),
+            base: format!("/ui/portals/{id}"),
+            section: Section::Portals,
+            back_href: "/ui/portals",
+            back_label: "Dev Portal".to_owned(),
+            api_webhook: format!("{prefix}/v3/portals/{id}/audit-log-webhook"),
+            api_replay: format!("{prefix}/v3/portals/{id}/audit-log-replay-job"),
+            write: Permission::WritePortalAuditLogs(id),
+            test_what: "an authentication event of the Dev Portal (your own, for the request \
+                that sends it) goes through this webhook.",
+        }
+    }
+
+    fn header(&self, badge: Badge, current: &'static str) -> ScopeHeader {
+        ScopeHeader {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            what: self.what.clone(),
+            badge,
+            base: self.base.clone(),
+            current,
+            back_href: self.back_href,
+            back_label: self.back_label.clone(),
+        }
+    }
+
+    fn status_path(&self) -> String {
+        format!("{}/status", self.api_webhook)
+    }
+}
+
+/// The badge of a webhook status.
+pub fn badge_of(status: &wire::WebhookStatus) -> Badge {
+    Badge::of(&status.webhook_status, status.webhook_enabled)
+}
+
+// ----- Setup -----
+
+/// The Setup form as posted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SetupData {
+    pub enabled: Option<String>,
+    pub endpoint: String,
+}
+
+pub async fn setup(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+    setup_page(ui, user, scope, None, Alert::default(), StatusCode::OK).await
+}
+
+async fn setup_page(
+    ui: &UiState,
+    user: &SignedIn,
+    scope: &Scope,
+    submitted: Option<SetupForm>,
+    alert: Alert,
+    status: StatusCode,
+) -> Response {
+    let api = user.api(ui);
+    let read = async {
+        let state: wire::WebhookStatus = api.get(&scope.status_path()).await?;
+        let webhook: Option<wire::Webhook> = api.get_optional(&scope.api_webhook).await?;
+        let destinations: Vec<wire::Destination> =
+            api.list_all("/v3/audit-log-destinations").await?;
+        Ok::<_, Failure>((state, webhook, destinations))
+    };
+    let (state, webhook, destinations) = match read.await {
+        Ok(read) => read,
+        Err(failure) => return failed(ui, user, failure),
+    };
+    let form = submitted.unwrap_or_else(|| SetupForm {
+        enabled: webhook.as_ref().is_some_and(|w| w.enabled),
+        endpoint: webhook
+            .as_ref()
+            .map(|w| w.audit_log_destination_id.clone())
+            .unwrap_or_default(),
+    });
+    let page = SetupPage {
+        chrome: Chrome::new(ui, user, scope.section),
+        scope: scope.header(badge_of(&state), "setup"),
+        form,
+        destinations: destinations
+            .into_iter()
+            .map(|d| Choice {
+                id: d.id,
+                name: d.name,
+            })
+            .collect(),
+        configured: webhook.is_some(),
+        can_write: user.who.may(scope.write),
+        can_create_destination: user.who.may(Permission::WriteDestinations),
+        role: user.who.role().as_str(),
+        alert,
+    };
+    render(status, &page)
+}
+
+pub async fn save_setup(ui: &UiState, user: &SignedIn, scope: &Scope, data: SetupData) -> Response {
+    let enabled = data.enabled.is_some();
+    let mut body = json!({ "enabled": enabled });
+    if !data.endpoint.is_empty() {
+        body["audit_log_destination_id"] = Value::String(data.endpoint.clone());
+    }
+    let saved = user
+        .api(ui)
+        .send::<wire::Webhook>(Method::PATCH, &scope.api_webhook, &body)
+        .await;
+    match saved {
+        Ok(webhook) => {
+            let state = if webhook.enabled {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            user.flash(Flash(format!("Saved: the {} is {state}.", scope.title)));
+            see_other(&format!("{}/setup", scope.base))
+        }
+        Err(Failure::Problem(problem)) => {
+            let submitted = SetupForm {
+                enabled,
+                endpoint: data.endpoint,
+            };
+            let alert = explain(&problem, WEBHOOK_LABELS);
+            setup_page(ui, user, scope, Some(submitted), alert, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
+}
+
+pub async fn remove(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+    match user.api(ui).delete(&scope.api_webhook).await {
+        Ok(()) => {
+            user.flash(Flash(format!(
+                "Removed: the {} no longer sends anything.",
+                scope.title
+            )));
+            see_other(&format!("{}/setup", scope.base))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = match problem.status {
+                404 => Alert::one("There is no webhook to remove: it is not configured."),
+                _ => explain(&problem, WEBHOOK_LABELS),
+            };
+            setup_page(ui, user, scope, None, alert, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
+}
+
+// ----- Status -----
+
+pub async fn status(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+    status_page(ui, user, scope, Alert::default(), StatusCode::OK).await
+}
+
+async fn status_page(
+    ui: &UiState,
+    user: &SignedIn,
+    scope: &Scope,
+    alert: Alert,
+    code: StatusCode,
+) -> Response {
+    let api = user.api(ui);
+    let read = async {
+        let state: wire::WebhookStatus = api.get(&scope.status_path()).await?;
+        let webhook: Option<wire::Webhook> = api.get_optional(&scope.api_webhook).await?;
+        let destination: Option<wire::Destination> = match &webhook {
+            Some(w) => {
+                let path = format!("/v3/audit-log-destinations/{}", w.audit_log_destination_id);
+                api.get_optional(&path).await?
+            }
+            None => None,
+        };
+        Ok::<_, Failure>((state, webhook, destination))
+    };
+    let (state, webhook, destination) = match read.await {
+        Ok(read) => read,
+        Err(failure) => return failed(ui, user, failure),
+    };
+    let attempted = state.last_attempt_at.is_some();
+    let view = StatusView {
+        enabled: state.webhook_enabled,
+        endpoint: match (&webhook, destination) {
+            (None, _) => "Not configured".to_owned(),
+            (Some(_), Some(d)) => format!("{} ({})", d.name, d.endpoint),
+            (Some(w), None) => w.audit_log_destination_id.clone(),
+        },
+        last_attempt: state.last_attempt_at.as_deref().map(messages::time),
+        last_response_code: match (attempted, state.last_response_code) {
+            (false, _) => "None yet".to_owned(),
+            (true, Some(code)) => code.to_string(),
+            (true, None) => "No HTTP answer (see the message)".to_owned(),
+        },
+        last_response_message: state
+            .last_response_message
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "None yet".to_owned()),
+        lag: state.lag_events.map(|n| match n {
+            0 => "Nothing: every event has been delivered.".to_owned(),
+            1 => "1 event".to_owned(),
+            // The API counts up to 100000.
+            n if n >= 100_000 => format!("{} events or more", count(n)),
+            n => format!("{} events", count(n)),
+        }),
+        oldest: state.oldest_undelivered_at.as_deref().map(messages::time),
+        data_loss: state.seconds_until_data_loss.map(|s| match s {
+            0 => "Now: the oldest undelivered events are being deleted.".to_owned(),
+            s => messages::duration(s),
+        }),
+        retention: messages::duration(ui.app.config.retention.window.as_secs()),
+    };
+    let page = StatusPage {
+        chrome: Chrome::new(ui, user, scope.section),
+        scope: scope.header(badge_of(&state), "status"),
+        status: view,
+        test_what: scope.test_what,
+        can_write: user.who.may(scope.write),
+        role: user.who.role().as_str(),
+        alert,
+    };
+    render(code, &page)
+}
+
+pub async fn test_event(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+    let path = format!("{}/test-event", scope.api_webhook);
+    match user.api(ui).post_empty::<wire::TestEvent>(&path).await {
+        Ok(sent) => {
+            user.flash(Flash(format!(
+                "Test event sent with trace id {}. It reaches the endpoint with the next batch; \
+                 refresh this page to see the attempt.",
+                sent.trace_id
+            )));
+            see_other(&format!("{}/status", scope.base))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = explain(&problem, WEBHOOK_LABELS);
+            status_page(ui, user, scope, alert, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
+}
+
+// ----- Replay -----
+
+/// The Replay form as posted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReplayData {
+    pub range: String,
+    pub start_at: String,
+    pub end_at: String,
+}
+
+pub async fn replay(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+    replay_page(ui, user, scope, None, Alert::default(), StatusCode::OK).await
+}
+
+/// `2026-11-20T10:00:00`, UTC: what a `datetime-local` input holds.
+fn local_input(t: auditrelay_core::Timestamp) -> String {
+    let mut s = t.to_rfc3339_seconds();
+    s.pop();
+    s
+}
+
+async fn replay_page(
+    ui: &UiState,
+    user: &SignedIn,
+    scope: &Scope,
+    submitted: Option<ReplayData>,
+    alert: Alert,
+    status: StatusCode,
+) -> Response {
+    let api = user.api(ui);
+    let read = async {
+        let state: wire::WebhookStatus = api.get(&scope.status_path()).await?;
+        let job: wire::ReplayJob = api.get(&scope.api_replay).await?;
+        Ok::<_, Failure>((state, job))
+    };
+    let (state, job) = match read.await {
+        Ok(read) => read,
+        Err(failure) => return failed(ui, user, failure),
+    };
+    let now = clock::now();
+    let retention = ui.app.config.retention.window;
+    let submitted = submitted.unwrap_or_else(|| ReplayData {
+        range: "15m".to_owned(),
+        start_at: local_input(now.saturating_sub_millis(3_600_000)),
+        end_at: local_input(now),
+    });
+    let form = ReplayForm {
+        range: submitted.range,
+        start_at: submitted.start_at,
+        end_at: submitted.end_at,
+        min: local_input(now.saturating_sub_millis(retention.as_millis() as i64)),
+        max: local_input(now),
+    };
+    let page = ReplayPage {
+        chrome: Chrome::new(ui, user, scope.section),
+        scope: scope.header(badge_of(&state), "replay"),
+        form,
+        ranges: RANGES,
+        retention: match retention.as_secs() {
+            604_800 => "seven days".to_owned(),
+            secs => messages::duration(secs),
+        },
+        job: job_view(&job),
+        can_write: user.who.may(scope.write),
+        role: user.who.role().as_str(),
+        alert,
+    };
+    render(status, &page)
+}
+
+fn job_view(job: &wire::ReplayJob) -> JobView {
+    let in_progress = matches!(job.status.as_str(), "accepted" | "pending" | "running");
+    let progress = match job.status.as_str() {
+        "unconfigured" => String::new(),
+        "accepted" | "pending" => "Waiting to start".to_owned(),
+        _ => {
+            let sent = job.events_sent.unwrap_or(0);
+            let batches = job.batches_sent.unwrap_or(0);
+            let total = job.events_total.map_or_else(|| "?".to_owned(), count);
+            format!(
+                "{} / {total} events, {} {}",
+                count(sent),
+                count(batches),
+                if batches == 1 { "batch" } else { "batches" }
+            )
+        }
+    };
+    JobView {
+        configured: job.status != "unconfigured",
+        in_progress,
+        status: capitalized(&job.status),
+        start_at: messages::time(&job.start_at),
+        end_at: messages::time(&job.end_at),
+        updated_at: messages::time(&job.updated_at),
+        progress,
+        failure_reason: job.failure_reason.clone(),
+    }
+}
+
+/// A `datetime-local` value (UTC by the form's word) as RFC 3339; anything else is passed on
+/// for the API to judge.
+fn utc(value: &str) -> String {
+    let value = value.trim();
+    let has_zone = value.ends_with(['Z', 'z'])
+        || value
+            .get(19..)
+            .is_some_and(|tail| tail.contains(['+', '-']));
+    match value.len() {
+        16 if !has_zone => format!("{value}:00Z"),
+        19.. if !has_zone && value.as_bytes().get(10) == Some(&b'T') => format!("{value}Z"),
+        _ => value.to_owned(),
+    }
+}
+
+pub async fn send_replay(
+    ui: &UiState,
+    user: &SignedIn,
+    scope: &Scope,
+    data: ReplayData,
+) -> Response {
+    let minutes = match data.range.as_str() {
+        "15m" => Some(15),
+        "1h" => Some(60),
+        "6h" => Some(360),
+        "12h" => Some(720),
+        "24h" => Some(1440),
+        "custom" => None,
+        _ => {
+            let alert = Alert::one("Replay Time Range: choose one of the ranges offered.");
+            return replay_page(ui, user, scope, Some(data), alert, StatusCode::BAD_REQUEST).await;
+        }
+    };
+    let mut body = json!({});
+    match minutes {
+        Some(minutes) => {
+            let now = clock::now();
+            body["start_at"] = Value::String(
+                now.saturating_sub_millis(minutes * 60_000)
+                    .to_rfc3339_millis(),
+            );
+            body["end_at"] = Value::String(now.to_rfc3339_millis());
+        }
+        None => {
+            // An empty field is left out, and the API names it as required.
+            for (field, value) in [("start_at", &data.start_at), ("end_at", &data.end_at)] {
+                if !value.trim().is_empty() {
+                    body[field] = Value::String(utc(value));
+                }
+            }
+        }
+    }
+    let sent = user
+        .api(ui)
+        .send::<wire::ReplayJob>(Method::PUT, &scope.api_replay, &body)
+        .await;
+    match sent {
+        Ok(job) => {
+            let label = RANGES
+                .iter()
+                .find(|(value, _)| *value == data.range)
+                .map_or("Custom range", |(_, label)| label);
+            user.flash(Flash(format!(
+                "Replay requested ({label}: {} to {}). The table below shows its progress.",
+                messages::time(&job.start_at),
+                messages::time(&job.end_at)
+            )));
+            see_other(&format!("{}/replay", scope.base))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = match problem.status {
+                409 => Alert::one(
+                    "A replay is already running for this webhook. Wait until it has finished \
+                     (the table below shows its progress), then send another.",
+                ),
+                _ => explain(&problem, REPLAY_LABELS),
+            };
+            replay_page(ui, user, scope, Some(data), alert, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn local_times_become_utc() {
+        assert_eq!(utc("2026-11-20T10:00"), "2026-11-20T10:00:00Z");
+        assert_eq!(utc("2026-11-20T10:00:30"), "2026-11-20T10:00:30Z");
+        assert_eq!(utc("2026-11-20T10:00:30Z"), "2026-11-20T10:00:30Z");
+        assert_eq!(
+            utc("2026-11-20T10:00:30+02:00"),
+            "2026-11-20T10:00:30+02:00"
+        );
+        assert_eq!(utc(" yesterday "), "yesterday");
+    }
+}

@@ -1,0 +1,450 @@
+//! Sign-in sessions: server-side, in memory, behind a random cookie.
+//!
+//! A session is created by signing in with an API token and holds that token, so every page the
+//! person opens calls the API as them. The cookie `auditrelay_session` carries 256 random bits;
+//! the map is keyed by their SHA-256, so not even the raw id is kept in memory. The cookie is
+//! `HttpOnly; SameSite=Strict; Path=/`, and `Secure` when the request came over HTTPS (see
+//! [`crate::config::SecureCookie`]). A session ends on sign-out, after `ui.session_idle_timeout`
+//! without a request, `ui.session_max_age` after its sign-in, or as soon as the API stops
+//! accepting its token (revoked or expired). Sessions live in memory: a restart signs everyone
+//! out, which costs a sign-in and keeps tokens off the disk.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use auditrelay_core::{Grant, Permission, Role};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::UiState;
+use super::client::Api;
+use crate::config::{SecureCookie, UiConfig};
+use crate::store::Principal;
+
+pub const COOKIE: &str = "auditrelay_session";
+/// Enough for every person of an organization several times over; beyond it the session idle
+/// the longest makes room.
+const MAX_SESSIONS: usize = 10_000;
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Who signed in, as the pages show it and decide what to offer. The API decides what is
+/// allowed; this only keeps the pages from offering what it would refuse.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub name: String,
+    pub grant: Grant,
+}
+
+impl Who {
+    pub fn role(&self) -> Role {
+        self.grant.role()
+    }
+
+    pub fn may(&self, permission: Permission) -> bool {
+        self.grant.allows(permission)
+    }
+}
+
+/// A success message shown once, on the page a redirect leads to. (Failures are shown on the
+/// page that answers the form, never carried over a redirect.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash(pub String);
+
+struct Session {
+    token: Secret,
+    csrf: String,
+    who: Who,
+    created: Instant,
+    last_seen: Instant,
+    flash: Option<Flash>,
+}
+
+pub type Key = [u8; 32];
+
+/// Every live session. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions(Arc<SessionsInner>);
+
+struct SessionsInner {
+    map: Mutex<HashMap<Key, Session>>,
+    idle: Duration,
+    max_age: Duration,
+    secure: SecureCookie,
+}
+
+/// What a cookie led to.
+enum Lookup {
+    Found(Box<SignedInParts>),
+    Expired,
+    Missing,
+}
+
+struct SignedInParts {
+    key: Key,
+    token: Secret,
+    csrf: String,
+    who: Who,
+}
+
+impl Sessions {
+    pub fn new(config: &UiConfig) -> Self {
+        Self(Arc::new(SessionsInner {
+            map: Mutex::new(HashMap::new()),
+            idle: config.session_idle_timeout,
+            max_age: config.session_max_age,
+            secure: config.secure_cookie,
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Session>> {
+        // Every operation is a single insert, lookup or removal: a panic cannot leave a
+        // session half-written.
+        self.0.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a session for a token the API accepted; returns the cookie value.
+    pub fn create(&self, token: &str, principal: &Principal) -> String {
+        let id = hex::encode(random_bytes());
+        let now = Instant::now();
+        let session = Session {
+            token: Secret(token.to_owned()),
+            csrf: hex::encode(random_bytes()),
+            who: Who {
+                name: principal.name.clone(),
+                grant: principal.grant,
+            },
+            created: now,
+            last_seen: now,
+            flash: None,
+        };
+        let mut map = self.lock();
+        // Sessions nobody comes back to would otherwise keep their tokens in memory.
+        map.retain(|_, s| !self.expired(s, now));
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k)
+        {
+            map.remove(&oldest);
+        }
+        map.insert(key_of(&id), session);
+        id
+    }
+
+    fn expired(&self, session: &Session, now: Instant) -> bool {
+        now.duration_since(session.last_seen) >= self.0.idle
+            || now.duration_since(session.created) >= self.0.max_age
+    }
+
+    fn lookup(&self, id: &str) -> Lookup {
+        let key = key_of(id);
+        let now = Instant::now();
+        let mut map = self.lock();
+        let Some(session) = map.get_mut(&key) else {
+            return Lookup::Missing;
+        };
+        if self.expired(session, now) {
+            map.remove(&key);
+            return Lookup::Expired;
+        }
+        session.last_seen = now;
+        Lookup::Found(Box::new(SignedInParts {
+            key,
+            token: session.token.clone(),
+            csrf: session.csrf.clone(),
+            who: session.who.clone(),
+        }))
+    }
+
+    /// Ends a session (sign-out, or a token the API no longer accepts).
+    fn end(&self, key: &Key) {
+        self.lock().remove(key);
+    }
+
+    /// Ends the session a cookie names, if any.
+    pub fn end_by_cookie(&self, headers: &HeaderMap) {
+        if let Some(id) = cookie_value(headers) {
+            self.end(&key_of(&id));
+        }
+    }
+
+    fn set_flash(&self, key: &Key, flash: Flash) {
+        if let Some(session) = self.lock().get_mut(key) {
+            session.flash = Some(flash);
+        }
+    }
+
+    fn take_flash(&self, key: &Key) -> Option<Flash> {
+        self.lock().get_mut(key).and_then(|s| s.flash.take())
+    }
+
+    /// The `Set-Cookie` value that hands the browser a session id.
+    pub fn cookie(&self, id: &str, headers: &HeaderMap) -> HeaderValue {
+        let secure = match self.0.secure {
+            SecureCookie::Always => true,
+            SecureCookie::Auto => forwarded_https(headers),
+        };
+        let value = format!(
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/{}",
+            if secure { "; Secure" } else { "" }
+        );
+        HeaderValue::from_str(&value).expect("a hex id makes a valid header value")
+    }
+
+    /// The `Set-Cookie` value that makes the browser forget its session id.
+    pub fn clear_cookie() -> HeaderValue {
+        HeaderValue::from_static(
+            "auditrelay_session=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/",
+        )
+    }
+}
+
+/// `X-Forwarded-Proto: https` (the first value, when a chain of proxies lists several).
+pub fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+fn key_of(id: &str) -> Key {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+fn random_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    bytes
+}
+
+/// The session id a request's `Cookie` headers carry.
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Who the browser's request comes from, passed on to the API so its audit events name the
+/// real client.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub addr: Option<SocketAddr>,
+    pub user_agent: Option<HeaderValue>,
+}
+
+impl Client {
+    pub fn of(parts: &Parts) -> Self {
+        Self {
+            addr: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+        }
+    }
+
+    pub fn ip(&self) -> String {
+        self.addr.map(|a| a.ip().to_string()).unwrap_or_default()
+    }
+
+    pub fn user_agent(&self) -> String {
+        self.user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// A request from a signed-in person. Extracting it renews the session's idle time; without a
+/// live session the request is sent to the sign-in page.
+pub struct SignedIn {
+    key: Key,
+    token: Secret,
+    pub csrf: String,
+    pub who: Who,
+    pub client: Client,
+    sessions: Sessions,
+}
+
+impl SignedIn {
+    /// The API, as this person.
+    pub fn api<'a>(&'a self, ui: &'a UiState) -> Api<'a> {
+        Api::new(&ui.api, &self.token, &self.client, &self.sessions, self.key)
+    }
+
+    pub fn flash(&self, flash: Flash) {
+        self.sessions.set_flash(&self.key, flash);
+    }
+
+    pub fn take_flash(&self) -> Option<Flash> {
+        self.sessions.take_flash(&self.key)
+    }
+
+    pub fn sign_out(&self) {
+        self.sessions.end(&self.key);
+    }
+
+    /// The token, for the one check made outside the API router (the page of a role with
+    /// nothing to see still notices a revoked token).
+    pub fn token(&self) -> &str {
+        self.token.expose()
+    }
+}
+
+/// Why a request has no session: it goes to sign in (saying why when a session ended).
+pub struct NotSignedIn {
+    expired: bool,
+}
+
+impl IntoResponse for NotSignedIn {
+    fn into_response(self) -> Response {
+        let to = if self.expired {
+            "/ui/sign-in?expired=1"
+        } else {
+            "/ui/sign-in"
+        };
+        let mut response = super::see_other(to);
+        if self.expired {
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, Sessions::clear_cookie());
+        }
+        response
+    }
+}
+
+impl FromRequestParts<UiState> for SignedIn {
+    type Rejection = NotSignedIn;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &UiState) -> Result<Self, NotSignedIn> {
+        let Some(id) = cookie_value(&parts.headers) else {
+            return Err(NotSignedIn { expired: false });
+        };
+        match ui.sessions.lookup(&id) {
+            Lookup::Found(found) => Ok(SignedIn {
+                key: found.key,
+                token: found.token,
+                csrf: found.csrf,
+                who: found.who,
+                client: Client::of(parts),
+                sessions: ui.sessions.clone(),
+            }),
+            Lookup::Expired => Err(NotSignedIn { expired: true }),
+            Lookup::Missing => Err(NotSignedIn { expired: false }),
+        }
+    }
+}
+
+/// Ends the session behind an API client whose token stopped working.
+pub(super) fn end_session(sessions: &Sessions, key: &Key) {
+    sessions.end(key);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(idle_ms: u64, max_ms: u64) -> UiConfig {
+        UiConfig {
+            session_idle_timeout: Duration::from_millis(idle_ms),
+            session_max_age: Duration::from_millis(max_ms),
+            product_name: "Konnect".into(),
+            secure_cookie: SecureCookie::Auto,
+        }
+    }
+
+    fn principal() -> Principal {
+        Principal {
+            id: uuid::Uuid::nil(),
+            org_id: auditrelay_core::OrgId::nil(),
+            name: "admin".into(),
+            kind: crate::store::PrincipalKind::User,
+            grant: Grant::new(Role::OrgAdmin, None).unwrap(),
+        }
+    }
+
+    #[test]
+    fn ids_are_random_and_only_their_hash_is_kept() {
+        let sessions = Sessions::new(&config(60_000, 60_000));
+        let a = sessions.create("kpat_a", &principal());
+        let b = sessions.create("kpat_a", &principal());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        let map = sessions.lock();
+        assert!(map.contains_key(&key_of(&a)));
+        assert!(map.keys().all(|k| hex::encode(k) != a));
+    }
+
+    #[test]
+    fn sessions_expire_and_end() {
+        let sessions = Sessions::new(&config(60_000, 60_000));
+        let id = sessions.create("kpat_a", &principal());
+        assert!(matches!(sessions.lookup(&id), Lookup::Found(_)));
+        assert!(matches!(sessions.lookup("nope"), Lookup::Missing));
+        sessions.end(&key_of(&id));
+        assert!(matches!(sessions.lookup(&id), Lookup::Missing));
+
+        let sessions = Sessions::new(&config(0, 0));
+        let id = sessions.create("kpat_a", &principal());
+        assert!(matches!(sessions.lookup(&id), Lookup::Expired));
+        assert!(matches!(sessions.lookup(&id), Lookup::Missing));
+    }
+
+    #[test]
+    fn cookies() {
+        let sessions = Sessions::new(&config(60_000, 60_000));
+        let plain = sessions.cookie("abc", &HeaderMap::new());
+        assert_eq!(
+            plain.to_str().unwrap(),
+            "auditrelay_session=abc; HttpOnly; SameSite=Strict; Path=/"
+        );
+        let mut proxied = HeaderMap::new();
+        proxied.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS, http"));
+        assert!(
+            sessions
+                .cookie("abc", &proxied)
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
+
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; auditrelay_session=xyz"),
+        );
+        assert_eq!(cookie_value(&headers).as_deref(), Some("xyz"));
+        headers.clear();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("auditrelay_session="),
+        );
+        assert_eq!(cookie_value(&headers), None);
+    }
+}

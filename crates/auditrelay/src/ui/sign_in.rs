@@ -1,0 +1,175 @@
+//! Signing in and out, the way in (`/`), and the page of a role with nothing to see.
+//!
+//! Signing in checks the token with the API's own check (`api::check_token`: same outcomes,
+//! same audited authentication event) and starts a session; a wrong token gets a 401 page and
+//! no cookie. Each start makes a new session id, so an id planted before sign-in is worthless.
+
+use auditrelay_core::Role;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::guard::{Form, cross_site_refused, read_form, same_origin};
+use super::session::{Client, Sessions, SignedIn, cookie_value};
+use super::views::{Chrome, NoAccessPage, SignInPage, error_page, home_of};
+use super::{UiState, render, see_other, signed_out};
+use crate::api::{self, ClientFacts};
+
+/// `GET /`: the first page of the signed-in person's role, or the sign-in page.
+pub async fn home(user: Option<SignedIn>) -> Response {
+    match user {
+        Some(user) => see_other(home_of(user.who.role())),
+        None => see_other("/ui/sign-in"),
+    }
+}
+
+/// Why the sign-in page was shown again.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Notice {
+    signed_out: Option<String>,
+    expired: Option<String>,
+    ended: Option<String>,
+}
+
+/// `GET /ui/sign-in`.
+pub async fn page(user: Option<SignedIn>, Query(notice): Query<Notice>) -> Response {
+    if let Some(user) = user {
+        return see_other(home_of(user.who.role()));
+    }
+    let notice = if notice.signed_out.is_some() {
+        Some("You are signed out.")
+    } else if notice.expired.is_some() {
+        Some("Your session expired. Sign in again.")
+    } else if notice.ended.is_some() {
+        Some(
+            "Your token is no longer accepted (it was revoked or has expired). Sign in with another one.",
+        )
+    } else {
+        None
+    };
+    let page = SignInPage {
+        chrome: Chrome::anonymous(),
+        notice: notice.map(str::to_owned),
+        error: None,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SignInData {
+    token: String,
+}
+
+/// `POST /ui/sign-in`.
+pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if !same_origin(&parts.headers) {
+        return cross_site_refused();
+    }
+    let data = match read_form::<SignInData>(body).await {
+        Ok((data, _)) => data,
+        Err(page) => return page,
+    };
+    let client = Client::of(&parts);
+    let facts = ClientFacts {
+        uri: parts.uri.path().to_owned(),
+        client_ip: client.ip(),
+        user_agent: client.user_agent(),
+    };
+    let token = data.token.trim();
+    match api::check_token(&ui.app, token, facts).await {
+        Ok(principal) => {
+            // A new session every time; one the browser had before is over.
+            ui.sessions.end_by_cookie(&parts.headers);
+            let id = ui.sessions.create(token, &principal);
+            tracing::info!(
+                principal.id = %principal.id,
+                principal.role = principal.grant.role().as_str(),
+                "ui sign-in"
+            );
+            let mut response = see_other(home_of(principal.grant.role()));
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, ui.sessions.cookie(&id, &parts.headers));
+            response
+        }
+        Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+            let page = SignInPage {
+                chrome: Chrome::anonymous(),
+                notice: None,
+                error: Some("That token was not accepted.".to_owned()),
+            };
+            render(StatusCode::UNAUTHORIZED, &page)
+        }
+        Err(e) => {
+            // Logged where it happened (the store).
+            error_page(
+                e.status(),
+                "Sign-in failed",
+                "The server could not check the token. Try again in a moment.",
+            )
+        }
+    }
+}
+
+/// `POST /ui/sign-out`: the session ends here, whatever the browser does with the cookie.
+pub async fn sign_out(Form { user, .. }: Form<serde::de::IgnoredAny>) -> Response {
+    user.sign_out();
+    let mut response = see_other("/ui/sign-in?signed_out=1");
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, Sessions::clear_cookie());
+    response
+}
+
+/// `GET /ui/no-access`: an event producer's page. It calls no API route, so it checks the
+/// token itself: a revoked token ends the session here too.
+pub async fn no_access(State(ui): State<UiState>, user: SignedIn) -> Response {
+    let role = user.who.role();
+    if role != Role::EventProducer {
+        return see_other(home_of(role));
+    }
+    let facts = ClientFacts {
+        uri: "/ui/no-access".to_owned(),
+        client_ip: user.client.ip(),
+        user_agent: user.client.user_agent(),
+    };
+    if let Err(e) = api::check_token(&ui.app, user.token(), facts).await {
+        if e.status() == StatusCode::UNAUTHORIZED {
+            user.sign_out();
+            return signed_out();
+        }
+        return error_page(
+            e.status(),
+            "Something went wrong",
+            "The server could not show this page. Try again in a moment.",
+        );
+    }
+    let page = NoAccessPage {
+        chrome: Chrome::new(&ui, &user, super::views::Section::None),
+        role: role.as_str(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `Option<SignedIn>`: pages that also serve people who are not signed in.
+impl axum::extract::OptionalFromRequestParts<UiState> for SignedIn {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ui: &UiState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if cookie_value(&parts.headers).is_none() {
+            return Ok(None);
+        }
+        Ok(
+            <SignedIn as axum::extract::FromRequestParts<UiState>>::from_request_parts(parts, ui)
+                .await
+                .ok(),
+        )
+    }
+}

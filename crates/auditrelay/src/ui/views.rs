@@ -1,0 +1,414 @@
+//! The pages' templates (askama, in `templates/`) and the view structs they render: what a page
+//! shows, already in words. Handlers build these from API answers; templates only lay them out.
+
+use askama::Template;
+use auditrelay_core::Role;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::assets::{self, Hrefs};
+use super::messages::{Alert, Badge};
+use super::session::{Flash, SignedIn};
+use super::{UiState, render};
+
+/// Where a page belongs in the tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Destinations,
+    Org,
+    Portals,
+    /// A page outside the tabs (errors, the page of a role with nothing to see).
+    None,
+}
+
+impl Section {
+    /// Whether a role sees this tab: a portal admin sees only the Dev Portal tab, an event
+    /// producer none.
+    pub fn visible_to(self, role: Role) -> bool {
+        match role {
+            Role::OrgAdmin | Role::AuditLogsAdmin | Role::AuditLogsViewer => true,
+            Role::PortalAdmin => matches!(self, Self::Portals | Self::None),
+            Role::EventProducer => self == Self::None,
+        }
+    }
+}
+
+/// The first page of a role.
+pub fn home_of(role: Role) -> &'static str {
+    match role {
+        Role::OrgAdmin | Role::AuditLogsAdmin | Role::AuditLogsViewer => "/ui/destinations",
+        Role::PortalAdmin => "/ui/portals",
+        Role::EventProducer => "/ui/no-access",
+    }
+}
+
+pub struct Tab {
+    pub label: String,
+    pub href: &'static str,
+    pub current: bool,
+}
+
+pub struct WhoView {
+    pub name: String,
+    pub role: &'static str,
+}
+
+pub struct FlashView {
+    pub class: &'static str,
+    pub role: &'static str,
+    pub text: String,
+}
+
+/// What every page has around its content: assets, who is signed in, the tabs, the CSRF token
+/// for its forms and a message left by the last redirect.
+pub struct Chrome {
+    pub assets: &'static Hrefs,
+    pub who: Option<WhoView>,
+    pub csrf: String,
+    pub tabs: Vec<Tab>,
+    pub flash: Option<FlashView>,
+}
+
+impl Chrome {
+    /// A page outside any session (sign-in, refusals).
+    pub fn anonymous() -> Self {
+        Self {
+            assets: assets::hrefs(),
+            who: None,
+            csrf: String::new(),
+            tabs: Vec::new(),
+            flash: None,
+        }
+    }
+
+    /// A signed-in page in `section`; takes the session's pending message.
+    pub fn new(ui: &UiState, user: &SignedIn, section: Section) -> Self {
+        let role = user.who.role();
+        let tabs = [
+            (
+                Section::Destinations,
+                "Webhook Destination".to_owned(),
+                "/ui/destinations",
+            ),
+            (
+                Section::Org,
+                ui.app.config.ui.product_name.clone(),
+                "/ui/audit-logs",
+            ),
+            (Section::Portals, "Dev Portal".to_owned(), "/ui/portals"),
+        ]
+        .into_iter()
+        .filter(|(s, _, _)| s.visible_to(role))
+        .map(|(s, label, href)| Tab {
+            label,
+            href,
+            current: s == section,
+        })
+        .collect();
+        let flash = user.take_flash().map(|Flash(text)| FlashView {
+            class: "flash-success",
+            role: "status",
+            text,
+        });
+        Self {
+            assets: assets::hrefs(),
+            who: Some(WhoView {
+                name: user.who.name.clone(),
+                role: role.as_str(),
+            }),
+            csrf: user.csrf.clone(),
+            tabs,
+            flash,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub message: String,
+}
+
+/// A page that only says what went wrong, outside any session.
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(
+        status,
+        &ErrorPage {
+            chrome: Chrome::anonymous(),
+            title: title.to_owned(),
+            message: message.to_owned(),
+        },
+    )
+}
+
+/// The same, for a signed-in person (with the header and tabs).
+pub fn signed_in_error(
+    ui: &UiState,
+    user: &SignedIn,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response {
+    render(
+        status,
+        &ErrorPage {
+            chrome: Chrome::new(ui, user, Section::None),
+            title: title.to_owned(),
+            message: message.to_owned(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInPage {
+    pub chrome: Chrome,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "no_access.html")]
+pub struct NoAccessPage {
+    pub chrome: Chrome,
+    pub role: &'static str,
+}
+
+/// One row of the destinations table.
+pub struct DestinationRow {
+    pub id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub log_format: String,
+    pub ssl_verified: bool,
+    pub used_by: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "destinations.html")]
+pub struct DestinationsPage {
+    pub chrome: Chrome,
+    pub product: String,
+    pub rows: Vec<DestinationRow>,
+    pub can_write: bool,
+    pub role: &'static str,
+    pub alert: Alert,
+}
+
+/// The destination form's values (never the authorization value itself).
+pub struct DestinationForm {
+    pub action: String,
+    pub editing: bool,
+    pub name: String,
+    pub endpoint: String,
+    pub log_format: String,
+    pub skip_ssl_verification: bool,
+    pub clear_authorization: bool,
+}
+
+impl DestinationForm {
+    pub fn has_format(&self, value: &str) -> bool {
+        self.log_format == value
+    }
+}
+
+pub const LOG_FORMATS: [(&str, &str); 3] = [
+    ("cef", "CEF"),
+    ("json", "JSON"),
+    ("cps", "CPS (CrowdStrike Parsing Standard)"),
+];
+
+#[derive(Template)]
+#[template(path = "destination_form.html")]
+pub struct DestinationFormPage {
+    pub chrome: Chrome,
+    pub heading: String,
+    pub form: DestinationForm,
+    pub formats: [(&'static str, &'static str); 3],
+    pub can_write: bool,
+    pub role: &'static str,
+    pub alert: Alert,
+}
+
+/// The heading, badge and sub-tabs of one webhook: an org region's or a Dev Portal's.
+pub struct ScopeHeader {
+    /// The `id` of its `<section>`: `region-us`, `portal-<id>`.
+    pub id: String,
+    /// "US - North America Webhook", "Dev Portal “Developer Portal” Webhook".
+    pub title: String,
+    /// What the webhook sends, for sentences: "the organization's audit logs in US - North
+    /// America".
+    pub what: String,
+    pub badge: Badge,
+    /// The UI path of its pages: `/ui/audit-logs/regions/us`.
+    pub base: String,
+    pub current: &'static str,
+    pub back_href: &'static str,
+    pub back_label: String,
+}
+
+/// A region's card on the organization tab.
+pub struct ScopeCard {
+    pub header: ScopeHeader,
+    pub endpoint: String,
+}
+
+#[derive(Template)]
+#[template(path = "org.html")]
+pub struct OrgPage {
+    pub chrome: Chrome,
+    pub product: String,
+    pub cards: Vec<ScopeCard>,
+}
+
+/// A destination as a choice of the Endpoint select.
+pub struct Choice {
+    pub id: String,
+    pub name: String,
+}
+
+pub struct SetupForm {
+    pub enabled: bool,
+    pub endpoint: String,
+}
+
+#[derive(Template)]
+#[template(path = "scope_setup.html")]
+pub struct SetupPage {
+    pub chrome: Chrome,
+    pub scope: ScopeHeader,
+    pub form: SetupForm,
+    pub destinations: Vec<Choice>,
+    pub configured: bool,
+    pub can_write: bool,
+    pub can_create_destination: bool,
+    pub role: &'static str,
+    pub alert: Alert,
+}
+
+/// The Status tab, in words.
+pub struct StatusView {
+    pub enabled: bool,
+    pub endpoint: String,
+    pub last_attempt: Option<String>,
+    pub last_response_code: String,
+    pub last_response_message: String,
+    pub lag: Option<String>,
+    pub oldest: Option<String>,
+    pub data_loss: Option<String>,
+    pub retention: String,
+}
+
+#[derive(Template)]
+#[template(path = "scope_status.html")]
+pub struct StatusPage {
+    pub chrome: Chrome,
+    pub scope: ScopeHeader,
+    pub status: StatusView,
+    pub test_what: &'static str,
+    pub can_write: bool,
+    pub role: &'static str,
+    pub alert: Alert,
+}
+
+pub const RANGES: [(&str, &str); 6] = [
+    ("15m", "Last 15 minutes"),
+    ("1h", "Last 1 hour"),
+    ("6h", "Last 6 hours"),
+    ("12h", "Last 12 hours"),
+    ("24h", "Last 24 hours"),
+    ("custom", "Custom range"),
+];
+
+pub struct ReplayForm {
+    pub range: String,
+    pub start_at: String,
+    pub end_at: String,
+    /// `datetime-local` bounds: the retention window, in UTC.
+    pub min: String,
+    pub max: String,
+}
+
+impl ReplayForm {
+    pub fn has_range(&self, value: &str) -> bool {
+        self.range == value
+    }
+}
+
+/// The replay job, in words.
+pub struct JobView {
+    pub configured: bool,
+    pub in_progress: bool,
+    pub status: String,
+    pub start_at: String,
+    pub end_at: String,
+    pub updated_at: String,
+    pub progress: String,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "scope_replay.html")]
+pub struct ReplayPage {
+    pub chrome: Chrome,
+    pub scope: ScopeHeader,
+    pub form: ReplayForm,
+    pub ranges: [(&'static str, &'static str); 6],
+    pub retention: String,
+    pub job: JobView,
+    pub can_write: bool,
+    pub role: &'static str,
+    pub alert: Alert,
+}
+
+/// One row of the Dev Portal table.
+pub struct PortalRow {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub enabled: &'static str,
+    pub endpoint: String,
+    pub badge: Badge,
+}
+
+#[derive(Template)]
+#[template(path = "portals.html")]
+pub struct PortalsPage {
+    pub chrome: Chrome,
+    pub rows: Vec<PortalRow>,
+    pub can_write: bool,
+}
+
+/// A portal as a choice of the Dev Portal select.
+pub struct PortalChoice {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+}
+
+pub struct RegionChoice {
+    pub code: String,
+    pub name: String,
+}
+
+pub struct NewPortalForm {
+    pub region: String,
+    pub portal: String,
+    pub enabled: bool,
+    pub endpoint: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal_new.html")]
+pub struct NewPortalPage {
+    pub chrome: Chrome,
+    pub form: NewPortalForm,
+    pub regions: Vec<RegionChoice>,
+    pub portals: Vec<PortalChoice>,
+    pub destinations: Vec<Choice>,
+    pub can_write: bool,
+    pub role: &'static str,
+    pub alert: Alert,
+}
