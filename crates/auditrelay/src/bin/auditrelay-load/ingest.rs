@@ -1,7 +1,7 @@
 //! Producing events: NDJSON bodies shaped like a gateway's, sent through `POST /v1/events` by
 //! concurrent clients as fast as the server acknowledges them; and the `ingest` scenario, which
-//! reports that rate. The `deliver` and `replay` scenarios send their events with the same
-//! pieces.
+//! reports that rate. The `deliver`, `latency` and `replay` scenarios send their events with the
+//! same pieces.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,21 @@ use std::time::{Duration, Instant};
 use auditrelay_core::Timestamp;
 use serde_json::json;
 
-use crate::{Target, expect_status, percentile_ms};
+use crate::progress::Progress;
+use crate::{Meter, Quantiles, Rate, Report, Target, expect_status};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Events to send.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Events per request.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch: u64,
+    /// Clients sending at once, each its next request as soon as its last is acknowledged.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: u64,
+}
 
 /// How events are stamped.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +158,10 @@ pub async fn send_all(
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let producer = Producer::new(target, concurrency as usize, stamps)?;
+    let progress = Progress::start("events acknowledged", events, {
+        let acked = acked.clone();
+        move || acked.load(Ordering::Relaxed)
+    });
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -163,26 +181,12 @@ pub async fn send_all(
             }
         }));
     }
-    let progress = {
-        let acked = acked.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let done = acked.load(Ordering::Relaxed);
-                eprint!(
-                    "\r  {done:>10} / {events} events acknowledged ({:>3.0}%)",
-                    100.0 * done as f64 / events as f64
-                );
-            }
-        })
-    };
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await??);
     }
     let finished = Instant::now();
-    progress.abort();
-    eprintln!();
+    progress.finish();
     latencies.sort();
     Ok(Sent {
         events: acked.load(Ordering::Relaxed),
@@ -193,65 +197,35 @@ pub async fn send_all(
 }
 
 /// The `ingest` scenario: events/s durably stored.
-pub async fn ingest(
-    target: &Target,
-    events: u64,
-    batch: u64,
-    concurrency: u64,
-    signing_rate: f64,
-) -> anyhow::Result<serde_json::Value> {
-    let cpu_before = target.cpu_seconds();
+pub async fn ingest(target: &Target, args: &IngestArgs) -> anyhow::Result<Report> {
+    let IngestArgs {
+        events,
+        batch,
+        concurrency,
+    } = *args;
+    let meter = Meter::start(target);
     let sent = send_all(target, events, batch, concurrency, Stamps::Now).await?;
+    let cost = meter.cost(target);
     let elapsed = sent.seconds();
     let stored = sent.events;
     let rate = stored as f64 / elapsed;
-    let pct = |p: f64| percentile_ms(&sent.latencies, p);
-    let cpu = match (cpu_before, target.cpu_seconds()) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    let rss_mb = target.peak_rss_mb();
-    let db_bytes = target.data_dir_bytes();
-
     eprintln!("ingest: {stored} events in {elapsed:.2} s = {rate:.0} events/s durably stored");
     eprintln!(
-        "        batch {batch}, concurrency {concurrency}; request latency p50 {:.1} ms, p99 {:.1} ms",
-        pct(0.5),
-        pct(0.99)
+        "        batch {batch}, concurrency {concurrency}; request (send → 202) {}",
+        Quantiles::of(&sent.latencies)
     );
-    if let Some(cpu) = cpu {
-        eprintln!(
-            "        server CPU {cpu:.1} s ({:.2} ms per 1,000 events)",
-            cpu * 1e6 / stored as f64
-        );
-    }
-    if let Some(rss) = rss_mb {
-        eprintln!("        server peak RSS {rss:.0} MB");
-    }
-    if let Some(bytes) = db_bytes {
-        eprintln!(
-            "        data directory {:.1} MB ({:.0} bytes per event, before checkpoint)",
-            bytes as f64 / 1e6,
-            bytes as f64 / stored as f64
-        );
-    }
-    eprintln!(
-        "        {:.2} × the single-core signing rate",
-        rate / signing_rate
-    );
-    Ok(json!({
-        "scenario": "ingest",
-        "events": stored,
-        "batch": batch,
-        "concurrency": concurrency,
-        "seconds": elapsed,
-        "events_per_second": rate,
-        "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
-        "server_cpu_seconds": cpu,
-        "server_cpu_ms_per_1000_events": cpu.map(|c| c * 1e6 / stored as f64),
-        "server_peak_rss_mb": rss_mb,
-        "data_dir_bytes": db_bytes,
-        "signing_rate_single_core": signing_rate,
-        "ratio_to_signing_rate": rate / signing_rate,
-    }))
+    Ok(Report {
+        scenario: "ingest",
+        events: stored,
+        rates: vec![Rate::new("stored_events_per_second", rate)],
+        measured: "ingest",
+        cost,
+        latency: None,
+        details: json!({
+            "batch": batch,
+            "concurrency": concurrency,
+            "seconds": elapsed,
+            "request_latency_ms": Quantiles::of(&sent.latencies).to_json(),
+        }),
+    })
 }

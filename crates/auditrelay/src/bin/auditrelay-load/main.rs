@@ -1,24 +1,37 @@
 //! `auditrelay-load`: the whole-service load tool. It starts an `auditrelay serve` on a fresh
 //! data directory (or targets `--url` with `--token`), runs a named scenario, and prints a
-//! human summary and, with `--json`, one JSON object for tracking figures over time.
+//! human summary on stderr and, with `--json`, one JSON object on stdout for tracking figures
+//! over time.
 //!
 //! Every figure is put next to the single-core Ed25519 signing rate measured in the same run,
 //! because that rate is the ceiling the product's performance claims are stated against. The
 //! rate is measured before the scenario and again after it: the machines we run on drift, and
 //! two figures that disagree say the run is not to be trusted.
 //!
-//! Scenarios:
+//! Scenarios (the names of issue 8):
 //! - `ingest` ([`ingest`]) — N events through `POST /v1/events` in batches, with C concurrent
 //!   clients; events/s counts only events the server acknowledged (202, durably stored);
-//! - `deliver` ([`deliver`]) — events ingested and delivered by the org webhook to a receiver
-//!   inside this tool ([`receiver`]): delivered events/s end to end, or ingest → receipt latency
-//!   at a steady rate, with every event checked to arrive exactly once;
+//! - `deliver` ([`deliver`]) — N events ingested as fast as possible and delivered by the org
+//!   webhook to a receiver inside this tool ([`receiver`]): delivered events/s end to end, with
+//!   every event checked to arrive exactly once;
+//! - `latency` ([`latency`]) — a steady rate R for T seconds through the same webhook:
+//!   p50/p95/p99 of ingest → receipt;
 //! - `replay` ([`replay`]) — a window of N past events, ingested before the webhook existed,
 //!   re-sent by a replay job to the same receiver: replayed events/s and the server's peak RSS
-//!   while it runs, with every event checked to arrive exactly once.
+//!   while it runs, with every event checked to arrive exactly once;
+//! - `all` — each of the above in turn at its default size, each against a fresh server, with
+//!   one combined summary and one JSON object.
+//!
+//! Whatever the scenario, the figures the issue asks of each come out in one shape
+//! ([`Report`], completed into a [`Finished`]): each throughput as a ratio to the signing rate
+//! before and after, the server's CPU per 1,000 events and peak RSS, and, when this tool started
+//! the server, bytes per stored event after a checkpoint ([`Storage`]). Long phases show a
+//! progress line on stderr ([`progress`]).
 
 mod deliver;
 mod ingest;
+mod latency;
+mod progress;
 mod receiver;
 mod replay;
 
@@ -30,22 +43,33 @@ use anyhow::{Context as _, bail};
 use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::{Event, EventDetail, FormatConfig, OrgId, Region, SigningKey, Timestamp};
 use clap::{Parser, Subcommand};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
+
+/// The server's database in its data directory (`Config::database_path`).
+const DB_FILE: &str = "auditrelay.db";
+
+/// How long a server gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "auditrelay-load",
-    about = "Load tool for auditrelay: ingest and delivery, measured against the signing limit"
+    about = "Load tool for auditrelay: ingest, delivery, latency and replay, measured against the signing limit",
+    long_about = "Load tool for auditrelay: ingest, delivery, latency and replay, measured against the signing limit.\n\n\
+        Starts `auditrelay serve` on a fresh data directory (or targets --url), runs a scenario, and \
+        reports each throughput beside the single-core signing rate measured before and after it, \
+        the server's CPU per 1,000 events and peak RSS, and bytes per stored event after a \
+        checkpoint. The summary goes to stderr, the JSON (--json) to stdout."
 )]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
-    /// Target a running server instead of starting one (needs --token).
+    /// Target a running server instead of starting one (needs --token; not with `all`).
     #[arg(long, global = true, requires = "token")]
     url: Option<String>,
-    /// A token with ingest rights on the --url server (`deliver` also configures the webhook
-    /// with it, so it must be an org-admin's).
+    /// A token with ingest rights on the --url server (`deliver`, `latency` and `replay` also
+    /// configure the webhook with it, so it must be an org admin's).
     #[arg(long, global = true)]
     token: Option<String>,
     /// The `auditrelay` binary to start (default: next to this one).
@@ -56,29 +80,81 @@ struct Cli {
     json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Scenario {
-    /// Events through POST /v1/events: events/s durably stored.
-    Ingest {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        #[arg(long, default_value_t = 1000)]
-        batch: u64,
-        #[arg(long, default_value_t = 4)]
-        concurrency: u64,
-    },
-    /// Events ingested and delivered by the org webhook to a receiver in this tool: delivered
-    /// events/s (throughput, the default) or ingest → receipt latency at a steady --rate.
+    /// N events through POST /v1/events: events/s durably stored, and bytes per stored event
+    /// after a checkpoint.
+    Ingest(ingest::IngestArgs),
+    /// N events ingested as fast as possible and delivered by the org webhook to a receiver in
+    /// this tool: delivered events/s end to end, each event checked to arrive exactly once.
     ///
     /// With --url, the server must allow http and private webhook endpoints (`serve --dev`),
     /// and --token must be an org admin's: it configures the `us` org webhook.
     Deliver(deliver::DeliverArgs),
+    /// A steady --rate of events for --seconds, delivered as in `deliver`: p50/p95/p99 of the
+    /// time from each event's 202 to its receipt.
+    ///
+    /// With --url, the same conditions as for `deliver`.
+    Latency(latency::LatencyArgs),
     /// A window of past events, ingested before the org webhook is enabled, replayed by
     /// `PUT /us/v3/audit-log-replay-job` to a receiver in this tool: replayed events/s and the
     /// server's peak RSS during the replay.
     ///
     /// With --url, the same conditions as for `deliver`.
     Replay(replay::ReplayArgs),
+    /// Every scenario in turn (ingest, deliver, latency, replay) at its default size, each
+    /// against a fresh server: one combined summary, and with --json one object holding each.
+    All(AllArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct AllArgs {
+    /// Events for `ingest`, `deliver` and `replay` instead of each one's default (a quick check).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    events: Option<u64>,
+    /// Seconds of `latency` instead of its default.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+}
+
+/// One scenario as it would be given on the command line: `all` builds its list through it, so
+/// each scenario runs with exactly the defaults it has on its own.
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true)]
+struct One {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+impl AllArgs {
+    fn scenarios(&self) -> anyhow::Result<Vec<Scenario>> {
+        ["ingest", "deliver", "latency", "replay"]
+            .into_iter()
+            .map(|name| {
+                let mut args = vec![name.to_owned()];
+                let size = match name {
+                    "latency" => self.seconds.map(|s| ("--seconds", s)),
+                    _ => self.events.map(|n| ("--events", n)),
+                };
+                if let Some((flag, value)) = size {
+                    args.extend([flag.to_owned(), value.to_string()]);
+                }
+                Ok(One::try_parse_from(args)?.scenario)
+            })
+            .collect()
+    }
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Ingest(_) => "ingest",
+            Self::Deliver(_) => "deliver",
+            Self::Latency(_) => "latency",
+            Self::Replay(_) => "replay",
+            Self::All(_) => "all",
+        }
+    }
 }
 
 /// A server to load, and the tokens to do it with.
@@ -115,29 +191,204 @@ impl Target {
             .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
     }
 
-    /// The size of the data directory, when this tool made it.
-    pub fn data_dir_bytes(&self) -> Option<u64> {
+    /// The size of the data directory's files, when this tool made it.
+    fn data_dir_bytes(&self) -> Option<u64> {
         self.dir.as_ref().map(|d| dir_size(d.path()))
     }
+
+    /// Stops a server this tool started as an operator would, with SIGTERM, and waits for it
+    /// to exit (killing it after [`STOP_GRACE`]); its data directory, which lives as long as
+    /// the result. `None` for a `--url` server, which is left alone.
+    async fn stop(mut self) -> Option<Stopped> {
+        let mut child = self.child.take()?;
+        let dir = self.dir.take()?;
+        let terminated = child.id().is_some_and(|pid| {
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        let exited = if terminated {
+            tokio::time::timeout(STOP_GRACE, child.wait()).await.ok()
+        } else {
+            None
+        };
+        let clean_exit = match exited {
+            Some(Ok(status)) => status.success(),
+            _ => {
+                eprintln!("the server did not stop on SIGTERM: killed");
+                let _ = child.kill().await;
+                false
+            }
+        };
+        Some(Stopped { dir, clean_exit })
+    }
+}
+
+/// A server this tool started, after it stopped.
+struct Stopped {
+    dir: tempfile::TempDir,
+    /// It exited with success after SIGTERM.
+    clean_exit: bool,
+}
+
+/// CPU seconds of the server and of this tool at one moment; [`Meter::cost`] turns it into
+/// what the part of a scenario since then cost.
+pub struct Meter {
+    server: Option<f64>,
+    tool: Option<f64>,
+}
+
+impl Meter {
+    pub fn start(target: &Target) -> Self {
+        Self {
+            server: target.cpu_seconds(),
+            tool: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// CPU used since `self`, and the server's peak RSS so far.
+    pub fn cost(&self, target: &Target) -> Cost {
+        let used = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+        Cost {
+            server_cpu_seconds: used(self.server, target.cpu_seconds()),
+            tool_cpu_seconds: used(self.tool, cpu_seconds(std::process::id())),
+            server_peak_rss_mb: target.peak_rss_mb(),
+        }
+    }
+}
+
+/// What the measured part of a scenario cost. The server's figures are known only when this
+/// tool started it.
+#[derive(Debug, Clone, Copy)]
+pub struct Cost {
+    pub server_cpu_seconds: Option<f64>,
+    /// This tool's clients and receiver: how much of the machine the load itself took.
+    pub tool_cpu_seconds: Option<f64>,
+    pub server_peak_rss_mb: Option<f64>,
+}
+
+/// A scenario's result, in the shape every scenario shares; its own figures are in `details`.
+pub struct Report {
+    pub scenario: &'static str,
+    /// The events the scenario sent and measured: the per-1,000-events figures are per these.
+    pub events: u64,
+    /// Its throughputs, the headline first, each to be stated as a ratio to the signing rate.
+    pub rates: Vec<Rate>,
+    /// What `cost` covers ("ingest and delivery").
+    pub measured: &'static str,
+    pub cost: Cost,
+    /// Each event's time from its request's 202 to its receipt, for the scenarios that time
+    /// every event.
+    pub latency: Option<Quantiles>,
+    /// The scenario's own figures, a JSON object.
+    pub details: Value,
+}
+
+/// A throughput in events/s, named as in the JSON (`delivered_events_per_second`).
+pub struct Rate {
+    pub name: &'static str,
+    pub events_per_second: f64,
+}
+
+impl Rate {
+    pub fn new(name: &'static str, events_per_second: f64) -> Self {
+        Self {
+            name,
+            events_per_second,
+        }
+    }
+}
+
+/// The single-core signing rate, measured just before and just after a scenario.
+#[derive(Debug, Clone, Copy)]
+struct Signing {
+    before: f64,
+    after: f64,
+}
+
+/// Disk use of the server's database, read after the server stopped.
+#[derive(Debug, Clone)]
+struct Storage {
+    /// The data directory's files just before the server stopped: the database, its WAL and
+    /// shared-memory file.
+    data_dir_bytes_before_stop: u64,
+    /// The WAL the server left behind on exit (none when its last connection checkpointed).
+    wal_bytes_after_stop: u64,
+    clean_exit: bool,
+    /// `PRAGMA wal_checkpoint(TRUNCATE)` could not finish (nothing else should hold the file).
+    checkpoint_busy: bool,
+    /// The main database file after the checkpoint.
+    db_bytes: u64,
+    /// Rows in `events`: this tool's events and the server's own audit events.
+    rows: u64,
+}
+
+/// A scenario's [`Report`] with what is measured around it.
+struct Finished {
+    report: Report,
+    signing: Signing,
+    storage: Option<Storage>,
+    started_at: Timestamp,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    let signing_rate = single_core_signing_rate();
-    eprintln!("single-core Ed25519 render+sign rate (CEF): {signing_rate:.0} events/s");
+    let scenarios = match &cli.scenario {
+        Scenario::All(all) => {
+            if cli.url.is_some() {
+                bail!(
+                    "`all` starts a fresh server for each scenario; run the scenarios one by one against --url"
+                );
+            }
+            all.scenarios()?
+        }
+        one => vec![one.clone()],
+    };
+    let several = scenarios.len() > 1;
+    let mut finished = Vec::new();
+    for scenario in scenarios {
+        let name = scenario.name();
+        if several {
+            eprintln!("\n=== {name} ===");
+        }
+        let done = run(&cli, scenario)
+            .await
+            .with_context(|| format!("scenario `{name}`"))?;
+        done.print();
+        finished.push(done);
+    }
+    if several {
+        print_table(&finished);
+    }
+    if cli.json {
+        let json = match finished.as_slice() {
+            [one] => one.to_json(),
+            all => json!({"scenarios": all.iter().map(Finished::to_json).collect::<Vec<_>>()}),
+        };
+        println!("{json}");
+    }
+    Ok(())
+}
 
+/// Runs one scenario between two measurements of the signing rate, on a server started for it
+/// (or --url), and measures the server's storage after stopping it.
+async fn run(cli: &Cli, scenario: Scenario) -> anyhow::Result<Finished> {
+    let started_at = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+    let before = single_core_signing_rate();
+    eprintln!("single-core Ed25519 render+sign rate (CEF): {before:.0} events/s");
     // Delivery to the tool's own receiver goes over http to loopback, which a server refuses
     // unless told otherwise; the ingest scenario has no webhook, so the settings change nothing.
-    let env: &[(&str, &str)] = match cli.scenario {
-        Scenario::Ingest { .. } => &[],
-        Scenario::Deliver(_) | Scenario::Replay(_) => &[
+    let env: &[(&str, &str)] = match scenario {
+        Scenario::Ingest(_) => &[],
+        _ => &[
             ("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true"),
             ("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true"),
         ],
     };
-    let mut target = match (&cli.url, &cli.token) {
+    let target = match (&cli.url, &cli.token) {
         (Some(url), Some(token)) => Target {
             url: url.clone(),
             token: token.clone(),
@@ -147,30 +398,272 @@ async fn main() -> anyhow::Result<()> {
         },
         _ => start_server(cli.server_bin.as_deref(), env).await?,
     };
-    let result = match cli.scenario {
-        Scenario::Ingest {
-            events,
-            batch,
-            concurrency,
-        } => ingest::ingest(&target, events, batch, concurrency, signing_rate).await,
-        Scenario::Deliver(args) => deliver::deliver(&target, &args, signing_rate).await,
-        Scenario::Replay(args) => replay::replay(&target, &args, signing_rate).await,
+    let result = match &scenario {
+        Scenario::Ingest(args) => ingest::ingest(&target, args).await,
+        Scenario::Deliver(args) => deliver::deliver(&target, args).await,
+        Scenario::Latency(args) => latency::latency(&target, args).await,
+        Scenario::Replay(args) => replay::replay(&target, args).await,
+        Scenario::All(_) => unreachable!("`all` is expanded before running"),
     };
-    if let Some(mut child) = target.child.take() {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-    let mut report = result?;
+    let data_dir_bytes = target.data_dir_bytes();
+    let stopped = target.stop().await;
+    let report = result?;
+    let storage = match (stopped, data_dir_bytes) {
+        (Some(stopped), Some(before_stop)) => match measure_storage(&stopped, before_stop).await {
+            Ok(storage) => Some(storage),
+            Err(e) => {
+                eprintln!("storage not measured: {e:#}");
+                None
+            }
+        },
+        _ => None,
+    };
     let after = single_core_signing_rate();
-    eprintln!(
-        "single-core signing rate after the run: {after:.0} events/s ({:+.0}% from before)",
-        100.0 * (after / signing_rate - 1.0)
-    );
-    report["signing_rate_single_core_after"] = json!(after);
-    if cli.json {
-        println!("{report}");
+    Ok(Finished {
+        report,
+        signing: Signing { before, after },
+        storage,
+        started_at,
+    })
+}
+
+/// Checkpoints the stopped server's WAL into the database file, truncating it, and counts the
+/// stored events. `serve` closes its connections on SIGTERM, and SQLite checkpoints and removes
+/// the WAL when the last connection closes, but that did not always happen (two small ingest
+/// runs in six left 4–4.5 MB of WAL behind), and a server killed after its grace period does
+/// not close them at all. The explicit checkpoint makes the figure the same either way.
+async fn measure_storage(stopped: &Stopped, data_dir_bytes: u64) -> anyhow::Result<Storage> {
+    use sqlx::ConnectOptions as _;
+    use sqlx::Connection as _;
+
+    let db = stopped.dir.path().join(DB_FILE);
+    let wal_bytes_after_stop = file_len(&wal_path(&db));
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .create_if_missing(false)
+        .disable_statement_logging()
+        .connect()
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    // (busy, WAL frames, frames checkpointed); after a TRUNCATE that succeeded, both counts
+    // are of the emptied WAL, so only `busy` says anything.
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut conn)
+        .await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(Storage {
+        data_dir_bytes_before_stop: data_dir_bytes,
+        wal_bytes_after_stop,
+        clean_exit: stopped.clean_exit,
+        checkpoint_busy: busy != 0,
+        db_bytes: file_len(&db),
+        rows: rows as u64,
+    })
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+impl Finished {
+    /// The ratio of `rate` to the signing rate before and after.
+    fn ratios(&self, rate: f64) -> (f64, f64) {
+        (rate / self.signing.before, rate / self.signing.after)
     }
-    Ok(())
+
+    fn cpu_ms_per_1000_events(&self) -> Option<f64> {
+        let events = self.report.events.max(1) as f64;
+        self.report
+            .cost
+            .server_cpu_seconds
+            .map(|cpu| cpu * 1e6 / events)
+    }
+
+    /// The human summary, on stderr, after the scenario's own lines.
+    fn print(&self) {
+        let Self {
+            report, signing, ..
+        } = self;
+        eprintln!(
+            "{} summary, against the single-core signing rate {} /s before and {} /s after ({:+.0}%):",
+            report.scenario,
+            thousands(signing.before),
+            thousands(signing.after),
+            100.0 * (signing.after / signing.before - 1.0)
+        );
+        for rate in &report.rates {
+            let (before, after) = self.ratios(rate.events_per_second);
+            eprintln!(
+                "  {:<40} {:>10} = {before:.2} / {after:.2} × the signing rate before / after",
+                rate.name.replace('_', " "),
+                thousands(rate.events_per_second)
+            );
+        }
+        if let Some(latency) = report.latency {
+            eprintln!("  ingest (202) → receipt: {latency}");
+        }
+        if let (Some(cpu), Some(per_1000)) = (
+            report.cost.server_cpu_seconds,
+            self.cpu_ms_per_1000_events(),
+        ) {
+            eprintln!(
+                "  server CPU ({}) {cpu:.2} s = {per_1000:.1} ms per 1,000 of {} events (signing alone: {:.1} ms)",
+                report.measured,
+                thousands(report.events as f64),
+                1e6 / signing.before
+            );
+        }
+        if let Some(rss) = report.cost.server_peak_rss_mb {
+            eprintln!("  server peak RSS {rss:.0} MB");
+        }
+        if let Some(tool) = report.cost.tool_cpu_seconds {
+            eprintln!("  load tool CPU {tool:.2} s (its clients and receiver)");
+        }
+        if let Some(s) = &self.storage {
+            let events = report.events.max(1) as f64;
+            eprintln!(
+                "  storage: {:.0} bytes per stored event after a checkpoint ({:.1} MB ÷ {} rows in `events`: {} of this run and {} of the server's own audit events; {:.0} bytes per event of this run)",
+                s.db_bytes as f64 / s.rows.max(1) as f64,
+                s.db_bytes as f64 / 1e6,
+                thousands(s.rows as f64),
+                thousands(report.events as f64),
+                thousands(s.rows.saturating_sub(report.events) as f64),
+                s.db_bytes as f64 / events
+            );
+            eprintln!(
+                "           before it, {:.0} bytes per event of this run (data directory {:.1} MB, WAL included); the server {} and left a {:.1} MB WAL",
+                s.data_dir_bytes_before_stop as f64 / events,
+                s.data_dir_bytes_before_stop as f64 / 1e6,
+                if s.clean_exit {
+                    "stopped on SIGTERM"
+                } else {
+                    "was killed"
+                },
+                s.wal_bytes_after_stop as f64 / 1e6
+            );
+            if s.checkpoint_busy {
+                eprintln!(
+                    "           (the checkpoint found the database busy: the WAL may hold more)"
+                );
+            }
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let report = &self.report;
+        let rates: serde_json::Map<String, Value> = report
+            .rates
+            .iter()
+            .map(|rate| {
+                let (before, after) = self.ratios(rate.events_per_second);
+                let value = json!({
+                    "events_per_second": rate.events_per_second,
+                    "ratio_to_signing_rate": {"before": before, "after": after},
+                });
+                (rate.name.to_owned(), value)
+            })
+            .collect();
+        let events = report.events.max(1) as f64;
+        let storage = self.storage.as_ref().map(|s| {
+            json!({
+                "bytes_per_stored_event": s.db_bytes as f64 / s.rows.max(1) as f64,
+                "bytes_per_event_of_run": s.db_bytes as f64 / events,
+                "db_bytes": s.db_bytes,
+                "rows": s.rows,
+                "server_audit_rows": s.rows.saturating_sub(report.events),
+                "bytes_per_event_of_run_before_checkpoint": s.data_dir_bytes_before_stop as f64 / events,
+                "data_dir_bytes_before_stop": s.data_dir_bytes_before_stop,
+                "wal_bytes_after_stop": s.wal_bytes_after_stop,
+                "clean_exit": s.clean_exit,
+                "checkpoint_busy": s.checkpoint_busy,
+            })
+        });
+        json!({
+            "scenario": report.scenario,
+            "started_at": self.started_at.to_rfc3339_millis(),
+            "events": report.events,
+            "signing_rate_single_core": {"before": self.signing.before, "after": self.signing.after},
+            "headline": report.rates.first().map(|rate| rate.name),
+            "rates": rates,
+            "latency_from_202_ms": report.latency.map(Quantiles::to_json),
+            "server": {
+                "measured": report.measured,
+                "cpu_seconds": report.cost.server_cpu_seconds,
+                "cpu_ms_per_1000_events": self.cpu_ms_per_1000_events(),
+                "peak_rss_mb": report.cost.server_peak_rss_mb,
+            },
+            "tool_cpu_seconds": report.cost.tool_cpu_seconds,
+            "storage": storage,
+            "details": report.details,
+        })
+    }
+}
+
+/// The scenarios side by side, by their headline throughput.
+fn print_table(finished: &[Finished]) {
+    eprintln!(
+        "\n{:<9} {:<40} {:>10} {:>17} {:>9} {:>10} {:>9} {:>12}",
+        "scenario",
+        "headline",
+        "events/s",
+        "× signing (b/a)",
+        "p99 ms",
+        "CPU ms/1k",
+        "peak RSS",
+        "bytes/event"
+    );
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for done in finished {
+        let Some(rate) = done.report.rates.first() else {
+            continue;
+        };
+        let (before, after) = done.ratios(rate.events_per_second);
+        eprintln!(
+            "{:<9} {:<40} {:>10} {:>17} {:>9} {:>10} {:>9} {:>12}",
+            done.report.scenario,
+            rate.name,
+            thousands(rate.events_per_second),
+            format!("{before:.2} / {after:.2}"),
+            or_dash(done.report.latency.map(|l| format!("{:.0}", l.p99))),
+            or_dash(done.cpu_ms_per_1000_events().map(|c| format!("{c:.1}"))),
+            or_dash(
+                done.report
+                    .cost
+                    .server_peak_rss_mb
+                    .map(|r| format!("{r:.0} MB"))
+            ),
+            or_dash(
+                done.storage
+                    .as_ref()
+                    .map(|s| format!("{:.0}", s.db_bytes as f64 / s.rows.max(1) as f64))
+            ),
+        );
+    }
+}
+
+/// `x` rounded, with a comma between thousands: 1234567.8 → "1,234,568".
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if x < -0.5 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Renders and signs a typical event repeatedly on this thread for about a second.
@@ -330,8 +823,43 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// The p50, p95, p99 and max of a set of durations, in milliseconds; shown as a person reads
+/// them, [`Quantiles::to_json`] for the JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct Quantiles {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Quantiles {
+    pub fn of(sorted: &[Duration]) -> Self {
+        Self {
+            p50: percentile_ms(sorted, 0.5),
+            p95: percentile_ms(sorted, 0.95),
+            p99: percentile_ms(sorted, 0.99),
+            max: percentile_ms(sorted, 1.0),
+        }
+    }
+
+    pub fn to_json(self) -> Value {
+        json!({"p50": self.p50, "p95": self.p95, "p99": self.p99, "max": self.max})
+    }
+}
+
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            self.p50, self.p95, self.p99, self.max
+        )
+    }
+}
+
 /// User + system CPU seconds of a process (Linux `/proc/<pid>/stat`, in clock ticks of 1/100 s).
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -360,4 +888,42 @@ fn dir_size(path: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_runs_each_scenario_with_its_own_defaults_or_the_size_given() {
+        let all = AllArgs {
+            events: None,
+            seconds: None,
+        };
+        let names: Vec<_> = all
+            .scenarios()
+            .unwrap()
+            .iter()
+            .map(Scenario::name)
+            .collect();
+        assert_eq!(names, ["ingest", "deliver", "latency", "replay"]);
+
+        let quick = AllArgs {
+            events: Some(20_000),
+            seconds: Some(3),
+        };
+        let scenarios = quick.scenarios().unwrap();
+        let debug = format!("{scenarios:?}");
+        assert_eq!(debug.matches("events: 20000").count(), 3, "{debug}");
+        assert!(debug.contains("seconds: 3"), "{debug}");
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1_234_567.8), "1,234,568");
+        assert_eq!(thousands(-55_000.0), "-55,000");
+    }
 }

@@ -1,6 +1,6 @@
-//! The receiving end of the `deliver` scenario: a webhook receiver inside the load tool that
-//! answers every delivery with 202 and notes, for each event the tool sent, how many times it
-//! arrived and when it first did.
+//! The receiving end of the `deliver`, `latency` and `replay` scenarios: a webhook receiver
+//! inside the load tool that answers every delivery with 202 and notes, for each event the tool
+//! sent, how many times it arrived and when it first did.
 //!
 //! It reads requests the way `auditrelay listen` does (the same server, the same bounded gzip
 //! reading and line splitting), but looks at no more of a line than its trace id: the tool
@@ -132,6 +132,12 @@ impl Receiver {
     /// Expected events received at least once so far.
     pub fn unique(&self) -> u64 {
         *self.shared.unique.borrow()
+    }
+
+    /// Reads [`Self::unique`] from anywhere, for as long as it is kept.
+    pub fn counter(&self) -> impl Fn() -> u64 + Send + 'static {
+        let unique = self.shared.unique.subscribe();
+        move || *unique.borrow()
     }
 
     /// Waits until every expected event has arrived, or until none has arrived for `stall`;

@@ -20,16 +20,16 @@ use auditrelay_core::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::Target;
-use crate::deliver::{Cpu, LogFormat, configure, summarize};
-use crate::expect_status;
+use crate::deliver::{LogFormat, configure, extend, tally};
 use crate::ingest::{Stamps, send_all};
+use crate::progress::Progress;
 use crate::receiver::{Expected, Receiver};
+use crate::{Meter, Rate, Report, Target, expect_status};
 
 /// How often the job's status is read.
 const POLL: Duration = Duration::from_millis(200);
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
     /// Events in the window to replay.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -38,7 +38,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     batch: u64,
     /// Clients ingesting at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     concurrency: u64,
     /// The destination's log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Cef)]
@@ -52,11 +52,7 @@ pub struct ReplayArgs {
     stall_seconds: u64,
 }
 
-pub async fn replay(
-    target: &Target,
-    args: &ReplayArgs,
-    signing_rate: f64,
-) -> anyhow::Result<Value> {
+pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report> {
     let (events, batch) = (args.events, args.batch);
     let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
     // A minute of margin: the server's own audit events of this run must all fall after it.
@@ -91,7 +87,7 @@ pub async fn replay(
 
     // VmHWM would otherwise still hold the ingest's peak.
     let rss_reset = target.reset_peak_rss();
-    let before = Cpu::now(target);
+    let meter = Meter::start(target);
     let client = reqwest::Client::new();
     let job_url = format!("{}/us/v3/audit-log-replay-job", target.url);
     let put_at = Instant::now();
@@ -107,7 +103,8 @@ pub async fn replay(
     expect_status(resp, StatusCode::ACCEPTED, "starting the replay job").await?;
 
     let stall = Duration::from_secs(args.stall_seconds);
-    let mut progress = (0, Instant::now());
+    let progress = Progress::start("events replayed", events, receiver.counter());
+    let mut moved = (0, Instant::now());
     let (job, done_at) = loop {
         tokio::time::sleep(POLL).await;
         let resp = client
@@ -121,27 +118,21 @@ pub async fn replay(
             .await?;
         let status = job["status"].as_str().unwrap_or_default();
         let sent_so_far = job["events_sent"].as_u64().unwrap_or(0);
-        eprint!(
-            "\r  {status:>9}: {sent_so_far:>10} / {} events sent, {:>10} received",
-            job["events_total"].as_u64().unwrap_or(0),
-            receiver.unique()
-        );
         if matches!(status, "completed" | "failed") {
-            eprintln!();
             break (job, Instant::now());
         }
-        if sent_so_far != progress.0 {
-            progress = (sent_so_far, Instant::now());
-        } else if progress.1.elapsed() > stall {
-            eprintln!();
+        if sent_so_far != moved.0 {
+            moved = (sent_so_far, Instant::now());
+        } else if moved.1.elapsed() > stall {
             bail!("the replay job made no progress for {stall:?}: {job}");
         }
     };
+    progress.finish();
     // A completed job has had a 2xx for every batch, so everything has arrived; a failed one
     // gets a moment for nothing.
     receiver.wait_for_all(Duration::from_secs(1)).await;
-    let cpu = before.since(target);
-    let tally = receiver.tally();
+    let cost = meter.cost(target);
+    let received = receiver.tally();
     let status = job["status"].as_str().unwrap_or_default().to_owned();
     if status == "failed" {
         eprintln!(
@@ -153,12 +144,12 @@ pub async fn replay(
     }
 
     let put = put_at.saturating_duration_since(epoch);
-    let last = tally
+    let last = received
         .last_new
         .context("no event was replayed: see the server's log")?;
     let to_last = last.saturating_sub(put).as_secs_f64();
     let to_done = (done_at - put_at).as_secs_f64();
-    let (rate_last, rate_done) = (tally.unique as f64 / to_last, events as f64 / to_done);
+    let (rate_last, rate_done) = (received.unique as f64 / to_last, events as f64 / to_done);
     // The server's own account, without the tool's polling granularity.
     let server_seconds = match (
         job["started_at"]
@@ -174,9 +165,8 @@ pub async fn replay(
         _ => None,
     };
     eprintln!(
-        "replay:  {status}: {} events received {to_last:.2} s after the PUT = {rate_last:.0} events/s ({:.2} × the single-core signing rate)",
-        tally.unique,
-        rate_last / signing_rate
+        "replay:  {status}: {} events received {to_last:.2} s after the PUT = {rate_last:.0} events/s",
+        received.unique
     );
     eprintln!(
         "         `{status}` seen {to_done:.2} s after the PUT = {rate_done:.0} events/s; the job's started_at → finished_at {}",
@@ -187,20 +177,20 @@ pub async fn replay(
         job["events_total"], job["events_sent"], job["batches_sent"]
     );
     if let Some(rss) = ingest_rss_mb {
-        eprintln!("         server peak RSS during ingest {rss:.0} MB");
+        eprintln!("         server peak RSS during the ingest before it {rss:.0} MB");
     }
     if !rss_reset {
-        eprintln!("         (the peak RSS could not be reset: the figure below includes ingest)");
+        eprintln!("         (the peak RSS could not be reset: the summary's includes the ingest)");
     }
-    let mut report = json!({
-        "scenario": "replay",
+    let mut details = tally(&received, events);
+    let own = json!({
+        "format": args.format.as_str(),
         "status": status,
         "failure_reason": job["failure_reason"],
         "batch": batch,
         "concurrency": args.concurrency,
         "window": {"start_at": job["start_at"], "end_at": job["end_at"]},
         "ingest_seconds": sent.seconds(),
-        "ingest_events_per_second": ingest_rate,
         "ingest_peak_rss_mb": ingest_rss_mb,
         "peak_rss_is_replay_only": rss_reset,
         "events_total": job["events_total"],
@@ -209,12 +199,19 @@ pub async fn replay(
         "seconds_to_last_receipt": to_last,
         "seconds_to_completed": to_done,
         "server_job_seconds": server_seconds,
-        "replayed_events_per_second": rate_last,
-        "replayed_events_per_second_to_completed": rate_done,
-        "ratio_to_signing_rate": rate_last / signing_rate,
-        "ratio_to_signing_rate_to_completed": rate_done / signing_rate,
     });
-    summarize(&mut report, target, &tally, &cpu, events, signing_rate);
-    report["format"] = json!(args.format.as_str());
-    Ok(report)
+    extend(&mut details, own);
+    Ok(Report {
+        scenario: "replay",
+        events,
+        rates: vec![
+            Rate::new("replayed_events_per_second", rate_last),
+            Rate::new("replayed_events_per_second_to_completed", rate_done),
+            Rate::new("ingest_events_per_second", ingest_rate),
+        ],
+        measured: "the replay, from the PUT",
+        cost,
+        latency: None,
+        details,
+    })
 }
