@@ -4,7 +4,6 @@
 //! PostgreSQL backend means adding a variant and its module, not touching callers. The record
 //! types here are the store's vocabulary; SQL row structs stay private to each backend.
 
-mod codec;
 mod commits;
 mod sqlite;
 
