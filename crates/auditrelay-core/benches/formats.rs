@@ -1,16 +1,32 @@
-//! What a delivered line costs: rendering per format, raw Ed25519 signing of the same bytes,
-//! render + sign per format, parsing, and a 1000-line delivery batch built and gzipped at levels 1
-//! and 6. Throughput is in events.
+//! What a delivered line costs, one core, in events/s (every benchmark has a `Throughput` in
+//! events, so criterion prints the rate):
+//!
+//! - `line/render/<format>`: rendering an event;
+//! - `line/raw_sign/<format>`: ed25519-dalek itself signing the very bytes the renderer
+//!   produces, so that `render_sign ÷ raw_sign` is what formatting costs beside the signature;
+//! - `line/render_sign/<format>`: a signed line, as delivery makes it;
+//! - `line/parse/<format>`: reading a signed line back;
+//! - `stored/…`: what delivery does per stored event before gzip, from the bytes the store
+//!   holds: decoding the body into an `Event` (`auditrelay_core::stored`, the store's codec),
+//!   then rendering, then signing;
+//! - `batch_1000/gzip/<format>`: a 1000-line delivery batch built and gzipped at the level
+//!   delivery uses (`GZIP_LEVEL`), and at the default level 6 for comparison;
+//! - `batch_1000/stored_to_batch/<format>`: the whole pure part of a delivery batch, 1000
+//!   stored events decoded, signed and gzipped.
 //!
 //! The figure that matters is render + sign against raw signing: the product goal is that
 //! Ed25519 is the bottleneck, so the ratio should stay at or above 0.9.
+//!
+//! `cargo test --benches` runs each benchmark once, as a check that they all work.
 
 use std::hint::black_box;
 
-use auditrelay_core::batch::{BatchBuilder, BatchLimits};
+use auditrelay_core::batch::{BatchBuilder, BatchLimits, GZIP_LEVEL};
 use auditrelay_core::format::{Format, parse_line, render_event, sign_event};
+use auditrelay_core::stored;
 use auditrelay_core::{Event, EventDetail, FormatConfig, OrgId, Region, SigningKey, Timestamp};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ed25519_dalek::Signer as _;
 
 /// A typical access event: the longest of the three types.
 fn event() -> Event {
@@ -39,6 +55,7 @@ fn formats(c: &mut Criterion) {
     let event = event();
     let cfg = FormatConfig::default();
     let key = SigningKey::from_seed(&[42; 32]);
+    let dalek = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
     let mut buf = Vec::with_capacity(1024);
 
     let mut group = c.benchmark_group("line");
@@ -56,7 +73,7 @@ fn formats(c: &mut Criterion) {
         let mut unsigned = Vec::new();
         render_event(format, &event, &cfg, &mut unsigned);
         group.bench_function(format!("raw_sign/{format}"), |b| {
-            b.iter(|| black_box(key.sign(black_box(&unsigned))))
+            b.iter(|| black_box(dalek.sign(black_box(&unsigned)).to_bytes()))
         });
         group.bench_function(format!("render_sign/{format}"), |b| {
             b.iter(|| {
@@ -73,9 +90,45 @@ fn formats(c: &mut Criterion) {
     }
     group.finish();
 
-    // Gzip levels through the delivery path itself: lines pushed one by one into a
-    // `BatchBuilder`, which compresses as they arrive. The sizes go to stderr because the
-    // choice of `GZIP_LEVEL` trades time against bytes on the wire.
+    // The stored form of the same event, decoded as delivery decodes it (the store's rows hold
+    // `ts` and `kind` as columns and the rest as this body).
+    let mut body = Vec::new();
+    stored::encode_body(&event, &mut body);
+    let row = stored::Row {
+        org_id: event.org_id,
+        region: &event.region,
+        portal_id: event.portal_id,
+        ts: event.ts,
+        kind: stored::kind_code(event.event_type()),
+    };
+    let decode = |row: stored::Row<'_>| stored::decode_event(row, &body).expect("it decodes");
+    assert_eq!(decode(row), event, "the stored form round-trips");
+    let mut group = c.benchmark_group("stored");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decode", |b| b.iter(|| black_box(decode(black_box(row)))));
+    for format in Format::ALL {
+        group.bench_function(format!("decode_render/{format}"), |b| {
+            b.iter(|| {
+                buf.clear();
+                let event = decode(black_box(row));
+                render_event(format, &event, &cfg, &mut buf);
+                black_box(buf.len())
+            })
+        });
+        group.bench_function(format!("decode_render_sign/{format}"), |b| {
+            b.iter(|| {
+                buf.clear();
+                let event = decode(black_box(row));
+                sign_event(format, &event, &cfg, &key, &mut buf);
+                black_box(buf.len())
+            })
+        });
+    }
+    group.finish();
+
+    // Gzip through the delivery path itself: lines pushed one by one into a `BatchBuilder`,
+    // which compresses as they arrive. The sizes go to stderr because the choice of
+    // `GZIP_LEVEL` trades time against bytes on the wire.
     let mut group = c.benchmark_group("batch_1000");
     group.throughput(Throughput::Elements(1000));
     for format in Format::ALL {
@@ -88,24 +141,50 @@ fn formats(c: &mut Criterion) {
                 line
             })
             .collect();
-        let build = |level: u32| {
-            let mut batch = BatchBuilder::with_level(BatchLimits::default(), level);
+        let build = |mut batch: BatchBuilder| {
             for (seq, line) in (0..).zip(&lines) {
                 batch.push(seq, black_box(line)).unwrap();
             }
             batch.finish().unwrap()
         };
-        let plain = build(1).uncompressed_bytes;
-        let sizes = [1, 6].map(|level| build(level).body.len());
+        let limits = BatchLimits::default();
+        let delivered = build(BatchBuilder::new(limits));
+        let level6 = build(BatchBuilder::with_level(limits, 6));
         eprintln!(
-            "batch_1000/{format}: {plain} bytes plain, gzip level 1: {}, level 6: {}",
-            sizes[0], sizes[1]
+            "batch_1000/{format}: {} bytes plain, gzip level {GZIP_LEVEL} (delivery's): {}, level 6: {}",
+            delivered.uncompressed_bytes,
+            delivered.body.len(),
+            level6.body.len()
         );
-        for level in [1, 6] {
-            group.bench_function(format!("gzip_level{level}/{format}"), |b| {
-                b.iter(|| black_box(build(level).body.len()))
+        group.bench_function(format!("gzip/{format}"), |b| {
+            b.iter(|| black_box(build(BatchBuilder::new(limits)).body.len()))
+        });
+        if GZIP_LEVEL != 6 {
+            group.bench_function(format!("gzip_level6/{format}"), |b| {
+                b.iter(|| black_box(build(BatchBuilder::with_level(limits, 6)).body.len()))
             });
         }
+        // 1000 stored events, a millisecond apart, through decode, render + sign and gzip:
+        // a delivery batch's CPU without the SQLite read and the HTTP POST.
+        let rows: Vec<stored::Row<'_>> = (0..1000)
+            .map(|i| stored::Row {
+                ts: row.ts.saturating_add_millis(i),
+                ..row
+            })
+            .collect();
+        group.bench_function(format!("stored_to_batch/{format}"), |b| {
+            let mut line = Vec::with_capacity(1024);
+            b.iter(|| {
+                let mut batch = BatchBuilder::new(limits);
+                for (seq, row) in (0..).zip(&rows) {
+                    line.clear();
+                    let event = decode(black_box(*row));
+                    sign_event(format, &event, &cfg, &key, &mut line);
+                    batch.push(seq, &line).unwrap();
+                }
+                black_box(batch.finish().unwrap().body.len())
+            })
+        });
     }
     group.finish();
 }

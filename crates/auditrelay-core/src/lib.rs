@@ -13,6 +13,7 @@ pub mod ids;
 pub mod rbac;
 pub mod retry;
 pub mod signing;
+pub mod stored;
 pub mod timestamp;
 
 pub use event::{AuthenticationOutcome, AuthenticationType, Event, EventDetail, EventType};

@@ -4,7 +4,6 @@
 //! PostgreSQL backend means adding a variant and its module, not touching callers. The record
 //! types here are the store's vocabulary; SQL row structs stay private to each backend.
 
-mod codec;
 mod commits;
 mod sqlite;
 
@@ -184,6 +183,19 @@ pub struct LastAttempt {
     pub code: Option<u16>,
     /// The reason phrase or the transport error.
     pub message: String,
+}
+
+/// What a batch's final attempt did to its webhook's position ([`Store::record_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The SIEM took the batch ending at `through`; `next_in_flight` is the last `seq` of the
+    /// batch to be sent next, when it is already built.
+    Delivered {
+        through: i64,
+        next_in_flight: Option<i64>,
+    },
+    /// The batch exhausted its retries.
+    Failed,
 }
 
 /// A configured webhook: its binding, desired state, status and delivery cursor.
@@ -525,18 +537,19 @@ impl Store {
         }
     }
 
-    /// Records the final attempt of a batch. Delivered (`delivered_through` = the batch's last
-    /// `seq`): the status turns `active` and the cursor moves there (never backwards) in the
-    /// same statement, so a crash cannot separate the two. Failed: the status turns `inactive`
-    /// and the cursor stays on the batch. `false` when the webhook no longer exists.
+    /// Records the final attempt of a batch. Delivered: the status turns `active` and the cursor
+    /// moves to the batch's last `seq` (never backwards) in the same statement, so a crash cannot
+    /// separate the two; the next batch, when one is already built, is noted in flight by that
+    /// statement too. Failed: the status turns `inactive`, and the cursor and the range in
+    /// flight stay on the batch. `false` when the webhook no longer exists.
     pub async fn record_attempt(
         &self,
         scope: &Scope,
         attempt: &LastAttempt,
-        delivered_through: Option<i64>,
+        outcome: AttemptOutcome,
     ) -> Result<bool> {
         match self {
-            Self::Sqlite(s) => s.record_attempt(scope, attempt, delivered_through).await,
+            Self::Sqlite(s) => s.record_attempt(scope, attempt, outcome).await,
         }
     }
 

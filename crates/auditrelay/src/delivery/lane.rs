@@ -9,48 +9,83 @@
 //! cursor, and the lane probes with the same batch until the SIEM answers again (Decision 4). A
 //! change to the webhook or its destination cuts a wait short: the batch is rebuilt with the
 //! new configuration and sent at once.
+//!
+//! Turns overlap: while batch N is on its way, batch N+1 is read and signed (on the blocking
+//! pool, every core), so a backlog goes out as fast as the machine signs. N+1 is noted in
+//! flight by the very statement that records N's 2xx, so the in-flight range is always the
+//! batch that goes next, and a restart sends exactly that batch again, under the same key.
+//! Whatever was built ahead is thrown away when N fails or the configuration changes, and is
+//! read again from the store.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay_core::Timestamp;
 use auditrelay_core::batch::{Batch, BatchBuilder, idempotency_key};
 use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::retry::{Attempt, TransportError, Verdict};
+use auditrelay_core::{SigningKey, Timestamp};
 use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::engine::Shared;
 use super::http::{DeliveryClient, DeliverySettings, SendOutcome};
 use crate::clock;
-use crate::store::{Destination, LastAttempt, Scope, StoreError, StoredEvent, Webhook};
+use crate::store::{
+    AttemptOutcome, Destination, LastAttempt, Scope, StoreError, StoredEvent, Webhook,
+};
 
 /// How long a lane waits after the store failed before it tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
-/// Renders and signs events in `format` into a batch until it is full; the rest wait for the
-/// next batch. `None` when there are no events.
+/// Renders, signs and gzips `events` in `format` into one batch, off the async workers; `None`
+/// when there are no events. The events come back with the batch: those past `batch.events`
+/// did not fit and wait for the next one.
 ///
-/// Signing is most of a batch's cost (Ed25519, one signature per line), so a batch is signed
-/// on every core: each thread renders a contiguous share into its own buffer, and the lines
-/// are then pushed in order. Ed25519 is deterministic, so the bytes are the same as on one
-/// thread.
-pub(super) async fn sign_batch<'a>(
+/// Signing is most of a batch's cost (Ed25519, one signature per line), so it runs on the
+/// blocking pool, where it neither holds up the requests and sends that the async workers
+/// serve nor stops a lane from sending the previous batch meanwhile.
+pub(super) async fn sign_batch(
+    shared: &Arc<Shared>,
+    format: Format,
+    events: Vec<StoredEvent>,
+) -> (Option<Batch>, Vec<StoredEvent>) {
+    if events.is_empty() {
+        return (None, events);
+    }
+    let keys = shared.keys.snapshot().await;
+    let shared = Arc::clone(shared);
+    let signing = tokio::task::spawn_blocking(move || {
+        let key = &keys.signing_key_at(clock::now()).key;
+        let batch = sign_lines(&shared, format, key, &events);
+        (batch, events)
+    });
+    match signing.await {
+        Ok(signed) => signed,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the signing task was cancelled: the runtime is shutting down"),
+        },
+    }
+}
+
+/// The lines of as many `events` as fit, in one batch. A batch is signed on every core: each
+/// thread renders a contiguous share into its own buffer, and the lines are then pushed in
+/// order. Ed25519 is deterministic, so the bytes are the same as on one thread.
+fn sign_lines(
     shared: &Shared,
     format: Format,
-    events: impl Iterator<Item = &'a StoredEvent>,
+    key: &SigningKey,
+    events: &[StoredEvent],
 ) -> Option<Batch> {
-    let keys = shared.keys.snapshot().await;
-    let key = &keys.signing_key_at(clock::now()).key;
     let limits = shared.config.batch_limits();
-    let events: Vec<&StoredEvent> = events.take(limits.max_events).collect();
+    let events = &events[..events.len().min(limits.max_events)];
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(events.len().div_ceil(MIN_LINES_PER_THREAD))
         .max(1);
     let share = events.len().div_ceil(threads).max(1);
-    let sign = |chunk: &[&StoredEvent]| {
+    let sign = |chunk: &[StoredEvent]| {
         let mut lines = Vec::with_capacity(chunk.len() * 512);
         let mut ends = Vec::with_capacity(chunk.len());
         for stored in chunk {
@@ -60,7 +95,7 @@ pub(super) async fn sign_batch<'a>(
         (lines, ends)
     };
     let signed: Vec<(Vec<u8>, Vec<usize>)> = if threads == 1 {
-        vec![sign(&events)]
+        vec![sign(events)]
     } else {
         std::thread::scope(|scope| {
             let mut chunks = events.chunks(share);
@@ -193,6 +228,22 @@ enum Wake {
     TimedOut,
 }
 
+/// A batch ready to send, the configuration it was built under, and the `seq` of each of its
+/// events.
+struct Built {
+    batch: Batch,
+    stamp: Stamp,
+    seqs: Vec<i64>,
+}
+
+/// How gathering the next batch ended.
+enum Gathered {
+    Batch(Built),
+    /// The range noted in flight is gone (retention deleted it while the SIEM was down).
+    Vanished,
+    Wake(Wake),
+}
+
 pub struct Lane {
     shared: Arc<Shared>,
     scope: Scope,
@@ -201,10 +252,13 @@ pub struct Lane {
     stop: watch::Receiver<bool>,
     appended: watch::Receiver<i64>,
     client: Option<DeliveryClient>,
-    /// Events read but not delivered yet, oldest first.
+    /// Events read but in no batch yet, oldest first.
     pending: VecDeque<StoredEvent>,
-    /// The last `seq` read into `pending` (or delivered).
+    /// The last `seq` read (into `pending` or a batch) or delivered.
     read_through: i64,
+    /// The batch to send next: built while the previous one was being sent, or the one an
+    /// inactive webhook is probed with. Its events are no longer in `pending`.
+    next: Option<Built>,
     /// Failed probes since the webhook turned inactive; `None` while active.
     probing: Option<u32>,
 }
@@ -227,116 +281,156 @@ impl Lane {
             client: None,
             pending: VecDeque::new(),
             read_through: 0,
+            next: None,
             probing: None,
         }
     }
 
     /// Delivers until stopped, or until the webhook is disabled or deleted.
     pub async fn run(mut self) {
-        let mut started = false;
         loop {
             if *self.stop.borrow() {
                 return;
             }
-            let setup = match self.setup().await {
-                Ok(Some(setup)) => setup,
+            let turn = match self.setup().await {
+                Ok(Some(setup)) => self.turn(&setup).await,
                 Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(webhook = %self.label, error = %e, "delivery could not read its configuration; will retry");
-                    if let Wake::Stopped = self.wait(None, false, None, STORE_RETRY).await {
-                        return;
-                    }
-                    continue;
-                }
+                Err(e) => Err(e),
             };
-            if !started {
-                self.read_through = setup.webhook.cursor;
-                started = true;
-            }
-            match self.turn(&setup).await {
+            match turn {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
                     tracing::warn!(webhook = %self.label, error = %e, "delivery hit a store error; will retry");
+                    // What the store says is the truth: start again from its cursor.
+                    self.restart_from(0);
                     if let Wake::Stopped = self.wait(None, false, None, STORE_RETRY).await {
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// Forgets every event read and every batch built: the next read starts after `through`
+    /// (or after the stored cursor, if that is further on).
+    fn restart_from(&mut self, through: i64) {
+        self.pending.clear();
+        self.next = None;
+        self.read_through = through;
     }
 
     /// Reads the webhook and its destination; `None` when the webhook no longer delivers.
     async fn setup(&mut self) -> Result<Option<Setup>, StoreError> {
         let setup = load_setup(&self.shared, &self.scope).await?;
-        // A webhook that moved on (re-enabled, so its cursor jumped) drops what it read.
-        if let Some(setup) = &setup
-            && setup.webhook.cursor > self.read_through
-        {
-            self.pending.clear();
-            self.read_through = setup.webhook.cursor;
+        if let Some(setup) = &setup {
+            let webhook = &setup.webhook;
+            let stamp = setup.stamp();
+            // A webhook that moved on (re-enabled, so its cursor jumped) drops what it read.
+            // A batch built under another configuration, or for another range than the one
+            // noted in flight, is built again from the store.
+            let stale = self.next.as_ref().is_some_and(|next| {
+                next.stamp != stamp
+                    || webhook
+                        .in_flight_through
+                        .is_some_and(|through| through != next.batch.last_seq)
+            });
+            if webhook.cursor > self.read_through || stale {
+                self.restart_from(webhook.cursor);
+            }
         }
         Ok(setup)
     }
 
-    /// One batch: gathered, sent, recorded. `Ok(false)` when the lane must stop.
+    /// One batch: gathered (or taken ready), sent, recorded. `Ok(false)` when the lane must
+    /// stop.
     async fn turn(&mut self, setup: &Setup) -> Result<bool, StoreError> {
         let webhook = &setup.webhook;
-        let stamp = setup.stamp();
-        let limits = self.shared.config.batch_limits();
-        // A range noted in flight before a restart is sent again exactly, without waiting.
-        let replaying = webhook
-            .in_flight_through
-            .filter(|through| *through > webhook.cursor);
-        loop {
-            self.read(webhook.cursor, replaying, limits.max_events)
-                .await?;
-            if replaying.is_some() || self.pending.len() >= limits.max_events {
-                break;
-            }
-            let Some(first) = self.pending.front() else {
-                match self.wait(None, true, Some(&stamp), Duration::MAX).await {
-                    Wake::Stopped => return Ok(false),
-                    Wake::Reconfigured => return Ok(true),
-                    Wake::Appended | Wake::TimedOut => continue,
+        let built = match self.next.take() {
+            Some(built) => built,
+            None => match self.gather(setup).await? {
+                Gathered::Batch(built) => built,
+                Gathered::Wake(Wake::Stopped) => return Ok(false),
+                Gathered::Wake(_) => return Ok(true),
+                Gathered::Vanished => {
+                    // Nothing to send again, so the lane goes on from the cursor.
+                    let store = &self.shared.store;
+                    return store.mark_in_flight(&self.scope, webhook.cursor).await;
                 }
-            };
-            // Decision 5: flushed at the latest `flush_interval` after its first event.
-            let due = self
-                .shared
-                .store
-                .commits()
-                .committed_at(first.seq)
-                .map(|at| at + self.shared.config.flush_interval);
-            let Some(due) = due.filter(|due| *due > Instant::now()) else {
-                break;
-            };
-            match self
-                .wait(Some(due), true, Some(&stamp), Duration::MAX)
-                .await
-            {
-                Wake::Stopped => return Ok(false),
-                Wake::Reconfigured => return Ok(true),
-                Wake::TimedOut => break,
-                Wake::Appended => continue,
-            }
-        }
-        let Some(batch) = self.build(setup, replaying).await else {
-            // The range in flight is gone (retention deleted it while the SIEM was down):
-            // nothing to send again, so the lane goes on from the cursor.
-            let store = &self.shared.store;
-            return store.mark_in_flight(&self.scope, webhook.cursor).await;
+            },
         };
-        if webhook.in_flight_through != Some(batch.last_seq)
+        if webhook.in_flight_through != Some(built.batch.last_seq)
             && !self
                 .shared
                 .store
-                .mark_in_flight(&self.scope, batch.last_seq)
+                .mark_in_flight(&self.scope, built.batch.last_seq)
                 .await?
         {
             return Ok(false);
         }
-        self.deliver(setup, &stamp, batch).await
+        self.deliver(setup, built).await
+    }
+
+    /// Waits until a batch is due (Decision 5: full, or `flush_interval` after its first
+    /// event), then builds it. A range noted in flight before a restart is built again exactly,
+    /// without waiting.
+    async fn gather(&mut self, setup: &Setup) -> Result<Gathered, StoreError> {
+        let webhook = &setup.webhook;
+        let stamp = setup.stamp();
+        let limits = self.shared.config.batch_limits();
+        let in_flight = webhook
+            .in_flight_through
+            .filter(|through| *through > webhook.cursor);
+        loop {
+            self.read(webhook.cursor, in_flight, limits.max_events)
+                .await?;
+            if in_flight.is_some() || self.pending.len() >= limits.max_events {
+                break;
+            }
+            let Some(due) = self.due() else {
+                match self.wait(None, true, Some(&stamp), Duration::MAX).await {
+                    Wake::Appended | Wake::TimedOut => continue,
+                    other => return Ok(Gathered::Wake(other)),
+                }
+            };
+            if due <= Instant::now() {
+                break;
+            }
+            match self
+                .wait(Some(due), true, Some(&stamp), Duration::MAX)
+                .await
+            {
+                Wake::TimedOut => break,
+                Wake::Appended => continue,
+                other => return Ok(Gathered::Wake(other)),
+            }
+        }
+        let built = self.build(setup, in_flight.unwrap_or(i64::MAX)).await;
+        Ok(built.map_or(Gathered::Vanished, Gathered::Batch))
+    }
+
+    /// When the oldest pending event's batch is due; `None` when nothing is pending.
+    fn due(&self) -> Option<Instant> {
+        let first = self.pending.front()?;
+        let committed = self.shared.store.commits().committed_at(first.seq);
+        // An event committed before this process started is long overdue.
+        Some(committed.map_or_else(Instant::now, |at| at + self.shared.config.flush_interval))
+    }
+
+    /// While a batch is being sent: the next one, if it is already due, so that it can go as
+    /// soon as the SIEM answers. Reading or signing it never delays the send; a store error
+    /// leaves it to the next turn.
+    async fn build_ahead(&mut self, setup: &Setup) -> Option<Built> {
+        let max_events = self.shared.config.batch_max_events;
+        if let Err(e) = self.read(0, None, max_events).await {
+            tracing::debug!(webhook = %self.label, error = %e, "could not read ahead");
+            return None;
+        }
+        let full = self.pending.len() >= max_events;
+        if !full && self.due().is_none_or(|due| due > Instant::now()) {
+            return None;
+        }
+        self.build(setup, i64::MAX).await
     }
 
     /// Tops up `pending` with the events after what was read, up to `limit` in all.
@@ -363,24 +457,35 @@ impl Lane {
         Ok(())
     }
 
-    /// Renders and signs the pending events (up to `through`) into the next batch.
-    async fn build(&self, setup: &Setup, through: Option<i64>) -> Option<Batch> {
-        let through = through.unwrap_or(i64::MAX);
-        let events = self.pending.iter().take_while(|e| e.seq <= through);
-        sign_batch(&self.shared, setup.destination.log_format, events).await
+    /// Renders and signs the pending events (up to `through`) into a batch; what does not fit
+    /// stays pending.
+    async fn build(&mut self, setup: &Setup, through: i64) -> Option<Built> {
+        let take = self.pending.iter().take_while(|e| e.seq <= through).count();
+        let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
+        let format = setup.destination.log_format;
+        let (batch, events) = sign_batch(&self.shared, format, events).await;
+        let mut events = events.into_iter();
+        let seqs = match &batch {
+            Some(batch) => events.by_ref().take(batch.events).map(|e| e.seq).collect(),
+            None => Vec::new(),
+        };
+        for unsent in events.rev() {
+            self.pending.push_front(unsent);
+        }
+        Some(Built {
+            batch: batch?,
+            stamp: setup.stamp(),
+            seqs,
+        })
     }
 
-    /// Sends a batch with its retries, records the outcome, and on failure waits for the next
-    /// probe. `Ok(false)` when the lane must stop.
-    async fn deliver(
-        &mut self,
-        setup: &Setup,
-        stamp: &Stamp,
-        batch: Batch,
-    ) -> Result<bool, StoreError> {
+    /// Sends a batch with its retries (building the next one meanwhile), records the outcome,
+    /// and on failure waits for the next probe. `Ok(false)` when the lane must stop.
+    async fn deliver(&mut self, setup: &Setup, built: Built) -> Result<bool, StoreError> {
         let client = client_for(&mut self.client, &self.shared, &setup.destination);
+        let batch = &built.batch;
         let key = idempotency_key(&self.label, batch.first_seq, batch.last_seq);
-        let body = Bytes::from(batch.body);
+        let body = Bytes::from(batch.body.clone());
         if setup.destination.skip_ssl_verification {
             tracing::warn!(
                 webhook = %self.label,
@@ -388,12 +493,29 @@ impl Lane {
                 "delivering without TLS certificate verification (skip_ssl_verification)"
             );
         }
+        let destination = &setup.destination;
+        let mut stop = self.stop.clone();
         let started = Instant::now();
+        let mut ahead = None;
         let mut retries = 0;
         loop {
-            let sent = tokio::select! {
-                sent = client.send(&setup.destination.endpoint, &setup.authorization, body.clone(), &key) => sent,
-                _ = self.stop.wait_for(|stop| *stop) => return Ok(false),
+            let sending = async {
+                tokio::select! {
+                    sent = client.send(&destination.endpoint, &setup.authorization, body.clone(), &key) => Some(sent),
+                    _ = stop.wait_for(|stop| *stop) => None,
+                }
+            };
+            // The first attempt of an active webhook overlaps with building the next batch;
+            // retries and probes wait on the SIEM, so there is nothing to hurry for.
+            let sent = if retries == 0 && self.probing.is_none() {
+                let (sent, next) = tokio::join!(sending, self.build_ahead(setup));
+                ahead = next;
+                sent
+            } else {
+                sending.await
+            };
+            let Some(sent) = sent else {
+                return Ok(false);
             };
             let mut verdict = self
                 .shared
@@ -411,9 +533,9 @@ impl Lane {
             .increment(1);
             match verdict {
                 Verdict::Delivered => {
-                    self.delivered(batch.first_seq, batch.last_seq, &sent, started)
+                    self.delivered(&built, &sent, started, ahead.as_ref())
                         .await?;
-                    self.drop_delivered(batch.events, batch.last_seq);
+                    self.next = ahead;
                     return Ok(true);
                 }
                 Verdict::RetryAfter(wait) => {
@@ -426,18 +548,29 @@ impl Lane {
                         error = %sent.message,
                         "delivery attempt failed; retrying"
                     );
-                    match self.wait(None, false, Some(stamp), wait).await {
+                    match self.wait(None, false, Some(&built.stamp), wait).await {
                         Wake::Stopped => return Ok(false),
-                        Wake::Reconfigured => return Ok(true),
+                        Wake::Reconfigured => {
+                            // The batch is built again with the new configuration.
+                            self.restart_from(0);
+                            return Ok(true);
+                        }
                         Wake::Appended | Wake::TimedOut => {}
                     }
                 }
                 Verdict::Failed => {
                     self.failed(&sent, batch.events).await?;
+                    // The webhook is probed with this very batch; the one built ahead is
+                    // read again once it delivers.
+                    if ahead.is_some() {
+                        self.restart_from(batch.last_seq);
+                    }
                     let rounds = self.probing.unwrap_or(0);
                     let wait = self.shared.policy.probe_delay(rounds);
                     self.probing = Some(rounds + 1);
-                    return match self.wait(None, false, Some(stamp), wait).await {
+                    let stamp = built.stamp.clone();
+                    self.next = Some(built);
+                    return match self.wait(None, false, Some(&stamp), wait).await {
                         Wake::Stopped => Ok(false),
                         Wake::Reconfigured => {
                             // A configuration change re-arms: the next attempt is a fresh batch
@@ -454,30 +587,32 @@ impl Lane {
 
     async fn delivered(
         &mut self,
-        first: i64,
-        last: i64,
+        built: &Built,
         sent: &SendOutcome,
         started: Instant,
+        ahead: Option<&Built>,
     ) -> Result<(), StoreError> {
-        let attempt = last_attempt(sent);
+        let (first, last) = (built.batch.first_seq, built.batch.last_seq);
+        let outcome = AttemptOutcome::Delivered {
+            through: last,
+            next_in_flight: ahead.map(|next| next.batch.last_seq),
+        };
         self.shared
             .store
-            .record_attempt(&self.scope, &attempt, Some(last))
+            .record_attempt(&self.scope, &last_attempt(sent), outcome)
             .await?;
         if self.probing.take().is_some() {
             tracing::info!(webhook = %self.label, "webhook is delivering again");
         }
-        let events = self.pending.iter().take_while(|e| e.seq <= last);
         let commits = self.shared.store.commits();
         let now = Instant::now();
-        let mut count = 0u64;
-        for event in events {
-            count += 1;
-            if let Some(at) = commits.committed_at(event.seq) {
-                metrics::histogram!("auditrelay_delivery_latency_seconds", "webhook" => self.label.clone())
-                    .record(now.saturating_duration_since(at));
+        let latency = metrics::histogram!("auditrelay_delivery_latency_seconds", "webhook" => self.label.clone());
+        for seq in &built.seqs {
+            if let Some(at) = commits.committed_at(*seq) {
+                latency.record(now.saturating_duration_since(at));
             }
         }
+        let count = built.seqs.len() as u64;
         metrics::counter!("auditrelay_delivery_events_total", "webhook" => self.label.clone())
             .increment(count);
         metrics::counter!("auditrelay_delivery_batches_total", "webhook" => self.label.clone(), "outcome" => "delivered")
@@ -496,7 +631,7 @@ impl Lane {
     async fn failed(&mut self, sent: &SendOutcome, events: usize) -> Result<(), StoreError> {
         self.shared
             .store
-            .record_attempt(&self.scope, &last_attempt(sent), None)
+            .record_attempt(&self.scope, &last_attempt(sent), AttemptOutcome::Failed)
             .await?;
         metrics::counter!("auditrelay_delivery_batches_total", "webhook" => self.label.clone(), "outcome" => "failed")
             .increment(1);
@@ -509,11 +644,6 @@ impl Lane {
             "batch not delivered; the webhook is inactive and will be probed"
         );
         Ok(())
-    }
-
-    fn drop_delivered(&mut self, count: usize, last: i64) {
-        self.pending.drain(..count.min(self.pending.len()));
-        debug_assert!(self.pending.front().is_none_or(|e| e.seq > last));
     }
 
     /// Waits until `until` (or for `timeout`), a stop, a change of this lane's configuration

@@ -12,14 +12,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditrelay_core::batch::idempotency_key;
+use auditrelay_core::batch::{Batch, idempotency_key};
+use auditrelay_core::format::Format;
 use auditrelay_core::retry::Verdict;
 use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::engine::Shared;
 use super::http::{DeliveryClient, SendOutcome};
-use super::lane::{attempt_outcome, client_for, label, load_setup, sign_batch};
+use super::lane::{Setup, attempt_outcome, client_for, label, load_setup, sign_batch};
 use crate::clock;
 use crate::store::{EventQuery, ReplayJob, ReplayStatus, StoreError};
 
@@ -82,7 +83,7 @@ async fn finish(
 }
 
 async fn step(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     job: &mut ReplayJob,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Ended, StoreError> {
@@ -105,8 +106,9 @@ async fn step(
             return Ok(ended);
         }
     }
-    let limit = shared.config.batch_max_events as u32;
     let mut cached_client: Option<DeliveryClient> = None;
+    // The batch after the one being sent, built meanwhile, with the format it was built in.
+    let mut ahead: Option<(Format, Signed)> = None;
     loop {
         if *stop.borrow() {
             return Ok(Ended::Stopped);
@@ -115,66 +117,127 @@ async fn step(
         let Some(setup) = load_setup(shared, &job.scope).await? else {
             return finish(shared, job, Some("webhook is not enabled".into())).await;
         };
-        let query = EventQuery {
-            org_id: job.scope.org_id,
-            region: job.scope.region.clone(),
-            portal_id: job.scope.portal_id,
-            ts_from: job.start_at,
-            ts_to: job.end_at,
-            event_type: None,
-            after: job.resume,
-            limit,
-        };
-        let events = shared.store.list_events(&query).await?;
         let format = setup.destination.log_format;
-        let Some(batch) = sign_batch(shared, format, events.iter()).await else {
+        let signed = match ahead.take() {
+            Some((built_in, signed)) if built_in == format => Some(signed),
+            _ => sign_after(shared, window(shared, job, job.resume), format).await?,
+        };
+        let Some(signed) = signed else {
             return finish(shared, job, None).await;
         };
-        let last = &events[batch.events - 1];
         let client = client_for(&mut cached_client, shared, &setup.destination);
-        // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
-        // what live delivery sent.
-        let key = idempotency_key(
-            &format!("replay/{}", job.id),
-            batch.first_seq,
-            batch.last_seq,
-        );
-        let body = Bytes::from(batch.body);
-        let webhook = label(&job.scope);
-        let endpoint = &setup.destination.endpoint;
-        let sending = send_with_retries(
-            shared,
-            &client,
-            endpoint,
-            &setup.authorization,
-            body,
-            &key,
-            &webhook,
-        );
-        let sent = tokio::select! {
-            sent = sending => sent,
-            _ = stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
+        // The next batch is read and signed while this one is on its way; this one's progress
+        // is saved as soon as the SIEM took it.
+        let next = sign_after(shared, window(shared, job, Some(signed.resume)), format);
+        let sending = async {
+            let sent = tokio::select! {
+                sent = send(shared, &client, &setup, job, &signed.batch) => sent,
+                _ = stop.wait_for(|stop| *stop) => return Ok(Some(Ended::Stopped)),
+            };
+            sent_batch(shared, job, &signed, sent).await
         };
-        if let Err(sent) = sent {
-            let code = sent
-                .code
-                .map(|c| format!(" (HTTP {c})"))
-                .unwrap_or_default();
-            let reason = format!(
-                "a batch of {} events was not delivered: {}{code}",
-                batch.events, sent.message
-            );
-            return finish(shared, job, Some(reason)).await;
-        }
-        job.events_sent += batch.events as u64;
-        job.batches_sent += 1;
-        job.resume = Some((last.event.ts.as_millis(), last.seq));
-        metrics::counter!("auditrelay_replay_events_total", "webhook" => label(&job.scope))
-            .increment(batch.events as u64);
-        if let Some(ended) = save(shared, job).await? {
+        let (ended, next) = tokio::join!(sending, next);
+        if let Some(ended) = ended? {
             return Ok(ended);
         }
+        // A store error while reading ahead is not this batch's: the next turn reads again.
+        ahead = next.ok().flatten().map(|signed| (format, signed));
     }
+}
+
+/// Sends one batch of the job with Decision 3's retries.
+async fn send(
+    shared: &Shared,
+    client: &DeliveryClient,
+    setup: &Setup,
+    job: &ReplayJob,
+    batch: &Batch,
+) -> Result<(), SendOutcome> {
+    // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
+    // what live delivery sent.
+    let key = idempotency_key(
+        &format!("replay/{}", job.id),
+        batch.first_seq,
+        batch.last_seq,
+    );
+    let body = Bytes::from(batch.body.clone());
+    let webhook = label(&job.scope);
+    let endpoint = &setup.destination.endpoint;
+    send_with_retries(
+        shared,
+        client,
+        endpoint,
+        &setup.authorization,
+        body,
+        &key,
+        &webhook,
+    )
+    .await
+}
+
+/// Records a batch's outcome in the job: its progress after a 2xx, the failure otherwise.
+/// `Some` when the run ends here.
+async fn sent_batch(
+    shared: &Shared,
+    job: &mut ReplayJob,
+    signed: &Signed,
+    sent: Result<(), SendOutcome>,
+) -> Result<Option<Ended>, StoreError> {
+    let events = signed.batch.events;
+    if let Err(sent) = sent {
+        let code = sent
+            .code
+            .map(|c| format!(" (HTTP {c})"))
+            .unwrap_or_default();
+        let reason = format!(
+            "a batch of {events} events was not delivered: {}{code}",
+            sent.message
+        );
+        return finish(shared, job, Some(reason)).await.map(Some);
+    }
+    job.events_sent += events as u64;
+    job.batches_sent += 1;
+    job.resume = Some(signed.resume);
+    metrics::counter!("auditrelay_replay_events_total", "webhook" => label(&job.scope))
+        .increment(events as u64);
+    save(shared, job).await
+}
+
+/// The job's window after `after`, one batch's worth.
+fn window(shared: &Shared, job: &ReplayJob, after: Option<(i64, i64)>) -> EventQuery {
+    EventQuery {
+        org_id: job.scope.org_id,
+        region: job.scope.region.clone(),
+        portal_id: job.scope.portal_id,
+        ts_from: job.start_at,
+        ts_to: job.end_at,
+        event_type: None,
+        after,
+        limit: shared.config.batch_max_events as u32,
+    }
+}
+
+/// A batch of the window, and the position of its last event.
+struct Signed {
+    batch: Batch,
+    /// `(ts ms, seq)` of the batch's last event: the next batch starts after it.
+    resume: (i64, i64),
+}
+
+/// Reads the events `query` selects and signs as many as fit into one batch; `None` when there
+/// are none.
+async fn sign_after(
+    shared: &Arc<Shared>,
+    query: EventQuery,
+    format: Format,
+) -> Result<Option<Signed>, StoreError> {
+    let events = shared.store.list_events(&query).await?;
+    let (batch, events) = sign_batch(shared, format, events).await;
+    Ok(batch.map(|batch| {
+        let last = &events[batch.events - 1];
+        let resume = (last.event.ts.as_millis(), last.seq);
+        Signed { batch, resume }
+    }))
 }
 
 /// One batch with Decision 3's retries: `Ok` on a 2xx, else the final answer.

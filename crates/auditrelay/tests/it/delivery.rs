@@ -360,6 +360,114 @@ async fn a_failed_batch_turns_the_webhook_inactive_and_probing_catches_up() {
     app.stop().await;
 }
 
+/// The lines of the accepted requests that carry `tag`'s events, with each request's index.
+fn accepted_traces(requests: &[ReceivedRequest], tag: &str) -> Vec<(usize, String)> {
+    requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.accepted())
+        .flat_map(|(i, r)| r.lines.iter().map(move |l| (i, trace_of(l))))
+        .filter(|(_, t)| t.starts_with(tag))
+        .collect()
+}
+
+/// A backlog goes out batch after batch, the next one built while the previous is sent. A batch
+/// that fails in the middle is probed with the same bytes and key, the batch built ahead of it
+/// is built again afterwards, and every event arrives once, in order.
+#[tokio::test]
+async fn a_failure_in_the_middle_of_a_backlog_loses_and_repeats_nothing() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.probe_min = Duration::from_millis(300);
+        c.delivery.probe_max = Duration::from_millis(300);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    // A 400 is final at once: the third batch turns the webhook inactive, and the first probe
+    // fails too.
+    receiver.script([
+        Behaviour::ACCEPT,
+        Behaviour::ACCEPT,
+        Behaviour::Status(400),
+        Behaviour::Status(400),
+    ]);
+    bind(&app, "us", &receiver.url(), "cef").await;
+    let traces = ingest(&app, "us", 3000, "backlog").await;
+    wait_for_traces(&receiver, &traces, Duration::from_secs(60)).await;
+
+    let requests = receiver.requests();
+    let ours: Vec<String> = accepted_traces(&requests, "backlog")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(ours, traces, "every event once, in order");
+    let keys: Vec<&str> = requests
+        .iter()
+        .map(|r| r.idempotency_key().unwrap())
+        .collect();
+    assert_eq!(keys[2], keys[3], "the probe sends the failed batch again");
+    assert_eq!(keys[3], keys[4], "and so does the probe that succeeds");
+    let distinct: HashSet<&str> = keys.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        keys.len() - 2,
+        "no other batch was sent twice"
+    );
+    for r in &requests {
+        assert!(r.lines.len() <= 250, "a batch of {} lines", r.lines.len());
+    }
+
+    let s = wait_for_delivered(&app, "us").await;
+    assert_eq!(s["webhook_status"], "active");
+    app.stop().await;
+}
+
+/// A batch built ahead under the old configuration is not sent: after a change of format,
+/// every batch is built in the new one, and no event is lost or sent twice.
+#[tokio::test]
+async fn a_format_change_mid_backlog_applies_from_the_next_batch() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.probe_min = Duration::from_secs(300);
+        c.delivery.probe_max = Duration::from_secs(300);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    // The second batch fails for good (the probe is five minutes away), so the lane holds the
+    // failed batch and has read past it when the format changes.
+    receiver.script([Behaviour::ACCEPT, Behaviour::Status(400)]);
+    let destination = bind(&app, "us", &receiver.url(), "cef").await;
+    let traces = ingest(&app, "us", 2000, "switch").await;
+    wait_for_status(&app, "us", "inactive").await;
+
+    // Changing the destination re-arms the webhook: the held batch is built again in JSON.
+    let path = format!("/v3/audit-log-destinations/{destination}");
+    let resp = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(json!({"log_format": "json"})),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    wait_for_traces(&receiver, &traces, Duration::from_secs(60)).await;
+
+    let requests = receiver.requests();
+    let ours = accepted_traces(&requests, "switch");
+    let in_order: Vec<String> = ours.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(in_order, traces, "every event once, in order");
+    for (i, r) in requests.iter().enumerate().filter(|(_, r)| r.accepted()) {
+        let json = r.lines.iter().all(|l| l.starts_with('{'));
+        let cef = r.lines.iter().all(|l| l.contains(" CEF:0|"));
+        match i {
+            0 => assert!(cef, "the first batch went out before the change"),
+            _ => assert!(json, "request {i} was built before the change"),
+        }
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_hanging_siem_does_not_delay_another_webhook() {
     let app = TestApp::spawn_with(dev).await;

@@ -721,10 +721,10 @@ async fn sigkill_while_running_then_the_job_completes() {
     .await;
     assert!(job["events_sent"].as_u64().unwrap() >= 10_000, "{job}");
     wait_until_delivered(&receiver, &traces, 2).await;
-    let thrice = counts(&receiver.requests())
-        .values()
-        .filter(|n| **n > 2)
-        .count();
+    // Counted over the window's events only: the server's own events of one request share a
+    // trace id, so theirs count several times without any resend.
+    let counts = counts(&receiver.requests());
+    let thrice = traces.iter().filter(|t| counts[*t] > 2).count();
     assert!(
         thrice <= 200,
         "{thrice} events sent again: more than one batch"

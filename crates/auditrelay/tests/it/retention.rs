@@ -1,9 +1,11 @@
 //! Retention: the pruner deletes events older than the window, and only those.
 
+use auditrelay::config::Config;
 use auditrelay::jobs::retention;
-use auditrelay_core::{Event, EventDetail, Region, Timestamp};
+use auditrelay::store::{EventQuery, Store};
+use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
 
-use crate::support::{TestApp, now};
+use crate::support::now;
 
 fn event(org: auditrelay_core::OrgId, ts: Timestamp, trace: &str) -> Event {
     Event {
@@ -28,45 +30,52 @@ fn event(org: auditrelay_core::OrgId, ts: Timestamp, trace: &str) -> Event {
     }
 }
 
+/// On a store of its own: a server's background pruner would race the test's pass.
 #[tokio::test]
 async fn prunes_expired_events_in_chunks() {
-    let app = TestApp::spawn_with(|c| c.retention.prune_chunk = 7).await;
-    let config = app
-        .server
-        .as_ref()
-        .unwrap()
-        .state()
-        .config
-        .retention
-        .clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(dir.path()).unwrap();
+    config.retention.prune_chunk = 7;
+    let store = Store::open(&config).await.unwrap();
+    let org = OrgId::new_v4();
     let day = 86_400_000;
     // Stored directly: ingest would rightly refuse events this old.
     let old: Vec<Event> = (0..30)
-        .map(|i| event(app.org(), now().saturating_sub_millis(8 * day + i), "old"))
+        .map(|i| event(org, now().saturating_sub_millis(8 * day + i), "old"))
         .collect();
     let fresh: Vec<Event> = (0..5)
-        .map(|i| event(app.org(), now().saturating_sub_millis(6 * day + i), "fresh"))
+        .map(|i| event(org, now().saturating_sub_millis(6 * day + i), "fresh"))
         .collect();
-    app.store().append_events(old).await.unwrap();
-    app.store().append_events(fresh).await.unwrap();
+    store.append_events(old).await.unwrap();
+    store.append_events(fresh).await.unwrap();
 
-    let deleted = retention::prune_once(app.store(), &config).await.unwrap();
+    let deleted = retention::prune_once(&store, &config.retention)
+        .await
+        .unwrap();
     assert_eq!(deleted, 30, "all expired events, over several chunks of 7");
-    let left = app.stored("us", None, None).await;
+    let left = store
+        .list_events(&EventQuery {
+            org_id: org,
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+            ts_from: Timestamp::from_millis(0),
+            ts_to: now(),
+            event_type: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let traces: Vec<_> = left.iter().map(|e| e.event.trace_id.as_deref()).collect();
     assert_eq!(
-        left.iter()
-            .filter(|e| e.event.trace_id.as_deref() == Some("fresh"))
-            .count(),
-        5
-    );
-    assert!(
-        !left
-            .iter()
-            .any(|e| e.event.trace_id.as_deref() == Some("old"))
+        traces,
+        vec![Some("fresh"); 5],
+        "only the fresh events are left"
     );
     assert_eq!(
-        retention::prune_once(app.store(), &config).await.unwrap(),
+        retention::prune_once(&store, &config.retention)
+            .await
+            .unwrap(),
         0
     );
-    app.stop().await;
 }

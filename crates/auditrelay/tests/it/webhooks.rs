@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use auditrelay::store::{LastAttempt, Scope};
+use auditrelay::store::{AttemptOutcome, LastAttempt, Scope};
 use auditrelay_core::{PortalId, Region, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -655,7 +655,7 @@ async fn status_follows_konnects_table() {
     };
     assert!(
         app.store()
-            .record_attempt(&scope, &failed, None)
+            .record_attempt(&scope, &failed, AttemptOutcome::Failed)
             .await
             .unwrap()
     );
@@ -671,7 +671,7 @@ async fn status_follows_konnects_table() {
 
     // Turned off after the failure: false × inactive.
     app.store()
-        .record_attempt(&scope, &failed, None)
+        .record_attempt(&scope, &failed, AttemptOutcome::Failed)
         .await
         .unwrap();
     let off = app
@@ -691,7 +691,7 @@ async fn status_follows_konnects_table() {
     assert_eq!(s["last_response_code"], 401);
     // A failure recorded while disabled (a probe in flight) shows as false × inactive.
     app.store()
-        .record_attempt(&scope, &failed, None)
+        .record_attempt(&scope, &failed, AttemptOutcome::Failed)
         .await
         .unwrap();
     assert_eq!(status().await["webhook_status"], "inactive");
@@ -699,7 +699,7 @@ async fn status_follows_konnects_table() {
     // Fixing the destination re-arms every webhook that uses it.
     patch(json!({"enabled": true})).await;
     app.store()
-        .record_attempt(&scope, &failed, None)
+        .record_attempt(&scope, &failed, AttemptOutcome::Failed)
         .await
         .unwrap();
     assert_eq!(status().await["webhook_status"], "inactive");
@@ -721,7 +721,7 @@ async fn status_follows_konnects_table() {
         message: "connection refused".into(),
     };
     app.store()
-        .record_attempt(&scope, &refused, None)
+        .record_attempt(&scope, &refused, AttemptOutcome::Failed)
         .await
         .unwrap();
     let s = status().await;
@@ -734,7 +734,14 @@ async fn status_follows_konnects_table() {
         message: "Accepted".into(),
     };
     app.store()
-        .record_attempt(&scope, &ok, Some(1))
+        .record_attempt(
+            &scope,
+            &ok,
+            AttemptOutcome::Delivered {
+                through: 1,
+                next_in_flight: None,
+            },
+        )
         .await
         .unwrap();
     let s = status().await;

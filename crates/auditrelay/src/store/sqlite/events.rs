@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use auditrelay_core::stored::{self, encode_body, kind_code};
 use auditrelay_core::{Event, Timestamp};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{SqliteStore, portal_key};
-use crate::store::codec::{decode_body, encode_body, kind_code};
 use crate::store::commits::Commits;
 use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
 
@@ -194,25 +194,16 @@ impl SqliteStore {
 
 fn decode_row(scope: &Scope, row: &SqliteRow) -> Result<StoredEvent> {
     let seq: i64 = row.try_get("seq")?;
-    let ts: i64 = row.try_get("ts")?;
-    let kind: i64 = row.try_get("kind")?;
-    let body: &[u8] = row.try_get("body")?;
-    let b =
-        decode_body(kind, body).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-    let event = Event {
-        ts: Timestamp::from_millis(ts),
+    let columns = stored::Row {
         org_id: scope.org_id,
-        region: scope.region.clone(),
+        region: &scope.region,
         portal_id: scope.portal_id,
-        principal_id: b.principal_id,
-        principal_name: b.principal_name,
-        actor_id: b.actor_id,
-        client_ip: b.client_ip,
-        uri: b.uri,
-        user_agent: b.user_agent,
-        trace_id: b.trace_id,
-        detail: b.detail,
+        ts: Timestamp::from_millis(row.try_get("ts")?),
+        kind: row.try_get("kind")?,
     };
+    let body: &[u8] = row.try_get("body")?;
+    let event = stored::decode_event(columns, body)
+        .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
     Ok(StoredEvent { seq, event })
 }
 

@@ -9,7 +9,8 @@ use super::destinations::save_destination;
 use super::events::scope_id;
 use super::{SqliteStore, portal_key, scope_from_row};
 use crate::store::{
-    Destination, LastAttempt, Result, Scope, StoreError, Webhook, WebhookConfig, WebhookStatus,
+    AttemptOutcome, Destination, LastAttempt, Result, Scope, StoreError, Webhook, WebhookConfig,
+    WebhookStatus,
 };
 
 impl SqliteStore {
@@ -100,23 +101,31 @@ impl SqliteStore {
         &self,
         scope: &Scope,
         attempt: &LastAttempt,
-        delivered_through: Option<i64>,
+        outcome: AttemptOutcome,
     ) -> Result<bool> {
+        let (through, next_in_flight) = match outcome {
+            AttemptOutcome::Delivered {
+                through,
+                next_in_flight,
+            } => (Some(through), next_in_flight),
+            AttemptOutcome::Failed => (None, None),
+        };
         let done = sqlx::query(
             "UPDATE webhooks SET
                  last_attempt_at = ?1, last_response_code = ?2, last_response_message = ?3,
                  status = CASE WHEN ?4 IS NULL THEN 'inactive' ELSE 'active' END,
                  cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
-                 in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE NULL END
+                 in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END
              WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)",
         )
         .bind(attempt.at.as_millis())
         .bind(attempt.code.map(i64::from))
         .bind(&attempt.message)
-        .bind(delivered_through)
+        .bind(through)
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())
         .bind(portal_key(scope))
+        .bind(next_in_flight)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
