@@ -1,156 +1,176 @@
-//! The browser-test harness (`support::browser`) itself: headless Chromium reaches a server
-//! running in-process, the helpers find controls by their labels, and a failing body leaves a
-//! screenshot and the page HTML behind. The UI walks build on this.
+//! The web UI in real headless Chromium (`support::browser`), against a server running
+//! in-process on a real port and a webhook receiver on loopback (`support::receiver`).
+//!
+//! The walks follow the seeds' how-tos click by click, the way their steps are written:
+//! `recover_org` is "Recover Konnect audit logs" (a destination, the region's webhook, an API
+//! call that reaches the SIEM, a stretch the SIEM lost, Replay → Last 6 hours → Send Replay →
+//! Completed → the lost events are there), `recover_portal` is "Recover Dev Portal audit logs",
+//! and `refusals` is what must not work: a wrong token, a viewer's changes, a second replay
+//! while one runs. `harness` tests the harness itself.
+//!
+//! With `AUDITRELAY_SCREENSHOTS=docs/screenshots` (a directory, relative to the repository
+//! root) the walks also save the screenshots the README shows; without it they save nothing.
 
-use std::time::Duration;
+mod harness;
+mod recover_org;
+mod recover_portal;
+mod refusals;
 
-use axum::Router;
-use axum::extract::RawQuery;
-use axum::response::Html;
-use axum::routing::get;
-use tokio::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use crate::support::TestApp;
+use anyhow::{Context as _, bail};
+use auditrelay::config::Config;
+use auditrelay_core::format::{Value as FieldValue, parse_line};
+
 use crate::support::browser::Browser;
+use crate::support::receiver::{ReceivedRequest, TestReceiver};
 
+/// How long a page may take to show what a step expects.
 const WAIT: Duration = Duration::from_secs(10);
+/// How long delivery and replay jobs may take to get somewhere (a loaded 2-core machine).
+const SLOW: Duration = Duration::from_secs(60);
 
-#[tokio::test]
-async fn chromium_loads_a_page_from_the_server() {
-    let Some(browser) = Browser::start("browser::chromium_loads_a_page_from_the_server").await
-    else {
-        return;
+/// Loopback receivers need http and private endpoints; small batches (a replay of a walk's
+/// events takes several) and a short flush keep the walks quick.
+fn dev(c: &mut Config) {
+    c.delivery.allow_http_endpoints = true;
+    c.delivery.allow_private_endpoints = true;
+    c.delivery.batch_max_events = 20;
+    c.delivery.flush_interval = Duration::from_millis(100);
+}
+
+/// The sign-in page, the token, "Sign in", and the first page of the token's role.
+async fn sign_in(b: &Browser, base: &str, token: &str) -> anyhow::Result<()> {
+    b.goto(&format!("{base}/")).await?;
+    b.wait_for_path("/ui/sign-in", WAIT).await?;
+    b.fill("Token", token).await?;
+    b.click_button("Sign in").await?;
+    b.wait_for_text("header", "Signed in as", WAIT).await?;
+    Ok(())
+}
+
+/// Clicks one of Audit Logs Setup's tabs ("Webhook Destination", "Konnect", "Dev Portal"). A
+/// breadcrumb may have a link with the same name.
+async fn open_tab(b: &Browser, name: &str) -> anyhow::Result<()> {
+    b.click_link_in("nav.tabs", name).await
+}
+
+/// Saves a screenshot of the whole page as `<name>.png` in `$AUDITRELAY_SCREENSHOTS`, when it
+/// is set; see the module docs.
+async fn shot(b: &Browser, name: &str) -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os("AUDITRELAY_SCREENSHOTS") else {
+        return Ok(());
     };
-    let app = TestApp::spawn().await;
-    browser
-        .run(async |b| {
-            b.goto(&app.url("/healthz")).await?;
-            let text = b.wait_for_text("body", r#""status":"ok""#, WAIT).await?;
-            assert_eq!(text.trim(), r#"{"status":"ok"}"#);
-            assert_eq!(b.current_path().await?, "/healthz");
-            Ok(())
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = root.join(dir).join(format!("{name}.png"));
+    // Keyboard focus and the mouse's hover would end up in the picture.
+    b.client()
+        .execute(
+            "document.activeElement && document.activeElement.blur();",
+            vec![],
+        )
+        .await?;
+    b.save_page_screenshot(&path).await
+}
+
+/// Follows the page's "Refresh" link until the text of `css` contains `needle` (for pages that
+/// do not update themselves, like Status).
+async fn refresh_until(
+    b: &Browser,
+    css: &str,
+    needle: &str,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        b.click_link("Refresh").await?;
+        if let Ok(text) = b
+            .wait_for_text(css, needle, Duration::from_millis(500))
+            .await
+        {
+            return Ok(text);
+        }
+        if Instant::now() >= deadline {
+            let text = b.text(css).await.unwrap_or_default();
+            bail!("no {needle:?} in {css:?} within {timeout:?}; the text there: {text:?}");
+        }
+    }
+}
+
+/// Runs a script in the page and returns its answer as text (`null` as "").
+async fn script(b: &Browser, js: &str) -> anyhow::Result<String> {
+    let value = b.client().execute(js, vec![]).await?;
+    Ok(match value {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// Marks the page, for [`same_page`] to tell a page updated in place from one loaded again.
+async fn mark_page(b: &Browser) -> anyhow::Result<()> {
+    script(b, "window.walkMark = 'this page'; return null;").await?;
+    Ok(())
+}
+
+async fn same_page(b: &Browser) -> anyhow::Result<bool> {
+    Ok(script(b, "return window.walkMark || null;").await? == "this page")
+}
+
+/// The trace id in the "Test event sent with trace id N." message.
+fn trace_id_in(flash: &str) -> anyhow::Result<String> {
+    let rest = flash
+        .split("trace id ")
+        .nth(1)
+        .with_context(|| format!("no trace id in {flash:?}"))?;
+    let id: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    anyhow::ensure!(!id.is_empty(), "no trace id in {flash:?}");
+    Ok(id)
+}
+
+/// The value of the extension `key` of a delivered line, whatever its format.
+fn field(line: &str, key: &str) -> Option<String> {
+    let parsed = parse_line(line.as_bytes()).ok()?;
+    let ext = parsed
+        .record
+        .extensions
+        .into_iter()
+        .find(|e| e.key == key)?;
+    Some(match ext.value {
+        FieldValue::Str(s) => s,
+        FieldValue::Int(i) => i.to_string(),
+        FieldValue::Bool(b) => b.to_string(),
+    })
+}
+
+/// The `key` values of the lines of the requests `which` picks.
+fn values(
+    requests: &[ReceivedRequest],
+    which: impl Fn(&ReceivedRequest) -> bool,
+    key: &str,
+) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| which(r))
+        .flat_map(|r| &r.lines)
+        .filter_map(|line| field(line, key))
+        .collect()
+}
+
+/// Waits until, among the requests `which` picks, lines with each of `wanted` as their `key`
+/// have arrived. Panics (the walk's failure, with what did arrive) after [`SLOW`].
+async fn wait_for_values(
+    receiver: &TestReceiver,
+    what: &str,
+    which: impl Fn(&ReceivedRequest) -> bool,
+    key: &str,
+    wanted: &[String],
+) {
+    receiver
+        .wait_until(SLOW, what, |requests| {
+            let seen = values(requests, &which, key);
+            wanted.iter().all(|w| seen.contains(w)).then_some(())
         })
         .await;
-    app.stop().await;
-}
-
-/// A form in the shapes the UI uses: a `label[for]`, a control inside its label, a select, a
-/// checkbox, an `aria-label`led date input, two buttons with one text, a link, and a hidden
-/// panel with a second "Name".
-const FORM: &str = r#"<!doctype html>
-<html lang="en"><head><title>Fixture</title></head><body>
-<form action="/echo" method="get">
-  <label for="name">Name</label> <input id="name" name="name" value="old">
-  <label>Endpoint <input name="endpoint"></label>
-  <label for="format">Log Format</label>
-  <select id="format" name="format"><option>cef</option><option>json</option></select>
-  <label for="enabled">Enabled</label> <input type="checkbox" id="enabled" name="enabled" value="yes">
-  <input type="datetime-local" name="start" aria-label="Starts at">
-  <button type="button">Replay</button> <button type="button">Replay</button>
-  <button type="submit">Save</button>
-</form>
-<a href="/echo?via=link">Status</a>
-<div hidden><label for="other-name">Name</label> <input id="other-name"></div>
-</body></html>"#;
-
-/// Serves [`FORM`] at `/` and echoes a submitted query, one `key=value` per line, at `/echo`.
-async fn form_server() -> String {
-    let router = Router::new()
-        .route("/", get(|| async { Html(FORM) }))
-        .route(
-            "/echo",
-            get(|RawQuery(query): RawQuery| async move {
-                let pairs: Vec<(String, String)> =
-                    serde_urlencoded::from_str(&query.unwrap_or_default()).unwrap();
-                let lines: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                Html(format!(
-                    "<!doctype html><title>Echo</title><pre id=echo>{}</pre>",
-                    lines.join("\n")
-                ))
-            }),
-        );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    base
-}
-
-#[tokio::test]
-async fn the_helpers_find_controls_the_way_a_user_names_them() {
-    let Some(browser) =
-        Browser::start("browser::the_helpers_find_controls_the_way_a_user_names_them").await
-    else {
-        return;
-    };
-    let base = form_server().await;
-    browser
-        .run(async |b| {
-            b.goto(&format!("{base}/")).await?;
-            b.fill("Name", "New name").await?;
-            b.fill("Endpoint", "https://siem.example/hook").await?;
-            b.select("Log Format", "json").await?;
-            b.check("Enabled", true).await?;
-            b.fill("Starts at", "2026-11-22T10:15").await?;
-
-            let missing = b.fill("Nmae", "x").await.unwrap_err();
-            assert!(
-                format!("{missing:#}").contains(r#""Name","Endpoint","Log Format","Enabled""#),
-                "{missing:#}"
-            );
-            let ambiguous = b.click_button("Replay").await.unwrap_err();
-            assert!(
-                format!("{ambiguous:#}").contains("2 visible elements match"),
-                "{ambiguous:#}"
-            );
-
-            b.click_button("Save").await?;
-            let echoed = b.wait_for_text("#echo", "name=", WAIT).await?;
-            assert_eq!(
-                echoed.lines().collect::<Vec<_>>(),
-                [
-                    "name=New name",
-                    "endpoint=https://siem.example/hook",
-                    "format=json",
-                    "enabled=yes",
-                    "start=2026-11-22T10:15",
-                ]
-            );
-            assert_eq!(b.current_path().await?, "/echo");
-
-            b.goto("/").await?; // relative to the current page
-            b.click_link("Status").await?;
-            b.wait_for_text("#echo", "via=link", WAIT).await?;
-            Ok(())
-        })
-        .await;
-}
-
-#[tokio::test]
-async fn a_failing_body_leaves_a_screenshot_and_the_page_html() {
-    let Some(browser) =
-        Browser::start("browser::a_failing_body_leaves_a_screenshot_and_the_page_html").await
-    else {
-        return;
-    };
-    let dir = browser.artifacts_dir();
-    let failure = browser
-        .try_run(async |b| {
-            b.goto("data:text/html,<h1>artifact marker</h1>").await?;
-            b.wait_for_text("h1", "artifact marker", WAIT).await?;
-            assert_eq!(1 + 1, 3, "the deliberate failure");
-            Ok(())
-        })
-        .await
-        .expect_err("the body failed");
-
-    assert!(
-        failure.message.contains("the deliberate failure"),
-        "{failure}"
-    );
-    assert_eq!(failure.dir, dir);
-    let png = std::fs::read(failure.screenshot.as_ref().expect("a screenshot")).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    let html = std::fs::read_to_string(failure.html.as_ref().expect("the page HTML")).unwrap();
-    assert!(html.contains("<h1>artifact marker</h1>"), "{html}");
-    assert!(dir.join("chromedriver.log").is_file());
 }

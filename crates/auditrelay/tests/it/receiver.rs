@@ -1,6 +1,6 @@
 //! The tests' own webhook receiver (`support::receiver`) does what the delivery tests rely on:
-//! it records what arrived, follows its script, hangs past a client's timeout and resets
-//! connections.
+//! it records what arrived, follows its script, hangs past a client's timeout, resets
+//! connections, loses batches it acknowledged, and holds requests until it is told to answer.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -150,4 +150,55 @@ async fn hang_outlasts_a_client_timeout_and_reset_is_a_connection_error() {
         .unwrap();
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
     assert_eq!(receiver.lines(), ["c"]);
+}
+
+#[tokio::test]
+async fn discard_acknowledges_but_loses_and_hold_waits_for_release() {
+    let receiver = TestReceiver::http().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    receiver.script([Behaviour::Discard]);
+    let lost = deliver(&client, &receiver.url(), "k1", "lost\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        lost.status(),
+        StatusCode::ACCEPTED,
+        "the sender sees success"
+    );
+    let requests = receiver.wait_for_requests(1, Duration::from_secs(5)).await;
+    assert_eq!(requests[0].lines, ["lost"], "recorded as it arrived");
+    assert_eq!(requests[0].answer, Behaviour::Discard);
+    assert!(!requests[0].accepted());
+    assert!(receiver.lines().is_empty(), "but not kept");
+
+    receiver.set_default(Behaviour::Hold);
+    let held = tokio::spawn({
+        let client = client.clone();
+        let url = receiver.url();
+        async move {
+            deliver(&client, &url, "k2", "held\n")
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let requests = receiver.wait_for_requests(2, Duration::from_secs(5)).await;
+    assert_eq!(requests[1].answer, Behaviour::Hold);
+    assert!(!held.is_finished(), "no answer before the release");
+    receiver.release();
+    assert_eq!(held.await.unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(receiver.requests()[1].answer, Behaviour::ACCEPT);
+    assert_eq!(
+        receiver.wait_for_lines(1, Duration::from_secs(5)).await,
+        ["held"]
+    );
+    // After a release the default is to accept.
+    let next = deliver(&client, &receiver.url(), "k3", "next\n")
+        .await
+        .unwrap();
+    assert_eq!(next.status(), StatusCode::ACCEPTED);
+    assert_eq!(receiver.lines(), ["held", "next"]);
 }

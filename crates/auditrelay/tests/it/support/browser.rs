@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-/// The viewport every test (and every committed screenshot) gets.
+/// The viewport every test gets (a committed screenshot is as wide, and as tall as its page).
 pub const WINDOW: (u32, u32) = (1280, 900);
 
 /// Chromium's switches. Without the background-networking ones it keeps calling Google's
@@ -70,6 +70,8 @@ const SESSION_ATTEMPTS: u32 = 3;
 pub struct Browser {
     name: String,
     client: Client,
+    /// How much taller the window is than the page's viewport.
+    frame: u32,
     // Declared after `client` so it drops after it: the driver outlives the session handle.
     driver: Driver,
     /// Holds the profile (`profile/`) and the chromedriver log; removed last.
@@ -126,9 +128,24 @@ impl Browser {
                 driver.log_tail()
             ),
         };
+        // Headless Chromium keeps room for a window frame: the window is made that much
+        // taller so that the page itself gets `WINDOW`.
+        let frame = match client.execute(FRAME_HEIGHT, vec![]).await {
+            Ok(frame) => frame
+                .as_u64()
+                .and_then(|f| u32::try_from(f).ok())
+                .unwrap_or(0),
+            Err(e) => panic!("no window measurements: {e}"),
+        };
+        if frame > 0
+            && let Err(e) = client.set_window_size(WINDOW.0, WINDOW.1 + frame).await
+        {
+            panic!("cannot size the window: {e}");
+        }
         Some(Browser {
             name,
             client,
+            frame,
             driver,
             _work: work,
         })
@@ -273,6 +290,43 @@ impl Browser {
             .with_context(|| format!("click link {text:?}"))
     }
 
+    /// [`click_link`](Self::click_link) among the descendants of the element matching
+    /// `within` (a CSS selector): the "Setup" of one region's card, where every card has one.
+    pub async fn click_link_in(&self, within: &str, text: &str) -> anyhow::Result<()> {
+        self.find_in(Some(within), "link", text)
+            .await?
+            .click()
+            .await
+            .with_context(|| format!("click link {text:?} in {within:?}"))
+    }
+
+    /// Whether the control labelled `field` can be used (not disabled, itself or by its
+    /// fieldset).
+    pub async fn is_enabled(&self, field: &str) -> anyhow::Result<bool> {
+        let control = self.control(field).await?;
+        Ok(control.is_enabled().await?)
+    }
+
+    /// The names of the visible buttons, as [`click_button`](Self::click_button) reads them:
+    /// what a test asserts a button's absence against.
+    pub async fn buttons(&self) -> anyhow::Result<Vec<String>> {
+        self.visible_names("button").await
+    }
+
+    /// The names of the visible links.
+    pub async fn links(&self) -> anyhow::Result<Vec<String>> {
+        self.visible_names("link").await
+    }
+
+    async fn visible_names(&self, kind: &str) -> anyhow::Result<Vec<String>> {
+        let names = self
+            .client
+            .execute(VISIBLE_NAMES, vec![json!(kind)])
+            .await
+            .with_context(|| format!("list the visible {kind}s"))?;
+        Ok(serde_json::from_value(names)?)
+    }
+
     /// The rendered text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> anyhow::Result<String> {
         let el = self
@@ -331,13 +385,33 @@ impl Browser {
         Ok(self.client.screenshot().await?)
     }
 
-    /// Writes a PNG of the viewport to `path` (for the screenshots committed under `docs/`).
+    /// Writes a PNG of the viewport to `path`.
     pub async fn save_screenshot(&self, path: &Path) -> anyhow::Result<()> {
         let png = self.screenshot_png().await?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, png).with_context(|| format!("write {}", path.display()))
+        write_png(path, &png)
+    }
+
+    /// Writes a PNG of the whole page to `path` (for the screenshots committed under
+    /// `docs/`): the window takes the height of the page's content for the shot (at least
+    /// 400 pixels, at most four times [`WINDOW`]'s), then returns to [`WINDOW`].
+    pub async fn save_page_screenshot(&self, path: &Path) -> anyhow::Result<()> {
+        let height = self
+            .client
+            .execute(PAGE_HEIGHT, vec![])
+            .await?
+            .as_u64()
+            .context("the page's height")?;
+        let height = u32::try_from(height)
+            .unwrap_or(u32::MAX)
+            .clamp(400, 4 * WINDOW.1);
+        self.client
+            .set_window_size(WINDOW.0, height + self.frame)
+            .await?;
+        let png = self.screenshot_png().await;
+        self.client
+            .set_window_size(WINDOW.0, WINDOW.1 + self.frame)
+            .await?;
+        write_png(path, &png?)
     }
 
     /// The directory this test's failure artifacts go to.
@@ -351,12 +425,25 @@ impl Browser {
     }
 
     async fn find(&self, kind: &str, text: &str) -> anyhow::Result<Element> {
+        self.find_in(None, kind, text).await
+    }
+
+    async fn find_in(
+        &self,
+        within: Option<&str>,
+        kind: &str,
+        text: &str,
+    ) -> anyhow::Result<Element> {
+        let what = match within {
+            Some(within) => format!("{kind} {text:?} in {within:?}"),
+            None => format!("{kind} {text:?}"),
+        };
         let found = self
             .client
-            .execute(FIND, vec![json!(kind), json!(text)])
+            .execute(FIND, vec![json!(kind), json!(text), json!(within)])
             .await
-            .with_context(|| format!("look for {kind} {text:?}"))?;
-        self.element_or_error(found, &format!("{kind} {text:?}"))
+            .with_context(|| format!("look for {what}"))?;
+        self.element_or_error(found, &what)
     }
 
     /// A script's answer: an element reference, or `{"error": "..."}` saying what was wrong.
@@ -418,9 +505,12 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// whitespace collapsed. A control is found by its `<label>` (`for`, or the control inside), then
 /// `aria-label`, then as a CSS selector. Of several matches only the visible ones count (a
 /// hidden tab's form has the same labels), and more than one is an error: clicking the first of
-/// two "Replay" buttons is how a test passes for the wrong reason.
+/// two "Replay" buttons is how a test passes for the wrong reason. A third argument, a CSS
+/// selector, limits the search to that element's descendants.
 const FIND: &str = r#"
-const [kind, wanted] = arguments;
+const [kind, wanted, within] = arguments;
+const root = within ? document.querySelector(within) : document;
+if (!root) return { error: `nothing on the page matches ${JSON.stringify(within)}` };
 const norm = (s) => (s || "").replace(/\s+/g, " ").trim();
 const visible = (el) => el.getClientRects().length > 0;
 // A checkbox styled as a switch may be hidden behind its visible label.
@@ -429,23 +519,23 @@ const name = (el) => norm(el.innerText || el.value || el.getAttribute("aria-labe
 let hits = [];
 let seen = [];
 if (kind === "control") {
-  for (const label of document.querySelectorAll("label")) {
+  for (const label of root.querySelectorAll("label")) {
     const text = norm(label.innerText || label.textContent);
     if (visible(label)) seen.push(text);
     if (text === wanted && label.control) hits.push(label.control);
   }
   if (hits.length === 0) {
-    hits = [...document.querySelectorAll("input, select, textarea")].filter(
+    hits = [...root.querySelectorAll("input, select, textarea")].filter(
       (el) => norm(el.getAttribute("aria-label")) === wanted);
   }
   if (hits.length === 0) {
-    try { hits = [...document.querySelectorAll(wanted)]; } catch (_) { /* not a selector */ }
+    try { hits = [...root.querySelectorAll(wanted)]; } catch (_) { /* not a selector */ }
   }
   hits = [...new Set(hits)];
 } else {
   const selector = kind === "link" ? "a[href], [role=link]"
     : "button, input[type=submit], input[type=button], input[type=reset], [role=button], [role=tab]";
-  const all = [...document.querySelectorAll(selector)];
+  const all = [...root.querySelectorAll(selector)];
   seen = all.filter(visible).map(name);
   hits = all.filter((el) => name(el) === wanted || norm(el.getAttribute("aria-label")) === wanted);
 }
@@ -475,6 +565,27 @@ input.focus();
 input.value = value;
 input.dispatchEvent(new Event("input", { bubbles: true }));
 input.dispatchEvent(new Event("change", { bubbles: true }));
+"#;
+
+/// The names of the visible links or buttons, read as `FIND` reads them.
+const VISIBLE_NAMES: &str = r#"
+const norm = (s) => (s || "").replace(/\s+/g, " ").trim();
+const selector = arguments[0] === "link" ? "a[href], [role=link]"
+  : "button, input[type=submit], input[type=button], input[type=reset], [role=button], [role=tab]";
+return [...document.querySelectorAll(selector)]
+  .filter((el) => el.getClientRects().length > 0)
+  .map((el) => norm(el.innerText || el.value || el.getAttribute("aria-label")));
+"#;
+
+/// The height of the page's content, in CSS pixels (the document's own height is at least the
+/// viewport's).
+const PAGE_HEIGHT: &str = r#"
+return Math.ceil(document.body.getBoundingClientRect().height);
+"#;
+
+/// How much taller the window is than its viewport.
+const FRAME_HEIGHT: &str = r#"
+return Math.max(0, window.outerHeight - window.innerHeight);
 "#;
 
 /// The rendered text of every element matching a selector, one per line.
@@ -674,6 +785,13 @@ fn locate(var: &str, name: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/bin")])
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+fn write_png(path: &Path, png: &[u8]) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    std::fs::write(path, png).with_context(|| format!("write {}", path.display()))
 }
 
 fn free_port() -> anyhow::Result<u16> {

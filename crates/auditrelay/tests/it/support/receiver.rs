@@ -7,6 +7,10 @@
 //! (fail for a while, then recover). A behaviour can also hang (the sender must time out) or
 //! reset the connection (the sender sees a connection error). Tests wait for what they expect
 //! with deadlines (`wait_for_lines`, `wait_for_requests`), never with blind sleeps.
+//!
+//! Two behaviours play the seeds' SIEM: `Discard` answers 202 but loses the batch (the stretch
+//! a replay must recover), and `Hold` keeps requests waiting until the test calls `release`
+//! (a replay job that stays running exactly as long as the test needs, without timing).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -42,6 +46,13 @@ pub enum Behaviour {
     Hang,
     /// Read the request, then reset the connection (TCP RST) without answering.
     Reset,
+    /// Answer 202 but lose the batch, as a SIEM that drops a stretch it acknowledged: the
+    /// sender sees success, yet the request does not count as [accepted](ReceivedRequest::accepted)
+    /// and its lines are not in [`TestReceiver::lines`].
+    Discard,
+    /// Read the request and keep it waiting until [`TestReceiver::release`]; then answer 202,
+    /// and the recorded answer becomes `Status(202)`.
+    Hold,
 }
 
 impl Behaviour {
@@ -109,7 +120,7 @@ impl ReceivedRequest {
         self.header("idempotency-key")
     }
 
-    /// Whether it was answered with a 2xx, that is, delivered.
+    /// Whether it was answered with a 2xx and kept, that is, delivered (not `Discard`ed).
     pub fn accepted(&self) -> bool {
         matches!(self.answer, Behaviour::Status(s) | Behaviour::StatusWithRetryAfter(s, _) if (200..300).contains(&s))
     }
@@ -119,8 +130,11 @@ struct Shared {
     script: Mutex<VecDeque<Behaviour>>,
     default: Mutex<Behaviour>,
     requests: Mutex<Vec<ReceivedRequest>>,
-    /// Bumped after each recorded request, so waiters wake instead of polling.
+    /// Bumped after each recorded request (and each change to one), so waiters wake instead
+    /// of polling.
     recorded: watch::Sender<usize>,
+    /// Bumped by `release`: a `Hold`ing request answers once it changes.
+    released: watch::Sender<u64>,
     max_body_bytes: usize,
 }
 
@@ -158,6 +172,7 @@ impl TestReceiver {
             default: Mutex::new(Behaviour::ACCEPT),
             requests: Mutex::new(Vec::new()),
             recorded: watch::Sender::new(0),
+            released: watch::Sender::new(0),
             max_body_bytes,
         });
         let app = Router::new()
@@ -205,6 +220,13 @@ impl TestReceiver {
     pub fn set_default(&self, behaviour: Behaviour) {
         behaviour.check();
         *lock(&self.shared.default) = behaviour;
+    }
+
+    /// Lets every `Hold`ing request answer 202, and accepts what comes next (the default
+    /// becomes [`Behaviour::ACCEPT`]; queued behaviours still come first).
+    pub fn release(&self) {
+        *lock(&self.shared.default) = Behaviour::ACCEPT;
+        self.shared.released.send_modify(|n| *n += 1);
     }
 
     /// Every request so far, in arrival order.
@@ -296,6 +318,8 @@ async fn receive(
 ) -> Response {
     let at = Instant::now();
     let wall = clock::now();
+    // Taken on arrival: a `release` from now on lets this request go if it is held.
+    let mut released = shared.released.subscribe();
     let read = body::read(&headers, body, shared.max_body_bytes).await;
     let scripted = lock(&shared.script).pop_front();
     let mut answer = scripted.unwrap_or_else(|| lock(&shared.default).clone());
@@ -308,25 +332,31 @@ async fn receive(
             None,
         ),
         Err(e) => {
-            if matches!(answer, Behaviour::Status(s) if (200..300).contains(&s)) {
+            if matches!(answer, Behaviour::Status(s) if (200..300).contains(&s))
+                || matches!(answer, Behaviour::Discard | Behaviour::Hold)
+            {
                 answer = Behaviour::Status(e.status().as_u16());
             }
             (0, Vec::new(), Some(e.to_string()))
         }
     };
-    lock(&shared.requests).push(ReceivedRequest {
-        at,
-        wall,
-        method,
-        path: uri
-            .path_and_query()
-            .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
-        headers,
-        compressed_len,
-        lines,
-        body_error: body_error.clone(),
-        answer: answer.clone(),
-    });
+    let index = {
+        let mut requests = lock(&shared.requests);
+        requests.push(ReceivedRequest {
+            at,
+            wall,
+            method,
+            path: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
+            headers,
+            compressed_len,
+            lines,
+            body_error: body_error.clone(),
+            answer: answer.clone(),
+        });
+        requests.len() - 1
+    };
     shared.recorded.send_modify(|n| *n += 1);
     // Scripted behaviours were checked when they were scripted.
     let status = |code: u16| StatusCode::from_u16(code).expect("checked");
@@ -343,6 +373,14 @@ async fn receive(
         Behaviour::Reset => {
             connection.reset();
             std::future::pending().await
+        }
+        Behaviour::Discard => StatusCode::ACCEPTED.into_response(),
+        Behaviour::Hold => {
+            // The sender gone (it timed out) drops this future: nothing to record then.
+            let _ = released.changed().await;
+            lock(&shared.requests)[index].answer = Behaviour::ACCEPT;
+            shared.recorded.send_modify(|n| *n += 1);
+            StatusCode::ACCEPTED.into_response()
         }
     }
 }
