@@ -281,6 +281,9 @@ pub struct ReplayJob {
     pub failure_reason: Option<String>,
     /// The `(ts ms, seq)` of the last event the SIEM acknowledged.
     pub resume: Option<(i64, i64)>,
+    /// The newest `seq` of the window when the job started running: events stored after
+    /// that are live delivery's, not the replay's. `None` until then.
+    pub through_seq: Option<i64>,
 }
 
 /// Konnect's `filter[name]`: exact, or containing a substring.
@@ -320,6 +323,8 @@ pub struct EventQuery {
     pub event_type: Option<EventType>,
     /// Resume after this `(ts ms, seq)` position.
     pub after: Option<(i64, i64)>,
+    /// Only events stored up to this `seq`.
+    pub through_seq: Option<i64>,
     pub limit: u32,
 }
 
@@ -588,13 +593,14 @@ impl Store {
         }
     }
 
-    /// How many of a scope's events have `from <= ts <= to`.
+    /// How many of a scope's events have `from <= ts <= to`, and the newest `seq` among
+    /// them (0 when there are none), read together.
     pub async fn count_events_between(
         &self,
         scope: &Scope,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<u64> {
+    ) -> Result<(u64, i64)> {
         match self {
             Self::Sqlite(s) => s.count_events_between(scope, from, to).await,
         }

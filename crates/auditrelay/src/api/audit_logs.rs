@@ -135,6 +135,7 @@ pub async fn get_audit_logs(
         ts_to: lte,
         event_type: query.event_type,
         after: None,
+        through_seq: None,
         // One more than the page, to learn whether more lie beyond.
         limit: query.size + 1,
     };

@@ -214,6 +214,7 @@ async fn start_jobs(
             finished_at: None,
             failure_reason: None,
             resume: None,
+            through_seq: None,
         };
         // Another PUT may have won since the check above.
         if !state.store.replace_replay_job(&job).await? {

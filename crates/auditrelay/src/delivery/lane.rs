@@ -458,12 +458,34 @@ impl Lane {
     }
 
     /// Renders and signs the pending events (up to `through`) into a batch; what does not fit
-    /// stays pending.
+    /// stays pending. Meanwhile the events after those read are read, so that the next batch
+    /// does not wait for the store (a failed read is left to the next turn).
     async fn build(&mut self, setup: &Setup, through: i64) -> Option<Built> {
         let take = self.pending.iter().take_while(|e| e.seq <= through).count();
         let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
         let format = setup.destination.log_format;
-        let (batch, events) = sign_batch(&self.shared, format, events).await;
+        let signing = sign_batch(&self.shared, format, events);
+        let room = self
+            .shared
+            .config
+            .batch_max_events
+            .saturating_sub(self.pending.len()) as u32;
+        let reading = async {
+            match room {
+                0 => Ok(Vec::new()),
+                _ => {
+                    let store = &self.shared.store;
+                    store
+                        .events_to_deliver(&self.scope, self.read_through, None, room)
+                        .await
+                }
+            }
+        };
+        let ((batch, events), more) = tokio::join!(signing, reading);
+        if let Some(last) = more.as_ref().ok().and_then(|more| more.last()) {
+            self.read_through = last.seq;
+        }
+        self.pending.extend(more.unwrap_or_default());
         let mut events = events.into_iter();
         let seqs = match &batch {
             Some(batch) => events.by_ref().take(batch.events).map(|e| e.seq).collect(),

@@ -22,7 +22,7 @@ use super::engine::Shared;
 use super::http::{DeliveryClient, SendOutcome};
 use super::lane::{Setup, attempt_outcome, client_for, label, load_setup, sign_batch};
 use crate::clock;
-use crate::store::{EventQuery, ReplayJob, ReplayStatus, StoreError};
+use crate::store::{EventQuery, ReplayJob, ReplayStatus, StoreError, StoredEvent};
 
 /// How long the executor waits after the store failed before it tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -96,12 +96,14 @@ async fn step(
     if job.status == ReplayStatus::Pending {
         job.status = ReplayStatus::Running;
         job.started_at = Some(clock::now());
-        job.events_total = Some(
-            shared
-                .store
-                .count_events_between(&job.scope, job.start_at, job.end_at)
-                .await?,
-        );
+        // The window as stored now is the job: events that arrive later (the PUT's own audit
+        // events among them) are delivered live, and the total stays exact.
+        let (total, newest) = shared
+            .store
+            .count_events_between(&job.scope, job.start_at, job.end_at)
+            .await?;
+        job.events_total = Some(total);
+        job.through_seq = Some(newest);
         if let Some(ended) = save(shared, job).await? {
             return Ok(ended);
         }
@@ -120,15 +122,17 @@ async fn step(
         let format = setup.destination.log_format;
         let signed = match ahead.take() {
             Some((built_in, signed)) if built_in == format => Some(signed),
-            _ => sign_after(shared, window(shared, job, job.resume), format).await?,
+            _ => sign_after(shared, window(shared, job, job.resume), format, Vec::new()).await?,
         };
-        let Some(signed) = signed else {
+        let Some(mut signed) = signed else {
             return finish(shared, job, None).await;
         };
         let client = client_for(&mut cached_client, shared, &setup.destination);
         // The next batch is read and signed while this one is on its way; this one's progress
         // is saved as soon as the SIEM took it.
-        let next = sign_after(shared, window(shared, job, Some(signed.resume)), format);
+        let query = window(shared, job, Some(signed.resume));
+        let read_ahead = std::mem::take(&mut signed.read_ahead);
+        let next = sign_after(shared, query, format, read_ahead);
         let sending = async {
             let sent = tokio::select! {
                 sent = send(shared, &client, &setup, job, &signed.batch) => sent,
@@ -213,30 +217,52 @@ fn window(shared: &Shared, job: &ReplayJob, after: Option<(i64, i64)>) -> EventQ
         ts_to: job.end_at,
         event_type: None,
         after,
+        through_seq: job.through_seq,
         limit: shared.config.batch_max_events as u32,
     }
 }
 
-/// A batch of the window, and the position of its last event.
+/// A batch of the window, the position of its last event, and the events after it that were
+/// read while it was signed.
 struct Signed {
     batch: Batch,
     /// `(ts ms, seq)` of the batch's last event: the next batch starts after it.
     resume: (i64, i64),
+    /// The events that follow the batch, in order: the next batch's, read ahead.
+    read_ahead: Vec<StoredEvent>,
 }
 
-/// Reads the events `query` selects and signs as many as fit into one batch; `None` when there
+/// Signs as many of the events `query` selects as fit into one batch — starting with `read`,
+/// the ones already read, if any — and reads the following ones meanwhile; `None` when there
 /// are none.
 async fn sign_after(
     shared: &Arc<Shared>,
-    query: EventQuery,
+    mut query: EventQuery,
     format: Format,
+    read: Vec<StoredEvent>,
 ) -> Result<Option<Signed>, StoreError> {
-    let events = shared.store.list_events(&query).await?;
-    let (batch, events) = sign_batch(shared, format, events).await;
-    Ok(batch.map(|batch| {
-        let last = &events[batch.events - 1];
-        let resume = (last.event.ts.as_millis(), last.seq);
-        Signed { batch, resume }
+    let events = match read.is_empty() {
+        true => shared.store.list_events(&query).await?,
+        false => read,
+    };
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    query.after = Some((last.event.ts.as_millis(), last.seq));
+    let reading = shared.store.list_events(&query);
+    let ((batch, events), more) = tokio::join!(sign_batch(shared, format, events), reading);
+    let Some(batch) = batch else {
+        return Ok(None);
+    };
+    let last = &events[batch.events - 1];
+    let resume = (last.event.ts.as_millis(), last.seq);
+    // What did not fit in this batch comes first in the next.
+    let mut read_ahead: Vec<StoredEvent> = events.into_iter().skip(batch.events).collect();
+    read_ahead.extend(more?);
+    Ok(Some(Signed {
+        batch,
+        resume,
+        read_ahead,
     }))
 }
 

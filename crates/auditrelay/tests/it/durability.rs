@@ -118,6 +118,7 @@ async fn stored_traces(data_dir: &Path) -> HashSet<String> {
             ts_to: now().saturating_add_millis(600_000),
             event_type: None,
             after: None,
+            through_seq: None,
             limit: 1_000_000,
         })
         .await

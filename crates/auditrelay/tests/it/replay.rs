@@ -146,6 +146,60 @@ fn window(from_minutes_ago: i64, to_minutes_ago: i64) -> Value {
     json!({"start_at": at(from_minutes_ago), "end_at": at(to_minutes_ago)})
 }
 
+/// A job replays its window as it was stored when the job started: events stored later, even
+/// with a time inside the window (the PUT's own audit events, a producer's late batch), are
+/// live delivery's, so each arrives once and `events_sent` ends equal to `events_total`.
+#[tokio::test]
+async fn a_job_replays_the_window_as_stored_when_it_started() {
+    let app = TestApp::spawn_with(dev).await;
+    let receiver = TestReceiver::http().await;
+    let id = destination(&app, &receiver, "json").await;
+    patch(
+        &app,
+        "/us/v3/audit-log-webhook",
+        json!({"audit_log_destination_id": id, "enabled": true}),
+    )
+    .await;
+    let (early, body) = stamped(300, 20, "early", None);
+    ingest(&app, "/us/v1/events", body).await;
+    wait_until_delivered(&receiver, &early, 1).await;
+
+    // The SIEM stalls, so the job is still running when late events come in.
+    receiver.set_default(Behaviour::Hold);
+    let resp = app
+        .request(
+            Method::PUT,
+            "/us/v3/audit-log-replay-job",
+            Some(&app.admin),
+            Some(window(30, 0)),
+        )
+        .await;
+    expect_json(resp, StatusCode::ACCEPTED).await;
+    eventually(Duration::from_secs(30), || async {
+        let job = expect_json(
+            app.get("/us/v3/audit-log-replay-job", &app.admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        (job["status"] == "running" && job["events_total"].is_u64()).then_some(())
+    })
+    .await;
+    let (late, body) = stamped(100, 10, "late", None);
+    ingest(&app, "/us/v1/events", body).await;
+    receiver.release();
+
+    let (job, _) = wait_for_job(&app, "/us/v3/audit-log-replay-job", Doc::V3, JOB).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["events_sent"], job["events_total"], "{job}");
+    wait_until_delivered(&receiver, &early, 2).await;
+    wait_until_delivered(&receiver, &late, 1).await;
+    let counts = counts(&receiver.requests());
+    for t in &late {
+        assert_eq!(counts[t], 1, "{t} was stored after the job started");
+    }
+    app.stop().await;
+}
+
 /// The seeds' scenario: events reached the SIEM, a stretch of them was lost there, a replay of
 /// that window sends them again — in the destination's current format, signed, and nothing
 /// outside the window.
@@ -416,6 +470,7 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
         finished_at: None,
         failure_reason: None,
         resume: None,
+        through_seq: None,
     };
     let mut current = job(ReplayStatus::Accepted);
     assert!(store.replace_replay_job(&current).await.unwrap());

@@ -62,6 +62,7 @@ async fn prunes_expired_events_in_chunks() {
             ts_to: now(),
             event_type: None,
             after: None,
+            through_seq: None,
             limit: 100,
         })
         .await

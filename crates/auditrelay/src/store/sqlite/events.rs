@@ -51,6 +51,7 @@ impl SqliteStore {
              WHERE scope_id = ?1 AND ts >= max(?2, ?6) AND ts <= ?3
                AND (?4 IS NULL OR kind = ?4)
                AND (ts > ?6 OR seq > ?7)
+               AND (?8 IS NULL OR seq <= ?8)
              ORDER BY ts, seq LIMIT ?5",
         )
         .bind(scope_id)
@@ -60,6 +61,7 @@ impl SqliteStore {
         .bind(i64::from(q.limit))
         .bind(after_ts)
         .bind(after_seq)
+        .bind(q.through_seq)
         .fetch_all(&self.pool)
         .await?;
         let scope = q.scope();
@@ -80,6 +82,7 @@ impl SqliteStore {
              WHERE scope_id = ?1 AND ts >= ?2 AND ts <= min(?3, ?6)
                AND (?4 IS NULL OR kind = ?4)
                AND (ts < ?6 OR seq < ?7)
+               AND (?8 IS NULL OR seq <= ?8)
              ORDER BY ts DESC, seq DESC LIMIT ?5",
         )
         .bind(scope_id)
@@ -89,6 +92,7 @@ impl SqliteStore {
         .bind(i64::from(q.limit))
         .bind(before_ts)
         .bind(before_seq)
+        .bind(q.through_seq)
         .fetch_all(&self.pool)
         .await?;
         let scope = q.scope();

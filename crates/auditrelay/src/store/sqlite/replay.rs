@@ -46,7 +46,8 @@ impl SqliteStore {
                  id = excluded.id, start_at = excluded.start_at, end_at = excluded.end_at,
                  status = excluded.status, updated_at = excluded.updated_at,
                  events_total = NULL, events_sent = 0, batches_sent = 0, started_at = NULL,
-                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL
+                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL,
+                 through_seq = NULL
              WHERE replay_jobs.status IN ('completed', 'failed')",
         )
         .bind(scope)
@@ -64,7 +65,7 @@ impl SqliteStore {
         let done = sqlx::query(
             "UPDATE replay_jobs SET status = ?1, updated_at = ?2, events_total = ?3,
                  events_sent = ?4, batches_sent = ?5, started_at = ?6, finished_at = ?7,
-                 failure_reason = ?8, resume_ts = ?9, resume_seq = ?10
+                 failure_reason = ?8, resume_ts = ?9, resume_seq = ?10, through_seq = ?15
              WHERE id = ?11 AND scope_id =
                  (SELECT id FROM scopes WHERE org_id = ?12 AND region = ?13 AND portal_id = ?14)",
         )
@@ -87,6 +88,7 @@ impl SqliteStore {
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
         )
+        .bind(job.through_seq)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -97,9 +99,9 @@ impl SqliteStore {
         scope: &Scope,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events
+    ) -> Result<(u64, i64)> {
+        let (n, newest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), max(seq) FROM events
              WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
                AND ts >= ?4 AND ts <= ?5",
         )
@@ -110,7 +112,7 @@ impl SqliteStore {
         .bind(to.as_millis())
         .fetch_one(&self.pool)
         .await?;
-        Ok(n as u64)
+        Ok((n as u64, newest.unwrap_or(0)))
     }
 }
 
@@ -141,5 +143,6 @@ fn job_from_row(row: &SqliteRow) -> Result<ReplayJob> {
         finished_at: millis("finished_at")?,
         failure_reason: row.try_get("failure_reason")?,
         resume: resume_ts.zip(resume_seq),
+        through_seq: row.try_get("through_seq")?,
     })
 }

@@ -176,6 +176,7 @@ impl TestApp {
                 ts_to: now.saturating_add_millis(600_000),
                 event_type: kind,
                 after: None,
+                through_seq: None,
                 limit: 100_000,
             })
             .await
