@@ -118,7 +118,6 @@ pub struct DestinationData {
     pub authorization: String,
     pub log_format: String,
     pub skip_ssl_verification: Option<String>,
-    pub clear_authorization: Option<String>,
 }
 
 impl DestinationData {
@@ -131,12 +130,11 @@ impl DestinationData {
             endpoint: self.endpoint.clone(),
             log_format: self.log_format.clone(),
             skip_ssl_verification: self.skip_ssl_verification.is_some(),
-            clear_authorization: self.clear_authorization.is_some(),
         }
     }
 
     /// The API body: every field of the form; on an edit, the authorization value only when
-    /// one was typed (or its removal asked for).
+    /// one was typed. (There is no removing it: the API requires one, as Konnect does.)
     fn body(&self, editing: bool) -> Value {
         let mut body = Map::new();
         body.insert("name".into(), self.name.clone().into());
@@ -150,7 +148,7 @@ impl DestinationData {
         );
         let authorization = if !self.authorization.is_empty() {
             Some(self.authorization.clone())
-        } else if !editing || self.clear_authorization.is_some() {
+        } else if !editing {
             Some(String::new())
         } else {
             None
@@ -194,7 +192,6 @@ pub async fn new(State(ui): State<UiState>, user: SignedIn) -> Response {
         endpoint: String::new(),
         log_format: "cef".to_owned(),
         skip_ssl_verification: false,
-        clear_authorization: false,
     };
     let heading = "New Webhook".to_owned();
     form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
@@ -274,7 +271,6 @@ pub async fn edit(State(ui): State<UiState>, user: SignedIn, Path(id): Path<Stri
         endpoint: destination.endpoint,
         log_format: destination.log_format,
         skip_ssl_verification: destination.skip_ssl_verification,
-        clear_authorization: false,
     };
     form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
 }

@@ -205,7 +205,6 @@ pub struct DestinationForm {
     pub endpoint: String,
     pub log_format: String,
     pub skip_ssl_verification: bool,
-    pub clear_authorization: bool,
 }
 
 impl DestinationForm {
