@@ -461,15 +461,17 @@ impl Lane {
     /// stays pending. Meanwhile the events after those read are read, so that the next batch
     /// does not wait for the store (a failed read is left to the next turn).
     async fn build(&mut self, setup: &Setup, through: i64) -> Option<Built> {
-        let take = self.pending.iter().take_while(|e| e.seq <= through).count();
+        let max_events = self.shared.config.batch_max_events;
+        let take = self
+            .pending
+            .iter()
+            .take_while(|e| e.seq <= through)
+            .take(max_events)
+            .count();
         let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
         let format = setup.destination.log_format;
         let signing = sign_batch(&self.shared, format, events);
-        let room = self
-            .shared
-            .config
-            .batch_max_events
-            .saturating_sub(self.pending.len()) as u32;
+        let room = max_events.saturating_sub(self.pending.len()) as u32;
         let reading = async {
             match room {
                 0 => Ok(Vec::new()),
@@ -482,10 +484,16 @@ impl Lane {
             }
         };
         let ((batch, events), more) = tokio::join!(signing, reading);
-        if let Some(last) = more.as_ref().ok().and_then(|more| more.last()) {
+        // `pending` stays within one batch's worth: when the batch was cut short (by
+        // `batch_max_bytes`), what it left over comes first and the excess read is read again
+        // later.
+        let unsent = events.len() - batch.as_ref().map_or(0, |b| b.events);
+        let mut more = more.unwrap_or_default();
+        more.truncate(max_events.saturating_sub(self.pending.len() + unsent));
+        if let Some(last) = more.last() {
             self.read_through = last.seq;
         }
-        self.pending.extend(more.unwrap_or_default());
+        self.pending.extend(more);
         let mut events = events.into_iter();
         let seqs = match &batch {
             Some(batch) => events.by_ref().take(batch.events).map(|e| e.seq).collect(),

@@ -249,6 +249,7 @@ async fn sign_after(
         return Ok(None);
     };
     query.after = Some((last.event.ts.as_millis(), last.seq));
+    let max_events = query.limit as usize;
     let reading = shared.store.list_events(&query);
     let ((batch, events), more) = tokio::join!(sign_batch(shared, format, events), reading);
     let Some(batch) = batch else {
@@ -256,9 +257,12 @@ async fn sign_after(
     };
     let last = &events[batch.events - 1];
     let resume = (last.event.ts.as_millis(), last.seq);
-    // What did not fit in this batch comes first in the next.
+    // What did not fit in this batch comes first in the next; what is read ahead stays within
+    // one batch's worth (the excess is read again later), so memory stays bounded.
     let mut read_ahead: Vec<StoredEvent> = events.into_iter().skip(batch.events).collect();
-    read_ahead.extend(more?);
+    let mut more = more?;
+    more.truncate(max_events.saturating_sub(read_ahead.len()));
+    read_ahead.extend(more);
     Ok(Some(Signed {
         batch,
         resume,

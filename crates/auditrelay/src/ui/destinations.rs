@@ -110,7 +110,8 @@ async fn webhook_users(
 }
 
 /// The destination form as posted.
-#[derive(Debug, Default, Deserialize)]
+// No `Debug`: it holds a secret, which must never reach a log line.
+#[derive(Default, Deserialize)]
 #[serde(default)]
 pub struct DestinationData {
     pub name: String,

@@ -13,7 +13,8 @@ use std::any::Any;
 use std::time::Instant;
 
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
@@ -83,7 +84,8 @@ pub fn panic_page(_: Box<dyn Any + Send + 'static>) -> Response {
 /// be `same-origin` (or `none`, a person's own navigation), and `Origin` must name the host the
 /// request was sent to (`X-Forwarded-Host` behind a proxy). Requests without either header
 /// (old browsers, scripts) pass here and meet the CSRF token.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(parts: &Parts) -> bool {
+    let headers = &parts.headers;
     let value = |name| {
         headers
             .get(name)
@@ -97,9 +99,11 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = value("origin") else {
         return true;
     };
+    // HTTP/2 carries the host as the URI's authority, not as a `Host` header.
     let host = value("x-forwarded-host")
         .and_then(|h| h.split(',').next())
         .or_else(|| value("host"))
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .map(str::trim);
     let authority = origin.split_once("://").map(|(_, authority)| authority);
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
@@ -166,7 +170,7 @@ impl<T: DeserializeOwned + Send> FromRequest<UiState> for Form<T> {
         let user = SignedIn::from_request_parts(&mut parts, ui)
             .await
             .map_err(IntoResponse::into_response)?;
-        if !same_origin(&parts.headers) {
+        if !same_origin(&parts) {
             return Err(cross_site_refused());
         }
         let (data, pairs) = read_form::<T>(body).await?;
@@ -184,12 +188,27 @@ impl<T: DeserializeOwned + Send> FromRequest<UiState> for Form<T> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
+    fn headers(pairs: &[(&'static str, &'static str)]) -> Parts {
+        let mut request = axum::http::Request::builder().uri("/ui/sign-in");
         for (k, v) in pairs {
-            map.insert(*k, HeaderValue::from_static(v));
+            request = request.header(*k, *v);
         }
-        map
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn http2_names_the_host_in_the_uri() {
+        let (mut parts, ()) = axum::http::Request::builder()
+            .uri("https://audit.example.com/ui/sign-in")
+            .header("origin", "https://audit.example.com")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert!(same_origin(&parts));
+        parts
+            .headers
+            .insert("origin", HeaderValue::from_static("https://evil.example"));
+        assert!(!same_origin(&parts));
     }
 
     #[test]
@@ -212,7 +231,7 @@ mod tests {
             headers(&[("host", "a:1"), ("sec-fetch-site", "cross-site")]),
             headers(&[("host", "a:1"), ("sec-fetch-site", "same-site")]),
         ] {
-            assert!(!same_origin(&bad), "{bad:?}");
+            assert!(!same_origin(&bad), "{:?}", bad.headers);
         }
     }
 

@@ -57,7 +57,8 @@ pub async fn page(user: Option<SignedIn>, Query(notice): Query<Notice>) -> Respo
     render(StatusCode::OK, &page)
 }
 
-#[derive(Debug, Default, Deserialize)]
+// No `Debug`: it holds a secret, which must never reach a log line.
+#[derive(Default, Deserialize)]
 #[serde(default)]
 pub struct SignInData {
     token: String,
@@ -66,7 +67,7 @@ pub struct SignInData {
 /// `POST /ui/sign-in`.
 pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if !same_origin(&parts.headers) {
+    if !same_origin(&parts) {
         return cross_site_refused();
     }
     let data = match read_form::<SignInData>(body).await {

@@ -422,6 +422,34 @@ async fn a_failure_in_the_middle_of_a_backlog_loses_and_repeats_nothing() {
     app.stop().await;
 }
 
+/// Batches cut short by `batch_max_bytes` while a backlog drains: what a batch leaves over
+/// goes first into the next one, what was read ahead beyond one batch's worth is read again,
+/// and every event arrives once, in order.
+#[tokio::test]
+async fn byte_limited_batches_drain_a_backlog_once_in_order() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.batch_max_bytes = 8 * 1024;
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    bind(&app, "us", &receiver.url(), "json").await;
+    let traces = ingest(&app, "us", 1500, "bytes").await;
+    wait_for_traces(&receiver, &traces, Duration::from_secs(60)).await;
+    let requests = receiver.requests();
+    let ours: Vec<String> = accepted_traces(&requests, "bytes")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(ours, traces, "every event once, in order");
+    for r in &requests {
+        let bytes: usize = r.lines.iter().map(|l| l.len() + 1).sum();
+        assert!(bytes <= 8 * 1024 + 1, "a batch of {bytes} bytes");
+    }
+    assert!(requests.len() >= 1500 / 25, "{} requests", requests.len());
+    app.stop().await;
+}
+
 /// A batch built ahead under the old configuration is not sent: after a change of format,
 /// every batch is built in the new one, and no event is lost or sent twice.
 #[tokio::test]

@@ -200,6 +200,48 @@ async fn a_job_replays_the_window_as_stored_when_it_started() {
     app.stop().await;
 }
 
+/// A replay whose batches are cut short by `batch_max_bytes`: the leftovers and the events
+/// read ahead are sent in order, each once, and nothing of the window is skipped.
+#[tokio::test]
+async fn a_replay_of_byte_limited_batches_sends_the_window_once() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.batch_max_bytes = 8 * 1024;
+    })
+    .await;
+    let (window_events, body) = stamped(1200, 20, "cut", None);
+    ingest(&app, "/us/v1/events", body).await;
+    let receiver = TestReceiver::http().await;
+    let id = destination(&app, &receiver, "json").await;
+    patch(
+        &app,
+        "/us/v3/audit-log-webhook",
+        json!({"audit_log_destination_id": id, "enabled": true}),
+    )
+    .await;
+    let resp = app
+        .request(
+            Method::PUT,
+            "/us/v3/audit-log-replay-job",
+            Some(&app.admin),
+            Some(window(25, 15)),
+        )
+        .await;
+    expect_json(resp, StatusCode::ACCEPTED).await;
+    let (job, _) = wait_for_job(&app, "/us/v3/audit-log-replay-job", Doc::V3, JOB).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["events_sent"], 1200, "{job}");
+    wait_until_delivered(&receiver, &window_events, 1).await;
+    let replayed: Vec<String> = receiver
+        .lines()
+        .iter()
+        .map(|l| trace_of(l))
+        .filter(|t| t.starts_with("cut"))
+        .collect();
+    assert_eq!(replayed, window_events, "the window once, in order");
+    app.stop().await;
+}
+
 /// The seeds' scenario: events reached the SIEM, a stretch of them was lost there, a replay of
 /// that window sends them again — in the destination's current format, signed, and nothing
 /// outside the window.
