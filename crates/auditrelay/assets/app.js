@@ -46,35 +46,36 @@
 
   // While a replay job is accepted, pending or running, fetch the page again every two
   // seconds and swap in its status table. The live region itself stays in place, so screen
-  // readers announce the new status.
-  function refreshReplay() {
+  // readers announce the new status. A failed fetch is retried later and later, and given up
+  // after a few (the Refresh link still works).
+  function refreshReplay(failures) {
+    failures = failures || 0;
     var current = document.getElementById("replay-status");
-    if (!current || current.getAttribute("data-refresh") !== "true") {
+    if (!current || current.getAttribute("data-refresh") !== "true" || failures > 5) {
       return;
     }
     window.setTimeout(function () {
       fetch(window.location.pathname, { credentials: "same-origin" })
         .then(function (response) {
-          return response.ok ? response.text() : null;
+          return response.ok ? response.text() : Promise.reject(response.status);
         })
         .then(function (html) {
-          if (html === null) {
-            return;
-          }
           var fresh = new DOMParser()
             .parseFromString(html, "text/html")
             .getElementById("replay-status");
           if (fresh) {
             current.innerHTML = fresh.innerHTML;
             if (fresh.getAttribute("data-refresh") === "true") {
-              refreshReplay();
+              refreshReplay(0);
             } else {
               current.removeAttribute("data-refresh");
             }
           }
         })
-        .catch(refreshReplay);
-    }, 2000);
+        .catch(function () {
+          refreshReplay(failures + 1);
+        });
+    }, Math.min(2000 * Math.pow(2, failures), 30000));
   }
 
   document.addEventListener("change", function (event) {
@@ -87,5 +88,5 @@
 
   syncRange();
   syncPortals();
-  refreshReplay();
+  refreshReplay(0);
 })();
