@@ -80,31 +80,34 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/ui/audit-logs/regions/{region}", get(org::region_home))
         .route(
             "/ui/audit-logs/regions/{region}/setup",
-            get(org::setup).post(org::save_setup),
+            get(scope::setup).post(scope::save_setup),
         )
-        .route("/ui/audit-logs/regions/{region}/remove", post(org::remove))
-        .route("/ui/audit-logs/regions/{region}/status", get(org::status))
+        .route(
+            "/ui/audit-logs/regions/{region}/remove",
+            post(scope::remove),
+        )
+        .route("/ui/audit-logs/regions/{region}/status", get(scope::status))
         .route(
             "/ui/audit-logs/regions/{region}/test-event",
-            post(org::test_event),
+            post(scope::test_event),
         )
         .route(
             "/ui/audit-logs/regions/{region}/replay",
-            get(org::replay).post(org::send_replay),
+            get(scope::replay).post(scope::send_replay),
         )
         .route("/ui/portals", get(portals::list).post(portals::create))
         .route("/ui/portals/new", get(portals::new))
         .route("/ui/portals/{portal}", get(portals::portal_home))
         .route(
             "/ui/portals/{portal}/setup",
-            get(portals::setup).post(portals::save_setup),
+            get(scope::setup).post(scope::save_setup),
         )
-        .route("/ui/portals/{portal}/remove", post(portals::remove))
-        .route("/ui/portals/{portal}/status", get(portals::status))
-        .route("/ui/portals/{portal}/test-event", post(portals::test_event))
+        .route("/ui/portals/{portal}/remove", post(scope::remove))
+        .route("/ui/portals/{portal}/status", get(scope::status))
+        .route("/ui/portals/{portal}/test-event", post(scope::test_event))
         .route(
             "/ui/portals/{portal}/replay",
-            get(portals::replay).post(portals::send_replay),
+            get(scope::replay).post(scope::send_replay),
         )
         .route("/ui/assets/{file}", get(assets::serve))
         .route("/ui/{*rest}", any(not_found))

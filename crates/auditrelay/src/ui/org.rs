@@ -9,8 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::client::{Failure, wire};
-use super::guard::Form;
-use super::scope::{self, ReplayData, Scope, SetupData, badge_of};
+use super::scope::{Scope, badge_of};
 use super::session::SignedIn;
 use super::views::{self, Chrome, OrgPage, ScopeCard, Section};
 use super::{Refused, UiState, failed, hidden_section, render, see_other};
@@ -76,7 +75,7 @@ pub async fn overview(State(ui): State<UiState>, user: SignedIn) -> Response {
 }
 
 /// The region a path names.
-fn region_scope(ui: &UiState, user: &SignedIn, region: &str) -> Result<Scope, Refused> {
+pub(super) fn region_scope(ui: &UiState, user: &SignedIn, region: &str) -> Result<Scope, Refused> {
     if !Section::Org.visible_to(user.who.role()) {
         return Err(Refused::Hidden);
     }
@@ -91,83 +90,6 @@ pub async fn region_home(
 ) -> Response {
     match region_scope(&ui, &user, &region) {
         Ok(scope) => see_other(&format!("{}/setup", scope.base)),
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn setup(
-    State(ui): State<UiState>,
-    user: SignedIn,
-    Path(region): Path<String>,
-) -> Response {
-    match region_scope(&ui, &user, &region) {
-        Ok(scope) => scope::setup(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn save_setup(
-    State(ui): State<UiState>,
-    Path(region): Path<String>,
-    Form { user, data }: Form<SetupData>,
-) -> Response {
-    match region_scope(&ui, &user, &region) {
-        Ok(scope) => scope::save_setup(&ui, &user, &scope, data).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn remove(
-    State(ui): State<UiState>,
-    Path(region): Path<String>,
-    Form { user, .. }: Form<serde::de::IgnoredAny>,
-) -> Response {
-    match region_scope(&ui, &user, &region) {
-        Ok(scope) => scope::remove(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn status(
-    State(ui): State<UiState>,
-    user: SignedIn,
-    Path(region): Path<String>,
-) -> Response {
-    match region_scope(&ui, &user, &region) {
-        Ok(scope) => scope::status(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn test_event(
-    State(ui): State<UiState>,
-    Path(region): Path<String>,
-    Form { user, .. }: Form<serde::de::IgnoredAny>,
-) -> Response {
-    match region_scope(&ui, &user, &region) {
-        Ok(scope) => scope::test_event(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn replay(
-    State(ui): State<UiState>,
-    user: SignedIn,
-    Path(region): Path<String>,
-) -> Response {
-    match region_scope(&ui, &user, &region) {
-        Ok(scope) => scope::replay(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn send_replay(
-    State(ui): State<UiState>,
-    Path(region): Path<String>,
-    Form { user, data }: Form<ReplayData>,
-) -> Response {
-    match region_scope(&ui, &user, &region) {
-        Ok(scope) => scope::send_replay(&ui, &user, &scope, data).await,
         Err(refused) => refused.page(&ui, &user),
     }
 }

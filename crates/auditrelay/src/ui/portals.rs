@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::client::{Failure, wire};
 use super::guard::Form;
 use super::messages::{self, Alert, WEBHOOK_LABELS, explain};
-use super::scope::{self, ReplayData, Scope, SetupData, badge_of};
+use super::scope::{Scope, badge_of};
 use super::session::{Flash, SignedIn};
 use super::views::{
     Choice, Chrome, NewPortalForm, NewPortalPage, PortalChoice, PortalRow, PortalsPage,
@@ -241,7 +241,11 @@ pub async fn create(State(ui): State<UiState>, Form { user, data }: Form<NewData
 }
 
 /// The portal a path names, read through the API (which refuses a portal admin any other).
-async fn portal_scope(ui: &UiState, user: &SignedIn, portal: &str) -> Result<Scope, Refused> {
+pub(super) async fn portal_scope(
+    ui: &UiState,
+    user: &SignedIn,
+    portal: &str,
+) -> Result<Scope, Refused> {
     if !Section::Portals.visible_to(user.who.role()) {
         return Err(Refused::Hidden);
     }
@@ -268,83 +272,6 @@ pub async fn portal_home(
 ) -> Response {
     match portal_scope(&ui, &user, &portal).await {
         Ok(scope) => see_other(&format!("{}/status", scope.base)),
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn setup(
-    State(ui): State<UiState>,
-    user: SignedIn,
-    Path(portal): Path<String>,
-) -> Response {
-    match portal_scope(&ui, &user, &portal).await {
-        Ok(scope) => scope::setup(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn save_setup(
-    State(ui): State<UiState>,
-    Path(portal): Path<String>,
-    Form { user, data }: Form<SetupData>,
-) -> Response {
-    match portal_scope(&ui, &user, &portal).await {
-        Ok(scope) => scope::save_setup(&ui, &user, &scope, data).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn remove(
-    State(ui): State<UiState>,
-    Path(portal): Path<String>,
-    Form { user, .. }: Form<serde::de::IgnoredAny>,
-) -> Response {
-    match portal_scope(&ui, &user, &portal).await {
-        Ok(scope) => scope::remove(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn status(
-    State(ui): State<UiState>,
-    user: SignedIn,
-    Path(portal): Path<String>,
-) -> Response {
-    match portal_scope(&ui, &user, &portal).await {
-        Ok(scope) => scope::status(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn test_event(
-    State(ui): State<UiState>,
-    Path(portal): Path<String>,
-    Form { user, .. }: Form<serde::de::IgnoredAny>,
-) -> Response {
-    match portal_scope(&ui, &user, &portal).await {
-        Ok(scope) => scope::test_event(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn replay(
-    State(ui): State<UiState>,
-    user: SignedIn,
-    Path(portal): Path<String>,
-) -> Response {
-    match portal_scope(&ui, &user, &portal).await {
-        Ok(scope) => scope::replay(&ui, &user, &scope).await,
-        Err(refused) => refused.page(&ui, &user),
-    }
-}
-
-pub async fn send_replay(
-    State(ui): State<UiState>,
-    Path(portal): Path<String>,
-    Form { user, data }: Form<ReplayData>,
-) -> Response {
-    match portal_scope(&ui, &user, &portal).await {
-        Ok(scope) => scope::send_replay(&ui, &user, &scope, data).await,
         Err(refused) => refused.page(&ui, &user),
     }
 }

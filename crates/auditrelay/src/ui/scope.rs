@@ -3,12 +3,18 @@
 //! [`Scope`] says which API paths serve the webhook and how the pages call it.
 
 use auditrelay_core::Permission;
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::client::{Failure, wire};
+use super::guard::{Form, cross_site_refused, same_origin};
 use super::messages::{
     self, Alert, Badge, REPLAY_LABELS, WEBHOOK_LABELS, capitalized, count, explain,
 };
@@ -17,7 +23,7 @@ use super::views::{
     Choice, Chrome, JobView, RANGES, ReplayForm, ReplayPage, ScopeHeader, Section, SetupForm,
     SetupPage, StatusPage, StatusView,
 };
-use super::{UiState, failed, render, see_other};
+use super::{Refused, UiState, failed, render, see_other};
 use crate::clock;
 
 /// One webhook as the UI addresses it.
@@ -105,6 +111,36 @@ impl Scope {
     }
 }
 
+/// The webhook a sub-page addresses — `/ui/audit-logs/regions/{region}/…` or
+/// `/ui/portals/{portal}/…` — resolved, and checked against the person's role, so that one
+/// handler serves each sub-page for regions and portals alike.
+pub struct Target(pub Scope);
+
+impl FromRequestParts<UiState> for Target {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &UiState) -> Result<Self, Response> {
+        let user = SignedIn::from_request_parts(parts, ui)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        // A form's checks come before any API call, even the read that resolves a portal.
+        if parts.method != Method::GET && !same_origin(parts) {
+            return Err(cross_site_refused());
+        }
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, ui)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let resolved = match (params.get("region"), params.get("portal")) {
+            (Some(region), _) => super::org::region_scope(ui, &user, region),
+            (None, Some(portal)) => super::portals::portal_scope(ui, &user, portal).await,
+            (None, None) => Err(Refused::NotFound("There is no page at this address.")),
+        };
+        resolved
+            .map(Target)
+            .map_err(|refused| refused.page(ui, &user))
+    }
+}
+
 /// The badge of a webhook status.
 pub fn badge_of(status: &wire::WebhookStatus) -> Badge {
     Badge::of(&status.webhook_status, status.webhook_enabled)
@@ -120,7 +156,8 @@ pub struct SetupData {
     pub endpoint: String,
 }
 
-pub async fn setup(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+pub async fn setup(State(ui): State<UiState>, user: SignedIn, Target(scope): Target) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
     setup_page(ui, user, scope, None, Alert::default(), StatusCode::OK).await
 }
 
@@ -171,7 +208,12 @@ async fn setup_page(
     render(status, &page)
 }
 
-pub async fn save_setup(ui: &UiState, user: &SignedIn, scope: &Scope, data: SetupData) -> Response {
+pub async fn save_setup(
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, data }: Form<SetupData>,
+) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
     let enabled = data.enabled.is_some();
     let mut body = json!({ "enabled": enabled });
     if !data.endpoint.is_empty() {
@@ -203,7 +245,12 @@ pub async fn save_setup(ui: &UiState, user: &SignedIn, scope: &Scope, data: Setu
     }
 }
 
-pub async fn remove(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+pub async fn remove(
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, .. }: Form<IgnoredAny>,
+) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
     match user.api(ui).delete(&scope.api_webhook).await {
         Ok(()) => {
             user.flash(Flash(format!(
@@ -225,7 +272,8 @@ pub async fn remove(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
 
 // ----- Status -----
 
-pub async fn status(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+pub async fn status(State(ui): State<UiState>, user: SignedIn, Target(scope): Target) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
     status_page(ui, user, scope, Alert::default(), StatusCode::OK).await
 }
 
@@ -298,7 +346,12 @@ async fn status_page(
     render(code, &page)
 }
 
-pub async fn test_event(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+pub async fn test_event(
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, .. }: Form<IgnoredAny>,
+) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
     let path = format!("{}/test-event", scope.api_webhook);
     match user.api(ui).post_empty::<wire::TestEvent>(&path).await {
         Ok(sent) => {
@@ -328,7 +381,8 @@ pub struct ReplayData {
     pub end_at: String,
 }
 
-pub async fn replay(ui: &UiState, user: &SignedIn, scope: &Scope) -> Response {
+pub async fn replay(State(ui): State<UiState>, user: SignedIn, Target(scope): Target) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
     replay_page(ui, user, scope, None, Alert::default(), StatusCode::OK).await
 }
 
@@ -433,11 +487,11 @@ fn utc(value: &str) -> String {
 }
 
 pub async fn send_replay(
-    ui: &UiState,
-    user: &SignedIn,
-    scope: &Scope,
-    data: ReplayData,
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, data }: Form<ReplayData>,
 ) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
     let minutes = match data.range.as_str() {
         "15m" => Some(15),
         "1h" => Some(60),
