@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::durability::{create_token, free_port, serve_dev};
+use crate::durability::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::listen::Listener;
 use crate::support::events::{access, authentication, authorization, ndjson, portal_login};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
@@ -600,24 +600,7 @@ async fn sigkill_mid_stream_loses_nothing() {
 
     let destination =
         json!({"name": "siem", "endpoint": receiver.url(), "authorization": SIEM_SECRET});
-    let created: Value = client
-        .post(format!("{base}/v3/audit-log-destinations"))
-        .bearer_auth(&token)
-        .json(&destination)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let resp = client
-        .patch(format!("{base}/us/v3/audit-log-webhook"))
-        .bearer_auth(&token)
-        .json(&json!({"audit_log_destination_id": created["id"], "enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    bind_org_webhook(&client, &base, &token, destination).await;
     let mut traces = Vec::new();
     for chunk in 0..5 {
         let batch: Vec<String> = (0..1000).map(|i| format!("kill-{chunk}-{i:04}")).collect();
@@ -791,24 +774,7 @@ async fn serve_listen_emit_and_verify_end_to_end() {
         "name": "local listener", "endpoint": listener.url, "authorization": SIEM_SECRET,
         "log_format": "json",
     });
-    let created: Value = client
-        .post(format!("{base}/v3/audit-log-destinations"))
-        .bearer_auth(&token)
-        .json(&destination)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bound = client
-        .patch(format!("{base}/us/v3/audit-log-webhook"))
-        .bearer_auth(&token)
-        .json(&json!({"audit_log_destination_id": created["id"], "enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bound.status(), StatusCode::OK, "{created}");
+    bind_org_webhook(&client, &base, &token, destination).await;
 
     let emitted = tokio::process::Command::new(BIN)
         .args([

@@ -11,6 +11,7 @@ use auditrelay::config::Config;
 use auditrelay::store::{EventQuery, Store};
 use auditrelay_core::{Region, Timestamp};
 use reqwest::StatusCode;
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::support::events::{authorization, ndjson};
@@ -74,6 +75,35 @@ pub async fn serve_dev(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Chil
         .envs(env.iter().copied())
         .stderr(Stdio::inherit());
     serve_with(command, data_dir, port).await
+}
+
+/// Creates `destination` on the server at `base` and binds the `us` org webhook to it, enabled;
+/// returns the created destination.
+pub async fn bind_org_webhook(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    destination: Value,
+) -> Value {
+    let created: Value = client
+        .post(format!("{base}/v3/audit-log-destinations"))
+        .bearer_auth(token)
+        .json(&destination)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bound = client
+        .patch(format!("{base}/us/v3/audit-log-webhook"))
+        .bearer_auth(token)
+        .json(&json!({"audit_log_destination_id": created["id"], "enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bound.status(), StatusCode::OK, "{created}");
+    created
 }
 
 /// Runs `serve` on `port` with whatever else `command` (a `Command` for the binary, see

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::durability::{create_token, free_port, serve_dev};
+use crate::durability::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::support::conformance::{Doc, check};
 use crate::support::events::{authorization, ndjson, portal_login};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
@@ -51,6 +51,15 @@ async fn patch(app: &TestApp, path: &str, body: Value) -> Value {
         .request(Method::PATCH, path, Some(&app.admin), Some(body))
         .await;
     expect_json(resp, StatusCode::OK).await
+}
+
+/// A destination for `receiver` in `format`, bound to the `us` org webhook, enabled; returns the
+/// destination's id.
+async fn enable_org_webhook(app: &TestApp, receiver: &TestReceiver, format: &str) -> String {
+    let id = destination(app, receiver, format).await;
+    let bind = json!({"audit_log_destination_id": id, "enabled": true});
+    patch(app, "/us/v3/audit-log-webhook", bind).await;
+    id
 }
 
 /// Events stamped `minutes_ago` (ingested now), with trace ids `<tag>-<i>`.
@@ -153,13 +162,7 @@ fn window(from_minutes_ago: i64, to_minutes_ago: i64) -> Value {
 async fn a_job_replays_the_window_as_stored_when_it_started() {
     let app = TestApp::spawn_with(dev).await;
     let receiver = TestReceiver::http().await;
-    let id = destination(&app, &receiver, "json").await;
-    patch(
-        &app,
-        "/us/v3/audit-log-webhook",
-        json!({"audit_log_destination_id": id, "enabled": true}),
-    )
-    .await;
+    enable_org_webhook(&app, &receiver, "json").await;
     let (early, body) = stamped(300, 20, "early", None);
     ingest(&app, "/us/v1/events", body).await;
     wait_until_delivered(&receiver, &early, 1).await;
@@ -212,13 +215,7 @@ async fn a_replay_of_byte_limited_batches_sends_the_window_once() {
     let (window_events, body) = stamped(1200, 20, "cut", None);
     ingest(&app, "/us/v1/events", body).await;
     let receiver = TestReceiver::http().await;
-    let id = destination(&app, &receiver, "json").await;
-    patch(
-        &app,
-        "/us/v3/audit-log-webhook",
-        json!({"audit_log_destination_id": id, "enabled": true}),
-    )
-    .await;
+    enable_org_webhook(&app, &receiver, "json").await;
     let resp = app
         .request(
             Method::PUT,
@@ -249,13 +246,7 @@ async fn a_replay_of_byte_limited_batches_sends_the_window_once() {
 async fn the_seeds_scenario_for_the_org() {
     let app = TestApp::spawn_with(dev).await;
     let receiver = TestReceiver::http().await;
-    let id = destination(&app, &receiver, "json").await;
-    patch(
-        &app,
-        "/us/v3/audit-log-webhook",
-        json!({"audit_log_destination_id": id, "enabled": true}),
-    )
-    .await;
+    let id = enable_org_webhook(&app, &receiver, "json").await;
     let (before, body) = stamped(150, 30, "before", None);
     ingest(&app, "/us/v1/events", body).await;
     let (lost, body) = stamped(450, 20, "lost", None);
@@ -542,13 +533,7 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
 async fn conflicts_roles_and_unknown_portals() {
     let app = TestApp::spawn_with(dev).await;
     let receiver = TestReceiver::http().await;
-    let id = destination(&app, &receiver, "json").await;
-    patch(
-        &app,
-        "/us/v3/audit-log-webhook",
-        json!({"audit_log_destination_id": id, "enabled": true}),
-    )
-    .await;
+    enable_org_webhook(&app, &receiver, "json").await;
     let (_, body) = stamped(5, 20, "held", None);
     ingest(&app, "/us/v1/events", body).await;
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
@@ -636,13 +621,7 @@ async fn conflicts_roles_and_unknown_portals() {
 async fn a_refusing_siem_fails_the_job_and_a_new_one_is_accepted() {
     let app = TestApp::spawn_with(dev).await;
     let receiver = TestReceiver::http().await;
-    let id = destination(&app, &receiver, "json").await;
-    patch(
-        &app,
-        "/us/v3/audit-log-webhook",
-        json!({"audit_log_destination_id": id, "enabled": true}),
-    )
-    .await;
+    enable_org_webhook(&app, &receiver, "json").await;
     let (traces, body) = stamped(20, 20, "refused", None);
     ingest(&app, "/us/v1/events", body).await;
     wait_until_delivered(&receiver, &traces, 1).await;
@@ -686,13 +665,7 @@ async fn live_delivery_flows_during_a_long_replay() {
     })
     .await;
     let receiver = TestReceiver::http().await;
-    let id = destination(&app, &receiver, "cef").await;
-    patch(
-        &app,
-        "/us/v3/audit-log-webhook",
-        json!({"audit_log_destination_id": id, "enabled": true}),
-    )
-    .await;
+    enable_org_webhook(&app, &receiver, "cef").await;
     let mut window_traces = Vec::new();
     for chunk in 0..10 {
         let (traces, body) = stamped(1000, 20, &format!("old{chunk}"), None);
@@ -752,20 +725,7 @@ async fn sigkill_while_running_then_the_job_completes() {
     };
     let destination =
         json!({"name": "siem", "endpoint": receiver.url(), "authorization": "Bearer siem"});
-    let created: Value = call(Method::POST, "/v3/audit-log-destinations", destination)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bind = json!({"audit_log_destination_id": created["id"], "enabled": true});
-    assert!(
-        call(Method::PATCH, "/us/v3/audit-log-webhook", bind)
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
+    bind_org_webhook(&client, &base, &token, destination).await;
     let mut traces = Vec::new();
     for chunk in 0..10 {
         let (batch, body) = stamped(1000, 20, &format!("w{chunk}"), None);
