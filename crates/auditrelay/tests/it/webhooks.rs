@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::durability::{create_token, free_port, serve_with};
 use crate::support::conformance::{Doc, check};
+use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::BIN;
 use crate::support::{TestApp, expect_json, expect_problem, invalid_fields, now};
 
@@ -608,7 +609,16 @@ async fn bad_requests_change_nothing() {
 /// change causes: a PATCH of the webhook or of its destination re-arms an inactive webhook.
 #[tokio::test]
 async fn status_follows_konnects_table() {
-    let app = TestApp::spawn().await;
+    // The test records attempts itself, as delivery would. Its real lane must record none: the
+    // SIEM holds every request, and the request timeout outlasts the test.
+    let app = TestApp::spawn_with(|c| {
+        c.delivery.allow_http_endpoints = true;
+        c.delivery.allow_private_endpoints = true;
+        c.delivery.request_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    receiver.set_default(Behaviour::Hold);
     let status = || async {
         call(
             &app,
@@ -633,7 +643,7 @@ async fn status_follows_konnects_table() {
         status().await,
         json!({"webhook_enabled": false, "webhook_status": "unconfigured"})
     );
-    let id = destination(&app, "siem", "https://52.1.2.3/siem").await;
+    let id = destination(&app, "siem", &receiver.url()).await;
     patch(json!({"audit_log_destination_id": id})).await;
     assert_eq!(
         status().await,
