@@ -4,7 +4,8 @@
 //! one writer task with its own connection that commits everything submitted while the previous
 //! commit was running as a single transaction (group commit): a burst of concurrent ingest
 //! requests costs one fsync, not one each, and each request still hears back only after its
-//! events are on disk.
+//! events are on disk. Webhooks' delivery positions are written by that task too, ahead of
+//! queued appends, so that delivery never sleeps on SQLite's write lock.
 
 mod destinations;
 mod events;
@@ -22,7 +23,6 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use auditrelay_core::{OrgId, PortalId, Region};
@@ -36,8 +36,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// What the writer committed last, and when.
     pub commits: Arc<Commits>,
-    /// `None` once closed; each append clones it so the writer drains in-flight work first.
-    writer: Mutex<Option<mpsc::Sender<events::WriteJob>>>,
+    /// `None` once closed; each write clones it so the writer drains in-flight work first.
+    writer: Mutex<Option<events::Writer>>,
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -75,12 +75,11 @@ impl SqliteStore {
             .await?;
         let commits = Arc::new(Commits::new(newest));
         let conn = options.connect().await?;
-        let (tx, rx) = mpsc::channel(1024);
-        let task = tokio::spawn(events::run_writer(conn, rx, commits.clone()));
+        let (writer, task) = events::Writer::start(conn, commits.clone());
         Ok(Self {
             pool,
             commits,
-            writer: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
             writer_task: tokio::sync::Mutex::new(Some(task)),
         })
     }

@@ -1,7 +1,7 @@
 //! Webhooks in SQLite: one row per configured webhook, keyed by its scope.
 
 use auditrelay_core::Timestamp;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
 use uuid::Uuid;
 
@@ -36,20 +36,6 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(webhook_from_row).collect()
-    }
-
-    pub async fn mark_in_flight(&self, scope: &Scope, through: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE webhooks SET in_flight_through = ?1
-             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?2 AND region = ?3 AND portal_id = ?4)",
-        )
-        .bind(through)
-        .bind(scope.org_id.to_string())
-        .bind(scope.region.as_str())
-        .bind(portal_key(scope))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     pub async fn configure_webhooks(
@@ -97,38 +83,26 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub async fn mark_in_flight(&self, scope: &Scope, through: i64) -> Result<bool> {
+        self.write_position(Position::InFlight {
+            scope: scope.clone(),
+            through,
+        })
+        .await
+    }
+
     pub async fn record_attempt(
         &self,
         scope: &Scope,
         attempt: &LastAttempt,
         outcome: AttemptOutcome,
     ) -> Result<bool> {
-        let (through, next_in_flight) = match outcome {
-            AttemptOutcome::Delivered {
-                through,
-                next_in_flight,
-            } => (Some(through), next_in_flight),
-            AttemptOutcome::Failed => (None, None),
-        };
-        let done = sqlx::query(
-            "UPDATE webhooks SET
-                 last_attempt_at = ?1, last_response_code = ?2, last_response_message = ?3,
-                 status = CASE WHEN ?4 IS NULL THEN 'inactive' ELSE 'active' END,
-                 cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
-                 in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END
-             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)",
-        )
-        .bind(attempt.at.as_millis())
-        .bind(attempt.code.map(i64::from))
-        .bind(&attempt.message)
-        .bind(through)
-        .bind(scope.org_id.to_string())
-        .bind(scope.region.as_str())
-        .bind(portal_key(scope))
-        .bind(next_in_flight)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.write_position(Position::Attempt {
+            scope: scope.clone(),
+            attempt: attempt.clone(),
+            outcome,
+        })
+        .await
     }
 
     pub async fn delete_webhooks(&self, scopes: &[Scope]) -> Result<u64> {
@@ -173,4 +147,70 @@ fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
         }),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
     })
+}
+
+/// A write to a webhook's delivery position, run by the writer task (see
+/// [`super::events::run_writer`]).
+pub enum Position {
+    /// The last `seq` of the batch about to be sent.
+    InFlight { scope: Scope, through: i64 },
+    /// A batch's final attempt (see `Store::record_attempt`).
+    Attempt {
+        scope: Scope,
+        attempt: LastAttempt,
+        outcome: AttemptOutcome,
+    },
+}
+
+/// Applies `position`; `false` when the webhook no longer exists.
+pub(super) async fn write_position(
+    conn: &mut SqliteConnection,
+    position: &Position,
+) -> Result<bool> {
+    let done = match position {
+        Position::InFlight { scope, through } => {
+            sqlx::query(
+                "UPDATE webhooks SET in_flight_through = ?1
+                 WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?2 AND region = ?3 AND portal_id = ?4)",
+            )
+            .bind(through)
+            .bind(scope.org_id.to_string())
+            .bind(scope.region.as_str())
+            .bind(portal_key(scope))
+            .execute(&mut *conn)
+            .await?
+        }
+        Position::Attempt {
+            scope,
+            attempt,
+            outcome,
+        } => {
+            let (through, next_in_flight) = match *outcome {
+                AttemptOutcome::Delivered {
+                    through,
+                    next_in_flight,
+                } => (Some(through), next_in_flight),
+                AttemptOutcome::Failed => (None, None),
+            };
+            sqlx::query(
+                "UPDATE webhooks SET
+                     last_attempt_at = ?1, last_response_code = ?2, last_response_message = ?3,
+                     status = CASE WHEN ?4 IS NULL THEN 'inactive' ELSE 'active' END,
+                     cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
+                     in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END
+                 WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)",
+            )
+            .bind(attempt.at.as_millis())
+            .bind(attempt.code.map(i64::from))
+            .bind(&attempt.message)
+            .bind(through)
+            .bind(scope.org_id.to_string())
+            .bind(scope.region.as_str())
+            .bind(portal_key(scope))
+            .bind(next_in_flight)
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
 }
