@@ -4,11 +4,18 @@
 //!
 //! Lines are compressed as they are pushed, so a batch never exists twice in memory (once
 //! plain, once compressed); gzip into a `Vec` is computation, not I/O.
+//!
+//! A batch can also be built in [`Share`]s, runs of consecutive lines that several threads
+//! render, sign and compress at once. Each share is a raw DEFLATE stream ending in a sync flush
+//! (so it ends on a byte boundary and is not final); [`join`] lays them end to end behind one
+//! gzip header, closes the stream and appends the combined CRC-32. The result is one ordinary
+//! gzip member, as `BatchBuilder` makes: unlike concatenated gzip members, which some
+//! receivers' decoders stop reading after the first, every gzip decoder reads all of it.
 
 use std::io::Write as _;
 
-use flate2::Compression;
 use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
 /// The gzip level of delivered bodies. Level 1 compresses a batch of 1000 signed lines about
@@ -149,6 +156,147 @@ impl BatchBuilder {
     }
 }
 
+/// A run of consecutive lines of a batch, built and compressed apart from the others (see the
+/// module documentation). Made by a [`ShareBuilder`]; joined into a batch by [`join`].
+pub struct Share {
+    /// The bytes this share adds to the batch: its lines, each but the batch's first preceded
+    /// by `\n`.
+    plain: Vec<u8>,
+    /// Where each line starts and ends in `plain`.
+    lines: Vec<(usize, usize)>,
+    seqs: Vec<i64>,
+    deflated: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+/// Builds one [`Share`] line by line.
+pub struct ShareBuilder {
+    plain: Vec<u8>,
+    lines: Vec<(usize, usize)>,
+    seqs: Vec<i64>,
+    /// Whether the first line follows one of an earlier share, and so needs a `\n`.
+    follows: bool,
+}
+
+impl ShareBuilder {
+    /// The share at `index` in its batch (0 for the first), for about `lines` lines.
+    pub fn new(index: usize, lines: usize) -> Self {
+        Self {
+            plain: Vec::with_capacity(lines * 512),
+            lines: Vec::with_capacity(lines),
+            seqs: Vec::with_capacity(lines),
+            follows: index > 0,
+        }
+    }
+
+    /// Adds the line that `render` appends to the buffer it is given (without a `\n`), for
+    /// the event `seq`; lines are expected in ascending `seq`.
+    pub fn push_with(&mut self, seq: i64, render: impl FnOnce(&mut Vec<u8>)) {
+        if self.follows || !self.seqs.is_empty() {
+            self.plain.push(b'\n');
+        }
+        let start = self.plain.len();
+        render(&mut self.plain);
+        debug_assert!(
+            !self.plain[start..].contains(&b'\n'),
+            "a rendered line never holds a raw newline (Decision 8)"
+        );
+        self.lines.push((start, self.plain.len()));
+        self.seqs.push(seq);
+    }
+
+    /// Compresses the share at `level` (see [`GZIP_LEVEL`]).
+    pub fn finish(self, level: u32) -> Share {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&self.plain);
+        Share {
+            deflated: deflate_sync(&self.plain, level),
+            crc,
+            plain: self.plain,
+            lines: self.lines,
+            seqs: self.seqs,
+        }
+    }
+}
+
+/// `input` as raw DEFLATE ending in a sync flush: byte-aligned and not final, so that more
+/// DEFLATE data may follow it.
+fn deflate_sync(input: &[u8], level: u32) -> Vec<u8> {
+    let mut deflate = Compress::new(Compression::new(level), false);
+    let mut out = Vec::with_capacity(input.len() / 3 + 64);
+    loop {
+        let read = deflate.total_in() as usize;
+        let status = deflate
+            .compress_vec(&input[read..], &mut out, FlushCompress::Sync)
+            .expect("DEFLATE into a Vec cannot fail");
+        // The flush is complete once all input is taken and the output did not fill up.
+        let done = deflate.total_in() as usize == input.len() && out.len() < out.capacity();
+        if done || status == Status::StreamEnd {
+            return out;
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+}
+
+/// The last DEFLATE block: empty, fixed Huffman codes, marked final (BFINAL=1, BTYPE=01, then
+/// the end-of-block code), as zlib writes it on a finish after a sync flush.
+const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// The batch made of `shares`, in order, as far as `limits` allow; `None` when they hold no
+/// line. When all of them fit (the usual case) their compressed streams are joined as they
+/// are; otherwise the lines that fit are compressed again, in one piece.
+pub fn join(shares: Vec<Share>, limits: BatchLimits) -> Option<Batch> {
+    let events: usize = shares.iter().map(|s| s.seqs.len()).sum();
+    let bytes: usize = shares.iter().map(|s| s.plain.len()).sum();
+    // Joined as they are only if the separators are where the batch needs them: none before the
+    // first line, one before every other (an empty share would break that).
+    let laid_out = shares.iter().enumerate().all(|(i, share)| {
+        !share.seqs.is_empty() && (share.plain.first() == Some(&b'\n')) == (i > 0)
+    });
+    let fits = events <= limits.max_events && (bytes <= limits.max_bytes || events == 1);
+    if !(laid_out && fits) {
+        return rebuild(&shares, limits);
+    }
+    let first_seq = *shares.first()?.seqs.first()?;
+    let last_seq = *shares.last()?.seqs.last()?;
+    let mut crc = crc32fast::Hasher::new();
+    let compressed: usize = shares.iter().map(|s| s.deflated.len()).sum();
+    let mut body = Vec::with_capacity(GZIP_HEADER.len() + compressed + 10);
+    body.extend_from_slice(&GZIP_HEADER);
+    for share in &shares {
+        body.extend_from_slice(&share.deflated);
+        crc.combine(&share.crc);
+    }
+    body.extend_from_slice(&FINAL_EMPTY_BLOCK);
+    body.extend_from_slice(&crc.finalize().to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    body.extend_from_slice(&(bytes as u32).to_le_bytes());
+    Some(Batch {
+        body,
+        events,
+        uncompressed_bytes: bytes,
+        first_seq,
+        last_seq,
+    })
+}
+
+/// The lines of `shares` that fit `limits`, compressed in one piece.
+fn rebuild(shares: &[Share], limits: BatchLimits) -> Option<Batch> {
+    let mut builder = BatchBuilder::new(limits);
+    for share in shares {
+        for (&(start, end), &seq) in share.lines.iter().zip(&share.seqs) {
+            if builder.push(seq, &share.plain[start..end]).is_err() {
+                return builder.finish();
+            }
+        }
+    }
+    builder.finish()
+}
+
+/// A gzip member header (RFC 1952): DEFLATE, no flags, no modification time, "extra flags" 0,
+/// operating system unknown (255).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
 /// The `Idempotency-Key` of the batch holding events `first_seq..=last_seq`, sent by `webhook`
 /// (the sending lane's stable identity): a UUID (version 8) made of the first 16 bytes of a
 /// SHA-256 over the three values, so every retry, and a resend of the same range after a
@@ -276,6 +424,129 @@ mod tests {
         assert!(b.is_empty() && !b.is_full());
         assert_eq!((b.events(), b.uncompressed_bytes()), (0, 0));
         assert_eq!(b.finish(), None);
+    }
+
+    /// The shares of `lines` split at `cuts` (ascending line indexes), `seq` = 100 + index.
+    fn shares(lines: &[&[u8]], cuts: &[usize], level: u32) -> Vec<Share> {
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(lines.len());
+        bounds
+            .windows(2)
+            .enumerate()
+            .map(|(index, w)| {
+                let mut share = ShareBuilder::new(index, w[1] - w[0]);
+                for (i, line) in lines.iter().enumerate().take(w[1]).skip(w[0]) {
+                    share.push_with(100 + i as i64, |buf| buf.extend_from_slice(line));
+                }
+                share.finish(level)
+            })
+            .collect()
+    }
+
+    /// What `BatchBuilder` makes of the same lines.
+    fn serial(lines: &[&[u8]], limits: BatchLimits) -> Option<Batch> {
+        let mut b = BatchBuilder::new(limits);
+        for (i, line) in lines.iter().enumerate() {
+            if b.push(100 + i as i64, line).is_err() {
+                break;
+            }
+        }
+        b.finish()
+    }
+
+    /// Everything but the compressed bytes, which differ from `BatchBuilder`'s.
+    fn shape(batch: &Batch) -> (Vec<u8>, usize, usize, i64, i64) {
+        let plain = gunzip(&batch.body);
+        (
+            plain,
+            batch.events,
+            batch.uncompressed_bytes,
+            batch.first_seq,
+            batch.last_seq,
+        )
+    }
+
+    #[test]
+    fn joined_shares_are_one_gzip_member_of_all_the_lines() {
+        let lines: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("CEF:0|Kong|line {i}|{}", "x".repeat(i % 97)).into_bytes())
+            .collect();
+        let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        for level in [0, 1, 6, 9] {
+            let batch = join(
+                shares(&lines, &[1, 120, 250], level),
+                BatchLimits::default(),
+            )
+            .unwrap();
+            // `GzDecoder` reads one member and checks its CRC-32 and length: a second member
+            // would be left unread, a wrong trailer would fail.
+            assert_eq!(
+                shape(&batch),
+                shape(&serial(&lines, BatchLimits::default()).unwrap()),
+                "level {level}"
+            );
+            // Joined as they are, not compressed again: each share ends in a sync flush's
+            // empty stored block.
+            let flushes = batch
+                .body
+                .windows(4)
+                .filter(|w| w == &[0, 0, 0xff, 0xff])
+                .count();
+            assert!(flushes >= 4, "level {level}: {flushes} sync flushes");
+            let mut rest = Vec::new();
+            let mut decoder = flate2::read::GzDecoder::new(batch.body.as_slice());
+            decoder.read_to_end(&mut rest).unwrap();
+            assert!(decoder.into_inner().is_empty(), "nothing after the member");
+        }
+    }
+
+    #[test]
+    fn shares_past_a_limit_are_cut_like_the_builder_cuts() {
+        let lines: Vec<&[u8]> = vec![b"aaaa", b"bbbb", b"cccc", b"dddd", b"eeee"];
+        // 14 bytes hold "aaaa\nbbbb\ncccc"; three events hold the same.
+        for limits in [limits(1000, 14), limits(3, 1 << 20)] {
+            let batch = join(shares(&lines, &[2, 4], GZIP_LEVEL), limits).unwrap();
+            assert_eq!(shape(&batch), shape(&serial(&lines, limits).unwrap()));
+            assert_eq!((batch.events, batch.last_seq), (3, 102));
+        }
+        // An oversized first line goes alone, as with the builder.
+        let huge = vec![b'x'; 100];
+        let lines: Vec<&[u8]> = vec![&huge, b"y"];
+        let batch = join(shares(&lines, &[1], GZIP_LEVEL), limits(1000, 10)).unwrap();
+        assert_eq!((batch.events, gunzip(&batch.body)), (1, huge.clone()));
+        let batch = join(shares(&lines[..1], &[], GZIP_LEVEL), limits(1000, 10)).unwrap();
+        assert_eq!((batch.events, gunzip(&batch.body)), (1, huge));
+    }
+
+    #[test]
+    fn empty_shares_are_laid_out_again() {
+        let lines: Vec<&[u8]> = vec![b"a", b"b", b"c"];
+        // An empty share in the middle, and none at all.
+        let batch = join(shares(&lines, &[1, 1], GZIP_LEVEL), BatchLimits::default()).unwrap();
+        assert_eq!(gunzip(&batch.body), b"a\nb\nc");
+        assert_eq!(join(Vec::new(), BatchLimits::default()), None);
+        assert_eq!(
+            join(shares(&[], &[], GZIP_LEVEL), BatchLimits::default()),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_split_joins_to_the_builders_lines(
+            lines in proptest::collection::vec(proptest::collection::vec(b'a'..=b'z', 1..200), 1..60),
+            mut cuts in proptest::collection::vec(0usize..60, 0..6),
+            max_events in 1usize..80,
+            max_bytes in 1usize..6000,
+        ) {
+            let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            cuts.iter_mut().for_each(|c| *c = (*c).min(lines.len()));
+            cuts.sort_unstable();
+            let limits = limits(max_events, max_bytes);
+            let joined = join(shares(&lines, &cuts, GZIP_LEVEL), limits).unwrap();
+            proptest::prop_assert_eq!(shape(&joined), shape(&serial(&lines, limits).unwrap()));
+        }
     }
 
     #[test]
