@@ -19,9 +19,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use auditrelay_core::batch::{Batch, BatchBuilder, idempotency_key};
+use auditrelay_core::batch::{self, Batch, GZIP_LEVEL, ShareBuilder, idempotency_key};
 use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::retry::{Attempt, TransportError, Verdict};
 use auditrelay_core::{SigningKey, Timestamp};
@@ -41,10 +42,6 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Renders, signs and gzips `events` in `format` into one batch, off the async workers; `None`
 /// when there are no events. The events come back with the batch: those past `batch.events`
 /// did not fit and wait for the next one.
-///
-/// Signing is most of a batch's cost (Ed25519, one signature per line), so it runs on the
-/// blocking pool, where it neither holds up the requests and sends that the async workers
-/// serve nor stops a lane from sending the previous batch meanwhile.
 pub(super) async fn sign_batch(
     shared: &Arc<Shared>,
     format: Format,
@@ -53,25 +50,57 @@ pub(super) async fn sign_batch(
     if events.is_empty() {
         return (None, events);
     }
-    let keys = shared.keys.snapshot().await;
-    let shared = Arc::clone(shared);
-    let signing = tokio::task::spawn_blocking(move || {
-        let key = &keys.signing_key_at(clock::now()).key;
-        let batch = sign_lines(&shared, format, key, &events);
-        (batch, events)
-    });
-    match signing.await {
-        Ok(signed) => signed,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => panic!("the signing task was cancelled: the runtime is shutting down"),
-        },
+    Signing::start(shared, format, events).await.finish().await
+}
+
+/// A batch being rendered, signed and gzipped on the blocking pool.
+///
+/// Signing is most of a batch's cost (Ed25519, one signature per line), so it runs there, where
+/// it neither holds up the requests and sends that the async workers serve nor stops a lane
+/// from sending, recording and reconfiguring meanwhile. The work goes on whether or not the
+/// handle is awaited; dropping the handle throws the result away.
+pub(super) struct Signing(tokio::task::JoinHandle<(Option<Batch>, Vec<StoredEvent>)>);
+
+impl Signing {
+    pub(super) async fn start(
+        shared: &Arc<Shared>,
+        format: Format,
+        events: Vec<StoredEvent>,
+    ) -> Self {
+        let keys = shared.keys.snapshot().await;
+        let shared = Arc::clone(shared);
+        Self(tokio::task::spawn_blocking(move || {
+            let key = &keys.signing_key_at(clock::now()).key;
+            let batch = sign_lines(&shared, format, key, &events);
+            (batch, events)
+        }))
+    }
+
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// The batch (`None` if there were no events) and the events, as [`sign_batch`] returns
+    /// them.
+    pub(super) async fn finish(self) -> (Option<Batch>, Vec<StoredEvent>) {
+        match self.0.await {
+            Ok(signed) => signed,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => panic!("the signing task was cancelled: the runtime is shutting down"),
+            },
+        }
     }
 }
 
-/// The lines of as many `events` as fit, in one batch. A batch is signed on every core: each
-/// thread renders a contiguous share into its own buffer, and the lines are then pushed in
-/// order. Ed25519 is deterministic, so the bytes are the same as on one thread.
+/// The lines of as many `events` as fit, in one batch, signed and compressed on every core.
+///
+/// The events are cut into shares of consecutive lines, several per thread, and each thread
+/// takes the next share until none is left, renders, signs and compresses it, so that a
+/// thread whose core is busy with something else (a store read, a send, ingest) simply takes
+/// fewer, and nothing is left to one thread at the end: the shares are joined into one gzip
+/// member as they are ([`batch::join`]). Ed25519 is deterministic, so the lines are the same
+/// as on one thread.
 fn sign_lines(
     shared: &Shared,
     format: Format,
@@ -82,51 +111,49 @@ fn sign_lines(
     let events = &events[..events.len().min(limits.max_events)];
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(events.len().div_ceil(MIN_LINES_PER_THREAD))
+        .min(events.len().div_ceil(MIN_LINES_PER_SHARE))
         .max(1);
-    let share = events.len().div_ceil(threads).max(1);
-    let sign = |chunk: &[StoredEvent]| {
-        let mut lines = Vec::with_capacity(chunk.len() * 512);
-        let mut ends = Vec::with_capacity(chunk.len());
-        for stored in chunk {
-            sign_event(format, &stored.event, &shared.format, key, &mut lines);
-            ends.push(lines.len());
-        }
-        (lines, ends)
-    };
-    let signed: Vec<(Vec<u8>, Vec<usize>)> = if threads == 1 {
-        vec![sign(events)]
-    } else {
-        std::thread::scope(|scope| {
-            let mut chunks = events.chunks(share);
-            let first = chunks.next().unwrap_or_default();
-            let others: Vec<_> = chunks.map(|c| scope.spawn(move || sign(c))).collect();
-            let mut signed = vec![sign(first)];
-            signed.extend(
-                others
-                    .into_iter()
-                    .map(|h| h.join().expect("a signing thread panicked")),
-            );
-            signed
-        })
-    };
-    let mut builder = BatchBuilder::new(limits);
-    let mut seqs = events.iter().map(|e| e.seq);
-    'push: for (lines, ends) in &signed {
-        let mut start = 0;
-        for &end in ends {
-            let seq = seqs.next().expect("one seq per line");
-            if builder.push(seq, &lines[start..end]).is_err() {
-                break 'push;
+    let share_len = events
+        .len()
+        .div_ceil(threads * SHARES_PER_THREAD)
+        .max(MIN_LINES_PER_SHARE);
+    let chunks: Vec<&[StoredEvent]> = events.chunks(share_len).collect();
+    let taken = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let index = taken.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = chunks.get(index) else {
+                return done;
+            };
+            let mut share = ShareBuilder::new(index, chunk.len());
+            for stored in *chunk {
+                share.push_with(stored.seq, |line| {
+                    sign_event(format, &stored.event, &shared.format, key, line);
+                });
             }
-            start = end;
+            done.push((index, share.finish(GZIP_LEVEL)));
         }
-    }
-    builder.finish()
+    };
+    let mut shares = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut shares = work();
+        for other in others {
+            shares.extend(other.join().expect("a signing thread panicked"));
+        }
+        shares
+    });
+    shares.sort_unstable_by_key(|(index, _)| *index);
+    batch::join(shares.into_iter().map(|(_, share)| share).collect(), limits)
 }
 
-/// Below this many lines per thread, starting a thread costs more than it saves.
-const MIN_LINES_PER_THREAD: usize = 64;
+/// Below this many lines per share, handing a share to a thread costs more than it saves, and
+/// compressing shares apart costs more bytes.
+const MIN_LINES_PER_SHARE: usize = 64;
+
+/// Shares per thread in a batch: enough that a thread slowed down by other work leaves its
+/// part to the others.
+const SHARES_PER_THREAD: usize = 4;
 
 /// The client for a destination's certificate choice, kept in `cache` while that choice holds
 /// (connections are pooled per client).
@@ -236,6 +263,12 @@ struct Built {
     seqs: Vec<i64>,
 }
 
+/// The batch after the one being sent, being signed under `stamp`.
+struct Ahead {
+    signing: Signing,
+    stamp: Stamp,
+}
+
 /// How gathering the next batch ended.
 enum Gathered {
     Batch(Built),
@@ -252,12 +285,16 @@ pub struct Lane {
     stop: watch::Receiver<bool>,
     appended: watch::Receiver<i64>,
     client: Option<DeliveryClient>,
-    /// Events read but in no batch yet, oldest first.
+    /// Events read but in no batch yet, oldest first: at most one batch's worth, plus what a
+    /// batch cut short by `batch_max_bytes` left over.
     pending: VecDeque<StoredEvent>,
     /// The last `seq` read (into `pending` or a batch) or delivered.
     read_through: i64,
-    /// The batch to send next: built while the previous one was being sent, or the one an
-    /// inactive webhook is probed with. Its events are no longer in `pending`.
+    /// The batch being signed while the one before it is sent and recorded. Its events are no
+    /// longer in `pending`; those that do not fit come back to its front.
+    ahead: Option<Ahead>,
+    /// The batch to send next: signed ahead, or the one an inactive webhook is probed with.
+    /// Its events are no longer in `pending`.
     next: Option<Built>,
     /// Failed probes since the webhook turned inactive; `None` while active.
     probing: Option<u32>,
@@ -281,6 +318,7 @@ impl Lane {
             client: None,
             pending: VecDeque::new(),
             read_through: 0,
+            ahead: None,
             next: None,
             probing: None,
         }
@@ -316,6 +354,8 @@ impl Lane {
     /// (or after the stored cursor, if that is further on).
     fn restart_from(&mut self, through: i64) {
         self.pending.clear();
+        // A batch still being signed finishes on its own; its result is dropped.
+        self.ahead = None;
         self.next = None;
         self.read_through = through;
     }
@@ -334,7 +374,10 @@ impl Lane {
                     || webhook
                         .in_flight_through
                         .is_some_and(|through| through != next.batch.last_seq)
-            });
+            }) || self
+                .ahead
+                .as_ref()
+                .is_some_and(|ahead| ahead.stamp != stamp);
             if webhook.cursor > self.read_through || stale {
                 self.restart_from(webhook.cursor);
             }
@@ -346,6 +389,9 @@ impl Lane {
     /// stop.
     async fn turn(&mut self, setup: &Setup) -> Result<bool, StoreError> {
         let webhook = &setup.webhook;
+        if self.next.is_none() {
+            self.settle().await;
+        }
         let built = match self.next.take() {
             Some(built) => built,
             None => match self.gather(setup).await? {
@@ -359,6 +405,8 @@ impl Lane {
                 }
             },
         };
+        // The batch after this one is signed while this one is noted, sent and recorded.
+        self.sign_ahead(setup).await;
         if webhook.in_flight_through != Some(built.batch.last_seq)
             && !self
                 .shared
@@ -405,8 +453,12 @@ impl Lane {
                 other => return Ok(Gathered::Wake(other)),
             }
         }
-        let built = self.build(setup, in_flight.unwrap_or(i64::MAX)).await;
-        Ok(built.map_or(Gathered::Vanished, Gathered::Batch))
+        self.start_signing(setup, in_flight.unwrap_or(i64::MAX))
+            .await;
+        // The following events are read while this batch is signed.
+        self.read_ahead().await;
+        self.settle().await;
+        Ok(self.next.take().map_or(Gathered::Vanished, Gathered::Batch))
     }
 
     /// When the oldest pending event's batch is due; `None` when nothing is pending.
@@ -417,20 +469,27 @@ impl Lane {
         Some(committed.map_or_else(Instant::now, |at| at + self.shared.config.flush_interval))
     }
 
-    /// While a batch is being sent: the next one, if it is already due, so that it can go as
-    /// soon as the SIEM answers. Reading or signing it never delays the send; a store error
-    /// leaves it to the next turn.
-    async fn build_ahead(&mut self, setup: &Setup) -> Option<Built> {
+    /// Starts signing the next batch if it is due (full, or its flush interval has passed)
+    /// and nothing is ahead yet. Signing it never delays the batch being sent. A webhook being
+    /// probed signs nothing ahead: the probe will most likely fail, and what was signed ahead
+    /// with it.
+    async fn sign_ahead(&mut self, setup: &Setup) {
+        if self.ahead.is_some() || self.next.is_some() || self.probing.is_some() {
+            return;
+        }
+        let full = self.pending.len() >= self.shared.config.batch_max_events;
+        if full || self.due().is_some_and(|due| due <= Instant::now()) {
+            self.start_signing(setup, i64::MAX).await;
+        }
+    }
+
+    /// Tops up `pending` to one batch's worth, so that the next batch does not wait for the
+    /// store; a failed read is left to the next turn.
+    async fn read_ahead(&mut self) {
         let max_events = self.shared.config.batch_max_events;
         if let Err(e) = self.read(0, None, max_events).await {
             tracing::debug!(webhook = %self.label, error = %e, "could not read ahead");
-            return None;
         }
-        let full = self.pending.len() >= max_events;
-        if !full && self.due().is_none_or(|due| due > Instant::now()) {
-            return None;
-        }
-        self.build(setup, i64::MAX).await
     }
 
     /// Tops up `pending` with the events after what was read, up to `limit` in all.
@@ -457,10 +516,9 @@ impl Lane {
         Ok(())
     }
 
-    /// Renders and signs the pending events (up to `through`) into a batch; what does not fit
-    /// stays pending. Meanwhile the events after those read are read, so that the next batch
-    /// does not wait for the store (a failed read is left to the next turn).
-    async fn build(&mut self, setup: &Setup, through: i64) -> Option<Built> {
+    /// Starts signing the pending events (up to `through`, one batch's worth) as the batch
+    /// ahead.
+    async fn start_signing(&mut self, setup: &Setup, through: i64) {
         let max_events = self.shared.config.batch_max_events;
         let take = self
             .pending
@@ -468,32 +526,24 @@ impl Lane {
             .take_while(|e| e.seq <= through)
             .take(max_events)
             .count();
+        if take == 0 {
+            return;
+        }
         let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
         let format = setup.destination.log_format;
-        let signing = sign_batch(&self.shared, format, events);
-        let room = max_events.saturating_sub(self.pending.len()) as u32;
-        let reading = async {
-            match room {
-                0 => Ok(Vec::new()),
-                _ => {
-                    let store = &self.shared.store;
-                    store
-                        .events_to_deliver(&self.scope, self.read_through, None, room)
-                        .await
-                }
-            }
+        self.ahead = Some(Ahead {
+            signing: Signing::start(&self.shared, format, events).await,
+            stamp: setup.stamp(),
+        });
+    }
+
+    /// Waits for the batch ahead, if any, and makes it the next to send; the events that did
+    /// not fit go back to the front of `pending`.
+    async fn settle(&mut self) {
+        let Some(ahead) = self.ahead.take() else {
+            return;
         };
-        let ((batch, events), more) = tokio::join!(signing, reading);
-        // `pending` stays within one batch's worth: when the batch was cut short (by
-        // `batch_max_bytes`), what it left over comes first and the excess read is read again
-        // later.
-        let unsent = events.len() - batch.as_ref().map_or(0, |b| b.events);
-        let mut more = more.unwrap_or_default();
-        more.truncate(max_events.saturating_sub(self.pending.len() + unsent));
-        if let Some(last) = more.last() {
-            self.read_through = last.seq;
-        }
-        self.pending.extend(more);
+        let (batch, events) = ahead.signing.finish().await;
         let mut events = events.into_iter();
         let seqs = match &batch {
             Some(batch) => events.by_ref().take(batch.events).map(|e| e.seq).collect(),
@@ -502,11 +552,11 @@ impl Lane {
         for unsent in events.rev() {
             self.pending.push_front(unsent);
         }
-        Some(Built {
-            batch: batch?,
-            stamp: setup.stamp(),
+        self.next = batch.map(|batch| Built {
+            batch,
+            stamp: ahead.stamp,
             seqs,
-        })
+        });
     }
 
     /// Sends a batch with its retries (building the next one meanwhile), records the outcome,
@@ -526,7 +576,6 @@ impl Lane {
         let destination = &setup.destination;
         let mut stop = self.stop.clone();
         let started = Instant::now();
-        let mut ahead = None;
         let mut retries = 0;
         loop {
             let sending = async {
@@ -535,12 +584,15 @@ impl Lane {
                     _ = stop.wait_for(|stop| *stop) => None,
                 }
             };
-            // The first attempt of an active webhook overlaps with building the next batch;
-            // retries and probes wait on the SIEM, so there is nothing to hurry for.
+            // The first attempt of an active webhook overlaps with reading the next batch (and
+            // signing it, if that has not started); retries and probes wait on the SIEM, so
+            // there is nothing to hurry for.
             let sent = if retries == 0 && self.probing.is_none() {
-                let (sent, next) = tokio::join!(sending, self.build_ahead(setup));
-                ahead = next;
-                sent
+                let ahead = async {
+                    self.read_ahead().await;
+                    self.sign_ahead(setup).await;
+                };
+                tokio::join!(sending, ahead).0
             } else {
                 sending.await
             };
@@ -563,9 +615,7 @@ impl Lane {
             .increment(1);
             match verdict {
                 Verdict::Delivered => {
-                    self.delivered(&built, &sent, started, ahead.as_ref())
-                        .await?;
-                    self.next = ahead;
+                    self.delivered(&built, &sent, started).await?;
                     return Ok(true);
                 }
                 Verdict::RetryAfter(wait) => {
@@ -590,9 +640,9 @@ impl Lane {
                 }
                 Verdict::Failed => {
                     self.failed(&sent, batch.events).await?;
-                    // The webhook is probed with this very batch; the one built ahead is
+                    // The webhook is probed with this very batch; the one signed ahead is
                     // read again once it delivers.
-                    if ahead.is_some() {
+                    if self.ahead.is_some() {
                         self.restart_from(batch.last_seq);
                     }
                     let rounds = self.probing.unwrap_or(0);
@@ -620,12 +670,20 @@ impl Lane {
         built: &Built,
         sent: &SendOutcome,
         started: Instant,
-        ahead: Option<&Built>,
     ) -> Result<(), StoreError> {
         let (first, last) = (built.batch.first_seq, built.batch.last_seq);
+        // A batch signed ahead that is ready is noted in flight by this very statement; one
+        // still being signed is noted before it is sent.
+        if self
+            .ahead
+            .as_ref()
+            .is_some_and(|ahead| ahead.signing.is_finished())
+        {
+            self.settle().await;
+        }
         let outcome = AttemptOutcome::Delivered {
             through: last,
-            next_in_flight: ahead.map(|next| next.batch.last_seq),
+            next_in_flight: self.next.as_ref().map(|next| next.batch.last_seq),
         };
         self.shared
             .store
