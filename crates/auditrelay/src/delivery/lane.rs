@@ -10,12 +10,14 @@
 //! change to the webhook or its destination cuts a wait short: the batch is rebuilt with the
 //! new configuration and sent at once.
 //!
-//! Turns overlap: while batch N is on its way, batch N+1 is read and signed (on the blocking
-//! pool, every core), so a backlog goes out as fast as the machine signs. N+1 is noted in
-//! flight by the very statement that records N's 2xx, so the in-flight range is always the
-//! batch that goes next, and a restart sends exactly that batch again, under the same key.
-//! Whatever was built ahead is thrown away when N fails or the configuration changes, and is
-//! read again from the store.
+//! Turns overlap. While batch N is on its way, the next two are signed (on the blocking pool,
+//! every core) and the events after them are read, all in the background: neither the SIEM's
+//! answer nor the store's writer (busy with ingest's group commits under load) leaves a core
+//! idle, and a backlog goes out as fast as the machine signs. N+1 is noted in flight by the
+//! very statement that records N's 2xx when it is ready by then (else just before it is sent),
+//! so the in-flight range is always the batch that goes next, and a restart sends exactly that
+//! batch again, under the same key. Whatever was read or signed ahead is thrown away when N
+//! fails or the configuration changes, and is read again from the store.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use auditrelay_core::retry::{Attempt, TransportError, Verdict};
 use auditrelay_core::{SigningKey, Timestamp};
 use bytes::Bytes;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::engine::Shared;
 use super::http::{DeliveryClient, DeliverySettings, SendOutcome};
@@ -146,6 +149,11 @@ fn sign_lines(
     shares.sort_unstable_by_key(|(index, _)| *index);
     batch::join(shares.into_iter().map(|(_, share)| share).collect(), limits)
 }
+
+/// How many batches a lane signs ahead of the one it is sending: while that one waits on the
+/// SIEM and on the store (whose single writer is busy with ingest's group commits under load),
+/// the cores go on signing.
+const SIGNED_AHEAD: usize = 2;
 
 /// Below this many lines per share, handing a share to a thread costs more than it saves, and
 /// compressing shares apart costs more bytes.
@@ -290,9 +298,14 @@ pub struct Lane {
     pending: VecDeque<StoredEvent>,
     /// The last `seq` read (into `pending` or a batch) or delivered.
     read_through: i64,
-    /// The batch being signed while the one before it is sent and recorded. Its events are no
-    /// longer in `pending`; those that do not fit come back to its front.
-    ahead: Option<Ahead>,
+    /// The events after `read_through`, being read in the background to top `pending` up.
+    reading: Option<JoinHandle<Result<Vec<StoredEvent>, StoreError>>>,
+    /// The mean length of a line (with its `\n`) in the last batch built.
+    line_bytes: Option<usize>,
+    /// The batches being signed, oldest first, while the one before them is sent and recorded
+    /// (at most [`SIGNED_AHEAD`]). Their events are no longer in `pending`; those that do not
+    /// fit come back to its front.
+    ahead: VecDeque<Ahead>,
     /// The batch to send next: signed ahead, or the one an inactive webhook is probed with.
     /// Its events are no longer in `pending`.
     next: Option<Built>,
@@ -318,7 +331,9 @@ impl Lane {
             client: None,
             pending: VecDeque::new(),
             read_through: 0,
-            ahead: None,
+            reading: None,
+            line_bytes: None,
+            ahead: VecDeque::new(),
             next: None,
             probing: None,
         }
@@ -353,11 +368,20 @@ impl Lane {
     /// Forgets every event read and every batch built: the next read starts after `through`
     /// (or after the stored cursor, if that is further on).
     fn restart_from(&mut self, through: i64) {
-        self.pending.clear();
-        // A batch still being signed finishes on its own; its result is dropped.
-        self.ahead = None;
         self.next = None;
-        self.read_through = through;
+        self.read_again_after(through);
+    }
+
+    /// Forgets the events read and the batches being signed (but not the next batch to send):
+    /// the next read starts after `seq`.
+    fn read_again_after(&mut self, seq: i64) {
+        self.pending.clear();
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
+        }
+        // A batch still being signed finishes on its own; its result is dropped.
+        self.ahead.clear();
+        self.read_through = seq;
     }
 
     /// Reads the webhook and its destination; `None` when the webhook no longer delivers.
@@ -374,10 +398,7 @@ impl Lane {
                     || webhook
                         .in_flight_through
                         .is_some_and(|through| through != next.batch.last_seq)
-            }) || self
-                .ahead
-                .as_ref()
-                .is_some_and(|ahead| ahead.stamp != stamp);
+            }) || self.ahead.iter().any(|ahead| ahead.stamp != stamp);
             if webhook.cursor > self.read_through || stale {
                 self.restart_from(webhook.cursor);
             }
@@ -456,7 +477,7 @@ impl Lane {
         self.start_signing(setup, in_flight.unwrap_or(i64::MAX))
             .await;
         // The following events are read while this batch is signed.
-        self.read_ahead().await;
+        self.start_reading();
         self.settle().await;
         Ok(self.next.take().map_or(Gathered::Vanished, Gathered::Batch))
     }
@@ -470,25 +491,59 @@ impl Lane {
     }
 
     /// Starts signing the next batch if it is due (full, or its flush interval has passed)
-    /// and nothing is ahead yet. Signing it never delays the batch being sent. A webhook being
-    /// probed signs nothing ahead: the probe will most likely fail, and what was signed ahead
-    /// with it.
+    /// and fewer than [`SIGNED_AHEAD`] are. Signing never delays the batch being sent. A
+    /// webhook being probed signs nothing ahead: the probe will most likely fail, and what was
+    /// signed ahead with it.
     async fn sign_ahead(&mut self, setup: &Setup) {
-        if self.ahead.is_some() || self.next.is_some() || self.probing.is_some() {
+        if self.probing.is_some() {
             return;
         }
+        self.take_read(false).await;
+        let signed = self.ahead.len() + usize::from(self.next.is_some());
         let full = self.pending.len() >= self.shared.config.batch_max_events;
-        if full || self.due().is_some_and(|due| due <= Instant::now()) {
+        if signed < SIGNED_AHEAD && (full || self.due().is_some_and(|due| due <= Instant::now())) {
             self.start_signing(setup, i64::MAX).await;
         }
+        self.start_reading();
     }
 
-    /// Tops up `pending` to one batch's worth, so that the next batch does not wait for the
-    /// store; a failed read is left to the next turn.
-    async fn read_ahead(&mut self) {
+    /// Starts reading the events that top `pending` up to one batch's worth, in the background,
+    /// so that neither the lane nor the next batch waits for the store; one read at a time.
+    fn start_reading(&mut self) {
         let max_events = self.shared.config.batch_max_events;
-        if let Err(e) = self.read(0, None, max_events).await {
-            tracing::debug!(webhook = %self.label, error = %e, "could not read ahead");
+        if self.reading.is_some() || self.pending.len() >= max_events {
+            return;
+        }
+        let store = self.shared.store.clone();
+        let scope = self.scope.clone();
+        let (after, room) = (self.read_through, (max_events - self.pending.len()) as u32);
+        self.reading = Some(tokio::spawn(async move {
+            store.events_to_deliver(&scope, after, None, room).await
+        }));
+    }
+
+    /// Adds the events of the background read to `pending`, if it is done (or, when `wait`,
+    /// once it is). A failed read is left to the next one.
+    async fn take_read(&mut self, wait: bool) {
+        let Some(reading) = self.reading.take_if(|r| wait || r.is_finished()) else {
+            return;
+        };
+        match reading.await {
+            Ok(Ok(events)) => {
+                if let Some(last) = events.last() {
+                    self.read_through = last.seq;
+                }
+                self.pending.extend(events);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(webhook = %self.label, error = %e, "could not read ahead");
+            }
+            // Aborted: only `read_again_after` aborts, and it drops the handle first.
+            Err(e) => {
+                if let Ok(panic) = e.try_into_panic() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
         }
     }
 
@@ -499,6 +554,8 @@ impl Lane {
         through: Option<i64>,
         limit: usize,
     ) -> Result<(), StoreError> {
+        // What the background read brings comes first.
+        self.take_read(true).await;
         if self.pending.len() >= limit {
             return Ok(());
         }
@@ -519,38 +576,55 @@ impl Lane {
     /// Starts signing the pending events (up to `through`, one batch's worth) as the batch
     /// ahead.
     async fn start_signing(&mut self, setup: &Setup, through: i64) {
-        let max_events = self.shared.config.batch_max_events;
+        let limits = self.shared.config.batch_limits();
+        // Where lines are long enough for `batch_max_bytes` to cut a batch before
+        // `batch_max_events`, only about as many as fit are signed: a cut batch's leftovers are
+        // signed again, and the batches signed behind it too. A range noted in flight is
+        // rebuilt whole, as it was cut before.
+        let fit = match self.line_bytes {
+            Some(line) if through == i64::MAX => (limits.max_bytes / 10 * 9 / line).max(1),
+            _ => limits.max_events,
+        };
         let take = self
             .pending
             .iter()
             .take_while(|e| e.seq <= through)
-            .take(max_events)
+            .take(limits.max_events.min(fit))
             .count();
         if take == 0 {
             return;
         }
         let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
         let format = setup.destination.log_format;
-        self.ahead = Some(Ahead {
+        self.ahead.push_back(Ahead {
             signing: Signing::start(&self.shared, format, events).await,
             stamp: setup.stamp(),
         });
     }
 
-    /// Waits for the batch ahead, if any, and makes it the next to send; the events that did
-    /// not fit go back to the front of `pending`.
+    /// Waits for the oldest batch ahead, if any, and makes it the next to send; the events that
+    /// did not fit go back to the front of `pending`.
     async fn settle(&mut self) {
-        let Some(ahead) = self.ahead.take() else {
+        let Some(ahead) = self.ahead.pop_front() else {
             return;
         };
         let (batch, events) = ahead.signing.finish().await;
+        if let Some(batch) = &batch {
+            self.line_bytes = Some((batch.uncompressed_bytes + 1).div_ceil(batch.events));
+        }
         let mut events = events.into_iter();
-        let seqs = match &batch {
+        let seqs: Vec<i64> = match &batch {
             Some(batch) => events.by_ref().take(batch.events).map(|e| e.seq).collect(),
             None => Vec::new(),
         };
-        for unsent in events.rev() {
-            self.pending.push_front(unsent);
+        if events.len() > 0 && !self.ahead.is_empty() {
+            // The batch was cut short (by `batch_max_bytes`) and the ones after it were built
+            // from the events after its end: they are read and built again after its last line.
+            self.read_again_after(seqs.last().copied().unwrap_or(self.read_through));
+        } else {
+            for unsent in events.rev() {
+                self.pending.push_front(unsent);
+            }
         }
         self.next = batch.map(|batch| Built {
             batch,
@@ -584,21 +658,11 @@ impl Lane {
                     _ = stop.wait_for(|stop| *stop) => None,
                 }
             };
-            // The first attempt of an active webhook overlaps with reading the next batch (and
-            // signing it, if that has not started); retries and probes wait on the SIEM, so
-            // there is nothing to hurry for.
-            let sent = if retries == 0 && self.probing.is_none() {
-                let ahead = async {
-                    self.read_ahead().await;
-                    self.sign_ahead(setup).await;
-                };
-                tokio::join!(sending, ahead).0
-            } else {
-                sending.await
-            };
-            let Some(sent) = sent else {
+            let Some(sent) = sending.await else {
                 return Ok(false);
             };
+            // The events read meanwhile may make another batch to sign.
+            self.sign_ahead(setup).await;
             let mut verdict = self
                 .shared
                 .policy
@@ -642,7 +706,7 @@ impl Lane {
                     self.failed(&sent, batch.events).await?;
                     // The webhook is probed with this very batch; the one signed ahead is
                     // read again once it delivers.
-                    if self.ahead.is_some() {
+                    if !self.ahead.is_empty() {
                         self.restart_from(batch.last_seq);
                     }
                     let rounds = self.probing.unwrap_or(0);
@@ -676,7 +740,7 @@ impl Lane {
         // still being signed is noted before it is sent.
         if self
             .ahead
-            .as_ref()
+            .front()
             .is_some_and(|ahead| ahead.signing.is_finished())
         {
             self.settle().await;
