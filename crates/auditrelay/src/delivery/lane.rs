@@ -271,7 +271,7 @@ struct Built {
     seqs: Vec<i64>,
 }
 
-/// The batch after the one being sent, being signed under `stamp`.
+/// A batch being signed ahead of the one being sent, under the configuration `stamp`.
 struct Ahead {
     signing: Signing,
     stamp: Stamp,
@@ -311,6 +311,16 @@ pub struct Lane {
     next: Option<Built>,
     /// Failed probes since the webhook turned inactive; `None` while active.
     probing: Option<u32>,
+}
+
+impl Drop for Lane {
+    /// A lane that stops takes its background read with it; a batch being signed finishes on
+    /// its own, unused.
+    fn drop(&mut self) {
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
+        }
+    }
 }
 
 impl Lane {
