@@ -671,8 +671,6 @@ impl Lane {
             let Some(sent) = sending.await else {
                 return Ok(false);
             };
-            // The events read meanwhile may make another batch to sign.
-            self.sign_ahead(setup).await;
             let mut verdict = self
                 .shared
                 .policy
@@ -689,6 +687,10 @@ impl Lane {
             .increment(1);
             match verdict {
                 Verdict::Delivered => {
+                    // The events read meanwhile may make another batch to sign. (After a
+                    // failed attempt the lane waits on the SIEM; what it signed then would
+                    // likely be dropped.)
+                    self.sign_ahead(setup).await;
                     self.delivered(&built, &sent, started).await?;
                     return Ok(true);
                 }
