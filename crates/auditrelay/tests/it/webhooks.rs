@@ -5,15 +5,15 @@
 
 use std::time::Duration;
 
-use auditrelay::store::{AttemptOutcome, LastAttempt, Scope};
-use auditrelay_core::{PortalId, Region, Role};
+use auditrelay::store::{AttemptOutcome, EventQuery, LastAttempt, Scope};
+use auditrelay_core::{OrgId, PortalId, Region, Role, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::durability::{create_token, free_port, serve_with};
 use crate::support::conformance::{Doc, check};
 use crate::support::receiver::{Behaviour, TestReceiver};
-use crate::support::signing::BIN;
+use crate::support::signing::{BIN, event};
 use crate::support::{TestApp, expect_json, expect_problem, invalid_fields, now};
 
 /// Sends `"METHOD path"` as `token`, asserts the status (and problem+json for errors), and
@@ -602,6 +602,96 @@ async fn bad_requests_change_nothing() {
     bad_v3(json!({"audit_log_destination_id": "6945c4c4-3e06-4c5c-87e0-726d0cda4e05", "enabled": false})).await;
     let after = expect_json(app.get(v2, &app.admin).await, StatusCode::OK).await;
     assert_eq!(after, good);
+    app.stop().await;
+}
+
+/// Delivery positions are written by the store's writer between its group commits: recorded
+/// while appends stream in from other tasks, every one lands, in order, and the appends do too.
+#[tokio::test]
+async fn positions_are_written_between_group_commits() {
+    // The test records the positions itself; its real lane must record none (see
+    // `status_follows_konnects_table`).
+    let app = TestApp::spawn_with(|c| {
+        c.delivery.allow_http_endpoints = true;
+        c.delivery.allow_private_endpoints = true;
+        c.delivery.request_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    receiver.set_default(Behaviour::Hold);
+    let id = destination(&app, "siem", &receiver.url()).await;
+    call(
+        &app,
+        &app.admin,
+        "PATCH /us/v3/audit-log-webhook",
+        Some(json!({"audit_log_destination_id": id, "enabled": true})),
+        200,
+    )
+    .await;
+    let scope = org_scope(&app, "us");
+    let store = app.store().clone();
+    let start = store.get_webhook(&scope).await.unwrap().unwrap().cursor;
+
+    // Four producers keep the writer busy with group commits of another organization's events.
+    let other = OrgId::new_v4();
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for batch in 0..25 {
+                    let events = (0..200)
+                        .map(|i| {
+                            let mut e = event(p * 10_000 + batch * 200 + i);
+                            e.org_id = other;
+                            e
+                        })
+                        .collect();
+                    store.append_events(events).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for n in 1..=100 {
+        let through = start + n;
+        let attempt = LastAttempt {
+            at: now(),
+            code: Some(202),
+            message: format!("batch {n}"),
+        };
+        let outcome = AttemptOutcome::Delivered {
+            through,
+            next_in_flight: Some(through + 1),
+        };
+        assert!(
+            store
+                .record_attempt(&scope, &attempt, outcome)
+                .await
+                .unwrap()
+        );
+        let webhook = store.get_webhook(&scope).await.unwrap().unwrap();
+        assert_eq!(webhook.cursor, through, "position {n} is read back at once");
+    }
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    let webhook = store.get_webhook(&scope).await.unwrap().unwrap();
+    assert_eq!(webhook.cursor, start + 100);
+    assert_eq!(webhook.last_attempt.unwrap().message, "batch 100");
+    let stored = store
+        .list_events(&EventQuery {
+            org_id: other,
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+            ts_from: Timestamp::from_millis(0),
+            ts_to: Timestamp::from_millis(i64::MAX / 2),
+            event_type: None,
+            after: None,
+            through_seq: None,
+            limit: 100_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 4 * 25 * 200, "every append committed");
     app.stop().await;
 }
 
