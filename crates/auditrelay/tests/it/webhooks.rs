@@ -605,12 +605,10 @@ async fn bad_requests_change_nothing() {
     app.stop().await;
 }
 
-/// Delivery positions are written by the store's writer between its group commits: recorded
-/// while appends stream in from other tasks, every one lands, in order, and the appends do too.
-#[tokio::test]
-async fn positions_are_written_between_group_commits() {
-    // The test records the positions itself; its real lane must record none (see
-    // `status_follows_konnects_table`).
+/// An app, and a SIEM for its webhooks, for tests that record delivery attempts themselves, as
+/// delivery would: the real lane must record none, so the SIEM holds every request and the
+/// request timeout outlasts the test.
+async fn app_whose_lane_records_nothing() -> (TestApp, TestReceiver) {
     let app = TestApp::spawn_with(|c| {
         c.delivery.allow_http_endpoints = true;
         c.delivery.allow_private_endpoints = true;
@@ -619,6 +617,14 @@ async fn positions_are_written_between_group_commits() {
     .await;
     let receiver = TestReceiver::http().await;
     receiver.set_default(Behaviour::Hold);
+    (app, receiver)
+}
+
+/// Delivery positions are written by the store's writer between its group commits: recorded
+/// while appends stream in from other tasks, every one lands, in order, and the appends do too.
+#[tokio::test]
+async fn positions_are_written_between_group_commits() {
+    let (app, receiver) = app_whose_lane_records_nothing().await;
     let id = destination(&app, "siem", &receiver.url()).await;
     call(
         &app,
@@ -699,16 +705,7 @@ async fn positions_are_written_between_group_commits() {
 /// change causes: a PATCH of the webhook or of its destination re-arms an inactive webhook.
 #[tokio::test]
 async fn status_follows_konnects_table() {
-    // The test records attempts itself, as delivery would. Its real lane must record none: the
-    // SIEM holds every request, and the request timeout outlasts the test.
-    let app = TestApp::spawn_with(|c| {
-        c.delivery.allow_http_endpoints = true;
-        c.delivery.allow_private_endpoints = true;
-        c.delivery.request_timeout = Duration::from_secs(3600);
-    })
-    .await;
-    let receiver = TestReceiver::http().await;
-    receiver.set_default(Behaviour::Hold);
+    let (app, receiver) = app_whose_lane_records_nothing().await;
     let status = || async {
         call(
             &app,
