@@ -4,6 +4,7 @@
 //! PostgreSQL backend means adding a variant and its module, not touching callers. The record
 //! types here are the store's vocabulary; SQL row structs stay private to each backend.
 
+mod backlog;
 mod commits;
 mod sqlite;
 
@@ -529,16 +530,11 @@ impl Store {
         }
     }
 
-    /// How many of a scope's events come after `after` (counting at most `cap`), and the
-    /// oldest event time among those counted.
-    pub async fn undelivered(
-        &self,
-        scope: &Scope,
-        after: i64,
-        cap: u32,
-    ) -> Result<(u64, Option<Timestamp>)> {
+    /// How many of a scope's events come after `after`, and the oldest event time among them:
+    /// a webhook's backlog, exact, at the cost of what changed since it was last measured.
+    pub async fn undelivered(&self, scope: &Scope, after: i64) -> Result<(u64, Option<Timestamp>)> {
         match self {
-            Self::Sqlite(s) => s.undelivered(scope, after, cap).await,
+            Self::Sqlite(s) => s.undelivered(scope, after).await,
         }
     }
 

@@ -37,8 +37,6 @@ use crate::clock;
 use crate::store::{Destination, NameFilter, PageQuery, Scope, StoreError, Webhook, WebhookConfig};
 
 const RESOURCE: &str = "audit-log-webhook";
-/// How far the status counts undelivered events (counting is O(lag)).
-const LAG_COUNT_CAP: u32 = 100_000;
 /// What kongctl's start-up guard looks for in the v2 `endpoint` of a region with no webhook.
 const UNCONFIGURED: &str = "unconfigured";
 
@@ -125,7 +123,7 @@ pub struct WebhookStatusResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_response_message: Option<String>,
     /// Our extension, while the webhook is enabled: how many of the scope's stored events the
-    /// SIEM has not acknowledged yet (counted up to 100000; at that figure, at least as many).
+    /// SIEM has not acknowledged yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag_events: Option<u64>,
     /// Our extension, while events wait: when the oldest of them happened.
@@ -178,7 +176,7 @@ pub(super) async fn status_view(
     };
     let (lag, oldest) = state
         .store
-        .undelivered(&webhook.scope, webhook.cursor, LAG_COUNT_CAP)
+        .undelivered(&webhook.scope, webhook.cursor)
         .await?;
     view.lag_events = Some(lag);
     if let Some(oldest) = oldest {

@@ -26,8 +26,6 @@ use crate::store::{ReplayJob, Scope, Store, Webhook};
 
 /// How often the supervisor re-reads the webhooks and refreshes the gauges without being told.
 const LOOK_INTERVAL: Duration = Duration::from_secs(5);
-/// Lag is counted up to this many events; beyond it the gauge saturates (counting is O(lag)).
-const LAG_COUNT_CAP: u32 = 10_000_000;
 
 /// What every lane shares.
 pub struct Shared {
@@ -191,10 +189,7 @@ async fn update_gauges(shared: &Shared, webhooks: &[Webhook]) {
     let window = shared.retention.window.as_secs_f64();
     for webhook in webhooks.iter().filter(|w| w.enabled) {
         let scope = &webhook.scope;
-        let counted = shared
-            .store
-            .undelivered(scope, webhook.cursor, LAG_COUNT_CAP)
-            .await;
+        let counted = shared.store.undelivered(scope, webhook.cursor).await;
         let Ok((lag, oldest)) = counted else {
             continue;
         };

@@ -29,6 +29,7 @@ use auditrelay_core::{OrgId, PortalId, Region};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::backlog::Backlogs;
 use super::commits::Commits;
 use super::{Result, Scope, StoreError};
 
@@ -39,6 +40,8 @@ pub struct SqliteStore {
     /// `None` once closed; each write clones it so the writer drains in-flight work first.
     writer: Mutex<Option<events::Writer>>,
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Webhooks' backlog summaries, brought up to date by each [`SqliteStore::undelivered`].
+    backlogs: Backlogs,
 }
 
 impl SqliteStore {
@@ -81,6 +84,7 @@ impl SqliteStore {
             commits,
             writer: Mutex::new(Some(writer)),
             writer_task: tokio::sync::Mutex::new(Some(task)),
+            backlogs: Backlogs::default(),
         })
     }
 

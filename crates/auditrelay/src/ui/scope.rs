@@ -323,8 +323,6 @@ async fn status_page(
         lag: state.lag_events.map(|n| match n {
             0 => "Nothing: every event has been delivered.".to_owned(),
             1 => "1 event".to_owned(),
-            // The API counts up to 100000.
-            n if n >= 100_000 => format!("{} events or more", count(n)),
             n => format!("{} events", count(n)),
         }),
         oldest: state.oldest_undelivered_at.as_deref().map(messages::time),

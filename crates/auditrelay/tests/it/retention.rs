@@ -1,8 +1,9 @@
-//! Retention: the pruner deletes events older than the window, and only those.
+//! Retention: the pruner deletes events older than the window, and only those; what it deleted
+//! no longer counts in a webhook's backlog.
 
 use auditrelay::config::Config;
 use auditrelay::jobs::retention;
-use auditrelay::store::{EventQuery, Store};
+use auditrelay::store::{EventQuery, Scope, Store};
 use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
 
 use crate::support::now;
@@ -79,4 +80,77 @@ async fn prunes_expired_events_in_chunks() {
             .unwrap(),
         0
     );
+}
+
+/// A webhook's backlog, as the store measures it from what changed, equals counting afresh on
+/// a real SQLite file: over several 16,384-`seq` buckets with another scope's events in between,
+/// with the cursor moving into a bucket, an event arriving late, and retention deleting some.
+#[tokio::test]
+async fn a_webhooks_backlog_stays_exact_through_delivery_late_events_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let (org, other) = (OrgId::new_v4(), OrgId::new_v4());
+    let scope = Scope {
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    let day = 86_400_000;
+    // Every 1,000th event of the org is past the window (stored directly: ingest refuses them).
+    let mut events = Vec::new();
+    for i in 0..24_000 {
+        let age = if i % 1000 == 0 { 8 * day } else { day - i };
+        events.push(event(org, now().saturating_sub_millis(age), "org"));
+        events.push(event(other, now(), "other"));
+    }
+    store.append_events(events).await.unwrap();
+    let afresh = async |after: i64| {
+        let events = store
+            .events_to_deliver(&scope, after, None, u32::MAX)
+            .await
+            .unwrap();
+        let oldest = events.iter().map(|e| e.event.ts).min();
+        (events.len() as u64, oldest, events)
+    };
+    let (count, oldest, all) = afresh(0).await;
+    assert_eq!(count, 24_000);
+    assert_eq!(store.undelivered(&scope, 0).await.unwrap(), (count, oldest));
+
+    // Delivered up to the middle of a bucket.
+    let cursor = all[10_000].seq;
+    let (count, oldest, _) = afresh(cursor).await;
+    assert_eq!(
+        store.undelivered(&scope, cursor).await.unwrap(),
+        (count, oldest)
+    );
+
+    // More arrive, one of them late: six days old, newer than the expired ones.
+    let late = now().saturating_sub_millis(6 * day);
+    let mut more: Vec<Event> = (0..3_000).map(|_| event(org, now(), "more")).collect();
+    more[1_500] = event(org, late, "late");
+    store.append_events(more).await.unwrap();
+    let (count, oldest, _) = afresh(cursor).await;
+    assert_eq!(count, 16_999);
+    assert_eq!(
+        store.undelivered(&scope, cursor).await.unwrap(),
+        (count, oldest)
+    );
+
+    // Retention deletes the expired ones: the late event is the oldest left.
+    let deleted = retention::prune_once(&store, &config.retention)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 24);
+    let (count, oldest, _) = afresh(cursor).await;
+    assert_eq!(oldest, Some(late));
+    assert_eq!(
+        store.undelivered(&scope, cursor).await.unwrap(),
+        (count, oldest)
+    );
+
+    // Delivered everything.
+    let (_, _, all) = afresh(0).await;
+    let head = all.last().unwrap().seq;
+    assert_eq!(store.undelivered(&scope, head).await.unwrap(), (0, None));
 }

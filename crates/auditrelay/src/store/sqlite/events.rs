@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::webhooks::{Position, write_position};
 use super::{SqliteStore, portal_key};
+use crate::store::backlog::{BUCKET_BITS, Bucket, Span};
 use crate::store::commits::Commits;
 use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
 
@@ -188,29 +189,60 @@ impl SqliteStore {
         rows.iter().map(|row| decode_row(scope, row)).collect()
     }
 
-    pub async fn undelivered(
-        &self,
-        scope: &Scope,
-        after: i64,
-        cap: u32,
-    ) -> Result<(u64, Option<Timestamp>)> {
-        let row = sqlx::query(
-            "SELECT count(*) AS n, min(ts) AS oldest FROM
-               (SELECT ts FROM events
-                WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
-                  AND seq > ?4
-                ORDER BY seq LIMIT ?5)",
+    pub async fn undelivered(&self, scope: &Scope, after: i64) -> Result<(u64, Option<Timestamp>)> {
+        let backlog = self.backlogs.of(scope);
+        let mut backlog = backlog.lock().await;
+        // Read before the events: a prune that lands during the reads shows next time.
+        let pruned = self.backlogs.pruned();
+        let head: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(seq), 0) FROM events
+             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)",
+        )
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(portal_key(scope))
+        .fetch_one(&self.pool)
+        .await?;
+        let mut read = Vec::new();
+        for span in backlog.advance(after, head, pruned) {
+            match self.backlog_buckets(scope, span).await {
+                Ok(buckets) => read.extend(buckets),
+                Err(e) => {
+                    backlog.reset();
+                    return Err(e);
+                }
+            }
+        }
+        backlog.fill(read);
+        let (count, oldest) = backlog.totals();
+        Ok((count, oldest.map(Timestamp::from_millis)))
+    }
+
+    /// A scope's events in `(after, through]`, summed per backlog bucket.
+    async fn backlog_buckets(&self, scope: &Scope, (after, through): Span) -> Result<Vec<Bucket>> {
+        let rows = sqlx::query(
+            "SELECT seq >> ?6 AS bucket, count(*) AS n, min(ts) AS oldest FROM events
+             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
+               AND seq > ?4 AND seq <= ?5
+             GROUP BY bucket",
         )
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())
         .bind(portal_key(scope))
         .bind(after)
-        .bind(i64::from(cap))
-        .fetch_one(&self.pool)
+        .bind(through)
+        .bind(BUCKET_BITS)
+        .fetch_all(&self.pool)
         .await?;
-        let n: i64 = row.try_get("n")?;
-        let oldest: Option<i64> = row.try_get("oldest")?;
-        Ok((n as u64, oldest.map(Timestamp::from_millis)))
+        rows.iter()
+            .map(|row| {
+                Ok(Bucket {
+                    key: row.try_get("bucket")?,
+                    count: row.try_get::<i64, _>("n")? as u64,
+                    oldest: row.try_get("oldest")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
@@ -232,6 +264,11 @@ impl SqliteStore {
             .bind(room as i64)
             .execute(&self.pool)
             .await?;
+            if done.rows_affected() > 0 {
+                // After the delete, never before: a backlog measured in between would keep
+                // counting what is gone.
+                self.backlogs.note_pruned(cutoff.as_millis());
+            }
             deleted += done.rows_affected();
         }
         Ok(deleted)
