@@ -19,7 +19,9 @@
 //! - `replay` ([`replay`]) — a window of N past events, ingested before the webhook existed,
 //!   re-sent by a replay job to the same receiver: replayed events/s and the server's peak RSS
 //!   while it runs, with every event checked to arrive exactly once;
-//! - `all` — each of the above in turn at its default size, each against a fresh server, with
+//! - `backlog` ([`backlog`]) — N events ingested while the webhook's SIEM refuses every
+//!   connection: the status request's latency and the server's CPU at rest with that backlog;
+//! - `all` — the four throughput scenarios above `backlog` in turn at their default size, each against a fresh server, with
 //!   one combined summary and one JSON object.
 //!
 //! Whatever the scenario, the figures the issue asks of each come out in one shape
@@ -28,6 +30,7 @@
 //! the server, bytes per stored event after a checkpoint ([`Storage`]). Long phases show a
 //! progress line on stderr ([`progress`]).
 
+mod backlog;
 mod deliver;
 mod ingest;
 mod latency;
@@ -102,7 +105,12 @@ enum Scenario {
     ///
     /// With --url, the same conditions as for `deliver`.
     Replay(replay::ReplayArgs),
-    /// Every scenario in turn (ingest, deliver, latency, replay) at its default size, each
+    /// N events ingested while the org webhook's SIEM refuses every connection: the webhook
+    /// status request's latency and the server's CPU at rest with that backlog stored.
+    ///
+    /// With --url, the same conditions as for `deliver`.
+    Backlog(backlog::BacklogArgs),
+    /// The throughput scenarios in turn (ingest, deliver, latency, replay) at their default size, each
     /// against a fresh server: one combined summary, and with --json one object holding each.
     All(AllArgs),
 }
@@ -152,6 +160,7 @@ impl Scenario {
             Self::Deliver(_) => "deliver",
             Self::Latency(_) => "latency",
             Self::Replay(_) => "replay",
+            Self::Backlog(_) => "backlog",
             Self::All(_) => "all",
         }
     }
@@ -403,6 +412,7 @@ async fn run(cli: &Cli, scenario: Scenario) -> anyhow::Result<Finished> {
         Scenario::Deliver(args) => deliver::deliver(&target, args).await,
         Scenario::Latency(args) => latency::latency(&target, args).await,
         Scenario::Replay(args) => replay::replay(&target, args).await,
+        Scenario::Backlog(args) => backlog::backlog(&target, args).await,
         Scenario::All(_) => unreachable!("`all` is expanded before running"),
     };
     let data_dir_bytes = target.data_dir_bytes();

@@ -1,0 +1,143 @@
+//! The `backlog` scenario: what a SIEM outage costs the server. The org webhook of `us` points at
+//! a loopback port nobody listens on, so every batch is refused and the webhook turns
+//! `inactive` and probes; meanwhile `--events` are ingested as fast as the clients go.
+//!
+//! With that backlog stored, it reports:
+//! - the webhook status request (`GET /us/v3/audit-log-webhook/status`), whose `lag_events`,
+//!   `oldest_undelivered_at` and `seconds_until_data_loss` measure the backlog: p50/p99 over
+//!   `--requests` sequential requests, and the `lag_events` the last one saw, which should count
+//!   at least every event sent;
+//! - the server's CPU at rest for `--rest-seconds`: no requests, only the lane's probes and the
+//!   lag gauges, which the delivery supervisor refreshes every 5 s.
+//!
+//! Both should stay flat however large the backlog: an outage is when an operator reads them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::deliver::{LogFormat, configure};
+use crate::ingest::{Stamps, send_all};
+use crate::{Meter, Quantiles, Rate, Report, Target, expect_status};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BacklogArgs {
+    /// Events to ingest while the SIEM is down.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Events per request.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch: u64,
+    /// Clients sending at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: u64,
+    /// Status requests to time, one after another.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+    /// Seconds of rest over which the server's CPU is measured.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    rest_seconds: u64,
+}
+
+pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Report> {
+    let endpoint = refused_endpoint()?;
+    configure(target, &endpoint, LogFormat::Cef).await?;
+    eprintln!("the org webhook (us) delivers to {endpoint}, where nothing listens");
+
+    let meter = Meter::start(target);
+    let sent = send_all(
+        target,
+        args.events,
+        args.batch,
+        args.concurrency,
+        Stamps::Now,
+    )
+    .await?;
+    let ingest_cost = meter.cost(target);
+    let ingest_rate = sent.events as f64 / sent.seconds();
+    eprintln!(
+        "ingest:  {} events in {:.2} s = {ingest_rate:.0} events/s with the SIEM down",
+        sent.events,
+        sent.seconds()
+    );
+
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..args.requests {
+        let started = Instant::now();
+        let resp = client
+            .get(format!("{}/us/v3/audit-log-webhook/status", target.url))
+            .bearer_auth(&target.admin_token)
+            .send()
+            .await?;
+        last = expect_status(resp, StatusCode::OK, "reading the webhook status")
+            .await?
+            .json()
+            .await?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort_unstable();
+    let status = Quantiles::of(&latencies);
+    let lag = last["lag_events"]
+        .as_u64()
+        .with_context(|| format!("the status has no lag_events: {last}"))?;
+    // Not an error: a server that caps the count (as ours did before the exact backlog) is
+    // still measured, and says so.
+    let counts_all = lag >= sent.events;
+    eprintln!(
+        "status:  {status} over {} requests; lag_events {lag}{}, webhook_status {}, seconds_until_data_loss {}",
+        args.requests,
+        if counts_all {
+            ""
+        } else {
+            " (FEWER than were sent)"
+        },
+        last["webhook_status"],
+        last["seconds_until_data_loss"]
+    );
+
+    let rest = Meter::start(target);
+    tokio::time::sleep(Duration::from_secs(args.rest_seconds)).await;
+    let rest_cpu = rest.cost(target).server_cpu_seconds;
+    let rest_share = rest_cpu.map(|cpu| cpu / args.rest_seconds as f64);
+    if let Some(share) = rest_share {
+        eprintln!(
+            "rest:    the server used {:.1}% of a core over {} s with {lag} events undelivered",
+            share * 100.0,
+            args.rest_seconds
+        );
+    }
+
+    Ok(Report {
+        scenario: "backlog",
+        events: sent.events,
+        rates: vec![Rate::new("ingested_events_per_second", ingest_rate)],
+        measured: "ingest with the SIEM down",
+        cost: ingest_cost,
+        latency: None,
+        details: json!({
+            "batch": args.batch,
+            "concurrency": args.concurrency,
+            "lag_events": lag,
+            "lag_counts_every_event_sent": counts_all,
+            "webhook_status": last["webhook_status"],
+            "status_requests": args.requests,
+            "status_latency_ms": status.to_json(),
+            "rest_seconds": args.rest_seconds,
+            "rest_server_cpu_seconds": rest_cpu,
+            "rest_server_core_share": rest_share,
+        }),
+    })
+}
+
+/// An http endpoint on loopback that refuses connections: a port the kernel just handed out
+/// and that nothing listens on once the listener is dropped.
+fn refused_endpoint() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    drop(listener);
+    Ok(format!("http://127.0.0.1:{port}/siem-down"))
+}
