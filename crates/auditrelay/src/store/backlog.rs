@@ -165,6 +165,12 @@ impl Backlogs {
         scopes.entry(scope.clone()).or_default().clone()
     }
 
+    /// Drops the summaries of webhooks that no longer exist.
+    pub fn forget(&self, gone: impl Fn(&Scope) -> bool) {
+        let mut scopes = self.scopes.lock().expect("backlogs lock poisoned");
+        scopes.retain(|scope, _| !gone(scope));
+    }
+
     /// What retention has deleted so far: read before a measurement's reads begin.
     pub fn pruned(&self) -> Pruned {
         *self.pruned.lock().expect("pruned lock poisoned")
@@ -323,6 +329,22 @@ mod tests {
             measure(&mut backlog, &events, 200, Pruned::default()).0,
             (0, None)
         );
+    }
+
+    #[test]
+    fn a_deleted_webhooks_summary_is_forgotten_and_no_other() {
+        use auditrelay_core::{OrgId, Region};
+        let scope = |region: &str| Scope {
+            org_id: OrgId::new_v4(),
+            region: Region::parse(region).unwrap(),
+            portal_id: None,
+        };
+        let (gone, kept) = (scope("us"), scope("eu"));
+        let backlogs = Backlogs::default();
+        let (first_gone, first_kept) = (backlogs.of(&gone), backlogs.of(&kept));
+        backlogs.forget(|s| *s == gone);
+        assert!(!Arc::ptr_eq(&first_gone, &backlogs.of(&gone)));
+        assert!(Arc::ptr_eq(&first_kept, &backlogs.of(&kept)));
     }
 
     /// One step of a scope's life between two measurements.

@@ -122,6 +122,7 @@ impl SqliteStore {
             deleted += done.rows_affected();
         }
         tx.commit().await?;
+        self.backlogs.forget(|s| scopes.contains(s));
         Ok(deleted)
     }
 }
