@@ -35,11 +35,13 @@ pub struct Bucket {
     pub oldest: i64,
 }
 
-/// The summary of one webhook's undelivered events.
-#[derive(Debug, Default)]
+/// The summary of one webhook's undelivered events. A store measures on a clone and keeps it
+/// only once every read is in, so a measurement that fails or is dropped half way (a status
+/// request whose client went away) leaves the last complete summary.
+#[derive(Clone, Debug, Default)]
 pub struct Backlog {
-    /// The cursor and the scope's newest `seq` at the last measurement; `None` before the first
-    /// (or after a failed one), which makes the next read everything after the cursor.
+    /// The cursor and the scope's newest `seq` at the last measurement; `None` before the
+    /// first, which makes it read everything after the cursor.
     at: Option<(i64, i64)>,
     /// What retention had deleted when the last measurement began.
     pruned: Pruned,
@@ -59,13 +61,19 @@ impl Backlog {
     /// Moves the summary to a new `cursor` and `head` (the scope's newest `seq`), given what
     /// retention has deleted by now; returns the spans to read, whose buckets go to
     /// [`Backlog::fill`]. The spans never overlap what the summary keeps.
+    ///
+    /// A webhook's cursor never moves back (re-enabling moves it to the newest event), so a
+    /// smaller one than last time is a caller's stale read, and the newer one is kept.
     pub fn advance(&mut self, cursor: i64, head: i64, pruned: Pruned) -> Vec<Span> {
+        let cursor = self
+            .at
+            .map_or(cursor, |(was_cursor, _)| cursor.max(was_cursor));
         // Retention can delete a scope's newest events (old event times arrive late); nothing
         // after the cursor is left then.
         let head = head.max(cursor);
         let mut spans = Vec::new();
         match self.at {
-            Some((was_cursor, was_head)) if cursor >= was_cursor && head >= was_head => {
+            Some((was_cursor, was_head)) if head >= was_head => {
                 // Buckets wholly delivered go; the one holding the first undelivered `seq` is
                 // re-read if the cursor moved into it.
                 let first_undelivered = (cursor + 1) >> BUCKET_BITS;
@@ -117,12 +125,6 @@ impl Backlog {
             entry.0 += bucket.count;
             entry.1 = entry.1.min(bucket.oldest);
         }
-    }
-
-    /// Forgets everything: the next measurement reads the whole backlog. For a measurement
-    /// whose reads failed half way.
-    pub fn reset(&mut self) {
-        *self = Self::default();
     }
 
     /// How many events are undelivered, and the oldest event time (ms) among them.
@@ -301,18 +303,13 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_that_moves_back_or_a_reset_reads_everything_again() {
+    fn a_stale_cursor_counts_from_the_newest_one_seen_and_reads_nothing() {
         let events: Vec<(i64, i64)> = (1..=40_000).map(|s| (s, s)).collect();
         let mut backlog = Backlog::default();
         measure(&mut backlog, &events, 30_000, Pruned::default());
         assert_eq!(
             measure(&mut backlog, &events, 10_000, Pruned::default()),
-            ((30_000, Some(10_001)), 30_000)
-        );
-        backlog.reset();
-        assert_eq!(
-            measure(&mut backlog, &events, 10_000, Pruned::default()).1,
-            30_000
+            ((10_000, Some(30_001)), 0)
         );
     }
 
@@ -358,6 +355,8 @@ mod tests {
         Prune(i64),
         /// Another scope's events took this many `seq`s.
         Others(u32),
+        /// The measurement is asked with a cursor read long ago (the first one).
+        Stale,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -366,6 +365,7 @@ mod tests {
             3 => any::<u16>().prop_map(Step::Deliver),
             1 => (0..1_000_000i64).prop_map(Step::Prune),
             1 => (0..40_000u32).prop_map(Step::Others),
+            1 => Just(Step::Stale),
         ]
     }
 
@@ -379,6 +379,7 @@ mod tests {
             let mut pruned = Pruned::default();
             let mut backlog = Backlog::default();
             for step in steps {
+                let stale = matches!(step, Step::Stale);
                 match step {
                     Step::Ingest(times) => {
                         for ts in times {
@@ -398,8 +399,10 @@ mod tests {
                         pruned.before = pruned.before.max(cutoff);
                     }
                     Step::Others(n) => next_seq += i64::from(n),
+                    Step::Stale => {}
                 }
-                let (totals, _) = measure(&mut backlog, &events, cursor, pruned);
+                let asked = if stale { 0 } else { cursor };
+                let (totals, _) = measure(&mut backlog, &events, asked, pruned);
                 prop_assert_eq!(totals, truth(&events, cursor));
             }
         }

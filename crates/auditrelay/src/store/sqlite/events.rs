@@ -190,8 +190,10 @@ impl SqliteStore {
     }
 
     pub async fn undelivered(&self, scope: &Scope, after: i64) -> Result<(u64, Option<Timestamp>)> {
-        let backlog = self.backlogs.of(scope);
-        let mut backlog = backlog.lock().await;
+        let summary = self.backlogs.of(scope);
+        let mut summary = summary.lock().await;
+        // Measured on a copy that replaces the summary only once every read is in.
+        let mut backlog = summary.clone();
         // Read before the events: a prune that lands during the reads shows next time.
         let pruned = self.backlogs.pruned();
         let head: i64 = sqlx::query_scalar(
@@ -205,16 +207,11 @@ impl SqliteStore {
         .await?;
         let mut read = Vec::new();
         for span in backlog.advance(after, head, pruned) {
-            match self.backlog_buckets(scope, span).await {
-                Ok(buckets) => read.extend(buckets),
-                Err(e) => {
-                    backlog.reset();
-                    return Err(e);
-                }
-            }
+            read.extend(self.backlog_buckets(scope, span).await?);
         }
         backlog.fill(read);
         let (count, oldest) = backlog.totals();
+        *summary = backlog;
         Ok((count, oldest.map(Timestamp::from_millis)))
     }
 
