@@ -634,7 +634,8 @@ impl Store {
         }
     }
 
-    /// Deletes at most `chunk` events older than `cutoff`; returns how many it deleted.
+    /// Deletes at most `chunk` events older than `cutoff`, never the newest event of all (whose
+    /// `seq` must not be handed out again); returns how many it deleted.
     pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
         match self {
             Self::Sqlite(s) => s.prune_events(cutoff, chunk).await,

@@ -1,5 +1,6 @@
-//! Retention: the pruner deletes events older than the window, and only those; what it deleted
-//! no longer counts in a webhook's backlog.
+//! Retention: the pruner deletes events older than the window, and only those, except the
+//! newest event of all, which waits for a newer one; what it deleted no longer counts in a
+//! webhook's backlog.
 
 use auditrelay::config::Config;
 use auditrelay::jobs::retention;
@@ -201,4 +202,72 @@ async fn a_backlog_measurement_dropped_half_way_leaves_the_next_one_exact() {
             cut.is_ok()
         );
     }
+}
+
+/// The newest event of all outlives its window until a newer one arrives: deleting it would
+/// let SQLite hand its `seq` to the next event, which a webhook whose cursor had reached it
+/// would then never deliver.
+#[tokio::test]
+async fn the_newest_event_is_kept_until_a_newer_one_so_no_seq_is_handed_out_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let org = OrgId::new_v4();
+    let scope = Scope {
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    let day = 86_400_000;
+    let seqs = async || -> Vec<i64> {
+        let events = store
+            .events_to_deliver(&scope, 0, None, u32::MAX)
+            .await
+            .unwrap();
+        events.iter().map(|e| e.seq).collect()
+    };
+    store
+        .append_events(vec![event(org, now(), "fresh")])
+        .await
+        .unwrap();
+    // Stored directly, as the newest row: ingest takes events up to the window's edge, which
+    // expire moments later.
+    store
+        .append_events(vec![event(
+            org,
+            now().saturating_sub_millis(8 * day),
+            "old",
+        )])
+        .await
+        .unwrap();
+    let before = seqs().await;
+    let prune = async || {
+        retention::prune_once(&store, &config.retention)
+            .await
+            .unwrap()
+    };
+    assert_eq!(prune().await, 0, "the expired event is the newest: kept");
+    assert_eq!(seqs().await, before);
+
+    store
+        .append_events(vec![event(org, now(), "next")])
+        .await
+        .unwrap();
+    let with_next = seqs().await;
+    assert!(with_next[2] > before[1], "{with_next:?}");
+    assert_eq!(
+        prune().await,
+        1,
+        "a newer event arrived: the expired one goes"
+    );
+    store
+        .append_events(vec![event(org, now(), "after")])
+        .await
+        .unwrap();
+    let after = seqs().await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        after[2] > with_next[2],
+        "no seq handed out twice: {after:?}"
+    );
 }

@@ -252,9 +252,13 @@ impl SqliteStore {
             if room == 0 {
                 break;
             }
+            // The newest row of all is kept until a newer one arrives, even past its window:
+            // SQLite gives a new row max(seq) + 1, so deleting the newest would hand its `seq`
+            // out again, to an event that every cursor already past it would never deliver.
             let done = sqlx::query(
                 "DELETE FROM events WHERE seq IN
-                   (SELECT seq FROM events WHERE scope_id = ? AND ts < ? LIMIT ?)",
+                   (SELECT seq FROM events WHERE scope_id = ? AND ts < ?
+                      AND seq < (SELECT max(seq) FROM events) LIMIT ?)",
             )
             .bind(scope)
             .bind(cutoff.as_millis())
