@@ -2,11 +2,12 @@
 //! a loopback port nobody listens on, so every batch is refused and the webhook turns
 //! `inactive` and probes; meanwhile `--events` are ingested as fast as the clients go.
 //!
-//! With that backlog stored, it reports:
+//! It reports:
 //! - the webhook status request (`GET /us/v3/audit-log-webhook/status`), whose `lag_events`,
-//!   `oldest_undelivered_at` and `seconds_until_data_loss` measure the backlog: p50/p99 over
-//!   `--requests` sequential requests, and the `lag_events` the last one saw, which should count
-//!   at least every event sent;
+//!   `oldest_undelivered_at` and `seconds_until_data_loss` measure the backlog: timed every
+//!   500 ms while the events go in (as an operator watching the outage would), then p50/p99
+//!   over `--requests` sequential requests with the backlog stored, and the `lag_events` the
+//!   last one saw, which should count at least every event sent;
 //! - the server's CPU at rest for `--rest-seconds`: no requests, only the lane's probes and the
 //!   lag gauges, which the delivery supervisor refreshes every 5 s.
 //!
@@ -21,6 +22,9 @@ use serde_json::{Value, json};
 use crate::deliver::{LogFormat, configure};
 use crate::ingest::{Stamps, send_all};
 use crate::{Meter, Quantiles, Rate, Report, Target, expect_status};
+
+/// How often the status is read while the events go in.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BacklogArgs {
@@ -46,6 +50,26 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
     configure(target, &endpoint, LogFormat::Cef).await?;
     eprintln!("the org webhook (us) delivers to {endpoint}, where nothing listens");
 
+    // An operator watching the status while the backlog grows.
+    let client = reqwest::Client::new();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let watcher = {
+        let (client, url, token) = (
+            client.clone(),
+            status_url(target),
+            target.admin_token.clone(),
+        );
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                latencies.push(read_status(&client, &url, &token).await?.0);
+                tokio::select! {
+                    _ = stopped.changed() => return anyhow::Ok(latencies),
+                    () = tokio::time::sleep(WATCH_EVERY) => {}
+                }
+            }
+        })
+    };
     let meter = Meter::start(target);
     let sent = send_all(
         target,
@@ -56,28 +80,25 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
     )
     .await?;
     let ingest_cost = meter.cost(target);
+    let _ = stop.send(true);
+    let mut during = watcher.await??;
+    during.sort_unstable();
+    let during_ingest = Quantiles::of(&during);
     let ingest_rate = sent.events as f64 / sent.seconds();
     eprintln!(
-        "ingest:  {} events in {:.2} s = {ingest_rate:.0} events/s with the SIEM down",
+        "ingest:  {} events in {:.2} s = {ingest_rate:.0} events/s with the SIEM down; status read every {} ms meanwhile: {during_ingest} ({} reads)",
         sent.events,
-        sent.seconds()
+        sent.seconds(),
+        WATCH_EVERY.as_millis(),
+        during.len()
     );
 
-    let client = reqwest::Client::new();
     let mut latencies = Vec::new();
     let mut last = Value::Null;
     for _ in 0..args.requests {
-        let started = Instant::now();
-        let resp = client
-            .get(format!("{}/us/v3/audit-log-webhook/status", target.url))
-            .bearer_auth(&target.admin_token)
-            .send()
-            .await?;
-        last = expect_status(resp, StatusCode::OK, "reading the webhook status")
-            .await?
-            .json()
-            .await?;
-        latencies.push(started.elapsed());
+        let (took, status) = read_status(&client, &status_url(target), &target.admin_token).await?;
+        latencies.push(took);
+        last = status;
     }
     latencies.sort_unstable();
     let status = Quantiles::of(&latencies);
@@ -88,7 +109,7 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
     // still measured, and says so.
     let counts_all = lag >= sent.events;
     eprintln!(
-        "status:  {status} over {} requests; lag_events {lag}{}, webhook_status {}, seconds_until_data_loss {}",
+        "status:  {status} over {} requests after ingest; lag_events {lag}{}, webhook_status {}, seconds_until_data_loss {}",
         args.requests,
         if counts_all {
             ""
@@ -126,11 +147,32 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
             "webhook_status": last["webhook_status"],
             "status_requests": args.requests,
             "status_latency_ms": status.to_json(),
+            "status_reads_during_ingest": during.len(),
+            "status_latency_during_ingest_ms": during_ingest.to_json(),
             "rest_seconds": args.rest_seconds,
             "rest_server_cpu_seconds": rest_cpu,
             "rest_server_core_share": rest_share,
         }),
     })
+}
+
+fn status_url(target: &Target) -> String {
+    format!("{}/us/v3/audit-log-webhook/status", target.url)
+}
+
+/// One `GET` of the webhook status: how long it took, and the body.
+async fn read_status(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<(Duration, Value)> {
+    let started = Instant::now();
+    let resp = client.get(url).bearer_auth(token).send().await?;
+    let status = expect_status(resp, StatusCode::OK, "reading the webhook status")
+        .await?
+        .json()
+        .await?;
+    Ok((started.elapsed(), status))
 }
 
 /// An http endpoint on loopback that refuses connections: a port the kernel just handed out
