@@ -32,6 +32,20 @@ fn event(org: auditrelay_core::OrgId, ts: Timestamp, trace: &str) -> Event {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// A store of its own in `dir`, and the `us` scope of a new org.
+async fn own_store(dir: &std::path::Path) -> (Config, Store, Scope) {
+    let config = Config::for_data_dir(dir).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let scope = Scope {
+        org_id: OrgId::new_v4(),
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    (config, store, scope)
+}
+
 /// On a store of its own: a server's background pruner would race the test's pass.
 #[tokio::test]
 async fn prunes_expired_events_in_chunks() {
@@ -40,13 +54,12 @@ async fn prunes_expired_events_in_chunks() {
     config.retention.prune_chunk = 7;
     let store = Store::open(&config).await.unwrap();
     let org = OrgId::new_v4();
-    let day = 86_400_000;
     // Stored directly: ingest would rightly refuse events this old.
     let old: Vec<Event> = (0..30)
-        .map(|i| event(org, now().saturating_sub_millis(8 * day + i), "old"))
+        .map(|i| event(org, now().saturating_sub_millis(8 * DAY_MS + i), "old"))
         .collect();
     let fresh: Vec<Event> = (0..5)
-        .map(|i| event(org, now().saturating_sub_millis(6 * day + i), "fresh"))
+        .map(|i| event(org, now().saturating_sub_millis(6 * DAY_MS + i), "fresh"))
         .collect();
     store.append_events(old).await.unwrap();
     store.append_events(fresh).await.unwrap();
@@ -89,19 +102,16 @@ async fn prunes_expired_events_in_chunks() {
 #[tokio::test]
 async fn a_webhooks_backlog_stays_exact_through_delivery_late_events_and_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::for_data_dir(dir.path()).unwrap();
-    let store = Store::open(&config).await.unwrap();
-    let (org, other) = (OrgId::new_v4(), OrgId::new_v4());
-    let scope = Scope {
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
-    let day = 86_400_000;
+    let (config, store, scope) = own_store(dir.path()).await;
+    let (org, other) = (scope.org_id, OrgId::new_v4());
     // Every 1,000th event of the org is past the window (stored directly: ingest refuses them).
     let mut events = Vec::new();
     for i in 0..24_000 {
-        let age = if i % 1000 == 0 { 8 * day } else { day - i };
+        let age = if i % 1000 == 0 {
+            8 * DAY_MS
+        } else {
+            DAY_MS - i
+        };
         events.push(event(org, now().saturating_sub_millis(age), "org"));
         events.push(event(other, now(), "other"));
     }
@@ -127,7 +137,7 @@ async fn a_webhooks_backlog_stays_exact_through_delivery_late_events_and_retenti
     );
 
     // More arrive, one of them late: six days old, newer than the expired ones.
-    let late = now().saturating_sub_millis(6 * day);
+    let late = now().saturating_sub_millis(6 * DAY_MS);
     let mut more: Vec<Event> = (0..3_000).map(|_| event(org, now(), "more")).collect();
     more[1_500] = event(org, late, "late");
     store.append_events(more).await.unwrap();
@@ -162,14 +172,8 @@ async fn a_webhooks_backlog_stays_exact_through_delivery_late_events_and_retenti
 #[tokio::test]
 async fn a_backlog_measurement_dropped_half_way_leaves_the_next_one_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::for_data_dir(dir.path()).unwrap();
-    let store = Store::open(&config).await.unwrap();
-    let org = OrgId::new_v4();
-    let scope = Scope {
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
+    let (_, store, scope) = own_store(dir.path()).await;
+    let org = scope.org_id;
     let events = (0..40_000)
         .map(|i| event(org, now().saturating_sub_millis(i), "org"))
         .collect();
@@ -210,15 +214,8 @@ async fn a_backlog_measurement_dropped_half_way_leaves_the_next_one_exact() {
 #[tokio::test]
 async fn the_newest_event_is_kept_until_a_newer_one_so_no_seq_is_handed_out_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::for_data_dir(dir.path()).unwrap();
-    let store = Store::open(&config).await.unwrap();
-    let org = OrgId::new_v4();
-    let scope = Scope {
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
-    let day = 86_400_000;
+    let (config, store, scope) = own_store(dir.path()).await;
+    let org = scope.org_id;
     let seqs = async || -> Vec<i64> {
         let events = store
             .events_to_deliver(&scope, 0, None, u32::MAX)
@@ -235,7 +232,7 @@ async fn the_newest_event_is_kept_until_a_newer_one_so_no_seq_is_handed_out_twic
     store
         .append_events(vec![event(
             org,
-            now().saturating_sub_millis(8 * day),
+            now().saturating_sub_millis(8 * DAY_MS),
             "old",
         )])
         .await
