@@ -14,6 +14,7 @@
 //! Everything else is reused. This relies on the store's append order: every event up to the
 //! scope's newest `seq` is committed once that `seq` is visible, no `seq` is handed out twice,
 //! and only retention deletes.
+//!
 //! The summary is backend-independent; a backend supplies the head and the bucket reads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
