@@ -278,9 +278,7 @@ pub async fn check_token(
     let checked = auth::authenticate(state, &ctx, Some(token)).await;
     let events = ctx.trail.take_events();
     if let Err(e) = state.store.append_events(events).await {
-        metrics::counter!("auditrelay_self_audit_failures_total").increment(1);
-        tracing::error!(trace_id, error = %e, "self-audit events could not be stored");
-        return Err(ApiError::internal(e));
+        return Err(context::self_audit_failed(trace_id, e, false));
     }
     checked
 }

@@ -6,6 +6,7 @@
 
 mod backlog;
 mod commits;
+mod health;
 mod sqlite;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestam
 use uuid::Uuid;
 
 pub use commits::Commits;
+pub use health::{Health, Refusing};
 pub use sqlite::SqliteStore;
 
 use crate::config::Config;
@@ -35,8 +37,16 @@ pub enum StoreError {
     MissingReference(&'static str),
     #[error("the store is shutting down")]
     Closed,
+    /// The store could not do what was asked for a reason of its own (a full disk, an I/O
+    /// error): nothing was written, and trying again later may succeed.
+    #[error("the store cannot write: {}", kind.describe())]
+    Unavailable {
+        kind: FaultKind,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A stored value does not decode: the database was changed outside auditrelay.
@@ -44,6 +54,51 @@ pub enum StoreError {
     Corrupt(String),
     #[error("could not prepare the data directory")]
     Io(#[from] std::io::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match sqlite::fault_kind(&e) {
+            Some(kind) => Self::Unavailable { kind, source: e },
+            None => Self::Database(e),
+        }
+    }
+}
+
+/// Why the store cannot write now: what clients (507 for `Full`, else 503), readiness and the
+/// `auditrelay_store_errors_total` metric are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// No room left: the disk, or a size limit of the database.
+    Full,
+    /// The operating system failed a read or a write, or the file cannot be opened.
+    Io,
+    /// The database or its directory became read-only.
+    ReadOnly,
+    /// Another process holds the database longer than the busy timeout.
+    Busy,
+}
+
+impl FaultKind {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Io => "io",
+            Self::ReadOnly => "read_only",
+            Self::Busy => "busy",
+        }
+    }
+
+    /// In words, for problem details and the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Full => "the disk holding the data directory is full",
+            Self::Io => "the disk holding the data directory reported an I/O error",
+            Self::ReadOnly => "the database has become read-only",
+            Self::Busy => "another process holds the database's write lock",
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -372,6 +427,13 @@ impl Store {
     pub fn commits(&self) -> &Commits {
         match self {
             Self::Sqlite(s) => &s.commits,
+        }
+    }
+
+    /// Why the store refuses writes, and since when; `None` while it accepts them.
+    pub fn refusing(&self) -> Option<Refusing> {
+        match self {
+            Self::Sqlite(s) => s.health.refusing(),
         }
     }
 

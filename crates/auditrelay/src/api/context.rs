@@ -21,6 +21,7 @@ use super::audit::{AuditTrail, RequestFacts, query_as_json};
 use super::error::{ApiError, PROBLEM_JSON};
 use super::region::{self, RequestRegion};
 use crate::clock;
+use crate::store::StoreError;
 
 tokio::task_local! {
     static TRACE_ID: u64;
@@ -159,11 +160,16 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     if !events.is_empty()
         && let Err(e) = state.store.append_events(events).await
     {
-        // The action already happened; its audit record did not make it. Say so loudly, and
-        // tell the client its request's outcome is not fully recorded.
-        metrics::counter!("auditrelay_self_audit_failures_total").increment(1);
-        tracing::error!(trace_id, error = %e, "self-audit events could not be stored");
-        response = TRACE_ID.sync_scope(trace_id, || ApiError::internal(e).into_response());
+        // The request's audit record did not make it, so its answer cannot stand. A change it
+        // made (committed on its own before) is said to have happened.
+        let changed = is_state_changing(&method) && response.status().is_success();
+        let matched = response.extensions_mut().remove::<MatchedPath>();
+        response = TRACE_ID.sync_scope(trace_id, || {
+            self_audit_failed(trace_id, e, changed).into_response()
+        });
+        if let Some(matched) = matched {
+            response.extensions_mut().insert(matched);
+        }
     }
 
     let route = response
@@ -181,6 +187,21 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .record(started.elapsed());
     log_request(trace_id, &method, &path, &route, response.status(), started);
     response
+}
+
+/// The answer to a request whose self-audit events could not be stored: the store's 507 or
+/// 503 when it refuses writes (logged once by the store, not here), else a logged 500.
+/// `changed`: the request's own change was committed before.
+pub(super) fn self_audit_failed(trace_id: u64, e: StoreError, changed: bool) -> ApiError {
+    metrics::counter!("auditrelay_self_audit_failures_total").increment(1);
+    match e {
+        StoreError::Unavailable { kind, .. } if changed => ApiError::store_fault_after_change(kind),
+        StoreError::Unavailable { kind, .. } => ApiError::store_fault(kind),
+        other => {
+            tracing::error!(trace_id, error = %other, "self-audit events could not be stored");
+            ApiError::internal(other)
+        }
+    }
 }
 
 /// Inside the router: copies the matched route onto the response for the metric label.

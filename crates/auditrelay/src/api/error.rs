@@ -14,7 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::context;
-use crate::store::StoreError;
+use crate::store::{FaultKind, StoreError};
 
 /// A problem+json body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -99,6 +99,8 @@ pub struct ApiError {
     detail: String,
     invalid_parameters: Vec<InvalidParameter>,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Seconds for a `Retry-After` header: when trying again may succeed.
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -109,7 +111,14 @@ impl ApiError {
             detail: detail.into(),
             invalid_parameters: Vec::new(),
             cause: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` of `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with the fields at fault. `detail` is the summary ("Invalid parameters").
@@ -216,8 +225,44 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Closed => Self::unavailable("The server is shutting down"),
+            // Not logged here: the store logs when it stops and starts accepting writes, once
+            // each, not once per request.
+            StoreError::Unavailable { kind, .. } => Self::store_fault(kind),
             other => Self::internal(other),
         }
+    }
+}
+
+/// `Retry-After` for a full disk: freeing space takes someone a while.
+const RETRY_FULL_SECS: u32 = 30;
+/// `Retry-After` for other store faults, which often pass by themselves (a lock, an I/O hiccup).
+const RETRY_FAULT_SECS: u32 = 5;
+
+impl ApiError {
+    /// 507 when the store is full, else 503; both with `Retry-After`, both saying that nothing
+    /// of the request was stored.
+    pub fn store_fault(kind: FaultKind) -> Self {
+        let detail = format!("Nothing was stored: {}. Try again later", kind.describe());
+        match kind {
+            FaultKind::Full => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "Insufficient Storage",
+                detail,
+            )
+            .retry_after(RETRY_FULL_SECS),
+            _ => Self::unavailable(detail).retry_after(RETRY_FAULT_SECS),
+        }
+    }
+
+    /// As [`ApiError::store_fault`], for a request whose change was committed but whose audit
+    /// record then could not be: the client learns that the change stands.
+    pub fn store_fault_after_change(kind: FaultKind) -> Self {
+        let mut e = Self::store_fault(kind);
+        e.detail = format!(
+            "The change was made, but its audit record could not be stored: {}",
+            kind.describe()
+        );
+        e
     }
 }
 
@@ -232,7 +277,13 @@ impl IntoResponse for ApiError {
             }
             tracing::error!(error.chain = %chain, "request failed");
         }
-        problem_response(&self.problem())
+        let mut response = problem_response(&self.problem());
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

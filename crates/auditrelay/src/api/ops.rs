@@ -23,13 +23,23 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the store answers queries.
+/// Readiness: the store answers queries and accepts writes.
 #[utoipa::path(get, path = "/readyz", tag = "Operations", operation_id = "readyz",
     responses(
         (status = 200, body = Health),
-        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer, or does not accept writes (the detail says why and since when)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    // The writer's last commit failed: producers get 507 or 503 now. It probes every few
+    // seconds, so this turns back by itself once the fault is gone.
+    if let Some(refusing) = state.store.refusing() {
+        let detail = format!(
+            "The store has not accepted writes since {}: {}",
+            refusing.since.to_rfc3339_seconds(),
+            refusing.kind.describe()
+        );
+        return Err(ApiError::unavailable(detail).retry_after(5));
+    }
     match state.store.ping().await {
         Ok(()) => Ok(Json(Health { status: "ok" })),
         Err(e) => {

@@ -12,6 +12,7 @@ mod events;
 mod portals;
 mod principals;
 mod replay;
+mod tx;
 mod webhooks;
 
 use std::path::Path;
@@ -31,7 +32,8 @@ use sqlx::sqlite::SqliteRow;
 
 use super::backlog::Backlogs;
 use super::commits::Commits;
-use super::{Result, Scope, StoreError};
+use super::health::Health;
+use super::{FaultKind, Result, Scope, StoreError};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -42,6 +44,8 @@ pub struct SqliteStore {
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     /// Webhooks' backlog summaries, brought up to date by each [`SqliteStore::undelivered`].
     backlogs: Backlogs,
+    /// Whether the writer's last commit succeeded.
+    pub health: Arc<Health>,
 }
 
 impl SqliteStore {
@@ -77,14 +81,16 @@ impl SqliteStore {
             .fetch_one(&pool)
             .await?;
         let commits = Arc::new(Commits::new(newest));
+        let health = Arc::new(Health::default());
         let conn = options.connect().await?;
-        let (writer, task) = events::Writer::start(conn, commits.clone());
+        let (writer, task) = events::Writer::start(conn, options, commits.clone(), health.clone());
         Ok(Self {
             pool,
             commits,
             writer: Mutex::new(Some(writer)),
             writer_task: tokio::sync::Mutex::new(Some(task)),
             backlogs: Backlogs::default(),
+            health,
         })
     }
 
@@ -99,6 +105,38 @@ impl SqliteStore {
             let _ = task.await;
         }
         self.pool.close().await;
+    }
+}
+
+/// Why SQLite could not do something, when the reason is the store's and not the request's:
+/// the primary result code of a database error (the low byte of the extended code), or a
+/// failure below SQLite.
+pub(super) fn fault_kind(e: &sqlx::Error) -> Option<FaultKind> {
+    // https://www.sqlite.org/rescode.html
+    const BUSY: i64 = 5;
+    const LOCKED: i64 = 6;
+    const READONLY: i64 = 8;
+    const IOERR: i64 = 10;
+    const FULL: i64 = 13;
+    const CANTOPEN: i64 = 14;
+    match e {
+        sqlx::Error::Database(db) => {
+            let code: i64 = db.code()?.parse().ok()?;
+            match code & 0xff {
+                FULL => Some(FaultKind::Full),
+                IOERR | CANTOPEN => Some(FaultKind::Io),
+                READONLY => Some(FaultKind::ReadOnly),
+                BUSY | LOCKED => Some(FaultKind::Busy),
+                _ => None,
+            }
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            Some(FaultKind::Full)
+        }
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => Some(FaultKind::Io),
+        // Every pooled connection stayed busy past the pool's timeout.
+        sqlx::Error::PoolTimedOut => Some(FaultKind::Busy),
+        _ => None,
     }
 }
 

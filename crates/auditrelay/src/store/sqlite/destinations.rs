@@ -2,11 +2,12 @@
 
 use auditrelay_core::format::Format;
 use auditrelay_core::{OrgId, Region, Timestamp};
+use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Connection, Row};
 use uuid::Uuid;
 
 use super::SqliteStore;
+use super::tx::PoolTx;
 use crate::store::{Destination, NameFilter, PageQuery, Result, Seek, StoreError};
 
 impl SqliteStore {
@@ -79,8 +80,7 @@ impl SqliteStore {
     }
 
     pub async fn update_destination(&self, d: &Destination) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
         let result = sqlx::query(
             "UPDATE destinations SET name = ?, endpoint = ?, authorization_sealed = ?, log_format = ?,
                                      skip_ssl_verification = ?, updated_at = ?
@@ -97,6 +97,7 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await;
         if name_conflict(result)?.rows_affected() == 0 {
+            tx.rollback().await;
             return Ok(false);
         }
         // A fixed destination is the usual cure for an inactive webhook: try it again now.

@@ -1,19 +1,23 @@
-//! Events in SQLite: the group-commit writer, range reads and retention deletes.
+//! Events in SQLite: the group-commit writer (and its connection, replaced whenever its state
+//! is in doubt), range reads and retention deletes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use auditrelay_core::stored::{self, encode_body, kind_code};
 use auditrelay_core::{Event, Timestamp};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Connection, Row};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
+use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::webhooks::{Position, write_position};
-use super::{SqliteStore, portal_key};
+use super::{SqliteStore, portal_key, tx};
+use crate::clock;
 use crate::store::backlog::{BUCKET_BITS, Bucket, Span};
 use crate::store::commits::Commits;
+use crate::store::health::Health;
 use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
 
 /// One append request: its events, and where to say that they are committed.
@@ -37,11 +41,23 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`.
-    pub fn start(conn: SqliteConnection, commits: Arc<Commits>) -> (Self, JoinHandle<()>) {
+    /// Starts the writer task on `conn`; `options` open its replacement when needed.
+    pub fn start(
+        conn: SqliteConnection,
+        options: SqliteConnectOptions,
+        commits: Arc<Commits>,
+        health: Arc<Health>,
+    ) -> (Self, JoinHandle<()>) {
         let (appends, append_jobs) = mpsc::channel(1024);
         let (positions, position_jobs) = mpsc::channel(1024);
-        let task = tokio::spawn(run_writer(conn, append_jobs, position_jobs, commits));
+        let conn = WriterConn::new(conn, options);
+        let task = tokio::spawn(run_writer(
+            conn,
+            append_jobs,
+            position_jobs,
+            commits,
+            health,
+        ));
         (Self { appends, positions }, task)
     }
 }
@@ -292,7 +308,8 @@ fn decode_row(scope: &Scope, row: &SqliteRow) -> Result<StoredEvent> {
 }
 
 /// Commits submitted appends in groups, and writes delivery positions, until every sender is
-/// gone.
+/// gone; while the store refuses writes, probes every [`PROBE_EVERY`] whether it accepts them
+/// again, so readiness and the gauge recover without waiting for a request.
 ///
 /// Positions go through this one connection rather than the pool because SQLite has one write
 /// lock: a pool connection that finds it taken by a group commit sleeps in SQLite's busy
@@ -300,17 +317,19 @@ fn decode_row(scope: &Scope, row: &SqliteRow) -> Result<StoredEvent> {
 /// under heavy ingest. Here a position waits at most for the commit in progress, and goes
 /// before any appends queued behind it: it is one small row, and a lane's next batch waits on it.
 async fn run_writer(
-    mut conn: SqliteConnection,
+    mut conn: WriterConn,
     mut jobs: mpsc::Receiver<WriteJob>,
     mut positions: mpsc::Receiver<PositionJob>,
     commits: Arc<Commits>,
+    health: Arc<Health>,
 ) {
     let mut scopes: HashMap<Scope, i64> = HashMap::new();
     loop {
         let first = tokio::select! {
             biased;
             Some(job) = positions.recv() => {
-                let written = write_position(&mut conn, &job.position).await;
+                let written = conn.write_position(&job.position).await;
+                health.observe(&written);
                 let _ = job.done.send(written);
                 continue;
             }
@@ -320,11 +339,16 @@ async fn run_writer(
                 None => {
                     positions.close();
                     while let Some(job) = positions.recv().await {
-                        let _ = job.done.send(write_position(&mut conn, &job.position).await);
+                        let _ = job.done.send(conn.write_position(&job.position).await);
                     }
+                    conn.close().await;
                     return;
                 }
             },
+            () = tokio::time::sleep(PROBE_EVERY), if health.refusing().is_some() => {
+                health.observe(&conn.probe().await);
+                continue;
+            }
         };
         let mut group = vec![first];
         let mut total = group[0].events.len();
@@ -339,7 +363,9 @@ async fn run_writer(
         }
         let started = std::time::Instant::now();
         let batches: Vec<&[Event]> = group.iter().map(|j| j.events.as_slice()).collect();
-        match commit(&mut conn, &mut scopes, &batches).await {
+        let result = conn.commit(&mut scopes, &batches).await;
+        health.observe(&result);
+        match result {
             Ok(last) => {
                 metrics::histogram!("auditrelay_store_commit_seconds").record(started.elapsed());
                 metrics::histogram!("auditrelay_store_commit_events").record(total as f64);
@@ -348,10 +374,12 @@ async fn run_writer(
                     let _ = job.done.send(Ok(()));
                 }
             }
-            // One bad job must not fail the others that shared its transaction: retry alone.
+            // One job must not fail the others that shared its transaction: each is tried
+            // alone (on a nearly full disk, the smaller ones may still fit).
             Err(_) if group.len() > 1 => {
                 for job in group {
-                    let result = commit(&mut conn, &mut scopes, &[&job.events]).await;
+                    let result = conn.commit(&mut scopes, &[&job.events]).await;
+                    health.observe(&result);
                     if let Ok(last) = result {
                         commits.record(last);
                     }
@@ -359,7 +387,10 @@ async fn run_writer(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "event append failed");
+                // A store fault is logged once by `Health`, not once per request.
+                if !matches!(e, StoreError::Unavailable { .. }) {
+                    tracing::error!(error = %e, "event append failed");
+                }
                 if let Some(job) = group.pop() {
                     let _ = job.done.send(Err(e));
                 }
@@ -368,14 +399,117 @@ async fn run_writer(
     }
 }
 
-/// Commits the batches in one transaction; returns the `seq` of the last event.
-async fn commit(
+/// How often the writer tries a small commit while the store refuses writes.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// The writer's connection, closed and opened again whenever its state is in doubt (see
+/// [`super::tx`]): a commit reported done is always a commit SQLite made.
+pub struct WriterConn {
+    options: SqliteConnectOptions,
+    conn: Option<SqliteConnection>,
+}
+
+impl WriterConn {
+    pub fn new(conn: SqliteConnection, options: SqliteConnectOptions) -> Self {
+        Self {
+            options,
+            conn: Some(conn),
+        }
+    }
+
+    async fn get(&mut self) -> Result<&mut SqliteConnection> {
+        if self.conn.is_none() {
+            self.conn = Some(self.options.connect().await?);
+        }
+        Ok(self.conn.as_mut().expect("connected just above"))
+    }
+
+    /// Closes the connection, which rolls back whatever it has open; the next use opens another.
+    async fn discard(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    async fn close(&mut self) {
+        self.discard().await;
+    }
+
+    /// Runs `write` in a transaction and commits it. On any failure the transaction is rolled
+    /// back, or the connection replaced when even that fails, so the next transaction starts
+    /// from nothing open.
+    async fn transaction<T>(
+        &mut self,
+        write: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let conn = self.get().await?;
+        if let Err(e) = tx::begin(conn).await {
+            // BUSY leaves nothing open; "a transaction is already open" would be a bug.
+            // Either way a fresh connection is certain.
+            self.discard().await;
+            return Err(e);
+        }
+        let result = match write(conn).await {
+            Ok(value) => tx::commit(conn).await.map(|()| value),
+            Err(e) => Err(e),
+        };
+        if result.is_err() && tx::rollback(conn).await.is_err() {
+            // SQLite may already have rolled back by itself (a full disk, an I/O error), and
+            // then ROLLBACK fails: whatever the reason, this connection's state is not known.
+            self.discard().await;
+        }
+        result
+    }
+
+    /// Commits the batches in one transaction; returns the `seq` of the last event.
+    async fn commit(
+        &mut self,
+        scopes: &mut HashMap<Scope, i64>,
+        batches: &[&[Event]],
+    ) -> Result<i64> {
+        let mut new_scopes = Vec::new();
+        let result = self
+            .transaction(async |conn| insert_events(conn, scopes, &mut new_scopes, batches).await)
+            .await;
+        if result.is_err() {
+            // Scope ids learned inside a rolled-back transaction do not exist.
+            for key in new_scopes {
+                scopes.remove(&key);
+            }
+        }
+        result
+    }
+
+    /// A delivery position, in a statement of its own (SQLite commits it, or undoes it whole).
+    async fn write_position(&mut self, position: &Position) -> Result<bool> {
+        write_position(self.get().await?, position).await
+    }
+
+    /// A small commit, to learn whether the store accepts writes again. It rewrites 64 KiB, so
+    /// that a disk with room for a page or two but not for a request does not count as recovered.
+    async fn probe(&mut self) -> Result<()> {
+        self.transaction(async |conn| {
+            sqlx::query(
+                "INSERT INTO store_probe (id, probed_at, padding) VALUES (1, ?, zeroblob(65536))
+                 ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, padding = excluded.padding",
+            )
+            .bind(clock::now().as_millis())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Inserts the batches' events, creating scopes on first use (noted in `new_scopes`); returns
+/// the `seq` of the last event.
+async fn insert_events(
     conn: &mut SqliteConnection,
     scopes: &mut HashMap<Scope, i64>,
+    new_scopes: &mut Vec<Scope>,
     batches: &[&[Event]],
 ) -> Result<i64> {
-    let mut tx = conn.begin().await?;
-    let mut new_scopes = Vec::new();
     let count = batches.iter().map(|b| b.len()).sum();
     // All bodies in one buffer: one allocation per commit, not one per event.
     let mut bodies = Vec::with_capacity(count * 160);
@@ -400,7 +534,7 @@ async fn commit(
                 match scopes.get(&key) {
                     Some(id) => *id,
                     None => {
-                        let id = scope_id(&mut tx, &key).await?;
+                        let id = scope_id(conn, &key).await?;
                         scopes.insert(key.clone(), id);
                         new_scopes.push(key);
                         id
@@ -418,17 +552,7 @@ async fn commit(
             body: start..bodies.len(),
         });
     }
-    let result = match insert_rows(&mut tx, &rows, &bodies).await {
-        Ok(last) => tx.commit().await.map(|()| last).map_err(StoreError::from),
-        Err(e) => Err(e),
-    };
-    if result.is_err() {
-        // Scope ids learned inside a rolled-back transaction do not exist.
-        for key in new_scopes {
-            scopes.remove(&key);
-        }
-    }
-    result
+    insert_rows(conn, &rows, &bodies).await
 }
 
 /// The id of a scope, creating the scope on first use.
@@ -493,4 +617,115 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]
             .last_insert_rowid();
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    use super::*;
+
+    /// A database file of its own with a table to write to, and the writer's connection to it.
+    async fn writer() -> (WriterConn, SqliteConnectOptions, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("auditrelay-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(dir.join("t.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let mut conn = options.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        (WriterConn::new(conn, options.clone()), options, dir)
+    }
+
+    async fn insert(conn: &mut SqliteConnection, v: i64) -> Result<()> {
+        sqlx::query("INSERT INTO t (v) VALUES (?)")
+            .bind(v)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// What another connection sees: only what was really committed.
+    async fn committed(options: &SqliteConnectOptions) -> Vec<i64> {
+        let mut other = options.connect().await.unwrap();
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut other)
+            .await
+            .unwrap()
+    }
+
+    /// The sequence that made ingest acknowledge events it never wrote, on a full disk: SQLite
+    /// rolls a transaction back by itself (here: a ROLLBACK inside it, as a failed COMMIT on a
+    /// full disk does), then a statement fails alone in the next one. With sqlx's nested
+    /// `Transaction` bookkeeping the connection was left inside a transaction that never
+    /// committed, and every later "commit" released a savepoint inside it.
+    #[tokio::test]
+    async fn a_commit_reported_done_is_committed_after_sqlite_rolled_back_by_itself() {
+        let (mut writer, options, dir) = writer().await;
+        writer
+            .transaction(async |conn| insert(conn, 1).await)
+            .await
+            .unwrap();
+
+        let ended_by_sqlite = writer
+            .transaction(async |conn| {
+                insert(conn, 2).await?;
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                Err::<(), _>(StoreError::Closed)
+            })
+            .await;
+        assert!(ended_by_sqlite.is_err());
+
+        // A statement that fails alone: SQLite undoes it and keeps the transaction open.
+        let failed_alone = writer
+            .transaction(async |conn| {
+                insert(conn, 3).await?;
+                insert(conn, 1).await
+            })
+            .await;
+        assert!(matches!(failed_alone, Err(StoreError::Database(_))));
+
+        for v in [4, 5] {
+            writer
+                .transaction(async |conn| insert(conn, v).await)
+                .await
+                .unwrap();
+            assert_eq!(committed(&options).await.last(), Some(&v));
+        }
+        assert_eq!(committed(&options).await, [1, 4, 5]);
+        writer.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_connection_found_inside_a_transaction_is_replaced_not_nested() {
+        let (mut writer, options, dir) = writer().await;
+        // Left open by someone: a BEGIN with nothing to end it.
+        sqlx::query("BEGIN")
+            .execute(writer.get().await.unwrap())
+            .await
+            .unwrap();
+        assert!(
+            writer
+                .transaction(async |conn| insert(conn, 1).await)
+                .await
+                .is_err(),
+            "BEGIN inside a transaction fails rather than nesting"
+        );
+        writer
+            .transaction(async |conn| insert(conn, 2).await)
+            .await
+            .unwrap();
+        assert_eq!(committed(&options).await, [2]);
+        writer.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -1,10 +1,11 @@
 //! Portals in SQLite.
 
 use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, Row};
 
 use super::SqliteStore;
+use super::tx::PoolTx;
 use crate::store::{PageQuery, Portal, Result, Seek, StoreError};
 
 impl SqliteStore {
@@ -69,8 +70,7 @@ impl SqliteStore {
 
     /// Deletes the portal and its webhook (its events stay until retention removes them).
     pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
         sqlx::query(
             "DELETE FROM webhooks WHERE scope_id IN
                  (SELECT id FROM scopes WHERE org_id = ? AND portal_id = ?)",

@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::SqliteStore;
+use super::tx::PoolTx;
 use crate::store::{NewToken, Org, Principal, PrincipalKind, Result, StoreError, TokenRecord};
 
 /// `SELECT <token columns> FROM tokens JOIN principals <tail>`, built at compile time so the
@@ -23,12 +24,13 @@ macro_rules! token_query {
 
 impl SqliteStore {
     pub async fn ensure_default_org(&self, name: &str, now: Timestamp) -> Result<(Org, bool)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
         let existing =
             sqlx::query("SELECT id, name, created_at FROM orgs ORDER BY created_at LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await?;
         if let Some(row) = existing {
+            tx.rollback().await;
             return Ok((org_from_row(&row)?, false));
         }
         let org = Org {
@@ -55,7 +57,7 @@ impl SqliteStore {
             grant: t.grant,
         };
         let token_id = Uuid::new_v4();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
         sqlx::query(
             "INSERT INTO principals (id, org_id, name, kind, role, portal_id, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -1,12 +1,13 @@
 //! Webhooks in SQLite: one row per configured webhook, keyed by its scope.
 
 use auditrelay_core::Timestamp;
+use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Connection, Row};
 use uuid::Uuid;
 
 use super::destinations::save_destination;
 use super::events::scope_id;
+use super::tx::PoolTx;
 use super::{SqliteStore, portal_key, scope_from_row};
 use crate::store::{
     AttemptOutcome, Destination, LastAttempt, Result, Scope, StoreError, Webhook, WebhookConfig,
@@ -43,8 +44,7 @@ impl SqliteStore {
         managed: &[Destination],
         webhooks: &[WebhookConfig],
     ) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
         for destination in managed {
             save_destination(&mut tx, destination).await?;
         }
@@ -74,6 +74,7 @@ impl SqliteStore {
             .await;
             match result {
                 Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                    tx.rollback().await;
                     return Err(StoreError::MissingReference("destination"));
                 }
                 other => other?,
@@ -106,8 +107,7 @@ impl SqliteStore {
     }
 
     pub async fn delete_webhooks(&self, scopes: &[Scope]) -> Result<u64> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
         let mut deleted = 0;
         for scope in scopes {
             let done = sqlx::query(
