@@ -42,6 +42,8 @@ pub struct Started {
 
 /// Opens the store and serves on the configured address (port 0 picks a free one).
 pub async fn start(config: Config) -> anyhow::Result<Started> {
+    // Installed first: the store reports whether it accepts writes from the moment it opens.
+    let metrics = telemetry::metrics_handle();
     let store = Store::open(&config).await.with_context(|| {
         format!(
             "Failed to open the store in {}",
@@ -71,7 +73,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         api::Services {
             store: store.clone(),
             org,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             keys: keys.clone(),
             secrets: secrets.clone(),
             delivery: changes.clone(),

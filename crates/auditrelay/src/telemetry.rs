@@ -92,6 +92,14 @@ fn describe() {
         "Duration of one group commit of events"
     );
     describe_histogram!("auditrelay_store_commit_events", "Events per group commit");
+    metrics::describe_gauge!(
+        "auditrelay_store_accepting_writes",
+        "1 while the store's last commit succeeded, 0 while it refuses writes (full disk, I/O error)"
+    );
+    describe_counter!(
+        "auditrelay_store_errors_total",
+        "Writes the store refused, by kind: full, io, read_only, busy"
+    );
     describe_counter!(
         "auditrelay_retention_pruned_events_total",
         "Events deleted by the retention pruner"

@@ -17,6 +17,19 @@ use crate::store::{Principal, PrincipalKind, Scope};
 /// The `service` of authorization events we emit (CEF "Device Event Class ID").
 pub const SERVICE: &str = "auditrelay";
 
+/// What a request's own text may take of its self-audit events, in bytes. A client chooses
+/// these strings before any token is checked, so they are cut: an unauthenticated request then
+/// costs at most about 1.7 KB of stored events (one authentication event, and for a
+/// state-changing method an access event too), whatever it sends. Each is well within
+/// ingest's limits for the same fields (256 for ids, 8 KiB for text), so every self-audit
+/// event is one a producer could have sent. A cut string ends in `…`.
+pub const MAX_USER_AGENT: usize = 256;
+pub const MAX_URI: usize = 256;
+/// The access event's `query`: its JSON object, parameters kept whole in order while they fit.
+pub const MAX_QUERY: usize = 256;
+/// An HTTP method is any token; ours are at most 7 bytes.
+pub const MAX_METHOD: usize = 16;
+
 /// Who the request turned out to be, once a token was checked.
 #[derive(Debug, Clone)]
 pub struct Actor {
@@ -180,7 +193,7 @@ impl AuditTrail {
             facts,
             state.actor.as_ref(),
             EventDetail::Access {
-                method: method.to_owned(),
+                method: cut(method, MAX_METHOD),
                 query,
                 status_code,
                 kong_initiated: None,
@@ -211,21 +224,59 @@ fn base_event(facts: &RequestFacts, actor: Option<&Actor>, detail: EventDetail) 
         principal_name: actor.map(|a| a.principal_name.clone()),
         actor_id: None,
         client_ip: Some(facts.client_ip.clone()),
-        uri: Some(facts.uri.clone()),
-        user_agent: Some(facts.user_agent.clone()),
+        uri: Some(cut(&facts.uri, MAX_URI)),
+        user_agent: Some(cut(&facts.user_agent, MAX_USER_AGENT)),
         trace_id: Some(facts.trace_id.clone()),
         detail,
     }
 }
 
 /// Konnect renders an access event's query as a JSON object of its parameters (`{}` when
-/// there are none); repeated keys keep their last value, as most frameworks do.
+/// there are none); repeated keys keep their last value, as most frameworks do. Within
+/// [`MAX_QUERY`] bytes: each key and value is cut to a quarter of it, and parameters that do
+/// not fit are left out, counted under the key `…`.
 pub fn query_as_json(query: Option<&str>) -> String {
+    let part = MAX_QUERY / 4;
     let mut map = serde_json::Map::new();
     for (k, v) in form_pairs(query.unwrap_or_default()) {
-        map.insert(k, serde_json::Value::String(v));
+        map.insert(cut(&k, part), serde_json::Value::String(cut(&v, part)));
     }
-    serde_json::Value::Object(map).to_string()
+    let whole = serde_json::Value::Object(map.clone()).to_string();
+    if whole.len() <= MAX_QUERY {
+        return whole;
+    }
+    // Room for the count entry (`,"…":"99999 more"`), then parameters while they fit.
+    let budget = MAX_QUERY - 24;
+    let mut kept = serde_json::Map::new();
+    let mut size = 2;
+    let total = map.len();
+    for (k, v) in map {
+        let entry = serde_json::to_string(&k).map_or(0, |k| k.len()) + v.to_string().len() + 2;
+        if size + entry > budget {
+            break;
+        }
+        size += entry;
+        kept.insert(k, v);
+    }
+    let left_out = total - kept.len();
+    kept.insert(
+        "…".to_owned(),
+        serde_json::Value::String(format!("{left_out} more")),
+    );
+    serde_json::Value::Object(kept).to_string()
+}
+
+/// `s` if it fits in `max` bytes, else its longest prefix (on a character boundary) that fits
+/// with `…` after it.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 fn form_pairs(query: &str) -> Vec<(String, String)> {
@@ -235,6 +286,36 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_keeps_whole_characters_and_marks_the_cut() {
+        assert_eq!(cut("short", 8), "short");
+        assert_eq!(cut("exactly8", 8), "exactly8");
+        assert_eq!(cut("abcdefghij", 8), "abcde…");
+        // "é" is two bytes: never split.
+        assert_eq!(cut("ééééé", 8), "éé…");
+        assert!(cut(&"x".repeat(60_000), MAX_USER_AGENT).len() <= MAX_USER_AGENT);
+    }
+
+    #[test]
+    fn a_long_query_stays_within_its_bound_and_valid_json() {
+        let long = format!(
+            "a={}&b=2&{}",
+            "x".repeat(30_000),
+            (0..500)
+                .map(|i| format!("k{i}=v"))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        let json = query_as_json(Some(&long));
+        assert!(json.len() <= MAX_QUERY, "{} bytes", json.len());
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&json).unwrap();
+        assert!(parsed["a"].as_str().unwrap().ends_with('…'));
+        assert_eq!(parsed["b"], "2");
+        let kept = parsed.len() - 1;
+        assert_eq!(parsed["…"], format!("{} more", 502 - kept).as_str());
+    }
 
     #[test]
     fn query_rendering() {

@@ -691,8 +691,7 @@ impl Lane {
                     // failed attempt the lane waits on the SIEM; what it signed then would
                     // likely be dropped.)
                     self.sign_ahead(setup).await;
-                    self.delivered(&built, &sent, started).await?;
-                    return Ok(true);
+                    return self.delivered(&built, &sent, started).await;
                 }
                 Verdict::RetryAfter(wait) => {
                     retries += 1;
@@ -741,12 +740,15 @@ impl Lane {
         }
     }
 
+    /// Records a delivered batch: the cursor moves past it. `Ok(false)` when the lane stopped
+    /// before the store took the record (the batch, still noted in flight, goes again after a
+    /// restart).
     async fn delivered(
         &mut self,
         built: &Built,
         sent: &SendOutcome,
         started: Instant,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (first, last) = (built.batch.first_seq, built.batch.last_seq);
         // A batch signed ahead that is ready is noted in flight by this very statement; one
         // still being signed is noted before it is sent.
@@ -761,10 +763,9 @@ impl Lane {
             through: last,
             next_in_flight: self.next.as_ref().map(|next| next.batch.last_seq),
         };
-        self.shared
-            .store
-            .record_attempt(&self.scope, &last_attempt(sent), outcome)
-            .await?;
+        if !self.record_delivered(&last_attempt(sent), outcome).await? {
+            return Ok(false);
+        }
         if self.probing.take().is_some() {
             tracing::info!(webhook = %self.label, "webhook is delivering again");
         }
@@ -789,7 +790,32 @@ impl Lane {
             duration_ms = started.elapsed().as_millis() as u64,
             "batch delivered"
         );
-        Ok(())
+        Ok(true)
+    }
+
+    /// Records a delivered batch's attempt, trying again while the store refuses writes (a
+    /// full disk) instead of sending the batch again and again; `false` when stopped first.
+    async fn record_delivered(
+        &mut self,
+        attempt: &LastAttempt,
+        outcome: AttemptOutcome,
+    ) -> Result<bool, StoreError> {
+        loop {
+            match self
+                .shared
+                .store
+                .record_attempt(&self.scope, attempt, outcome)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Unavailable { .. }) => {
+                    if let Wake::Stopped = self.wait(None, false, None, STORE_RETRY).await {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn failed(&mut self, sent: &SendOutcome, events: usize) -> Result<(), StoreError> {

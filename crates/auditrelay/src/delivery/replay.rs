@@ -62,16 +62,37 @@ pub async fn run(shared: Arc<Shared>, mut job: ReplayJob, mut stop: watch::Recei
     }
 }
 
-/// Saves the job; `Stopped` when a newer job replaced it.
-async fn save(shared: &Shared, job: &mut ReplayJob) -> Result<Option<Ended>, StoreError> {
+/// Saves the job; `Stopped` when a newer job replaced it, or when stopped before the store
+/// took the write.
+///
+/// While the store refuses writes (a full disk), the save is tried again here rather than the
+/// job going on: it never gets further than what is saved, so a restart sends at most the
+/// batch in hand again.
+async fn save(
+    shared: &Shared,
+    job: &mut ReplayJob,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Ended>, StoreError> {
     job.updated_at = clock::now();
-    Ok((!shared.store.save_replay_job(job).await?).then_some(Ended::Stopped))
+    loop {
+        match shared.store.save_replay_job(job).await {
+            Ok(saved) => return Ok((!saved).then_some(Ended::Stopped)),
+            Err(StoreError::Unavailable { .. }) => {
+                tokio::select! {
+                    _ = stop.wait_for(|stop| *stop) => return Ok(Some(Ended::Stopped)),
+                    _ = tokio::time::sleep(STORE_RETRY) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn finish(
     shared: &Shared,
     job: &mut ReplayJob,
     failure: Option<String>,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<Ended, StoreError> {
     job.status = match failure {
         None => ReplayStatus::Completed,
@@ -79,7 +100,7 @@ async fn finish(
     };
     job.failure_reason = failure;
     job.finished_at = Some(clock::now());
-    Ok(save(shared, job).await?.unwrap_or(Ended::Finished))
+    Ok(save(shared, job, stop).await?.unwrap_or(Ended::Finished))
 }
 
 async fn step(
@@ -89,7 +110,7 @@ async fn step(
 ) -> Result<Ended, StoreError> {
     if job.status == ReplayStatus::Accepted {
         job.status = ReplayStatus::Pending;
-        if let Some(ended) = save(shared, job).await? {
+        if let Some(ended) = save(shared, job, stop).await? {
             return Ok(ended);
         }
     }
@@ -104,7 +125,7 @@ async fn step(
             .await?;
         job.events_total = Some(total);
         job.through_seq = Some(newest);
-        if let Some(ended) = save(shared, job).await? {
+        if let Some(ended) = save(shared, job, stop).await? {
             return Ok(ended);
         }
     }
@@ -117,7 +138,7 @@ async fn step(
         }
         // The webhook's destination as it is now: a change applies from the next batch.
         let Some(setup) = load_setup(shared, &job.scope).await? else {
-            return finish(shared, job, Some("webhook is not enabled".into())).await;
+            return finish(shared, job, Some("webhook is not enabled".into()), stop).await;
         };
         let format = setup.destination.log_format;
         let signed = match ahead.take() {
@@ -125,7 +146,7 @@ async fn step(
             _ => sign_after(shared, window(shared, job, job.resume), format, Vec::new()).await?,
         };
         let Some(mut signed) = signed else {
-            return finish(shared, job, None).await;
+            return finish(shared, job, None, stop).await;
         };
         let client = client_for(&mut cached_client, shared, &setup.destination);
         // The next batch is read and signed while this one is on its way; this one's progress
@@ -138,7 +159,7 @@ async fn step(
                 sent = send(shared, &client, &setup, job, &signed.batch) => sent,
                 _ = stop.wait_for(|stop| *stop) => return Ok(Some(Ended::Stopped)),
             };
-            sent_batch(shared, job, &signed, sent).await
+            sent_batch(shared, job, &signed, sent, stop).await
         };
         let (ended, next) = tokio::join!(sending, next);
         if let Some(ended) = ended? {
@@ -186,6 +207,7 @@ async fn sent_batch(
     job: &mut ReplayJob,
     signed: &Signed,
     sent: Result<(), SendOutcome>,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Ended>, StoreError> {
     let events = signed.batch.events;
     if let Err(sent) = sent {
@@ -197,14 +219,14 @@ async fn sent_batch(
             "a batch of {events} events was not delivered: {}{code}",
             sent.message
         );
-        return finish(shared, job, Some(reason)).await.map(Some);
+        return finish(shared, job, Some(reason), stop).await.map(Some);
     }
     job.events_sent += events as u64;
     job.batches_sent += 1;
     job.resume = Some(signed.resume);
     metrics::counter!("auditrelay_replay_events_total", "webhook" => label(&job.scope))
         .increment(events as u64);
-    save(shared, job).await
+    save(shared, job, stop).await
 }
 
 /// The job's window after `after`, one batch's worth.

@@ -3,7 +3,7 @@
 //!
 //! The writer reports the outcome of every commit it tries (appends, delivery positions, and
 //! its probes while refusing). A fault of the store's own (full, I/O error, read-only, busy)
-//! turns "accepting" off; the next success turns it on again. Each turn is logged once, so a
+//! turns "accepting" off; the next successful append or probe turns it on again. Each turn is logged once, so a
 //! full disk under a flood of requests is two log lines, not one per request. Backend-independent.
 
 use std::sync::Mutex;
@@ -26,6 +26,12 @@ pub struct Health {
 }
 
 impl Health {
+    /// Accepting, until a write says otherwise; the gauge says so from the start.
+    pub fn new() -> Self {
+        metrics::gauge!("auditrelay_store_accepting_writes").set(1.0);
+        Self::default()
+    }
+
     /// `None` while the store accepts writes (or has not been found refusing yet).
     pub fn refusing(&self) -> Option<Refusing> {
         *self.lock()
@@ -38,6 +44,16 @@ impl Health {
             Ok(_) => self.accepted(),
             Err(StoreError::Unavailable { kind, .. }) => self.refused(*kind),
             Err(_) => {}
+        }
+    }
+
+    /// As [`Health::observe`] for a write of a row or two (a delivery position): its failure
+    /// counts, but its success does not mean that requests fit again (on a full disk the WAL's
+    /// already allocated pages can still take it), and counting it would turn readiness back
+    /// and forth between ingest refusals.
+    pub fn observe_small<T>(&self, result: &Result<T, StoreError>) {
+        if result.is_err() {
+            self.observe(result);
         }
     }
 

@@ -81,7 +81,7 @@ impl SqliteStore {
             .fetch_one(&pool)
             .await?;
         let commits = Arc::new(Commits::new(newest));
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::new());
         let conn = options.connect().await?;
         let (writer, task) = events::Writer::start(conn, options, commits.clone(), health.clone());
         Ok(Self {

@@ -27,6 +27,7 @@ mod replay;
 mod replay_cli;
 mod retention;
 mod self_audit;
+mod storage;
 mod ui;
 mod verify;
 mod webhooks;

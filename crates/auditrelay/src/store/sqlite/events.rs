@@ -329,7 +329,7 @@ async fn run_writer(
             biased;
             Some(job) = positions.recv() => {
                 let written = conn.write_position(&job.position).await;
-                health.observe(&written);
+                health.observe_small(&written);
                 let _ = job.done.send(written);
                 continue;
             }

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod conformance;
+pub mod disk;
 pub mod events;
 pub mod receiver;
 pub mod signing;
