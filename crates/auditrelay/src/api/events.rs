@@ -25,6 +25,7 @@ use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::{self, ParseError};
 use crate::clock;
+use crate::store::{FaultKind, StoreError};
 
 /// How many field errors one 400 lists at most; the detail still counts every bad event.
 const MAX_REPORTED: usize = 100;
@@ -283,7 +284,15 @@ async fn ingest(
     all.extend(events);
     if let Err(e) = state.store.append_events(all).await {
         caller.ctx.trail.restore(audit);
-        return Err(("error", total, e.into()));
+        let reason = match &e {
+            StoreError::Unavailable {
+                kind: FaultKind::Full,
+                ..
+            } => "store_full",
+            StoreError::Unavailable { .. } => "store_unavailable",
+            _ => "error",
+        };
+        return Err((reason, total, e.into()));
     }
     Ok(total)
 }

@@ -3,7 +3,7 @@
 //!
 //! The writer reports the outcome of every commit it tries (appends, delivery positions, and
 //! its probes while refusing). A fault of the store's own (full, I/O error, read-only, busy)
-//! turns "accepting" off; the next successful append or probe turns it on again. Each turn is logged once, so a
+//! turns "accepting" off; the next successful probe (every 2 s while refusing) turns it on again. Each turn is logged once, so a
 //! full disk under a flood of requests is two log lines, not one per request. Backend-independent.
 
 use std::sync::Mutex;
@@ -37,23 +37,23 @@ impl Health {
         *self.lock()
     }
 
-    /// Notes the outcome of a write. Errors that are not the store's fault (a conflict, a
-    /// missing reference, shutting down) say nothing about whether it accepts writes.
+    /// Notes the outcome of a write: a fault of the store's own turns "accepting" off. Errors
+    /// that are not the store's (a conflict, a missing reference, shutting down) say nothing
+    /// about it, and neither does a success: on a nearly full disk, a small commit (one
+    /// request's audit events) can fit where the next batch will not, and counting it would
+    /// turn readiness back and forth between refusals. Only [`Health::probed`] turns it on.
     pub fn observe<T>(&self, result: &Result<T, StoreError>) {
-        match result {
-            Ok(_) => self.accepted(),
-            Err(StoreError::Unavailable { kind, .. }) => self.refused(*kind),
-            Err(_) => {}
+        if let Err(StoreError::Unavailable { kind, .. }) = result {
+            self.refused(*kind);
         }
     }
 
-    /// As [`Health::observe`] for a write of a row or two (a delivery position): its failure
-    /// counts, but its success does not mean that requests fit again (on a full disk the WAL's
-    /// already allocated pages can still take it), and counting it would turn readiness back
-    /// and forth between ingest refusals.
-    pub fn observe_small<T>(&self, result: &Result<T, StoreError>) {
-        if result.is_err() {
-            self.observe(result);
+    /// Notes the outcome of the writer's probe, a commit of 64 KiB: its success turns
+    /// "accepting" on again.
+    pub fn probed<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.accepted(),
+            Err(_) => self.observe(result),
         }
     }
 
@@ -117,7 +117,10 @@ mod tests {
             source: sqlx::Error::PoolTimedOut,
         }));
         assert_eq!(health.refusing(), Some(refusing));
+        // A write that fits says nothing: the next may not. The probe decides.
         health.observe(&Ok(()));
+        assert_eq!(health.refusing(), Some(refusing));
+        health.probed(&Ok(()));
         assert_eq!(health.refusing(), None);
     }
 

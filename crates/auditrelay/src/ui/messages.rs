@@ -158,6 +158,9 @@ pub fn explain(problem: &Problem, labels: Labels) -> Alert {
         404 => Alert::one(
             "It no longer exists: someone may have removed it meanwhile. Reload the page.",
         ),
+        // The store refuses writes (a full disk) or the server is stopping: its detail says
+        // so in plain words, and whether anything was changed.
+        503 | 507 => Alert::one(format!("{}{}", end_sentence(&problem.detail), reference())),
         500..=599 => Alert::one(format!(
             "The server could not do this; nothing was changed. Try again.{}",
             reference()
@@ -310,6 +313,12 @@ mod tests {
         assert!(
             explain(&problem(500, "x", &[]), WEBHOOK_LABELS).messages[0].contains("kong:trace:42")
         );
+        // A full disk is said as the API says it, not as "try again" alone.
+        let full =
+            "Nothing was stored: the disk holding the data directory is full. Try again later";
+        let message = &explain(&problem(507, full, &[]), WEBHOOK_LABELS).messages[0];
+        assert!(message.starts_with(&format!("{full}.")), "{message}");
+        assert!(message.contains("kong:trace:42"), "{message}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::support::events::{authorization, ndjson};
 use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::{eventually, now};
 
+/// The server logs errors only: the tests' own 507s would otherwise print a line each.
+const QUIET: &[(&str, &str)] = &[("AUDITRELAY_LOG__LEVEL", "error")];
+
 /// Events per request, each carrying a long `user_agent`: a few dozen requests fill the room
 /// the tests leave.
 const PER_REQUEST: usize = 20;
@@ -172,7 +175,7 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let server = serve_dev(&data, port, &[]).await;
+    let server = serve_dev(&data, port, QUIET).await;
     assert_eq!(
         metric(&client, &base, "auditrelay_store_accepting_writes").await,
         Some(1.0)
@@ -243,7 +246,7 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
     );
 
     terminate(server).await;
-    let server = serve_dev(&data, port, &[]).await;
+    let server = serve_dev(&data, port, QUIET).await;
     let stored = pulled(&client, &base, &token).await;
     let lost = missing(&acked, &stored);
     assert!(
@@ -307,7 +310,7 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let server = serve_dev(&data, port, &[]).await;
+    let server = serve_dev(&data, port, QUIET).await;
     let receiver = TestReceiver::http().await;
 
     // Stored before the webhook is on: only the replay reaches these.
@@ -401,7 +404,7 @@ async fn requests_without_a_valid_token_cost_a_bounded_number_of_stored_bytes() 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let server = serve_dev(&data, port, &[]).await;
+    let server = serve_dev(&data, port, QUIET).await;
 
     let user_agent = "A".repeat(60_000);
     let query = format!("q={}", "b".repeat(30_000));

@@ -324,12 +324,20 @@ async fn run_writer(
     health: Arc<Health>,
 ) {
     let mut scopes: HashMap<Scope, i64> = HashMap::new();
+    // A deadline kept across turns: requests arriving more often than PROBE_EVERY must not
+    // put the probe off for ever.
+    let mut next_probe = tokio::time::Instant::now();
     loop {
         let first = tokio::select! {
             biased;
+            () = tokio::time::sleep_until(next_probe), if health.refusing().is_some() => {
+                health.probed(&conn.probe().await);
+                next_probe = tokio::time::Instant::now() + PROBE_EVERY;
+                continue;
+            }
             Some(job) = positions.recv() => {
                 let written = conn.write_position(&job.position).await;
-                health.observe_small(&written);
+                health.observe(&written);
                 let _ = job.done.send(written);
                 continue;
             }
@@ -345,10 +353,6 @@ async fn run_writer(
                     return;
                 }
             },
-            () = tokio::time::sleep(PROBE_EVERY), if health.refusing().is_some() => {
-                health.observe(&conn.probe().await);
-                continue;
-            }
         };
         let mut group = vec![first];
         let mut total = group[0].events.len();
