@@ -87,6 +87,15 @@ impl Grant {
         self.portal
     }
 
+    /// Whether this grant may send events of some scope: the check that lets ingest refuse a
+    /// caller before reading a byte of its body.
+    pub fn may_ingest(&self) -> bool {
+        self.allows(Permission::Ingest { portal: None })
+            || self.allows(Permission::Ingest {
+                portal: self.portal,
+            })
+    }
+
     pub fn allows(&self, permission: Permission) -> bool {
         use Permission as P;
         use Role as R;
@@ -147,6 +156,16 @@ mod tests {
 
     fn grant(role: Role, portal: Option<PortalId>) -> Grant {
         Grant::new(role, portal).unwrap()
+    }
+
+    #[test]
+    fn who_may_ingest_at_all() {
+        assert!(grant(Role::OrgAdmin, None).may_ingest());
+        assert!(grant(Role::EventProducer, None).may_ingest());
+        assert!(grant(Role::EventProducer, Some(A)).may_ingest());
+        assert!(!grant(Role::AuditLogsAdmin, None).may_ingest());
+        assert!(!grant(Role::AuditLogsViewer, None).may_ingest());
+        assert!(!grant(Role::PortalAdmin, Some(A)).may_ingest());
     }
 
     /// One row per permission; columns: org-admin, audit-logs-admin, viewer,

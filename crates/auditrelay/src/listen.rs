@@ -10,7 +10,6 @@
 //! The server pieces ([`server`], [`tls`], [`body`]) are shared with the integration tests'
 //! scriptable receiver, so both read requests the same way.
 
-pub mod body;
 pub mod server;
 pub mod tls;
 
@@ -36,7 +35,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 
 use crate::config::{LogConfig, LogFormat};
-use crate::{app, cli, clock, telemetry};
+use crate::{app, body, cli, clock, telemetry};
 
 /// How long requests in flight may take to finish after SIGINT or SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

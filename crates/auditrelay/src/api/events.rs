@@ -15,7 +15,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -24,7 +23,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::{self, ParseError};
+use crate::body::{self, BodyError, Coding};
 use crate::clock;
+use crate::config::IngestConfig;
 use crate::store::{FaultKind, StoreError};
 
 /// How many field errors one 400 lists at most; the detail still counts every bad event.
@@ -118,31 +119,46 @@ async fn ingest(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<usize, Rejection> {
+    // A caller whose role can never send events is refused before a byte of its body is read
+    // (up to 10 MB of it) or parsed; portal-bound producers are checked per event below.
+    if !caller.principal.grant.may_ingest() {
+        let portal = caller.principal.grant.portal();
+        caller
+            .authorize(Permission::Ingest { portal }, "events", "create")
+            .map_err(|e| ("forbidden", 0, e))?;
+    }
     let limits = &state.config.ingest;
     let format = body_format(headers).map_err(|e| ("unsupported_media_type", 0, e))?;
-    let too_large = || {
-        let e = ApiError::payload_too_large(format!(
-            "The body is over the limit of {} bytes",
-            limits.max_body_bytes
-        ));
-        ("too_large", 0, e)
+    // The limit is on the events as sent, decoded: a gzip body is held to it while it inflates.
+    let wire_limit = match body::coding(headers) {
+        Ok(Coding::Identity) => limits.max_body_bytes,
+        Ok(Coding::Gzip) => body::compressed_limit(limits.max_body_bytes),
+        Err(e) => return Err(("unsupported_media_type", 0, body_problem(&e, limits))),
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|len| len > wire_limit as u64) {
+        body::discard(body).await;
+        let e = body_problem(
+            &BodyError::TooLarge {
+                what: "body",
+                limit: wire_limit,
+            },
+            limits,
+        );
+        return Err(("too_large", 0, e));
     }
-    let bytes = match Limited::new(body, limits.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(_) => {
-            let e = ApiError::invalid(
-                "Could not read request body",
-                InvalidParameter::new("body", None, "the body ended before it was complete"),
-            );
-            return Err(("invalid", 0, e));
+    let bytes = match body::read(headers, body, limits.max_body_bytes).await {
+        Ok(received) => received.decoded,
+        Err(e) => {
+            let reason = match e {
+                BodyError::TooLarge { .. } => "too_large",
+                BodyError::UnsupportedCoding(_) => "unsupported_media_type",
+                BodyError::BadGzip(_) | BodyError::Read(_) => "invalid",
+            };
+            return Err((reason, 0, body_problem(&e, limits)));
         }
     };
 
@@ -295,6 +311,31 @@ async fn ingest(
         return Err((reason, total, e.into()));
     }
     Ok(total)
+}
+
+/// The problem for a body that could not be read as events.
+fn body_problem(e: &BodyError, limits: &IngestConfig) -> ApiError {
+    match e {
+        BodyError::TooLarge { .. } => ApiError::payload_too_large(format!(
+            "The body is over the limit of {} bytes (decoded)",
+            limits.max_body_bytes
+        )),
+        BodyError::UnsupportedCoding(coding) => ApiError::unsupported_media_type(format!(
+            "Content-Encoding [{coding}] is not supported: send gzip or no encoding"
+        )),
+        BodyError::BadGzip(_) => ApiError::invalid(
+            "Could not read request body",
+            InvalidParameter::new(
+                "body",
+                None,
+                "Content-Encoding says gzip, but the body is not valid gzip",
+            ),
+        ),
+        BodyError::Read(_) => ApiError::invalid(
+            "Could not read request body",
+            InvalidParameter::new("body", None, "the body ended before it was complete"),
+        ),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

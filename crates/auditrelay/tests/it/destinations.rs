@@ -214,6 +214,25 @@ async fn documented_bad_requests() {
             "must not reach a private, loopback or link-local address",
         ),
     ];
+    // IPv6 forms that embed a loopback or private IPv4 address, and reserved IPv4: the
+    // classifier's own test lists every range; these check that the API uses it.
+    let disguised = [
+        "https://[::127.0.0.1]/",
+        "https://[::ffff:0:127.0.0.1]/",
+        "https://[2002:7f00:1::1]/",
+        "https://[64:ff9b::7f00:1]/",
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+        "https://240.0.0.1/",
+        "https://[fec0::1]/",
+    ];
+    let cases = cases.into_iter().chain(disguised.map(|endpoint| {
+        (
+            with("endpoint", json!(endpoint)),
+            "Invalid endpoint",
+            "endpoint",
+            "must not reach a private, loopback or link-local address",
+        )
+    }));
     for (body, detail, field, reason) in cases {
         let problem = expect_problem(
             app.post("/v3/audit-log-destinations", &app.admin, body.clone())

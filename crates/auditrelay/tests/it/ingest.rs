@@ -397,3 +397,140 @@ async fn a_body_streamed_past_the_limit_is_413() {
     expect_problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_role_that_can_never_ingest_is_refused_before_its_body_is_read() {
+    let app = TestApp::spawn().await;
+    let portal = app.create_portal("P", "us").await;
+    let roles = [
+        (Role::AuditLogsViewer, None),
+        (Role::AuditLogsAdmin, None),
+        (Role::PortalAdmin, Some(portal)),
+    ];
+    for (role, bound) in roles {
+        let token = app.token(role, bound).await;
+        // An invalid body is not even parsed: 403, not a 400 listing what is wrong with it.
+        let resp = app
+            .client
+            .post(app.url("/v1/events"))
+            .bearer_auth(&token)
+            .header("content-type", NDJSON)
+            .body("{\"type\":\"nonsense\"}\nnot json at all")
+            .send()
+            .await
+            .unwrap();
+        expect_problem(resp, StatusCode::FORBIDDEN).await;
+
+        // A body that never ends is not waited for.
+        let first: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(b"{\"type\":".to_vec())];
+        let endless = futures_util::StreamExt::chain(
+            futures_util::stream::iter(first),
+            futures_util::stream::pending(),
+        );
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            app.client
+                .post(app.url("/v1/events"))
+                .bearer_auth(&token)
+                .header("content-type", NDJSON)
+                .body(reqwest::Body::wrap_stream(endless))
+                .send(),
+        )
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+        expect_problem(resp, StatusCode::FORBIDDEN).await;
+    }
+    // The refusal is audited like any permission check.
+    let denied = app
+        .stored("us", None, Some(auditrelay_core::EventType::Authorization))
+        .await
+        .into_iter()
+        .filter(|e| {
+            matches!(&e.event.detail, EventDetail::Authorization { resource, granted: false, .. } if resource == "events")
+        })
+        .count();
+    assert_eq!(denied, 6);
+    app.stop().await;
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_decoded_within_the_limit_and_other_encodings_are_415() {
+    let app = TestApp::spawn_with(|c| c.ingest.max_body_bytes = 64 * 1024).await;
+    let producer = app.token(Role::EventProducer, None).await;
+    let send = |body: Vec<u8>, encoding: &'static str| {
+        app.client
+            .post(app.url("/v1/events"))
+            .bearer_auth(&producer)
+            .header("content-type", NDJSON)
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let events = ndjson(&[authorization(now(), "gz-1"), authorization(now(), "gz-2")]);
+
+    let resp = send(gzip(events.as_bytes()), "gzip").await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::ACCEPTED).await["accepted"], 2);
+    let stored = app
+        .stored("us", None, Some(auditrelay_core::EventType::Authorization))
+        .await;
+    for trace in ["gz-1", "gz-2"] {
+        assert!(
+            stored
+                .iter()
+                .any(|e| e.event.trace_id.as_deref() == Some(trace)),
+            "{trace}"
+        );
+    }
+
+    // Labelled gzip but plain: refused, not stored as if it were plain.
+    let resp = send(events.clone().into_bytes(), "gzip").await.unwrap();
+    let problem = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        invalid_fields(&problem),
+        [("body".to_owned(), String::new())]
+    );
+
+    // A small gzip that inflates past the limit stops inflating at it.
+    let bomb = gzip(&vec![b' '; 10 * 1024 * 1024]);
+    assert!(bomb.len() < 64 * 1024);
+    let resp = send(bomb, "gzip").await.unwrap();
+    expect_problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
+
+    for encoding in ["br", "deflate", "gzip, br", "compress"] {
+        let resp = send(events.clone().into_bytes(), encoding).await.unwrap();
+        let problem = expect_problem(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Content-Encoding"),
+            "{problem}"
+        );
+    }
+    let resp = send(events.clone().into_bytes(), "identity").await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::ACCEPTED).await["accepted"], 2);
+
+    // Nothing of the refused requests was stored.
+    let stored = app
+        .stored("us", None, Some(auditrelay_core::EventType::Authorization))
+        .await;
+    let gz = stored
+        .iter()
+        .filter(|e| {
+            e.event
+                .trace_id
+                .as_deref()
+                .is_some_and(|t| t.starts_with("gz-"))
+        })
+        .count();
+    assert_eq!(gz, 4);
+    app.stop().await;
+}

@@ -12,7 +12,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use auditrelay::listen::{body, server};
+use auditrelay::body;
+use auditrelay::listen::server;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;

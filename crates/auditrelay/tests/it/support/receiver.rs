@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use auditrelay::body::{self, DEFAULT_MAX_BODY_BYTES};
 use auditrelay::clock;
-use auditrelay::listen::body::{self, DEFAULT_MAX_BODY_BYTES};
 use auditrelay::listen::server::{self, Connection};
 use auditrelay::listen::tls::SelfSigned;
 use auditrelay_core::Timestamp;

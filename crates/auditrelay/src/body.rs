@@ -1,6 +1,7 @@
-//! Webhook request bodies as a receiver reads them (konnect-compat §8.2): which content coding
-//! was applied (gzip or none), the body read with a bound on its compressed size, inflated with
-//! a bound on its decoded size, and cut into log lines.
+//! Request bodies as auditrelay reads them — producers' events at `POST /v1/events`, and
+//! webhook batches at the receiver of `auditrelay listen` (konnect-compat §8.2) — which content
+//! coding was applied (gzip or none), the body read with a bound on its compressed size,
+//! inflated with a bound on its decoded size, and cut into log lines.
 //!
 //! Both bounds are enforced while reading, not after: a sender cannot make the receiver hold
 //! more than the limit, whatever `Content-Length` says, and a gzip bomb stops inflating at the
