@@ -21,7 +21,7 @@ use crate::delivery::{self, Changes, Delivery};
 use crate::keys::{KeyDir, KeyRing};
 use crate::secrets::SecretBox;
 use crate::store::{PrincipalKind, Store};
-use crate::{clock, jobs, telemetry, tokens};
+use crate::{clock, jobs, serve, telemetry, tokens};
 
 /// The organization a fresh installation creates.
 pub const DEFAULT_ORG_NAME: &str = "default";
@@ -100,18 +100,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         stopped.clone(),
     ));
     let grace = config.server.shutdown_grace;
+    let limits = config.server.limits();
     let task = tokio::spawn(async move {
-        let mut signal = stopped.clone();
-        let serve = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-        });
+        let serve = serve::serve(listener, router, limits, stopped.clone());
         let mut deadline = stopped;
         tokio::select! {
-            result = serve => result.context("The HTTP server failed")?,
+            () = serve => {}
             _ = async {
                 let _ = deadline.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;

@@ -41,6 +41,22 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The bounds the HTTP server puts on clients.
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +313,15 @@ impl Config {
             if self.regions.list[..i].contains(region) {
                 return invalid(format!("regions.list names `{region}` twice"));
             }
+        }
+        let server = &self.server;
+        if server.header_read_timeout.is_zero()
+            || server.idle_timeout.is_zero()
+            || server.max_connections == 0
+        {
+            return invalid(
+                "server.header_read_timeout, server.idle_timeout and server.max_connections must be above zero".into(),
+            );
         }
         if self.retention.window < Duration::from_secs(3600) {
             return invalid("retention.window must be at least 1h".into());

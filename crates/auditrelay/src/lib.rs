@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keys;
 pub mod listen;
 pub mod secrets;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

@@ -8,6 +8,7 @@ mod auth;
 mod browser;
 mod cli;
 mod conformance;
+mod connections;
 mod delivery;
 mod destinations;
 mod durability;
