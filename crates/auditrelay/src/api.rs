@@ -283,6 +283,19 @@ pub async fn check_token(
     checked
 }
 
+/// The problem+json body for an error answered outside any route (a request the HTTP server
+/// could not parse), with a fresh trace id; returns the trace id and the body.
+pub fn problem_body(status: axum::http::StatusCode, detail: &str) -> (u64, Vec<u8>) {
+    let trace_id = context::new_trace_id();
+    let problem =
+        context::with_trace_id(trace_id, || ApiError::from_status(status, detail).problem());
+    let body = serde_json::to_vec(&problem).expect("a problem always serializes");
+    (trace_id, body)
+}
+
+/// The media type of every error body.
+pub use error::PROBLEM_JSON;
+
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }

@@ -13,7 +13,10 @@
 //! - **Accept errors** (out of descriptors) free an idle connection and back off, doubling from
 //!   10 ms to 1 s, with one log line per episode instead of one per failed accept.
 //!
-//! Every request carries `ConnectInfo<SocketAddr>`, as `axum::serve` would give it.
+//! Every request carries `ConnectInfo<SocketAddr>`, as `axum::serve` would give it; requests
+//! hyper cannot parse are answered with a problem body too (`serve/parse_errors.rs`).
+
+mod parse_errors;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -270,7 +273,10 @@ async fn connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(
+            TokioIo::new(parse_errors::ProblemOnParseError::new(stream)),
+            service,
+        );
     tokio::pin!(conn);
     let mut draining = false;
     loop {

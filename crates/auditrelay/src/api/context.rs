@@ -27,6 +27,11 @@ tokio::task_local! {
     static TRACE_ID: u64;
 }
 
+/// Runs `f` as if serving the request `trace_id` (for problems made outside a request).
+pub fn with_trace_id<T>(trace_id: u64, f: impl FnOnce() -> T) -> T {
+    TRACE_ID.sync_scope(trace_id, f)
+}
+
 /// The trace id of the request being served on this task, if any.
 pub fn current_trace_id() -> Option<u64> {
     TRACE_ID.try_with(|id| *id).ok()

@@ -94,3 +94,53 @@ async fn unknown_route_wrong_method_and_bad_bodies_are_problems() {
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
     app.stop().await;
 }
+
+/// Requests the HTTP layer cannot parse get problem bodies like every other error: a URI over
+/// 64 KiB (414), header fields over the buffer (431), what is not HTTP (400).
+#[tokio::test]
+async fn unparsable_requests_get_problem_bodies() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let cases = [
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)),
+            414,
+        ),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(500_000)
+            ),
+            431,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".to_owned(),
+            400,
+        ),
+    ];
+    for (request, status) in cases {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        let problem: serde_json::Value = serde_json::from_str(body).expect(body);
+        assert_eq!(problem["status"], status, "{problem}");
+        assert!(
+            problem["instance"]
+                .as_str()
+                .unwrap()
+                .starts_with("kong:trace:"),
+            "{problem}"
+        );
+        assert!(!problem["detail"].as_str().unwrap().is_empty());
+    }
+    app.stop().await;
+}
