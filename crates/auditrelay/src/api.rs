@@ -103,6 +103,10 @@ impl Modify for SecuritySchemes {
                 "systemAccountAccessToken",
                 "A system account token (`spat_…`)",
             ),
+            (
+                "metricsToken",
+                "The scrape token of the configuration (`metrics.token`), not an API token",
+            ),
         ] {
             let scheme = HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
@@ -292,6 +296,9 @@ pub fn problem_body(status: axum::http::StatusCode, detail: &str) -> (u64, Vec<u
     let body = serde_json::to_vec(&problem).expect("a problem always serializes");
     (trace_id, body)
 }
+
+/// The metrics in Prometheus's text format (for the listener of their own, `metrics.listen`).
+pub use ops::render as render_metrics;
 
 /// The media type of every error body.
 pub use error::PROBLEM_JSON;

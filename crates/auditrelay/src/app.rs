@@ -101,6 +101,26 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     ));
     let grace = config.server.shutdown_grace;
     let limits = config.server.limits();
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("Failed to listen on {addr} (metrics.listen)"))?,
+        ),
+        None => None,
+    };
+    if let Some(listener) = metrics_listener {
+        tracing::info!(listen = %listener.local_addr()?, "serving /metrics");
+        let handle = state.metrics.clone();
+        let metrics = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move { api::render_metrics(&handle) }
+            }),
+        );
+        tokio::spawn(serve::serve(listener, metrics, limits, stopped.clone()));
+    }
     let task = tokio::spawn(async move {
         let serve = serve::serve(listener, router, limits, stopped.clone());
         let mut deadline = stopped;

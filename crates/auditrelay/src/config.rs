@@ -27,6 +27,8 @@ pub struct Config {
     pub format: FormatSection,
     pub log: LogConfig,
     pub ui: UiConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Set by `--dev`: relaxes the endpoint rules for local development.
     #[serde(default)]
     pub dev: bool,
@@ -180,6 +182,47 @@ impl FormatSection {
     }
 }
 
+/// Who may scrape `/metrics`, and where.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Scrapers present it as a bearer token on the main listener.
+    #[serde(default)]
+    pub token: Option<MetricsToken>,
+    /// A listener of its own that serves `/metrics` alone, without a token.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// The scrape token; never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        crate::tokens::constant_time_eq(
+            &crate::tokens::hash(presented),
+            &crate::tokens::hash(&self.0),
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// The web UI: its sessions and its wording.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -313,6 +356,14 @@ impl Config {
             if self.regions.list[..i].contains(region) {
                 return invalid(format!("regions.list names `{region}` twice"));
             }
+        }
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(MetricsToken::is_empty)
+        {
+            return invalid("metrics.token must not be empty: leave it out instead".into());
         }
         let server = &self.server;
         if server.header_read_timeout.is_zero()

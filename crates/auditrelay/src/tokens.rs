@@ -32,6 +32,12 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
+/// Equal, in time that does not depend on where the first difference is (the length is no
+/// secret: compare digests where it would be).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
@@ -100,6 +106,14 @@ pub async fn issue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abcd", b"abcd"));
+        assert!(!constant_time_eq(b"abcd", b"abce"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
 
     #[test]
     fn minted_tokens_are_prefixed_random_alphanumerics() {

@@ -2,8 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -49,13 +50,48 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     }
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics, for a scraper that presents `metrics.token` as a bearer token. They name
+/// portals and count failed sign-ins, so they are not for anyone who asks: without a token
+/// configured they are served only by the listener of their own (`metrics.listen`), or to
+/// anyone in `--dev` mode.
 #[utoipa::path(get, path = "/metrics", tag = "Operations", operation_id = "metrics",
-    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "The request lacks the metrics token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No metrics token is configured: metrics are not served on this listener", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("metricsToken" = [])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let config = &state.config;
+    match &config.metrics.token {
+        _ if config.dev => {}
+        None => {
+            return Err(ApiError::not_found_because(
+                "Metrics are not served on this listener: set metrics.token and scrape with it \
+                 as a bearer token, or metrics.listen for a listener of their own",
+            ));
+        }
+        Some(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if !presented.is_some_and(|p| token.matches(p)) {
+                return Err(ApiError::unauthorized());
+            }
+        }
+    }
+    Ok(render(&state.metrics))
+}
+
+/// The metrics in Prometheus's text format.
+pub fn render(metrics: &PrometheusHandle) -> impl IntoResponse + use<> {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
 }
 

@@ -199,12 +199,7 @@ async fn every_event_arrives_once_signed_in_each_format() {
         wait_for_delivered(&app, region).await;
     }
 
-    let metrics = app
-        .request(Method::GET, "/metrics", None, None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for needle in [
         "auditrelay_delivery_events_total{webhook=\"org/us\"}",
         "auditrelay_delivery_batches_total{webhook=\"org/eu\",outcome=\"delivered\"}",
@@ -215,12 +210,7 @@ async fn every_event_arrives_once_signed_in_each_format() {
     }
     // The gauges come from the supervisor's periodic look.
     eventually(Duration::from_secs(15), || async {
-        let metrics = app
-            .request(Method::GET, "/metrics", None, None)
-            .await
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         (metrics.contains("auditrelay_delivery_seconds_until_data_loss{webhook=\"org/us\"}")
             && metrics.contains("auditrelay_delivery_lag_events{webhook=\"org/us\"}"))
         .then_some(())

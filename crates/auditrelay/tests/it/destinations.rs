@@ -100,12 +100,7 @@ async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
             "{text}"
         );
     }
-    let metrics = app
-        .request(Method::GET, "/metrics", None, None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(!metrics.contains("Splunk"));
     for file in ["auditrelay.db", "auditrelay.db-wal"] {
         let bytes = std::fs::read(app.data_dir().join(file)).unwrap_or_default();

@@ -1291,6 +1291,8 @@ async fn the_authorization_value_never_leaks() {
     command
         .env("AUDITRELAY_LOG__LEVEL", "debug")
         .env("AUDITRELAY_LOG__FORMAT", "json")
+        // Scraped with the same bearer token as the API requests below.
+        .env("AUDITRELAY_METRICS__TOKEN", &token)
         .stderr(std::fs::File::create(&log).unwrap());
     let mut child = serve_with(command, &data, port).await;
     let base = format!("http://127.0.0.1:{port}");

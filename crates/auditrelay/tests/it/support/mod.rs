@@ -16,13 +16,16 @@ use std::time::Duration;
 
 use auditrelay::app::{self, Server};
 use auditrelay::clock;
-use auditrelay::config::Config;
+use auditrelay::config::{Config, MetricsToken};
 use auditrelay::store::{EventQuery, PrincipalKind, Store, StoredEvent};
 use auditrelay::tokens;
 use auditrelay_core::{EventType, Grant, OrgId, PortalId, Region, Role, Timestamp};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
+
+/// The scrape token every in-process test server has (`metrics.token`).
+pub const METRICS_TOKEN: &str = "test-metrics-token";
 
 pub struct TestApp {
     pub server: Option<Server>,
@@ -42,6 +45,7 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_data_dir(dir.path()).expect("default config");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.metrics.token = Some(MetricsToken::new(METRICS_TOKEN));
         adjust(&mut config);
         let started = app::start(config).await.expect("server starts");
         let base = format!("http://{}", started.server.addr());
@@ -182,6 +186,19 @@ impl TestApp {
             })
             .await
             .unwrap()
+    }
+
+    /// `/metrics` as a scraper with the metrics token reads it.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
     }
 
     pub async fn stop(mut self) {
