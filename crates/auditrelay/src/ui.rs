@@ -67,7 +67,6 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/ui/", get(sign_in::home))
         .route("/ui/sign-in", get(sign_in::page).post(sign_in::submit))
         .route("/ui/sign-out", post(sign_in::sign_out))
-        .route("/ui/no-access", get(sign_in::no_access))
         .route(
             "/ui/destinations",
             get(destinations::list).post(destinations::create),

@@ -10,7 +10,7 @@
 //! out, which costs a sign-in and keeps tokens off the disk.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,14 @@ use crate::config::{SecureCookie, UiConfig};
 use crate::store::Principal;
 
 pub const COOKIE: &str = "auditrelay_session";
-/// Enough for every person of an organization several times over; beyond it the session idle
-/// the longest makes room.
+/// Sessions of one principal: a person on a few browsers and devices. The 17th sign-in ends
+/// that principal's session idle the longest, and nobody else's.
+const MAX_PER_PRINCIPAL: usize = 16;
+/// Sessions from one client address (an office behind one NAT has many people); beyond it the
+/// address's own session idle the longest makes room.
+const MAX_PER_CLIENT: usize = 64;
+/// Enough for every person of an organization several times over; beyond it, the last resort,
+/// the session idle the longest makes room.
 const MAX_SESSIONS: usize = 10_000;
 
 /// A secret that never shows in logs or debug output.
@@ -71,6 +77,8 @@ impl Who {
 pub struct Flash(pub String);
 
 struct Session {
+    principal: uuid::Uuid,
+    client: Option<IpAddr>,
     token: Secret,
     csrf: String,
     who: Who,
@@ -122,11 +130,15 @@ impl Sessions {
         self.0.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a session for a token the API accepted; returns the cookie value.
-    pub fn create(&self, token: &str, principal: &Principal) -> String {
+    /// Starts a session for a token the API accepted, from `client`; returns the cookie value.
+    /// Room is made within the same principal first, then the same client address, so signing
+    /// in again and again signs out only the one doing it.
+    pub fn create(&self, token: &str, principal: &Principal, client: Option<IpAddr>) -> String {
         let id = hex::encode(random_bytes());
         let now = Instant::now();
         let session = Session {
+            principal: principal.id,
+            client,
             token: Secret(token.to_owned()),
             csrf: hex::encode(random_bytes()),
             who: Who {
@@ -140,11 +152,11 @@ impl Sessions {
         let mut map = self.lock();
         // Sessions nobody comes back to would otherwise keep their tokens in memory.
         map.retain(|_, s| !self.expired(s, now));
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k)
-        {
-            map.remove(&oldest);
+        make_room(&mut map, MAX_PER_PRINCIPAL, |s| s.principal == principal.id);
+        if client.is_some() {
+            make_room(&mut map, MAX_PER_CLIENT, |s| s.client == client);
         }
+        make_room(&mut map, MAX_SESSIONS, |_| true);
         map.insert(key_of(&id), session);
         id
     }
@@ -224,6 +236,22 @@ pub fn forwarded_https(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
         .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Ends the sessions idle longest among those `which` selects until fewer than `max` are left.
+fn make_room(map: &mut HashMap<Key, Session>, max: usize, which: impl Fn(&Session) -> bool) {
+    let mut selected: Vec<(Instant, Key)> = map
+        .iter()
+        .filter(|(_, s)| which(s))
+        .map(|(k, s)| (s.last_seen, *k))
+        .collect();
+    if selected.len() < max {
+        return;
+    }
+    selected.sort_unstable();
+    for (_, key) in &selected[..=selected.len() - max] {
+        map.remove(key);
+    }
 }
 
 fn key_of(id: &str) -> Key {
@@ -309,12 +337,6 @@ impl SignedIn {
     pub fn sign_out(&self) {
         self.sessions.end(&self.key);
     }
-
-    /// The token, for the one check made outside the API router (the page of a role with
-    /// nothing to see still notices a revoked token).
-    pub fn token(&self) -> &str {
-        self.token.expose()
-    }
 }
 
 /// Why a request has no session: it goes to sign in (saying why when a session ended).
@@ -389,11 +411,66 @@ mod tests {
         }
     }
 
+    fn principal_with(id: u128) -> Principal {
+        Principal {
+            id: uuid::Uuid::from_u128(id),
+            ..principal()
+        }
+    }
+
+    fn count(sessions: &Sessions, which: impl Fn(&Session) -> bool) -> usize {
+        sessions.lock().values().filter(|s| which(s)).count()
+    }
+
+    #[test]
+    fn signing_in_again_and_again_signs_out_only_the_one_doing_it() {
+        let sessions = Sessions::new(&config(60_000, 60_000));
+        let office: IpAddr = "192.0.2.1".parse().unwrap();
+        let others: Vec<String> = (0..5)
+            .map(|n| sessions.create("kpat_x", &principal_with(100 + n), Some(office)))
+            .collect();
+        let flooder = principal_with(1);
+        let mut last = String::new();
+        for _ in 0..MAX_SESSIONS + 1 {
+            last = sessions.create("kpat_f", &flooder, Some("198.51.100.7".parse().unwrap()));
+        }
+        assert_eq!(
+            count(&sessions, |s| s.principal == flooder.id),
+            MAX_PER_PRINCIPAL
+        );
+        assert!(
+            matches!(sessions.lookup(&last), Lookup::Found(_)),
+            "the newest stays"
+        );
+        for id in &others {
+            assert!(
+                matches!(sessions.lookup(id), Lookup::Found(_)),
+                "others stay signed in"
+            );
+        }
+    }
+
+    #[test]
+    fn one_client_address_makes_room_among_its_own_sessions() {
+        let sessions = Sessions::new(&config(60_000, 60_000));
+        let elsewhere = sessions.create(
+            "kpat_e",
+            &principal_with(999),
+            Some("203.0.113.5".parse().unwrap()),
+        );
+        let nat: IpAddr = "192.0.2.1".parse().unwrap();
+        for n in 0..(MAX_PER_CLIENT as u128 * 2) {
+            sessions.create("kpat_n", &principal_with(n), Some(nat));
+        }
+        assert_eq!(count(&sessions, |s| s.client == Some(nat)), MAX_PER_CLIENT);
+        assert!(matches!(sessions.lookup(&elsewhere), Lookup::Found(_)));
+    }
+
     #[test]
     fn ids_are_random_and_only_their_hash_is_kept() {
         let sessions = Sessions::new(&config(60_000, 60_000));
-        let a = sessions.create("kpat_a", &principal());
-        let b = sessions.create("kpat_a", &principal());
+        let a = sessions.create("kpat_a", &principal(), None);
+        let b = sessions.create("kpat_a", &principal(), None);
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
         let map = sessions.lock();
@@ -404,14 +481,14 @@ mod tests {
     #[test]
     fn sessions_expire_and_end() {
         let sessions = Sessions::new(&config(60_000, 60_000));
-        let id = sessions.create("kpat_a", &principal());
+        let id = sessions.create("kpat_a", &principal(), None);
         assert!(matches!(sessions.lookup(&id), Lookup::Found(_)));
         assert!(matches!(sessions.lookup("nope"), Lookup::Missing));
         sessions.end(&key_of(&id));
         assert!(matches!(sessions.lookup(&id), Lookup::Missing));
 
         let sessions = Sessions::new(&config(0, 0));
-        let id = sessions.create("kpat_a", &principal());
+        let id = sessions.create("kpat_a", &principal(), None);
         assert!(matches!(sessions.lookup(&id), Lookup::Expired));
         assert!(matches!(sessions.lookup(&id), Lookup::Missing));
     }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::guard::{Form, cross_site_refused, read_form, same_origin};
 use super::session::{Client, Sessions, SignedIn, cookie_value};
-use super::views::{Chrome, NoAccessPage, SignInPage, error_page, home_of};
-use super::{UiState, render, see_other, signed_out};
+use super::views::{Chrome, SignInPage, error_page, home_of};
+use super::{UiState, render, see_other};
 use crate::api::{self, ClientFacts};
 
 /// `GET /`: the first page of the signed-in person's role, or the sign-in page.
@@ -82,10 +82,27 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
     };
     let token = data.token.trim();
     match api::check_token(&ui.app, token, facts).await {
+        // Nothing in Audit Logs Setup is an event producer's to see: no session, so its token
+        // cannot be used to fill the session table either.
+        Ok(principal) if principal.grant.role() == Role::EventProducer => {
+            let page = SignInPage {
+                chrome: Chrome::anonymous(),
+                notice: None,
+                error: Some(
+                    "This token's role (event-producer) sends events; Audit Logs Setup has nothing \
+                     for it. Sign in with a token of the audit-logs-admin or org-admin role, or \
+                     audit-logs-viewer to look without changing anything."
+                        .to_owned(),
+                ),
+            };
+            render(StatusCode::FORBIDDEN, &page)
+        }
         Ok(principal) => {
             // A new session every time; one the browser had before is over.
             ui.sessions.end_by_cookie(&parts.headers);
-            let id = ui.sessions.create(token, &principal);
+            let id = ui
+                .sessions
+                .create(token, &principal, client.addr.map(|a| a.ip()));
             tracing::info!(
                 principal.id = %principal.id,
                 principal.role = principal.grant.role().as_str(),
@@ -124,36 +141,6 @@ pub async fn sign_out(Form { user, .. }: Form<serde::de::IgnoredAny>) -> Respons
         .headers_mut()
         .insert(header::SET_COOKIE, Sessions::clear_cookie());
     response
-}
-
-/// `GET /ui/no-access`: an event producer's page. It calls no API route, so it checks the
-/// token itself: a revoked token ends the session here too.
-pub async fn no_access(State(ui): State<UiState>, user: SignedIn) -> Response {
-    let role = user.who.role();
-    if role != Role::EventProducer {
-        return see_other(home_of(role));
-    }
-    let facts = ClientFacts {
-        uri: "/ui/no-access".to_owned(),
-        client_ip: user.client.ip(),
-        user_agent: user.client.user_agent(),
-    };
-    if let Err(e) = api::check_token(&ui.app, user.token(), facts).await {
-        if e.status() == StatusCode::UNAUTHORIZED {
-            user.sign_out();
-            return signed_out();
-        }
-        return error_page(
-            e.status(),
-            "Something went wrong",
-            "The server could not show this page. Try again in a moment.",
-        );
-    }
-    let page = NoAccessPage {
-        chrome: Chrome::new(&ui, &user, super::views::Section::None),
-        role: role.as_str(),
-    };
-    render(StatusCode::OK, &page)
 }
 
 /// `Option<SignedIn>`: pages that also serve people who are not signed in.

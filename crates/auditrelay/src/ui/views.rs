@@ -38,7 +38,8 @@ pub fn home_of(role: Role) -> &'static str {
     match role {
         Role::OrgAdmin | Role::AuditLogsAdmin | Role::AuditLogsViewer => "/ui/destinations",
         Role::PortalAdmin => "/ui/portals",
-        Role::EventProducer => "/ui/no-access",
+        // Refused at sign-in: it never has a session.
+        Role::EventProducer => "/ui/sign-in",
     }
 }
 
@@ -167,13 +168,6 @@ pub struct SignInPage {
     pub chrome: Chrome,
     pub notice: Option<String>,
     pub error: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "no_access.html")]
-pub struct NoAccessPage {
-    pub chrome: Chrome,
-    pub role: &'static str,
 }
 
 /// One row of the destinations table.
