@@ -21,6 +21,55 @@ use crate::signing::{SigningKey, push_signature_b64};
 use record::View;
 
 pub use parse::{ParseError, ParsedLine, VerifyError, parse_line, verify_line};
+
+/// The characters no line we write carries raw, in any format: the C0 controls (NUL, TAB, ESC,
+/// LF, …), DEL, the C1 controls (NEL among them) and the Unicode line and paragraph separators.
+/// NUL truncates a line in C-string pipelines, ESC starts terminal control sequences, and the
+/// others split or reflow lines in some readers. JSON writes them as `\uXXXX` escapes (`\n`,
+/// `\t`, … for the usual ones); CEF as `\n`, `\r`, and `\uXXXX` for the rest. Either way the
+/// text decodes back to what the event held, and the signature covers the escaped bytes.
+pub fn is_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// The bytes an escaper must look at: `extra` (its own specials) and every byte that can start
+/// a character of [`is_control`] in UTF-8. Everything else is copied as it is, in runs.
+pub(crate) const fn special_bytes(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[0x7f] = true;
+    table[0xc2] = true;
+    table[0xe2] = true;
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// The character of [`is_control`] that starts at `bytes[i]` (UTF-8), as its code point and
+/// length: the escapers look at bytes, which is faster than decoding characters.
+pub(crate) fn control_at(bytes: &[u8], i: usize) -> Option<(u32, usize)> {
+    match bytes[i] {
+        b @ (0x00..=0x1f | 0x7f) => Some((u32::from(b), 1)),
+        // U+0080..U+009F.
+        0xc2 => match bytes.get(i + 1) {
+            Some(&b @ 0x80..=0x9f) => Some((u32::from(b), 2)),
+            _ => None,
+        },
+        // U+2028, U+2029.
+        0xe2 if bytes.get(i + 1) == Some(&0x80) => match bytes.get(i + 2) {
+            Some(&b @ (0xa8 | 0xa9)) => Some((0x2000 | u32::from(b - 0x80), 3)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
 pub use record::{Extension, FormatConfig, Header, Record, Value};
 
 /// A destination's `log_format`.

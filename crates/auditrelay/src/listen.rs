@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use auditrelay_core::format::verify_line;
+use auditrelay_core::format::{is_control, verify_line};
 use auditrelay_core::{PublicKey, Timestamp};
 use axum::Router;
 use axum::body::Body;
@@ -375,7 +375,11 @@ impl Receiver {
             });
             writeln!(stdout, "{summary}")?;
         } else {
-            stdout.write_all(&joined)?;
+            // The file keeps the bytes as received (for `verify`); the terminal gets no control
+            // sequence a sender could have put in a line.
+            for line in &lines {
+                writeln!(stdout, "{}", printable(line))?;
+            }
         }
         stdout.flush()?;
         let signatures = match &self.keys {
@@ -401,9 +405,38 @@ impl Receiver {
     }
 }
 
+/// A received line as text safe to show on a terminal: invalid UTF-8 as U+FFFD, and every
+/// control character (ESC, NUL, TAB, C1, U+2028, … see [`is_control`]) as its `\u{…}` escape.
+fn printable(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    let text = String::from_utf8_lossy(line);
+    if !text.chars().any(is_control) {
+        return text;
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_control(c) {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(shown)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_shown_without_control_sequences() {
+        assert_eq!(printable(b"plain CEF:0|line"), "plain CEF:0|line");
+        let shown = printable(b"a\x1b[31mred\x00\tb\xc2\x85c\xe2\x80\xa8d\xff");
+        assert_eq!(
+            shown,
+            "a\\u{1b}[31mred\\u{0}\\u{9}b\\u{85}c\\u{2028}d\u{fffd}"
+        );
+        assert!(!shown.chars().any(is_control));
+    }
 
     fn receiver(authorization: Option<&str>) -> Receiver {
         Receiver {

@@ -2,8 +2,11 @@
 //!
 //! Escaping follows Decision 8, extended so that a line can never be split by a receiver that
 //! reads newline-delimited batches: header fields escape `\` and `|`, extension values escape `\`
-//! and `=`, and both escape LF as `\n` and CR as `\r`. The syslog prefix (time and host) uses the
-//! header rules too, so a host cannot smuggle in a newline or a fake `CEF:0|` marker either.
+//! and `=`, and both escape LF as `\n` and CR as `\r`, and every other control character (see
+//! [`super::is_control`]: TAB, NUL, ESC, DEL, NEL, U+2028, …) as `\uXXXX`, which CEF does not
+//! define but no literal backslash can be mistaken for (it is written `\\`). The syslog prefix
+//! (time and host) uses the header rules too, so a host cannot smuggle in a newline or a fake
+//! `CEF:0|` marker either.
 
 use super::record::{Text, ValueRef, View, push_int};
 
@@ -58,33 +61,51 @@ fn escape_extension(s: &str, out: &mut Vec<u8>) {
     escape(s, out, b'=');
 }
 
-/// Escapes `\`, LF, CR and the one delimiter of the context; copies clean runs in one piece.
+/// Escapes `\`, LF, CR, the other control characters and the one delimiter of the context;
+/// copies clean runs in one piece.
 fn escape(s: &str, out: &mut Vec<u8>, delimiter: u8) {
     let bytes = s.as_bytes();
     let mut clean_from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let replacement: &[u8] = match b {
+    let mut i = 0;
+    const HEADER: [bool; 256] = super::special_bytes(b"\\|");
+    const EXTENSION: [bool; 256] = super::special_bytes(b"\\=");
+    let special = if delimiter == b'|' {
+        &HEADER
+    } else {
+        &EXTENSION
+    };
+    while let Some(skip) = bytes[i..].iter().position(|&b| special[usize::from(b)]) {
+        i += skip;
+        let replacement: &[u8] = match bytes[i] {
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
             b'\r' => b"\\r",
-            _ if b == delimiter => {
-                if b == b'|' {
-                    b"\\|"
-                } else {
-                    b"\\="
+            b'|' if delimiter == b'|' => b"\\|",
+            b'=' if delimiter == b'=' => b"\\=",
+            _ => match super::control_at(bytes, i) {
+                Some((code, len)) => {
+                    out.extend_from_slice(&bytes[clean_from..i]);
+                    super::json::push_unicode_escape(code, out);
+                    i += len;
+                    clean_from = i;
+                    continue;
                 }
-            }
-            _ => continue,
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
         };
         out.extend_from_slice(&bytes[clean_from..i]);
         out.extend_from_slice(replacement);
-        clean_from = i + 1;
+        i += 1;
+        clean_from = i;
     }
     out.extend_from_slice(&bytes[clean_from..]);
 }
 
 /// Undoes [`escape`] for one context. `None` on a dangling or unknown escape: we only ever
-/// write the four escapes, so anything else is not one of our lines.
+/// write these escapes, so anything else is not one of our lines.
 pub(crate) fn unescape(s: &str, delimiter: u8) -> Option<String> {
     if !s.contains('\\') {
         return Some(s.to_owned());
@@ -100,6 +121,15 @@ pub(crate) fn unescape(s: &str, delimiter: u8) -> Option<String> {
             '\\' => out.push('\\'),
             'n' => out.push('\n'),
             'r' => out.push('\r'),
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let code = u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 4)?;
+                // Only what `escape` writes: anything else is not one of our lines.
+                let c = char::from_u32(code).filter(|c| super::is_control(*c))?;
+                out.push(c);
+            }
             c if c == char::from(delimiter) => out.push(c),
             _ => return None,
         }
@@ -126,6 +156,20 @@ mod tests {
         check("a=b|c\\d\ne\rf", b'|', "a=b\\|c\\\\d\\ne\\rf");
         check("", b'|', "");
         check("ünï=cødé", b'=', "ünï\\=cødé");
+    }
+
+    #[test]
+    fn control_characters_become_unicode_escapes() {
+        check(
+            "nul\u{0}tab\tesc\u{1b}del\u{7f}nel\u{85}ls\u{2028}ps\u{2029}é",
+            b'=',
+            "nul\\u0000tab\\u0009esc\\u001bdel\\u007fnel\\u0085ls\\u2028ps\\u2029é",
+        );
+        // A literal backslash before `u` is escaped, so it cannot read as one of ours.
+        check("\\u0041", b'|', "\\\\u0041");
+        // Only control characters are ever written this way.
+        assert_eq!(unescape("\\u0041", b'='), None);
+        assert_eq!(unescape("\\u00", b'='), None);
     }
 
     #[test]

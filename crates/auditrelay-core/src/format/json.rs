@@ -97,13 +97,17 @@ pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Appends the JSON-escaped body of `s`, copying clean runs in one piece.
+/// Appends the JSON-escaped body of `s`, copying clean runs in one piece. Besides what JSON
+/// requires (`"`, `\\` and C0), DEL, the C1 controls and U+2028/U+2029 are escaped too (see
+/// [`super::is_control`]).
 fn escape_into(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let mut clean_from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short: &[u8] = match b {
+    let mut i = 0;
+    const SPECIAL: [bool; 256] = super::special_bytes(b"\"\\");
+    while let Some(skip) = bytes[i..].iter().position(|&b| SPECIAL[usize::from(b)]) {
+        i += skip;
+        let short: &[u8] = match bytes[i] {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
@@ -111,47 +115,54 @@ fn escape_into(s: &str, out: &mut Vec<u8>) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => &[],
-            _ => continue,
+            _ => match super::control_at(bytes, i) {
+                Some((code, len)) => {
+                    out.extend_from_slice(&bytes[clean_from..i]);
+                    push_unicode_escape(code, out);
+                    i += len;
+                    clean_from = i;
+                    continue;
+                }
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
         };
         out.extend_from_slice(&bytes[clean_from..i]);
-        if short.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-        } else {
-            out.extend_from_slice(short);
-        }
-        clean_from = i + 1;
+        out.extend_from_slice(short);
+        i += 1;
+        clean_from = i;
     }
     out.extend_from_slice(&bytes[clean_from..]);
+}
+
+/// Appends `\uXXXX` for a code point of the Basic Multilingual Plane.
+pub(crate) fn push_unicode_escape(code: u32, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[((code >> shift) & 0xf) as usize]);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Standard JSON escapes, and beyond them every control character (DEL, C1, U+2028/9) as
+    /// `\uXXXX`; other non-ASCII text stays as it is.
     #[test]
-    fn escapes_like_standard_json() {
+    fn escapes_like_standard_json_and_every_control_character() {
+        let text = "a\"b\\c\nd\re\tf\u{8}\u{c}\u{1}\u{1f}<>&é\u{2028}\u{2029}\u{7f}\u{80}\u{85}\u{9f}\u{a0}\u{2027}😀";
         let mut out = Vec::new();
-        write_str(
-            "a\"b\\c\nd\re\tf\u{8}\u{c}\u{1}\u{1f}<>&é\u{2028}\u{7f}",
-            &mut out,
-        );
+        write_str(text, &mut out);
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
-            "\"a\\\"b\\\\c\\nd\\re\\tf\\b\\f\\u0001\\u001f<>&é\u{2028}\u{7f}\""
+            "\"a\\\"b\\\\c\\nd\\re\\tf\\b\\f\\u0001\\u001f<>&é\\u2028\\u2029\\u007f\\u0080\\u0085\\u009f\u{a0}\u{2027}😀\""
         );
         // serde_json reads back what we wrote.
         let back: String = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            back,
-            "a\"b\\c\nd\re\tf\u{8}\u{c}\u{1}\u{1f}<>&é\u{2028}\u{7f}"
-        );
+        assert_eq!(back, text);
     }
 }
