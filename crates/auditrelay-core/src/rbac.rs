@@ -87,6 +87,15 @@ impl Grant {
         self.portal
     }
 
+    /// The one portal whose destinations are all this grant sees (a portal admin's), or `None`
+    /// when it sees every destination of the organization.
+    pub fn destination_owner(&self) -> Option<PortalId> {
+        match self.role {
+            Role::PortalAdmin => self.portal,
+            _ => None,
+        }
+    }
+
     /// Whether this grant may send events of some scope: the check that lets ingest refuse a
     /// caller before reading a byte of its body.
     pub fn may_ingest(&self) -> bool {
@@ -111,11 +120,16 @@ impl Grant {
                 | P::ReadPortal(_)
                 | P::ReadPortalAuditLogs(_),
             ) => true,
+            (R::AuditLogsViewer, P::ReadDestination(_)) => true,
             (R::PortalAdmin, P::ReadDestinations | P::ReadPortals) => true,
             (
                 R::PortalAdmin,
                 P::ReadPortal(p) | P::ReadPortalAuditLogs(p) | P::WritePortalAuditLogs(p),
             ) => self.portal == Some(p),
+            // A portal's own destinations only: never the organization's or another portal's.
+            (R::PortalAdmin, P::ReadDestination(owner) | P::WriteDestination(owner)) => {
+                owner.is_some() && owner == self.portal
+            }
             (R::EventProducer, P::Ingest { portal }) => {
                 self.portal.is_none() || self.portal == portal
             }
@@ -131,9 +145,14 @@ pub enum Permission {
     /// Org webhooks, their status and replay jobs, and the pull API.
     ReadAuditLogs,
     WriteAuditLogs,
-    /// Audit-log destinations (shared by org and portal webhooks).
+    /// Listing audit-log destinations (what a list shows is narrowed by
+    /// [`Grant::destination_owner`]).
     ReadDestinations,
-    WriteDestinations,
+    /// Seeing one destination, and binding a webhook to it or replaying through it, by its
+    /// owner: the organization (`None`) or one portal.
+    ReadDestination(Option<PortalId>),
+    /// Creating, changing or deleting a destination of that owner.
+    WriteDestination(Option<PortalId>),
     /// Listing portals; a portal-bound grant sees only its own.
     ReadPortals,
     ReadPortal(PortalId),
@@ -180,7 +199,7 @@ mod tests {
             grant(Role::EventProducer, None),
             grant(Role::EventProducer, Some(A)),
         ];
-        let rows: [(Permission, [bool; 6]); 14] = [
+        let rows: [(Permission, [bool; 6]); 19] = [
             (
                 Permission::ReadAuditLogs,
                 [true, true, true, false, false, false],
@@ -194,7 +213,27 @@ mod tests {
                 [true, true, true, true, false, false],
             ),
             (
-                Permission::WriteDestinations,
+                Permission::ReadDestination(None),
+                [true, true, true, false, false, false],
+            ),
+            (
+                Permission::ReadDestination(Some(A)),
+                [true, true, true, true, false, false],
+            ),
+            (
+                Permission::ReadDestination(Some(B)),
+                [true, true, true, false, false, false],
+            ),
+            (
+                Permission::WriteDestination(None),
+                [true, true, false, false, false, false],
+            ),
+            (
+                Permission::WriteDestination(Some(A)),
+                [true, true, false, true, false, false],
+            ),
+            (
+                Permission::WriteDestination(Some(B)),
                 [true, true, false, false, false, false],
             ),
             (

@@ -192,6 +192,8 @@ pub struct Destination {
     /// The region whose v2 inline webhook owns this destination (Decision 9); `None` for
     /// destinations made through the destinations API.
     pub managed_region: Option<Region>,
+    /// The portal it belongs to; `None`: the organization's (see `rbac`'s destination rules).
+    pub portal_id: Option<PortalId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -342,11 +344,14 @@ pub struct ReplayJob {
     pub through_seq: Option<i64>,
 }
 
-/// Konnect's `filter[name]`: exact, or containing a substring.
+/// Which destinations a list shows: Konnect's `filter[name]` (exact, or containing a
+/// substring), and for a portal admin only its portal's.
 #[derive(Debug, Clone, Default)]
-pub struct NameFilter {
+pub struct DestinationFilter {
     pub equals: Option<String>,
     pub contains: Option<String>,
+    /// Only the destinations this portal owns.
+    pub portal: Option<PortalId>,
 }
 
 /// A position in a list ordered by `(created_at ms, id)`.
@@ -510,7 +515,7 @@ impl Store {
         &self,
         org: OrgId,
         page: &PageQuery,
-        filter: &NameFilter,
+        filter: &DestinationFilter,
     ) -> Result<Vec<Destination>> {
         match self {
             Self::Sqlite(s) => s.list_destinations(org, page, filter).await,

@@ -26,7 +26,7 @@ use super::json::ApiJson;
 use super::pagination::{self, CursorMeta};
 use crate::clock;
 use crate::config::DeliveryConfig;
-use crate::store::{Destination, NameFilter, StoreError};
+use crate::store::{Destination, DestinationFilter, StoreError};
 
 const RESOURCE: &str = "audit-log-destinations";
 const MAX_NAME: usize = 255;
@@ -50,6 +50,10 @@ pub struct DestinationResponse {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// Our extension: the portal this destination belongs to; absent for the organization's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid)]
+    pub portal_id: Option<String>,
 }
 
 impl From<&Destination> for DestinationResponse {
@@ -62,6 +66,7 @@ impl From<&Destination> for DestinationResponse {
             skip_ssl_verification: d.skip_ssl_verification,
             created_at: d.created_at.to_rfc3339_millis(),
             updated_at: d.updated_at.to_rfc3339_millis(),
+            portal_id: d.portal_id.map(|p| p.to_string()),
         }
     }
 }
@@ -102,6 +107,10 @@ pub struct DestinationBody {
     pub authorization: Option<String>,
     pub log_format: Option<LogFormatWire>,
     pub skip_ssl_verification: Option<bool>,
+    /// Our extension, on create only: the portal the destination belongs to. A portal admin's
+    /// are its portal's whether it says so or not; organization roles may name any portal.
+    #[schema(format = Uuid)]
+    pub portal_id: Option<String>,
 }
 
 async fn list(
@@ -111,7 +120,9 @@ async fn list(
 ) -> Result<Json<ListDestinations>, ApiError> {
     caller.authorize(Permission::ReadDestinations, RESOURCE, "list")?;
     let page = pagination::parse(query.as_deref(), 10, 100)?;
-    let filter = name_filter(query.as_deref())?;
+    let mut filter = name_filter(query.as_deref())?;
+    // A portal admin sees its portal's destinations, and no other.
+    filter.portal = caller.principal.grant.destination_owner();
     let list = state
         .store
         .list_destinations(caller.principal.org_id, &page.query(), &filter)
@@ -130,7 +141,11 @@ async fn create(
     caller: Caller,
     body: DestinationBody,
 ) -> Result<(StatusCode, Json<DestinationResponse>), ApiError> {
-    caller.authorize(Permission::WriteDestinations, RESOURCE, "create")?;
+    let owner = match body.portal_id.as_deref() {
+        None => caller.principal.grant.destination_owner(),
+        Some(raw) => Some(named_portal(&state, &caller, raw).await?),
+    };
+    caller.authorize(Permission::WriteDestination(owner), RESOURCE, "create")?;
     let mut problems = Problems::default();
     let name = problems.name(body.name.as_deref().unwrap_or(""));
     let endpoint = problems
@@ -155,6 +170,7 @@ async fn create(
         log_format: body.log_format.map_or(Format::Cef, Format::from),
         skip_ssl_verification: body.skip_ssl_verification.unwrap_or(false),
         managed_region: None,
+        portal_id: owner,
         created_at: now,
         updated_at: now,
     };
@@ -178,8 +194,62 @@ async fn get(
         .await?;
     destination
         .as_ref()
+        .filter(|d| {
+            caller
+                .principal
+                .grant
+                .allows(Permission::ReadDestination(d.portal_id))
+        })
         .map(|d| Json(d.into()))
         .ok_or_else(ApiError::not_found)
+}
+
+/// Refuses (403, audited) a caller who may not change any destination, before anything is
+/// looked up: a portal admin may change its portal's, organization admins any.
+fn may_write_some(caller: &Caller, action: &str) -> Result<(), ApiError> {
+    let owner = caller.principal.grant.destination_owner();
+    caller.authorize(Permission::WriteDestination(owner), RESOURCE, action)
+}
+
+/// The destination `id` if the caller may change it; 404 (as if it did not exist) for one of
+/// another owner, which the caller may not even see.
+async fn writable(state: &AppState, caller: &Caller, id: Uuid) -> Result<Destination, ApiError> {
+    state
+        .store
+        .get_destination(caller.principal.org_id, id)
+        .await?
+        .filter(|d| {
+            caller
+                .principal
+                .grant
+                .allows(Permission::WriteDestination(d.portal_id))
+        })
+        .ok_or_else(ApiError::not_found)
+}
+
+/// The portal a create names as the owner: 400 `missing_reference` when there is none of that
+/// id in the organization.
+async fn named_portal(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<auditrelay_core::PortalId, ApiError> {
+    let missing = || {
+        ApiError::invalid(
+            "Unknown portal",
+            InvalidParameter::new(
+                "portal_id",
+                Some("missing_reference"),
+                "no portal has this id",
+            )
+            .with_source("body"),
+        )
+    };
+    let id = auditrelay_core::PortalId::parse(raw).ok_or_else(missing)?;
+    match state.store.get_portal(caller.principal.org_id, id).await? {
+        Some(_) => Ok(id),
+        None => Err(missing()),
+    }
 }
 
 async fn update(
@@ -188,14 +258,20 @@ async fn update(
     id: String,
     body: DestinationBody,
 ) -> Result<Json<DestinationResponse>, ApiError> {
-    caller.authorize(Permission::WriteDestinations, RESOURCE, "edit")?;
+    may_write_some(&caller, "edit")?;
     let id = parse_id(&id)?;
-    let org = caller.principal.org_id;
-    let mut destination = state
-        .store
-        .get_destination(org, id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let mut destination = writable(&state, &caller, id).await?;
+    if body.portal_id.is_some() {
+        return Err(ApiError::invalid(
+            "A destination's owner cannot change",
+            InvalidParameter::new(
+                "portal_id",
+                Some("read_only"),
+                "is set when the destination is created",
+            )
+            .with_source("body"),
+        ));
+    }
     let mut problems = Problems::default();
     if let Some(name) = body.name.as_deref().map(|n| problems.name(n)) {
         destination.name = name.unwrap_or_default();
@@ -234,8 +310,9 @@ async fn update(
 }
 
 async fn delete(state: AppState, caller: Caller, id: String) -> Result<StatusCode, ApiError> {
-    caller.authorize(Permission::WriteDestinations, RESOURCE, "delete")?;
+    may_write_some(&caller, "delete")?;
     let id = parse_id(&id)?;
+    writable(&state, &caller, id).await?;
     match state
         .store
         .delete_destination(caller.principal.org_id, id)
@@ -265,7 +342,7 @@ pub(super) fn parse_id(s: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `filter[name]=x`, `filter[name][eq]=x` or `filter[name][contains]=x` (exactly one).
-fn name_filter(query: Option<&str>) -> Result<NameFilter, ApiError> {
+fn name_filter(query: Option<&str>) -> Result<DestinationFilter, ApiError> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
     let bad = |field: &str, rule, reason: &str| {
@@ -274,7 +351,7 @@ fn name_filter(query: Option<&str>) -> Result<NameFilter, ApiError> {
             InvalidParameter::new(field, Some(rule), reason).with_source("query"),
         )
     };
-    let mut filter = NameFilter::default();
+    let mut filter = DestinationFilter::default();
     for (key, value) in pairs {
         match key.as_str() {
             "filter[name]" | "filter[name][eq]" => filter.equals = Some(value),

@@ -83,7 +83,7 @@ async fn update(
         "edit",
     )
     .await?;
-    let saved = patch_binding(&state, caller.principal.org_id, vec![scope], &body).await?;
+    let saved = patch_binding(&state, &caller, vec![scope], &body).await?;
     Ok(Json((&saved).into()))
 }
 

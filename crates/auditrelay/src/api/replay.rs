@@ -171,23 +171,41 @@ fn webhook_not_enabled() -> ApiError {
     )
 }
 
-/// Starts a job in each scope (all or none); returns the first scope's job.
+/// Starts a job in each scope (all or none); returns the first scope's job. A job sends
+/// through the webhook's destination with its stored credentials, so the caller must be one
+/// who may use that destination (a portal admin: its portal's own; see `rbac`).
 async fn start_jobs(
     state: &AppState,
+    caller: &Caller,
     scopes: Vec<Scope>,
     body: &ReplayJobBody,
 ) -> Result<ReplayJob, ApiError> {
     let (start_at, end_at) = window(state, body)?;
     let mut ready = Vec::new();
     for scope in scopes {
-        let enabled = state
-            .store
-            .get_webhook(&scope)
-            .await?
-            .is_some_and(|w| w.enabled);
-        if !enabled {
+        let Some(webhook) = state.store.get_webhook(&scope).await? else {
+            continue;
+        };
+        if !webhook.enabled {
             continue;
         }
+        let destination = state
+            .store
+            .get_destination(scope.org_id, webhook.destination_id)
+            .await?;
+        let owner = destination.and_then(|d| d.portal_id);
+        caller
+            .authorize(
+                Permission::ReadDestination(owner),
+                "audit-log-destinations",
+                "replay",
+            )
+            .map_err(|_| {
+                ApiError::forbidden_because(
+                    "The webhook sends to a destination of the organization: a replay through \
+                     it needs an organization role",
+                )
+            })?;
         let current = state.store.get_replay_job(&scope).await?;
         if current.is_some_and(|job| job.status.in_progress()) {
             return Err(running());
@@ -240,7 +258,7 @@ async fn put_org(
 ) -> Result<(StatusCode, Json<ReplayJobResponse>), ApiError> {
     caller.authorize(Permission::WriteAuditLogs, RESOURCE, "edit")?;
     let scopes = org_scopes_to_write(&state, &caller);
-    let job = start_jobs(&state, scopes, &body).await?;
+    let job = start_jobs(&state, &caller, scopes, &body).await?;
     Ok((StatusCode::ACCEPTED, Json(Some(&job).into())))
 }
 
@@ -277,7 +295,7 @@ async fn put_portal(
         "edit",
     )
     .await?;
-    let job = start_jobs(&state, vec![scope], &body).await?;
+    let job = start_jobs(&state, &caller, vec![scope], &body).await?;
     Ok((StatusCode::ACCEPTED, Json(Some(&job).into())))
 }
 

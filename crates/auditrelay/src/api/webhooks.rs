@@ -34,7 +34,9 @@ use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use super::region::RequestRegion;
 use crate::clock;
-use crate::store::{Destination, NameFilter, PageQuery, Scope, StoreError, Webhook, WebhookConfig};
+use crate::store::{
+    Destination, DestinationFilter, PageQuery, Scope, StoreError, Webhook, WebhookConfig,
+};
 
 const RESOURCE: &str = "audit-log-webhook";
 /// What kongctl's start-up guard looks for in the v2 `endpoint` of a region with no webhook.
@@ -255,10 +257,14 @@ pub(super) fn org_scopes_to_write(state: &AppState, caller: &Caller) -> Vec<Scop
 }
 
 /// The destination a binding body names, if any: Konnect's 400 for a malformed id, and a
-/// `missing_reference` 400 for an id that names no destination of the org.
+/// `missing_reference` 400 for an id that names no destination the caller may use for every
+/// one of `scopes`. A caller uses what it may see (a portal admin: its portal's destinations),
+/// and a webhook uses the organization's destinations or its own portal's, never another
+/// portal's (whose admin could otherwise redirect it by editing the destination).
 pub(super) async fn named_destination(
     state: &AppState,
-    org: OrgId,
+    caller: &Caller,
+    scopes: &[Scope],
     body: &BindingBody,
 ) -> Result<Option<Uuid>, ApiError> {
     let Some(raw) = body.audit_log_destination_id.as_deref() else {
@@ -278,9 +284,20 @@ pub(super) async fn named_destination(
                 .with_source("body"),
             )
         })?;
-    match state.store.get_destination(org, id).await? {
-        Some(_) => Ok(Some(id)),
-        None => Err(missing_destination()),
+    let grant = &caller.principal.grant;
+    let usable = |d: &Destination| {
+        grant.allows(Permission::ReadDestination(d.portal_id))
+            && scopes
+                .iter()
+                .all(|s| d.portal_id.is_none() || d.portal_id == s.portal_id)
+    };
+    match state
+        .store
+        .get_destination(caller.principal.org_id, id)
+        .await?
+    {
+        Some(d) if usable(&d) => Ok(Some(id)),
+        _ => Err(missing_destination()),
     }
 }
 
@@ -344,11 +361,11 @@ pub(super) async fn save(
 /// scope's webhook as saved.
 pub(super) async fn patch_binding(
     state: &AppState,
-    org: OrgId,
+    caller: &Caller,
     scopes: Vec<Scope>,
     body: &BindingBody,
 ) -> Result<Webhook, ApiError> {
-    let destination = named_destination(state, org, body).await?;
+    let destination = named_destination(state, caller, &scopes, body).await?;
     let now = clock::now();
     let mut configs = Vec::with_capacity(scopes.len());
     for scope in scopes {
@@ -524,6 +541,7 @@ async fn plan_inline(
         log_format,
         skip_ssl_verification,
         managed_region: Some(scope.region.clone()),
+        portal_id: None,
         created_at,
         updated_at: now,
     };
@@ -542,9 +560,9 @@ async fn managed_name(
     id: Uuid,
 ) -> Result<String, ApiError> {
     let name = format!("org-webhook-{region}");
-    let filter = NameFilter {
+    let filter = DestinationFilter {
         equals: Some(name.clone()),
-        contains: None,
+        ..DestinationFilter::default()
     };
     let page = PageQuery {
         seek: crate::store::Seek::Forward(None),
@@ -678,7 +696,7 @@ pub async fn update_webhook_v3(
 ) -> Result<Json<BoundWebhook>, ApiError> {
     caller.authorize(Permission::WriteAuditLogs, RESOURCE, "edit")?;
     let scopes = org_scopes_to_write(&state, &caller);
-    let saved = patch_binding(&state, caller.principal.org_id, scopes, &body).await?;
+    let saved = patch_binding(&state, &caller, scopes, &body).await?;
     Ok(Json((&saved).into()))
 }
 

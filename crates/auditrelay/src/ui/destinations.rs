@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use auditrelay_core::Permission;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -61,7 +60,7 @@ async fn list_page(ui: &UiState, user: &SignedIn, alert: Alert, status: StatusCo
         chrome: Chrome::new(ui, user, Section::Destinations),
         product: ui.app.config.ui.product_name.clone(),
         rows,
-        can_write: user.who.may(Permission::WriteDestinations),
+        can_write: user.who.may_write_destinations(),
         role: user.who.role().as_str(),
         alert,
     };
@@ -174,7 +173,7 @@ fn form_page(
         heading,
         form,
         formats: LOG_FORMATS,
-        can_write: user.who.may(Permission::WriteDestinations),
+        can_write: user.who.may_write_destinations(),
         role: user.who.role().as_str(),
         alert,
     };
@@ -277,7 +276,7 @@ pub async fn edit(State(ui): State<UiState>, user: SignedIn, Path(id): Path<Stri
 }
 
 fn edit_heading(user: &SignedIn, name: &str) -> String {
-    if user.who.may(Permission::WriteDestinations) {
+    if user.who.may_write_destinations() {
         format!("Edit “{name}”")
     } else {
         format!("Webhook destination “{name}”")

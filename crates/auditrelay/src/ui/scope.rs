@@ -201,7 +201,8 @@ async fn setup_page(
             .collect(),
         configured: webhook.is_some(),
         can_write: user.who.may(scope.write),
-        can_create_destination: user.who.may(Permission::WriteDestinations),
+        // The destinations tab, where the link leads, is the organization roles'.
+        can_create_destination: user.who.may(Permission::WriteDestination(None)),
         role: user.who.role().as_str(),
         alert,
     };

@@ -69,6 +69,12 @@ impl Who {
     pub fn may(&self, permission: Permission) -> bool {
         self.grant.allows(permission)
     }
+
+    /// Whether some destination is this person's to create and change (a portal admin's
+    /// portal's, or any for organization admins).
+    pub fn may_write_destinations(&self) -> bool {
+        self.may(Permission::WriteDestination(self.grant.destination_owner()))
+    }
 }
 
 /// A success message shown once, on the page a redirect leads to. (Failures are shown on the

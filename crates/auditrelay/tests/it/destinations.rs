@@ -463,13 +463,15 @@ async fn roles() {
     )
     .await;
     let id = created["id"].as_str().unwrap();
+    // The org's destination; a portal admin neither sees it nor makes one of the org's (its
+    // own portal's it may: see `destination_ownership_matrix`).
     let cases = [
         (app.token(Role::AuditLogsAdmin, None).await, true, true),
         (app.token(Role::AuditLogsViewer, None).await, true, false),
         (
             app.token(Role::PortalAdmin, Some(portal)).await,
-            true,
             false,
+            true,
         ),
         (app.token(Role::EventProducer, None).await, false, false),
     ];
@@ -494,5 +496,193 @@ async fn roles() {
             assert_eq!(status, StatusCode::FORBIDDEN);
         }
     }
+    app.stop().await;
+}
+
+/// Who may see, change, bind and replay through which destination: the organization's are
+/// the organization roles' (a viewer may look), a portal's are also its admin's, and a portal
+/// admin never reaches another portal's or the organization's — not by listing, by id, by
+/// binding its webhook, nor by replaying through a webhook an org admin bound.
+#[tokio::test]
+async fn destination_ownership_matrix() {
+    let app = TestApp::spawn_with(|c| {
+        c.delivery.allow_http_endpoints = true;
+        c.delivery.allow_private_endpoints = true;
+    })
+    .await;
+    let receiver = crate::support::receiver::TestReceiver::http().await;
+    let (a, b) = (
+        app.create_portal("A", "us").await,
+        app.create_portal("B", "us").await,
+    );
+    let admin_a = app.token(Role::PortalAdmin, Some(a)).await;
+    let viewer = app.token(Role::AuditLogsViewer, None).await;
+    let logs_admin = app.token(Role::AuditLogsAdmin, None).await;
+    let dest = |name: &str, portal: Option<String>| {
+        let mut body =
+            json!({"name": name, "endpoint": receiver.url(), "authorization": "Bearer t"});
+        if let Some(portal) = portal {
+            body["portal_id"] = json!(portal);
+        }
+        body
+    };
+    let create =
+        async |token: &str, body: Value| app.post("/v3/audit-log-destinations", token, body).await;
+    let org_dest = expect_json(
+        create(&app.admin, dest("org", None)).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert!(
+        org_dest.get("portal_id").is_none(),
+        "an org destination shows as Konnect's"
+    );
+    // A portal admin's destination is its portal's without saying so.
+    let a_dest = expect_json(create(&admin_a, dest("a", None)).await, StatusCode::CREATED).await;
+    assert_eq!(a_dest["portal_id"], a.to_string());
+    let b_dest = expect_json(
+        create(&logs_admin, dest("b", Some(b.to_string()))).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(b_dest["portal_id"], b.to_string());
+    for (token, body) in [
+        (&admin_a, dest("a2", Some(b.to_string()))),
+        (
+            &admin_a,
+            dest(
+                "a3",
+                // No portal has this id.
+                Some(uuid::Uuid::nil().to_string()),
+            ),
+        ),
+        (&viewer, dest("v", None)),
+    ] {
+        let status = create(token, body).await.status();
+        assert!(
+            matches!(status, StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST),
+            "{status}"
+        );
+    }
+    let id = |d: &Value| d["id"].as_str().unwrap().to_owned();
+    let (org_id, a_id, b_id) = (id(&org_dest), id(&a_dest), id(&b_dest));
+
+    // Lists: each sees what it may, on v2 and v3.
+    let names = async |token: &str, version: &str| {
+        let list = expect_json(
+            app.get(
+                &format!("/{version}/audit-log-destinations?page[size]=100"),
+                token,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        let mut names: Vec<String> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    for version in ["v2", "v3"] {
+        assert_eq!(names(&admin_a, version).await, ["a"]);
+        assert_eq!(names(&viewer, version).await, ["a", "b", "org"]);
+        assert_eq!(names(&app.admin, version).await, ["a", "b", "org"]);
+    }
+    // By id: another owner's is not there for a portal admin.
+    for (token, id, status) in [
+        (&admin_a, &org_id, StatusCode::NOT_FOUND),
+        (&admin_a, &b_id, StatusCode::NOT_FOUND),
+        (&admin_a, &a_id, StatusCode::OK),
+        (&viewer, &b_id, StatusCode::OK),
+    ] {
+        let resp = app
+            .get(&format!("/v3/audit-log-destinations/{id}"), token)
+            .await;
+        assert_eq!(resp.status(), status, "GET {id}");
+        let resp = app
+            .request(
+                Method::PATCH,
+                &format!("/v3/audit-log-destinations/{id}"),
+                Some(token),
+                Some(json!({"log_format": "json"})),
+            )
+            .await;
+        let expected = match (token == &viewer, status) {
+            (true, _) => StatusCode::FORBIDDEN,
+            (false, s) => s,
+        };
+        assert_eq!(resp.status(), expected, "PATCH {id}");
+    }
+    let resp = app
+        .delete(&format!("/v3/audit-log-destinations/{b_id}"), &admin_a)
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let patch = |body: Value| body;
+    let resp = app
+        .request(
+            Method::PATCH,
+            &format!("/v3/audit-log-destinations/{a_id}"),
+            Some(&app.admin),
+            Some(patch(json!({"portal_id": b.to_string()}))),
+        )
+        .await;
+    expect_problem(resp, StatusCode::BAD_REQUEST).await;
+
+    // Binding: a portal admin binds its portal's destinations only.
+    let portal_hook = format!("/v3/portals/{a}/audit-log-webhook");
+    let bind = async |token: &str, path: &str, destination: &str| {
+        app.request(
+            Method::PATCH,
+            path,
+            Some(token),
+            Some(json!({"audit_log_destination_id": destination, "enabled": true})),
+        )
+        .await
+        .status()
+    };
+    assert_eq!(
+        bind(&admin_a, &portal_hook, &org_id).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        bind(&admin_a, &portal_hook, &b_id).await,
+        StatusCode::BAD_REQUEST
+    );
+    // Organization roles bind the organization's or the portal's own, never another portal's.
+    assert_eq!(
+        bind(&app.admin, &portal_hook, &b_id).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        bind(&app.admin, "/us/v3/audit-log-webhook", &a_id).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        bind(&app.admin, "/us/v3/audit-log-webhook", &org_id).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        bind(&app.admin, &portal_hook, &org_id).await,
+        StatusCode::OK
+    );
+
+    // Replay through the organization's destination: not for the portal admin.
+    let window = json!({
+        "start_at": crate::support::now().saturating_sub_millis(60_000).to_rfc3339_millis(),
+        "end_at": crate::support::now().to_rfc3339_millis(),
+    });
+    let replay = format!("/v3/portals/{a}/audit-log-replay-job");
+    let put = async |token: &str| {
+        app.request(Method::PUT, &replay, Some(token), Some(window.clone()))
+            .await
+    };
+    expect_problem(put(&admin_a).await, StatusCode::FORBIDDEN).await;
+    // Through its own, once it is bound to it.
+    assert_eq!(bind(&admin_a, &portal_hook, &a_id).await, StatusCode::OK);
+    assert_eq!(put(&admin_a).await.status(), StatusCode::ACCEPTED);
     app.stop().await;
 }

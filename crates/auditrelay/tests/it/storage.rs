@@ -20,7 +20,13 @@ use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::{eventually, now};
 
 /// The server logs errors only: the tests' own 507s would otherwise print a line each.
-const QUIET: &[(&str, &str)] = &[("AUDITRELAY_LOG__LEVEL", "error")];
+const QUIET: &[(&str, &str)] = &[
+    ("AUDITRELAY_LOG__LEVEL", "error"),
+    ("AUDITRELAY_METRICS__TOKEN", METRICS_TOKEN),
+];
+
+/// The scrape token the tests' servers have.
+const METRICS_TOKEN: &str = "storage-test-metrics";
 
 /// Events per request, each carrying a long `user_agent`: a few dozen requests fill the room
 /// the tests leave.
@@ -136,6 +142,7 @@ async fn readyz(client: &reqwest::Client, base: &str) -> (StatusCode, Value) {
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
     let text = client
         .get(format!("{base}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .unwrap()

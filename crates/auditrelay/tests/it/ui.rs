@@ -1233,9 +1233,21 @@ async fn a_viewer_sees_everything_read_only() {
 #[tokio::test]
 async fn a_portal_admin_sees_only_its_portal() {
     let app = TestApp::spawn_with(dev).await;
-    let id = destination(&app, "SIEM", "http://127.0.0.1:9/hook").await;
     let own = app.create_portal("Partner Portal", "us").await;
     let other = app.create_portal("Internal Portal", "eu").await;
+    // The organization's destinations are not a portal admin's: this one is its portal's.
+    destination(&app, "Org SIEM", "http://127.0.0.1:9/org").await;
+    let body = json!({
+        "name": "SIEM", "endpoint": "http://127.0.0.1:9/hook", "authorization": "Bearer siem",
+        "portal_id": own.to_string(),
+    });
+    let resp = app
+        .post("/v3/audit-log-destinations", &app.admin, body)
+        .await;
+    let id = expect_json(resp, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let token = app.token(Role::PortalAdmin, Some(own)).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(&token).await.assert_redirect("/ui/portals");
@@ -1263,6 +1275,7 @@ async fn a_portal_admin_sees_only_its_portal() {
 
     let new = browser.get("/ui/portals/new").await;
     new.assert_lacks("Internal Portal");
+    new.assert_lacks("Org SIEM");
     let own_id = own.to_string();
     let page = browser
         .submit(

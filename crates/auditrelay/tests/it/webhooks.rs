@@ -1210,11 +1210,29 @@ async fn roles() {
 
     let hook_a = format!("/v3/portals/{portal_a}/audit-log-webhook");
     let hook_b = format!("/v3/portals/{portal_b}/audit-log-webhook");
+    // The organization's destination is not the portal admin's to bind; its portal's own is.
     call(
         &app,
         &portal_admin,
         &format!("PATCH {hook_a}"),
         Some(bind.clone()),
+        400,
+    )
+    .await;
+    let own = call(
+        &app,
+        &portal_admin,
+        "POST /v3/audit-log-destinations",
+        Some(json!({"name": "a-siem", "endpoint": "https://52.1.2.3/a", "authorization": "Bearer a"})),
+        201,
+    )
+    .await;
+    let bind_own = json!({"audit_log_destination_id": own["id"], "enabled": true});
+    call(
+        &app,
+        &portal_admin,
+        &format!("PATCH {hook_a}"),
+        Some(bind_own),
         200,
     )
     .await;

@@ -1,14 +1,14 @@
 //! Audit-log destinations in SQLite.
 
 use auditrelay_core::format::Format;
-use auditrelay_core::{OrgId, Region, Timestamp};
+use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use uuid::Uuid;
 
 use super::SqliteStore;
 use super::tx::PoolTx;
-use crate::store::{Destination, NameFilter, PageQuery, Result, Seek, StoreError};
+use crate::store::{Destination, DestinationFilter, PageQuery, Result, Seek, StoreError};
 
 impl SqliteStore {
     pub async fn create_destination(&self, d: &Destination) -> Result<()> {
@@ -42,13 +42,14 @@ impl SqliteStore {
         &self,
         org: OrgId,
         page: &PageQuery,
-        filter: &NameFilter,
+        filter: &DestinationFilter,
     ) -> Result<Vec<Destination>> {
         let (sql, key) = match &page.seek {
             Seek::Forward(after) => (
                 "SELECT * FROM destinations
                  WHERE org_id = ?1 AND (created_at, id) > (?2, ?3)
                    AND (?5 IS NULL OR name = ?5) AND (?6 IS NULL OR instr(name, ?6) > 0)
+                   AND (?7 IS NULL OR portal_id = ?7)
                  ORDER BY created_at, id LIMIT ?4",
                 after.clone().unwrap_or((i64::MIN, String::new())),
             ),
@@ -56,6 +57,7 @@ impl SqliteStore {
                 "SELECT * FROM destinations
                  WHERE org_id = ?1 AND (created_at, id) < (?2, ?3)
                    AND (?5 IS NULL OR name = ?5) AND (?6 IS NULL OR instr(name, ?6) > 0)
+                   AND (?7 IS NULL OR portal_id = ?7)
                  ORDER BY created_at DESC, id DESC LIMIT ?4",
                 before.clone(),
             ),
@@ -67,6 +69,7 @@ impl SqliteStore {
             .bind(i64::from(page.limit))
             .bind(filter.equals.as_deref())
             .bind(filter.contains.as_deref())
+            .bind(filter.portal.map(|p| p.to_string()))
             .fetch_all(&self.pool)
             .await?;
         let mut list = rows
@@ -130,8 +133,9 @@ impl SqliteStore {
 pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destination) -> Result<()> {
     let result = sqlx::query(
         "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
-                                   skip_ssl_verification, managed_region, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   skip_ssl_verification, managed_region, created_at, updated_at,
+                                   portal_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET
              name = excluded.name, endpoint = excluded.endpoint,
              authorization_sealed = excluded.authorization_sealed,
@@ -149,6 +153,7 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     .bind(d.managed_region.as_ref().map(Region::as_str))
     .bind(d.created_at.as_millis())
     .bind(d.updated_at.as_millis())
+    .bind(d.portal_id.map(|p| p.to_string()))
     .execute(&mut *conn)
     .await;
     name_conflict(result).map(drop)
@@ -171,6 +176,7 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
     let org: String = row.try_get("org_id")?;
     let format: String = row.try_get("log_format")?;
     let managed: Option<String> = row.try_get("managed_region")?;
+    let portal: Option<String> = row.try_get("portal_id")?;
     Ok(Destination {
         id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
         org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
@@ -181,6 +187,9 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
         skip_ssl_verification: row.try_get("skip_ssl_verification")?,
         managed_region: managed
             .map(|r| Region::parse(&r).ok_or_else(|| corrupt("managed region")))
+            .transpose()?,
+        portal_id: portal
+            .map(|p| PortalId::parse(&p).ok_or_else(|| corrupt("portal id")))
             .transpose()?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
