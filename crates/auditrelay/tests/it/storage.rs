@@ -200,6 +200,16 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
         let (status, _, body, _) = send(&client, &base, &token, &format!("none{i}")).await;
         assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
     }
+    // A configuration write says so too, and changes nothing.
+    let created = client
+        .post(format!("{base}/v3/audit-log-destinations"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "while-full", "endpoint": "https://52.1.2.3/x", "authorization": "Bearer x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert!(created.headers().contains_key("retry-after"));
 
     let (status, problem) = readyz(&client, &base).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
@@ -240,6 +250,22 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
     assert_eq!(
         metric(&client, &base, "auditrelay_store_accepting_writes").await,
         Some(1.0)
+    );
+    let destinations: Value = client
+        .get(format!(
+            "{base}/v3/audit-log-destinations?filter[name]=while-full"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        destinations["data"],
+        json!([]),
+        "the refused write changed nothing"
     );
 
     let stored = pulled(&client, &base, &token).await;
