@@ -48,6 +48,53 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Peers whose `X-Forwarded-Host` names the host a request was sent to (for its region).
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<Network>,
+}
+
+/// An address range, `10.0.0.0/8`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        // An IPv4 peer may show as IPv4-mapped IPv6 on a dual-stack socket.
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(ip, V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (V4(net), V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (V6(net), V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -305,6 +352,7 @@ impl Config {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("regions.list")
+                .with_list_parse_key("server.trusted_proxies")
                 .try_parsing(true)
                 .source(env),
         );
@@ -530,6 +578,20 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Network>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            Network::parse(s.trim()).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not an address or a range like 10.0.0.0/8"
+                ))
+            })
+        })
+        .collect()
+}
+
 fn regions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Region>, D::Error> {
     Vec::<String>::deserialize(d)?
         .into_iter()
@@ -739,6 +801,23 @@ mod tests {
         ] {
             let err = Config::load_with_env(&Overrides::default(), env(&[(key, value)]));
             assert!(err.is_err(), "{key}={value} should be rejected");
+        }
+    }
+
+    #[test]
+    fn networks() {
+        let net = |s| Network::parse(s).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(net("10.0.0.0/8").contains(ip("10.255.1.2")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("127.0.0.1").contains(ip("127.0.0.1")));
+        assert!(!net("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(net("127.0.0.1").contains(ip("::ffff:127.0.0.1")));
+        assert!(net("fd00::/8").contains(ip("fd12::1")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(!net("::/0").contains(ip("8.8.8.8")));
+        for bad in ["10.0.0.0/33", "fd00::/129", "nope", "10.0.0.0/x", ""] {
+            assert_eq!(Network::parse(bad), None, "{bad}");
         }
     }
 

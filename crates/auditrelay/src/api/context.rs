@@ -80,12 +80,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned);
-    let host = host.or_else(|| req.uri().host().map(str::to_owned));
+    let host = addressed_host(&req, &state.config.server.trusted_proxies);
 
     let resolved = match region::resolve(&path, host.as_deref(), &state.config.regions) {
         Ok(resolved) => resolved,
@@ -207,6 +202,24 @@ pub(super) fn self_audit_failed(trace_id: u64, e: StoreError, changed: bool) -> 
             ApiError::internal(other)
         }
     }
+}
+
+/// The host the client addressed: `Host` (or the URI's authority), or the first
+/// `X-Forwarded-Host` when the peer is a trusted proxy (which may have rewritten `Host`).
+fn addressed_host(req: &Request, trusted: &[crate::config::Network]) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded = peer
+        .filter(|ip| trusted.iter().any(|n| n.contains(*ip)))
+        .and_then(|_| header("x-forwarded-host"))
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_owned());
+    forwarded
+        .or_else(|| header(header::HOST.as_str()).map(str::to_owned))
+        .or_else(|| req.uri().host().map(str::to_owned))
 }
 
 /// Inside the router: copies the matched route onto the response for the metric label.

@@ -1,5 +1,7 @@
 //! Which region a request addresses: a `/{region}` path prefix (`/eu/v2/audit-log-webhook`),
 //! else the first label of the `Host` header (`eu.audit.example.com`), else the default region.
+//! A Konnect region this installation does not serve is a 404 either way: falling back to the
+//! default region would send an update meant for `au` to the `us` webhook.
 //!
 //! The prefix is stripped before routing, so every route is written once, unprefixed.
 
@@ -52,19 +54,23 @@ pub fn resolve(
         .unwrap_or_default();
     let region = if label == Region::GLOBAL {
         RequestRegion::Global
+    } else if let Some(region) = regions.get(label) {
+        RequestRegion::One(region.clone())
+    } else if KONNECT_REGIONS.contains(&label.to_ascii_lowercase().as_str()) {
+        return Err(label.to_owned());
     } else {
-        RequestRegion::One(
-            regions
-                .get(label)
-                .unwrap_or_else(|| regions.default_region())
-                .clone(),
-        )
+        // Not a region's name (`audit.example.com`, `localhost`, an address).
+        RequestRegion::One(regions.default_region().clone())
     };
     Ok(Resolved {
         region,
         routed_path: None,
     })
 }
+
+/// The names Konnect gives its regions (`ap` in the Dev Portal's documents): a `Host` that
+/// starts with one of them names that region, served here or not.
+pub const KONNECT_REGIONS: [&str; 7] = ["us", "eu", "au", "me", "in", "sg", "ap"];
 
 /// `/eu/v2/x` → `("eu", "/v2/x")`.
 fn split_prefix(path: &str) -> Option<(&str, &str)> {
@@ -130,6 +136,15 @@ mod tests {
             Ok(("us", Some("/v1/events"))),
         );
         check("/ap/v2/audit-log-webhook", None, Err("ap"));
+        // A Konnect region this server does not serve is a 404 by Host too, never the default.
+        check(
+            "/v2/audit-log-webhook",
+            Some("au.api.konghq.com"),
+            Err("au"),
+        );
+        check("/v1/events", Some("SG.example.com:443"), Err("SG"));
+        check("/v1/events", Some("audit.example.com"), Ok(("us", None)));
+        check("/v1/events", Some("127.0.0.1:8080"), Ok(("us", None)));
         check("/healthz", None, Ok(("us", None)));
         check("/v3/portals/abc", None, Ok(("us", None)));
         check("/static/app.css", None, Ok(("us", None)));

@@ -232,13 +232,28 @@ pub(super) async fn require_enabled(state: &AppState, scope: &Scope) -> Result<(
     ))
 }
 
-/// The org scope a read addresses; 400 on `global`.
+/// The org scope a regional action addresses; 400 on `global`.
 pub(super) fn org_scope(caller: &Caller) -> Result<Scope, ApiError> {
     Ok(Scope {
         org_id: caller.principal.org_id,
         region: caller.ctx.region()?.clone(),
         portal_id: None,
     })
+}
+
+/// The org scope a read addresses. On `global` that is the default region's: a PATCH or PUT on
+/// `global` writes every region and answers with the default region's view, so a client that
+/// wrote there (Terraform's default server is the global host) reads back what it wrote.
+pub(super) fn org_scope_to_read(state: &AppState, caller: &Caller) -> Scope {
+    let region = match &caller.ctx.region {
+        RequestRegion::One(region) => region,
+        RequestRegion::Global => state.config.regions.default_region(),
+    };
+    Scope {
+        org_id: caller.principal.org_id,
+        region: region.clone(),
+        portal_id: None,
+    }
 }
 
 /// The org scopes a write addresses: the request's region, or every region on `global`. The
@@ -614,12 +629,12 @@ async fn patch_inline(
     inline_view(state, &shown).await
 }
 
-/// Get the org's audit-log webhook of a region (v2: the destination's settings inline).
+/// Get the org's audit-log webhook of a region (v2: the destination's settings inline); on
+/// `global`, the default region's.
 #[utoipa::path(get, path = "/v2/audit-log-webhook", tag = "Audit Logs",
     operation_id = "get-audit-log-webhook",
     responses(
         (status = 200, body = InlineWebhook),
-        (status = 400, description = "The request addressed `global`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
     ),
@@ -629,7 +644,7 @@ pub async fn get_webhook_v2(
     caller: Caller,
 ) -> Result<Json<InlineWebhook>, ApiError> {
     caller.authorize(Permission::ReadAuditLogs, RESOURCE, "retrieve")?;
-    let scope = org_scope(&caller)?;
+    let scope = org_scope_to_read(&state, &caller);
     Ok(Json(inline_view(&state, &scope).await?))
 }
 
@@ -659,7 +674,6 @@ pub async fn update_webhook_v2(
     operation_id = "get-audit-logs-webhook",
     responses(
         (status = 200, body = BoundWebhook),
-        (status = 400, description = "The request addressed `global`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -670,7 +684,7 @@ pub async fn get_webhook_v3(
     caller: Caller,
 ) -> Result<Json<BoundWebhook>, ApiError> {
     caller.authorize(Permission::ReadAuditLogs, RESOURCE, "retrieve")?;
-    let scope = org_scope(&caller)?;
+    let scope = org_scope_to_read(&state, &caller);
     let webhook = state.store.get_webhook(&scope).await?;
     let webhook = webhook.ok_or_else(|| not_configured(&scope))?;
     Ok(Json((&webhook).into()))
@@ -728,7 +742,7 @@ pub async fn delete_webhook_v3(
 
 async fn org_status(state: &AppState, caller: &Caller) -> Result<WebhookStatusResponse, ApiError> {
     caller.authorize(Permission::ReadAuditLogs, RESOURCE, "retrieve")?;
-    let scope = org_scope(caller)?;
+    let scope = org_scope_to_read(state, caller);
     let webhook = state.store.get_webhook(&scope).await?;
     status_view(state, webhook.as_ref()).await
 }
@@ -738,7 +752,6 @@ async fn org_status(state: &AppState, caller: &Caller) -> Result<WebhookStatusRe
     operation_id = "get-audit-log-webhook-status",
     responses(
         (status = 200, body = WebhookStatusResponse),
-        (status = 400, description = "The request addressed `global`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
     ),
@@ -755,7 +768,6 @@ pub async fn get_webhook_status_v2(
     operation_id = "get-audit-logs-webhook-status",
     responses(
         (status = 200, body = WebhookStatusResponse),
-        (status = 400, description = "The request addressed `global`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
     ),
