@@ -25,6 +25,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -303,6 +304,18 @@ pub use ops::render as render_metrics;
 /// The media type of every error body.
 pub use error::PROBLEM_JSON;
 
-async fn not_found() -> ApiError {
+/// No route: 404. A request that presents a token still has it checked and audited (its
+/// authentication event, and for a state-changing method the middleware's access event):
+/// Konnect's guides "validate" a new webhook by calling one of Konnect's routes, here unknown,
+/// and watching the SIEM for the line it causes.
+async fn not_found(State(state): State<AppState>, request: Request) -> ApiError {
+    let (mut parts, _) = request.into_parts();
+    if parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        // Recorded on the request's trail whatever the outcome; the answer stays 404.
+        let _ = auth::Caller::from_request_parts(&mut parts, &state).await;
+    }
     ApiError::not_found()
 }

@@ -197,3 +197,73 @@ async fn an_accepted_ingest_is_audited_once_in_the_same_commit() {
     assert!(audit.iter().all(|e| e.seq < events[payload].seq));
     app.stop().await;
 }
+
+/// Konnect's guides check a new webhook by calling one of Konnect's routes
+/// (`GET /v2/control-planes`) and watching the SIEM. Unknown here, it still checks and audits
+/// the token, so the step puts a line in the SIEM; a request without a token records nothing.
+#[tokio::test]
+async fn a_token_sent_to_an_unknown_route_is_still_audited() {
+    let app = TestApp::spawn().await;
+    let trace_of = |problem: &serde_json::Value| {
+        problem["instance"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("kong:trace:")
+            .to_owned()
+    };
+    let get = app.request(
+        reqwest::Method::GET,
+        "/v2/control-planes",
+        Some(&app.admin),
+        None,
+    );
+    let got = trace_of(&expect_problem(get.await, StatusCode::NOT_FOUND).await);
+    let post = app.request(
+        reqwest::Method::POST,
+        "/v2/control-planes",
+        Some("kpat_wrong"),
+        Some(json!({})),
+    );
+    let posted = trace_of(&expect_problem(post.await, StatusCode::NOT_FOUND).await);
+    let anonymous = app.request(reqwest::Method::GET, "/v2/control-planes", None, None);
+    let nobody = trace_of(&expect_problem(anonymous.await, StatusCode::NOT_FOUND).await);
+
+    let events = app.stored("us", None, None).await;
+    let of = |trace: &str| -> Vec<EventDetail> {
+        events
+            .iter()
+            .filter(|e| e.event.trace_id.as_deref() == Some(trace))
+            .map(|e| e.event.detail.clone())
+            .collect()
+    };
+    assert!(
+        matches!(
+            of(&got).as_slice(),
+            [EventDetail::Authentication {
+                outcome: AuthenticationOutcome::Success,
+                ..
+            }]
+        ),
+        "{:?}",
+        of(&got)
+    );
+    assert!(
+        matches!(
+            of(&posted).as_slice(),
+            [
+                EventDetail::Authentication {
+                    successful: false,
+                    ..
+                },
+                EventDetail::Access {
+                    status_code: 404,
+                    ..
+                }
+            ]
+        ),
+        "{:?}",
+        of(&posted)
+    );
+    assert!(of(&nobody).is_empty());
+    app.stop().await;
+}
