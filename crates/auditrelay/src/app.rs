@@ -101,6 +101,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     ));
     let grace = config.server.shutdown_grace;
     let limits = config.server.limits();
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(serve::tls::acceptor(cert, key).context("Failed to load the TLS certificate")?)
+        }
+        _ => None,
+    };
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -119,10 +125,16 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 async move { api::render_metrics(&handle) }
             }),
         );
-        tokio::spawn(serve::serve(listener, metrics, limits, stopped.clone()));
+        tokio::spawn(serve::serve(
+            listener,
+            metrics,
+            limits,
+            None,
+            stopped.clone(),
+        ));
     }
     let task = tokio::spawn(async move {
-        let serve = serve::serve(listener, router, limits, stopped.clone());
+        let serve = serve::serve(listener, router, limits, tls, stopped.clone());
         let mut deadline = stopped;
         tokio::select! {
             () = serve => {}
@@ -138,7 +150,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         store.close().await;
         Ok(())
     });
-    tracing::info!(listen = %addr, data_dir = %config.server.data_dir.display(), "auditrelay is serving");
+    tracing::info!(
+        listen = %addr,
+        tls = config.server.tls_cert.is_some(),
+        data_dir = %config.server.data_dir.display(),
+        "auditrelay is serving"
+    );
     Ok(Started {
         server: Server {
             addr,

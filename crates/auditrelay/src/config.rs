@@ -51,6 +51,11 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-Host` names the host a request was sent to (for its region).
     #[serde(default, deserialize_with = "networks")]
     pub trusted_proxies: Vec<Network>,
+    /// PEM files of the certificate chain and its key: with both, the listener speaks TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// An address range, `10.0.0.0/8`, or one address.
@@ -404,6 +409,11 @@ impl Config {
             if self.regions.list[..i].contains(region) {
                 return invalid(format!("regions.list names `{region}` twice"));
             }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return invalid(
+                "server.tls_cert and server.tls_key go together: set both, or neither".into(),
+            );
         }
         if self
             .metrics

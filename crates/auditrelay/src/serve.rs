@@ -1,5 +1,6 @@
-//! The HTTP server under the API and the UI: an accept loop that stays answerable when clients
-//! misbehave or descriptors run out.
+//! The HTTP server under the API and the UI: HTTP/1.1 and HTTP/2, in clear (h2c by prior
+//! knowledge) or over TLS (`serve/tls.rs`: ALPN, certificates reloaded when their files change),
+//! in an accept loop that stays answerable when clients misbehave or descriptors run out.
 //!
 //! - **Slow request heads** (a client that sends `GET / HTTP/1.1\r\n` and nothing more) are cut
 //!   off after `server.header_read_timeout` (hyper's own timer).
@@ -17,6 +18,7 @@
 //! hyper cannot parse are answered with a problem body too (`serve/parse_errors.rs`).
 
 mod parse_errors;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,12 +29,19 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
+
+/// A request extension: the request reached this server over TLS (the UI's cookie is then
+/// `Secure` without a proxy saying so).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
 
 /// Descriptors kept for everything but client connections: the store's files (three per
 /// SQLite connection), the signing keys, the webhooks' outgoing connections, logs.
@@ -67,13 +76,14 @@ fn descriptor_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then lets connections finish their
+/// Serves `app` on `listener` (through TLS when `tls` is given) until `stop` turns true, then lets connections finish their
 /// current request (each gets hyper's graceful shutdown) until `stopped` resolves; what is
 /// still open then is cut off when this returns.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let cap = limits.effective_max_connections();
@@ -104,7 +114,7 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     backoff.succeeded();
                     let entry = registry.add();
-                    connections.spawn(connection(stream, peer, app.clone(), limits, entry, stopping.clone()));
+                    connections.spawn(connection(stream, peer, app.clone(), limits, tls.clone(), entry, stopping.clone()));
                     None
                 }
                 Err(e) => {
@@ -254,14 +264,51 @@ async fn connection(
     peer: SocketAddr,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     entry: Arc<Entry>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     // Answers are small; Nagle's algorithm would hold them back waiting for an ACK.
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => drive(stream, peer, app, limits, false, &entry, stop).await,
+        Some(acceptor) => {
+            // The handshake is part of the request head a client owes within the timeout.
+            let handshake = acceptor.accept(stream);
+            tokio::select! {
+                done = tokio::time::timeout(limits.header_read_timeout, handshake) => match done {
+                    Ok(Ok(stream)) => drive(stream, peer, app, limits, true, &entry, stop).await,
+                    Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                },
+                () = entry.close.notified() => {}
+            }
+        }
+    }
+    if let Some(registry) = entry.registry.upgrade() {
+        registry.lock().remove(&entry.id);
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (by ALPN over TLS, by the connection preface in clear: h2c) on
+/// one connection until it ends, is closed to make room, idles out, or the server stops.
+async fn drive<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    over_tls: bool,
+    entry: &Arc<Entry>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let counted = entry.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        if over_tls {
+            request.extensions_mut().insert(OverTls);
+        }
         let in_request = InRequest::new(counted.clone());
         let response = app.clone().oneshot(request);
         async move {
@@ -270,13 +317,16 @@ async fn connection(
             response
         }
     });
-    let conn = http1::Builder::new()
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(
-            TokioIo::new(parse_errors::ProblemOnParseError::new(stream)),
-            service,
-        );
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection(
+        TokioIo::new(parse_errors::ProblemOnParseError::new(io)),
+        service,
+    );
     tokio::pin!(conn);
     let mut draining = false;
     loop {
@@ -287,11 +337,11 @@ async fn connection(
                 if let Err(e) = result {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 }
-                break;
+                return;
             }
             () = entry.close.notified() => {
                 tracing::debug!(peer = %peer, "idle connection closed to make room for a new one");
-                break;
+                return;
             }
             () = tokio::time::sleep_until(idle_deadline.into()), if !busy && !draining => {
                 // Still idle (a request may have come and gone meanwhile): close it.
@@ -309,8 +359,5 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
             }
         }
-    }
-    if let Some(registry) = entry.registry.upgrade() {
-        registry.lock().remove(&entry.id);
     }
 }

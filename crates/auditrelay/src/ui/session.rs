@@ -215,10 +215,11 @@ impl Sessions {
     }
 
     /// The `Set-Cookie` value that hands the browser a session id.
-    pub fn cookie(&self, id: &str, headers: &HeaderMap) -> HeaderValue {
+    /// `over_tls`: the request reached this server over TLS (its own listener's).
+    pub fn cookie(&self, id: &str, headers: &HeaderMap, over_tls: bool) -> HeaderValue {
         let secure = match self.0.secure {
             SecureCookie::Always => true,
-            SecureCookie::Auto => forwarded_https(headers),
+            SecureCookie::Auto => over_tls || forwarded_https(headers),
         };
         let value = format!(
             "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/{}",
@@ -502,7 +503,14 @@ mod tests {
     #[test]
     fn cookies() {
         let sessions = Sessions::new(&config(60_000, 60_000));
-        let plain = sessions.cookie("abc", &HeaderMap::new());
+        let plain = sessions.cookie("abc", &HeaderMap::new(), false);
+        assert!(
+            sessions
+                .cookie("abc", &HeaderMap::new(), true)
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
         assert_eq!(
             plain.to_str().unwrap(),
             "auditrelay_session=abc; HttpOnly; SameSite=Strict; Path=/"
@@ -511,7 +519,7 @@ mod tests {
         proxied.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS, http"));
         assert!(
             sessions
-                .cookie("abc", &proxied)
+                .cookie("abc", &proxied, false)
                 .to_str()
                 .unwrap()
                 .ends_with("; Secure")

@@ -109,9 +109,10 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
                 "ui sign-in"
             );
             let mut response = see_other(home_of(principal.grant.role()));
-            response
-                .headers_mut()
-                .insert(header::SET_COOKIE, ui.sessions.cookie(&id, &parts.headers));
+            response.headers_mut().insert(header::SET_COOKIE, {
+                let over_tls = parts.extensions.get::<crate::serve::OverTls>().is_some();
+                ui.sessions.cookie(&id, &parts.headers, over_tls)
+            });
             response
         }
         Err(e) if e.status() == StatusCode::UNAUTHORIZED => {

@@ -29,6 +29,7 @@ mod replay_cli;
 mod retention;
 mod self_audit;
 mod storage;
+mod tls;
 mod ui;
 mod verify;
 mod webhooks;
