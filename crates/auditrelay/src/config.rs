@@ -58,6 +58,30 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
 }
 
+/// The address a request came from: the TCP peer, or, when that is one of `trusted`
+/// proxies, the nearest address of `X-Forwarded-For` that is not (proxies append the address
+/// they heard from, so entries left of an untrusted one are the client's to invent).
+pub fn client_ip(
+    peer: Option<std::net::IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[Network],
+) -> Option<std::net::IpAddr> {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer?;
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let hops = forwarded_for.unwrap_or_default().split(',').rev();
+    for hop in hops {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(peer)
+}
+
 /// An address range, `10.0.0.0/8`, or one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -812,6 +836,24 @@ mod tests {
             let err = Config::load_with_env(&Overrides::default(), env(&[(key, value)]));
             assert!(err.is_err(), "{key}={value} should be rejected");
         }
+    }
+
+    #[test]
+    fn client_addresses_behind_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let trusted = [Network::parse("10.0.0.0/8").unwrap()];
+        let peer = Some(ip("10.1.1.1"));
+        // The nearest untrusted hop, not what the client claims to its left.
+        assert_eq!(
+            client_ip(peer, Some("6.6.6.6, 203.0.113.7, 10.2.2.2"), &trusted),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(client_ip(peer, None, &trusted), peer);
+        assert_eq!(client_ip(peer, Some("garbage"), &trusted), peer);
+        // An untrusted peer is the client, whatever it says.
+        let direct = Some(ip("198.51.100.1"));
+        assert_eq!(client_ip(direct, Some("1.2.3.4"), &trusted), direct);
+        assert_eq!(client_ip(None, Some("1.2.3.4"), &trusted), None);
     }
 
     #[test]

@@ -134,6 +134,20 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// How long an idle connection asked to close may take to do so.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// HTTP/2 keep-alive: a PING this often, and the connection closed when one goes unanswered.
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves at `deadline`, or never without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Doubling waits after failed accepts, and one log line per episode.
 #[derive(Default)]
 struct Backoff {
@@ -268,6 +282,9 @@ async fn connection(
     entry: Arc<Entry>,
     stop: watch::Receiver<bool>,
 ) {
+    // Leaves the registry however the task ends (a panic included), so that a stale entry can
+    // never be picked, again and again, as the one to close.
+    let _registered = Registered(entry.clone());
     // Answers are small; Nagle's algorithm would hold them back waiting for an ACK.
     let _ = stream.set_nodelay(true);
     match tls {
@@ -285,8 +302,16 @@ async fn connection(
             }
         }
     }
-    if let Some(registry) = entry.registry.upgrade() {
-        registry.lock().remove(&entry.id);
+}
+
+/// A connection's place in the registry, given up on drop.
+struct Registered(Arc<Entry>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(registry) = self.0.registry.upgrade() {
+            registry.lock().remove(&self.0.id);
+        }
     }
 }
 
@@ -322,17 +347,26 @@ async fn drive<I>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // A peer that vanished without closing is found by its unanswered PINGs.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let conn = builder.serve_connection(
         TokioIo::new(parse_errors::ProblemOnParseError::new(io)),
         service,
     );
     tokio::pin!(conn);
     let mut draining = false;
+    // When an idle connection is asked to close: an HTTP/2 close waits for the peer's answer to
+    // a PING, which a vanished peer never sends.
+    let mut drain_deadline = None;
     loop {
         let idle_deadline = entry.idle_at() + limits.idle_timeout;
         let busy = entry.in_request.load(Ordering::Acquire) > 0;
         tokio::select! {
+            () = sleep_until_some(drain_deadline) => return,
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
@@ -349,6 +383,7 @@ async fn drive<I>(
                     && entry.idle_at() + limits.idle_timeout <= Instant::now()
                 {
                     draining = true;
+                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
                     conn.as_mut().graceful_shutdown();
                 }
             }

@@ -60,6 +60,7 @@ impl std::ops::Deref for UiState {
 /// line apply to these routes only.
 pub fn router(app: AppState, api: Router) -> Router {
     let sessions = Sessions::new(&app.config.ui);
+    let timeout = app.config.server.request_timeout;
     let state = UiState(Arc::new(UiInner { app, api, sessions }));
     Router::new()
         .route("/", get(sign_in::home))
@@ -113,6 +114,12 @@ pub fn router(app: AppState, api: Router) -> Router {
         .with_state(state)
         .route_layer(from_fn(guard::headers_and_log))
         .route_layer(CatchPanicLayer::custom(guard::panic_page))
+        // As for the API: a form whose body never arrives must not hold its connection (and
+        // a slot under the connection cap) for ever.
+        .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
 }
 
 /// A `/ui/…` path that names no page. (Paths outside `/ui` are the API's.)

@@ -122,12 +122,17 @@ pub(crate) fn unescape(s: &str, delimiter: u8) -> Option<String> {
             'n' => out.push('\n'),
             'r' => out.push('\r'),
             'u' => {
+                // Exactly what `escape` writes: four lowercase hex digits of a control
+                // character other than LF and CR (those are `\n` and `\r`).
                 let hex: String = chars.by_ref().take(4).collect();
-                let code = u32::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == 4)?;
-                // Only what `escape` writes: anything else is not one of our lines.
-                let c = char::from_u32(code).filter(|c| super::is_control(*c))?;
+                let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+                if hex.len() != 4 || !hex.chars().all(lower_hex) {
+                    return None;
+                }
+                let c = char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?;
+                if !super::is_control(c) || c == '\n' || c == '\r' {
+                    return None;
+                }
                 out.push(c);
             }
             c if c == char::from(delimiter) => out.push(c),
@@ -170,6 +175,9 @@ mod tests {
         // Only control characters are ever written this way.
         assert_eq!(unescape("\\u0041", b'='), None);
         assert_eq!(unescape("\\u00", b'='), None);
+        for not_ours in ["\\u+07f", "\\u001B", "\\u000a", "\\u000d"] {
+            assert_eq!(unescape(not_ours, b'='), None, "{not_ours}");
+        }
     }
 
     #[test]

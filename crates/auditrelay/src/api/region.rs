@@ -49,14 +49,17 @@ pub fn resolve(
             return Err(first.to_owned());
         }
     }
+    // Host names are case-insensitive: `EU.api.example.com` is `eu`.
     let label = host
         .and_then(|h| h.split([':', '.']).next())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let label = label.as_str();
     let region = if label == Region::GLOBAL {
         RequestRegion::Global
     } else if let Some(region) = regions.get(label) {
         RequestRegion::One(region.clone())
-    } else if KONNECT_REGIONS.contains(&label.to_ascii_lowercase().as_str()) {
+    } else if KONNECT_REGIONS.contains(&label) {
         return Err(label.to_owned());
     } else {
         // Not a region's name (`audit.example.com`, `localhost`, an address).
@@ -142,7 +145,8 @@ mod tests {
             Some("au.api.konghq.com"),
             Err("au"),
         );
-        check("/v1/events", Some("SG.example.com:443"), Err("SG"));
+        check("/v1/events", Some("SG.example.com:443"), Err("sg"));
+        check("/v1/events", Some("EU.example.com"), Ok(("eu", None)));
         check("/v1/events", Some("audit.example.com"), Ok(("us", None)));
         check("/v1/events", Some("127.0.0.1:8080"), Ok(("us", None)));
         check("/healthz", None, Ok(("us", None)));

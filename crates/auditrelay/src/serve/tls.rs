@@ -57,9 +57,14 @@ struct Reloading {
 struct Loaded {
     key: Arc<CertifiedKey>,
     /// The files' modification times when `key` was read.
-    stamp: (Option<SystemTime>, Option<SystemTime>),
+    stamp: Stamp,
+    /// Those of a pair that did not load, logged once; tried again each second, since a
+    /// renewal may be completed without the times changing.
+    failed: Option<Stamp>,
     checked: Instant,
 }
+
+type Stamp = (Option<SystemTime>, Option<SystemTime>);
 
 impl Reloading {
     fn new(cert: PathBuf, key: PathBuf, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
@@ -72,6 +77,7 @@ impl Reloading {
             state: Mutex::new(Loaded {
                 key: loaded,
                 stamp,
+                failed: None,
                 checked: Instant::now(),
             }),
         })
@@ -83,17 +89,23 @@ impl Reloading {
             state.checked = Instant::now();
             let stamp = stamp(&self.cert, &self.key);
             if stamp != state.stamp {
-                state.stamp = stamp;
                 match load(&self.cert, &self.key, &self.provider) {
                     Ok(key) => {
                         state.key = key;
+                        state.stamp = stamp;
+                        state.failed = None;
                         tracing::info!(tls.cert = %self.cert.display(), "TLS certificate reloaded");
                     }
-                    Err(e) => tracing::error!(
-                        tls.cert = %self.cert.display(),
-                        error = %e,
-                        "TLS certificate changed but does not load; the previous one stays in service"
-                    ),
+                    Err(e) => {
+                        if state.failed != Some(stamp) {
+                            state.failed = Some(stamp);
+                            tracing::error!(
+                                tls.cert = %self.cert.display(),
+                                error = %e,
+                                "TLS certificate changed but does not load; the previous one stays in service"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -107,7 +119,7 @@ impl ResolvesServerCert for Reloading {
     }
 }
 
-fn stamp(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
+fn stamp(cert: &Path, key: &Path) -> Stamp {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     (modified(cert), modified(key))
 }

@@ -100,9 +100,18 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
         Ok(principal) => {
             // A new session every time; one the browser had before is over.
             ui.sessions.end_by_cookie(&parts.headers);
-            let id = ui
-                .sessions
-                .create(token, &principal, client.addr.map(|a| a.ip()));
+            // Behind a trusted proxy every browser shares its address: the per-address cap is
+            // meant for the browser's own.
+            let forwarded_for = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let address = crate::config::client_ip(
+                client.addr.map(|a| a.ip()),
+                forwarded_for,
+                &ui.app.config.server.trusted_proxies,
+            );
+            let id = ui.sessions.create(token, &principal, address);
             tracing::info!(
                 principal.id = %principal.id,
                 principal.role = principal.grant.role().as_str(),

@@ -141,3 +141,33 @@ async fn a_slow_head_is_cut_off_and_an_idle_connection_closed() {
     server.start_kill().unwrap();
     let _ = server.wait().await;
 }
+
+/// A UI form whose body never arrives is cut off at the request timeout like an API request,
+/// so such requests cannot hold connection slots (they count as busy) for ever.
+#[tokio::test]
+async fn a_ui_form_whose_body_never_arrives_times_out() {
+    let app = crate::support::TestApp::spawn_with(|c| {
+        c.server.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /ui/sign-in HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut answer))
+        .await
+        .expect("answered at the request timeout")
+        .unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    app.stop().await;
+}
