@@ -119,7 +119,13 @@ async fn list(
     query: Option<String>,
 ) -> Result<Json<ListDestinations>, ApiError> {
     caller.authorize(Permission::ReadDestinations, RESOURCE, "list")?;
-    let page = pagination::parse(query.as_deref(), 10, 100)?;
+    // Konnect documents 200, 401 and 403 here, and nothing else: see `Strictness`.
+    let page = pagination::parse_with(
+        query.as_deref(),
+        10,
+        100,
+        pagination::Strictness::Accommodate,
+    )?;
     let mut filter = name_filter(query.as_deref())?;
     // A portal admin sees its portal's destinations, and no other.
     filter.portal = caller.principal.grant.destination_owner();

@@ -121,10 +121,18 @@ impl ApiError {
         self
     }
 
-    /// 400 with the fields at fault. `detail` is the summary ("Invalid parameters").
+    /// 400 with the fields at fault. `detail` is the summary ("Invalid parameters"). The same
+    /// fault named twice (a repeated query parameter) is listed once: Konnect's schema says
+    /// `uniqueItems`.
     pub fn bad_request(detail: impl Into<String>, invalid: Vec<InvalidParameter>) -> Self {
         let mut e = Self::new(StatusCode::BAD_REQUEST, "Bad Request", detail);
-        e.invalid_parameters = invalid;
+        let mut unique: Vec<InvalidParameter> = Vec::with_capacity(invalid.len());
+        for parameter in invalid {
+            if !unique.contains(&parameter) {
+                unique.push(parameter);
+            }
+        }
+        e.invalid_parameters = unique;
         e
     }
 

@@ -24,11 +24,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
+        // Konnect documents 400 (not 415) for these operations, and SDKs report any other
+        // code as "unknown": a body without a Content-Type is read as the JSON it must be, and
+        // one declared as something else is a 400 naming the header.
         let essence = content_type.split(';').next().unwrap_or("").trim();
-        if !(essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")) {
-            return Err(ApiError::unsupported_media_type(format!(
-                "Content-Type [{content_type}] is not supported: send application/json"
-            )));
+        let json = essence.is_empty()
+            || essence.eq_ignore_ascii_case("application/json")
+            || essence.ends_with("+json");
+        if !json {
+            return Err(ApiError::invalid(
+                "Invalid Content-Type",
+                InvalidParameter::choice("Content-Type", ["application/json"])
+                    .with_source("header"),
+            ));
         }
         let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),

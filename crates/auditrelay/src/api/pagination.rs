@@ -49,19 +49,49 @@ pub fn decode_cursor<K: DeserializeOwned>(cursor: &str) -> Option<K> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()
 }
 
+/// How a list answers pagination parameters it cannot use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    /// 400 naming the parameter: for our own lists, and Konnect's that document a 400.
+    Refuse,
+    /// Konnect's lists whose documented answers are only 200, 401 and 403 (destinations), where
+    /// an SDK reports anything else as an "unknown status code": `page[size]` is clamped into
+    /// range (an unreadable one is the default), a cursor that is not ours reads as past the end
+    /// (an empty page with no `next`, so a client walking the list stops rather than starting
+    /// over), and unknown `page[…]` keys are ignored.
+    Accommodate,
+}
+
 /// Reads `page[size]`, `page[after]` and `page[before]` from a raw query string.
 pub fn parse(
     query: Option<&str>,
     default_size: u32,
     max_size: u32,
 ) -> Result<PageRequest, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
-        .map_err(|_| {
-            ApiError::invalid(
+    parse_with(query, default_size, max_size, Strictness::Refuse)
+}
+
+/// [`parse`], answering what it cannot use as `strictness` says.
+pub fn parse_with(
+    query: Option<&str>,
+    default_size: u32,
+    max_size: u32,
+    strictness: Strictness,
+) -> Result<PageRequest, ApiError> {
+    let accommodate = strictness == Strictness::Accommodate;
+    // Past every item in either direction: what an unusable cursor reads as when accommodating.
+    let past_the_end = || (i64::MAX, "\u{10ffff}".to_owned());
+    let before_the_start = || (i64::MIN, String::new());
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query.unwrap_or_default()) {
+        Ok(pairs) => pairs,
+        Err(_) if accommodate => Vec::new(),
+        Err(_) => {
+            return Err(ApiError::invalid(
                 "Invalid query string",
                 InvalidParameter::new("query", None, "is not URL-encoded"),
-            )
-        })?;
+            ));
+        }
+    };
     let bad = |field: &str, rule, reason: String| {
         ApiError::invalid(
             "Invalid pagination parameter",
@@ -73,6 +103,19 @@ pub fn parse(
     let mut before = None;
     for (key, value) in pairs {
         match key.as_str() {
+            "page[size]" if accommodate => {
+                size = match value.parse::<u64>() {
+                    Ok(0) | Err(_) => default_size,
+                    Ok(n) => n.min(u64::from(max_size)) as u32,
+                };
+            }
+            "page[after]" if accommodate => {
+                after = Some(decode_cursor::<Key>(&value).unwrap_or_else(past_the_end));
+            }
+            "page[before]" if accommodate => {
+                before = Some(decode_cursor::<Key>(&value).unwrap_or_else(before_the_start));
+            }
+            other if accommodate && other.starts_with("page[") => {}
             "page[size]" => {
                 size = value
                     .parse::<u32>()
@@ -116,6 +159,7 @@ pub fn parse(
         }
     }
     let direction = match (after, before) {
+        (Some(after), Some(_)) if accommodate => Seek::Forward(Some(after)),
         (Some(_), Some(_)) => {
             return Err(bad(
                 "page[before]",
@@ -181,6 +225,35 @@ pub fn finish<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accommodating_lists_answer_every_page_request() {
+        let lenient = |q: &str| parse_with(Some(q), 10, 100, Strictness::Accommodate).unwrap();
+        assert_eq!(lenient("page[size]=1000").size, 100);
+        assert_eq!(lenient("page[size]=0").size, 10);
+        assert_eq!(lenient("page[size]=-3").size, 10);
+        assert_eq!(lenient("page[size]=x").size, 10);
+        assert_eq!(lenient("page[size]=99999999999999").size, 100);
+        assert_eq!(lenient("page[size]=7").size, 7);
+        // A cursor that is not ours is past the end: the page is empty and the walk stops.
+        assert_eq!(
+            lenient("page[after]=not-a-cursor").direction,
+            Seek::Forward(Some((i64::MAX, "\u{10ffff}".to_owned())))
+        );
+        assert_eq!(
+            lenient("page[before]=zz").direction,
+            Seek::Backward((i64::MIN, String::new()))
+        );
+        assert_eq!(lenient("page[number]=2&%zz").size, 10);
+        // The same requests are refused by a strict list.
+        for q in [
+            "page[size]=1000",
+            "page[after]=not-a-cursor",
+            "page[number]=2",
+        ] {
+            assert!(parse(Some(q), 10, 100).is_err(), "{q}");
+        }
+    }
 
     #[test]
     fn cursors_round_trip() {

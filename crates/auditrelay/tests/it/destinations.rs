@@ -686,3 +686,40 @@ async fn destination_ownership_matrix() {
     assert_eq!(put(&admin_a).await.status(), StatusCode::ACCEPTED);
     app.stop().await;
 }
+
+/// The destinations list documents 200, 401 and 403 only, so a page request it cannot use gets
+/// a 200 all the same: `page[size]` clamped into 1–100, and a cursor that is not ours read as
+/// past the end (an empty last page) — never a 400 an SDK reports as an unknown status.
+#[tokio::test]
+async fn list_page_requests_it_cannot_use_still_get_a_documented_answer() {
+    let app = TestApp::spawn().await;
+    for i in 0..3 {
+        let mut body = sumo();
+        body["name"] = json!(format!("d{i}"));
+        expect_json(
+            app.post("/v3/audit-log-destinations", &app.admin, body)
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    for (query, size, count) in [
+        ("page[size]=1000", 100, 3),
+        ("page[size]=0", 10, 3),
+        ("page[size]=abc", 10, 3),
+        ("page[after]=not-a-cursor", 10, 0),
+        ("page[before]=not-a-cursor", 10, 0),
+        ("page[number]=2", 10, 3),
+    ] {
+        for version in ["v2", "v3"] {
+            let path = format!("/{version}/audit-log-destinations?{query}");
+            let page = expect_json(app.get(&path, &app.admin).await, StatusCode::OK).await;
+            let doc = if version == "v2" { Doc::V2 } else { Doc::V3 };
+            check(doc, "GET", COLLECTION, 200, &page);
+            assert_eq!(page["meta"]["size"], size, "{path}");
+            assert_eq!(page["data"].as_array().unwrap().len(), count, "{path}");
+            assert!(page["meta"]["next"].is_null(), "{path}");
+        }
+    }
+    app.stop().await;
+}

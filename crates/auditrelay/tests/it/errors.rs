@@ -78,6 +78,7 @@ async fn unknown_route_wrong_method_and_bad_bodies_are_problems() {
         [("name".to_owned(), "is_string".to_owned())]
     );
 
+    // Without a Content-Type the body is read as JSON (Konnect documents no 415 here)...
     let resp = app
         .client
         .post(app.url("/v3/portals"))
@@ -86,12 +87,39 @@ async fn unknown_route_wrong_method_and_bad_bodies_are_problems() {
         .send()
         .await
         .unwrap();
-    expect_problem(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let body = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["detail"], "Could not parse request body");
+    // ... and one declared as something else is a 400 naming the header.
+    let resp = app
+        .client
+        .post(app.url("/v3/portals"))
+        .bearer_auth(&app.admin)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    let body = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        invalid_fields(&body),
+        [("Content-Type".to_owned(), "enum".to_owned())]
+    );
 
     // Nothing above created a portal.
     let list =
         crate::support::expect_json(app.get("/v3/portals", &app.admin).await, StatusCode::OK).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
+
+    // A JSON body sent without a Content-Type is taken.
+    let resp = app
+        .client
+        .post(app.url("/v3/portals"))
+        .bearer_auth(&app.admin)
+        .body(r#"{"name": "No Content-Type"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
     app.stop().await;
 }
 

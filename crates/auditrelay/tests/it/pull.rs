@@ -256,6 +256,20 @@ async fn bad_parameters_are_400_naming_the_parameter() {
             "{problem}"
         );
     }
+    // The same fault twice is listed once (the schema says `uniqueItems`).
+    let problem = expect_problem(
+        app.get(
+            "/v3/audit-logs?filter[ts]=2026-01-01&filter[ts]=2026-01-01&page[size]=5&page[size]=5&page[size]=5",
+            &app.admin,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let entries = problem["invalid_parameters"].as_array().unwrap();
+    for (i, entry) in entries.iter().enumerate() {
+        assert!(!entries[..i].contains(entry), "{problem}");
+    }
     app.stop().await;
 }
 
