@@ -50,8 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API and run the background jobs (retention).
     Serve(ServeArgs),
-    /// Create or upgrade the database schema, then exit.
-    Migrate(DataArgs),
+    /// Upgrade the database schema, then exit (`--create` for a data directory that has none).
+    Migrate(MigrateArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -110,6 +110,16 @@ pub struct DataArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Create the data directory and its database if there is none (otherwise that is an error:
+    /// a mistyped --data-dir must not quietly start a second, empty installation).
+    #[arg(long)]
+    pub create: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
@@ -165,13 +175,34 @@ impl DataArgs {
             ..Overrides::default()
         })?)
     }
+
+    /// The configuration of a data directory that holds an installation already: the commands
+    /// other than `serve` (and `migrate --create`) work on one and never make one, so a wrong
+    /// `--data-dir` is an error naming where they looked, not a new empty database.
+    fn existing(&self) -> anyhow::Result<Config> {
+        let config = self.config()?;
+        let database = config.database_path();
+        if !database.exists() {
+            bail!(
+                "No auditrelay installation in {} (there is no {}). Point --data-dir (or \
+                 AUDITRELAY_SERVER__DATA_DIR) at the server's data directory; to start a new one, \
+                 run `auditrelay serve` or `auditrelay migrate --create` with that directory.",
+                config.server.data_dir.display(),
+                database.display()
+            );
+        }
+        Ok(config)
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Migrate(data) => {
-            let config = data.config()?;
+        Command::Migrate(args) => {
+            let config = match args.create {
+                true => args.data.config()?,
+                false => args.data.existing()?,
+            };
             let store = Store::open(&config).await?;
             store.close().await;
             eprintln!(
@@ -220,7 +251,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create(args) => {
-            let config = args.data.config()?;
+            let config = args.data.existing()?;
             let role = Role::parse(&args.role).with_context(|| {
                 let roles: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
                 format!(
@@ -282,7 +313,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::List(data) => {
-            let config = data.config()?;
+            let config = data.existing()?;
             let store = Store::open(&config).await?;
             let (org, _) = store
                 .ensure_default_org(app::DEFAULT_ORG_NAME, clock::now())
@@ -318,7 +349,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { id, data } => {
-            let config = data.config()?;
+            let config = data.existing()?;
             let store = Store::open(&config).await?;
             let revoked = store.revoke_token(id, clock::now()).await?;
             store.close().await;
@@ -334,7 +365,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
 fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List(data) => {
-            let config = data.config()?;
+            let config = data.existing()?;
             let dir = KeyDir::in_data_dir(&config.server.data_dir);
             let set = dir
                 .open_or_create(clock::now())
@@ -361,7 +392,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             activation_delay,
             data,
         } => {
-            let config = data.config()?;
+            let config = data.existing()?;
             let delay = match activation_delay.as_deref() {
                 Some(text) => parse_duration(text)
                     .with_context(|| format!("`{text}` is not a duration like 10m or 30s"))?,

@@ -83,7 +83,9 @@ impl SqliteStore {
         let commits = Arc::new(Commits::new(newest));
         let health = Arc::new(Health::new());
         let conn = options.connect().await?;
-        let (writer, task) = events::Writer::start(conn, options, commits.clone(), health.clone());
+        // Its replacements open the database that is there, never a new one in its place.
+        let reopen = options.create_if_missing(false);
+        let (writer, task) = events::Writer::start(conn, reopen, commits.clone(), health.clone());
         Ok(Self {
             pool,
             commits,

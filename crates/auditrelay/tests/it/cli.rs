@@ -75,14 +75,53 @@ fn token_create_list_revoke() {
     }
 }
 
+/// A wrong or missing `--data-dir` is an error naming where the command looked, never a new,
+/// empty installation whose tokens the running server would refuse.
 #[test]
-fn migrate_creates_the_database_and_is_idempotent() {
+fn commands_other_than_serve_never_invent_an_installation() {
     let dir = tempfile::tempdir().unwrap();
-    for _ in 0..2 {
-        let out = cli(&["migrate"], dir.path());
+    let missing = dir.path().join("typo");
+    for args in [
+        &["migrate"][..],
+        &["token", "list"],
+        &["token", "create", "--name", "x", "--role", "org-admin"],
+        &["token", "revoke", "00000000-0000-0000-0000-000000000000"],
+        &["keys", "list"],
+        &["keys", "rotate"],
+    ] {
+        for data_dir in [dir.path(), missing.as_path()] {
+            let out = cli(args, data_dir);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} in {}", data_dir.display());
+            assert!(
+                stderr.contains(&format!(
+                    "No auditrelay installation in {}",
+                    data_dir.display()
+                )),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    assert!(!missing.exists(), "no directory was made");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing was made"
+    );
+}
+
+#[test]
+fn migrate_creates_the_database_only_when_asked_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["migrate", "--create"][..],
+        &["migrate"],
+        &["migrate", "--create"],
+    ] {
+        let out = cli(args, dir.path());
         assert!(
             out.status.success(),
-            "{}",
+            "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -29,6 +29,16 @@ pub fn cli(args: &[&str], data_dir: &Path) -> std::process::Output {
 }
 
 pub fn create_token(data_dir: &Path, role: &str) -> String {
+    // `token` works on an installation and never makes one: the tests' fresh directories get
+    // theirs as an operator would.
+    if !data_dir.join("auditrelay.db").exists() {
+        let made = cli(&["migrate", "--create"], data_dir);
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
     let out = cli(
         &[
             "token", "create", "--name", "test", "--role", role, "--kind", "system",
