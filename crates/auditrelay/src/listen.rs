@@ -86,7 +86,7 @@ struct Receiver {
     /// SHA-256 of the expected value: the value itself is not kept where a log could reach it.
     authorization: Option<[u8; 32]>,
     max_body_bytes: usize,
-    keys: Option<Vec<PublicKey>>,
+    keys: Option<Keys>,
     summary: bool,
     out: Option<File>,
     fail: Option<Failure>,
@@ -137,7 +137,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
         Some(source) => {
             let keys = cli::load_jwks(source).await?;
             tracing::info!(keys = keys.len(), "verifying signatures against {source}");
-            Some(keys)
+            Some(Keys::new(source.clone(), keys))
         }
         None => None,
     };
@@ -190,6 +190,20 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
         deliveries: AtomicU64::new(0),
         output: Mutex::new(()),
     });
+    if receiver.keys.is_some() {
+        // Keys rotate (published before they sign): keep up without waiting for a failure.
+        let receiver = receiver.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(JWKS_REFRESH);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Some(keys) = &receiver.keys {
+                    keys.refresh().await;
+                }
+            }
+        });
+    }
     let router = Router::new().fallback(receive).with_state(receiver);
     tracing::info!(url = %url, "listening on {url}");
     server::serve(
@@ -249,13 +263,23 @@ async fn receive(
     };
     // Verifying signatures is CPU work and writing to a pipe can block: both stay off the
     // async workers.
-    let batch = Batch {
+    let batch = Arc::new(Batch {
         number,
         received_at,
         idempotency_key,
         body,
-    };
-    let report = tokio::task::spawn_blocking(move || receiver.take_batch(&batch)).await;
+    });
+    // A line that fails may be signed by a key published since the JWKS was loaded (after
+    // `keys rotate`): fetch it again (at most every few seconds) and check once more before
+    // calling anything invalid.
+    let mut failures = verify_off_thread(&receiver, &batch).await;
+    if !failures.is_empty()
+        && let Some(keys) = &receiver.keys
+        && keys.refresh_after_failure().await
+    {
+        failures = verify_off_thread(&receiver, &batch).await;
+    }
+    let report = tokio::task::spawn_blocking(move || receiver.take_batch(&batch, &failures)).await;
     match report
         .map_err(std::io::Error::other)
         .and_then(|written| written)
@@ -330,28 +354,40 @@ impl Receiver {
         difference == 0
     }
 
-    /// Verifies, prints and appends one accepted batch; returns its number of lines.
-    fn take_batch(&self, batch: &Batch) -> std::io::Result<usize> {
+    /// The lines of a batch whose signature no known key verifies: `(line number, reason)`.
+    fn verify(&self, batch: &Batch) -> Vec<(usize, String)> {
+        let Some(keys) = &self.keys else {
+            return Vec::new();
+        };
+        let keys = keys.current();
+        body::lines(&batch.body.decoded)
+            .enumerate()
+            .filter_map(|(index, line)| {
+                verify_line(line, &keys)
+                    .err()
+                    .map(|reason| (index + 1, reason.to_string()))
+            })
+            .collect()
+    }
+
+    /// Reports, prints and appends one accepted batch whose `failures` are known; returns its
+    /// number of lines.
+    fn take_batch(&self, batch: &Batch, failures: &[(usize, String)]) -> std::io::Result<usize> {
         let (number, received) = (batch.number, &batch.body);
         let idempotency_key = batch.idempotency_key.as_deref();
         let lines: Vec<&[u8]> = body::lines(&received.decoded).collect();
-        let (mut verified, mut failed) = (0usize, 0usize);
-        if let Some(keys) = &self.keys {
-            for (index, line) in lines.iter().enumerate() {
-                match verify_line(line, keys) {
-                    Ok(_) => verified += 1,
-                    Err(reason) => {
-                        failed += 1;
-                        let at = index + 1;
-                        tracing::warn!(
-                            batch.number = number,
-                            batch.line = at,
-                            "batch {number}, line {at}: INVALID signature: {reason}"
-                        );
-                    }
-                }
-            }
+        for (at, reason) in failures {
+            tracing::warn!(
+                batch.number = number,
+                batch.line = at,
+                "batch {number}, line {at}: INVALID signature: {reason}"
+            );
         }
+        let failed = failures.len();
+        let verified = match &self.keys {
+            Some(_) => lines.len() - failed,
+            None => 0,
+        };
         let mut joined = Vec::with_capacity(received.decoded.len() + 1);
         for line in &lines {
             joined.extend_from_slice(line);
@@ -403,6 +439,76 @@ impl Receiver {
         );
         Ok(lines.len())
     }
+}
+
+/// How often `--jwks` is fetched again in any case, and how soon after one fetch a failing line
+/// may cause another.
+const JWKS_REFRESH: Duration = Duration::from_secs(300);
+const JWKS_RETRY: Duration = Duration::from_secs(5);
+
+/// The published keys lines are checked against, fetched again as they rotate.
+struct Keys {
+    source: String,
+    current: std::sync::RwLock<Arc<Vec<PublicKey>>>,
+    /// When a failing line last caused a fetch (`None`: never).
+    retried: Mutex<Option<std::time::Instant>>,
+}
+
+impl Keys {
+    fn new(source: String, keys: Vec<PublicKey>) -> Self {
+        Self {
+            source,
+            current: std::sync::RwLock::new(Arc::new(keys)),
+            retried: Mutex::new(None),
+        }
+    }
+
+    fn current(&self) -> Arc<Vec<PublicKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Fetches the keys again; `true` when that gave a different set.
+    async fn refresh(&self) -> bool {
+        match cli::load_jwks(&self.source).await {
+            Ok(keys) => {
+                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+                let changed = **current != keys;
+                if changed {
+                    tracing::info!(keys = keys.len(), "reloaded the JWKS from {}", self.source);
+                    *current = Arc::new(keys);
+                }
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload the JWKS; keeping the keys loaded before");
+                false
+            }
+        }
+    }
+
+    /// [`Keys::refresh`] for a line that failed, unless one did within [`JWKS_RETRY`] (a
+    /// stream of tampered lines must not become a stream of fetches).
+    async fn refresh_after_failure(&self) -> bool {
+        {
+            let mut retried = self.retried.lock().unwrap_or_else(|e| e.into_inner());
+            if retried.is_some_and(|at| at.elapsed() < JWKS_RETRY) {
+                return false;
+            }
+            *retried = Some(std::time::Instant::now());
+        }
+        self.refresh().await
+    }
+}
+
+/// [`Receiver::verify`] on the blocking pool: signatures are CPU work.
+async fn verify_off_thread(receiver: &Arc<Receiver>, batch: &Arc<Batch>) -> Vec<(usize, String)> {
+    let (receiver, batch) = (receiver.clone(), batch.clone());
+    tokio::task::spawn_blocking(move || receiver.verify(&batch))
+        .await
+        .unwrap_or_default()
 }
 
 /// A received line as text safe to show on a terminal: invalid UTF-8 as U+FFFD, and every

@@ -361,3 +361,38 @@ async fn jwks_verification_reports_tampered_lines_but_accepts_the_batch() {
         "{log}"
     );
 }
+
+/// After `keys rotate`, lines come signed by a key the JWKS had not published when `listen`
+/// loaded it: it fetches the JWKS again before calling them invalid, and a tampered line is
+/// still caught.
+#[tokio::test]
+async fn a_rotated_key_is_fetched_again_instead_of_a_false_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = SigningKey::from_seed(&[21; 32]);
+    let new = SigningKey::from_seed(&[22; 32]);
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, render_jwks(&[old.public_key().clone()])).unwrap();
+    let listener = Listener::start(&["--jwks", jwks.to_str().unwrap(), "--summary"]).await;
+
+    // The rotation publishes the new key beside the old one.
+    let both = [old.public_key().clone(), new.public_key().clone()];
+    std::fs::write(&jwks, render_jwks(&both)).unwrap();
+    let tampered = String::from_utf8(signed_line(Format::Json, 2, &new))
+        .unwrap()
+        .replacen("trace-2", "trace-9", 1);
+    let mut body = Vec::new();
+    for line in [&signed_line(Format::Cef, 1, &new)[..], tampered.as_bytes()] {
+        body.extend_from_slice(line);
+        body.push(b'\n');
+    }
+    let resp = post_gzip(&listener.url, None, &body).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let summary = listener.wait_for_stdout_lines(1).await;
+    let summary: serde_json::Value = serde_json::from_str(&summary[0]).unwrap();
+    assert_eq!(summary["verified"], 1, "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    let log = listener.stop().await;
+    assert!(log.contains("reloaded the JWKS"), "{log}");
+    assert!(!log.contains("line 1: INVALID"), "{log}");
+    assert!(log.contains("batch 1, line 2: INVALID signature"), "{log}");
+}
