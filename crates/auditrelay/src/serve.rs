@@ -76,9 +76,9 @@ fn descriptor_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves `app` on `listener` (through TLS when `tls` is given) until `stop` turns true, then lets connections finish their
-/// current request (each gets hyper's graceful shutdown) until `stopped` resolves; what is
-/// still open then is cut off when this returns.
+/// Serves `app` on `listener` (through TLS when `tls` is given) until `stop` turns true, then
+/// lets each connection finish its current request (hyper's graceful shutdown) and returns when
+/// all have ended. The caller bounds that wait by dropping this future, which cuts off the rest.
 pub async fn serve(
     listener: TcpListener,
     app: Router,

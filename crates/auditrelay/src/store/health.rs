@@ -3,8 +3,9 @@
 //!
 //! The writer reports the outcome of every commit it tries (appends, delivery positions, and
 //! its probes while refusing). A fault of the store's own (full, I/O error, read-only, busy)
-//! turns "accepting" off; the next successful probe (every 2 s while refusing) turns it on again. Each turn is logged once, so a
-//! full disk under a flood of requests is two log lines, not one per request. Backend-independent.
+//! turns "accepting" off; the next successful probe (every 2 s while refusing) turns it on
+//! again. Each turn is logged once, so a full disk under a flood of requests is two log lines,
+//! not one per request. Backend-independent.
 
 use std::sync::Mutex;
 
