@@ -362,6 +362,17 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Below this, a rotation outruns verifiers that refresh the JWKS every few minutes.
+const MIN_SAFE_ACTIVATION: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `10m` for a whole number of minutes, else seconds.
+fn humantime_minutes(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List(data) => {
@@ -400,6 +411,19 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             };
             if delay >= config.retention.window {
                 bail!("--activation-delay must be shorter than the retention window");
+            }
+            if delay < MIN_SAFE_ACTIVATION {
+                eprintln!(
+                    "Warning: the new key signs {}, before verifiers that cached the JWKS (SIEM \
+                     rules, `auditrelay listen`) can fetch it; until they do, they report the lines \
+                     it signs as invalid. The default delay ({}) leaves them time.",
+                    if delay.is_zero() {
+                        "at once".to_owned()
+                    } else {
+                        format!("in {}s", delay.as_secs())
+                    },
+                    humantime_minutes(config.signing.activation_delay)
+                );
             }
             let dir = KeyDir::in_data_dir(&config.server.data_dir);
             let key = dir.rotate(clock::now(), delay).with_context(|| {

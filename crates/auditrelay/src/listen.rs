@@ -92,6 +92,9 @@ struct Receiver {
     fail: Option<Failure>,
     /// Deliveries so far (POSTs to the path), numbering batches and counting `--fail-first`.
     deliveries: AtomicU64,
+    /// The number each Idempotency-Key was first delivered under: a sender's retry carries the
+    /// same key, and is shown as a retry of that batch rather than as a new one.
+    first_delivery: Mutex<std::collections::HashMap<String, u64>>,
     /// Held while a batch is written, so concurrent batches do not interleave their lines.
     output: Mutex<()>,
 }
@@ -99,6 +102,8 @@ struct Receiver {
 /// One delivery that passed the checks, with what the output reports about it.
 struct Batch {
     number: u64,
+    /// The batch this delivery repeats (the same Idempotency-Key), if any.
+    retry_of: Option<u64>,
     received_at: Timestamp,
     idempotency_key: Option<String>,
     body: body::Received,
@@ -188,6 +193,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
         out,
         fail,
         deliveries: AtomicU64::new(0),
+        first_delivery: Mutex::new(std::collections::HashMap::new()),
         output: Mutex::new(()),
     });
     if receiver.keys.is_some() {
@@ -231,8 +237,8 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let number = match receiver.admit(&method, &uri, &headers) {
-        Ok(number) => number,
+    let (number, retry_of) = match receiver.admit(&method, &uri, &headers) {
+        Ok(admitted) => admitted,
         Err((status, message)) => {
             body::discard(body).await;
             let mut response = text(status, message);
@@ -265,6 +271,7 @@ async fn receive(
     // async workers.
     let batch = Arc::new(Batch {
         number,
+        retry_of,
         received_at,
         idempotency_key,
         body,
@@ -303,7 +310,7 @@ impl Receiver {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-    ) -> Result<u64, (StatusCode, String)> {
+    ) -> Result<(u64, Option<u64>), (StatusCode, String)> {
         if uri.path() != self.path {
             let message = format!("not found: deliveries go to {}", self.path);
             return Err((StatusCode::NOT_FOUND, message));
@@ -313,13 +320,17 @@ impl Receiver {
             return Err((StatusCode::METHOD_NOT_ALLOWED, message));
         }
         let number = self.deliveries.fetch_add(1, Ordering::Relaxed) + 1;
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+        let retry_of = self.retry_of(key, number);
+        let name = batch_name(number, retry_of);
         if let Some(fail) = self.fail
             && fail.first.is_none_or(|first| number <= first)
         {
             tracing::warn!(
                 batch.number = number,
+                batch.retry_of = retry_of,
                 http.status = fail.status.as_u16(),
-                "batch {number}: refused on purpose with {}",
+                "{name}: refused on purpose with {}",
                 fail.status
             );
             let message = "refused on purpose (auditrelay listen --fail-status)".to_owned();
@@ -329,12 +340,27 @@ impl Receiver {
             tracing::warn!(
                 batch.number = number,
                 http.status = 401,
-                "batch {number}: wrong or missing Authorization header"
+                "{name}: wrong or missing Authorization header"
             );
             let message = "wrong or missing Authorization header".to_owned();
             return Err((StatusCode::UNAUTHORIZED, message));
         }
-        Ok(number)
+        Ok((number, retry_of))
+    }
+
+    /// The earlier delivery with the same Idempotency-Key, remembering this one's number if it
+    /// is the first. Bounded: past 10,000 keys the oldest memory is dropped wholesale.
+    fn retry_of(&self, key: Option<&str>, number: u64) -> Option<u64> {
+        let key = key?;
+        let mut first = self
+            .first_delivery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if first.len() >= 10_000 && !first.contains_key(key) {
+            first.clear();
+        }
+        let earlier = *first.entry(key.to_owned()).or_insert(number);
+        (earlier != number).then_some(earlier)
     }
 
     /// Compares digests, not values: the time taken then depends neither on the expected
@@ -408,6 +434,7 @@ impl Receiver {
                 "verified": verified,
                 "failed": failed,
                 "idempotency_key": idempotency_key,
+                "retry_of": batch.retry_of,
             });
             writeln!(stdout, "{summary}")?;
         } else {
@@ -425,6 +452,7 @@ impl Receiver {
         };
         tracing::info!(
             batch.number = number,
+            batch.retry_of = batch.retry_of,
             batch.lines = lines.len(),
             batch.bytes = received.compressed_len,
             batch.decoded_bytes = received.decoded.len(),
@@ -432,12 +460,21 @@ impl Receiver {
             batch.failed = failed,
             batch.gzip = received.coding == body::Coding::Gzip,
             idempotency_key,
-            "batch {number}: {} lines, {} bytes ({} decoded){signatures}",
+            "{}: {} lines, {} bytes ({} decoded){signatures}",
+            batch_name(number, batch.retry_of),
             lines.len(),
             received.compressed_len,
             received.decoded.len(),
         );
         Ok(lines.len())
+    }
+}
+
+/// `batch 5`, or `batch 5 (a retry of batch 3)`.
+fn batch_name(number: u64, retry_of: Option<u64>) -> String {
+    match retry_of {
+        Some(first) => format!("batch {number} (a retry of batch {first})"),
+        None => format!("batch {number}"),
     }
 }
 
@@ -554,6 +591,7 @@ mod tests {
             out: None,
             fail: None,
             deliveries: AtomicU64::new(0),
+            first_delivery: Mutex::new(std::collections::HashMap::new()),
             output: Mutex::new(()),
         }
     }

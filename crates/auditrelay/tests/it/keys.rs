@@ -48,6 +48,7 @@ async fn list_and_rotate() {
     assert!(ok, "{err}");
     let new = kid.trim().to_owned();
     assert!(err.contains(&new) && err.contains("signing from"), "{err}");
+    assert!(!err.contains("Warning"), "the default delay is safe: {err}");
     let (_, list, _) = keys(&["list"], dir).await;
     assert_eq!(
         rows(&list),
@@ -72,6 +73,11 @@ async fn list_and_rotate() {
     // No delay: the newest key signs now, and the older ones stay published.
     let (ok, kid, err) = keys(&["rotate", "--activation-delay", "0s"], dir).await;
     assert!(ok, "{err}");
+    // ... which verifiers that cached the JWKS have not seen yet: said, not refused.
+    assert!(
+        err.contains("Warning: the new key signs at once") && err.contains("(10m)"),
+        "{err}"
+    );
     let newest = kid.trim().to_owned();
     let (_, list, _) = keys(&["list"], dir).await;
     assert_eq!(

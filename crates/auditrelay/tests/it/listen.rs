@@ -315,6 +315,17 @@ async fn fail_status_refuses_every_delivery_and_fail_first_only_the_first() {
     }
     assert_eq!(statuses, [503, 503, 202]);
     assert_eq!(flaky.wait_for_stdout_lines(1).await, ["line 2"]);
+    // Every post carried the same Idempotency-Key: a sender's retries of batch 1.
+    let log = flaky.stop().await;
+    assert!(log.contains("batch 1: refused on purpose"), "{log}");
+    assert!(
+        log.contains("batch 2 (a retry of batch 1): refused on purpose"),
+        "{log}"
+    );
+    assert!(
+        log.contains("batch 3 (a retry of batch 1): 1 lines"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
