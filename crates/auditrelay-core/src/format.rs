@@ -52,9 +52,42 @@ pub(crate) const fn special_bytes(extra: &[u8]) -> [bool; 256] {
     table
 }
 
+/// Appends `s` escaped, the one loop of every format: a byte `special` flags is replaced by
+/// what `short` gives for it, else a character of [`is_control`] starting there becomes
+/// `\uXXXX`; everything else is copied in runs (the bytes in between are never looked at one
+/// by one, which keeps rendering cheap).
+pub(crate) fn escape_into(
+    s: &str,
+    out: &mut Vec<u8>,
+    special: &[bool; 256],
+    short: impl Fn(u8) -> Option<&'static [u8]>,
+) {
+    let bytes = s.as_bytes();
+    let mut clean_from = 0;
+    let mut i = 0;
+    while let Some(skip) = bytes[i..].iter().position(|&b| special[usize::from(b)]) {
+        i += skip;
+        if let Some(replacement) = short(bytes[i]) {
+            out.extend_from_slice(&bytes[clean_from..i]);
+            out.extend_from_slice(replacement);
+            i += 1;
+            clean_from = i;
+        } else if let Some((code, len)) = control_at(bytes, i) {
+            out.extend_from_slice(&bytes[clean_from..i]);
+            push_unicode_escape(code, out);
+            i += len;
+            clean_from = i;
+        } else {
+            // A lead byte of some other character (0xC2, 0xE2): nothing to escape.
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&bytes[clean_from..]);
+}
+
 /// The character of [`is_control`] that starts at `bytes[i]` (UTF-8), as its code point and
-/// length: the escapers look at bytes, which is faster than decoding characters.
-pub(crate) fn control_at(bytes: &[u8], i: usize) -> Option<(u32, usize)> {
+/// length.
+fn control_at(bytes: &[u8], i: usize) -> Option<(u32, usize)> {
     match bytes[i] {
         b @ (0x00..=0x1f | 0x7f) => Some((u32::from(b), 1)),
         // U+0080..U+009F.
@@ -68,6 +101,15 @@ pub(crate) fn control_at(bytes: &[u8], i: usize) -> Option<(u32, usize)> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Appends `\uXXXX` for a code point of the Basic Multilingual Plane.
+fn push_unicode_escape(code: u32, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[((code >> shift) & 0xf) as usize]);
     }
 }
 pub use record::{Extension, FormatConfig, Header, Record, Value};

@@ -61,12 +61,8 @@ fn escape_extension(s: &str, out: &mut Vec<u8>) {
     escape(s, out, b'=');
 }
 
-/// Escapes `\`, LF, CR, the other control characters and the one delimiter of the context;
-/// copies clean runs in one piece.
+/// Escapes `\`, LF, CR, the other control characters and the one delimiter of the context.
 fn escape(s: &str, out: &mut Vec<u8>, delimiter: u8) {
-    let bytes = s.as_bytes();
-    let mut clean_from = 0;
-    let mut i = 0;
     const HEADER: [bool; 256] = super::special_bytes(b"\\|");
     const EXTENSION: [bool; 256] = super::special_bytes(b"\\=");
     let special = if delimiter == b'|' {
@@ -74,34 +70,14 @@ fn escape(s: &str, out: &mut Vec<u8>, delimiter: u8) {
     } else {
         &EXTENSION
     };
-    while let Some(skip) = bytes[i..].iter().position(|&b| special[usize::from(b)]) {
-        i += skip;
-        let replacement: &[u8] = match bytes[i] {
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'|' if delimiter == b'|' => b"\\|",
-            b'=' if delimiter == b'=' => b"\\=",
-            _ => match super::control_at(bytes, i) {
-                Some((code, len)) => {
-                    out.extend_from_slice(&bytes[clean_from..i]);
-                    super::json::push_unicode_escape(code, out);
-                    i += len;
-                    clean_from = i;
-                    continue;
-                }
-                None => {
-                    i += 1;
-                    continue;
-                }
-            },
-        };
-        out.extend_from_slice(&bytes[clean_from..i]);
-        out.extend_from_slice(replacement);
-        i += 1;
-        clean_from = i;
-    }
-    out.extend_from_slice(&bytes[clean_from..]);
+    super::escape_into(s, out, special, |b| match b {
+        b'\\' => Some(b"\\\\"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        b'|' if delimiter == b'|' => Some(b"\\|"),
+        b'=' if delimiter == b'=' => Some(b"\\="),
+        _ => None,
+    });
 }
 
 /// Undoes [`escape`] for one context. `None` on a dangling or unknown escape: we only ever

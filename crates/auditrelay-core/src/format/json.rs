@@ -97,53 +97,20 @@ pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Appends the JSON-escaped body of `s`, copying clean runs in one piece. Besides what JSON
-/// requires (`"`, `\\` and C0), DEL, the C1 controls and U+2028/U+2029 are escaped too (see
-/// [`super::is_control`]).
+/// Appends the JSON-escaped body of `s`. Besides what JSON requires (`"`, `\\` and C0), DEL,
+/// the C1 controls and U+2028/U+2029 are escaped too (see [`super::is_control`]).
 fn escape_into(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
-    let mut clean_from = 0;
-    let mut i = 0;
     const SPECIAL: [bool; 256] = super::special_bytes(b"\"\\");
-    while let Some(skip) = bytes[i..].iter().position(|&b| SPECIAL[usize::from(b)]) {
-        i += skip;
-        let short: &[u8] = match bytes[i] {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            _ => match super::control_at(bytes, i) {
-                Some((code, len)) => {
-                    out.extend_from_slice(&bytes[clean_from..i]);
-                    push_unicode_escape(code, out);
-                    i += len;
-                    clean_from = i;
-                    continue;
-                }
-                None => {
-                    i += 1;
-                    continue;
-                }
-            },
-        };
-        out.extend_from_slice(&bytes[clean_from..i]);
-        out.extend_from_slice(short);
-        i += 1;
-        clean_from = i;
-    }
-    out.extend_from_slice(&bytes[clean_from..]);
-}
-
-/// Appends `\uXXXX` for a code point of the Basic Multilingual Plane.
-pub(crate) fn push_unicode_escape(code: u32, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend_from_slice(b"\\u");
-    for shift in [12, 8, 4, 0] {
-        out.push(HEX[((code >> shift) & 0xf) as usize]);
-    }
+    super::escape_into(s, out, &SPECIAL, |b| match b {
+        b'"' => Some(b"\\\""),
+        b'\\' => Some(b"\\\\"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        b'\t' => Some(b"\\t"),
+        0x08 => Some(b"\\b"),
+        0x0c => Some(b"\\f"),
+        _ => None,
+    });
 }
 
 #[cfg(test)]

@@ -349,7 +349,7 @@ async fn run_writer(
                     while let Some(job) = positions.recv().await {
                         let _ = job.done.send(conn.write_position(&job.position).await);
                     }
-                    conn.close().await;
+                    conn.discard().await;
                     return;
                 }
             },
@@ -433,10 +433,6 @@ impl WriterConn {
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;
         }
-    }
-
-    async fn close(&mut self) {
-        self.discard().await;
     }
 
     /// Runs `write` in a transaction and commits it. On any failure the transaction is rolled
@@ -705,7 +701,7 @@ mod tests {
             assert_eq!(committed(&options).await.last(), Some(&v));
         }
         assert_eq!(committed(&options).await, [1, 4, 5]);
-        writer.close().await;
+        writer.discard().await;
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -729,7 +725,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(committed(&options).await, [2]);
-        writer.close().await;
+        writer.discard().await;
         let _ = std::fs::remove_dir_all(dir);
     }
 }
