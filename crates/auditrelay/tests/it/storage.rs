@@ -5,28 +5,120 @@
 //! stored bytes.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
-use tokio::process::Child;
+use sqlx::sqlite::SqliteConnection;
+use tokio::process::{Child, Command};
 
-use crate::durability::{bind_org_webhook, create_token, free_port, serve_dev};
+use crate::durability::{bind_org_webhook, create_token, free_port, serve_with};
 use crate::support::disk::SmallDisk;
 use crate::support::events::{authorization, ndjson};
 use crate::support::receiver::{Behaviour, TestReceiver};
+use crate::support::signing::BIN;
 use crate::support::{eventually, now};
-
-/// The server logs errors only: the tests' own 507s would otherwise print a line each.
-const QUIET: &[(&str, &str)] = &[
-    ("AUDITRELAY_LOG__LEVEL", "error"),
-    ("AUDITRELAY_METRICS__TOKEN", METRICS_TOKEN),
-];
 
 /// The scrape token the tests' servers have.
 const METRICS_TOKEN: &str = "storage-test-metrics";
+
+/// `auditrelay serve` (as `--dev` would: webhooks may reach the tests' loopback receiver) on a
+/// data directory, with an org-admin token. It logs only errors and the store's turns, as JSON,
+/// to a file outside that directory (which may be full): the tests' own 507s would otherwise
+/// print a line each, and the turns are what one test counts.
+struct Server {
+    child: Option<Child>,
+    data: PathBuf,
+    port: u16,
+    base: String,
+    token: String,
+    client: reqwest::Client,
+    log: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(data: PathBuf) -> Self {
+        let token = create_token(&data, "org-admin");
+        let port = free_port();
+        let logs = tempfile::tempdir().unwrap();
+        let mut server = Self {
+            child: None,
+            data,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            token,
+            client: reqwest::Client::new(),
+            log: logs.path().join("stderr.log"),
+            _logs: logs,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
+            .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
+            .env(
+                "AUDITRELAY_LOG__LEVEL",
+                "error,auditrelay::store::health=info",
+            )
+            .env("AUDITRELAY_LOG__FORMAT", "json")
+            .env("AUDITRELAY_METRICS__TOKEN", METRICS_TOKEN)
+            .stderr(Stdio::from(log));
+        self.child = Some(serve_with(command, &self.data, self.port).await);
+    }
+
+    /// Stops gracefully (SIGTERM), as an operator's restart does, and starts again.
+    async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn().await;
+    }
+
+    async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().expect("running").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("the server stops within its grace period")
+            .unwrap();
+    }
+
+    /// How many log lines carry `message`.
+    fn logged(&self, message: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains(message))
+            .count()
+    }
+}
+
+/// The database file opened read-only, as another process would.
+async fn read_only(data: &Path) -> SqliteConnection {
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data.join("auditrelay.db"))
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap()
+}
 
 /// Events per request, each carrying a long `user_agent`: a few dozen requests fill the room
 /// the tests leave.
@@ -155,19 +247,6 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64>
         .and_then(|v| v.parse().ok())
 }
 
-/// Stops the server gracefully (SIGTERM), as an operator's restart does.
-async fn terminate(mut server: Child) {
-    let pid = server.id().expect("running").to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(30), server.wait())
-        .await
-        .expect("the server stops within its grace period")
-        .unwrap();
-}
-
 fn missing<'a>(acked: &'a [String], stored: &HashSet<String>) -> Vec<&'a String> {
     acked.iter().filter(|id| !stored.contains(*id)).collect()
 }
@@ -177,19 +256,15 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
     let Some(disk) = SmallDisk::mount(24) else {
         return;
     };
-    let data = disk.path().join("data");
-    let token = create_token(&data, "org-admin");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let server = serve_dev(&data, port, QUIET).await;
+    let mut server = Server::start(disk.path().join("data")).await;
+    let (client, base, token) = (&server.client, &server.base, &server.token);
     assert_eq!(
-        metric(&client, &base, "auditrelay_store_accepting_writes").await,
+        metric(client, base, "auditrelay_store_accepting_writes").await,
         Some(1.0)
     );
 
     disk.fill_leaving(4 << 20);
-    let mut acked = fill_until_refused(&client, &base, &token, "full", 5).await;
+    let mut acked = fill_until_refused(client, base, token, "full", 5).await;
     assert!(
         acked.len() > PER_REQUEST,
         "some requests fit before the disk was full"
@@ -197,13 +272,13 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
     // Not a byte left: the writer's probes fail too, and readiness stays down.
     disk.fill_leaving(0);
     for i in 0..3 {
-        let (status, _, body, _) = send(&client, &base, &token, &format!("none{i}")).await;
+        let (status, _, body, _) = send(client, base, token, &format!("none{i}")).await;
         assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
     }
     // A configuration write says so too, and changes nothing.
     let created = client
         .post(format!("{base}/v3/audit-log-destinations"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&json!({"name": "while-full", "endpoint": "https://52.1.2.3/x", "authorization": "Bearer x"}))
         .send()
         .await
@@ -211,24 +286,20 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
     assert_eq!(created.status(), StatusCode::INSUFFICIENT_STORAGE);
     assert!(created.headers().contains_key("retry-after"));
 
-    let (status, problem) = readyz(&client, &base).await;
+    let (status, problem) = readyz(client, base).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert!(
         problem["detail"].as_str().unwrap().contains("full"),
         "readiness names why: {problem}"
     );
     assert_eq!(
-        metric(&client, &base, "auditrelay_store_accepting_writes").await,
+        metric(client, base, "auditrelay_store_accepting_writes").await,
         Some(0.0)
     );
     assert!(
-        metric(
-            &client,
-            &base,
-            "auditrelay_store_errors_total{kind=\"full\"}"
-        )
-        .await
-        .is_some_and(|n| n >= 5.0)
+        metric(client, base, "auditrelay_store_errors_total{kind=\"full\"}")
+            .await
+            .is_some_and(|n| n >= 5.0)
     );
 
     // Space comes back: readiness, then ingest, without a restart.
@@ -239,7 +310,7 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
     })
     .await;
     for i in 0..10 {
-        let (status, _, body, ids) = send(&client, &base, &token, &format!("after{i}")).await;
+        let (status, _, body, ids) = send(client, base, token, &format!("after{i}")).await;
         assert_eq!(
             status,
             StatusCode::ACCEPTED,
@@ -248,14 +319,14 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
         acked.extend(ids);
     }
     assert_eq!(
-        metric(&client, &base, "auditrelay_store_accepting_writes").await,
+        metric(client, base, "auditrelay_store_accepting_writes").await,
         Some(1.0)
     );
     let destinations: Value = client
         .get(format!(
             "{base}/v3/audit-log-destinations?filter[name]=while-full"
         ))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()
@@ -268,7 +339,7 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
         "the refused write changed nothing"
     );
 
-    let stored = pulled(&client, &base, &token).await;
+    let stored = pulled(client, base, token).await;
     let lost = missing(&acked, &stored);
     assert!(
         lost.is_empty(),
@@ -278,9 +349,18 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
         &lost[..lost.len().min(3)]
     );
 
-    terminate(server).await;
-    let server = serve_dev(&data, port, QUIET).await;
-    let stored = pulled(&client, &base, &token).await;
+    // The store said when it stopped and when it started again, not once per refusal (there
+    // were at least nine).
+    let stopped = server.logged("the store stopped accepting writes");
+    let resumed = server.logged("the store is accepting writes again");
+    assert!(
+        (1..=resumed + 1).contains(&stopped) && resumed >= 1 && stopped < 9,
+        "{stopped} stops and {resumed} resumes logged"
+    );
+
+    server.restart().await;
+    let (client, base, token) = (&server.client, &server.base, &server.token);
+    let stored = pulled(client, base, token).await;
     let lost = missing(&acked, &stored);
     assert!(
         lost.is_empty(),
@@ -288,17 +368,12 @@ async fn a_full_disk_answers_507_loses_nothing_and_ingest_resumes_by_itself() {
         lost.len(),
         acked.len()
     );
-    terminate(server).await;
+    server.stop().await;
 }
 
 /// The webhook's cursor as committed, read from the database file as another process would.
 async fn committed_cursor(data: &Path) -> i64 {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data.join("auditrelay.db"))
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = read_only(data).await;
     sqlx::query_scalar("SELECT cursor FROM webhooks")
         .fetch_one(&mut conn)
         .await
@@ -307,12 +382,7 @@ async fn committed_cursor(data: &Path) -> i64 {
 
 /// The trace ids of the stored events with `seq` in `(after, through]`.
 async fn traces_between(data: &Path, after: i64, through: i64) -> Vec<String> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data.join("auditrelay.db"))
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = read_only(data).await;
     sqlx::query_scalar(
         "SELECT json_extract(body, '$.t') FROM events WHERE seq > ? AND seq <= ?
            AND json_extract(body, '$.t') IS NOT NULL",
@@ -338,19 +408,20 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
     let Some(disk) = SmallDisk::mount(24) else {
         return;
     };
-    let data = disk.path().join("data");
-    let token = create_token(&data, "org-admin");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let server = serve_dev(&data, port, QUIET).await;
+    let mut server = Server::start(disk.path().join("data")).await;
+    let (client, base, token, data) = (
+        &server.client,
+        &server.base,
+        &server.token,
+        server.data.clone(),
+    );
     let receiver = TestReceiver::http().await;
 
     // Stored before the webhook is on: only the replay reaches these.
     let started = now();
     let mut earlier = Vec::new();
     for i in 0..5 {
-        let (status, _, body, ids) = send(&client, &base, &token, &format!("earlier{i}")).await;
+        let (status, _, body, ids) = send(client, base, token, &format!("earlier{i}")).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         earlier.extend(ids);
     }
@@ -358,9 +429,9 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
     // in hand when the disk fills.
     receiver.set_default(Behaviour::Hold);
     bind_org_webhook(
-        &client,
-        &base,
-        &token,
+        client,
+        base,
+        token,
         json!({"name": "siem", "endpoint": receiver.url(), "authorization": "Bearer t", "log_format": "json"}),
     )
     .await;
@@ -371,7 +442,7 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
     });
     let put = client
         .put(format!("{base}/us/v3/audit-log-replay-job"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&window)
         .send()
         .await
@@ -379,15 +450,14 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
     assert_eq!(put.status(), StatusCode::ACCEPTED);
 
     disk.fill_leaving(3 << 20);
-    let live = fill_until_refused(&client, &base, &token, "live", 3).await;
+    let live = fill_until_refused(client, base, token, "live", 3).await;
     disk.fill_leaving(0);
 
     // Delivery goes on against a store that takes no writes: the cursor must never pass an
     // event the SIEM did not take.
-    receiver.set_default(Behaviour::ACCEPT);
-    receiver.release();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    // Checked at every poll until the SIEM has answered the lane's and the replay's batch in
+    // hand, and once more after.
+    let never_passed_undelivered = async || {
         let cursor = committed_cursor(&data).await;
         let received = received_traces(&receiver);
         let passed = traces_between(&data, start_cursor, cursor).await;
@@ -397,7 +467,16 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
             "the cursor ({cursor}) passed undelivered events: {:?}",
             &skipped[..skipped.len().min(3)]
         );
-    }
+    };
+    receiver.set_default(Behaviour::ACCEPT);
+    receiver.release();
+    eventually(Duration::from_secs(30), || async {
+        never_passed_undelivered().await;
+        let answered = receiver.requests().iter().filter(|r| r.accepted()).count();
+        (answered >= 2).then_some(())
+    })
+    .await;
+    never_passed_undelivered().await;
 
     disk.free();
     // Both finish by themselves: every live event delivered, the replay completed with every
@@ -422,22 +501,15 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
         }
     })
     .await;
-    let cursor = committed_cursor(&data).await;
-    let received = received_traces(&receiver);
-    let passed = traces_between(&data, start_cursor, cursor).await;
-    assert!(passed.iter().all(|t| received.contains(t)));
-    terminate(server).await;
+    never_passed_undelivered().await;
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn requests_without_a_valid_token_cost_a_bounded_number_of_stored_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    create_token(&data, "org-admin");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let server = serve_dev(&data, port, QUIET).await;
+    let mut server = Server::start(dir.path().join("data")).await;
+    let (client, base, data) = (&server.client, &server.base, server.data.clone());
 
     let user_agent = "A".repeat(60_000);
     let query = format!("q={}", "b".repeat(30_000));
@@ -472,17 +544,12 @@ async fn requests_without_a_valid_token_cost_a_bounded_number_of_stored_bytes() 
         "{REQUESTS} unauthenticated requests grew the store by {grown} bytes ({} per request)",
         grown / REQUESTS
     );
-    terminate(server).await;
+    server.stop().await;
 }
 
 /// The bytes of the database's pages in use, as of its latest commit (WAL included).
 async fn used_bytes(data: &Path) -> u64 {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data.join("auditrelay.db"))
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = read_only(data).await;
     let pages: i64 = sqlx::query_scalar(
         "SELECT (SELECT page_count FROM pragma_page_count())
               - (SELECT freelist_count FROM pragma_freelist_count())",

@@ -150,6 +150,8 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
 
     // A broken renewal keeps the last good certificate in service.
     std::fs::write(&cert, "not a certificate").unwrap();
+    // The files are looked at no more than once a second, and what is checked is that nothing
+    // changes: there is no event to wait for, only the second to let pass.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert!(client(&second, false).get(&url).send().await.is_ok());
     app.stop().await;
