@@ -21,6 +21,7 @@ mod listen;
 mod openapi;
 mod ops;
 mod portals;
+mod properties;
 mod pull;
 mod receiver;
 mod regions;

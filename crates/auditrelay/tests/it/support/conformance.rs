@@ -183,7 +183,7 @@ pub async fn check_response(
 }
 
 /// `content_type`: `None` to skip the media-type check (a bare body has none).
-fn validate_with_content_type(
+pub fn validate_with_content_type(
     doc: Doc,
     method: &str,
     path_template: &str,
@@ -316,6 +316,107 @@ fn validate_with_content_type(
         errors.extend(details);
     }
     Err(violation(errors))
+}
+
+/// One operation of a document, with what a request generator needs: its parameters and its
+/// request body, as converted schemas that refer to [`definitions`].
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub doc: Doc,
+    /// Upper case (`PATCH`).
+    pub method: String,
+    /// The document's path key (`/audit-log-destinations/{auditLogDestinationId}`).
+    pub template: String,
+    /// The servers' path (`/v2`), which `template` leaves out.
+    pub base_path: String,
+    /// Path and query parameters, the path item's own first.
+    pub parameters: Vec<Parameter>,
+    /// The `application/json` request body's schema, when the operation takes one.
+    pub body: Option<Value>,
+    /// The documented response codes (`"200"`, `"4XX"`, `"default"`).
+    pub statuses: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Parameter {
+    pub name: String,
+    /// `path` or `query`.
+    pub location: String,
+    /// `deepObject` for `filter` (`filter[ts][gte]=…`), `form` otherwise.
+    pub deep_object: bool,
+    pub schema: Value,
+}
+
+/// Every operation `doc` defines (empty when the documents are absent).
+pub fn operations(doc: Doc) -> Vec<Operation> {
+    if !documents_present() {
+        return Vec::new();
+    }
+    let loaded = loaded(doc);
+    let raw = &loaded.raw;
+    let mut out = Vec::new();
+    for (template, item) in raw["paths"].as_object().expect("paths") {
+        let shared = item["parameters"].as_array().cloned().unwrap_or_default();
+        for (method, op) in item.as_object().expect("path item") {
+            if method == "parameters" {
+                continue;
+            }
+            let at = format!("{} {method} {template}", doc.file_name());
+            let own = op["parameters"].as_array().cloned().unwrap_or_default();
+            let parameters = shared
+                .iter()
+                .chain(&own)
+                .map(|p| {
+                    let p = resolve(raw, p, "/components/parameters/");
+                    Parameter {
+                        name: p["name"].as_str().expect("parameter name").to_owned(),
+                        location: p["in"].as_str().expect("parameter in").to_owned(),
+                        deep_object: p["style"] == "deepObject",
+                        schema: convert(&p["schema"], &at),
+                    }
+                })
+                .collect();
+            let body = op.get("requestBody").map(|b| {
+                let b = resolve(raw, b, "/components/requestBodies/");
+                convert(&b["content"]["application/json"]["schema"], &at)
+            });
+            out.push(Operation {
+                doc,
+                method: method.to_ascii_uppercase(),
+                template: template.clone(),
+                base_path: loaded.base_path.clone(),
+                parameters,
+                body,
+                statuses: op["responses"]
+                    .as_object()
+                    .expect("responses")
+                    .keys()
+                    .cloned()
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// `components.schemas` of `doc`, converted: what a converted schema's `#/$defs/X` names.
+pub fn definitions(doc: Doc) -> &'static Value {
+    &loaded(doc).defs
+}
+
+/// Follows a `$ref` into `#<prefix>X`; anything else is returned as it is.
+fn resolve<'a>(raw: &'a Value, value: &'a Value, prefix: &str) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let pointer = reference
+                .strip_prefix('#')
+                .filter(|p| p.starts_with(prefix))
+                .unwrap_or_else(|| panic!("unsupported $ref {reference}"));
+            raw.pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling $ref {reference}"))
+        }
+        None => value,
+    }
 }
 
 /// A parsed document with its converted schemas, loaded once per test process.
