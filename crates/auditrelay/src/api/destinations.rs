@@ -120,9 +120,11 @@ async fn list(
 ) -> Result<Json<ListDestinations>, ApiError> {
     caller.authorize(Permission::ReadDestinations, RESOURCE, "list")?;
     // Konnect documents 200, 401 and 403 here, and nothing else: see `Strictness`.
+    // The default page is the largest: kongctl reads the first page only, without `page[size]`,
+    // to check a name is free and to find a destination by name.
     let page = pagination::parse_with(
         query.as_deref(),
-        10,
+        100,
         100,
         pagination::Strictness::Accommodate,
     )?;
@@ -532,7 +534,7 @@ macro_rules! versioned_routes {
         /// List audit-log destinations (`filter[name]`, `filter[name][eq]`, `filter[name][contains]`).
         #[utoipa::path(get, path = $collection, tag = $tag,
             params(
-                ("page[size]" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 10)"),
+                ("page[size]" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 100)"),
                 ("page[after]" = Option<String>, Query, description = "Cursor from `meta.next`"),
                 ("page[before]" = Option<String>, Query, description = "Cursor from `meta.previous`"),
                 ("filter[name]" = Option<String>, Query, description = "Exact name; also `filter[name][eq]` and `filter[name][contains]`"),

@@ -81,6 +81,18 @@ impl InlineWebhookBody {
             || self.log_format.is_some()
             || self.skip_ssl_verification.is_some()
     }
+
+    /// Whether the body asks for nothing an unconfigured webhook does not already show: no
+    /// endpoint or authorization, not enabled, and `cef` and certificate checks if it names
+    /// them. Terraform's `resource "konnect_audit_log" "x" {}` sends exactly such a body
+    /// (`{"authorization":null,"enabled":false,"endpoint":null,"log_format":"cef",…}`).
+    fn is_unconfigured_view(&self) -> bool {
+        self.endpoint.is_none()
+            && self.authorization.is_none()
+            && self.enabled != Some(true)
+            && matches!(self.log_format, None | Some(LogFormatWire::Cef))
+            && self.skip_ssl_verification != Some(true)
+    }
 }
 
 /// Konnect's v3 `AuditLogsWebhook` and portal `PortalAuditLogWebhook`.
@@ -471,6 +483,13 @@ async fn plan_inline(
     now: Timestamp,
 ) -> Result<InlinePlan, ApiError> {
     let current = state.store.get_webhook(&scope).await?;
+    if current.is_none() && body.is_unconfigured_view() {
+        // Nothing to configure, and nothing that contradicts the unconfigured view.
+        return Ok(InlinePlan {
+            managed: None,
+            webhook: None,
+        });
+    }
     if !body.has_destination_fields() {
         let Some(current) = current else {
             // Disabling what does not exist changes nothing; enabling it needs a destination.

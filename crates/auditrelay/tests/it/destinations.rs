@@ -86,7 +86,7 @@ async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(
         list["meta"],
-        json!({"next": null, "previous": null, "size": 10})
+        json!({"next": null, "previous": null, "size": 100})
     );
 
     // The secret appears in no response, no metric, and not in clear in the database files.
@@ -705,11 +705,11 @@ async fn list_page_requests_it_cannot_use_still_get_a_documented_answer() {
     }
     for (query, size, count) in [
         ("page[size]=1000", 100, 3),
-        ("page[size]=0", 10, 3),
-        ("page[size]=abc", 10, 3),
-        ("page[after]=not-a-cursor", 10, 0),
-        ("page[before]=not-a-cursor", 10, 0),
-        ("page[number]=2", 10, 3),
+        ("page[size]=0", 100, 3),
+        ("page[size]=abc", 100, 3),
+        ("page[after]=not-a-cursor", 100, 0),
+        ("page[before]=not-a-cursor", 100, 0),
+        ("page[number]=2", 100, 3),
     ] {
         for version in ["v2", "v3"] {
             let path = format!("/{version}/audit-log-destinations?{query}");

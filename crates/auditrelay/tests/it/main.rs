@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod browser;
 mod cli;
+mod clients;
 mod conformance;
 mod connections;
 mod delivery;
