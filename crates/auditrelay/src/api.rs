@@ -8,6 +8,7 @@ mod audit;
 mod audit_logs;
 mod auth;
 mod context;
+mod deliveries;
 mod destinations;
 mod error;
 mod events;
@@ -19,6 +20,7 @@ mod portal_webhooks;
 mod portals;
 pub mod region;
 mod replay;
+mod test_connection;
 mod webhooks;
 
 use std::ops::Deref;
@@ -137,6 +139,7 @@ fn routes() -> OpenApiRouter<AppState> {
             destinations::list_destinations_v3,
             destinations::create_destination_v3
         ))
+        .routes(routes!(test_connection::test_connection))
         .routes(routes!(
             destinations::get_destination_v3,
             destinations::update_destination_v3,
@@ -154,6 +157,8 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(webhooks::get_webhook_status_v3))
         .routes(routes!(webhooks::send_test_event_v3))
+        .routes(routes!(deliveries::list_deliveries))
+        .routes(routes!(deliveries::retry_webhook))
         .routes(routes!(
             portal_webhooks::get_portal_webhook_v2,
             portal_webhooks::update_portal_webhook_v2,
@@ -167,6 +172,8 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(portal_webhooks::get_portal_webhook_status_v3))
         .routes(routes!(portal_webhooks::send_portal_test_event_v3))
+        .routes(routes!(deliveries::list_portal_deliveries))
+        .routes(routes!(deliveries::retry_portal_webhook))
         .routes(routes!(
             replay::get_replay_job_v2,
             replay::put_replay_job_v2

@@ -207,6 +207,8 @@ pub struct DeliveryConfig {
     pub probe_min: Duration,
     #[serde(deserialize_with = "duration")]
     pub probe_max: Duration,
+    /// How many attempts the delivery log keeps per webhook.
+    pub log_size: u32,
 }
 
 impl DeliveryConfig {
@@ -494,6 +496,9 @@ impl Config {
                 "delivery.probe_min must be above zero and at most delivery.probe_max, which is at most 5m"
                     .into(),
             );
+        }
+        if !(1..=10_000).contains(&delivery.log_size) {
+            return invalid("delivery.log_size must be 1 to 10000".into());
         }
         if delivery.connect_timeout > delivery.request_timeout {
             // The request timeout covers connecting too; a longer connect timeout would be

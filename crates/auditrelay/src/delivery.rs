@@ -6,11 +6,13 @@
 //! - `lane` — one webhook's loop: read after the cursor, batch, sign, send, retry, record;
 //! - `replay` — one replay job: the window's events in event-time order, through the same
 //!   batching, signing and retries, with its progress saved after every batch;
-//! - `http` — the network side of one destination: one guarded HTTP client, one attempt.
+//! - `http` — the network side of one destination: one guarded HTTP client, one attempt;
+//! - `sample` — one signed sample line sent at once: the API's connection test.
 
 mod engine;
 pub mod http;
 mod lane;
 mod replay;
+pub mod sample;
 
 pub use engine::{Changes, Delivery, Shared};

@@ -212,7 +212,8 @@ pub struct Scope {
 pub enum WebhookStatus {
     /// Ready to send, or the last attempt succeeded.
     Active,
-    /// The last batch failed after its retries; delivery keeps probing.
+    /// The last attempt failed (Konnect: "last attempt to send data failed"); delivery retries
+    /// the batch, then keeps probing.
     Inactive,
 }
 
@@ -233,7 +234,7 @@ impl WebhookStatus {
     }
 }
 
-/// The outcome of the last final delivery attempt, as the status shows it.
+/// The last delivery attempt, as the status shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastAttempt {
     pub at: Timestamp,
@@ -243,7 +244,71 @@ pub struct LastAttempt {
     pub message: String,
 }
 
-/// What a batch's final attempt did to its webhook's position ([`Store::record_attempt`]).
+/// Why a batch was sent: what the delivery log says of each attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    /// A batch's first attempt.
+    Live,
+    /// A batch's attempt after a failed one, on Decision 3's schedule.
+    Retry,
+    /// An attempt of an inactive webhook (Decision 4).
+    Probe,
+    /// A replay job's batch.
+    Replay,
+}
+
+impl AttemptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Retry => "retry",
+            Self::Probe => "probe",
+            Self::Replay => "replay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Live, Self::Retry, Self::Probe, Self::Replay]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// One attempt to send a batch, as the delivery log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    pub at: Timestamp,
+    pub kind: AttemptKind,
+    pub endpoint: String,
+    pub events: u32,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// The HTTP status; `None` when the request got no answer (see `message`).
+    pub code: Option<u16>,
+    /// The reason phrase, or the transport error (a TLS error names the certificate problem).
+    pub message: String,
+    pub duration_ms: u64,
+}
+
+impl DeliveryAttempt {
+    pub fn last(&self) -> LastAttempt {
+        LastAttempt {
+            at: self.at,
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// A logged attempt and the scope it was for, as [`Store::list_attempts`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedAttempt {
+    /// The log's own order: later attempts have larger ids.
+    pub id: i64,
+    pub attempt: DeliveryAttempt,
+}
+
+/// What a live delivery attempt did to its webhook ([`Store::record_attempt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
     /// The SIEM took the batch ending at `through`; `next_in_flight` is the last `seq` of the
@@ -252,8 +317,9 @@ pub enum AttemptOutcome {
         through: i64,
         next_in_flight: Option<i64>,
     },
-    /// The batch exhausted its retries.
-    Failed,
+    /// The attempt failed and the batch is tried again at `next_at`: a retry while the batch
+    /// has retries left, else a probe of the now inactive webhook.
+    Failed { next_at: Timestamp },
 }
 
 /// A configured webhook: its binding, desired state, status and delivery cursor.
@@ -269,6 +335,10 @@ pub struct Webhook {
     /// The last `seq` of the batch being sent (see [`Store::mark_in_flight`]).
     pub in_flight_through: Option<i64>,
     pub last_attempt: Option<LastAttempt>,
+    /// Attempts that failed since the last delivered batch (or configuration change).
+    pub consecutive_failures: u32,
+    /// When the batch that failed is tried again, while one is waiting.
+    pub next_attempt_at: Option<Timestamp>,
     pub updated_at: Timestamp,
 }
 
@@ -605,19 +675,54 @@ impl Store {
         }
     }
 
-    /// Records the final attempt of a batch. Delivered: the status turns `active` and the cursor
-    /// moves to the batch's last `seq` (never backwards) in the same statement, so a crash cannot
-    /// separate the two; the next batch, when one is already built, is noted in flight by that
-    /// statement too. Failed: the status turns `inactive`, and the cursor and the range in
-    /// flight stay on the batch. `false` when the webhook no longer exists.
+    /// Records a live delivery attempt, as it happens: the webhook's status shows it, and the
+    /// delivery log gets it (trimmed to the newest `keep` of the scope), in one transaction.
+    /// Delivered: the status turns `active`, the failures are cleared and the cursor moves past
+    /// the batch — one statement, so no crash can separate the two; the next batch, when one is
+    /// already built, is noted in flight by it too. Failed: the status turns `inactive`, the
+    /// failures count up and `next_at` is shown; the cursor and the range in flight stay on the
+    /// batch. `false` when the webhook no longer exists.
     pub async fn record_attempt(
         &self,
         scope: &Scope,
-        attempt: &LastAttempt,
+        attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
+        keep: u32,
     ) -> Result<bool> {
         match self {
-            Self::Sqlite(s) => s.record_attempt(scope, attempt, outcome).await,
+            Self::Sqlite(s) => s.record_attempt(scope, attempt, outcome, keep).await,
+        }
+    }
+
+    /// Adds a replay job's attempt to the scope's delivery log (trimmed to the newest `keep`);
+    /// the webhook's status is live delivery's and stays as it is.
+    pub async fn log_attempt(
+        &self,
+        scope: &Scope,
+        attempt: &DeliveryAttempt,
+        keep: u32,
+    ) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.log_attempt(scope, attempt, keep).await,
+        }
+    }
+
+    /// A page of a scope's delivery log, newest first (`Seek::Forward(after)` by id, descending).
+    pub async fn list_attempts(
+        &self,
+        scope: &Scope,
+        page: &PageQuery,
+    ) -> Result<Vec<LoggedAttempt>> {
+        match self {
+            Self::Sqlite(s) => s.list_attempts(scope, page).await,
+        }
+    }
+
+    /// Re-arms a webhook now ("Retry now"): `active`, the next attempt due at once. `false` when
+    /// it does not exist.
+    pub async fn rearm_webhook(&self, scope: &Scope, now: Timestamp) -> Result<bool> {
+        match self {
+            Self::Sqlite(s) => s.rearm_webhook(scope, now).await,
         }
     }
 

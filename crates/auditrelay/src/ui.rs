@@ -92,6 +92,10 @@ pub fn router(app: AppState, api: Router) -> Router {
             post(scope::test_event),
         )
         .route(
+            "/ui/audit-logs/regions/{region}/retry",
+            post(scope::retry_now),
+        )
+        .route(
             "/ui/audit-logs/regions/{region}/replay",
             get(scope::replay).post(scope::send_replay),
         )
@@ -105,6 +109,7 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/ui/portals/{portal}/remove", post(scope::remove))
         .route("/ui/portals/{portal}/status", get(scope::status))
         .route("/ui/portals/{portal}/test-event", post(scope::test_event))
+        .route("/ui/portals/{portal}/retry", post(scope::retry_now))
         .route(
             "/ui/portals/{portal}/replay",
             get(scope::replay).post(scope::send_replay),

@@ -166,10 +166,22 @@ impl AuditTrail {
         action: &str,
         granted: bool,
     ) {
-        let mut state = self.lock();
-        let event = base_event(
+        let event = self.authorization_event(facts, resource, action, granted);
+        self.lock().events.push(event);
+    }
+
+    /// The authorization event [`record_authorization`](Self::record_authorization) records,
+    /// without recording it: the connection test sends a copy of its own as the sample line.
+    pub fn authorization_event(
+        &self,
+        facts: &RequestFacts,
+        resource: &str,
+        action: &str,
+        granted: bool,
+    ) -> Event {
+        base_event(
             facts,
-            state.actor.as_ref(),
+            self.lock().actor.as_ref(),
             EventDetail::Authorization {
                 service: SERVICE.to_owned(),
                 resource: resource.to_owned(),
@@ -177,8 +189,7 @@ impl AuditTrail {
                 granted,
                 kong_initiated: None,
             },
-        );
-        state.events.push(event);
+        )
     }
 
     pub fn record_access(

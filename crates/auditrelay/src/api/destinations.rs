@@ -214,14 +214,18 @@ async fn get(
 
 /// Refuses (403, audited) a caller who may not change any destination, before anything is
 /// looked up: a portal admin may change its portal's, organization admins any.
-fn may_write_some(caller: &Caller, action: &str) -> Result<(), ApiError> {
+pub(super) fn may_write_some(caller: &Caller, action: &str) -> Result<(), ApiError> {
     let owner = caller.principal.grant.destination_owner();
     caller.authorize(Permission::WriteDestination(owner), RESOURCE, action)
 }
 
 /// The destination `id` if the caller may change it; 404 (as if it did not exist) for one of
 /// another owner, which the caller may not even see.
-async fn writable(state: &AppState, caller: &Caller, id: Uuid) -> Result<Destination, ApiError> {
+pub(super) async fn writable(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Destination, ApiError> {
     state
         .store
         .get_destination(caller.principal.org_id, id)

@@ -148,6 +148,18 @@ pub struct WebhookStatusResponse {
     /// (0 when it is due). Whatever is not delivered by then is lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds_until_data_loss: Option<u64>,
+    /// Our extension, for a configured webhook: whether a batch that failed waits for another
+    /// attempt (a retry, or a probe of an inactive webhook).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrying: Option<bool>,
+    /// Our extension, while `retrying`: when the next attempt is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    /// Our extension, for a configured webhook: attempts that failed in a row since the last
+    /// delivered batch or configuration change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
 }
 
 impl From<Option<&Webhook>> for WebhookStatusResponse {
@@ -162,9 +174,13 @@ impl From<Option<&Webhook>> for WebhookStatusResponse {
                 lag_events: None,
                 oldest_undelivered_at: None,
                 seconds_until_data_loss: None,
+                retrying: None,
+                next_attempt_at: None,
+                consecutive_failures: None,
             };
         };
         let attempt = w.last_attempt.as_ref();
+        let next = w.next_attempt_at.filter(|_| w.enabled);
         Self {
             webhook_enabled: w.enabled,
             webhook_status: w.status.as_str(),
@@ -174,6 +190,9 @@ impl From<Option<&Webhook>> for WebhookStatusResponse {
             lag_events: None,
             oldest_undelivered_at: None,
             seconds_until_data_loss: None,
+            retrying: Some(next.is_some()),
+            next_attempt_at: next.map(Timestamp::to_rfc3339_millis),
+            consecutive_failures: Some(w.consecutive_failures),
         }
     }
 }
@@ -566,12 +585,18 @@ async fn plan_inline(
         .skip_ssl_verification
         .or(base.as_ref().map(|d| d.skip_ssl_verification))
         .unwrap_or(false);
+    // Unchanged credentials keep their sealed bytes, so the store can tell that they did not
+    // change (and keeps the status's last attempt).
+    let authorization_sealed = match (&fields.authorization, &base) {
+        (None, Some(base)) if base.id == id => base.authorization_sealed.clone(),
+        _ => state.secrets.seal(&authorization, &id.to_string()),
+    };
     let managed = Destination {
         id,
         org_id,
         name,
         endpoint,
-        authorization_sealed: state.secrets.seal(&authorization, &id.to_string()),
+        authorization_sealed,
         log_format,
         skip_ssl_verification,
         managed_region: Some(scope.region.clone()),

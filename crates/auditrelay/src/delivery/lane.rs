@@ -36,7 +36,8 @@ use super::engine::Shared;
 use super::http::{DeliveryClient, DeliverySettings, SendOutcome};
 use crate::clock;
 use crate::store::{
-    AttemptOutcome, Destination, LastAttempt, Scope, StoreError, StoredEvent, Webhook,
+    AttemptKind, AttemptOutcome, DeliveryAttempt, Destination, Scope, StoreError, StoredEvent,
+    Webhook,
 };
 
 /// How long a lane waits after the store failed before it tries again.
@@ -311,6 +312,9 @@ pub struct Lane {
     next: Option<Built>,
     /// Failed probes since the webhook turned inactive; `None` while active.
     probing: Option<u32>,
+    /// The first `seq` of the last batch that failed, until one is delivered: a batch sent again
+    /// from there (after a reconfiguration, or "Retry now") is a retry in the delivery log.
+    failed_from: Option<i64>,
 }
 
 impl Drop for Lane {
@@ -346,6 +350,7 @@ impl Lane {
             ahead: VecDeque::new(),
             next: None,
             probing: None,
+            failed_from: None,
         }
     }
 
@@ -662,6 +667,14 @@ impl Lane {
         let started = Instant::now();
         let mut retries = 0;
         loop {
+            let kind = if self.probing.is_some() {
+                AttemptKind::Probe
+            } else if retries > 0 || self.failed_from == Some(batch.first_seq) {
+                AttemptKind::Retry
+            } else {
+                AttemptKind::Live
+            };
+            let (at, attempt_started) = (clock::now(), Instant::now());
             let sending = async {
                 tokio::select! {
                     sent = client.send(&destination.endpoint, &setup.authorization, body.clone(), &key) => Some(sent),
@@ -671,6 +684,18 @@ impl Lane {
             let Some(sent) = sending.await else {
                 return Ok(false);
             };
+            self.failed_from = match sent.attempt {
+                Attempt::Response { status, .. } if (200..300).contains(&status) => None,
+                _ => Some(batch.first_seq),
+            };
+            let attempt = logged(
+                &sent,
+                kind,
+                &destination.endpoint,
+                batch,
+                at,
+                attempt_started.elapsed(),
+            );
             let mut verdict = self
                 .shared
                 .policy
@@ -691,10 +716,12 @@ impl Lane {
                     // failed attempt the lane waits on the SIEM; what it signed then would
                     // likely be dropped.)
                     self.sign_ahead(setup).await;
-                    return self.delivered(&built, &sent, started).await;
+                    return self.delivered(&built, &attempt, started).await;
                 }
                 Verdict::RetryAfter(wait) => {
                     retries += 1;
+                    // The status shows this failure now, not when the retries run out.
+                    self.record_failure(&attempt, wait).await;
                     tracing::info!(
                         webhook = %self.label,
                         attempt = retries,
@@ -714,14 +741,14 @@ impl Lane {
                     }
                 }
                 Verdict::Failed => {
-                    self.failed(&sent, batch.events).await?;
+                    let rounds = self.probing.unwrap_or(0);
+                    let wait = self.shared.policy.probe_delay(rounds);
+                    self.failed(&sent, &attempt, wait).await?;
                     // The webhook is probed with this very batch; the one signed ahead is
                     // read again once it delivers.
                     if !self.ahead.is_empty() {
                         self.restart_from(batch.last_seq);
                     }
-                    let rounds = self.probing.unwrap_or(0);
-                    let wait = self.shared.policy.probe_delay(rounds);
                     self.probing = Some(rounds + 1);
                     let stamp = built.stamp.clone();
                     self.next = Some(built);
@@ -746,7 +773,7 @@ impl Lane {
     async fn delivered(
         &mut self,
         built: &Built,
-        sent: &SendOutcome,
+        attempt: &DeliveryAttempt,
         started: Instant,
     ) -> Result<bool, StoreError> {
         let (first, last) = (built.batch.first_seq, built.batch.last_seq);
@@ -763,7 +790,7 @@ impl Lane {
             through: last,
             next_in_flight: self.next.as_ref().map(|next| next.batch.last_seq),
         };
-        if !self.record_delivered(&last_attempt(sent), outcome).await? {
+        if !self.record_delivered(attempt, outcome).await? {
             return Ok(false);
         }
         if self.probing.take().is_some() {
@@ -797,14 +824,14 @@ impl Lane {
     /// full disk) instead of sending the batch again and again; `false` when stopped first.
     async fn record_delivered(
         &mut self,
-        attempt: &LastAttempt,
+        attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
     ) -> Result<bool, StoreError> {
         loop {
             match self
                 .shared
                 .store
-                .record_attempt(&self.scope, attempt, outcome)
+                .record_attempt(&self.scope, attempt, outcome, self.shared.config.log_size)
                 .await
             {
                 Ok(_) => return Ok(true),
@@ -818,10 +845,41 @@ impl Lane {
         }
     }
 
-    async fn failed(&mut self, sent: &SendOutcome, events: usize) -> Result<(), StoreError> {
+    /// Records a failed attempt that will be retried after `wait`. The batch is in hand and
+    /// goes again whatever the store says, so a store fault here is logged, not fatal: the
+    /// status catches up with the next attempt it can record.
+    async fn record_failure(&self, attempt: &DeliveryAttempt, wait: Duration) {
+        let outcome = AttemptOutcome::Failed {
+            next_at: attempt
+                .at
+                .saturating_add_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+        };
+        let recorded = self
+            .shared
+            .store
+            .record_attempt(&self.scope, attempt, outcome, self.shared.config.log_size)
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(webhook = %self.label, error = %e, "a failed attempt was not recorded");
+        }
+    }
+
+    /// Records a batch's final failure: the webhook is probed after `wait`.
+    async fn failed(
+        &mut self,
+        sent: &SendOutcome,
+        attempt: &DeliveryAttempt,
+        wait: Duration,
+    ) -> Result<(), StoreError> {
+        let events = attempt.events;
+        let outcome = AttemptOutcome::Failed {
+            next_at: attempt
+                .at
+                .saturating_add_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+        };
         self.shared
             .store
-            .record_attempt(&self.scope, &last_attempt(sent), AttemptOutcome::Failed)
+            .record_attempt(&self.scope, attempt, outcome, self.shared.config.log_size)
             .await?;
         metrics::counter!("auditrelay_delivery_batches_total", "webhook" => self.label.clone(), "outcome" => "failed")
             .increment(1);
@@ -891,11 +949,25 @@ impl Lane {
     }
 }
 
-pub(super) fn last_attempt(sent: &SendOutcome) -> LastAttempt {
-    LastAttempt {
-        at: clock::now(),
+/// What the delivery log keeps of one attempt to send `batch`.
+pub(super) fn logged(
+    sent: &SendOutcome,
+    kind: AttemptKind,
+    endpoint: &str,
+    batch: &Batch,
+    at: Timestamp,
+    took: Duration,
+) -> DeliveryAttempt {
+    DeliveryAttempt {
+        at,
+        kind,
+        endpoint: endpoint.to_owned(),
+        events: u32::try_from(batch.events).unwrap_or(u32::MAX),
+        first_seq: batch.first_seq,
+        last_seq: batch.last_seq,
         code: sent.code,
         message: sent.message.clone(),
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
     }
 }
 

@@ -10,7 +10,7 @@
 //! cursor is never touched.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auditrelay_core::batch::{Batch, idempotency_key};
 use auditrelay_core::format::Format;
@@ -20,9 +20,9 @@ use tokio::sync::watch;
 
 use super::engine::Shared;
 use super::http::{DeliveryClient, SendOutcome};
-use super::lane::{Setup, attempt_outcome, client_for, label, load_setup, sign_batch};
+use super::lane::{Setup, attempt_outcome, client_for, label, load_setup, logged, sign_batch};
 use crate::clock;
-use crate::store::{EventQuery, ReplayJob, ReplayStatus, StoreError, StoredEvent};
+use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError, StoredEvent};
 
 /// How long the executor waits after the store failed before it tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -188,16 +188,44 @@ async fn send(
     let body = Bytes::from(batch.body.clone());
     let webhook = label(&job.scope);
     let endpoint = &setup.destination.endpoint;
-    send_with_retries(
-        shared,
-        client,
-        endpoint,
-        &setup.authorization,
-        body,
-        &key,
-        &webhook,
-    )
-    .await
+    let mut retries = 0;
+    loop {
+        let (at, started) = (clock::now(), Instant::now());
+        let sent = client
+            .send(endpoint, &setup.authorization, body.clone(), &key)
+            .await;
+        metrics::counter!(
+            "auditrelay_replay_attempts_total",
+            "webhook" => webhook.clone(),
+            "outcome" => attempt_outcome(&sent),
+        )
+        .increment(1);
+        // The delivery log shows replays next to live delivery; a log the store cannot write
+        // does not stop the job.
+        let attempt = logged(
+            &sent,
+            AttemptKind::Replay,
+            endpoint,
+            batch,
+            at,
+            started.elapsed(),
+        );
+        if let Err(e) = shared
+            .store
+            .log_attempt(&job.scope, &attempt, shared.config.log_size)
+            .await
+        {
+            tracing::warn!(webhook = %webhook, error = %e, "a replay attempt was not logged");
+        }
+        match shared.policy.next(retries, &sent.attempt, clock::now()) {
+            Verdict::Delivered => return Ok(()),
+            Verdict::Failed => return Err(sent),
+            Verdict::RetryAfter(wait) => {
+                retries += 1;
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }
 
 /// Records a batch's outcome in the job: its progress after a 2xx, the failure otherwise.
@@ -290,36 +318,4 @@ async fn sign_after(
         resume,
         read_ahead,
     }))
-}
-
-/// One batch with Decision 3's retries: `Ok` on a 2xx, else the final answer.
-async fn send_with_retries(
-    shared: &Shared,
-    client: &DeliveryClient,
-    endpoint: &str,
-    authorization: &str,
-    body: Bytes,
-    key: &str,
-    webhook: &str,
-) -> Result<(), SendOutcome> {
-    let mut retries = 0;
-    loop {
-        let sent = client
-            .send(endpoint, authorization, body.clone(), key)
-            .await;
-        metrics::counter!(
-            "auditrelay_replay_attempts_total",
-            "webhook" => webhook.to_owned(),
-            "outcome" => attempt_outcome(&sent),
-        )
-        .increment(1);
-        match shared.policy.next(retries, &sent.attempt, clock::now()) {
-            Verdict::Delivered => return Ok(()),
-            Verdict::Failed => return Err(sent),
-            Verdict::RetryAfter(wait) => {
-                retries += 1;
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
 }

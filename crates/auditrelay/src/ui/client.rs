@@ -269,6 +269,29 @@ pub mod wire {
         pub lag_events: Option<u64>,
         pub oldest_undelivered_at: Option<String>,
         pub seconds_until_data_loss: Option<u64>,
+        pub retrying: Option<bool>,
+        pub next_attempt_at: Option<String>,
+        pub consecutive_failures: Option<u32>,
+    }
+
+    /// One attempt of the delivery log.
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct Delivery {
+        pub attempted_at: String,
+        pub kind: String,
+        pub endpoint: String,
+        pub events: u32,
+        pub first_seq: i64,
+        pub last_seq: i64,
+        pub response_code: Option<u16>,
+        pub response_message: String,
+        pub duration_ms: u64,
+        pub delivered: bool,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct Deliveries {
+        pub data: Vec<Delivery>,
     }
 
     #[derive(Debug, Clone, Deserialize)]

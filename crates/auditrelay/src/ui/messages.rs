@@ -62,8 +62,8 @@ impl Badge {
         match self {
             Self::Active => "Delivering: the last attempt succeeded, or none was needed yet.",
             Self::Inactive => {
-                "Failing: the last batch was refused after its retries. Delivery keeps trying \
-                 and catches up when the SIEM recovers."
+                "Failing: the last attempt did not reach the SIEM. Delivery keeps trying the \
+                 same batch and catches up when the SIEM recovers; nothing is skipped."
             }
             Self::Disabled => "Configured but switched off: nothing is sent.",
             Self::NotConfigured => "No endpoint is set up.",

@@ -20,8 +20,8 @@ use super::messages::{
 };
 use super::session::{Flash, SignedIn};
 use super::views::{
-    Choice, Chrome, JobView, RANGES, ReplayForm, ReplayPage, ScopeHeader, Section, SetupForm,
-    SetupPage, StatusPage, StatusView,
+    Choice, Chrome, DeliveryRow, JobView, RANGES, ReplayForm, ReplayPage, ScopeHeader, Section,
+    SetupForm, SetupPage, StatusPage, StatusView,
 };
 use super::{Refused, UiState, failed, render, see_other};
 use crate::clock;
@@ -296,9 +296,12 @@ async fn status_page(
             }
             None => None,
         };
-        Ok::<_, Failure>((state, webhook, destination))
+        let log: wire::Deliveries = api
+            .get(&format!("{}/deliveries?page[size]=20", scope.api_webhook))
+            .await?;
+        Ok::<_, Failure>((state, webhook, destination, log))
     };
-    let (state, webhook, destination) = match read.await {
+    let (state, webhook, destination, log) = match read.await {
         Ok(read) => read,
         Err(failure) => return failed(ui, user, failure),
     };
@@ -332,17 +335,97 @@ async fn status_page(
             s => messages::duration(s),
         }),
         retention: messages::duration(ui.app.config.retention.window.as_secs()),
+        retrying: retrying(&state),
+        failures: state
+            .consecutive_failures
+            .filter(|n| *n > 0)
+            .map(|n| format!("{} in a row", count(u64::from(n)))),
+        can_retry: state.webhook_enabled && state.retrying == Some(true),
+        deliveries: log.data.iter().map(delivery_row).collect(),
     };
     let page = StatusPage {
         chrome: Chrome::new(ui, user, scope.section),
         scope: scope.header(badge_of(&state), "status"),
         status: view,
+        log_size: ui.app.config.delivery.log_size,
         test_what: scope.test_what,
         can_write: user.who.may(scope.write),
         role: user.who.role().as_str(),
         alert,
     };
     render(code, &page)
+}
+
+/// "Retrying: the next attempt is in 8 seconds (at …)", while a failed batch waits.
+fn retrying(state: &wire::WebhookStatus) -> Option<String> {
+    let next = state
+        .next_attempt_at
+        .as_deref()
+        .filter(|_| state.retrying == Some(true))?;
+    let at = auditrelay_core::Timestamp::parse_rfc3339(next)?;
+    let left = at.as_millis().saturating_sub(clock::now().as_millis());
+    let when = match u64::try_from(left.saturating_add(999) / 1000) {
+        Ok(0) | Err(_) => "now".to_owned(),
+        Ok(seconds) => format!("in {}", messages::duration(seconds)),
+    };
+    Some(format!(
+        "Retrying: the next attempt is {when} ({}).",
+        messages::time(next)
+    ))
+}
+
+fn delivery_row(d: &wire::Delivery) -> DeliveryRow {
+    DeliveryRow {
+        at: messages::time(&d.attempted_at),
+        kind: match d.kind.as_str() {
+            "live" => "Delivery",
+            "retry" => "Retry",
+            "probe" => "Probe",
+            "replay" => "Replay",
+            _ => "Attempt",
+        },
+        endpoint: d.endpoint.clone(),
+        events: match d.events {
+            1 => format!("1 (seq {})", d.first_seq),
+            n => format!(
+                "{} (seq {}–{})",
+                count(u64::from(n)),
+                d.first_seq,
+                d.last_seq
+            ),
+        },
+        answer: match d.response_code {
+            Some(code) => format!("{code} {}", d.response_message),
+            None => format!("No HTTP answer: {}", d.response_message),
+        },
+        delivered: d.delivered,
+        duration: format!("{} ms", count(d.duration_ms)),
+    }
+}
+
+/// *Retry now*: the API re-arms the webhook and its batch goes at once.
+pub async fn retry_now(
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, .. }: Form<IgnoredAny>,
+) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
+    let path = format!("{}/retry", scope.api_webhook);
+    match user.api(ui).post_empty::<wire::WebhookStatus>(&path).await {
+        Ok(_) => {
+            user.flash(Flash(
+                "Retrying now: the waiting batch is being sent again. Its answer appears below \
+                 in a moment."
+                    .to_owned(),
+            ));
+            see_other(&format!("{}/status", scope.base))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = explain(&problem, WEBHOOK_LABELS);
+            status_page(ui, user, scope, alert, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
 }
 
 pub async fn test_event(

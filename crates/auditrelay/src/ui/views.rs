@@ -292,6 +292,25 @@ pub struct StatusView {
     pub oldest: Option<String>,
     pub data_loss: Option<String>,
     pub retention: String,
+    /// "Retrying: the next attempt is in 8 seconds", while a failed batch waits.
+    pub retrying: Option<String>,
+    /// "3 in a row", after a failure.
+    pub failures: Option<String>,
+    /// Whether *Retry now* applies: the webhook is enabled and a failed batch waits.
+    pub can_retry: bool,
+    /// The delivery log, newest first.
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+/// One row of the Status page's delivery log, in words.
+pub struct DeliveryRow {
+    pub at: String,
+    pub kind: &'static str,
+    pub endpoint: String,
+    pub events: String,
+    pub answer: String,
+    pub delivered: bool,
+    pub duration: String,
 }
 
 #[derive(Template)]
@@ -300,6 +319,8 @@ pub struct StatusPage {
     pub chrome: Chrome,
     pub scope: ScopeHeader,
     pub status: StatusView,
+    /// `delivery.log_size`.
+    pub log_size: u32,
     pub test_what: &'static str,
     pub can_write: bool,
     pub role: &'static str,

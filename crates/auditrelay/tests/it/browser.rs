@@ -12,6 +12,7 @@
 //! root) the walks also save the screenshots the README shows; without it they save nothing.
 
 mod harness;
+mod operator;
 mod recover_org;
 mod recover_portal;
 mod refusals;

@@ -25,7 +25,7 @@ const SIEM_SECRET: &str = "Splunk 7a1c0000-delivery-test";
 
 /// Loopback receivers need http and private endpoints; small batches and a short flush keep
 /// the tests quick.
-fn dev(c: &mut Config) {
+pub(crate) fn dev(c: &mut Config) {
     c.delivery.allow_http_endpoints = true;
     c.delivery.allow_private_endpoints = true;
     c.delivery.batch_max_events = 250;
@@ -33,7 +33,7 @@ fn dev(c: &mut Config) {
 }
 
 /// Creates a destination for `endpoint` and binds the org webhook of `region` to it, enabled.
-async fn bind(app: &TestApp, region: &str, endpoint: &str, format: &str) -> String {
+pub(crate) async fn bind(app: &TestApp, region: &str, endpoint: &str, format: &str) -> String {
     let destination = json!({
         "name": format!("siem-{region}"), "endpoint": endpoint,
         "authorization": SIEM_SECRET, "log_format": format,
@@ -56,7 +56,7 @@ async fn bind(app: &TestApp, region: &str, endpoint: &str, format: &str) -> Stri
 
 /// Ingests `n` org events into `region` (a mix of the three types); returns their trace ids in
 /// ingest order.
-async fn ingest(app: &TestApp, region: &str, n: usize, tag: &str) -> Vec<String> {
+pub(crate) async fn ingest(app: &TestApp, region: &str, n: usize, tag: &str) -> Vec<String> {
     let traces: Vec<String> = (0..n).map(|i| format!("{tag}-{i:06}")).collect();
     for chunk in traces.chunks(1000) {
         let events: Vec<Value> = chunk
@@ -110,7 +110,7 @@ async fn wait_for_traces(
         .await
 }
 
-async fn status(app: &TestApp, region: &str) -> Value {
+pub(crate) async fn status(app: &TestApp, region: &str) -> Value {
     let path = format!("/{region}/v3/audit-log-webhook/status");
     expect_json(app.get(&path, &app.admin).await, StatusCode::OK).await
 }
@@ -121,7 +121,7 @@ async fn wait_for_status(app: &TestApp, region: &str, webhook_status: &str) -> V
 
 /// The status once it satisfies `check` (the receiver may see a batch before the lane has
 /// recorded the answer).
-async fn wait_for(app: &TestApp, region: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(app: &TestApp, region: &str, check: impl Fn(&Value) -> bool) -> Value {
     eventually(Duration::from_secs(60), || async {
         let s = status(app, region).await;
         check(&s).then_some(s)
@@ -315,13 +315,15 @@ async fn a_failed_batch_turns_the_webhook_inactive_and_probing_catches_up() {
     bind(&app, "us", &receiver.url(), "json").await;
     let mut traces = ingest(&app, "us", 20, "down").await;
 
-    // 1 + 4 attempts over 1 + 2 + 4 + 8 s, then inactive with the SIEM's answer.
-    let s = wait_for_status(&app, "us", "inactive").await;
+    // 1 + 4 attempts over 1 + 2 + 4 + 8 s, each shown as it happens: inactive with the SIEM's
+    // answer from the first failure on.
+    let s = wait_for(&app, "us", |s| s["consecutive_failures"] == 5).await;
+    assert_eq!(s["webhook_status"], "inactive");
     assert_eq!(s["webhook_enabled"], true);
     assert_eq!(s["last_response_code"], 500);
     assert_eq!(s["last_response_message"], "Internal Server Error");
     let attempts = receiver.requests();
-    assert_eq!(attempts.len(), 5, "{} attempts", attempts.len());
+    assert!(attempts.len() >= 5, "{} attempts", attempts.len());
     for (i, wait) in [1, 2, 4, 8].into_iter().enumerate() {
         assert_gap(&attempts, i + 1, Duration::from_secs(wait));
     }

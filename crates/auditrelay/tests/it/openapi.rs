@@ -78,6 +78,17 @@ async fn every_documented_operation_is_routed() {
         (Method::DELETE, "/v3/audit-log-webhook"),
         (Method::GET, "/v3/audit-log-webhook/status"),
         (Method::POST, "/v3/audit-log-webhook/test-event"),
+        (Method::GET, "/v3/audit-log-webhook/deliveries"),
+        (Method::POST, "/v3/audit-log-destinations/test-connection"),
+        (Method::POST, "/v3/audit-log-webhook/retry"),
+        (
+            Method::GET,
+            "/v3/portals/{portalId}/audit-log-webhook/deliveries",
+        ),
+        (
+            Method::POST,
+            "/v3/portals/{portalId}/audit-log-webhook/retry",
+        ),
         (Method::GET, "/v2/portals/{portalId}/audit-log-webhook"),
         (Method::PATCH, "/v2/portals/{portalId}/audit-log-webhook"),
         (Method::DELETE, "/v2/portals/{portalId}/audit-log-webhook"),

@@ -802,7 +802,9 @@ async fn region_webhooks_through_the_setup_form() {
         c.ui.product_name = "Acme Cloud".into();
     })
     .await;
-    let id = destination(&app, "SIEM", "http://127.0.0.1:9/hook").await;
+    // A SIEM that answers: the status must read Active once the webhook is on.
+    let siem = crate::support::receiver::TestReceiver::http().await;
+    let id = destination(&app, "SIEM", &siem.url()).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(&app.admin).await;
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use auditrelay::store::{AttemptOutcome, EventQuery, LastAttempt, Scope};
+use auditrelay::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, EventQuery, Scope};
 use auditrelay_core::{OrgId, PortalId, Region, Role, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -100,11 +100,36 @@ fn konnect_fields(mut status: Value) -> Value {
             "lag_events",
             "oldest_undelivered_at",
             "seconds_until_data_loss",
+            "retrying",
+            "next_attempt_at",
+            "consecutive_failures",
         ] {
             fields.remove(ours);
         }
     }
     status
+}
+
+/// An attempt as the delivery engine records it.
+fn attempt(code: Option<u16>, message: &str) -> DeliveryAttempt {
+    DeliveryAttempt {
+        at: now(),
+        kind: AttemptKind::Live,
+        endpoint: "https://127.0.0.1:9/siem".into(),
+        events: 1,
+        first_seq: 1,
+        last_seq: 1,
+        code,
+        message: message.into(),
+        duration_ms: 3,
+    }
+}
+
+/// A failure whose batch is tried again in a minute.
+fn failed() -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        next_at: now().saturating_add_millis(60_000),
+    }
 }
 
 fn org_scope(app: &TestApp, region: &str) -> Scope {
@@ -659,18 +684,14 @@ async fn positions_are_written_between_group_commits() {
         .collect();
     for n in 1..=100 {
         let through = start + n;
-        let attempt = LastAttempt {
-            at: now(),
-            code: Some(202),
-            message: format!("batch {n}"),
-        };
+        let attempt = attempt(Some(202), &format!("batch {n}"));
         let outcome = AttemptOutcome::Delivered {
             through,
             next_in_flight: Some(through + 1),
         };
         assert!(
             store
-                .record_attempt(&scope, &attempt, outcome)
+                .record_attempt(&scope, &attempt, outcome, 100)
                 .await
                 .unwrap()
         );
@@ -727,13 +748,13 @@ async fn status_follows_konnects_table() {
         .await
     };
     assert_eq!(
-        status().await,
+        konnect_fields(status().await),
         json!({"webhook_enabled": false, "webhook_status": "unconfigured"})
     );
     let id = destination(&app, "siem", &receiver.url()).await;
     patch(json!({"audit_log_destination_id": id})).await;
     assert_eq!(
-        status().await,
+        konnect_fields(status().await),
         json!({"webhook_enabled": false, "webhook_status": "active"}),
         "saved, not shipping"
     );
@@ -745,14 +766,10 @@ async fn status_follows_konnects_table() {
 
     // Delivery records a failed batch (the delivery engine's call).
     let scope = org_scope(&app, "us");
-    let failed = LastAttempt {
-        at: now(),
-        code: Some(401),
-        message: "Unauthorized".into(),
-    };
+    let unauthorized = attempt(Some(401), "Unauthorized");
     assert!(
         app.store()
-            .record_attempt(&scope, &failed, AttemptOutcome::Failed)
+            .record_attempt(&scope, &unauthorized, failed(), 100)
             .await
             .unwrap()
     );
@@ -763,12 +780,12 @@ async fn status_follows_konnects_table() {
     assert_eq!(s["last_response_message"], "Unauthorized");
     assert_eq!(
         s["last_attempt_at"].as_str().unwrap(),
-        failed.at.to_rfc3339_millis()
+        unauthorized.at.to_rfc3339_millis()
     );
 
     // Turned off after the failure: false × inactive.
     app.store()
-        .record_attempt(&scope, &failed, AttemptOutcome::Failed)
+        .record_attempt(&scope, &unauthorized, failed(), 100)
         .await
         .unwrap();
     let off = app
@@ -788,7 +805,7 @@ async fn status_follows_konnects_table() {
     assert_eq!(s["last_response_code"], 401);
     // A failure recorded while disabled (a probe in flight) shows as false × inactive.
     app.store()
-        .record_attempt(&scope, &failed, AttemptOutcome::Failed)
+        .record_attempt(&scope, &unauthorized, failed(), 100)
         .await
         .unwrap();
     assert_eq!(status().await["webhook_status"], "inactive");
@@ -796,7 +813,7 @@ async fn status_follows_konnects_table() {
     // Fixing the destination re-arms every webhook that uses it.
     patch(json!({"enabled": true})).await;
     app.store()
-        .record_attempt(&scope, &failed, AttemptOutcome::Failed)
+        .record_attempt(&scope, &unauthorized, failed(), 100)
         .await
         .unwrap();
     assert_eq!(status().await["webhook_status"], "inactive");
@@ -812,24 +829,16 @@ async fn status_follows_konnects_table() {
     assert_eq!(status().await["webhook_status"], "active");
 
     // A transport failure has no response code.
-    let refused = LastAttempt {
-        at: now(),
-        code: None,
-        message: "connection refused".into(),
-    };
+    let refused = attempt(None, "connection refused");
     app.store()
-        .record_attempt(&scope, &refused, AttemptOutcome::Failed)
+        .record_attempt(&scope, &refused, failed(), 100)
         .await
         .unwrap();
     let s = status().await;
     assert!(s.get("last_response_code").is_none(), "{s}");
     assert_eq!(s["last_response_message"], "connection refused");
     // Success: active again, the cursor moved.
-    let ok = LastAttempt {
-        at: now(),
-        code: Some(202),
-        message: "Accepted".into(),
-    };
+    let ok = attempt(Some(202), "Accepted");
     app.store()
         .record_attempt(
             &scope,
@@ -838,6 +847,7 @@ async fn status_follows_konnects_table() {
                 through: 1,
                 next_in_flight: None,
             },
+            100,
         )
         .await
         .unwrap();
@@ -849,7 +859,7 @@ async fn status_follows_konnects_table() {
     let resp = app.delete("/us/v3/audit-log-webhook", &app.admin).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        status().await,
+        konnect_fields(status().await),
         json!({"webhook_enabled": false, "webhook_status": "unconfigured"})
     );
     app.stop().await;

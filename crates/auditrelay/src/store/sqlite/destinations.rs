@@ -84,6 +84,7 @@ impl SqliteStore {
 
     pub async fn update_destination(&self, d: &Destination) -> Result<bool> {
         let mut tx = PoolTx::begin(&self.pool).await?;
+        forget_attempts_if_redirected(&mut tx, d).await?;
         let result = sqlx::query(
             "UPDATE destinations SET name = ?, endpoint = ?, authorization_sealed = ?, log_format = ?,
                                      skip_ssl_verification = ?, updated_at = ?
@@ -131,6 +132,7 @@ impl SqliteStore {
 
 /// Inserts a destination, or updates every field but `created_at` of the one with its id.
 pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destination) -> Result<()> {
+    forget_attempts_if_redirected(conn, d).await?;
     let result = sqlx::query(
         "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
                                    skip_ssl_verification, managed_region, created_at, updated_at,
@@ -157,6 +159,27 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     .execute(&mut *conn)
     .await;
     name_conflict(result).map(drop)
+}
+
+/// Before `d` is saved over its stored self: when its endpoint, credentials or certificate
+/// checking change, the webhooks bound to it forget their attempts, which say nothing about the
+/// new configuration (a 202 from the old endpoint must not read as the new one working).
+async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destination) -> Result<()> {
+    sqlx::query(
+        "UPDATE webhooks SET status = 'active', last_attempt_at = NULL, last_response_code = NULL,
+                             last_response_message = NULL, consecutive_failures = 0,
+                             next_attempt_at = NULL
+         WHERE destination_id = ?1 AND EXISTS (
+             SELECT 1 FROM destinations WHERE id = ?1 AND (endpoint != ?2
+                 OR authorization_sealed != ?3 OR skip_ssl_verification != ?4))",
+    )
+    .bind(d.id.to_string())
+    .bind(&d.endpoint)
+    .bind(d.authorization_sealed.as_slice())
+    .bind(d.skip_ssl_verification)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn name_conflict(

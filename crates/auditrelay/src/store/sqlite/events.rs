@@ -480,9 +480,10 @@ impl WriterConn {
         result
     }
 
-    /// A delivery position, in a statement of its own (SQLite commits it, or undoes it whole).
+    /// A delivery position, with its delivery-log row where it has one, in one transaction.
     async fn write_position(&mut self, position: &Position) -> Result<bool> {
-        write_position(self.get().await?, position).await
+        self.transaction(async |conn| write_position(conn, position).await)
+            .await
     }
 
     /// A small commit, to learn whether the store accepts writes again. It rewrites 64 KiB, so

@@ -10,8 +10,8 @@ use super::events::scope_id;
 use super::tx::PoolTx;
 use super::{SqliteStore, portal_key, scope_from_row};
 use crate::store::{
-    AttemptOutcome, Destination, LastAttempt, Result, Scope, StoreError, Webhook, WebhookConfig,
-    WebhookStatus,
+    AttemptKind, AttemptOutcome, DeliveryAttempt, Destination, LastAttempt, LoggedAttempt,
+    PageQuery, Result, Scope, Seek, StoreError, Webhook, WebhookConfig, WebhookStatus,
 };
 
 impl SqliteStore {
@@ -60,6 +60,17 @@ impl SqliteStore {
                      destination_id = excluded.destination_id,
                      enabled = excluded.enabled,
                      status = 'active',
+                     -- Another destination's attempts say nothing about this one.
+                     last_attempt_at = CASE WHEN webhooks.destination_id = excluded.destination_id
+                                       THEN webhooks.last_attempt_at END,
+                     last_response_code = CASE WHEN webhooks.destination_id = excluded.destination_id
+                                          THEN webhooks.last_response_code END,
+                     last_response_message = CASE WHEN webhooks.destination_id = excluded.destination_id
+                                             THEN webhooks.last_response_message END,
+                     consecutive_failures = CASE WHEN webhooks.destination_id = excluded.destination_id
+                                            THEN webhooks.consecutive_failures ELSE 0 END,
+                     -- A saved configuration is tried at once (the lanes are told).
+                     next_attempt_at = NULL,
                      cursor = CASE WHEN excluded.enabled AND NOT webhooks.enabled
                                    THEN excluded.cursor ELSE webhooks.cursor END,
                      in_flight_through = CASE WHEN excluded.enabled AND NOT webhooks.enabled
@@ -95,15 +106,83 @@ impl SqliteStore {
     pub async fn record_attempt(
         &self,
         scope: &Scope,
-        attempt: &LastAttempt,
+        attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
+        keep: u32,
     ) -> Result<bool> {
         self.write_position(Position::Attempt {
             scope: scope.clone(),
             attempt: attempt.clone(),
             outcome,
+            keep,
         })
         .await
+    }
+
+    pub async fn log_attempt(
+        &self,
+        scope: &Scope,
+        attempt: &DeliveryAttempt,
+        keep: u32,
+    ) -> Result<()> {
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        let scope_id = scope_id(&mut tx, scope).await?;
+        append_to_log(&mut tx, scope_id, attempt, keep).await?;
+        tx.commit().await
+    }
+
+    pub async fn list_attempts(
+        &self,
+        scope: &Scope,
+        page: &PageQuery,
+    ) -> Result<Vec<LoggedAttempt>> {
+        // Newest first: the list's sort key is (-id, ""), so "after" means older.
+        let (sql, bound) = match &page.seek {
+            Seek::Forward(after) => (
+                "SELECT a.* FROM delivery_attempts a JOIN scopes s ON s.id = a.scope_id
+                 WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND a.id < ?4
+                 ORDER BY a.id DESC LIMIT ?5",
+                after
+                    .as_ref()
+                    .map_or(i64::MAX, |(key, _)| key.saturating_neg()),
+            ),
+            Seek::Backward((key, _)) => (
+                "SELECT a.* FROM delivery_attempts a JOIN scopes s ON s.id = a.scope_id
+                 WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND a.id > ?4
+                 ORDER BY a.id ASC LIMIT ?5",
+                key.saturating_neg(),
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(scope.org_id.to_string())
+            .bind(scope.region.as_str())
+            .bind(portal_key(scope))
+            .bind(bound)
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut list = rows
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if matches!(page.seek, Seek::Backward(_)) {
+            list.reverse();
+        }
+        Ok(list)
+    }
+
+    pub async fn rearm_webhook(&self, scope: &Scope, now: Timestamp) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET status = 'active', next_attempt_at = ?1, updated_at = ?1
+             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?2 AND region = ?3 AND portal_id = ?4)",
+        )
+        .bind(now.as_millis())
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(portal_key(scope))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn delete_webhooks(&self, scopes: &[Scope]) -> Result<u64> {
@@ -146,6 +225,11 @@ fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
             code: code.and_then(|c| u16::try_from(c).ok()),
             message: message.unwrap_or_default(),
         }),
+        consecutive_failures: u32::try_from(row.try_get::<i64, _>("consecutive_failures")?)
+            .map_err(|_| corrupt("failure count"))?,
+        next_attempt_at: row
+            .try_get::<Option<i64>, _>("next_attempt_at")?
+            .map(Timestamp::from_millis),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
     })
 }
@@ -155,11 +239,12 @@ fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
 pub enum Position {
     /// The last `seq` of the batch about to be sent.
     InFlight { scope: Scope, through: i64 },
-    /// A batch's final attempt (see `Store::record_attempt`).
+    /// A live delivery attempt (see `Store::record_attempt`), logged with the newest `keep`.
     Attempt {
         scope: Scope,
-        attempt: LastAttempt,
+        attempt: DeliveryAttempt,
         outcome: AttemptOutcome,
+        keep: u32,
     },
 }
 
@@ -185,21 +270,25 @@ pub(super) async fn write_position(
             scope,
             attempt,
             outcome,
+            keep,
         } => {
-            let (through, next_in_flight) = match *outcome {
+            let (through, next_in_flight, next_at) = match *outcome {
                 AttemptOutcome::Delivered {
                     through,
                     next_in_flight,
-                } => (Some(through), next_in_flight),
-                AttemptOutcome::Failed => (None, None),
+                } => (Some(through), next_in_flight, None),
+                AttemptOutcome::Failed { next_at } => (None, None, Some(next_at.as_millis())),
             };
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE webhooks SET
                      last_attempt_at = ?1, last_response_code = ?2, last_response_message = ?3,
                      status = CASE WHEN ?4 IS NULL THEN 'inactive' ELSE 'active' END,
+                     consecutive_failures = CASE WHEN ?4 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
+                     next_attempt_at = ?9,
                      cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
                      in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END
-                 WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)",
+                 WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)
+                 RETURNING scope_id",
             )
             .bind(attempt.at.as_millis())
             .bind(attempt.code.map(i64::from))
@@ -209,9 +298,76 @@ pub(super) async fn write_position(
             .bind(scope.region.as_str())
             .bind(portal_key(scope))
             .bind(next_in_flight)
-            .execute(&mut *conn)
-            .await?
+            .bind(next_at)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = done else {
+                return Ok(false);
+            };
+            append_to_log(conn, row.try_get("scope_id")?, attempt, *keep).await?;
+            return Ok(true);
         }
     };
     Ok(done.rows_affected() == 1)
+}
+
+/// Adds an attempt to a scope's delivery log, and forgets what is past the newest `keep`.
+async fn append_to_log(
+    conn: &mut SqliteConnection,
+    scope_id: i64,
+    attempt: &DeliveryAttempt,
+    keep: u32,
+) -> Result<()> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO delivery_attempts
+             (scope_id, at, kind, endpoint, events, first_seq, last_seq, response_code, message, duration_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(scope_id)
+    .bind(attempt.at.as_millis())
+    .bind(attempt.kind.as_str())
+    .bind(&attempt.endpoint)
+    .bind(i64::from(attempt.events))
+    .bind(attempt.first_seq)
+    .bind(attempt.last_seq)
+    .bind(attempt.code.map(i64::from))
+    .bind(&attempt.message)
+    .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+    .fetch_one(&mut *conn)
+    .await?;
+    // Ids grow, so the rows to forget are the scope's below the keep-th newest. One indexed
+    // range delete per attempt keeps the log's size fixed without a sweeper.
+    sqlx::query(
+        "DELETE FROM delivery_attempts WHERE scope_id = ?1 AND id <= coalesce(
+             (SELECT id FROM delivery_attempts WHERE scope_id = ?1 AND id <= ?2
+              ORDER BY id DESC LIMIT 1 OFFSET ?3), -1)",
+    )
+    .bind(scope_id)
+    .bind(id)
+    .bind(i64::from(keep))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn attempt_from_row(row: &SqliteRow) -> Result<LoggedAttempt> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid delivery attempt {what}"));
+    let kind: String = row.try_get("kind")?;
+    let code: Option<i64> = row.try_get("response_code")?;
+    Ok(LoggedAttempt {
+        id: row.try_get("id")?,
+        attempt: DeliveryAttempt {
+            at: Timestamp::from_millis(row.try_get("at")?),
+            kind: AttemptKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+            endpoint: row.try_get("endpoint")?,
+            events: u32::try_from(row.try_get::<i64, _>("events")?)
+                .map_err(|_| corrupt("event count"))?,
+            first_seq: row.try_get("first_seq")?,
+            last_seq: row.try_get("last_seq")?,
+            code: code.and_then(|c| u16::try_from(c).ok()),
+            message: row.try_get("message")?,
+            duration_ms: u64::try_from(row.try_get::<i64, _>("duration_ms")?)
+                .map_err(|_| corrupt("duration"))?,
+        },
+    })
 }

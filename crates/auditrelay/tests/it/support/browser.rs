@@ -151,6 +151,14 @@ impl Browser {
         })
     }
 
+    /// Makes the page `width` CSS pixels wide (a phone is about 400), keeping its height.
+    pub async fn resize(&self, width: u32) -> anyhow::Result<()> {
+        self.client
+            .set_window_size(width, WINDOW.1 + self.frame)
+            .await?;
+        Ok(())
+    }
+
     /// Runs a test body against this browser and ends the session. On an error or a panic it
     /// saves the artifacts (see the module docs) and fails the test with their paths.
     pub async fn run(self, body: impl AsyncFnOnce(&Browser) -> anyhow::Result<()>) {

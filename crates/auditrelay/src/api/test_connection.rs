@@ -1,0 +1,155 @@
+//! Our extension, "Test connection": one signed sample line sent to an endpoint right now, and
+//! its answer (status, message, latency, or the transport or TLS error) returned at once,
+//! without waiting for the next batch. It tests a saved destination, a saved one with some
+//! fields changed (an edit form before it is saved), or fields alone (a new destination). The
+//! endpoint passes the same checks as a destination's (https, public addresses, at connect time
+//! too) and the same certificate choice as delivery.
+
+use auditrelay_core::format::Format;
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Caller;
+use super::destinations::{LogFormatWire, Problems, may_write_some, writable};
+use super::error::{ApiError, InvalidParameter, Problem};
+use super::json::ApiJson;
+use crate::delivery::sample::{self, Target};
+
+const RESOURCE: &str = "audit-log-destinations";
+
+/// What to test. With `audit_log_destination_id`, the saved destination's fields, each one
+/// the body gives replacing the saved one; without it, `endpoint` and `authorization` are
+/// required.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestConnectionBody {
+    #[schema(format = Uuid)]
+    pub audit_log_destination_id: Option<String>,
+    pub endpoint: Option<String>,
+    /// Sent as the `Authorization` header; never returned.
+    pub authorization: Option<String>,
+    pub log_format: Option<LogFormatWire>,
+    pub skip_ssl_verification: Option<bool>,
+}
+
+/// What the endpoint answered to the sample line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestConnectionResponse {
+    /// Whether the endpoint took the line (a 2xx), as delivery would count it.
+    pub delivered: bool,
+    pub endpoint: String,
+    /// Absent when there was no HTTP answer: `response_message` says why (connection refused,
+    /// timeout, the TLS error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<u16>,
+    pub response_message: String,
+    pub duration_ms: u64,
+    /// The sample line is a copy of this request's own authorization event: look for this
+    /// trace id at the SIEM.
+    pub trace_id: String,
+}
+
+/// Our extension: sends one signed sample line to an endpoint now and answers what it said.
+/// 200 whatever the endpoint answered (see `delivered`); 400 for fields a destination could not
+/// have; 404 for a destination the caller cannot change.
+#[utoipa::path(post, path = "/v3/audit-log-destinations/test-connection", tag = "Audit Logs",
+    operation_id = "test-audit-log-destination-connection",
+    request_body = TestConnectionBody,
+    responses(
+        (status = 200, body = TestConnectionResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("personalAccessToken" = []), ("systemAccountAccessToken" = [])))]
+pub async fn test_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<TestConnectionBody>,
+) -> Result<Json<TestConnectionResponse>, ApiError> {
+    // Sending lines somewhere is writing: the same right as changing a destination.
+    may_write_some(&caller, "test")?;
+    let saved = match body.audit_log_destination_id.as_deref() {
+        Some(raw) => {
+            let id = Uuid::try_parse(raw)
+                .ok()
+                .filter(|_| raw.len() == 36)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "Invalid destination id",
+                        InvalidParameter::new(
+                            "audit_log_destination_id",
+                            Some("is_uuid"),
+                            "must be a UUID",
+                        )
+                        .with_source("body"),
+                    )
+                })?;
+            Some(writable(&state, &caller, id).await?)
+        }
+        None => None,
+    };
+
+    let mut problems = Problems::default();
+    let endpoint = match (body.endpoint.as_deref(), &saved) {
+        (Some(endpoint), _) => problems.endpoint(endpoint, &state.config.delivery).await,
+        (None, Some(saved)) => Some(saved.endpoint.clone()),
+        (None, None) => problems.endpoint("", &state.config.delivery).await,
+    };
+    let authorization = match (body.authorization.as_deref(), &saved) {
+        (Some(value), _) => problems.authorization(value),
+        (None, Some(saved)) => Some(
+            state
+                .secrets
+                .open(&saved.authorization_sealed, &saved.id.to_string())
+                .map_err(ApiError::internal)?,
+        ),
+        (None, None) => problems.authorization(""),
+    };
+    problems.into_result()?;
+    let (Some(endpoint), Some(authorization)) = (endpoint, authorization) else {
+        unreachable!("every field without a problem has a value");
+    };
+    let format = body
+        .log_format
+        .map(Format::from)
+        .or(saved.as_ref().map(|d| d.log_format))
+        .unwrap_or(Format::Cef);
+    let skip_ssl_verification = body
+        .skip_ssl_verification
+        .or(saved.as_ref().map(|d| d.skip_ssl_verification))
+        .unwrap_or(false);
+
+    let facts = &caller.ctx.facts;
+    let event = caller
+        .ctx
+        .trail
+        .authorization_event(facts, RESOURCE, "test", true);
+    let target = Target {
+        endpoint: &endpoint,
+        authorization: &authorization,
+        format,
+        skip_ssl_verification,
+    };
+    let answer = sample::send(
+        &state.config.delivery,
+        &state.keys,
+        &state.format,
+        &target,
+        &event,
+    )
+    .await;
+    Ok(Json(TestConnectionResponse {
+        delivered: answer.delivered(),
+        endpoint,
+        response_code: answer.code,
+        response_message: answer.message,
+        duration_ms: u64::try_from(answer.took.as_millis()).unwrap_or(u64::MAX),
+        trace_id: facts.trace_id.clone(),
+    }))
+}
