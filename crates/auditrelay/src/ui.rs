@@ -96,6 +96,10 @@ pub fn router(app: AppState, api: Router) -> Router {
             post(scope::retry_now),
         )
         .route(
+            "/ui/audit-logs/regions/{region}/test-connection",
+            post(scope::test_connection),
+        )
+        .route(
             "/ui/audit-logs/regions/{region}/replay",
             get(scope::replay).post(scope::send_replay),
         )
@@ -110,6 +114,10 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/ui/portals/{portal}/status", get(scope::status))
         .route("/ui/portals/{portal}/test-event", post(scope::test_event))
         .route("/ui/portals/{portal}/retry", post(scope::retry_now))
+        .route(
+            "/ui/portals/{portal}/test-connection",
+            post(scope::test_connection),
+        )
         .route(
             "/ui/portals/{portal}/replay",
             get(scope::replay).post(scope::send_replay),

@@ -289,6 +289,16 @@ pub mod wire {
         pub delivered: bool,
     }
 
+    /// What the API's connection test found.
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct ConnectionTest {
+        pub delivered: bool,
+        pub response_code: Option<u16>,
+        pub response_message: String,
+        pub duration_ms: u64,
+        pub trace_id: String,
+    }
+
     #[derive(Debug, Clone, Deserialize)]
     pub struct Deliveries {
         pub data: Vec<Delivery>,

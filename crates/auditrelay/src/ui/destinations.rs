@@ -1,9 +1,14 @@
 //! The Webhook Destination tab: the destinations, which webhooks use each, and the New
 //! Webhook / edit / delete forms.
 //!
-//! The authorization value is write-only here as in the API: a form never shows it (not even
-//! after an error, when it must be typed again), an edit leaves it as it is unless a new value
-//! is typed, and "Remove the saved value" sends an empty one for the API to judge.
+//! The authorization value is write-only here as in the API: a form never shows the saved
+//! value, and an edit leaves it as it is unless a new value is typed. What the person typed in
+//! a submission comes back (masked) when the form is shown again after a refused save or a
+//! connection test, so it need not be typed twice.
+//!
+//! *Test connection*, a second button of the same form, sends the form's values (over the
+//! saved ones, on an edit) to the API's connection test and shows the answer above the form,
+//! which keeps everything typed: nothing is saved.
 
 use std::collections::HashMap;
 
@@ -20,8 +25,8 @@ use super::messages::{self, Alert, DESTINATION_LABELS, explain};
 use super::scope::Scope;
 use super::session::{Flash, SignedIn};
 use super::views::{
-    Chrome, DestinationForm, DestinationFormPage, DestinationRow, DestinationsPage, LOG_FORMATS,
-    Section,
+    Chrome, ConnectionResult, DestinationForm, DestinationFormPage, DestinationRow,
+    DestinationsPage, LOG_FORMATS, Section,
 };
 use super::{Refused, UiState, failed, hidden_section, render, see_other};
 
@@ -118,19 +123,47 @@ pub struct DestinationData {
     pub authorization: String,
     pub log_format: String,
     pub skip_ssl_verification: Option<String>,
+    /// `test` from the *Test connection* button; anything else saves.
+    pub intent: String,
 }
 
 impl DestinationData {
-    /// The form to show again: everything as typed but the authorization value.
+    /// The form to show again, as typed.
     fn form(&self, action: String, editing: bool) -> DestinationForm {
         DestinationForm {
             action,
             editing,
             name: self.name.clone(),
             endpoint: self.endpoint.clone(),
+            authorization: self.authorization.clone(),
             log_format: self.log_format.clone(),
             skip_ssl_verification: self.skip_ssl_verification.is_some(),
         }
+    }
+
+    fn is_test(&self) -> bool {
+        self.intent == "test"
+    }
+
+    /// The connection test's body: the form's delivery fields, over the saved destination's
+    /// (`saved`) on an edit, where an empty authorization means the saved one.
+    fn test_body(&self, saved: Option<Uuid>) -> Value {
+        let mut body = Map::new();
+        if let Some(id) = saved {
+            body.insert("audit_log_destination_id".into(), id.to_string().into());
+        }
+        body.insert("endpoint".into(), self.endpoint.clone().into());
+        if !self.authorization.is_empty() || saved.is_none() {
+            body.insert("authorization".into(), self.authorization.clone().into());
+        }
+        if !self.log_format.is_empty() {
+            body.insert("log_format".into(), self.log_format.clone().into());
+        }
+        body.insert(
+            "skip_ssl_verification".into(),
+            self.skip_ssl_verification.is_some().into(),
+        );
+        Value::Object(body)
     }
 
     /// The API body: every field of the form; on an edit, the authorization value only when
@@ -172,6 +205,8 @@ fn form_page(
         chrome: Chrome::new(ui, user, Section::Destinations),
         heading,
         form,
+        connection: None,
+        alert_lead: "The destination was not saved:",
         formats: LOG_FORMATS,
         can_write: user.who.may_write_destinations(),
         role: user.who.role().as_str(),
@@ -190,6 +225,7 @@ pub async fn new(State(ui): State<UiState>, user: SignedIn) -> Response {
         editing: false,
         name: String::new(),
         endpoint: String::new(),
+        authorization: String::new(),
         log_format: "cef".to_owned(),
         skip_ssl_verification: false,
     };
@@ -210,6 +246,54 @@ fn save_refused(problem: &super::client::Problem, name: &str) -> Alert {
     explain(problem, DESTINATION_LABELS)
 }
 
+/// *Test connection*: the API's connection test with the form's values, and the form again
+/// with its answer (or with what is wrong with the values).
+async fn test_connection(
+    ui: &UiState,
+    user: &SignedIn,
+    heading: String,
+    form: DestinationForm,
+    body: Value,
+) -> Response {
+    let tested = user
+        .api(ui)
+        .send::<wire::ConnectionTest>(
+            Method::POST,
+            "/v3/audit-log-destinations/test-connection",
+            &body,
+        )
+        .await;
+    let (connection, alert, status) = match tested {
+        Ok(test) => (
+            Some(ConnectionResult {
+                delivered: test.delivered,
+                summary: messages::connection_summary(&test),
+                trace_id: test.trace_id,
+            }),
+            Alert::default(),
+            StatusCode::OK,
+        ),
+        Err(Failure::Problem(problem)) => (
+            None,
+            explain(&problem, DESTINATION_LABELS),
+            problem.status(),
+        ),
+        Err(failure) => return failed(ui, user, failure),
+    };
+    let page = DestinationFormPage {
+        chrome: Chrome::new(ui, user, Section::Destinations),
+        heading,
+        form,
+        connection,
+        alert_lead: "The connection was not tested:",
+        formats: LOG_FORMATS,
+        can_write: user.who.may_write_destinations(),
+        role: user.who.role().as_str(),
+        alert,
+    };
+    render(status, &page)
+}
+
 /// `POST /ui/destinations`.
 pub async fn create(
     State(ui): State<UiState>,
@@ -217,6 +301,11 @@ pub async fn create(
 ) -> Response {
     if !Section::Destinations.visible_to(user.who.role()) {
         return hidden_section(&ui, &user);
+    }
+    if data.is_test() {
+        let form = data.form("/ui/destinations".to_owned(), false);
+        let heading = "New Webhook".to_owned();
+        return test_connection(&ui, &user, heading, form, data.test_body(None)).await;
     }
     let created = user
         .api(&ui)
@@ -269,6 +358,7 @@ pub async fn edit(State(ui): State<UiState>, user: SignedIn, Path(id): Path<Stri
         editing: true,
         name: destination.name,
         endpoint: destination.endpoint,
+        authorization: String::new(),
         log_format: destination.log_format,
         skip_ssl_verification: destination.skip_ssl_verification,
     };
@@ -293,6 +383,11 @@ pub async fn update(
         Ok(id) => id,
         Err(refused) => return refused.page(&ui, &user),
     };
+    if data.is_test() {
+        let heading = edit_heading(&user, data.name.trim());
+        let form = data.form(format!("/ui/destinations/{id}"), true);
+        return test_connection(&ui, &user, heading, form, data.test_body(Some(id))).await;
+    }
     let path = format!("/v3/audit-log-destinations/{id}");
     let saved = user
         .api(&ui)

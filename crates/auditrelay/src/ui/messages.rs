@@ -3,7 +3,7 @@
 
 use auditrelay_core::Timestamp;
 
-use super::client::Problem;
+use super::client::{Problem, wire};
 
 /// Konnect's name of a region ("US - North America"); an unknown code upper-cased.
 pub fn region_name(code: &str) -> String {
@@ -243,6 +243,25 @@ pub fn duration(seconds: u64) -> String {
         }
     }
     out
+}
+
+/// What a connection test found, in one sentence.
+pub fn connection_summary(test: &wire::ConnectionTest) -> String {
+    let took = format!("{} ms", count(test.duration_ms));
+    match test.response_code {
+        Some(code) if test.delivered => format!(
+            "It works: the endpoint answered {code} {} in {took}.",
+            test.response_message
+        ),
+        Some(code) => format!(
+            "The endpoint answered {code} {} in {took}: it did not accept the line.",
+            test.response_message
+        ),
+        None => format!(
+            "No answer from the endpoint after {took}: {}.",
+            test.response_message
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use super::messages::{
 };
 use super::session::{Flash, SignedIn};
 use super::views::{
-    Choice, Chrome, DeliveryRow, JobView, RANGES, ReplayForm, ReplayPage, ScopeHeader, Section,
-    SetupForm, SetupPage, StatusPage, StatusView,
+    Choice, Chrome, ConnectionResult, DeliveryRow, JobView, RANGES, ReplayForm, ReplayPage,
+    ScopeHeader, Section, SetupForm, SetupPage, StatusPage, StatusView,
 };
 use super::{Refused, UiState, failed, render, see_other};
 use crate::clock;
@@ -275,7 +275,7 @@ pub async fn remove(
 
 pub async fn status(State(ui): State<UiState>, user: SignedIn, Target(scope): Target) -> Response {
     let (ui, user, scope) = (&ui, &user, &scope);
-    status_page(ui, user, scope, Alert::default(), StatusCode::OK).await
+    status_page(ui, user, scope, Alert::default(), None, StatusCode::OK).await
 }
 
 async fn status_page(
@@ -283,6 +283,7 @@ async fn status_page(
     user: &SignedIn,
     scope: &Scope,
     alert: Alert,
+    connection: Option<ConnectionResult>,
     code: StatusCode,
 ) -> Response {
     let api = user.api(ui);
@@ -308,6 +309,7 @@ async fn status_page(
     let attempted = state.last_attempt_at.is_some();
     let view = StatusView {
         enabled: state.webhook_enabled,
+        configured: webhook.is_some(),
         endpoint: match (&webhook, destination) {
             (None, _) => "Not configured".to_owned(),
             (Some(_), Some(d)) => format!("{} ({})", d.name, d.endpoint),
@@ -347,6 +349,7 @@ async fn status_page(
         chrome: Chrome::new(ui, user, scope.section),
         scope: scope.header(badge_of(&state), "status"),
         status: view,
+        connection,
         log_size: ui.app.config.delivery.log_size,
         test_what: scope.test_what,
         can_write: user.who.may(scope.write),
@@ -422,7 +425,59 @@ pub async fn retry_now(
         }
         Err(Failure::Problem(problem)) => {
             let alert = explain(&problem, WEBHOOK_LABELS);
-            status_page(ui, user, scope, alert, problem.status()).await
+            status_page(ui, user, scope, alert, None, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
+}
+
+/// *Test connection* on the Status page: one signed sample line to the bound destination now,
+/// and its answer on the page.
+pub async fn test_connection(
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, .. }: Form<IgnoredAny>,
+) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
+    let api = user.api(ui);
+    let webhook: Option<wire::Webhook> = match api.get_optional(&scope.api_webhook).await {
+        Ok(webhook) => webhook,
+        Err(failure) => return failed(ui, user, failure),
+    };
+    let Some(webhook) = webhook else {
+        let alert = Alert::one(
+            "There is nothing to test yet: choose a destination on the Setup tab first.",
+        );
+        return status_page(ui, user, scope, alert, None, StatusCode::BAD_REQUEST).await;
+    };
+    let body = json!({"audit_log_destination_id": webhook.audit_log_destination_id});
+    let tested = api
+        .send::<wire::ConnectionTest>(
+            Method::POST,
+            "/v3/audit-log-destinations/test-connection",
+            &body,
+        )
+        .await;
+    match tested {
+        Ok(test) => {
+            let connection = ConnectionResult {
+                delivered: test.delivered,
+                summary: messages::connection_summary(&test),
+                trace_id: test.trace_id,
+            };
+            status_page(
+                ui,
+                user,
+                scope,
+                Alert::default(),
+                Some(connection),
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = explain(&problem, WEBHOOK_LABELS);
+            status_page(ui, user, scope, alert, None, problem.status()).await
         }
         Err(failure) => failed(ui, user, failure),
     }
@@ -446,7 +501,7 @@ pub async fn test_event(
         }
         Err(Failure::Problem(problem)) => {
             let alert = explain(&problem, WEBHOOK_LABELS);
-            status_page(ui, user, scope, alert, problem.status()).await
+            status_page(ui, user, scope, alert, None, problem.status()).await
         }
         Err(failure) => failed(ui, user, failure),
     }

@@ -197,6 +197,9 @@ pub struct DestinationForm {
     pub editing: bool,
     pub name: String,
     pub endpoint: String,
+    /// What the person typed in this submission, shown again so that a refused save or a
+    /// connection test does not make them type it twice; never the saved value.
+    pub authorization: String,
     pub log_format: String,
     pub skip_ssl_verification: bool,
 }
@@ -219,6 +222,10 @@ pub struct DestinationFormPage {
     pub chrome: Chrome,
     pub heading: String,
     pub form: DestinationForm,
+    /// What *Test connection* found, after one.
+    pub connection: Option<ConnectionResult>,
+    /// The alert's first line when it lists several problems.
+    pub alert_lead: &'static str,
     pub formats: [(&'static str, &'static str); 3],
     pub can_write: bool,
     pub role: &'static str,
@@ -284,6 +291,8 @@ pub struct SetupPage {
 /// The Status tab, in words.
 pub struct StatusView {
     pub enabled: bool,
+    /// Whether a destination is bound (there is something to test).
+    pub configured: bool,
     pub endpoint: String,
     pub last_attempt: Option<String>,
     pub last_response_code: String,
@@ -300,6 +309,14 @@ pub struct StatusView {
     pub can_retry: bool,
     /// The delivery log, newest first.
     pub deliveries: Vec<DeliveryRow>,
+}
+
+/// What *Test connection* found, in words.
+pub struct ConnectionResult {
+    pub delivered: bool,
+    /// "The endpoint answered 202 Accepted in 12 ms."
+    pub summary: String,
+    pub trace_id: String,
 }
 
 /// One row of the Status page's delivery log, in words.
@@ -319,6 +336,8 @@ pub struct StatusPage {
     pub chrome: Chrome,
     pub scope: ScopeHeader,
     pub status: StatusView,
+    /// What *Test connection* found, after one.
+    pub connection: Option<ConnectionResult>,
     /// `delivery.log_size`.
     pub log_size: u32,
     pub test_what: &'static str,

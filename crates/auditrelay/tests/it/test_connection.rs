@@ -84,11 +84,7 @@ async fn a_saved_destination_gets_one_signed_line_now() {
     assert_eq!(answer["delivered"], true);
     let request = &other.requests()[0];
     assert_eq!(request.authorization(), Some("Bearer typed"));
-    assert!(
-        request.lines[0].contains(" CEF:0|"),
-        "{}",
-        request.lines[0]
-    );
+    assert!(request.lines[0].contains(" CEF:0|"), "{}", request.lines[0]);
     let saved = expect_json(
         app.get(&format!("/v3/audit-log-destinations/{id}"), &app.admin)
             .await,

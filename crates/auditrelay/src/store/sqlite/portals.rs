@@ -71,14 +71,19 @@ impl SqliteStore {
     /// Deletes the portal and its webhook (its events stay until retention removes them).
     pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
         let mut tx = PoolTx::begin(&self.pool).await?;
-        sqlx::query(
+        // Its webhook, and that webhook's delivery log, which nothing could read any more.
+        for sql in [
             "DELETE FROM webhooks WHERE scope_id IN
                  (SELECT id FROM scopes WHERE org_id = ? AND portal_id = ?)",
-        )
-        .bind(org.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+            "DELETE FROM delivery_attempts WHERE scope_id IN
+                 (SELECT id FROM scopes WHERE org_id = ? AND portal_id = ?)",
+        ] {
+            sqlx::query(sql)
+                .bind(org.to_string())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         let done = sqlx::query("DELETE FROM portals WHERE org_id = ? AND id = ?")
             .bind(org.to_string())
             .bind(id.to_string())

@@ -130,3 +130,80 @@ async fn the_status_page_during_an_outage_and_retry_now() {
         .await;
     app.stop().await;
 }
+
+/// *Test connection* on the New Webhook form (before anything is saved, keeping what was typed,
+/// the Authorization Header included) and on the Status page.
+#[tokio::test]
+async fn test_connection_from_the_form_and_the_status_page() {
+    let Some(browser) = Browser::start("test_connection_from_the_form_and_the_status_page").await
+    else {
+        return;
+    };
+    let app = TestApp::spawn_with(dev).await;
+    let siem = TestReceiver::http().await;
+    let untrusted = TestReceiver::https().await;
+    let base = app.base.clone();
+    let admin = app.admin.clone();
+    let (siem, untrusted, api) = (&siem, &untrusted, &app);
+    browser
+        .run(async |b: &Browser| {
+            sign_in(b, &base, &admin).await?;
+            b.goto(&format!("{base}/ui/destinations/new")).await?;
+            b.fill("Name", "SumoLogic").await?;
+            b.fill("Endpoint", &untrusted.url()).await?;
+            b.fill("Authorization Header", "Bearer typed-once").await?;
+            b.click_button("Test connection").await?;
+            let result = b
+                .wait_for_text("#connection-result", "No answer", WAIT)
+                .await?;
+            anyhow::ensure!(result.to_lowercase().contains("certificate"), "{result}");
+            shot(b, "destination-test-failed").await?;
+
+            // Everything typed is still there: only the endpoint needs changing.
+            let typed = script(b, "return document.getElementById('authorization').value;").await?;
+            anyhow::ensure!(typed == "Bearer typed-once", "{typed:?}");
+            b.fill("Endpoint", &siem.url()).await?;
+            b.click_button("Test connection").await?;
+            let result = b
+                .wait_for_text("#connection-result", "It works", WAIT)
+                .await?;
+            anyhow::ensure!(result.contains("202 Accepted"), "{result}");
+            anyhow::ensure!(siem.requests().len() == 1, "one sample line");
+            anyhow::ensure!(
+                siem.requests()[0].authorization() == Some("Bearer typed-once"),
+                "the typed header was sent"
+            );
+            b.click_button("Save").await?;
+            b.wait_for_path("/ui/destinations", WAIT).await?;
+            b.wait_for_text("main", "created", WAIT).await?;
+
+            // The saved destination, bound to the US webhook (disabled: only the test sends),
+            // tested from its Status page.
+            let list = expect_json(
+                api.get("/v3/audit-log-destinations", &api.admin).await,
+                StatusCode::OK,
+            )
+            .await;
+            let bind = json!({"audit_log_destination_id": list["data"][0]["id"], "enabled": false});
+            let resp = api
+                .request(
+                    Method::PATCH,
+                    "/us/v3/audit-log-webhook",
+                    Some(&api.admin),
+                    Some(bind),
+                )
+                .await;
+            expect_json(resp, StatusCode::OK).await;
+            b.goto(&format!("{base}/ui/audit-logs/regions/us/status"))
+                .await?;
+            b.click_button("Test connection").await?;
+            let result = b
+                .wait_for_text("#connection-result", "It works", WAIT)
+                .await?;
+            anyhow::ensure!(result.contains("202 Accepted"), "{result}");
+            anyhow::ensure!(siem.requests().len() == 2, "a second sample line");
+            shot(b, "status-test-connection").await
+        })
+        .await;
+    app.stop().await;
+}
