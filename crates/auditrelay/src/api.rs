@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use context::Unaudited;
 pub use error::{ApiError, InvalidParameter, Problem};
 
 use auditrelay_core::FormatConfig;

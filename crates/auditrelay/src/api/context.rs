@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use auditrelay_core::Region;
+use auditrelay_core::{EventDetail, Region};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -35,6 +35,16 @@ pub fn with_trace_id<T>(trace_id: u64, f: impl FnOnce() -> T) -> T {
 /// The trace id of the request being served on this task, if any.
 pub fn current_trace_id() -> Option<u64> {
     TRACE_ID.try_with(|id| *id).ok()
+}
+
+/// A request extension only the in-process web UI can set (a client cannot send extensions):
+/// a read made by a page that refreshes itself, which the person already saw audited when they
+/// opened it. None of its self-audit events are stored, or only its authentication event: the
+/// UI keeps that one for its first read once a minute (`ui::session::QuietReads`), so an open
+/// page adds at most one event a minute. Only `GET` and `HEAD` are affected.
+#[derive(Debug, Clone, Copy)]
+pub struct Unaudited {
+    pub keep_authentication: bool,
 }
 
 /// What handlers and extractors know about the request beyond its HTTP parts.
@@ -136,6 +146,11 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         user_agent,
         trace_id: trace_id.to_string(),
     };
+    let unaudited = req
+        .extensions()
+        .get::<Unaudited>()
+        .copied()
+        .filter(|_| method == Method::GET || method == Method::HEAD);
     let ctx = Arc::new(RequestContext {
         method: method.clone(),
         query: query.clone(),
@@ -156,7 +171,12 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             response.status().as_u16(),
         );
     }
-    let events = ctx.trail.take_events();
+    let mut events = ctx.trail.take_events();
+    if let Some(quiet) = unaudited {
+        events.retain(|e| {
+            quiet.keep_authentication && matches!(e.detail, EventDetail::Authentication { .. })
+        });
+    }
     if !events.is_empty()
         && let Err(e) = state.store.append_events(events).await
     {

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::session::{self, Client, Key, Secret, Sessions};
+use super::session::{self, Client, Key, QuietReads, Secret, Sessions};
 
 /// Far above any answer the pages ask for (lists come 100 at a time).
 const MAX_ANSWER_BYTES: usize = 16 << 20;
@@ -87,6 +87,7 @@ pub struct Api<'a> {
     client: &'a Client,
     sessions: &'a Sessions,
     key: Key,
+    quiet: &'a QuietReads,
 }
 
 impl<'a> Api<'a> {
@@ -96,6 +97,7 @@ impl<'a> Api<'a> {
         client: &'a Client,
         sessions: &'a Sessions,
         key: Key,
+        quiet: &'a QuietReads,
     ) -> Self {
         Self {
             router,
@@ -103,6 +105,7 @@ impl<'a> Api<'a> {
             client,
             sessions,
             key,
+            quiet,
         }
     }
 
@@ -136,6 +139,11 @@ impl<'a> Api<'a> {
             .map_err(|_| Failure::Problem(Problem::internal("The request could not be built")))?;
         if let Some(addr) = self.client.addr {
             request.extensions_mut().insert(ConnectInfo(addr));
+        }
+        if request.method() == Method::GET
+            && let Some(quiet) = self.quiet.next()
+        {
+            request.extensions_mut().insert(quiet);
         }
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::UiState;
 use super::client::Api;
+use crate::api::Unaudited;
 use crate::config::{SecureCookie, UiConfig};
 use crate::store::Principal;
 
@@ -82,6 +84,9 @@ impl Who {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flash(pub String);
 
+/// The header `app.js` sends when a page fetches itself to refresh.
+pub const REFRESH_HEADER: &str = "x-auditrelay-refresh";
+
 struct Session {
     principal: uuid::Uuid,
     client: Option<IpAddr>,
@@ -91,6 +96,38 @@ struct Session {
     created: Instant,
     last_seen: Instant,
     flash: Option<Flash>,
+    /// When a page's own refresh was last audited (see [`QuietReads`]).
+    refresh_audited: Option<Instant>,
+}
+
+/// How often a page that refreshes itself (the Replay tab while a job runs) is audited: its
+/// first read once per this long, the rest not at all. What a person does — loading a page,
+/// submitting a form — is audited every time.
+pub const REFRESH_AUDIT_EVERY: Duration = Duration::from_secs(60);
+
+/// Which of a request's API reads are audited. A page's own refresh (it sends
+/// `X-Auditrelay-Refresh`) is quiet, but for the authentication event of its first read once a
+/// minute; anything else is audited in full.
+pub struct QuietReads {
+    refresh: bool,
+    /// Whether the next read may still be audited: the first read of a refresh that is due.
+    allowance: AtomicBool,
+}
+
+impl QuietReads {
+    fn audited() -> Self {
+        Self {
+            refresh: false,
+            allowance: AtomicBool::new(true),
+        }
+    }
+
+    /// How much of the next read's audit trail is left out: `None` for all of it kept.
+    pub fn next(&self) -> Option<Unaudited> {
+        self.refresh.then(|| Unaudited {
+            keep_authentication: self.allowance.swap(false, Ordering::Relaxed),
+        })
+    }
 }
 
 pub type Key = [u8; 32];
@@ -154,6 +191,7 @@ impl Sessions {
             created: now,
             last_seen: now,
             flash: None,
+            refresh_audited: None,
         };
         let mut map = self.lock();
         // Sessions nobody comes back to would otherwise keep their tokens in memory.
@@ -208,6 +246,23 @@ impl Sessions {
         if let Some(session) = self.lock().get_mut(key) {
             session.flash = Some(flash);
         }
+    }
+
+    /// Whether a refresh of this session's page is due to be audited (and, if so, notes that
+    /// it is).
+    fn refresh_audit_due(&self, key: &Key) -> bool {
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get_mut(key) else {
+            return true;
+        };
+        let due = session
+            .refresh_audited
+            .is_none_or(|at| now.duration_since(at) >= REFRESH_AUDIT_EVERY);
+        if due {
+            session.refresh_audited = Some(now);
+        }
+        due
     }
 
     fn take_flash(&self, key: &Key) -> Option<Flash> {
@@ -325,12 +380,20 @@ pub struct SignedIn {
     pub who: Who,
     pub client: Client,
     sessions: Sessions,
+    quiet: QuietReads,
 }
 
 impl SignedIn {
     /// The API, as this person.
     pub fn api<'a>(&'a self, ui: &'a UiState) -> Api<'a> {
-        Api::new(&ui.api, &self.token, &self.client, &self.sessions, self.key)
+        Api::new(
+            &ui.api,
+            &self.token,
+            &self.client,
+            &self.sessions,
+            self.key,
+            &self.quiet,
+        )
     }
 
     pub fn flash(&self, flash: Flash) {
@@ -376,14 +439,24 @@ impl FromRequestParts<UiState> for SignedIn {
             return Err(NotSignedIn { expired: false });
         };
         match ui.sessions.lookup(&id) {
-            Lookup::Found(found) => Ok(SignedIn {
-                key: found.key,
-                token: found.token,
-                csrf: found.csrf,
-                who: found.who,
-                client: Client::of(parts),
-                sessions: ui.sessions.clone(),
-            }),
+            Lookup::Found(found) => {
+                let quiet = match parts.headers.contains_key(REFRESH_HEADER) {
+                    true => QuietReads {
+                        refresh: true,
+                        allowance: AtomicBool::new(ui.sessions.refresh_audit_due(&found.key)),
+                    },
+                    false => QuietReads::audited(),
+                };
+                Ok(SignedIn {
+                    key: found.key,
+                    token: found.token,
+                    csrf: found.csrf,
+                    who: found.who,
+                    client: Client::of(parts),
+                    sessions: ui.sessions.clone(),
+                    quiet,
+                })
+            }
             Lookup::Expired => Err(NotSignedIn { expired: true }),
             Lookup::Missing => Err(NotSignedIn { expired: false }),
         }

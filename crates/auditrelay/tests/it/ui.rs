@@ -149,6 +149,15 @@ impl Browser {
         self.send(request).await
     }
 
+    /// A page's own refresh, as `app.js` fetches it.
+    async fn refresh(&mut self, path: &str) -> Page {
+        let request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("x-auditrelay-refresh", "1");
+        self.send(request).await
+    }
+
     /// A form POST as a browser sends it (same-origin `Origin`, urlencoded).
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let request = self
@@ -1489,5 +1498,61 @@ async fn the_way_in() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    app.stop().await;
+}
+
+/// An open page refreshing itself (the Replay tab while a job runs fetches itself every two
+/// seconds) adds at most one audit event a minute; what the person does is audited in full.
+#[tokio::test]
+async fn a_page_refreshing_itself_is_audited_once_a_minute() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.admin).await;
+    let count = || async { app.stored("us", None, None).await.len() };
+    let page = "/ui/audit-logs/regions/us/replay";
+
+    let before = count().await;
+    assert_eq!(browser.get(page).await.status, StatusCode::OK);
+    let per_load = count().await - before;
+    assert!(
+        per_load >= 2,
+        "a page load reads the API more than once: {per_load}"
+    );
+
+    let before = count().await;
+    for _ in 0..10 {
+        assert_eq!(browser.refresh(page).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        count().await - before,
+        1,
+        "ten refreshes within a minute: the first one's first read"
+    );
+
+    // A page the person loads is audited in full, refreshes or not.
+    let before = count().await;
+    browser.get(page).await;
+    assert_eq!(count().await - before, per_load);
+    // The header means nothing to the API itself: only the UI's own reads can be quiet.
+    let before = count().await;
+    let resp = app
+        .client
+        .get(app.url("/us/v3/audit-log-webhook/status"))
+        .header("x-auditrelay-refresh", "1")
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let events = app.stored("us", None, None).await;
+    let kinds: Vec<EventType> = events[before..]
+        .iter()
+        .map(|e| e.event.event_type())
+        .collect();
+    assert_eq!(
+        kinds,
+        [EventType::Authentication, EventType::Authorization],
+        "a direct API read is audited in full"
+    );
     app.stop().await;
 }
