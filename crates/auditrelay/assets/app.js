@@ -70,10 +70,21 @@
             .getElementById("replay-status");
           if (fresh) {
             current.innerHTML = fresh.innerHTML;
+            revealScripted(current);
             if (fresh.getAttribute("data-refresh") === "true") {
               refreshReplay(0);
             } else {
               current.removeAttribute("data-refresh");
+              // The job has ended: another may be sent.
+              var send = document.getElementById("send-replay");
+              var busy = document.getElementById("busy-hint");
+              if (send) {
+                send.disabled = false;
+                send.removeAttribute("aria-describedby");
+              }
+              if (busy) {
+                busy.remove();
+              }
             }
           }
         })
@@ -83,14 +94,88 @@
     }, Math.min(2000 * Math.pow(2, failures), 30000));
   }
 
+  // Text that is only true when this script runs ("this table updates by itself").
+  function revealScripted(root) {
+    Array.prototype.forEach.call(root.querySelectorAll(".js-only"), function (el) {
+      el.hidden = false;
+    });
+  }
+
+  // A custom replay range is typed in the browser's time zone: the page comes with UTC values
+  // (what it says without this script), shown here as local times, and each input's UTC value
+  // is shown under it and sent along (`start_at_utc`, `end_at_utc`), which the server prefers.
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+  function localValue(date) {
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+  }
+  function zoneName() {
+    var minutes = -new Date().getTimezoneOffset();
+    var sign = minutes < 0 ? "-" : "+";
+    minutes = Math.abs(minutes);
+    return "UTC" + sign + pad(Math.floor(minutes / 60)) + ":" + pad(minutes % 60);
+  }
+  function syncUtc(input) {
+    var hidden = document.getElementById(input.id + "_utc");
+    var shown = document.getElementById(input.id + "-utc");
+    var date = input.value ? new Date(input.value) : null;
+    if (!date || isNaN(date.getTime())) {
+      hidden.value = "";
+      shown.textContent = "";
+      return;
+    }
+    hidden.value = date.toISOString().replace(/\.\d{3}Z$/, "Z");
+    shown.textContent = "In UTC: " + hidden.value.replace("T", " ").replace("Z", "");
+  }
+  function localizeRange() {
+    var inputs = document.querySelectorAll("input[data-utc]");
+    if (inputs.length === 0) {
+      return;
+    }
+    Array.prototype.forEach.call(inputs, function (input) {
+      ["value", "min", "max"].forEach(function (attr) {
+        var utc = attr === "value" ? input.value : input.getAttribute(attr);
+        var date = utc ? new Date(utc + "Z") : null;
+        if (date && !isNaN(date.getTime())) {
+          if (attr === "value") {
+            input.value = localValue(date);
+          } else {
+            input.setAttribute(attr, localValue(date));
+          }
+        }
+      });
+      syncUtc(input);
+    });
+    var zone = zoneName();
+    Array.prototype.forEach.call(document.querySelectorAll("#custom-range .zone"), function (el) {
+      el.textContent = "(your time, " + zone + ")";
+    });
+    var hint = document.getElementById("zone-hint");
+    if (hint) {
+      hint.textContent = "For a custom range, in your browser's time zone (" + zone +
+        "); the UTC time is shown under each.";
+    }
+  }
+
   document.addEventListener("change", function (event) {
     if (event.target.id === "range") {
       syncRange();
     } else if (event.target.id === "region") {
       syncPortals();
+    } else if (event.target.hasAttribute("data-utc")) {
+      syncUtc(event.target);
+    }
+  });
+  document.addEventListener("input", function (event) {
+    if (event.target.hasAttribute && event.target.hasAttribute("data-utc")) {
+      syncUtc(event.target);
     }
   });
 
+  revealScripted(document);
+  localizeRange();
   syncRange();
   syncPortals();
   refreshReplay(0);

@@ -20,6 +20,7 @@ mod portal_webhooks;
 mod portals;
 pub mod region;
 mod replay;
+mod replay_jobs;
 mod test_connection;
 mod webhooks;
 
@@ -183,6 +184,10 @@ fn routes() -> OpenApiRouter<AppState> {
             replay::get_replay_job_v3,
             replay::put_replay_job_v3
         ))
+        .routes(routes!(replay_jobs::get_replay_history))
+        .routes(routes!(replay_jobs::cancel_replay_job))
+        .routes(routes!(replay_jobs::get_portal_replay_history))
+        .routes(routes!(replay_jobs::cancel_portal_replay_job))
         .routes(routes!(
             replay::get_portal_replay_job_v2,
             replay::put_portal_replay_job_v2

@@ -747,14 +747,35 @@ impl Store {
     }
 
     /// Makes `job` the scope's job, unless its current one is still in progress (`false`):
-    /// the check and the write are one statement.
+    /// the check and the write are one statement. The job it replaces goes to the scope's
+    /// history (the newest 20 are kept).
     pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
         match self {
             Self::Sqlite(s) => s.replace_replay_job(job).await,
         }
     }
 
-    /// Saves a job's status and progress; `false` when it was replaced meanwhile.
+    /// The scope's past jobs, newest first.
+    pub async fn replay_history(&self, scope: &Scope, limit: u32) -> Result<Vec<ReplayJob>> {
+        match self {
+            Self::Sqlite(s) => s.replay_history(scope, limit).await,
+        }
+    }
+
+    /// Ends the scope's job in progress as `failed` with `reason`; `None` when none was in
+    /// progress. Its executor stops at its next save.
+    pub async fn cancel_replay_job(
+        &self,
+        scope: &Scope,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<ReplayJob>> {
+        match self {
+            Self::Sqlite(s) => s.cancel_replay_job(scope, reason, now).await,
+        }
+    }
+
+    /// Saves a job's status and progress; `false` when it was replaced or cancelled meanwhile.
     pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
         match self {
             Self::Sqlite(s) => s.save_replay_job(job).await,

@@ -103,6 +103,10 @@ pub fn router(app: AppState, api: Router) -> Router {
             "/ui/audit-logs/regions/{region}/replay",
             get(scope::replay).post(scope::send_replay),
         )
+        .route(
+            "/ui/audit-logs/regions/{region}/replay/cancel",
+            post(scope::cancel_replay),
+        )
         .route("/ui/portals", get(portals::list).post(portals::create))
         .route("/ui/portals/new", get(portals::new))
         .route("/ui/portals/{portal}", get(portals::portal_home))
@@ -121,6 +125,10 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route(
             "/ui/portals/{portal}/replay",
             get(scope::replay).post(scope::send_replay),
+        )
+        .route(
+            "/ui/portals/{portal}/replay/cancel",
+            post(scope::cancel_replay),
         )
         .route("/ui/assets/{file}", get(assets::serve))
         .route("/ui/{*rest}", any(not_found))

@@ -121,9 +121,15 @@ async fn supervise(shared: Arc<Shared>, changes: Changes, mut shutdown: watch::R
 }
 
 /// Starts an executor for every job in progress that has none (after a restart, a `running`
-/// job resumes where it was).
+/// job resumes where it was), and stops the executors of jobs no longer in progress (cancelled:
+/// the batch in hand is not followed by another).
 fn start_replays(shared: &Arc<Shared>, jobs: Vec<ReplayJob>, replays: &mut HashMap<Uuid, Running>) {
     replays.retain(|_, running| !running.task.is_finished());
+    for (id, running) in replays.iter() {
+        if !jobs.iter().any(|job| job.id == *id) {
+            let _ = running.stop.send(true);
+        }
+    }
     for job in jobs {
         if replays.contains_key(&job.id) {
             continue;

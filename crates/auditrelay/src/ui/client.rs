@@ -321,7 +321,14 @@ pub mod wire {
         pub events_total: Option<u64>,
         pub events_sent: Option<u64>,
         pub batches_sent: Option<u64>,
+        pub started_at: Option<String>,
+        pub finished_at: Option<String>,
         pub failure_reason: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct ReplayHistory {
+        pub data: Vec<ReplayJob>,
     }
 
     #[derive(Debug, Clone, Deserialize)]

@@ -5,7 +5,7 @@
 use auditrelay_core::Permission;
 use std::collections::HashMap;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -509,18 +509,92 @@ pub async fn test_event(
 
 // ----- Replay -----
 
+/// *Cancel* on the Replay tab: the API cancels the job in progress.
+pub async fn cancel_replay(
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, .. }: Form<IgnoredAny>,
+) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
+    let path = format!("{}/cancel", scope.api_replay);
+    match user.api(ui).post_empty::<wire::ReplayJob>(&path).await {
+        Ok(_) => {
+            user.flash(Flash(
+                "Replay cancelled. What was sent stays sent; send another replay when you are \
+                 ready."
+                    .to_owned(),
+            ));
+            see_other(&format!("{}/replay", scope.base))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = match problem.status {
+                409 => Alert::one("There is no replay in progress to cancel: it has ended."),
+                _ => explain(&problem, REPLAY_LABELS),
+            };
+            replay_page(ui, user, scope, None, alert, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
+}
+
 /// The Replay form as posted.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ReplayData {
     pub range: String,
+    /// A custom range as typed: UTC, or the browser's local time when `app.js` runs, which
+    /// then also sends the UTC value (`*_utc`).
     pub start_at: String,
     pub end_at: String,
+    pub start_at_utc: String,
+    pub end_at_utc: String,
 }
 
-pub async fn replay(State(ui): State<UiState>, user: SignedIn, Target(scope): Target) -> Response {
+impl ReplayData {
+    /// The custom range in UTC, as the API takes it: what the browser converted, or else what
+    /// was typed, read as UTC (the form's word without JavaScript).
+    fn custom(&self) -> [(&'static str, String); 2] {
+        let pick = |utc_value: &str, typed: &str| match utc_value.trim() {
+            "" => utc(typed),
+            converted => converted.to_owned(),
+        };
+        [
+            ("start_at", pick(&self.start_at_utc, &self.start_at)),
+            ("end_at", pick(&self.end_at_utc, &self.end_at)),
+        ]
+    }
+
+    /// The form as it is shown again: the custom range in UTC, as the page always shows it
+    /// (`app.js` turns it into local time).
+    fn shown(self) -> Self {
+        let [(_, start), (_, end)] = self.custom();
+        let input = |value: String| {
+            auditrelay_core::Timestamp::parse_rfc3339(&value).map_or(value, local_input)
+        };
+        Self {
+            start_at: input(start),
+            end_at: input(end),
+            start_at_utc: String::new(),
+            end_at_utc: String::new(),
+            ..self
+        }
+    }
+}
+
+/// The Replay tab; `?range=…` (and a custom range's `start_at`/`end_at`) keeps the choice of
+/// the replay just sent.
+pub async fn replay(
+    State(ui): State<UiState>,
+    user: SignedIn,
+    Target(scope): Target,
+    Query(chosen): Query<ReplayData>,
+) -> Response {
     let (ui, user, scope) = (&ui, &user, &scope);
-    replay_page(ui, user, scope, None, Alert::default(), StatusCode::OK).await
+    let chosen = RANGES
+        .iter()
+        .any(|(value, _)| *value == chosen.range)
+        .then_some(chosen);
+    replay_page(ui, user, scope, chosen, Alert::default(), StatusCode::OK).await
 }
 
 /// `2026-11-20T10:00:00`, UTC: what a `datetime-local` input holds.
@@ -542,19 +616,25 @@ async fn replay_page(
     let read = async {
         let state: wire::WebhookStatus = api.get(&scope.status_path()).await?;
         let job: wire::ReplayJob = api.get(&scope.api_replay).await?;
-        Ok::<_, Failure>((state, job))
+        let history: wire::ReplayHistory =
+            api.get(&format!("{}/history", scope.api_replay)).await?;
+        Ok::<_, Failure>((state, job, history))
     };
-    let (state, job) = match read.await {
+    let (state, job, history) = match read.await {
         Ok(read) => read,
         Err(failure) => return failed(ui, user, failure),
     };
     let now = clock::now();
     let retention = ui.app.config.retention.window;
-    let submitted = submitted.unwrap_or_else(|| ReplayData {
-        range: "15m".to_owned(),
-        start_at: local_input(now.saturating_sub_millis(3_600_000)),
-        end_at: local_input(now),
-    });
+    let submitted = match submitted {
+        Some(submitted) => submitted.shown(),
+        None => ReplayData {
+            range: "15m".to_owned(),
+            start_at: local_input(now.saturating_sub_millis(3_600_000)),
+            end_at: local_input(now),
+            ..ReplayData::default()
+        },
+    };
     let form = ReplayForm {
         range: submitted.range,
         start_at: submitted.start_at,
@@ -571,7 +651,8 @@ async fn replay_page(
             604_800 => "seven days".to_owned(),
             secs => messages::duration(secs),
         },
-        job: job_view(&job),
+        job: job_view(&job, now),
+        history: history.data.iter().map(|j| job_view(j, now)).collect(),
         can_write: user.who.may(scope.write),
         role: user.who.role().as_str(),
         alert,
@@ -579,7 +660,7 @@ async fn replay_page(
     render(status, &page)
 }
 
-fn job_view(job: &wire::ReplayJob) -> JobView {
+fn job_view(job: &wire::ReplayJob, now: auditrelay_core::Timestamp) -> JobView {
     let in_progress = matches!(job.status.as_str(), "accepted" | "pending" | "running");
     let progress = match job.status.as_str() {
         "unconfigured" => String::new(),
@@ -588,12 +669,16 @@ fn job_view(job: &wire::ReplayJob) -> JobView {
             let sent = job.events_sent.unwrap_or(0);
             let batches = job.batches_sent.unwrap_or(0);
             let total = job.events_total.map_or_else(|| "?".to_owned(), count);
-            format!(
+            let mut line = format!(
                 "{} / {total} events, {} {}",
                 count(sent),
                 count(batches),
                 if batches == 1 { "batch" } else { "batches" }
-            )
+            );
+            if let Some(pace) = pace(job, now) {
+                line.push_str(&pace);
+            }
+            line
         }
     };
     JobView {
@@ -606,6 +691,30 @@ fn job_view(job: &wire::ReplayJob) -> JobView {
         progress,
         failure_reason: job.failure_reason.clone(),
     }
+}
+
+/// ", 1,200 events/s, about 8 seconds left" while running; ", 1,200 events/s" once ended.
+fn pace(job: &wire::ReplayJob, now: auditrelay_core::Timestamp) -> Option<String> {
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(auditrelay_core::Timestamp::parse_rfc3339)
+    };
+    let started = parse(&job.started_at)?;
+    let until = parse(&job.finished_at).unwrap_or(now);
+    let millis = until.as_millis().saturating_sub(started.as_millis());
+    let sent = job.events_sent.unwrap_or(0);
+    if millis < 1_000 || sent == 0 {
+        return None;
+    }
+    let rate = sent as f64 * 1000.0 / millis as f64;
+    let mut out = format!(", {} events/s", count(rate.round() as u64));
+    if job.status == "running"
+        && let Some(total) = job.events_total
+    {
+        let left = (total.saturating_sub(sent) as f64 / rate).ceil() as u64;
+        out.push_str(&format!(", about {} left", messages::duration(left.max(1))));
+    }
+    Some(out)
 }
 
 /// A `datetime-local` value (UTC by the form's word) as RFC 3339; anything else is passed on
@@ -653,9 +762,9 @@ pub async fn send_replay(
         }
         None => {
             // An empty field is left out, and the API names it as required.
-            for (field, value) in [("start_at", &data.start_at), ("end_at", &data.end_at)] {
-                if !value.trim().is_empty() {
-                    body[field] = Value::String(utc(value));
+            for (field, value) in data.custom() {
+                if !value.is_empty() {
+                    body[field] = Value::String(value);
                 }
             }
         }
@@ -671,11 +780,19 @@ pub async fn send_replay(
                 .find(|(value, _)| *value == data.range)
                 .map_or("Custom range", |(_, label)| label);
             user.flash(Flash(format!(
-                "Replay requested ({label}: {} to {}). The table below shows its progress.",
+                "Replay requested ({label}: {} to {}, UTC). The table below shows its progress.",
                 messages::time(&job.start_at),
                 messages::time(&job.end_at)
             )));
-            see_other(&format!("{}/replay", scope.base))
+            // The form keeps its choice: the same range, or the same custom times.
+            let mut query = vec![("range", data.range.clone())];
+            if minutes.is_none() {
+                for (field, value) in data.custom() {
+                    query.push((field, value));
+                }
+            }
+            let query = serde_urlencoded::to_string(query).unwrap_or_default();
+            see_other(&format!("{}/replay?{query}", scope.base))
         }
         Err(Failure::Problem(problem)) => {
             let alert = match problem.status {
@@ -693,7 +810,50 @@ pub async fn send_replay(
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{pace, utc, wire};
+    use auditrelay_core::Timestamp;
+
+    fn job(
+        status: &str,
+        sent: u64,
+        total: u64,
+        started: &str,
+        finished: Option<&str>,
+    ) -> wire::ReplayJob {
+        wire::ReplayJob {
+            start_at: String::new(),
+            end_at: String::new(),
+            status: status.to_owned(),
+            updated_at: String::new(),
+            events_total: Some(total),
+            events_sent: Some(sent),
+            batches_sent: Some(1),
+            started_at: Some(started.to_owned()),
+            finished_at: finished.map(str::to_owned),
+            failure_reason: None,
+        }
+    }
+
+    #[test]
+    fn the_progress_line_gives_the_rate_and_the_time_left() {
+        let now = Timestamp::parse_rfc3339("2026-12-02T10:00:10Z").unwrap();
+        let running = job("running", 20_000, 100_000, "2026-12-02T10:00:00Z", None);
+        assert_eq!(
+            pace(&running, now).as_deref(),
+            Some(", 2,000 events/s, about 40 seconds left")
+        );
+        let done = job(
+            "completed",
+            100_000,
+            100_000,
+            "2026-12-02T10:00:00Z",
+            Some("2026-12-02T10:00:50Z"),
+        );
+        assert_eq!(pace(&done, now).as_deref(), Some(", 2,000 events/s"));
+        // Under a second, or nothing sent yet: no rate worth showing.
+        let early = job("running", 0, 100, "2026-12-02T10:00:09.500Z", None);
+        assert_eq!(pace(&early, now), None);
+    }
 
     #[test]
     fn local_times_become_utc() {

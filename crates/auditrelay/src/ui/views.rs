@@ -391,6 +391,8 @@ pub struct ReplayPage {
     pub ranges: [(&'static str, &'static str); 6],
     pub retention: String,
     pub job: JobView,
+    /// Past jobs, newest first.
+    pub history: Vec<JobView>,
     pub can_write: bool,
     pub role: &'static str,
     pub alert: Alert,

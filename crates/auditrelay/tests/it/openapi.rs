@@ -79,6 +79,16 @@ async fn every_documented_operation_is_routed() {
         (Method::GET, "/v3/audit-log-webhook/status"),
         (Method::POST, "/v3/audit-log-webhook/test-event"),
         (Method::GET, "/v3/audit-log-webhook/deliveries"),
+        (Method::GET, "/v3/audit-log-replay-job/history"),
+        (Method::POST, "/v3/audit-log-replay-job/cancel"),
+        (
+            Method::GET,
+            "/v3/portals/{portalId}/audit-log-replay-job/history",
+        ),
+        (
+            Method::POST,
+            "/v3/portals/{portalId}/audit-log-replay-job/cancel",
+        ),
         (Method::POST, "/v3/audit-log-destinations/test-connection"),
         (Method::POST, "/v3/audit-log-webhook/retry"),
         (

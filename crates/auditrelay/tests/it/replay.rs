@@ -794,3 +794,104 @@ async fn sigkill_while_running_then_the_job_completes() {
         "{thrice} events sent again: more than one batch"
     );
 }
+
+/// Our extensions: a job in progress can be cancelled (it ends `failed`, saying who cancelled
+/// it, and its executor sends nothing more), and each scope keeps its past jobs.
+#[tokio::test]
+async fn a_running_job_can_be_cancelled_and_past_jobs_are_kept() {
+    let app = TestApp::spawn_with(dev).await;
+    let receiver = TestReceiver::http().await;
+    // Stored before the webhook is on: only replays send these.
+    let (old, body) = stamped(500, 30, "old", None);
+    ingest(&app, "/us/v1/events", body).await;
+    enable_org_webhook(&app, &receiver, "json").await;
+
+    // The SIEM holds the first batch: the job is running when it is cancelled.
+    receiver.set_default(Behaviour::Hold);
+    let put = || {
+        app.request(
+            Method::PUT,
+            "/us/v3/audit-log-replay-job",
+            Some(&app.admin),
+            Some(window(60, 0)),
+        )
+    };
+    expect_json(put().await, StatusCode::ACCEPTED).await;
+    eventually(Duration::from_secs(30), || async {
+        let job = expect_json(
+            app.get("/us/v3/audit-log-replay-job", &app.admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        (job["status"] == "running").then_some(())
+    })
+    .await;
+    let viewer = app.token(Role::AuditLogsViewer, None).await;
+    let cancel = |token: String| {
+        let app = &app;
+        async move {
+            app.request(
+                Method::POST,
+                "/us/v3/audit-log-replay-job/cancel",
+                Some(&token),
+                None,
+            )
+            .await
+        }
+    };
+    expect_problem(cancel(viewer).await, StatusCode::FORBIDDEN).await;
+    let cancelled = expect_json(cancel(app.admin.clone()).await, StatusCode::OK).await;
+    check(Doc::V3, "GET", JOB, 200, &cancelled);
+    assert_eq!(cancelled["status"], "failed");
+    let reason = cancelled["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("cancelled by bootstrap-admin at "),
+        "{reason}"
+    );
+    let again = expect_problem(cancel(app.admin.clone()).await, StatusCode::CONFLICT).await;
+    assert_eq!(again["detail"], "No replay job is in progress");
+    receiver.release();
+
+    // A new job is accepted at once, and sends the whole window; the cancelled one sent at
+    // most the batch it was holding.
+    expect_json(put().await, StatusCode::ACCEPTED).await;
+    let (second, _) = wait_for_job(&app, "/us/v3/audit-log-replay-job", Doc::V3, JOB).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    wait_until_delivered(&receiver, &old, 1).await;
+    let sent = counts(&receiver.requests());
+    let old_lines: usize = old.iter().map(|t| sent.get(t).copied().unwrap_or(0)).sum();
+    assert!(
+        (500..=700).contains(&old_lines),
+        "the second job's 500, and at most one 200-event batch of the cancelled one: {old_lines}"
+    );
+    let still = expect_json(
+        app.get("/us/v3/audit-log-replay-job", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(still["status"], "completed");
+
+    // A third job: the scope's history holds the two before it, newest first.
+    expect_json(put().await, StatusCode::ACCEPTED).await;
+    let history = expect_json(
+        app.get("/us/v3/audit-log-replay-job/history", &app.admin)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let jobs = history["data"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{history}");
+    assert_eq!(jobs[0]["status"], "completed");
+    assert_eq!(jobs[0]["events_sent"], second["events_sent"]);
+    assert_eq!(jobs[1]["status"], "failed");
+    assert_eq!(jobs[1]["failure_reason"], reason);
+    let eu = expect_json(
+        app.get("/eu/v3/audit-log-replay-job/history", &app.admin)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(eu["data"], json!([]));
+    wait_for_job(&app, "/us/v3/audit-log-replay-job", Doc::V3, JOB).await;
+    app.stop().await;
+}

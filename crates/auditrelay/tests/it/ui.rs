@@ -1053,10 +1053,11 @@ async fn replay_through_the_form() {
         );
     }
     page.assert_has("Request data within the last seven days.");
-    page.assert_has(r#"<label for="start_at">Start (UTC)</label>"#);
-    page.assert_has(r#"<label for="end_at">End (UTC)</label>"#);
+    // Without JavaScript the custom times are UTC, and the page says so.
+    page.assert_has(r#"<label for="start_at">Start <span class="zone">(UTC)</span></label>"#);
+    page.assert_has(r#"<label for="end_at">End <span class="zone">(UTC)</span></label>"#);
     page.assert_has(r#"type="datetime-local""#);
-    page.assert_has(r#"<button type="submit">Send Replay</button>"#);
+    page.assert_has(r#"<button type="submit" id="send-replay">Send Replay</button>"#);
     page.assert_has(r#"<table id="replay-job""#);
     for column in ["Status", "Starts at", "End at", "Updated at", "Progress"] {
         page.assert_has(&format!(r#"<th scope="col">{column}</th>"#));
@@ -1075,8 +1076,9 @@ async fn replay_through_the_form() {
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     page.assert_alert("Start (UTC) must be within the retention window");
     page.assert_alert("End (UTC) is required.");
-    page.assert_has(r#"aria-invalid="true" aria-describedby="start_at-error""#);
-    page.assert_has(&format!(r#"value="{old}""#));
+    page.assert_has(r#"aria-describedby="start_at-utc start_at-error" aria-invalid="true""#);
+    // Shown again as it was read: UTC, to the second.
+    page.assert_has(&format!(r#"value="{old}:00""#));
     let (_, job) = api_get(&app, "/us/v3/audit-log-replay-job").await;
     assert_eq!(job["status"], "unconfigured");
 
@@ -1099,12 +1101,19 @@ async fn replay_through_the_form() {
             ],
         )
         .await;
-    page.assert_redirect(replay);
+    // Back to the tab, which keeps the choice just sent.
+    page.assert_redirect(&format!(
+        "{replay}?range=custom&start_at={}%3A00Z&end_at={}%3A00Z",
+        start_local.replace(':', "%3A"),
+        end_local.replace(':', "%3A")
+    ));
+    let kept = browser.get(page.location().unwrap()).await;
+    kept.assert_has("Replay requested (Custom range: ");
+    kept.assert_has(r#"<option value="custom" selected>Custom range</option>"#);
+    kept.assert_has(&format!(r#"value="{start_local}:00""#));
     let (_, job) = api_get(&app, "/us/v3/audit-log-replay-job").await;
     assert_eq!(job["start_at"], format!("{start_local}:00.000Z"));
     assert_eq!(job["end_at"], format!("{end_local}:00.000Z"));
-    let page = browser.get(replay).await;
-    page.assert_has("Replay requested (Custom range: ");
 
     let done = browser
         .wait_for(replay, "<td>Completed</td>", Duration::from_secs(30))
@@ -1114,7 +1123,11 @@ async fn replay_through_the_form() {
 
     // A preset.
     let page = browser.submit(replay, replay, &[("range", "6h")]).await;
-    page.assert_redirect(replay);
+    page.assert_redirect(&format!("{replay}?range=6h"));
+    browser
+        .get(page.location().unwrap())
+        .await
+        .assert_has(r#"<option value="6h" selected>Last 6 hours</option>"#);
     let (_, job) = api_get(&app, "/us/v3/audit-log-replay-job").await;
     let start =
         auditrelay_core::Timestamp::parse_rfc3339(job["start_at"].as_str().unwrap()).unwrap();
@@ -1130,7 +1143,7 @@ async fn replay_through_the_form() {
     .await;
     receiver.set_default(Behaviour::Hang);
     let page = browser.submit(replay, replay, &[("range", "1h")]).await;
-    page.assert_redirect(replay);
+    page.assert_redirect(&format!("{replay}?range=1h"));
     eventually(Duration::from_secs(10), || async {
         let (_, job) = api_get(&app, "/us/v3/audit-log-replay-job").await;
         (job["status"] == "running").then_some(())

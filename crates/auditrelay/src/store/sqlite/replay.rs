@@ -6,8 +6,12 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::events::scope_id;
+use super::tx::PoolTx;
 use super::{SqliteStore, portal_key, scope_from_row};
 use crate::store::{ReplayJob, ReplayStatus, Result, Scope, StoreError};
+
+/// Past jobs kept per scope.
+const REPLAY_HISTORY: i64 = 20;
 
 impl SqliteStore {
     pub async fn get_replay_job(&self, scope: &Scope) -> Result<Option<ReplayJob>> {
@@ -36,8 +40,33 @@ impl SqliteStore {
     }
 
     pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = PoolTx::begin(&self.pool).await?;
         let scope = scope_id(&mut conn, &job.scope).await?;
+        // The job being replaced, if it has ended, goes to the history; the newest
+        // REPLAY_HISTORY stay.
+        sqlx::query(
+            "INSERT INTO replay_history
+                 (id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                  batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                  through_seq)
+             SELECT id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                    batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                    through_seq
+             FROM replay_jobs WHERE scope_id = ?1 AND status IN ('completed', 'failed')
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(scope)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "DELETE FROM replay_history WHERE scope_id = ?1 AND id NOT IN
+                 (SELECT id FROM replay_history WHERE scope_id = ?1
+                  ORDER BY updated_at DESC, id DESC LIMIT ?2)",
+        )
+        .bind(scope)
+        .bind(REPLAY_HISTORY)
+        .execute(&mut *conn)
+        .await?;
         // The WHERE of the upsert is the "one job at a time" rule, checked in the write itself.
         let done = sqlx::query(
             "INSERT INTO replay_jobs (scope_id, id, start_at, end_at, status, updated_at)
@@ -58,7 +87,55 @@ impl SqliteStore {
         .bind(job.updated_at.as_millis())
         .execute(&mut *conn)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            // A job is in progress: nothing changes, the history included.
+            conn.rollback().await;
+            return Ok(false);
+        }
+        conn.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn replay_history(&self, scope: &Scope, limit: u32) -> Result<Vec<ReplayJob>> {
+        let rows = sqlx::query(
+            "SELECT h.*, s.org_id, s.region, s.portal_id
+             FROM replay_history h JOIN scopes s ON s.id = h.scope_id
+             WHERE s.org_id = ? AND s.region = ? AND s.portal_id = ?
+             ORDER BY h.updated_at DESC, h.id DESC LIMIT ?",
+        )
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(portal_key(scope))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn cancel_replay_job(
+        &self,
+        scope: &Scope,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<ReplayJob>> {
+        let row = sqlx::query(
+            "UPDATE replay_jobs SET status = 'failed', failure_reason = ?1, finished_at = ?2,
+                                    updated_at = ?2
+             WHERE status IN ('accepted', 'pending', 'running') AND scope_id =
+                 (SELECT id FROM scopes WHERE org_id = ?3 AND region = ?4 AND portal_id = ?5)
+             RETURNING scope_id",
+        )
+        .bind(reason)
+        .bind(now.as_millis())
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(portal_key(scope))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(_) => self.get_replay_job(scope).await,
+            None => Ok(None),
+        }
     }
 
     pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
@@ -66,7 +143,7 @@ impl SqliteStore {
             "UPDATE replay_jobs SET status = ?1, updated_at = ?2, events_total = ?3,
                  events_sent = ?4, batches_sent = ?5, started_at = ?6, finished_at = ?7,
                  failure_reason = ?8, resume_ts = ?9, resume_seq = ?10, through_seq = ?15
-             WHERE id = ?11 AND scope_id =
+             WHERE id = ?11 AND status IN ('accepted', 'pending', 'running') AND scope_id =
                  (SELECT id FROM scopes WHERE org_id = ?12 AND region = ?13 AND portal_id = ?14)",
         )
         .bind(job.status.as_str())

@@ -207,3 +207,146 @@ async fn test_connection_from_the_form_and_the_status_page() {
         .await;
     app.stop().await;
 }
+
+/// The Replay tab in a browser five and a half hours ahead of UTC: a custom range typed in
+/// local time runs over the UTC window it names (shown under each field), the form keeps the
+/// choice after sending, Send waits while a job runs, Cancel ends it, and earlier replays are
+/// listed.
+#[tokio::test]
+async fn replays_in_local_time_with_cancel_and_history() {
+    let Some(browser) = Browser::start_in(
+        "replays_in_local_time_with_cancel_and_history",
+        Some("Asia/Kolkata"),
+    )
+    .await
+    else {
+        return;
+    };
+    let app = TestApp::spawn_with(dev).await;
+    let siem = TestReceiver::http().await;
+    let body = json!({"name": "SumoLogic", "endpoint": siem.url(),
+                      "authorization": "Bearer siem", "log_format": "json"});
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let bind = json!({"audit_log_destination_id": created["id"], "enabled": true});
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/us/v3/audit-log-webhook",
+            Some(&app.admin),
+            Some(bind),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let two_hours_ago = now().saturating_sub_millis(2 * 3_600_000);
+    let events = ndjson(&[authorization(two_hours_ago, "two-hours-ago")]);
+    let resp = app.ingest_ndjson("/us/v1/events", &app.admin, events).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // The window from three hours ago to an hour ago, as a clock in India shows it.
+    let utc = |hours_ago: i64| {
+        let t = time::OffsetDateTime::now_utc() - time::Duration::hours(hours_ago);
+        t.replace_second(0).unwrap().replace_nanosecond(0).unwrap()
+    };
+    let (start, end) = (utc(3), utc(1));
+    let india = time::UtcOffset::from_hms(5, 30, 0).unwrap();
+    let input = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let rfc3339 = time::format_description::well_known::Rfc3339;
+    let local = |t: time::OffsetDateTime| t.to_offset(india).format(&input).unwrap();
+    let (start_local, end_local) = (local(start), local(end));
+    let (start_utc, end_utc) = (
+        start.format(&rfc3339).unwrap(),
+        end.format(&rfc3339).unwrap(),
+    );
+
+    let base = app.base.clone();
+    let admin = app.admin.clone();
+    let (siem, api) = (&siem, &app);
+    browser
+        .run(async |b: &Browser| {
+            sign_in(b, &base, &admin).await?;
+            let replay = format!("{base}/ui/audit-logs/regions/us/replay");
+            b.goto(&replay).await?;
+            b.select("Replay Time Range", "Custom range").await?;
+            let label = b.text("label[for=start_at]").await?;
+            anyhow::ensure!(label.contains("(your time, UTC+05:30)"), "{label}");
+            b.fill("#start_at", &start_local).await?;
+            b.fill("#end_at", &end_local).await?;
+            let shown = b.text("#start_at-utc").await?;
+            anyhow::ensure!(
+                shown.contains(&start_utc.replace('T', " ").replace('Z', "")),
+                "{shown} for {start_utc}"
+            );
+            shot(b, "replay-local-time").await?;
+            b.click_button("Send Replay").await?;
+            b.wait_for_text("[role=status]", "Replay requested (Custom range: ", WAIT)
+                .await?;
+            let job = expect_json(
+                api.get("/us/v3/audit-log-replay-job", &api.admin).await,
+                StatusCode::OK,
+            )
+            .await;
+            let at = |v: &serde_json::Value| {
+                time::OffsetDateTime::parse(v.as_str().unwrap(), &rfc3339).unwrap()
+            };
+            anyhow::ensure!(at(&job["start_at"]) == start, "{job} for {start_utc}");
+            anyhow::ensure!(at(&job["end_at"]) == end, "{job} for {end_utc}");
+            // The form kept the choice, shown in local time again.
+            let kept = script(
+                b,
+                "return document.getElementById('range').value + ' ' + \
+                 document.getElementById('start_at').value;",
+            )
+            .await?;
+            // (Chromium leaves out `:00` seconds in a datetime-local value.)
+            anyhow::ensure!(
+                kept.starts_with(&format!("custom {}", &start_local[..16])),
+                "{kept}"
+            );
+            b.wait_for_text("#replay-job tbody", "Completed", SLOW)
+                .await?;
+
+            // A replay the SIEM holds: Send waits, Cancel ends it.
+            siem.set_default(Behaviour::Hold);
+            b.select("Replay Time Range", "Last 6 hours").await?;
+            b.click_button("Send Replay").await?;
+            b.wait_for_text("#replay-job tbody", "Running", SLOW)
+                .await?;
+            let disabled = script(
+                b,
+                "return String(document.getElementById('send-replay').disabled);",
+            )
+            .await?;
+            anyhow::ensure!(disabled == "true", "Send waits while a job runs");
+            b.click_button("Cancel replay").await?;
+            b.client().accept_alert().await?;
+            b.wait_for_text("[role=status]", "Replay cancelled", WAIT)
+                .await?;
+            let current = b.text("#replay-job tbody").await?;
+            anyhow::ensure!(current.contains("Failed"), "{current}");
+            anyhow::ensure!(
+                current.contains("cancelled by bootstrap-admin"),
+                "{current}"
+            );
+            siem.release();
+
+            // The next replay lists the ones before it.
+            b.select("Replay Time Range", "Last 15 minutes").await?;
+            b.click_button("Send Replay").await?;
+            b.wait_for_text("[role=status]", "Replay requested", WAIT)
+                .await?;
+            let history = b.text("#replay-history").await?;
+            anyhow::ensure!(history.contains("Failed"), "{history}");
+            anyhow::ensure!(
+                history.contains("cancelled by bootstrap-admin"),
+                "{history}"
+            );
+            shot(b, "replay-history").await
+        })
+        .await;
+    app.stop().await;
+}

@@ -284,7 +284,34 @@ async fn a_second_replay_while_one_runs_is_refused_in_plain_words() {
                 .await?;
             let running = api(&app, "/us/v3/audit-log-replay-job").await;
 
+            // The range picker kept its choice; Send waits for the job, which can be
+            // cancelled instead.
+            assert_eq!(
+                script(b, "return document.getElementById('range').value;").await?,
+                "1h",
+                "the form keeps the range just sent"
+            );
+            assert_eq!(
+                script(
+                    b,
+                    "return String(document.getElementById('send-replay').disabled);"
+                )
+                .await?,
+                "true",
+                "Send waits for the job"
+            );
+            b.wait_for_text("main", "A replay is in progress", WAIT)
+                .await?;
+            assert!(b.buttons().await?.iter().any(|n| n == "Cancel replay"));
+
+            // Forced anyway (a page opened before the job started), it is Konnect's 409 in
+            // plain words.
             b.select("Replay Time Range", "Last 15 minutes").await?;
+            script(
+                b,
+                "document.getElementById('send-replay').disabled = false; return null;",
+            )
+            .await?;
             b.click_button("Send Replay").await?;
             let alert = b
                 .wait_for_text(

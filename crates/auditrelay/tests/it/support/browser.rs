@@ -107,6 +107,12 @@ impl Browser {
     /// Chromium is not installed and this is not CI. Panics when the tools are there but do
     /// not start: a broken browser setup is a failure, not a skip.
     pub async fn start(test_name: &str) -> Option<Browser> {
+        Self::start_in(test_name, None).await
+    }
+
+    /// Like [`start`](Self::start), with the browser's time zone set (`TZ`, an IANA name such
+    /// as `America/New_York`), for pages that show local times.
+    pub async fn start_in(test_name: &str, time_zone: Option<&str>) -> Option<Browser> {
         let (chromedriver, chromium) = tools()?;
         let name = sanitize(test_name);
         let artifacts = artifacts_dir(&name);
@@ -116,7 +122,7 @@ impl Browser {
                 .unwrap_or_else(|e| panic!("cannot clear {}: {e}", artifacts.display()));
         }
         let work = tempfile::tempdir().expect("temp dir");
-        let driver = Driver::start(&chromedriver, work.path())
+        let driver = Driver::start(&chromedriver, work.path(), time_zone)
             .await
             .unwrap_or_else(|e| panic!("chromedriver does not start: {e:#}"));
         let caps = capabilities(&chromium, &work.path().join("profile"));
@@ -612,12 +618,21 @@ struct Driver {
 impl Driver {
     /// Starts chromedriver on a free port and waits until it answers. A port taken between
     /// choosing it and chromedriver binding it makes chromedriver exit; that is retried.
-    async fn start(chromedriver: &Path, work: &Path) -> anyhow::Result<Driver> {
+    async fn start(
+        chromedriver: &Path,
+        work: &Path,
+        time_zone: Option<&str>,
+    ) -> anyhow::Result<Driver> {
         let log = work.join("chromedriver.log");
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let child = Command::new(chromedriver)
+            let mut command = Command::new(chromedriver);
+            if let Some(zone) = time_zone {
+                // Chromium takes its time zone from the environment it inherits.
+                command.env("TZ", zone);
+            }
+            let child = command
                 .arg(format!("--port={port}"))
                 .arg(format!("--log-path={}", log.display()))
                 .stdin(Stdio::null())
