@@ -4,11 +4,20 @@
 (function () {
   "use strict";
 
-  // A form with data-confirm asks first (deleting, removing).
+  // A form with data-confirm asks first (deleting, removing), and says it did in its
+  // `confirmed` field; without this script the server asks on a page of its own.
   document.addEventListener("submit", function (event) {
     var question = event.target.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) {
+    if (!question) {
+      return;
+    }
+    if (!window.confirm(question)) {
       event.preventDefault();
+      return;
+    }
+    var confirmed = event.target.querySelector("input[name=confirmed]");
+    if (confirmed) {
+      confirmed.value = "yes";
     }
   });
 

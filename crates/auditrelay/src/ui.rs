@@ -109,6 +109,10 @@ pub fn router(app: AppState, api: Router) -> Router {
         )
         .route("/ui/portals", get(portals::list).post(portals::create))
         .route("/ui/portals/new", get(portals::new))
+        .route(
+            "/ui/portals/add",
+            get(portals::add).post(portals::add_portal),
+        )
         .route("/ui/portals/{portal}", get(portals::portal_home))
         .route(
             "/ui/portals/{portal}/setup",

@@ -20,12 +20,12 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::client::{Api, Failure, wire};
-use super::guard::Form;
+use super::guard::{Confirmation, Form};
 use super::messages::{self, Alert, DESTINATION_LABELS, explain};
 use super::scope::Scope;
 use super::session::{Flash, SignedIn};
 use super::views::{
-    Chrome, ConnectionResult, DestinationForm, DestinationFormPage, DestinationRow,
+    Chrome, ConfirmPage, ConnectionResult, DestinationForm, DestinationFormPage, DestinationRow,
     DestinationsPage, LOG_FORMATS, Section,
 };
 use super::{Refused, UiState, failed, hidden_section, render, see_other};
@@ -419,7 +419,7 @@ pub async fn update(
 pub async fn delete(
     State(ui): State<UiState>,
     Path(id): Path<String>,
-    Form { user, .. }: Form<serde::de::IgnoredAny>,
+    Form { user, data }: Form<Confirmation>,
 ) -> Response {
     let id = match destination_id(&user, &id) {
         Ok(id) => id,
@@ -437,6 +437,21 @@ pub async fn delete(
         }
         Err(failure) => return failed(&ui, &user, failure),
     };
+    // Someone who may not delete it is refused by the API, not asked.
+    if !data.given() && user.who.may_write_destinations() {
+        let page = ConfirmPage {
+            chrome: Chrome::new(&ui, &user, Section::Destinations),
+            heading: format!("Delete “{}”?", destination.name),
+            question: format!(
+                "The destination “{}” ({}) will be deleted. This cannot be undone.",
+                destination.name, destination.endpoint
+            ),
+            action: format!("/ui/destinations/{id}/delete"),
+            button: "Delete",
+            cancel_href: "/ui/destinations".to_owned(),
+        };
+        return render(StatusCode::OK, &page);
+    }
     match api.delete(&path).await {
         Ok(()) => {
             user.flash(Flash(format!(

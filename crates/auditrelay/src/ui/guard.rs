@@ -231,3 +231,17 @@ mod tests {
         }
     }
 }
+
+/// The `confirmed` field of a form that destroys something: `yes` once the person confirmed
+/// (in the browser's dialog, or on the confirmation page).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Confirmation {
+    pub confirmed: String,
+}
+
+impl Confirmation {
+    pub fn given(&self) -> bool {
+        self.confirmed == "yes"
+    }
+}

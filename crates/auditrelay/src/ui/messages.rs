@@ -121,6 +121,8 @@ pub const WEBHOOK_LABELS: Labels = &[
     ("webhook", "", "The webhook"),
 ];
 
+pub const PORTAL_LABELS: Labels = &[("name", "name", "Name"), ("region", "region", "Region")];
+
 pub const REPLAY_LABELS: Labels = &[
     ("start_at", "start_at", "Start (UTC)"),
     ("end_at", "end_at", "End (UTC)"),

@@ -14,12 +14,12 @@ use serde_json::{Value, json};
 
 use super::client::{Failure, wire};
 use super::guard::Form;
-use super::messages::{self, Alert, WEBHOOK_LABELS, explain};
+use super::messages::{self, Alert, PORTAL_LABELS, WEBHOOK_LABELS, explain};
 use super::scope::{Scope, badge_of};
 use super::session::{Flash, SignedIn};
 use super::views::{
-    Choice, Chrome, NewPortalForm, NewPortalPage, PortalChoice, PortalRow, PortalsPage,
-    RegionChoice, Section,
+    AddPortalPage, Choice, Chrome, NewPortalForm, NewPortalPage, PortalChoice, PortalRow,
+    PortalsPage, RegionChoice, Section,
 };
 use super::{Refused, UiState, failed, hidden_section, render, see_other};
 
@@ -88,8 +88,88 @@ pub async fn list(State(ui): State<UiState>, user: SignedIn) -> Response {
         chrome: Chrome::new(&ui, &user, Section::Portals),
         rows,
         can_write: may_write_some(&user),
+        can_add_portal: user.who.may(Permission::ManagePortals),
     };
     render(StatusCode::OK, &page)
+}
+
+/// The New Dev Portal form as posted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AddPortalData {
+    pub name: String,
+    pub region: String,
+}
+
+/// `GET /ui/portals/add`: the New Dev Portal form (the registry's `POST /v3/portals`).
+pub async fn add(State(ui): State<UiState>, user: SignedIn) -> Response {
+    if !Section::Portals.visible_to(user.who.role()) {
+        return hidden_section(&ui, &user);
+    }
+    let data = AddPortalData {
+        name: String::new(),
+        region: ui.app.config.regions.list[0].to_string(),
+    };
+    add_page(&ui, &user, data, Alert::default(), StatusCode::OK)
+}
+
+fn add_page(
+    ui: &UiState,
+    user: &SignedIn,
+    data: AddPortalData,
+    alert: Alert,
+    status: StatusCode,
+) -> Response {
+    let page = AddPortalPage {
+        chrome: Chrome::new(ui, user, Section::Portals),
+        name: data.name,
+        region: data.region,
+        regions: ui
+            .app
+            .config
+            .regions
+            .list
+            .iter()
+            .map(|r| RegionChoice {
+                code: r.to_string(),
+                name: messages::region_name(r.as_str()),
+            })
+            .collect(),
+        can_write: user.who.may(Permission::ManagePortals),
+        role: user.who.role().as_str(),
+        alert,
+    };
+    render(status, &page)
+}
+
+/// `POST /ui/portals/add`: creates the portal, then offers its webhook's form.
+pub async fn add_portal(
+    State(ui): State<UiState>,
+    Form { user, data }: Form<AddPortalData>,
+) -> Response {
+    if !Section::Portals.visible_to(user.who.role()) {
+        return hidden_section(&ui, &user);
+    }
+    let body = json!({"name": data.name, "region": data.region});
+    match user
+        .api(&ui)
+        .send::<wire::Portal>(Method::POST, "/v3/portals", &body)
+        .await
+    {
+        Ok(portal) => {
+            user.flash(Flash(format!(
+                "Dev Portal “{}” added in {}. Set up its webhook here.",
+                portal.name,
+                messages::region_name(&portal.region)
+            )));
+            see_other(&format!("/ui/portals/{}/setup", portal.id))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = explain(&problem, PORTAL_LABELS);
+            add_page(&ui, &user, data, alert, problem.status())
+        }
+        Err(failure) => failed(&ui, &user, failure),
+    }
 }
 
 /// The New Dev Portal Audit Log form as posted.
@@ -214,6 +294,19 @@ pub async fn create(State(ui): State<UiState>, Form { user, data }: Form<NewData
         return new_page(&ui, &user, Some(data), alert, StatusCode::BAD_REQUEST).await;
     }
     let scope = Scope::portal(&ui, &portal, id);
+    // A portal has one webhook: a "new" one for a portal that has it already would replace
+    // (and perhaps disable) it unseen. Show the existing one instead.
+    match api.get_optional::<wire::Webhook>(&scope.api_webhook).await {
+        Ok(Some(_)) => {
+            user.flash(Flash(format!(
+                "“{}” already has a webhook: it is shown here, unchanged. Change it on this page.",
+                portal.name
+            )));
+            return see_other(&format!("{}/setup", scope.base));
+        }
+        Ok(None) => {}
+        Err(failure) => return failed(&ui, &user, failure),
+    }
     let enabled = data.enabled.is_some();
     let mut body = json!({ "enabled": enabled });
     if !data.endpoint.is_empty() {

@@ -14,14 +14,14 @@ use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::client::{Failure, wire};
-use super::guard::{Form, cross_site_refused, same_origin};
+use super::guard::{Confirmation, Form, cross_site_refused, same_origin};
 use super::messages::{
     self, Alert, Badge, REPLAY_LABELS, WEBHOOK_LABELS, capitalized, count, explain,
 };
 use super::session::{Flash, SignedIn};
 use super::views::{
-    Choice, Chrome, ConnectionResult, DeliveryRow, JobView, RANGES, ReplayForm, ReplayPage,
-    ScopeHeader, Section, SetupForm, SetupPage, StatusPage, StatusView,
+    Choice, Chrome, ConfirmPage, ConnectionResult, DeliveryRow, JobView, RANGES, ReplayForm,
+    ReplayPage, ScopeHeader, Section, SetupForm, SetupPage, StatusPage, StatusView,
 };
 use super::{Refused, UiState, failed, render, see_other};
 use crate::clock;
@@ -249,9 +249,25 @@ pub async fn save_setup(
 pub async fn remove(
     State(ui): State<UiState>,
     Target(scope): Target,
-    Form { user, .. }: Form<IgnoredAny>,
+    Form { user, data }: Form<Confirmation>,
 ) -> Response {
     let (ui, user, scope) = (&ui, &user, &scope);
+    // Someone who may not remove it is refused by the API, not asked.
+    if !data.given() && user.who.may(scope.write) {
+        let page = ConfirmPage {
+            chrome: Chrome::new(ui, user, scope.section),
+            heading: format!("Remove the {}?", scope.title),
+            question: format!(
+                "The {} stops sending, and its destination is free to delete. Events stay \
+                 stored; a webhook set up again later reaches them with a replay.",
+                scope.title
+            ),
+            action: format!("{}/remove", scope.base),
+            button: "Remove",
+            cancel_href: format!("{}/setup", scope.base),
+        };
+        return render(StatusCode::OK, &page);
+    }
     match user.api(ui).delete(&scope.api_webhook).await {
         Ok(()) => {
             user.flash(Flash(format!(

@@ -414,6 +414,20 @@ pub struct PortalsPage {
     pub chrome: Chrome,
     pub rows: Vec<PortalRow>,
     pub can_write: bool,
+    /// Whether the person may add Dev Portals to the registry (org admins).
+    pub can_add_portal: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal_add.html")]
+pub struct AddPortalPage {
+    pub chrome: Chrome,
+    pub name: String,
+    pub region: String,
+    pub regions: Vec<RegionChoice>,
+    pub can_write: bool,
+    pub role: &'static str,
+    pub alert: Alert,
 }
 
 /// A portal as a choice of the Dev Portal select.
@@ -446,4 +460,17 @@ pub struct NewPortalPage {
     pub can_write: bool,
     pub role: &'static str,
     pub alert: Alert,
+}
+
+/// The confirmation step of a form that destroys something, for a browser without JavaScript
+/// (with it, the form asks with a dialog and says so in `confirmed`).
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub chrome: Chrome,
+    pub heading: String,
+    pub question: String,
+    pub action: String,
+    pub button: &'static str,
+    pub cancel_href: String,
 }

@@ -679,12 +679,26 @@ async fn destinations_through_the_forms() {
     assert_eq!(page.status, StatusCode::CONFLICT);
     page.assert_alert("Another destination is already called “Splunk Cloud”");
 
-    // Delete.
+    // Delete: without JavaScript, a confirmation page first; nothing is deleted until then.
     let page = browser
         .submit(
             "/ui/destinations",
             &format!("/ui/destinations/{id}/delete"),
             &[],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    page.assert_has("Delete “Splunk Cloud”?");
+    page.assert_has(r#"<input type="hidden" name="confirmed" value="yes">"#);
+    let before = destination_count(&app).await;
+    let again = browser.get("/ui/destinations").await;
+    again.assert_has("Splunk Cloud");
+    assert_eq!(destination_count(&app).await, before, "nothing deleted yet");
+    let page = browser
+        .submit(
+            "/ui/destinations",
+            &format!("/ui/destinations/{id}/delete"),
+            &[("confirmed", "yes")],
         )
         .await;
     page.assert_redirect("/ui/destinations");
@@ -774,7 +788,7 @@ async fn deleting_a_destination_in_use_names_its_webhooks() {
         .submit(
             "/ui/destinations",
             &format!("/ui/destinations/{id}/delete"),
-            &[],
+            &[("confirmed", "yes")],
         )
         .await;
     assert_eq!(page.status, StatusCode::CONFLICT);
@@ -787,19 +801,27 @@ async fn deleting_a_destination_in_use_names_its_webhooks() {
 
     // Remove both through the forms; then it goes.
     let page = browser
-        .submit(setup, "/ui/audit-logs/regions/us/remove", &[])
+        .submit(
+            setup,
+            "/ui/audit-logs/regions/us/remove",
+            &[("confirmed", "yes")],
+        )
         .await;
     page.assert_redirect(setup);
     let portal_setup = format!("/ui/portals/{portal}/setup");
     let page = browser
-        .submit(&portal_setup, &format!("/ui/portals/{portal}/remove"), &[])
+        .submit(
+            &portal_setup,
+            &format!("/ui/portals/{portal}/remove"),
+            &[("confirmed", "yes")],
+        )
         .await;
     page.assert_redirect(&portal_setup);
     let page = browser
         .submit(
             "/ui/destinations",
             &format!("/ui/destinations/{id}/delete"),
-            &[],
+            &[("confirmed", "yes")],
         )
         .await;
     page.assert_redirect("/ui/destinations");
@@ -1567,5 +1589,92 @@ async fn a_page_refreshing_itself_is_audited_once_a_minute() {
         [EventType::Authentication, EventType::Authorization],
         "a direct API read is audited in full"
     );
+    app.stop().await;
+}
+
+/// A Dev Portal can be added in the UI, and "New Dev Portal Audit Log" for a portal that has a
+/// webhook already shows that one instead of replacing it.
+#[tokio::test]
+async fn dev_portals_are_added_and_an_existing_webhook_is_never_replaced() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.admin).await;
+    browser
+        .get("/ui/portals")
+        .await
+        .assert_has(r#"href="/ui/portals/add">New Dev Portal</a>"#);
+
+    let page = browser
+        .submit(
+            "/ui/portals/add",
+            "/ui/portals/add",
+            &[("name", ""), ("region", "us")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    page.assert_has(r#"aria-invalid="true" aria-describedby="name-error""#);
+    let page = browser
+        .submit(
+            "/ui/portals/add",
+            "/ui/portals/add",
+            &[("name", "Partners"), ("region", "eu")],
+        )
+        .await;
+    let (_, portals) = api_get(&app, "/v3/portals").await;
+    let portal = portals["data"][0].clone();
+    assert_eq!(portal["name"], "Partners");
+    assert_eq!(portal["region"], "eu");
+    let id = portal["id"].as_str().unwrap().to_owned();
+    page.assert_redirect(&format!("/ui/portals/{id}/setup"));
+
+    // Its webhook, set up through the API (disabled: nothing is sent).
+    let destination = expect_json(
+        app.post(
+            "/v3/audit-log-destinations",
+            &app.admin,
+            json!({"name": "p", "endpoint": "https://52.1.2.3/x", "authorization": "Bearer p"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let webhook = format!("/v3/portals/{id}/audit-log-webhook");
+    let bind = json!({"audit_log_destination_id": destination["id"], "enabled": false});
+    let resp = app
+        .request(Method::PATCH, &webhook, Some(&app.admin), Some(bind))
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let page = browser
+        .submit(
+            "/ui/portals/new",
+            "/ui/portals",
+            &[
+                ("region", "eu"),
+                ("portal", &id),
+                ("enabled", "on"),
+                ("endpoint", ""),
+            ],
+        )
+        .await;
+    page.assert_redirect(&format!("/ui/portals/{id}/setup"));
+    let (_, after) = api_get(&app, &webhook).await;
+    assert_eq!(
+        after,
+        json!({"audit_log_destination_id": destination["id"], "enabled": false}),
+        "unchanged"
+    );
+    browser
+        .get(&format!("/ui/portals/{id}/setup"))
+        .await
+        .assert_has("already has a webhook: it is shown here, unchanged.");
+
+    // A viewer may not add portals, and is not offered to.
+    let viewer = app.token(Role::AuditLogsViewer, None).await;
+    let mut other = Browser::new(&app);
+    other.sign_in(&viewer).await;
+    other
+        .get("/ui/portals")
+        .await
+        .assert_lacks("New Dev Portal</a>");
     app.stop().await;
 }
