@@ -731,6 +731,18 @@ async fn start_server(bin: Option<&Path>, env: &[(&str, &str)]) -> anyhow::Resul
         );
     }
     let dir = tempfile::tempdir()?;
+    // `token create` never invents an installation: make one first.
+    let created = std::process::Command::new(&bin)
+        .args(["migrate", "--create", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .context("Failed to run `auditrelay migrate --create`")?;
+    if !created.status.success() {
+        bail!(
+            "migrate --create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
     let token = create_token(&bin, dir.path(), "load", "event-producer", "system")?;
     let admin_token = create_token(&bin, dir.path(), "load-admin", "org-admin", "user")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
