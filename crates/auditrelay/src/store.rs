@@ -290,16 +290,6 @@ pub struct DeliveryAttempt {
     pub duration_ms: u64,
 }
 
-impl DeliveryAttempt {
-    pub fn last(&self) -> LastAttempt {
-        LastAttempt {
-            at: self.at,
-            code: self.code,
-            message: self.message.clone(),
-        }
-    }
-}
-
 /// A logged attempt and the scope it was for, as [`Store::list_attempts`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedAttempt {

@@ -26,6 +26,9 @@ use auditrelay_core::format::{Value as FieldValue, parse_line};
 
 use crate::support::browser::Browser;
 use crate::support::receiver::{ReceivedRequest, TestReceiver};
+use crate::support::{TestApp, expect_json};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 /// How long a page may take to show what a step expects.
 const WAIT: Duration = Duration::from_secs(10);
@@ -39,6 +42,32 @@ fn dev(c: &mut Config) {
     c.delivery.allow_private_endpoints = true;
     c.delivery.batch_max_events = 20;
     c.delivery.flush_interval = Duration::from_millis(100);
+}
+
+/// A destination "SumoLogic" for `endpoint`, bound to the US region's webhook, enabled.
+pub(super) async fn bound_destination(app: &TestApp, endpoint: &str) -> String {
+    let body = json!({
+        "name": "SumoLogic", "endpoint": endpoint, "authorization": "Bearer siem",
+        "log_format": "cef",
+    });
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let bind = json!({"audit_log_destination_id": id, "enabled": true});
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/us/v3/audit-log-webhook",
+            Some(&app.admin),
+            Some(bind),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    id
 }
 
 /// The sign-in page, the token, "Sign in", and the first page of the token's role.

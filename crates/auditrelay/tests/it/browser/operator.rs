@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{SLOW, WAIT, dev, refresh_until, script, shot, sign_in};
+use super::{SLOW, WAIT, bound_destination, dev, refresh_until, script, shot, sign_in};
 use crate::support::browser::Browser;
 use crate::support::events::{authorization, ndjson};
 use crate::support::receiver::{Behaviour, TestReceiver};
@@ -30,24 +30,7 @@ async fn the_status_page_during_an_outage_and_retry_now() {
     let siem = TestReceiver::http().await;
     // The SIEM refuses the credentials: not retried, so the webhook is inactive at once.
     siem.set_default(Behaviour::Status(401));
-    let body = json!({"name": "SumoLogic", "endpoint": siem.url(),
-                      "authorization": "Bearer wrong", "log_format": "cef"});
-    let created = expect_json(
-        app.post("/v3/audit-log-destinations", &app.admin, body)
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let bind = json!({"audit_log_destination_id": created["id"], "enabled": true});
-    let resp = app
-        .request(
-            Method::PATCH,
-            "/us/v3/audit-log-webhook",
-            Some(&app.admin),
-            Some(bind),
-        )
-        .await;
-    expect_json(resp, StatusCode::OK).await;
+    bound_destination(&app, &siem.url()).await;
     let events = ndjson(&[authorization(now(), "outage-1")]);
     let resp = app.ingest_ndjson("/us/v1/events", &app.admin, events).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
@@ -224,24 +207,7 @@ async fn replays_in_local_time_with_cancel_and_history() {
     };
     let app = TestApp::spawn_with(dev).await;
     let siem = TestReceiver::http().await;
-    let body = json!({"name": "SumoLogic", "endpoint": siem.url(),
-                      "authorization": "Bearer siem", "log_format": "json"});
-    let created = expect_json(
-        app.post("/v3/audit-log-destinations", &app.admin, body)
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let bind = json!({"audit_log_destination_id": created["id"], "enabled": true});
-    let resp = app
-        .request(
-            Method::PATCH,
-            "/us/v3/audit-log-webhook",
-            Some(&app.admin),
-            Some(bind),
-        )
-        .await;
-    expect_json(resp, StatusCode::OK).await;
+    bound_destination(&app, &siem.url()).await;
     let two_hours_ago = now().saturating_sub_millis(2 * 3_600_000);
     let events = ndjson(&[authorization(two_hours_ago, "two-hours-ago")]);
     let resp = app.ingest_ndjson("/us/v1/events", &app.admin, events).await;

@@ -4,40 +4,14 @@
 
 use auditrelay_core::Role;
 use fantoccini::key::Key;
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::StatusCode;
+use serde_json::Value;
 
-use super::{SLOW, WAIT, dev, open_tab, script, shot, sign_in};
+use super::{SLOW, WAIT, bound_destination, dev, open_tab, script, shot, sign_in};
 use crate::support::browser::Browser;
 use crate::support::events::{authorization, ndjson};
 use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::{TestApp, expect_json, now};
-
-/// A destination "SumoLogic" for `endpoint`, bound to the US region's webhook, enabled.
-async fn bound_destination(app: &TestApp, endpoint: &str) -> String {
-    let body = json!({
-        "name": "SumoLogic", "endpoint": endpoint, "authorization": "Bearer siem",
-        "log_format": "cef",
-    });
-    let created = expect_json(
-        app.post("/v3/audit-log-destinations", &app.admin, body)
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let bind = json!({"audit_log_destination_id": id, "enabled": true});
-    let resp = app
-        .request(
-            Method::PATCH,
-            "/us/v3/audit-log-webhook",
-            Some(&app.admin),
-            Some(bind),
-        )
-        .await;
-    expect_json(resp, StatusCode::OK).await;
-    id
-}
 
 async fn api(app: &TestApp, path: &str) -> Value {
     expect_json(app.get(path, &app.admin).await, StatusCode::OK).await
