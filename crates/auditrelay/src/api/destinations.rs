@@ -484,7 +484,12 @@ impl Problems {
         match url.scheme() {
             "https" => {}
             "http" if rules.allow_http_endpoints => {}
-            "http" => return invalid(self, "must use https"),
+            "http" => {
+                return invalid(
+                    self,
+                    "must use https (http needs delivery.allow_http_endpoints, which serve --dev sets)",
+                );
+            }
             _ => return invalid(self, "must be a valid URL"),
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -504,7 +509,7 @@ impl Problems {
             if private {
                 return invalid(
                     self,
-                    "must not reach a private, loopback or link-local address",
+                    "must not reach a private, loopback or link-local address (that needs delivery.allow_private_endpoints, which serve --dev sets)",
                 );
             }
         }

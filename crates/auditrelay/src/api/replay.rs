@@ -166,7 +166,7 @@ fn webhook_not_enabled() -> ApiError {
         InvalidParameter::new(
             "webhook",
             Some("invalid"),
-            "is not enabled: a replay is sent to the scope's enabled audit-log webhook",
+            "is not enabled: a replay is sent through the webhook, which must be enabled first",
         ),
     )
 }

@@ -258,7 +258,7 @@ pub(super) async fn require_enabled(state: &AppState, scope: &Scope) -> Result<(
         InvalidParameter::new(
             "webhook",
             Some("invalid"),
-            "is not enabled: only an enabled audit-log webhook delivers a test event",
+            "is not enabled: a test event is sent through the webhook, which must be enabled first",
         ),
     ))
 }

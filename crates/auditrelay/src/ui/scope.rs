@@ -668,6 +668,7 @@ async fn replay_page(
             secs => messages::duration(secs),
         },
         job: job_view(&job, now),
+        webhook_enabled: state.webhook_enabled,
         history: history.data.iter().map(|j| job_view(j, now)).collect(),
         can_write: user.who.may(scope.write),
         role: user.who.role().as_str(),

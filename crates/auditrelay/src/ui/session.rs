@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use auditrelay_core::{Grant, Permission, Role};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
@@ -409,20 +409,78 @@ impl SignedIn {
     }
 }
 
-/// Why a request has no session: it goes to sign in (saying why when a session ended).
+/// Why a request has no session: it goes to sign in, saying why when a session ended, and
+/// with the page to come back to.
 pub struct NotSignedIn {
-    expired: bool,
+    ended: Option<Ended>,
+    /// A form was submitted (and so not saved).
+    unsaved: bool,
+    /// The page to return to after signing in: the page itself for a read, the page the form
+    /// was on for a submission.
+    back: Option<String>,
+}
+
+/// How the session a cookie named came to an end.
+#[derive(Clone, Copy)]
+enum Ended {
+    /// Idle or maximum age reached.
+    Expired,
+    /// The server does not know it: it restarted (sessions live in memory), or the session made
+    /// room for others.
+    Unknown,
+}
+
+impl NotSignedIn {
+    fn of(parts: &Parts, ended: Option<Ended>) -> Self {
+        let reads = matches!(parts.method, Method::GET | Method::HEAD);
+        let back = match reads {
+            true => parts.uri.path_and_query().map(|p| p.as_str().to_owned()),
+            false => parts
+                .headers
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Uri>().ok())
+                .and_then(|uri| uri.path_and_query().map(|p| p.as_str().to_owned())),
+        };
+        Self {
+            ended,
+            unsaved: !reads,
+            back: back.filter(|path| return_path(path).is_some()),
+        }
+    }
+}
+
+/// `path` when it is a page of the UI a sign-in may return to: a path of our own (never
+/// another site, whatever the Referer or a crafted link says) and not the sign-in itself.
+pub fn return_path(path: &str) -> Option<&str> {
+    let ours = path.starts_with("/ui/")
+        && !path.contains('\\')
+        && !path.chars().any(char::is_control)
+        && !path.starts_with("/ui/sign-");
+    ours.then_some(path)
 }
 
 impl IntoResponse for NotSignedIn {
     fn into_response(self) -> Response {
-        let to = if self.expired {
-            "/ui/sign-in?expired=1"
-        } else {
-            "/ui/sign-in"
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        match self.ended {
+            Some(Ended::Expired) => query.append_pair("expired", "1"),
+            Some(Ended::Unknown) => query.append_pair("unknown", "1"),
+            None => &mut query,
         };
-        let mut response = super::see_other(to);
-        if self.expired {
+        if self.ended.is_some() && self.unsaved {
+            query.append_pair("unsaved", "1");
+        }
+        if let Some(back) = &self.back {
+            query.append_pair("next", back);
+        }
+        let query = query.finish();
+        let to = match query.is_empty() {
+            true => "/ui/sign-in".to_owned(),
+            false => format!("/ui/sign-in?{query}"),
+        };
+        let mut response = super::see_other(&to);
+        if self.ended.is_some() {
             response
                 .headers_mut()
                 .insert(header::SET_COOKIE, Sessions::clear_cookie());
@@ -436,7 +494,7 @@ impl FromRequestParts<UiState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, ui: &UiState) -> Result<Self, NotSignedIn> {
         let Some(id) = cookie_value(&parts.headers) else {
-            return Err(NotSignedIn { expired: false });
+            return Err(NotSignedIn::of(parts, None));
         };
         match ui.sessions.lookup(&id) {
             Lookup::Found(found) => {
@@ -457,8 +515,8 @@ impl FromRequestParts<UiState> for SignedIn {
                     quiet,
                 })
             }
-            Lookup::Expired => Err(NotSignedIn { expired: true }),
-            Lookup::Missing => Err(NotSignedIn { expired: false }),
+            Lookup::Expired => Err(NotSignedIn::of(parts, Some(Ended::Expired))),
+            Lookup::Missing => Err(NotSignedIn::of(parts, Some(Ended::Unknown))),
         }
     }
 }

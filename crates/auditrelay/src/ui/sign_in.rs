@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::guard::{Form, cross_site_refused, read_form, same_origin};
-use super::session::{Client, Sessions, SignedIn, cookie_value};
+use super::session::{Client, Sessions, SignedIn, cookie_value, return_path};
 use super::views::{Chrome, SignInPage, error_page, home_of};
 use super::{UiState, render, see_other};
 use crate::api::{self, ClientFacts};
@@ -24,13 +24,46 @@ pub async fn home(user: Option<SignedIn>) -> Response {
     }
 }
 
-/// Why the sign-in page was shown again.
+/// Why the sign-in page was shown again, and where to go after signing in.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Notice {
     signed_out: Option<String>,
     expired: Option<String>,
+    unknown: Option<String>,
     ended: Option<String>,
+    unsaved: Option<String>,
+    next: Option<String>,
+}
+
+impl Notice {
+    fn text(&self) -> Option<String> {
+        let why = if self.signed_out.is_some() {
+            "You are signed out."
+        } else if self.expired.is_some() {
+            "Your session expired. Sign in again."
+        } else if self.unknown.is_some() {
+            "Your session is no longer known to the server: it was signed out, made room for \
+             newer ones, or the server restarted. Sign in again."
+        } else if self.ended.is_some() {
+            "Your token is no longer accepted (it was revoked or has expired). Sign in with another one."
+        } else {
+            return None;
+        };
+        let mut text = why.to_owned();
+        if self.unsaved.is_some() {
+            text.push_str(" What you submitted was not saved");
+            text.push_str(match self.next() {
+                Some(_) => ": you will be back on its page to send it again.",
+                None => ".",
+            });
+        }
+        Some(text)
+    }
+
+    fn next(&self) -> Option<&str> {
+        self.next.as_deref().and_then(return_path)
+    }
 }
 
 /// `GET /ui/sign-in`.
@@ -38,21 +71,11 @@ pub async fn page(user: Option<SignedIn>, Query(notice): Query<Notice>) -> Respo
     if let Some(user) = user {
         return see_other(home_of(user.who.role()));
     }
-    let notice = if notice.signed_out.is_some() {
-        Some("You are signed out.")
-    } else if notice.expired.is_some() {
-        Some("Your session expired. Sign in again.")
-    } else if notice.ended.is_some() {
-        Some(
-            "Your token is no longer accepted (it was revoked or has expired). Sign in with another one.",
-        )
-    } else {
-        None
-    };
     let page = SignInPage {
         chrome: Chrome::anonymous(),
-        notice: notice.map(str::to_owned),
+        notice: notice.text(),
         error: None,
+        next: notice.next().map(str::to_owned),
     };
     render(StatusCode::OK, &page)
 }
@@ -62,6 +85,8 @@ pub async fn page(user: Option<SignedIn>, Query(notice): Query<Notice>) -> Respo
 #[serde(default)]
 pub struct SignInData {
     token: String,
+    /// The page to return to (see [`return_path`]).
+    next: String,
 }
 
 /// `POST /ui/sign-in`.
@@ -88,6 +113,7 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
             let page = SignInPage {
                 chrome: Chrome::anonymous(),
                 notice: None,
+                next: return_path(&data.next).map(str::to_owned),
                 error: Some(
                     "This token's role (event-producer) sends events; Audit Logs Setup has nothing \
                      for it. Sign in with a token of the audit-logs-admin or org-admin role, or \
@@ -117,7 +143,8 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
                 principal.role = principal.grant.role().as_str(),
                 "ui sign-in"
             );
-            let mut response = see_other(home_of(principal.grant.role()));
+            let to = return_path(&data.next).unwrap_or(home_of(principal.grant.role()));
+            let mut response = see_other(to);
             response.headers_mut().insert(header::SET_COOKIE, {
                 let over_tls = parts.extensions.get::<crate::serve::OverTls>().is_some();
                 ui.sessions.cookie(&id, &parts.headers, over_tls)
@@ -129,6 +156,7 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
                 chrome: Chrome::anonymous(),
                 notice: None,
                 error: Some("That token was not accepted.".to_owned()),
+                next: return_path(&data.next).map(str::to_owned),
             };
             render(StatusCode::UNAUTHORIZED, &page)
         }

@@ -168,6 +168,8 @@ pub struct SignInPage {
     pub chrome: Chrome,
     pub notice: Option<String>,
     pub error: Option<String>,
+    /// The page to return to after signing in.
+    pub next: Option<String>,
 }
 
 /// One row of the destinations table.
@@ -391,6 +393,8 @@ pub struct ReplayPage {
     pub ranges: [(&'static str, &'static str); 6],
     pub retention: String,
     pub job: JobView,
+    /// Whether the webhook is enabled; a replay needs it.
+    pub webhook_enabled: bool,
     /// Past jobs, newest first.
     pub history: Vec<JobView>,
     pub can_write: bool,

@@ -182,31 +182,31 @@ async fn documented_bad_requests() {
             with("endpoint", json!("http://example.com/x")),
             "Invalid endpoint",
             "endpoint",
-            "must use https",
+            "must use https (http needs delivery.allow_http_endpoints, which serve --dev sets)",
         ),
         (
             with("endpoint", json!("https://127.0.0.1/x")),
             "Invalid endpoint",
             "endpoint",
-            "must not reach a private, loopback or link-local address",
+            "must not reach a private, loopback or link-local address (that needs delivery.allow_private_endpoints, which serve --dev sets)",
         ),
         (
             with("endpoint", json!("https://10.1.2.3/x")),
             "Invalid endpoint",
             "endpoint",
-            "must not reach a private, loopback or link-local address",
+            "must not reach a private, loopback or link-local address (that needs delivery.allow_private_endpoints, which serve --dev sets)",
         ),
         (
             with("endpoint", json!("https://[::1]:8443/x")),
             "Invalid endpoint",
             "endpoint",
-            "must not reach a private, loopback or link-local address",
+            "must not reach a private, loopback or link-local address (that needs delivery.allow_private_endpoints, which serve --dev sets)",
         ),
         (
             with("endpoint", json!("https://localhost/x")),
             "Invalid endpoint",
             "endpoint",
-            "must not reach a private, loopback or link-local address",
+            "must not reach a private, loopback or link-local address (that needs delivery.allow_private_endpoints, which serve --dev sets)",
         ),
     ];
     // IPv6 forms that embed a loopback or private IPv4 address, and reserved IPv4: the
@@ -225,7 +225,7 @@ async fn documented_bad_requests() {
             with("endpoint", json!(endpoint)),
             "Invalid endpoint",
             "endpoint",
-            "must not reach a private, loopback or link-local address",
+            "must not reach a private, loopback or link-local address (that needs delivery.allow_private_endpoints, which serve --dev sets)",
         )
     }));
     for (body, detail, field, reason) in cases {

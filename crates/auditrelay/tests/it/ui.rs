@@ -105,6 +105,13 @@ impl Page {
     }
 }
 
+/// Where a request without a session goes: the sign-in page, saying why (`why`, a query
+/// prefix such as `"expired=1&"`), and back to `path` afterwards.
+fn sign_in_then(path: &str, why: &str) -> String {
+    let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    format!("/ui/sign-in?{why}next={next}")
+}
+
 impl Browser {
     fn new(app: &TestApp) -> Self {
         Self {
@@ -312,7 +319,7 @@ async fn signing_in_and_out() {
     browser
         .get("/ui/destinations")
         .await
-        .assert_redirect("/ui/sign-in");
+        .assert_redirect(&sign_in_then("/ui/destinations", "unknown=1&"));
     let page = browser.get("/ui/sign-in?signed_out=1").await;
     page.assert_has("You are signed out.");
 
@@ -343,6 +350,67 @@ async fn the_cookie_can_always_be_secure() {
     app.stop().await;
 }
 
+/// Sessions live in memory, so a restart ends them all. A form sent into that is not saved, and
+/// the person is told so, signs in, and lands back on the form's page to send it again; a
+/// `next` that points anywhere but a page of the UI is ignored.
+#[tokio::test]
+async fn a_form_sent_after_a_restart_says_why_and_returns_to_its_page() {
+    let mut app = TestApp::spawn_with(dev).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.admin).await;
+    let form = "/ui/destinations/new";
+    let csrf = browser.get(form).await.csrf();
+
+    app.restart().await;
+    let request = browser
+        .client
+        .post(format!("{}/ui/destinations", app.base))
+        .header("origin", app.base.clone())
+        .header("referer", format!("{}{form}", app.base));
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("name", "SIEM"),
+        ("endpoint", "http://127.0.0.1:9/"),
+        ("log_format", "cef"),
+    ];
+    let page = browser.send(urlencoded(request, &fields)).await;
+    let to = sign_in_then(form, "unknown=1&unsaved=1&");
+    page.assert_redirect(&to);
+    assert!(page.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let (_, list) = api_get(&app, "/v3/audit-log-destinations").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
+
+    let page = browser.get(&to).await;
+    page.assert_has("Your session is no longer known to the server");
+    page.assert_has("What you submitted was not saved: you will be back on its page");
+    page.assert_has(r#"<input type="hidden" name="next" value="/ui/destinations/new">"#);
+    let page = browser
+        .post("/ui/sign-in", &[("token", &app.admin), ("next", form)])
+        .await;
+    page.assert_redirect(form);
+    assert_eq!(browser.get(form).await.status, StatusCode::OK);
+
+    // Never somewhere else, whatever the link says.
+    for next in [
+        "https://evil.example/",
+        "//evil.example/ui/",
+        "/\\evil.example",
+        "/api/x",
+        "/ui/sign-in",
+    ] {
+        let mut other = Browser::new(&app);
+        let page = other
+            .post("/ui/sign-in", &[("token", &app.admin), ("next", next)])
+            .await;
+        page.assert_redirect("/ui/destinations");
+        other
+            .get(&format!("/ui/sign-in?unknown=1&next={next}"))
+            .await
+            .assert_lacks(r#"name="next""#);
+    }
+    app.stop().await;
+}
+
 /// A session ends after its idle time without a request, and at its maximum age whatever
 /// happens.
 #[tokio::test]
@@ -358,7 +426,7 @@ async fn sessions_expire() {
     assert_eq!(idle.get("/ui/destinations").await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let page = idle.get("/ui/destinations").await;
-    page.assert_redirect("/ui/sign-in?expired=1");
+    page.assert_redirect(&sign_in_then("/ui/destinations", "expired=1&"));
     assert!(page.header("set-cookie").unwrap().contains("Max-Age=0"));
     idle.get("/ui/sign-in?expired=1")
         .await
@@ -371,7 +439,7 @@ async fn sessions_expire() {
     let ended = loop {
         let page = busy.get("/ui/audit-logs").await;
         if page.status == StatusCode::SEE_OTHER {
-            page.assert_redirect("/ui/sign-in?expired=1");
+            page.assert_redirect(&sign_in_then("/ui/audit-logs", "expired=1&"));
             break started.elapsed();
         }
         assert_eq!(page.status, StatusCode::OK);
@@ -409,7 +477,10 @@ async fn a_revoked_token_ends_the_session() {
             .get("/ui/sign-in?ended=1")
             .await
             .assert_has("Your token is no longer accepted");
-        browser.get(&home).await.assert_redirect("/ui/sign-in");
+        browser
+            .get(&home)
+            .await
+            .assert_redirect(&sign_in_then(&home, ""));
         // And it cannot start a new one.
         let page = browser.post("/ui/sign-in", &[("token", &token)]).await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
@@ -938,12 +1009,27 @@ async fn status_and_test_events() {
     let page = browser.get(status).await;
     page.assert_has("Not configured");
     page.assert_has("None yet");
-    // Not enabled: the API says so, in words.
+    // Not enabled: no action that would be refused, but the way to Setup; the same on the
+    // Replay tab.
+    let set_up = r#"<a href="/ui/audit-logs/regions/us/setup">Set it up in Setup</a> first."#;
+    page.assert_lacks("Send test event</button>");
+    page.assert_has("A test event is sent through the webhook for the organization");
+    page.assert_has(set_up);
+    let replay = browser.get("/ui/audit-logs/regions/us/replay").await;
+    replay.assert_lacks("Send Replay</button>");
+    replay.assert_lacks(r#"id="replay-form""#);
+    replay.assert_has("A replay is sent through the webhook for the organization");
+    replay.assert_has(set_up);
+    // A page opened before the webhook was disabled: the API refuses, in words.
     let page = browser
         .submit(status, "/ui/audit-logs/regions/us/test-event", &[])
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    page.assert_alert("The webhook is not enabled");
+    page.assert_alert(
+        "The webhook is not enabled: a test event is sent through the webhook, which must be \
+         enabled first",
+    );
+    page.assert_has(set_up);
 
     bind(&app, "/us/v3/audit-log-webhook", &id, true).await;
     let page = browser
@@ -1400,7 +1486,10 @@ async fn an_event_producer_cannot_sign_in() {
     page.assert_lacks("<nav class=\"tabs\"");
     browser.get("/").await.assert_redirect("/ui/sign-in");
     for path in ["/ui/destinations", "/ui/audit-logs", "/ui/portals"] {
-        browser.get(path).await.assert_redirect("/ui/sign-in");
+        browser
+            .get(path)
+            .await
+            .assert_redirect(&sign_in_then(path, ""));
     }
     app.stop().await;
 }
@@ -1517,7 +1606,7 @@ async fn the_way_in() {
     browser
         .get("/ui/destinations")
         .await
-        .assert_redirect("/ui/sign-in");
+        .assert_redirect(&sign_in_then("/ui/destinations", ""));
     browser.sign_in(&app.admin).await;
     browser.get("/").await.assert_redirect("/ui/destinations");
     browser

@@ -543,11 +543,14 @@ async fn bad_requests_change_nothing() {
         json!([{"field": "endpoint", "reason": "must be a valid URL", "source": "body"}])
     );
     let p = bad_v2(json!({"endpoint": "http://52.1.2.3/x", "authorization": "Bearer x"})).await;
-    assert_eq!(p["invalid_parameters"][0]["reason"], "must use https");
+    assert_eq!(
+        p["invalid_parameters"][0]["reason"],
+        "must use https (http needs delivery.allow_http_endpoints, which serve --dev sets)"
+    );
     let p = bad_v2(json!({"endpoint": "https://10.1.2.3/x", "authorization": "Bearer x"})).await;
     assert_eq!(
         p["invalid_parameters"][0]["reason"],
-        "must not reach a private, loopback or link-local address"
+        "must not reach a private, loopback or link-local address (that needs delivery.allow_private_endpoints, which serve --dev sets)"
     );
     let p = bad_v2(json!({"endpoint": "https://localhost/x", "authorization": "Bearer x"})).await;
     assert_eq!(invalid_fields(&p), [("endpoint".into(), String::new())]);

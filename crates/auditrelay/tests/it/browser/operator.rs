@@ -316,3 +316,72 @@ async fn replays_in_local_time_with_cancel_and_history() {
         .await;
     app.stop().await;
 }
+
+/// Two dead ends a new user met: a region not set up offered Replay and Send test event and
+/// then refused them in jargon; and a form sent after a restart (sessions live in memory) was
+/// lost without a word. Now the tabs point to Setup, and the lost form is explained and the
+/// person lands back on its page after signing in.
+#[tokio::test]
+async fn before_setup_and_after_a_restart_the_ui_says_what_to_do() {
+    let Some(browser) =
+        Browser::start("before_setup_and_after_a_restart_the_ui_says_what_to_do").await
+    else {
+        return;
+    };
+    let mut app = TestApp::spawn_with(dev).await;
+    let base = app.base.clone();
+    let admin = app.admin.clone();
+    let app_ref = &mut app;
+    browser
+        .run(async |b: &Browser| {
+            sign_in(b, &base, &admin).await?;
+            let region = format!("{base}/ui/audit-logs/regions/us");
+            for (tab, action) in [("replay", "Send Replay"), ("status", "Send test event")] {
+                b.goto(&format!("{region}/{tab}")).await?;
+                b.wait_for_text(
+                    "main",
+                    "which is not enabled. Set it up in Setup first.",
+                    WAIT,
+                )
+                .await?;
+                anyhow::ensure!(
+                    !b.buttons().await?.iter().any(|n| n == action),
+                    "{tab} offers {action}"
+                );
+                if tab == "replay" {
+                    shot(b, "replay-before-setup").await?;
+                }
+                b.click_link("Set it up in Setup").await?;
+                b.wait_for_path("/ui/audit-logs/regions/us/setup", WAIT)
+                    .await?;
+            }
+
+            b.goto(&format!("{base}/ui/destinations/new")).await?;
+            b.fill("Name", "SumoLogic").await?;
+            b.fill("Endpoint", "https://siem.example.com/ingest")
+                .await?;
+            app_ref.restart().await;
+            b.click_button("Save").await?;
+            b.wait_for_path("/ui/sign-in", WAIT).await?;
+            let notice = b.text("main").await?;
+            anyhow::ensure!(
+                notice.contains("Your session is no longer known to the server")
+                    && notice.contains("What you submitted was not saved"),
+                "{notice}"
+            );
+            shot(b, "session-ended").await?;
+            b.fill("Token", &admin).await?;
+            b.click_button("Sign in").await?;
+            b.wait_for_path("/ui/destinations/new", WAIT).await?;
+            b.wait_for_text("main", "Endpoint", WAIT).await?;
+            Ok(())
+        })
+        .await;
+    let list = expect_json(
+        app.get("/v3/audit-log-destinations", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["data"], json!([]), "nothing was saved");
+    app.stop().await;
+}

@@ -33,6 +33,8 @@ pub struct TestApp {
     pub admin: String,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    /// What it was started with, for [`TestApp::restart`].
+    config: Config,
 }
 
 impl TestApp {
@@ -47,7 +49,7 @@ impl TestApp {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.metrics.token = Some(MetricsToken::new(METRICS_TOKEN));
         adjust(&mut config);
-        let started = app::start(config).await.expect("server starts");
+        let started = app::start(config.clone()).await.expect("server starts");
         let base = format!("http://{}", started.server.addr());
         let admin = started
             .bootstrap_token
@@ -62,7 +64,20 @@ impl TestApp {
             admin,
             client,
             dir,
+            config,
         }
+    }
+
+    /// Stops the server and starts it again on the same port and data directory: what a
+    /// restart does to whatever lives only in memory (UI sessions, lanes' timers).
+    pub async fn restart(&mut self) {
+        let server = self.server.take().expect("running");
+        let addr = server.addr();
+        server.stop().await.unwrap();
+        let mut config = self.config.clone();
+        config.server.listen = addr;
+        let started = app::start(config).await.expect("server starts again");
+        self.server = Some(started.server);
     }
 
     pub fn store(&self) -> &Store {
