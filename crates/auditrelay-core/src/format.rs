@@ -20,7 +20,9 @@ use crate::event::Event;
 use crate::signing::{SigningKey, push_signature_b64};
 use record::View;
 
-pub use parse::{ParseError, ParsedLine, VerifyError, parse_line, verify_line};
+pub use parse::{
+    ParseError, ParsedLine, Signed, VerifyError, parse_line, verify_line, verify_line_or_entry,
+};
 
 /// The characters no line we write carries raw, in any format: the C0 controls (NUL, TAB, ESC,
 /// LF, …), DEL, the C1 controls (NEL among them) and the Unicode line and paragraph separators.

@@ -20,7 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use auditrelay_core::format::verify_line;
+use auditrelay_core::format::{Signed, verify_line_or_entry};
 use auditrelay_core::signing::parse_jwks;
 use auditrelay_core::{Grant, PortalId, PublicKey, Region, Role};
 use bytes::Bytes;
@@ -58,7 +58,8 @@ pub enum Command {
     /// Manage the signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Check the signatures of log lines (CEF, JSON or CPS; gzip is detected) against a JWKS.
+    /// Check the signatures of delivered log lines (CEF, JSON or CPS, as a webhook sent them;
+    /// gzip is detected) or of pull-API entries (one per line: `jq -c '.data[]'`) against a JWKS.
     Verify(VerifyArgs),
     /// Receive webhook deliveries locally (HTTP or HTTPS) and show what arrived.
     Listen(crate::listen::ListenArgs),
@@ -536,8 +537,11 @@ fn verify_lines(
             continue;
         }
         total += 1;
-        match verify_line(&line, keys) {
-            Ok(kid) => writeln!(out, "line {number}: valid kid={kid}")?,
+        match verify_line_or_entry(&line, keys) {
+            Ok((kid, Signed::Line)) => writeln!(out, "line {number}: valid kid={kid}")?,
+            Ok((kid, Signed::PullEntry)) => {
+                writeln!(out, "line {number}: valid kid={kid} (pull-API entry)")?
+            }
             Err(reason) => {
                 invalid += 1;
                 writeln!(out, "line {number}: invalid: {reason}")?;

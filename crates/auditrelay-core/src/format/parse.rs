@@ -97,6 +97,34 @@ pub fn verify_line(line: &[u8], keys: &[PublicKey]) -> Result<Kid, VerifyError> 
     parse_line(line)?.verify(keys)
 }
 
+/// What a verified line was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signed {
+    /// A delivered line: CEF, JSON or CPS, as a webhook sends it.
+    Line,
+    /// An entry of the pull API (`GET /v3/audit-logs`'s `data`), one per line.
+    PullEntry,
+}
+
+/// Verifies a delivered line or, failing that, a pull-API entry (`jq -c '.data[]'` writes
+/// them one per line). A line that is neither says why it fails as what it most looks like.
+pub fn verify_line_or_entry(line: &[u8], keys: &[PublicKey]) -> Result<(Kid, Signed), VerifyError> {
+    let as_line = match verify_line(line, keys) {
+        Ok(kid) => return Ok((kid, Signed::Line)),
+        Err(e) => e,
+    };
+    if !line.starts_with(b"{") {
+        return Err(as_line);
+    }
+    match super::pull::verify_pull_entry(line, keys) {
+        Ok(kid) => Ok((kid, Signed::PullEntry)),
+        // Not one of our delivered lines at all: the entry's reason is the one that means
+        // something.
+        Err(as_entry) if matches!(as_line, VerifyError::Unparsable(_)) => Err(as_entry),
+        Err(_) => Err(as_line),
+    }
+}
+
 impl ParsedLine<'_> {
     pub fn verify(&self, keys: &[PublicKey]) -> Result<Kid, VerifyError> {
         let text = self.signature.as_deref().ok_or(VerifyError::NoSignature)?;

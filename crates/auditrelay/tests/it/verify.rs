@@ -11,11 +11,12 @@ use auditrelay_core::signing::render_jwks;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::support::TestApp;
+use crate::support::events::{authorization, ndjson};
 use crate::support::signing::{
     JWKS_PATH, jwks, key_files, rotate, run, signed_line, signing_key, stderr, stdout,
     wait_for_published,
 };
+use crate::support::{TestApp, expect_json, now};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
@@ -208,6 +209,62 @@ async fn a_line_of_an_unknown_key_is_invalid() {
     assert_eq!(
         stdout(&out),
         "line 1: invalid: no known key verifies the signature\n"
+    );
+    app.stop().await;
+}
+
+/// Entries read through the pull API verify too, one per line as `jq -c '.data[]'` writes
+/// them (any key order); a changed entry is named.
+#[tokio::test]
+async fn pull_api_entries_verify_and_a_changed_one_is_named() {
+    let app = TestApp::spawn().await;
+    let work = tempfile::tempdir().unwrap();
+    let (key, jwks_file) = setup(&app, work.path()).await;
+    let events = ndjson(&[
+        authorization(now(), "pulled-1"),
+        authorization(now(), "pulled-2"),
+    ]);
+    let resp = app.ingest_ndjson("/v1/events", &app.admin, events).await;
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+    let page = expect_json(
+        app.get(
+            "/v3/audit-logs?filter[type]=authorization&page[size]=100",
+            &app.admin,
+        )
+        .await,
+        reqwest::StatusCode::OK,
+    )
+    .await;
+    let entries: Vec<String> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains("pulled-"))
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(entries.len(), 2, "{page}");
+    let mut file_lines: Vec<Vec<u8>> = entries.iter().map(|e| e.clone().into_bytes()).collect();
+    file_lines.push(entries[1].replacen("pulled-2", "pulled-9", 1).into_bytes());
+    let file = write(work.path(), "pulled.ndjson", &lines(&file_lines));
+
+    let out = run(
+        &[
+            "verify",
+            "--jwks",
+            jwks_file.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let kid = key.kid();
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "line 1: valid kid={kid} (pull-API entry)\nline 2: valid kid={kid} (pull-API entry)\n\
+             line 3: invalid: no known key verifies the signature\n"
+        )
     );
     app.stop().await;
 }
