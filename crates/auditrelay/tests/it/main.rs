@@ -25,6 +25,7 @@ mod ops;
 mod portals;
 mod properties;
 mod pull;
+mod readme;
 mod receiver;
 mod regions;
 mod replay;

@@ -113,8 +113,7 @@ pub fn documents_present() -> bool {
             "Konnect's OpenAPI documents are not at {}: conformance checks are skipped",
             dir.display()
         );
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-        eprintln!("{reason}");
+        super::skip_unless_ci(&reason);
         false
     })
 }
