@@ -31,6 +31,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::config::{Config, Overrides, parse_duration};
+use crate::human;
 use crate::keys::KeyDir;
 use crate::store::{PrincipalKind, Store};
 use crate::{app, clock, telemetry, tokens};
@@ -366,14 +367,6 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
 /// Below this, a rotation outruns verifiers that refresh the JWKS every few minutes.
 const MIN_SAFE_ACTIVATION: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// `10m` for a whole number of minutes, else seconds.
-fn humantime_minutes(d: std::time::Duration) -> String {
-    match d.as_secs() {
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
 fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List(data) => {
@@ -423,7 +416,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
                     } else {
                         format!("in {}s", delay.as_secs())
                     },
-                    humantime_minutes(config.signing.activation_delay)
+                    human::setting(config.signing.activation_delay)
                 );
             }
             let dir = KeyDir::in_data_dir(&config.server.data_dir);

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod emit;
+pub mod human;
 pub mod jobs;
 pub mod keys;
 pub mod listen;

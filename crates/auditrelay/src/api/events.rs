@@ -26,6 +26,7 @@ use super::json::{self, ParseError};
 use crate::body::{self, BodyError, Coding};
 use crate::clock;
 use crate::config::IngestConfig;
+use crate::human;
 use crate::store::{FaultKind, StoreError};
 
 /// How many field errors one 400 lists at most; the detail still counts every bad event.
@@ -185,8 +186,8 @@ async fn ingest(
     let window = Window {
         oldest: now.saturating_sub_millis(state.config.retention.window.as_millis() as i64),
         newest: now.saturating_add_millis(state.config.ingest.max_future_skew.as_millis() as i64),
-        retention: humanize(state.config.retention.window),
-        skew: humanize(state.config.ingest.max_future_skew),
+        retention: human::setting(state.config.retention.window),
+        skew: human::setting(state.config.ingest.max_future_skew),
     };
     let mut drafts = Vec::with_capacity(total);
     let mut invalid = Vec::new();
@@ -762,18 +763,6 @@ fn validate(w: WireEvent, window: &Window) -> Result<Draft, Vec<InvalidParameter
             detail,
         }),
         _ => Err(c.errors),
-    }
-}
-
-/// `7d`, `5m`, `90s`: the largest whole unit, for messages.
-fn humanize(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{}ms", d.as_millis()),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use super::{ApiClient, ServerArgs};
 use crate::config::parse_duration;
+use crate::human;
 use crate::{cli, clock};
 
 /// How long one request may take; both are quick reads or writes of one row.
@@ -218,7 +219,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             eprintln!(
                 "error: the replay job is still {} after --timeout {}; it goes on in the server: follow it with `auditrelay replay --status --wait{}`",
                 job.status,
-                elapsed(args.timeout),
+                human::stopwatch(args.timeout),
                 target.flags()
             );
             // `main` turns every error into exit status 1; a script must be able to tell "still
@@ -431,15 +432,15 @@ fn counts(job: &JobBody) -> Option<String> {
     };
     Some(format!(
         "{} / {} events{share}, {}",
-        thousands(sent),
-        thousands(total),
+        human::count(sent),
+        human::count(total),
         batches(job.batches_sent.unwrap_or(0))
     ))
 }
 
 fn batches(n: u64) -> String {
     let noun = if n == 1 { "batch" } else { "batches" };
-    format!("{} {noun}", thousands(n))
+    format!("{} {noun}", human::count(n))
 }
 
 /// `replay job completed: 50,000 events in 50 batches in 1m 12s`.
@@ -448,15 +449,15 @@ fn completed(job: &JobBody, took: Duration) -> String {
     let noun = if sent == 1 { "event" } else { "events" };
     let mut line = format!(
         "replay job completed: {} {noun} in {} in {}",
-        thousands(sent),
+        human::count(sent),
         batches(job.batches_sent.unwrap_or(0)),
-        elapsed(took)
+        human::stopwatch(took)
     );
     // Events ingested late into the window, or pruned meanwhile, make the two differ.
     if let Some(total) = job.events_total.filter(|t| *t != sent) {
         line.push_str(&format!(
             " ({} were in the window when it started)",
-            thousands(total)
+            human::count(total)
         ));
     }
     line
@@ -488,7 +489,8 @@ fn describe(job: &JobBody, target: &Target) -> String {
         field("started", show_time(started));
     }
     if let Some(finished) = &job.finished_at {
-        let took = job_duration(job).map_or_else(String::new, |d| format!(" ({})", elapsed(d)));
+        let took =
+            job_duration(job).map_or_else(String::new, |d| format!(" ({})", human::stopwatch(d)));
         field("finished", format!("{}{took}", show_time(finished)));
     }
     if let Some(reason) = &job.failure_reason {
@@ -505,30 +507,6 @@ fn show_time(text: &str) -> String {
         Some(t) => t.to_rfc3339_millis(),
         None => text.to_owned(),
     }
-}
-
-/// `850ms`, `12.4s`, `3m 05s`, `1h 02m`.
-fn elapsed(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => format!("{}ms", d.as_millis()),
-        1..60 => format!("{:.1}s", d.as_secs_f64()),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-    }
-}
-
-/// `12,345,678`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -641,12 +619,6 @@ mod tests {
 
     #[test]
     fn numbers_and_times_read_easily() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(12_345_678), "12,345,678");
-        assert_eq!(elapsed(Duration::from_millis(850)), "850ms");
-        assert_eq!(elapsed(Duration::from_secs(185)), "3m 05s");
         assert_eq!(
             show_time("2026-11-22T08:00:00.000Z"),
             "2026-11-22T08:00:00Z"

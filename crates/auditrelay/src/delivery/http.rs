@@ -22,6 +22,7 @@ use reqwest::header::{self, HeaderName, HeaderValue};
 use url::{Host, Url};
 
 use crate::config::DeliveryConfig;
+use crate::human;
 
 /// The `User-Agent` of every delivery.
 pub const USER_AGENT: &str = concat!("auditrelay/", env!("CARGO_PKG_VERSION"));
@@ -212,10 +213,13 @@ impl DeliveryClient {
             let message = if error.is_connect() {
                 format!(
                     "connect timed out after {}",
-                    human(self.settings.connect_timeout)
+                    human::setting(self.settings.connect_timeout)
                 )
             } else {
-                format!("timed out after {}", human(self.settings.request_timeout))
+                format!(
+                    "timed out after {}",
+                    human::setting(self.settings.request_timeout)
+                )
             };
             return (TransportError::Timeout, message);
         }
@@ -338,15 +342,6 @@ fn cause_text(error: &reqwest::Error) -> String {
         "request failed".into()
     } else {
         parts.join(": ")
-    }
-}
-
-/// `30s`, `200ms`: how the configuration writes durations.
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 && !d.is_zero() {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
@@ -690,12 +685,5 @@ mod tests {
         assert_eq!(cut.len(), 256);
         assert!(cut.chars().all(|c| c == 'é'));
         assert_eq!(truncate(format!("a{}", "é".repeat(200))).len(), 255);
-    }
-
-    #[test]
-    fn durations_read_like_the_configuration() {
-        assert_eq!(human(Duration::from_secs(30)), "30s");
-        assert_eq!(human(Duration::from_millis(200)), "200ms");
-        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
     }
 }

@@ -4,6 +4,7 @@
 use auditrelay_core::Timestamp;
 
 use super::client::{Problem, wire};
+use crate::human;
 
 /// Konnect's name of a region ("US - North America"); an unknown code upper-cased.
 pub fn region_name(code: &str) -> String {
@@ -210,46 +211,9 @@ pub fn time(rfc3339: &str) -> String {
         .unwrap_or_else(|| rfc3339.to_owned())
 }
 
-/// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A duration in its two largest units: "6 days 23 hours", "12 minutes", "40 seconds".
-pub fn duration(seconds: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (86_400, "day"),
-        (3_600, "hour"),
-        (60, "minute"),
-        (1, "second"),
-    ];
-    let plural = |n: u64, name: &str| format!("{n} {name}{}", if n == 1 { "" } else { "s" });
-    let Some(i) = UNITS.iter().position(|(size, _)| seconds >= *size) else {
-        return "0 seconds".to_owned();
-    };
-    let (size, name) = UNITS[i];
-    let mut out = plural(seconds / size, name);
-    if let Some((next_size, next_name)) = UNITS.get(i + 1) {
-        let rest = (seconds % size) / next_size;
-        if rest > 0 {
-            out.push(' ');
-            out.push_str(&plural(rest, next_name));
-        }
-    }
-    out
-}
-
 /// What a connection test found, in one sentence.
 pub fn connection_summary(test: &wire::ConnectionTest) -> String {
-    let took = format!("{} ms", count(test.duration_ms));
+    let took = format!("{} ms", human::count(test.duration_ms));
     match test.response_code {
         Some(code) if test.delivered => format!(
             "It works: the endpoint answered {code} {} in {took}.",
@@ -351,15 +315,6 @@ mod tests {
         assert_eq!(Badge::of("inactive", true), Badge::Inactive);
         assert_eq!(Badge::of("active", true).text(), "Active");
         assert_eq!(capitalized("completed"), "Completed");
-        assert_eq!(count(0), "0");
-        assert_eq!(count(1234567), "1,234,567");
-        assert_eq!(count(100), "100");
-        assert_eq!(duration(0), "0 seconds");
-        assert_eq!(duration(40), "40 seconds");
-        assert_eq!(duration(61), "1 minute 1 second");
-        assert_eq!(duration(3600), "1 hour");
-        assert_eq!(duration(7 * 86_400 - 3600), "6 days 23 hours");
-        assert_eq!(duration(86_400 + 59), "1 day");
         assert_eq!(time("2026-11-22T11:13:45.123Z"), "2026-11-22T11:13:45Z");
     }
 }

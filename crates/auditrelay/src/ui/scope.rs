@@ -15,16 +15,14 @@ use serde_json::{Value, json};
 
 use super::client::{Failure, wire};
 use super::guard::{Confirmation, Form, cross_site_refused, same_origin};
-use super::messages::{
-    self, Alert, Badge, REPLAY_LABELS, WEBHOOK_LABELS, capitalized, count, explain,
-};
+use super::messages::{self, Alert, Badge, REPLAY_LABELS, WEBHOOK_LABELS, capitalized, explain};
 use super::session::{Flash, SignedIn};
 use super::views::{
     Choice, Chrome, ConfirmPage, ConnectionResult, DeliveryRow, JobView, RANGES, ReplayForm,
     ReplayPage, ScopeHeader, Section, SetupForm, SetupPage, StatusPage, StatusView,
 };
 use super::{Refused, UiState, failed, render, see_other};
-use crate::clock;
+use crate::{clock, human};
 
 /// One webhook as the UI addresses it.
 pub struct Scope {
@@ -345,19 +343,19 @@ async fn status_page(
         lag: state.lag_events.map(|n| match n {
             0 => "Nothing: every event has been delivered.".to_owned(),
             1 => "1 event".to_owned(),
-            n => format!("{} events", count(n)),
+            n => format!("{} events", human::count(n)),
         }),
         oldest: state.oldest_undelivered_at.as_deref().map(messages::time),
         data_loss: state.seconds_until_data_loss.map(|s| match s {
             0 => "Now: the oldest undelivered events are being deleted.".to_owned(),
-            s => messages::duration(s),
+            s => human::words(s),
         }),
-        retention: messages::duration(ui.app.config.retention.window.as_secs()),
+        retention: human::words(ui.app.config.retention.window.as_secs()),
         retrying: retrying(&state),
         failures: state
             .consecutive_failures
             .filter(|n| *n > 0)
-            .map(|n| format!("{} in a row", count(u64::from(n)))),
+            .map(|n| format!("{} in a row", human::count(u64::from(n)))),
         can_retry: state.webhook_enabled && state.retrying == Some(true),
         deliveries: log.data.iter().map(delivery_row).collect(),
     };
@@ -385,7 +383,7 @@ fn retrying(state: &wire::WebhookStatus) -> Option<String> {
     let left = at.as_millis().saturating_sub(clock::now().as_millis());
     let when = match u64::try_from(left.saturating_add(999) / 1000) {
         Ok(0) | Err(_) => "now".to_owned(),
-        Ok(seconds) => format!("in {}", messages::duration(seconds)),
+        Ok(seconds) => format!("in {}", human::words(seconds)),
     };
     Some(format!(
         "Retrying: the next attempt is {when} ({}).",
@@ -408,7 +406,7 @@ fn delivery_row(d: &wire::Delivery) -> DeliveryRow {
             1 => format!("1 (seq {})", d.first_seq),
             n => format!(
                 "{} (seq {}–{})",
-                count(u64::from(n)),
+                human::count(u64::from(n)),
                 d.first_seq,
                 d.last_seq
             ),
@@ -418,7 +416,7 @@ fn delivery_row(d: &wire::Delivery) -> DeliveryRow {
             None => format!("No HTTP answer: {}", d.response_message),
         },
         delivered: d.delivered,
-        duration: format!("{} ms", count(d.duration_ms)),
+        duration: format!("{} ms", human::count(d.duration_ms)),
     }
 }
 
@@ -665,7 +663,7 @@ async fn replay_page(
         ranges: RANGES,
         retention: match retention.as_secs() {
             604_800 => "seven days".to_owned(),
-            secs => messages::duration(secs),
+            secs => human::words(secs),
         },
         job: job_view(&job, now),
         webhook_enabled: state.webhook_enabled,
@@ -685,11 +683,13 @@ fn job_view(job: &wire::ReplayJob, now: auditrelay_core::Timestamp) -> JobView {
         _ => {
             let sent = job.events_sent.unwrap_or(0);
             let batches = job.batches_sent.unwrap_or(0);
-            let total = job.events_total.map_or_else(|| "?".to_owned(), count);
+            let total = job
+                .events_total
+                .map_or_else(|| "?".to_owned(), human::count);
             let mut line = format!(
                 "{} / {total} events, {} {}",
-                count(sent),
-                count(batches),
+                human::count(sent),
+                human::count(batches),
                 if batches == 1 { "batch" } else { "batches" }
             );
             if let Some(pace) = pace(job, now) {
@@ -724,12 +724,12 @@ fn pace(job: &wire::ReplayJob, now: auditrelay_core::Timestamp) -> Option<String
         return None;
     }
     let rate = sent as f64 * 1000.0 / millis as f64;
-    let mut out = format!(", {} events/s", count(rate.round() as u64));
+    let mut out = format!(", {} events/s", human::count(rate.round() as u64));
     if job.status == "running"
         && let Some(total) = job.events_total
     {
         let left = (total.saturating_sub(sent) as f64 / rate).ceil() as u64;
-        out.push_str(&format!(", about {} left", messages::duration(left.max(1))));
+        out.push_str(&format!(", about {} left", human::words(left.max(1))));
     }
     Some(out)
 }

@@ -43,6 +43,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use auditrelay::human;
 use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::{Event, EventDetail, FormatConfig, OrgId, Region, SigningKey, Timestamp};
 use clap::{Parser, Subcommand};
@@ -506,8 +507,8 @@ impl Finished {
         eprintln!(
             "{} summary, against the single-core signing rate {} /s before and {} /s after ({:+.0}%):",
             report.scenario,
-            thousands(signing.before),
-            thousands(signing.after),
+            human::rounded(signing.before),
+            human::rounded(signing.after),
             100.0 * (signing.after / signing.before - 1.0)
         );
         for rate in &report.rates {
@@ -515,7 +516,7 @@ impl Finished {
             eprintln!(
                 "  {:<40} {:>10} = {before:.2} / {after:.2} × the signing rate before / after",
                 rate.name.replace('_', " "),
-                thousands(rate.events_per_second)
+                human::rounded(rate.events_per_second)
             );
         }
         if let Some(latency) = report.latency {
@@ -528,7 +529,7 @@ impl Finished {
             eprintln!(
                 "  server CPU ({}) {cpu:.2} s = {per_1000:.1} ms per 1,000 of {} events (signing alone: {:.1} ms)",
                 report.measured,
-                thousands(report.events as f64),
+                human::rounded(report.events as f64),
                 1e6 / signing.before
             );
         }
@@ -544,9 +545,9 @@ impl Finished {
                 "  storage: {:.0} bytes per stored event after a checkpoint ({:.1} MB ÷ {} rows in `events`: {} of this run and {} of the server's own audit events; {:.0} bytes per event of this run)",
                 s.db_bytes as f64 / s.rows.max(1) as f64,
                 s.db_bytes as f64 / 1e6,
-                thousands(s.rows as f64),
-                thousands(report.events as f64),
-                thousands(s.rows.saturating_sub(report.events) as f64),
+                human::rounded(s.rows as f64),
+                human::rounded(report.events as f64),
+                human::rounded(s.rows.saturating_sub(report.events) as f64),
                 s.db_bytes as f64 / events
             );
             eprintln!(
@@ -641,7 +642,7 @@ fn print_table(finished: &[Finished]) {
             "{:<9} {:<40} {:>10} {:>17} {:>9} {:>10} {:>9} {:>12}",
             done.report.scenario,
             rate.name,
-            thousands(rate.events_per_second),
+            human::rounded(rate.events_per_second),
             format!("{before:.2} / {after:.2}"),
             or_dash(done.report.latency.map(|l| format!("{:.0}", l.p99))),
             or_dash(done.cpu_ms_per_1000_events().map(|c| format!("{c:.1}"))),
@@ -658,22 +659,6 @@ fn print_table(finished: &[Finished]) {
             ),
         );
     }
-}
-
-/// `x` rounded, with a comma between thousands: 1234567.8 → "1,234,568".
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.abs());
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if x < -0.5 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Renders and signs a typical event repeatedly on this thread for about a second.
@@ -938,14 +923,5 @@ mod tests {
         let debug = format!("{scenarios:?}");
         assert_eq!(debug.matches("events: 20000").count(), 3, "{debug}");
         assert!(debug.contains("seconds: 3"), "{debug}");
-    }
-
-    #[test]
-    fn thousands_are_separated() {
-        assert_eq!(thousands(0.0), "0");
-        assert_eq!(thousands(999.4), "999");
-        assert_eq!(thousands(1000.0), "1,000");
-        assert_eq!(thousands(1_234_567.8), "1,234,568");
-        assert_eq!(thousands(-55_000.0), "-55,000");
     }
 }

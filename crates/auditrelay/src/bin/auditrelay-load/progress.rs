@@ -96,10 +96,10 @@ fn line(what: &str, first: u64, done: u64, total: u64, elapsed: Duration) -> Str
     };
     format!(
         "  {:>11} / {} {what} ({:.0}%), {}/s, {eta} left",
-        crate::thousands(done as f64),
-        crate::thousands(total as f64),
+        auditrelay::human::rounded(done as f64),
+        auditrelay::human::rounded(total as f64),
         100.0 * done as f64 / total.max(1) as f64,
-        crate::thousands(rate)
+        auditrelay::human::rounded(rate)
     )
 }
 
