@@ -15,6 +15,7 @@ pub mod retry;
 pub mod signing;
 pub mod stored;
 pub mod timestamp;
+pub mod token;
 
 pub use event::{AuthenticationOutcome, AuthenticationType, Event, EventDetail, EventType};
 pub use format::{Format, FormatConfig, Record};

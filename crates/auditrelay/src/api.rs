@@ -22,15 +22,12 @@ pub mod region;
 mod replay;
 mod replay_jobs;
 mod test_connection;
+mod trace;
 mod webhooks;
-
-use std::ops::Deref;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -41,42 +38,7 @@ use utoipa_axum::routes;
 pub use context::Unaudited;
 pub use error::{ApiError, InvalidParameter, Problem};
 
-use auditrelay_core::FormatConfig;
-
-use crate::config::Config;
-use crate::delivery::Changes;
-use crate::keys::KeyRing;
-use crate::secrets::SecretBox;
-use crate::store::{Org, Store};
-
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<AppStateInner>);
-
-pub struct AppStateInner {
-    pub config: Config,
-    pub store: Store,
-    /// The installation's organization (self-audit events of unknown callers go here).
-    pub org: Org,
-    pub metrics: PrometheusHandle,
-    /// The signing keys, reloaded when `keys rotate` changes them.
-    pub keys: Arc<KeyRing>,
-    /// Seals destination authorization values at rest.
-    pub secrets: Arc<SecretBox>,
-    /// Tells delivery that a webhook or destination changed.
-    pub delivery: Changes,
-    /// The names rendered into log lines (`[format]`).
-    pub format: FormatConfig,
-    /// `/openapi.json`, rendered once.
-    openapi_json: String,
-}
-
-impl Deref for AppState {
-    type Target = AppStateInner;
-    fn deref(&self) -> &AppStateInner {
-        &self.0
-    }
-}
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -123,7 +85,7 @@ impl Modify for SecuritySchemes {
 }
 
 /// Every route with its OpenAPI operation.
-fn routes() -> OpenApiRouter<AppState> {
+fn registered() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(jwks::get_jwks))
         .routes(routes!(audit_logs::get_audit_logs))
@@ -204,42 +166,15 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi_json))
 }
 
-/// What the handlers share besides the configuration: built by `app::start`.
-pub struct Services {
-    pub store: Store,
-    pub org: Org,
-    pub metrics: PrometheusHandle,
-    pub keys: Arc<KeyRing>,
-    pub secrets: Arc<SecretBox>,
-    pub delivery: Changes,
+/// The API's routes, each with its OpenAPI operation, and the document they make.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    registered().split_for_parts()
 }
 
-/// The complete HTTP service, and the state its handlers share.
-pub fn service(config: Config, services: Services) -> (Router, AppState) {
-    let Services {
-        store,
-        org,
-        metrics,
-        keys,
-        secrets,
-        delivery,
-    } = services;
-    let (router, openapi) = routes().split_for_parts();
-    let openapi_json = openapi.to_json().expect("the OpenAPI document serializes");
-    let timeout = config.server.request_timeout;
-    let format = config.format.to_format_config();
-    let state = AppState(Arc::new(AppStateInner {
-        config,
-        store,
-        org,
-        metrics,
-        keys,
-        secrets,
-        delivery,
-        format,
-        openapi_json,
-    }));
-    let inner = router
+/// The API as a service: its routes behind their layers and the request middleware.
+pub fn service(routes: Router<AppState>, state: &AppState) -> Router {
+    let timeout = state.config.server.request_timeout;
+    let inner = routes
         .fallback(not_found)
         .layer(from_fn(context::expose_matched_path))
         .layer(CatchPanicLayer::new())
@@ -250,14 +185,9 @@ pub fn service(config: Config, services: Services) -> (Router, AppState) {
         .with_state(state.clone());
     // The context middleware rewrites region prefixes, so it must run before the inner router
     // matches a route: an outer router hands every request to the inner one as its fallback.
-    let api = Router::new()
+    Router::new()
         .fallback_service(inner)
-        .layer(from_fn_with_state(state.clone(), context::middleware));
-    // The web UI's routes (`/`, `/ui/…`) match first, outside the API's middleware: a UI page
-    // is not an API call (no problem+json, no region prefix), and each API call the UI makes
-    // on its user's behalf goes through `api` in process, middleware and all.
-    let app = crate::ui::router(state.clone(), api.clone()).fallback_service(api);
-    (app, state)
+        .layer(from_fn_with_state(state.clone(), context::middleware))
 }
 
 /// Who is behind a token check made outside an API request: the web UI's sign-in.
@@ -269,6 +199,15 @@ pub struct ClientFacts {
     pub user_agent: String,
 }
 
+/// Whom a token belongs to, as [`check_token`] found them: what a UI session keeps.
+#[derive(Debug, Clone)]
+pub struct TokenHolder {
+    /// The principal's id.
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub grant: auditrelay_core::Grant,
+}
+
 /// Checks a token exactly as an API request does, for the web UI's sign-in (there is no API
 /// route every role may read to ask "who am I"): the same outcomes, the same authentication
 /// event, committed before this returns. A token it does not accept is the API's 401.
@@ -276,8 +215,8 @@ pub async fn check_token(
     state: &AppState,
     token: &str,
     client: ClientFacts,
-) -> Result<crate::store::Principal, ApiError> {
-    let trace_id = context::new_trace_id();
+) -> Result<TokenHolder, ApiError> {
+    let trace_id = trace::new_trace_id();
     let ctx = context::RequestContext {
         method: axum::http::Method::POST,
         query: None,
@@ -298,15 +237,19 @@ pub async fn check_token(
     if let Err(e) = state.store.append_events(events).await {
         return Err(context::self_audit_failed(trace_id, e, false));
     }
-    checked
+    checked.map(|principal| TokenHolder {
+        id: principal.id,
+        name: principal.name,
+        grant: principal.grant,
+    })
 }
 
 /// The problem+json body for an error answered outside any route (a request the HTTP server
 /// could not parse), with a fresh trace id; returns the trace id and the body.
 pub fn problem_body(status: axum::http::StatusCode, detail: &str) -> (u64, Vec<u8>) {
-    let trace_id = context::new_trace_id();
+    let trace_id = trace::new_trace_id();
     let problem =
-        context::with_trace_id(trace_id, || ApiError::from_status(status, detail).problem());
+        trace::with_trace_id(trace_id, || ApiError::from_status(status, detail).problem());
     let body = serde_json::to_vec(&problem).expect("a problem always serializes");
     (trace_id, body)
 }

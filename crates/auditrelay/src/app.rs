@@ -15,11 +15,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState};
+use crate::api;
+use crate::changes::Changes;
 use crate::config::Config;
-use crate::delivery::{self, Changes, Delivery};
+use crate::delivery::{self, Delivery};
 use crate::keys::{KeyDir, KeyRing};
 use crate::secrets::SecretBox;
+use crate::state::{AppState, Services};
 use crate::store::{PrincipalKind, Store};
 use crate::{clock, jobs, serve, telemetry, tokens};
 
@@ -68,9 +70,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let changes = Changes::new();
-    let (router, state) = api::service(
+    let (router, state) = crate::router::service(
         config.clone(),
-        api::Services {
+        Services {
             store: store.clone(),
             org,
             metrics,
@@ -100,7 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         stopped.clone(),
     ));
     let grace = config.server.shutdown_grace;
-    let limits = config.server.limits();
+    let limits = serve::Limits::of(&config.server);
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => {
             Some(serve::tls::acceptor(cert, key).context("Failed to load the TLS certificate")?)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use auditrelay_core::batch::BatchLimits;
 use auditrelay_core::retry::RetryPolicy;
+use auditrelay_core::token;
 use auditrelay_core::{FormatConfig, Region};
 use serde::{Deserialize, Deserializer};
 
@@ -122,17 +123,6 @@ impl Network {
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// The bounds the HTTP server puts on clients.
-    pub fn limits(&self) -> crate::serve::Limits {
-        crate::serve::Limits {
-            header_read_timeout: self.header_read_timeout,
-            idle_timeout: self.idle_timeout,
-            max_connections: self.max_connections,
         }
     }
 }
@@ -284,10 +274,7 @@ impl MetricsToken {
 
     /// Whether `presented` is this token, in time that does not depend on where they differ.
     pub fn matches(&self, presented: &str) -> bool {
-        crate::tokens::constant_time_eq(
-            &crate::tokens::hash(presented),
-            &crate::tokens::hash(&self.0),
-        )
+        token::constant_time_eq(&token::hash(presented), &token::hash(&self.0))
     }
 
     fn is_empty(&self) -> bool {

@@ -15,4 +15,4 @@ mod lane;
 mod replay;
 pub mod sample;
 
-pub use engine::{Changes, Delivery, Shared};
+pub use engine::{Delivery, Shared};

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod body;
+pub mod changes;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,8 +15,10 @@ pub mod human;
 pub mod jobs;
 pub mod keys;
 pub mod listen;
+pub mod router;
 pub mod secrets;
 pub mod serve;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

@@ -38,6 +38,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::config::ServerConfig;
+
 /// A request extension: the request reached this server over TLS (the UI's cookie is then
 /// `Secure` without a proxy saying so).
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +58,15 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The bounds `server.*` sets.
+    pub fn of(server: &ServerConfig) -> Self {
+        Self {
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            max_connections: server.max_connections,
+        }
+    }
+
     /// The cap actually applied: the configured one, or what the descriptor limit leaves room
     /// for if that is less (at least 16).
     pub fn effective_max_connections(&self) -> usize {

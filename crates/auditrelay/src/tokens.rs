@@ -1,14 +1,13 @@
-//! API tokens: minting, hashing and issuing.
+//! API tokens: minting and issuing.
 //!
-//! A token is shown once, when it is made, and only its SHA-256 is stored. Plain SHA-256 (not a
-//! password hash) is right here because the secret is 238 random bits, not something a person
-//! chose: there is nothing to brute-force. The prefix names the principal kind the way Konnect's
-//! do (`kpat_` personal access token, `spat_` system-account token).
+//! A token is shown once, when it is made, and only its digest is stored (the rules, hashing
+//! and comparison included, are the core's `token` module). The prefix names the principal kind
+//! the way Konnect's do (`kpat_` personal access token, `spat_` system-account token).
 
 use std::time::Duration;
 
-use auditrelay_core::{AuthenticationType, Grant, OrgId, Timestamp};
-use sha2::{Digest, Sha256};
+use auditrelay_core::token;
+use auditrelay_core::{Grant, OrgId, Timestamp};
 
 use crate::store::{NewToken, PrincipalKind, Store, StoreError, TokenRecord};
 
@@ -32,31 +31,10 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
-/// Equal, in time that does not depend on where the first difference is (the length is no
-/// secret: compare digests where it would be).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub fn hash(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
 fn prefix_of(kind: PrincipalKind) -> &'static str {
     match kind {
-        PrincipalKind::User => "kpat_",
-        PrincipalKind::System => "spat_",
-    }
-}
-
-/// The authentication type a presented token claims by its prefix.
-pub fn authentication_type(secret: &str) -> AuthenticationType {
-    if secret.starts_with("kpat_") {
-        AuthenticationType::Pat
-    } else if secret.starts_with("spat_") {
-        AuthenticationType::Spat
-    } else {
-        AuthenticationType::Invalid
+        PrincipalKind::User => token::PERSONAL_PREFIX,
+        PrincipalKind::System => token::SYSTEM_PREFIX,
     }
 }
 
@@ -94,7 +72,7 @@ pub async fn issue(
             name: name.to_owned(),
             kind,
             grant,
-            secret_hash: hash(&secret),
+            secret_hash: token::hash(&secret),
             prefix: secret[..SHOWN_PREFIX].to_owned(),
             created_at: now,
             expires_at: ttl.map(|ttl| now.saturating_add_millis(ttl.as_millis() as i64)),
@@ -108,14 +86,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abcd", b"abcd"));
-        assert!(!constant_time_eq(b"abcd", b"abce"));
-        assert!(!constant_time_eq(b"abcd", b"abc"));
-        assert!(!constant_time_eq(b"", b"a"));
-    }
-
-    #[test]
     fn minted_tokens_are_prefixed_random_alphanumerics() {
         let a = mint(PrincipalKind::User);
         let b = mint(PrincipalKind::System);
@@ -123,8 +93,13 @@ mod tests {
         assert_eq!(a.len(), 45);
         assert!(a[5..].bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(mint(PrincipalKind::User), a);
-        assert_eq!(authentication_type(&a), AuthenticationType::Pat);
-        assert_eq!(authentication_type(&b), AuthenticationType::Spat);
-        assert_eq!(authentication_type("abc"), AuthenticationType::Invalid);
+        assert_eq!(
+            token::authentication_type(&a),
+            auditrelay_core::AuthenticationType::Pat
+        );
+        assert_eq!(
+            token::authentication_type(&b),
+            auditrelay_core::AuthenticationType::Spat
+        );
     }
 }

@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::AppState;
+use crate::state::AppState;
 use session::Sessions;
 
 /// What every UI handler can reach. Cheap to clone.

@@ -21,11 +21,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::pagination::{decode_cursor, encode_cursor};
 use crate::clock;
+use crate::state::AppState;
 use crate::store::{EventQuery, StoredEvent};
 
 const DEFAULT_SIZE: u32 = 20;

@@ -11,13 +11,13 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
-use super::AppState;
 use super::audit::Actor;
 use super::context::RequestContext;
 use super::error::ApiError;
 use crate::clock;
+use crate::state::AppState;
 use crate::store::Principal;
-use crate::tokens;
+use auditrelay_core::token;
 
 /// An authenticated request: who is calling, and the request's context.
 pub struct Caller {
@@ -90,11 +90,11 @@ pub(super) async fn authenticate(
             None,
         ));
     };
-    let kind = tokens::authentication_type(secret);
+    let kind = token::authentication_type(secret);
     if kind == AuthenticationType::Invalid {
         return Err(fail(kind, AuthenticationOutcome::Invalid, None));
     }
-    let Some(token) = state.store.find_token(&tokens::hash(secret)).await? else {
+    let Some(token) = state.store.find_token(&token::hash(secret)).await? else {
         return Err(fail(kind, AuthenticationOutcome::NotFound, None));
     };
     let actor = Some(Actor::from(&token.principal));

@@ -16,26 +16,13 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::audit::{AuditTrail, RequestFacts, query_as_json};
 use super::error::{ApiError, PROBLEM_JSON};
 use super::region::{self, RequestRegion};
+use super::trace::{self, new_trace_id};
 use crate::clock;
+use crate::state::AppState;
 use crate::store::StoreError;
-
-tokio::task_local! {
-    static TRACE_ID: u64;
-}
-
-/// Runs `f` as if serving the request `trace_id` (for problems made outside a request).
-pub fn with_trace_id<T>(trace_id: u64, f: impl FnOnce() -> T) -> T {
-    TRACE_ID.sync_scope(trace_id, f)
-}
-
-/// The trace id of the request being served on this task, if any.
-pub fn current_trace_id() -> Option<u64> {
-    TRACE_ID.try_with(|id| *id).ok()
-}
 
 /// A request extension only the in-process web UI can set (a client cannot send extensions):
 /// a read made by a page that refreshes itself, which the person already saw audited when they
@@ -99,7 +86,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
                 "Unknown region [{unknown}]; this server serves [{}]",
                 state.config.regions.names()
             );
-            let response = TRACE_ID.sync_scope(trace_id, || {
+            let response = trace::with_trace_id(trace_id, || {
                 ApiError::not_found_because(detail).into_response()
             });
             log_request(
@@ -160,8 +147,8 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     });
     req.extensions_mut().insert(ctx.clone());
 
-    let response = TRACE_ID.scope(trace_id, next.run(req)).await;
-    let mut response = TRACE_ID.sync_scope(trace_id, || into_problem(response, &method, &path));
+    let response = trace::serving(trace_id, next.run(req)).await;
+    let mut response = trace::with_trace_id(trace_id, || into_problem(response, &method, &path));
 
     if is_state_changing(&method) && !ctx.trail.access_taken() {
         ctx.trail.record_access(
@@ -184,7 +171,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         // made (committed on its own before) is said to have happened.
         let changed = is_state_changing(&method) && response.status().is_success();
         let matched = response.extensions_mut().remove::<MatchedPath>();
-        response = TRACE_ID.sync_scope(trace_id, || {
+        response = trace::with_trace_id(trace_id, || {
             self_audit_failed(trace_id, e, changed).into_response()
         });
         if let Some(matched) = matched {
@@ -298,12 +285,4 @@ fn into_problem(response: Response, method: &Method, path: &str) -> Response {
         problem.headers_mut().insert(header::ALLOW, allow.clone());
     }
     problem
-}
-
-/// Konnect's trace ids are unsigned 64-bit decimals.
-pub(super) fn new_trace_id() -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    // Keep within i64 so every consumer (JSON numbers, SQL integers) reads it exactly.
-    u64::from_le_bytes(bytes) >> 1
 }

@@ -9,13 +9,13 @@ use axum::extract::{Path, RawQuery, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::pagination::{self, CursorMeta};
 use super::portal_webhooks::portal_scope;
 use super::webhooks::{WebhookStatusResponse, org_scope, org_scope_to_read, status_view};
 use crate::clock;
+use crate::state::AppState;
 use crate::store::{LoggedAttempt, Scope};
 
 const ORG_RESOURCE: &str = "audit-log-webhook";

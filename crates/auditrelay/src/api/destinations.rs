@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use super::pagination::{self, CursorMeta};
 use crate::clock;
 use crate::config::DeliveryConfig;
+use crate::state::AppState;
 use crate::store::{Destination, DestinationFilter, StoreError};
 
 const RESOURCE: &str = "audit-log-destinations";

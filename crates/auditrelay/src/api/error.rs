@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::context;
+use super::trace;
 use crate::store::{FaultKind, StoreError};
 
 /// A problem+json body.
@@ -221,7 +221,7 @@ impl ApiError {
             title: self.title.to_owned(),
             instance: format!(
                 "kong:trace:{}",
-                context::current_trace_id().unwrap_or_default()
+                trace::current_trace_id().unwrap_or_default()
             ),
             detail: self.detail.clone(),
             invalid_parameters: self.invalid_parameters.clone(),

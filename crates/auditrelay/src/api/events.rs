@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::{self, ParseError};
@@ -27,6 +26,7 @@ use crate::body::{self, BodyError, Coding};
 use crate::clock;
 use crate::config::IngestConfig;
 use crate::human;
+use crate::state::AppState;
 use crate::store::{FaultKind, StoreError};
 
 /// How many field errors one 400 lists at most; the detail still counts every bad event.

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
 use crate::clock;
+use crate::state::AppState;
 
 /// Get the audit log signing keys.
 #[utoipa::path(

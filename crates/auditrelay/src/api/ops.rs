@@ -8,8 +8,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::error::{ApiError, Problem};
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {

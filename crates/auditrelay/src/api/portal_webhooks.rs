@@ -11,7 +11,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::json::ApiJson;
@@ -19,6 +18,7 @@ use super::webhooks::{
     BindingBody, BoundWebhook, TestEventResponse, WebhookStatusResponse, patch_binding,
     require_enabled, status_view,
 };
+use crate::state::AppState;
 use crate::store::Scope;
 
 const RESOURCE: &str = "portal-audit-log-webhook";

@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use super::pagination::{self, CursorMeta};
 use crate::clock;
+use crate::state::AppState;
 use crate::store::{Portal, StoreError};
 
 const RESOURCE: &str = "portals";

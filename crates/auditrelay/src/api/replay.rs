@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use super::portal_webhooks::portal_scope;
 use super::webhooks::{org_scope_to_read, org_scopes_to_write};
 use crate::clock;
+use crate::state::AppState;
 use crate::store::{ReplayJob, ReplayStatus, Scope};
 
 const RESOURCE: &str = "audit-log-replay-job";

@@ -9,13 +9,13 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::portal_webhooks::portal_scope;
 use super::replay::ReplayJobResponse;
 use super::webhooks::{org_scope, org_scope_to_read};
 use crate::clock;
+use crate::state::AppState;
 use crate::store::Scope;
 
 const RESOURCE: &str = "audit-log-replay-job";

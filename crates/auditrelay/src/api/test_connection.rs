@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::AppState;
 use super::auth::Caller;
 use super::destinations::{LogFormatWire, Problems, may_write_some, writable};
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use crate::delivery::sample::{self, Target};
+use crate::state::AppState;
 
 const RESOURCE: &str = "audit-log-destinations";
 

@@ -27,13 +27,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::AppState;
 use super::auth::Caller;
 use super::destinations::{LogFormatWire, Problems};
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use super::region::RequestRegion;
 use crate::clock;
+use crate::state::AppState;
 use crate::store::{
     Destination, DestinationFilter, PageQuery, Scope, StoreError, Webhook, WebhookConfig,
 };

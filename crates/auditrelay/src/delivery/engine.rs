@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::lane::{Lane, label};
 use super::replay;
+use crate::changes::Changes;
 use crate::clock;
 use crate::config::{DeliveryConfig, RetentionConfig};
 use crate::keys::KeyRing;
@@ -36,31 +37,6 @@ pub struct Shared {
     pub config: DeliveryConfig,
     pub retention: RetentionConfig,
     pub policy: RetryPolicy,
-}
-
-/// The signal that a webhook or destination changed. Cheap to clone.
-#[derive(Clone)]
-pub struct Changes(Arc<watch::Sender<u64>>);
-
-impl Changes {
-    pub fn new() -> Self {
-        Self(Arc::new(watch::Sender::new(0)))
-    }
-
-    /// Wakes the supervisor and every lane: they re-read their configuration.
-    pub fn notify(&self) {
-        self.0.send_modify(|generation| *generation += 1);
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
-    }
-}
-
-impl Default for Changes {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// The running delivery engine.

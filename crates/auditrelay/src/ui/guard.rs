@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use super::UiState;
 use super::session::SignedIn;
 use super::views::error_page;
-use crate::tokens::constant_time_eq;
+use auditrelay_core::token::constant_time_eq;
 
 /// Forms are a few short fields.
 const MAX_FORM_BYTES: usize = 64 * 1024;

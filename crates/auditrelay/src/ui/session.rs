@@ -24,9 +24,8 @@ use sha2::{Digest, Sha256};
 
 use super::UiState;
 use super::client::Api;
-use crate::api::Unaudited;
+use crate::api::{TokenHolder, Unaudited};
 use crate::config::{SecureCookie, UiConfig};
-use crate::store::Principal;
 
 pub const COOKIE: &str = "auditrelay_session";
 /// Sessions of one principal: a person on a few browsers and devices. The 17th sign-in ends
@@ -176,7 +175,7 @@ impl Sessions {
     /// Starts a session for a token the API accepted, from `client`; returns the cookie value.
     /// Room is made within the same principal first, then the same client address, so signing
     /// in again and again signs out only the one doing it.
-    pub fn create(&self, token: &str, principal: &Principal, client: Option<IpAddr>) -> String {
+    pub fn create(&self, token: &str, principal: &TokenHolder, client: Option<IpAddr>) -> String {
         let id = hex::encode(random_bytes());
         let now = Instant::now();
         let session = Session {
@@ -539,18 +538,16 @@ mod tests {
         }
     }
 
-    fn principal() -> Principal {
-        Principal {
+    fn principal() -> TokenHolder {
+        TokenHolder {
             id: uuid::Uuid::nil(),
-            org_id: auditrelay_core::OrgId::nil(),
             name: "admin".into(),
-            kind: crate::store::PrincipalKind::User,
             grant: Grant::new(Role::OrgAdmin, None).unwrap(),
         }
     }
 
-    fn principal_with(id: u128) -> Principal {
-        Principal {
+    fn principal_with(id: u128) -> TokenHolder {
+        TokenHolder {
             id: uuid::Uuid::from_u128(id),
             ..principal()
         }
