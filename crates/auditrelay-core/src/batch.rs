@@ -1,4 +1,4 @@
-//! A batch of signed log lines on its way to one webhook (Decision 5): at most 1000 events and
+//! A batch of signed log lines on its way to one webhook (DECISIONS.md D5): at most 1000 events and
 //! 1 MiB uncompressed, the lines joined by `\n`, the body gzip-compressed, and an
 //! `Idempotency-Key` that stays the same whenever the same range of events is sent again.
 //!
@@ -94,7 +94,7 @@ impl BatchBuilder {
     pub fn push(&mut self, seq: i64, line: &[u8]) -> Result<(), BatchFull> {
         debug_assert!(
             !line.contains(&b'\n'),
-            "a rendered line never holds a raw newline (Decision 8)"
+            "a rendered line never holds a raw newline (DECISIONS.md D8)"
         );
         let separator = usize::from(self.events > 0);
         let bytes = self.uncompressed_bytes + separator + line.len();
@@ -199,7 +199,7 @@ impl ShareBuilder {
         render(&mut self.plain);
         debug_assert!(
             !self.plain[start..].contains(&b'\n'),
-            "a rendered line never holds a raw newline (Decision 8)"
+            "a rendered line never holds a raw newline (DECISIONS.md D8)"
         );
         self.lines.push((start, self.plain.len()));
         self.seqs.push(seq);

@@ -1,4 +1,4 @@
-//! Which network addresses a webhook may reach (Decision 10): public ones, unless the operator
+//! Which network addresses a webhook may reach (DECISIONS.md D10): public ones, unless the operator
 //! allows private and loopback endpoints.
 //!
 //! Pure classification of IP addresses and `localhost` names; resolving names and refusing

@@ -108,7 +108,7 @@ impl Event {
         }
     }
 
-    /// The CEF severity, by Konnect's documented rules (konnect-compat §9.2).
+    /// The CEF severity, by Konnect's documented rules (DECISIONS.md K9.2).
     pub fn severity(&self) -> u8 {
         match &self.detail {
             EventDetail::Authentication { outcome, .. } => outcome.severity(),

@@ -1,7 +1,7 @@
 //! Log lines: rendering an event as CEF, JSON or CPS, signing it, and reading our lines back.
 //!
 //! Rendering and signing are one pass over one caller-owned buffer: the unsigned form is written,
-//! its bytes are signed in place, and the signature is spliced in (Decision 6: CEF appends
+//! its bytes are signed in place, and the signature is spliced in (DECISIONS.md D6: CEF appends
 //! ` sig=…`; JSON and the object inside CPS end with `,"sig":"…"`). Nothing is allocated per
 //! line, so the cost of a signed line is the Ed25519 signature and little else.
 //!

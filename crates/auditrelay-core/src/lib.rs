@@ -1,5 +1,14 @@
-//! The pure core of auditrelay: the event model, identifiers, time and the RBAC policy, and (as
-//! they land) the log formats, signing, and the replay and retry rules.
+//! The pure core of auditrelay: the rules every part of the service shares, with no I/O.
+//!
+//! - the event model and its rules ([`event`]), identifiers ([`ids`]) and time ([`timestamp`]);
+//! - who may do what ([`rbac`]) and what an API token's prefix and digest are ([`token`]);
+//! - the log formats, CEF, JSON and CPS, their parser and the pull API's entries ([`format`]);
+//! - Ed25519 signing, key ids and the JWKS ([`signing`]);
+//! - a delivery batch ([`batch`]), the retry and probe policy ([`retry`]), and which addresses
+//!   a webhook may reach ([`endpoint`]);
+//! - the stored form of an event's body, shared by every store backend ([`stored`]).
+//!
+//! The choices behind them are in the repository's `docs/DECISIONS.md`.
 //!
 //! Nothing in this crate does I/O: no sockets, files, clocks or randomness beyond what a caller
 //! passes in. That is what lets it be tested exhaustively, property-tested and fuzzed on its own,

@@ -1,14 +1,15 @@
-//! The retry policy of webhook delivery, as data (Decisions 3 and 4): what an attempt's outcome
-//! means, how long to wait before the next one, and how often an `inactive` webhook is probed.
+//! The retry policy of webhook delivery, as data (DECISIONS.md D3 and D4): what an attempt's
+//! outcome means, how long to wait before the next one, and how often an `inactive` webhook is
+//! probed.
 //!
-//! Decision 3 is Konnect's documented rule, which matches the defaults of
-//! `hashicorp/go-retryablehttp`: wait 1 s before the first retry, doubling, capped at 30 s, at
-//! most 4 retries (5 attempts); retry on connection errors, timeouts, 429 and 5xx except 501;
-//! honour `Retry-After`, capped at 5 minutes. Any 2xx is success; every other answer (a redirect,
-//! which is not followed, a 4xx other than 429, a 501) and a refused certificate or endpoint is
-//! final at once, because waiting a few seconds will not change it. Decision 4 goes further than
-//! Konnect: once the retries are spent the webhook turns `inactive` and keeps being probed, at
-//! most 5 minutes apart, until its SIEM answers 2xx again.
+//! DECISIONS.md D3 is Konnect's documented rule, which matches the defaults of
+//! `hashicorp/go-retryablehttp`: wait 1 s before the first retry, doubling, capped at 30 s, at most
+//! 4 retries (5 attempts); retry on connection errors, timeouts, 429 and 5xx except 501; honour
+//! `Retry-After`, capped at 5 minutes. Any 2xx is success; every other answer (a redirect, which is
+//! not followed, a 4xx other than 429, a 501) and a refused certificate or endpoint is final at
+//! once, because waiting a few seconds will not change it. DECISIONS.md D4 goes further than
+//! Konnect: once the retries are spent the webhook turns `inactive` and keeps being probed, at most
+//! 5 minutes apart, until its SIEM answers 2xx again.
 //!
 //! The caller brings the clock: `now` is only needed to turn a `Retry-After` date into a wait.
 
@@ -48,7 +49,7 @@ pub enum TransportError {
     /// loop. Not retried: the same request would fail the same way.
     Protocol,
     /// We refused to send: an invalid URL, a scheme that is not allowed, an endpoint that is
-    /// (or resolves to) a non-public address (Decision 10). Not retried.
+    /// (or resolves to) a non-public address (DECISIONS.md D10). Not retried.
     Refused,
     /// Anything else, such as a connection closed mid-answer. Retried, as go-retryablehttp
     /// retries every transport error it does not know to be permanent.
@@ -76,7 +77,7 @@ pub enum Verdict {
     Failed,
 }
 
-/// The numbers of Decisions 3 and 4. `Default` is the documented schedule; the fields exist so
+/// The numbers of DECISIONS.md D3 and D4. `Default` is the documented schedule; the fields exist so
 /// tests and a future configuration can shorten it, not to invite tuning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -98,12 +99,13 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            // Decision 3: 1 s, 2 s, 4 s, 8 s (the 30 s cap is reached only by longer schedules).
+            // DECISIONS.md D3: 1 s, 2 s, 4 s, 8 s (the 30 s cap is reached only by longer
+            // schedules).
             max_retries: 4,
             first_wait: Duration::from_secs(1),
             max_wait: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(5 * 60),
-            // Decision 4: 30 s, 1 min, 2 min, 4 min, then every 5 min.
+            // DECISIONS.md D4: 30 s, 1 min, 2 min, 4 min, then every 5 min.
             first_probe: Duration::from_secs(30),
             max_probe: Duration::from_secs(5 * 60),
         }
@@ -457,7 +459,7 @@ mod tests {
     proptest! {
         /// Whatever a failing endpoint answers, a batch gets at most `max_retries` retries and
         /// waits at most `max_total_wait` (20 minutes by default) before its verdict; without
-        /// `Retry-After` the waits add up to exactly Decision 3's 15 seconds at most.
+        /// `Retry-After` the waits add up to exactly DECISIONS.md D3's 15 seconds at most.
         #[test]
         fn total_wait_of_a_failing_batch_is_bounded(
             outcomes in proptest::collection::vec(outcome(), 1..12),

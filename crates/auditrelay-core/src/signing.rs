@@ -1,7 +1,7 @@
 //! Ed25519 keys, key ids, signatures in base64url, and the JWKS that publishes the public keys.
 //!
-//! Every delivered line and every pull-API entry is signed (Decision 6). Log lines carry no key
-//! id, so a verifier tries each published key; the `kid` in the JWKS is the lowercase hex SHA-1
+//! Every delivered line and every pull-API entry is signed (DECISIONS.md D6). Log lines carry no
+//! key id, so a verifier tries each published key; the `kid` in the JWKS is the lowercase hex SHA-1
 //! of the raw 32-byte public key, which any party can recompute from `x` alone.
 //!
 //! Randomness is the caller's: a [`SigningKey`] is made from a 32-byte seed the caller drew.

@@ -1,5 +1,5 @@
 //! Request bodies as auditrelay reads them — producers' events at `POST /v1/events`, and
-//! webhook batches at the receiver of `auditrelay listen` (konnect-compat §8.2) — which content
+//! webhook batches at the receiver of `auditrelay listen` (DECISIONS.md K8.2) — which content
 //! coding was applied (gzip or none), the body read with a bound on its compressed size,
 //! inflated with a bound on its decoded size, and cut into log lines.
 //!

@@ -202,7 +202,7 @@ pub struct DeliveryConfig {
 }
 
 impl DeliveryConfig {
-    /// Decision 3's retries, with the probing of Decision 4 as configured.
+    /// DECISIONS.md D3's retries, with the probing of DECISIONS.md D4 as configured.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             first_probe: self.probe_min,
@@ -542,7 +542,7 @@ const MAX_BATCH_EVENTS: usize = 10_000;
 const MIN_BATCH_BYTES: usize = 1 << 10;
 const MAX_BATCH_BYTES: usize = 64 << 20;
 const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(3600);
-/// Decision 4: an inactive webhook is tried at least every five minutes.
+/// DECISIONS.md D4: an inactive webhook is tried at least every five minutes.
 const MAX_PROBE: Duration = Duration::from_secs(300);
 
 /// Parses a size in bytes: `1048576`, `512B`, `64KiB`, `1MiB`, `1GiB`.

@@ -1,5 +1,5 @@
 //! Webhook delivery: rendered, signed lines leave in gzip batches for each enabled webhook's
-//! destination, retried and probed by the core's retry policy (Decisions 2 to 5 and 10).
+//! destination, retried and probed by the core's retry policy (DECISIONS.md D2 to D5 and D10).
 //!
 //! Split by stage, as a reader follows a batch:
 //! - `engine` — the supervisor: one lane per enabled webhook, and the lag gauges;

@@ -7,7 +7,7 @@
 //! whole of the installation's signing identity; a file is written to a temporary name, synced,
 //! and then linked or renamed into place, so a crash never leaves a half-written key.
 //!
-//! Rotation (Decision 6) publishes a new key at once but lets it sign only after an activation
+//! Rotation (DECISIONS.md D6) publishes a new key at once but lets it sign only after an activation
 //! delay, so verifiers that cache the JWKS fetch it before the first line it signs; the keys it
 //! replaces are retired at that moment and stay published for the retention window, as long as
 //! lines they signed can still be delivered or replayed. `auditrelay keys rotate` runs in its

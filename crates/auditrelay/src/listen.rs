@@ -1,5 +1,5 @@
 //! `auditrelay listen`: a local webhook receiver for developers and tests, which accepts
-//! deliveries the way a SIEM would (konnect-compat §8.2) and shows what arrived.
+//! deliveries the way a SIEM would (DECISIONS.md K8.2) and shows what arrived.
 //!
 //! It answers `POST` on one path with 202, after checking the `Authorization` header,
 //! inflating gzip within a size limit and, with `--jwks`, verifying every line's signature. A

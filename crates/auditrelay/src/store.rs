@@ -189,7 +189,7 @@ pub struct Destination {
     pub authorization_sealed: Vec<u8>,
     pub log_format: Format,
     pub skip_ssl_verification: bool,
-    /// The region whose v2 inline webhook owns this destination (Decision 9); `None` for
+    /// The region whose v2 inline webhook owns this destination (DECISIONS.md D9); `None` for
     /// destinations made through the destinations API.
     pub managed_region: Option<Region>,
     /// The portal it belongs to; `None`: the organization's (see `rbac`'s destination rules).
@@ -249,9 +249,9 @@ pub struct LastAttempt {
 pub enum AttemptKind {
     /// A batch's first attempt.
     Live,
-    /// A batch's attempt after a failed one, on Decision 3's schedule.
+    /// A batch's attempt after a failed one, on DECISIONS.md D3's schedule.
     Retry,
-    /// An attempt of an inactive webhook (Decision 4).
+    /// An attempt of an inactive webhook (DECISIONS.md D4).
     Probe,
     /// A replay job's batch.
     Replay,
@@ -341,7 +341,7 @@ pub struct WebhookConfig {
     pub updated_at: Timestamp,
 }
 
-/// Where a replay job is in its life (konnect-compat §7.2); no job at all is `unconfigured`.
+/// Where a replay job is in its life (DECISIONS.md K7.2); no job at all is `unconfigured`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayStatus {
     Accepted,
@@ -582,7 +582,7 @@ impl Store {
         }
     }
 
-    /// Saves every field but `created_at` and re-arms the webhooks that use it (Decision 4);
+    /// Saves every field but `created_at` and re-arms the webhooks that use it (DECISIONS.md D4);
     /// `false` when it no longer exists; `Conflict` on a taken name.
     pub async fn update_destination(&self, destination: &Destination) -> Result<bool> {
         match self {
@@ -614,11 +614,11 @@ impl Store {
         }
     }
 
-    /// In one transaction: saves the managed destinations (insert or update by id), then
-    /// creates or updates each webhook's configuration. Every saved webhook is re-armed to
-    /// `active`; one that turns on starts its cursor at the newest event (Decision 2). Delivery
-    /// fields (last attempt) are kept. `MissingReference` when a destination is gone;
-    /// `Conflict` when a managed destination's name is taken.
+    /// In one transaction: saves the managed destinations (insert or update by id), then creates or
+    /// updates each webhook's configuration. Every saved webhook is re-armed to `active`; one that
+    /// turns on starts its cursor at the newest event (DECISIONS.md D2). Delivery fields (last
+    /// attempt) are kept. `MissingReference` when a destination is gone; `Conflict` when a managed
+    /// destination's name is taken.
     pub async fn configure_webhooks(
         &self,
         managed: &[Destination],

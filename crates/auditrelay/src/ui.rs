@@ -1,6 +1,6 @@
 //! The web UI, "Audit Logs Setup": server-rendered pages at `/` and `/ui/…` for webhook
 //! destinations, the org webhook of each region, Dev Portal webhooks, their status, test events
-//! and replay jobs (konnect-compat §11).
+//! and replay jobs (DECISIONS.md K11).
 //!
 //! **The UI is a client of our own API.** It holds no rules of its own: every read and write is
 //! an in-process request to the API router (`client`), made with the signed-in person's token,

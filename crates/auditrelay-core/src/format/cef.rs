@@ -1,6 +1,6 @@
 //! CEF lines: `{event_ts} {host} CEF:0|vendor|product|version|class|name|severity|k=v …`.
 //!
-//! Escaping follows Decision 8, extended so that a line can never be split by a receiver that
+//! Escaping follows DECISIONS.md D8, extended so that a line can never be split by a receiver that
 //! reads newline-delimited batches: header fields escape `\` and `|`, extension values escape `\`
 //! and `=`, and both escape LF as `\n` and CR as `\r`, and every other control character (see
 //! [`super::is_control`]: TAB, NUL, ESC, DEL, NEL, U+2028, …) as `\uXXXX`, which CEF does not

@@ -1,4 +1,5 @@
-//! The JSON line: one compact object, keys in byte order, `sig` appended last (Decisions 6, 7).
+//! The JSON line: one compact object, keys in byte order, `sig` appended last (DECISIONS.md D6,
+//! D7).
 //!
 //! Header fields become `cef_version`, `event_class_id`, `event_product`, `event_ts`,
 //! `event_vendor`, `event_version`, `name` and `severity`; extensions become top-level keys with

@@ -6,8 +6,8 @@
 //! since every line it is meant for was written by our renderers or by Konnect's, which use the
 //! same grammar. It never panics on any input; the fuzz target `parse_line` holds it to that.
 //!
-//! The signed bytes are cut out of the line exactly as Decision 6 describes, never re-rendered,
-//! so verification does not depend on the parser and renderer agreeing on anything.
+//! The signed bytes are cut out of the line exactly as DECISIONS.md D6 describes, never
+//! re-rendered, so verification does not depend on the parser and renderer agreeing on anything.
 
 use std::borrow::Cow;
 
@@ -522,7 +522,7 @@ impl<'a> Reader<'a> {
                 self.skip_ws();
                 match self.peek() {
                     Some(b',') => {
-                        // The comma belongs to the next member: Decision 6 removes `,"sig":…`.
+                        // The comma belongs to the next member: DECISIONS.md D6 removes `,"sig":…`.
                         lead = self.at;
                         self.at += 1;
                     }

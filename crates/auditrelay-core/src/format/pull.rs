@@ -1,6 +1,6 @@
 //! Entries of the v3 pull API (`GET /v3/audit-logs`) and their `signature`.
 //!
-//! Konnect does not document what a pull entry's signature covers (konnect-compat §5). Ours
+//! Konnect does not document what a pull entry's signature covers (DECISIONS.md K5). Ours
 //! covers the entry's canonical JSON without `signature`: keys in byte order, no whitespace,
 //! standard escaping, every field the event has and no other. The signed entry is the same
 //! canonical object with `"signature":"<base64url>"` in its sorted place, so it is canonical too.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::event::{Event, EventDetail};
 use crate::timestamp::Timestamp;
 
-/// The constant parts of every line. The defaults are Konnect's own values (konnect-compat §9.1).
+/// The constant parts of every line. The defaults are Konnect's own values (DECISIONS.md K9.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatConfig {
     /// CEF "Device Vendor" (`event_vendor` in JSON).
@@ -68,7 +68,7 @@ pub struct Extension {
     pub value: Value,
 }
 
-/// An extension value with the JSON type Decision 7 gives its key.
+/// An extension value with the JSON type DECISIONS.md D7 gives its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(String),
@@ -76,7 +76,7 @@ pub enum Value {
     Bool(bool),
 }
 
-/// How a key's value is typed in JSON, and so how CEF text is read back (Decision 7).
+/// How a key's value is typed in JSON, and so how CEF text is read back (DECISIONS.md D7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Str,
@@ -92,7 +92,7 @@ pub(crate) fn kind_of(key: &str) -> Kind {
     }
 }
 
-/// The extension order of each event type, every optional key included (konnect-compat §9.1).
+/// The extension order of each event type, every optional key included (DECISIONS.md K9.1).
 /// JSON sorts keys, so the parser needs this to give back the order the CEF form uses.
 pub(crate) const AUTHENTICATION_ORDER: &[&str] = &[
     "rt",
@@ -142,7 +142,7 @@ const ACCESS_CLASS: &str = "KongGateway";
 const ACCESS_NAME: &str = "Ingress";
 
 /// The key order for a record with this CEF name; `None` for a name we do not produce.
-/// The name, not the class id, identifies the type (konnect-compat §9.2).
+/// The name, not the class id, identifies the type (DECISIONS.md K9.2).
 pub(crate) fn order_for_name(name: &str) -> Option<&'static [&'static str]> {
     if name.starts_with(AUTHENTICATION_NAME_PREFIX) {
         Some(AUTHENTICATION_ORDER)
@@ -247,7 +247,8 @@ impl<'a> Inline<'a> {
         }
     }
 
-    /// `kong_initiated` is a string in every format (Decision 7), and omitted rather than false.
+    /// `kong_initiated` is a string in every format (DECISIONS.md D7), and omitted rather than
+    /// false.
     fn kong_initiated(&mut self, value: Option<bool>) {
         if let Some(v) = value {
             self.push(

@@ -132,7 +132,7 @@ fn verification_errors() {
 }
 
 /// Signed bytes are cut out of the line, so whitespace a JSON producer added is covered too,
-/// and a line whose `sig` is not last is still read by Decision 6's rule.
+/// and a line whose `sig` is not last is still read by DECISIONS.md D6's rule.
 #[test]
 fn json_signed_bytes_follow_the_line() {
     let line = signed(Format::Json);

@@ -1,8 +1,8 @@
 //! Pinned bytes for every format × event type, signed with the fixed test key.
 //!
 //! Ed25519 is deterministic, so a signature is as pinnable as the text it covers. Each line was
-//! written from the implementation once and then checked by eye against konnect-compat §9 and
-//! Decisions 6–8: key order and presence per type, header and extension escaping, JSON typing,
+//! written from the implementation once and then checked by eye against DECISIONS.md K9 and
+//! DECISIONS.md D6–D8: key order and presence per type, header and extension escaping, JSON typing,
 //! `sig` placement.
 
 use auditrelay_core::format::{Format, parse_line, sign_event, verify_line};

@@ -1,4 +1,4 @@
-//! Konnect's published CEF lines (konnect-compat §9.1) parse, and our renderer reproduces them
+//! Konnect's published CEF lines (DECISIONS.md K9.1) parse, and our renderer reproduces them
 //! byte for byte up to ` sig=`. Their signatures cannot be checked: Kong publishes no key for them.
 
 use auditrelay_core::format::record::Value;

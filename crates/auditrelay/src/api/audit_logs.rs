@@ -1,5 +1,5 @@
 //! `GET /v3/audit-logs`: Konnect's pull API, the org's audit events of the request's region,
-//! oldest first, each entry signed (konnect-compat §5).
+//! oldest first, each entry signed (DECISIONS.md K5).
 //!
 //! Filters are Konnect's: `filter[ts][gte]` and `filter[ts][lte]` (RFC 3339, inclusive; by
 //! default the retention window up to now) and `filter[type]`; pages are `page[size]` (1 to

@@ -1,10 +1,10 @@
-//! `/v2|v3/audit-log-destinations`: where webhooks send logs (konnect-compat §4).
+//! `/v2|v3/audit-log-destinations`: where webhooks send logs (DECISIONS.md K4).
 //!
 //! Destinations are global: the same objects under every region prefix, `global` included. The
-//! `authorization` value is write-only: accepted on create and update, sealed before it is
-//! stored, and never returned or logged. Endpoints must be absolute `https` URLs that do not
-//! reach private, loopback or link-local addresses unless the operator allows it (Decision 10).
-//! Validation errors use Konnect's documented bodies word for word.
+//! `authorization` value is write-only: accepted on create and update, sealed before it is stored,
+//! and never returned or logged. Endpoints must be absolute `https` URLs that do not reach private,
+//! loopback or link-local addresses unless the operator allows it (DECISIONS.md D10). Validation
+//! errors use Konnect's documented bodies word for word.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -540,7 +540,8 @@ async fn resolves_to_non_public(name: &str, port: u16) -> bool {
 macro_rules! versioned_routes {
     ($tag:literal, $collection:literal, $item:literal,
      $list:ident, $create:ident, $get:ident, $update:ident, $delete:ident) => {
-        /// List audit-log destinations (`filter[name]`, `filter[name][eq]`, `filter[name][contains]`).
+        /// List audit-log destinations (`filter[name]`, `filter[name][eq]`,
+        /// `filter[name][contains]`).
         #[utoipa::path(get, path = $collection, tag = $tag,
             params(
                 ("page[size]" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 100)"),

@@ -1,5 +1,5 @@
 //! `GET /v2/audit-log-webhook/jwks.json`: the public keys that verify delivered lines and
-//! pull-API entries (konnect-compat §3.4, Decision 6).
+//! pull-API entries (DECISIONS.md K3.4, DECISIONS.md D6).
 //!
 //! It is public, as Konnect documents it with no authentication: a SIEM or `auditrelay verify`
 //! fetches it with no token. It lists every key still published, the pending one of a rotation

@@ -1,4 +1,4 @@
-//! `/v2|v3/portals/{portalId}/audit-log-webhook` and its `/status` (konnect-compat §6): a
+//! `/v2|v3/portals/{portalId}/audit-log-webhook` and its `/status` (DECISIONS.md K6): a
 //! portal's webhook, always bound to a destination, in the portal's region.
 //!
 //! The portal id decides the region, so these paths work under any region prefix. A malformed or

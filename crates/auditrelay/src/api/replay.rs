@@ -1,5 +1,5 @@
 //! Replay jobs: `/v2|v3/audit-log-replay-job` (the org's, per region) and
-//! `/v2|v3/portals/{portalId}/audit-log-replay-job` (konnect-compat §7, Decision 1).
+//! `/v2|v3/portals/{portalId}/audit-log-replay-job` (DECISIONS.md K7, DECISIONS.md D1).
 //!
 //! A PUT replaces the scope's job with a new `accepted` one, unless the current job is still
 //! accepted, pending or running (409, checked in the same statement as the write). The delivery
@@ -101,7 +101,7 @@ pub struct ReplayJobBody {
     pub end_at: Option<String>,
 }
 
-/// Decision 1's rules: both present and RFC 3339, inside the retention window, `start_at <=
+/// DECISIONS.md D1's rules: both present and RFC 3339, inside the retention window, `start_at <=
 /// end_at`, `end_at` not in the future. Every fault is named at once.
 fn window(state: &AppState, body: &ReplayJobBody) -> Result<(Timestamp, Timestamp), ApiError> {
     let now = clock::now();

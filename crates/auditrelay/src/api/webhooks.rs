@@ -1,13 +1,13 @@
 //! Webhooks: the org's `/v2|v3/audit-log-webhook` (one per region) and its `/status`
-//! (konnect-compat §3, §5). Portal webhooks are in `portal_webhooks.rs` and share the binding
+//! (DECISIONS.md K3, K5). Portal webhooks are in `portal_webhooks.rs` and share the binding
 //! logic here.
 //!
 //! One record per scope serves every view, so v2 and v3 cannot disagree: v3 shows the binding
 //! (`audit_log_destination_id`, `enabled`); v2 shows the bound destination's fields inline, and a
 //! v2 PATCH with inline fields writes them to the region's *managed* destination and binds it
-//! (Decision 9). A region with no record is unconfigured: v2 answers `endpoint: "unconfigured"`,
-//! v3 answers 404. On the `global` region a write applies to every configured region in one
-//! transaction, and a read is a 400: there is no single answer.
+//! (DECISIONS.md D9). A region with no record is unconfigured: v2 answers `endpoint:
+//! "unconfigured"`, v3 answers 404. On the `global` region a write applies to every configured
+//! region in one transaction, and a read is a 400: there is no single answer.
 //!
 //! Two additions of ours: the status carries the backlog (`lag_events`, `oldest_undelivered_at`,
 //! `seconds_until_data_loss`, from the same store query as the delivery gauges), and

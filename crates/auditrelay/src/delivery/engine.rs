@@ -188,7 +188,7 @@ async fn update_gauges(shared: &Shared, webhooks: &[Webhook]) {
     }
 }
 
-/// A webhook that no longer delivers has nothing undelivered (Decision 2: what is stored while
+/// A webhook that no longer delivers has nothing undelivered (DECISIONS.md D2: what is stored while
 /// it is off is replay's, not its backlog).
 fn clear_gauges(shared: &Shared, scope: &Scope) {
     let webhook = label(scope);

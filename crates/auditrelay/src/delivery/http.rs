@@ -2,7 +2,7 @@
 //! at a batch, reported as the core's [`Attempt`] plus what the webhook status shows (response
 //! code and a readable message).
 //!
-//! The client refuses what Decision 10 forbids at connect time as well as at validation time:
+//! The client refuses what DECISIONS.md D10 forbids at connect time as well as at validation time:
 //! a name is resolved by a resolver that fails when any of its addresses is non-public, so a
 //! DNS answer that changed since the endpoint was accepted (DNS rebinding) cannot reach an
 //! internal service. Redirects are not followed (a 3xx is a failure): following one would

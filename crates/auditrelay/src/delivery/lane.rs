@@ -2,13 +2,13 @@
 //! once.
 //!
 //! Each turn reads the webhook and its destination afresh (so a change applies from the next
-//! batch), takes the events after the cursor, renders and signs them in the destination's
-//! format into one gzip batch, notes the batch's range as in flight, and sends it with the
-//! retries of Decision 3. A 2xx moves the cursor past the batch in the same statement that
-//! records the attempt; a final failure records it, marks the webhook `inactive` and keeps the
-//! cursor, and the lane probes with the same batch until the SIEM answers again (Decision 4). A
-//! change to the webhook or its destination cuts a wait short: the batch is rebuilt with the
-//! new configuration and sent at once.
+//! batch), takes the events after the cursor, renders and signs them in the destination's format
+//! into one gzip batch, notes the batch's range as in flight, and sends it with the retries of
+//! DECISIONS.md D3. A 2xx moves the cursor past the batch in the same statement that records the
+//! attempt; a final failure records it, marks the webhook `inactive` and keeps the cursor, and the
+//! lane probes with the same batch until the SIEM answers again (DECISIONS.md D4). A change to the
+//! webhook or its destination cuts a wait short: the batch is rebuilt with the new configuration
+//! and sent at once.
 //!
 //! Turns overlap. While batch N is on its way, the next two are signed (on the blocking pool,
 //! every core) and the events after them are read, all in the background: neither the SIEM's
@@ -455,7 +455,7 @@ impl Lane {
         self.deliver(setup, built).await
     }
 
-    /// Waits until a batch is due (Decision 5: full, or `flush_interval` after its first
+    /// Waits until a batch is due (DECISIONS.md D5: full, or `flush_interval` after its first
     /// event), then builds it. A range noted in flight before a restart is built again exactly,
     /// without waiting.
     async fn gather(&mut self, setup: &Setup) -> Result<Gathered, StoreError> {

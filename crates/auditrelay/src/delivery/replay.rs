@@ -1,9 +1,9 @@
 //! The replay executor: runs one scope's replay job, `accepted` → `pending` → `running` →
-//! `completed` | `failed` (konnect-compat §7, Decision 1).
+//! `completed` | `failed` (DECISIONS.md K7, DECISIONS.md D1).
 //!
 //! It reads the window's events in event-time order one batch at a time (memory stays bounded
 //! however large the window), renders each batch in the format of the webhook's destination as
-//! it is at that moment, and sends it with Decision 3's retries. After every 2xx it saves the
+//! it is at that moment, and sends it with DECISIONS.md D3's retries. After every 2xx it saves the
 //! progress and the position of the last event sent, so a job interrupted by a restart resumes
 //! there (at most one batch is sent again). A batch that exhausts its retries fails the job with
 //! the reason. The live lane of the same webhook runs beside it, on its own connection, and its
@@ -170,7 +170,7 @@ async fn step(
     }
 }
 
-/// Sends one batch of the job with Decision 3's retries.
+/// Sends one batch of the job with DECISIONS.md D3's retries.
 async fn send(
     shared: &Shared,
     client: &DeliveryClient,

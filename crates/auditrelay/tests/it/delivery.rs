@@ -1,5 +1,5 @@
 //! Webhook delivery end to end, against real HTTP and HTTPS receivers on loopback: every event
-//! once, signed, in each format; TLS verification; Decision 3's retry timing and recovery
+//! once, signed, in each format; TLS verification; DECISIONS.md D3's retry timing and recovery
 //! without replay; isolation between webhooks; the SSRF guard at connect time; and SIGKILL of
 //! the real binary mid-stream.
 

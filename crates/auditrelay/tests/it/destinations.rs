@@ -16,7 +16,8 @@ const SECRET: &str = "Splunk 5e1f0000-dead-beef-8000-0123456789ab";
 fn sumo() -> Value {
     json!({
         "name": "Sumo Logic",
-        // A public address literal: validation needs no DNS, and no test traffic leaves the machine.
+        // A public address literal: validation needs no DNS, and no test traffic leaves the
+        // machine.
         "endpoint": "https://52.1.2.3/receiver/v1/http/abc",
         "authorization": SECRET,
         "log_format": "cef",
@@ -133,7 +134,7 @@ async fn crud_on_both_versions_and_every_region_never_shows_the_secret() {
     app.stop().await;
 }
 
-/// Konnect's documented 400 bodies, word for word (konnect-compat §2.3).
+/// Konnect's documented 400 bodies, word for word (DECISIONS.md K2.3).
 #[tokio::test]
 async fn documented_bad_requests() {
     let app = TestApp::spawn().await;

@@ -1,4 +1,4 @@
-//! Replay jobs: the seeds' recovery scenario for the org and for a portal, Decision 1's
+//! Replay jobs: the seeds' recovery scenario for the org and for a portal, DECISIONS.md D1's
 //! validation, one job at a time, RBAC, failure, SIGKILL mid-job, and live delivery flowing
 //! beside a long replay. Every answer of a documented operation is checked against Konnect's
 //! OpenAPI documents.
@@ -379,7 +379,7 @@ async fn the_seeds_scenario_for_a_portal() {
     app.stop().await;
 }
 
-/// Decision 1, rule by rule; none of them creates a job.
+/// DECISIONS.md D1, rule by rule; none of them creates a job.
 #[tokio::test]
 async fn bad_windows_are_400s_naming_the_field() {
     let app = TestApp::spawn_with(|c| {

@@ -237,7 +237,7 @@ async fn the_documents_flow() {
     app.stop().await;
 }
 
-/// kongctl's `listen` (konnect-compat §12), step by step, mixing v2 and v3 as it does.
+/// kongctl's `listen` (DECISIONS.md K12), step by step, mixing v2 and v3 as it does.
 #[tokio::test]
 async fn kongctl_listener_flow() {
     let app = TestApp::spawn().await;
@@ -725,7 +725,7 @@ async fn positions_are_written_between_group_commits() {
     app.stop().await;
 }
 
-/// The enabled × status table of konnect-compat §3.3, and the transitions a configuration
+/// The enabled × status table of DECISIONS.md K3.3, and the transitions a configuration
 /// change causes: a PATCH of the webhook or of its destination re-arms an inactive webhook.
 #[tokio::test]
 async fn status_follows_konnects_table() {
@@ -868,7 +868,7 @@ async fn status_follows_konnects_table() {
     app.stop().await;
 }
 
-/// Enabling starts the cursor at the newest event (Decision 2); rebinding or re-arming an
+/// Enabling starts the cursor at the newest event (DECISIONS.md D2); rebinding or re-arming an
 /// enabled webhook keeps it; re-enabling starts from that moment again.
 #[tokio::test]
 async fn enabling_starts_delivery_at_that_moment() {

@@ -51,7 +51,7 @@ impl SqliteStore {
         for webhook in webhooks {
             let scope = scope_id(&mut tx, &webhook.scope).await?;
             // The cursor moves to the newest event only when the webhook turns on: events
-            // ingested while it was off are replay's (Decision 2), and a rebind or a re-arm of
+            // ingested while it was off are replay's (DECISIONS.md D2), and a rebind or a re-arm of
             // an enabled webhook must not skip what it has yet to deliver.
             let result = sqlx::query(
                 "INSERT INTO webhooks (scope_id, destination_id, enabled, status, cursor, updated_at)
