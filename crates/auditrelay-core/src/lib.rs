@@ -2,7 +2,8 @@
 //!
 //! - the event model and its rules ([`event`]), identifiers ([`ids`]) and time ([`timestamp`]);
 //! - who may do what ([`rbac`]) and what an API token's prefix and digest are ([`token`]);
-//! - the log formats, CEF, JSON and CPS, their parser and the pull API's entries ([`format`]);
+//! - the log formats, CEF, JSON and CPS, their parser and the pull API's entries
+//!   ([`format`](mod@format));
 //! - Ed25519 signing, key ids and the JWKS ([`signing`]);
 //! - a delivery batch ([`batch`]), the retry and probe policy ([`retry`]), and which addresses
 //!   a webhook may reach ([`endpoint`]);
