@@ -9,6 +9,7 @@ use auditrelay_core::FormatConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::changes::Changes;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::secrets::SecretBox;
@@ -34,6 +35,8 @@ pub struct AppStateInner {
     pub format: FormatConfig,
     /// `/openapi.json`, rendered once.
     pub openapi_json: String,
+    /// The monotonic clock intervals are measured by (tests move it forward).
+    pub clock: Clock,
 }
 
 impl Deref for AppState {
@@ -74,6 +77,7 @@ impl AppState {
             delivery,
             format,
             openapi_json,
+            clock: Clock::default(),
         }))
     }
 }

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use super::UiState;
 use super::client::Api;
 use crate::api::{TokenHolder, Unaudited};
+use crate::clock::Clock;
 use crate::config::{SecureCookie, UiConfig};
 
 pub const COOKIE: &str = "auditrelay_session";
@@ -137,6 +138,8 @@ pub struct Sessions(Arc<SessionsInner>);
 
 struct SessionsInner {
     map: Mutex<HashMap<Key, Session>>,
+    /// Where idle and maximum ages are measured (tests move it forward).
+    clock: Clock,
     idle: Duration,
     max_age: Duration,
     secure: SecureCookie,
@@ -157,9 +160,10 @@ struct SignedInParts {
 }
 
 impl Sessions {
-    pub fn new(config: &UiConfig) -> Self {
+    pub fn new(config: &UiConfig, clock: Clock) -> Self {
         Self(Arc::new(SessionsInner {
             map: Mutex::new(HashMap::new()),
+            clock,
             idle: config.session_idle_timeout,
             max_age: config.session_max_age,
             secure: config.secure_cookie,
@@ -177,7 +181,7 @@ impl Sessions {
     /// in again and again signs out only the one doing it.
     pub fn create(&self, token: &str, principal: &TokenHolder, client: Option<IpAddr>) -> String {
         let id = hex::encode(random_bytes());
-        let now = Instant::now();
+        let now = self.0.clock.instant();
         let session = Session {
             principal: principal.id,
             client,
@@ -211,7 +215,7 @@ impl Sessions {
 
     fn lookup(&self, id: &str) -> Lookup {
         let key = key_of(id);
-        let now = Instant::now();
+        let now = self.0.clock.instant();
         let mut map = self.lock();
         let Some(session) = map.get_mut(&key) else {
             return Lookup::Missing;
@@ -250,7 +254,7 @@ impl Sessions {
     /// Whether a refresh of this session's page is due to be audited (and, if so, notes that
     /// it is).
     fn refresh_audit_due(&self, key: &Key) -> bool {
-        let now = Instant::now();
+        let now = self.0.clock.instant();
         let mut sessions = self.lock();
         let Some(session) = sessions.get_mut(key) else {
             return true;
@@ -559,7 +563,7 @@ mod tests {
 
     #[test]
     fn signing_in_again_and_again_signs_out_only_the_one_doing_it() {
-        let sessions = Sessions::new(&config(60_000, 60_000));
+        let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
         let office: IpAddr = "192.0.2.1".parse().unwrap();
         let others: Vec<String> = (0..5)
             .map(|n| sessions.create("kpat_x", &principal_with(100 + n), Some(office)))
@@ -587,7 +591,7 @@ mod tests {
 
     #[test]
     fn one_client_address_makes_room_among_its_own_sessions() {
-        let sessions = Sessions::new(&config(60_000, 60_000));
+        let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
         let elsewhere = sessions.create(
             "kpat_e",
             &principal_with(999),
@@ -603,7 +607,7 @@ mod tests {
 
     #[test]
     fn ids_are_random_and_only_their_hash_is_kept() {
-        let sessions = Sessions::new(&config(60_000, 60_000));
+        let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
         let a = sessions.create("kpat_a", &principal(), None);
         let b = sessions.create("kpat_a", &principal(), None);
         assert_ne!(a, b);
@@ -615,14 +619,14 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_end() {
-        let sessions = Sessions::new(&config(60_000, 60_000));
+        let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
         let id = sessions.create("kpat_a", &principal(), None);
         assert!(matches!(sessions.lookup(&id), Lookup::Found(_)));
         assert!(matches!(sessions.lookup("nope"), Lookup::Missing));
         sessions.end(&key_of(&id));
         assert!(matches!(sessions.lookup(&id), Lookup::Missing));
 
-        let sessions = Sessions::new(&config(0, 0));
+        let sessions = Sessions::new(&config(0, 0), Clock::default());
         let id = sessions.create("kpat_a", &principal(), None);
         assert!(matches!(sessions.lookup(&id), Lookup::Expired));
         assert!(matches!(sessions.lookup(&id), Lookup::Missing));
@@ -630,7 +634,7 @@ mod tests {
 
     #[test]
     fn cookies() {
-        let sessions = Sessions::new(&config(60_000, 60_000));
+        let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
         let plain = sessions.cookie("abc", &HeaderMap::new(), false);
         assert!(
             sessions

@@ -38,10 +38,8 @@ const SLOW: Duration = Duration::from_secs(60);
 /// Loopback receivers need http and private endpoints; small batches (a replay of a walk's
 /// events takes several) and a short flush keep the walks quick.
 fn dev(c: &mut Config) {
-    c.delivery.allow_http_endpoints = true;
-    c.delivery.allow_private_endpoints = true;
+    crate::support::dev(c);
     c.delivery.batch_max_events = 20;
-    c.delivery.flush_interval = Duration::from_millis(100);
 }
 
 /// A destination "SumoLogic" for `endpoint`, bound to the US region's webhook, enabled.

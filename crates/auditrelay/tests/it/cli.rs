@@ -1,6 +1,6 @@
 //! The token commands, run as a user would.
 
-use crate::durability::{cli, create_token};
+use crate::support::process::{cli, create_token};
 
 #[test]
 fn token_create_list_revoke() {

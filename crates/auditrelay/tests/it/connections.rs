@@ -10,9 +10,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::durability::{create_token, free_port, serve_with};
 use crate::support::events::{authorization, ndjson};
 use crate::support::now;
+use crate::support::process::{create_token, free_port, serve_with};
 use crate::support::signing::BIN;
 
 /// The binary under `prlimit --nofile=256`, with `env` on top; `None` (skipped) without prlimit.

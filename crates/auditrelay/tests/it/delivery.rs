@@ -14,9 +14,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::durability::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::listen::Listener;
 use crate::support::events::{access, authentication, authorization, ndjson, portal_login};
+use crate::support::process::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
 use crate::support::signing::{BIN, jwks};
 use crate::support::{TestApp, eventually, expect_json, now};
@@ -26,8 +26,7 @@ const SIEM_SECRET: &str = "Splunk 7a1c0000-delivery-test";
 /// Loopback receivers need http and private endpoints; small batches and a short flush keep
 /// the tests quick.
 pub(crate) fn dev(c: &mut Config) {
-    c.delivery.allow_http_endpoints = true;
-    c.delivery.allow_private_endpoints = true;
+    crate::support::dev(c);
     c.delivery.batch_max_events = 250;
     c.delivery.flush_interval = Duration::from_millis(200);
 }

@@ -32,7 +32,7 @@ fn rows(list: &str) -> Vec<(String, String)> {
 async fn list_and_rotate() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
-    let made = crate::durability::cli(&["migrate", "--create"], data.path());
+    let made = crate::support::process::cli(&["migrate", "--create"], data.path());
     assert!(made.status.success());
 
     // Any command that needs keys creates the first one, signing at once.

@@ -86,7 +86,7 @@ async fn metrics_need_the_scrape_token_or_a_listener_of_their_own() {
     app.stop().await;
 
     // Without a token configured, the main listener does not serve them at all...
-    let metrics_port = crate::durability::free_port();
+    let metrics_port = crate::support::process::free_port();
     let app = TestApp::spawn_with(|c| {
         c.metrics.token = None;
         c.metrics.listen = Some(format!("127.0.0.1:{metrics_port}").parse().unwrap());

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use crate::support::process::free_port;
 use crate::support::signing::BIN;
 use crate::support::skip_unless_ci;
 
@@ -50,15 +51,6 @@ fn walkthrough(readme: &str) -> Vec<Block> {
         });
     }
     blocks
-}
-
-/// A free port on loopback (bound and released: nothing else in this test run picks fixed ones).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Run {

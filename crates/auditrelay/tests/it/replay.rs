@@ -14,9 +14,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::durability::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::support::conformance::{Doc, check};
 use crate::support::events::{authorization, ndjson, portal_login};
+use crate::support::process::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
 use crate::support::signing::jwks;
 use crate::support::{TestApp, eventually, expect_json, expect_problem, invalid_fields, now};
@@ -25,10 +25,8 @@ const JOB: &str = "/audit-log-replay-job";
 const PORTAL_JOB: &str = "/portals/{portalId}/audit-log-replay-job";
 
 fn dev(c: &mut Config) {
-    c.delivery.allow_http_endpoints = true;
-    c.delivery.allow_private_endpoints = true;
+    crate::support::dev(c);
     c.delivery.batch_max_events = 200;
-    c.delivery.flush_interval = Duration::from_millis(100);
 }
 
 /// A destination for `receiver` in `format`; returns its id.

@@ -7,7 +7,6 @@
 use std::process::Output;
 use std::time::Duration;
 
-use auditrelay::config::Config;
 use auditrelay_core::PortalId;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -15,13 +14,7 @@ use serde_json::{Value, json};
 use crate::support::events::{access, authentication, authorization, ndjson, portal_login};
 use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::{run, stderr, stdout};
-use crate::support::{TestApp, expect_json, now};
-
-/// Loopback receivers need http and private endpoints.
-fn dev(c: &mut Config) {
-    c.delivery.allow_http_endpoints = true;
-    c.delivery.allow_private_endpoints = true;
-}
+use crate::support::{TestApp, dev, expect_json, now};
 
 /// Runs `replay` against `app` with its admin token and `args`; the token is never printed.
 async fn replay(app: &TestApp, args: &[&str]) -> Output {

@@ -15,9 +15,9 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnection;
 use tokio::process::{Child, Command};
 
-use crate::durability::{bind_org_webhook, create_token, free_port, serve_with};
 use crate::support::disk::SmallDisk;
 use crate::support::events::{authorization, ndjson};
+use crate::support::process::{bind_org_webhook, create_token, free_port, serve_with};
 use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::BIN;
 use crate::support::{eventually, now};

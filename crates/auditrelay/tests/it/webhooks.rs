@@ -10,8 +10,8 @@ use auditrelay_core::{OrgId, PortalId, Region, Role, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::durability::{create_token, free_port, serve_with};
 use crate::support::conformance::{Doc, check};
+use crate::support::process::{create_token, free_port, serve_with};
 use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::{BIN, event};
 use crate::support::{TestApp, expect_json, expect_problem, invalid_fields, now};

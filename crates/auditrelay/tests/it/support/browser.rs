@@ -626,7 +626,7 @@ impl Driver {
         let log = work.join("chromedriver.log");
         let mut last_error = None;
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = super::process::free_port();
             let mut command = Command::new(chromedriver);
             if let Some(zone) = time_zone {
                 // Chromium takes its time zone from the environment it inherits.
@@ -814,11 +814,6 @@ fn write_png(path: &Path, png: &[u8]) -> anyhow::Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     }
     std::fs::write(path, png).with_context(|| format!("write {}", path.display()))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// `<target>/browser-artifacts/<name>`. The target directory is the one this test binary was

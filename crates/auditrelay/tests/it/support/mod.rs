@@ -8,6 +8,7 @@ pub mod browser;
 pub mod conformance;
 pub mod disk;
 pub mod events;
+pub mod process;
 pub mod receiver;
 pub mod signing;
 
@@ -78,6 +79,11 @@ impl TestApp {
         config.server.listen = addr;
         let started = app::start(config).await.expect("server starts again");
         self.server = Some(started.server);
+    }
+
+    /// Moves the server's monotonic clock forward (sessions' ages), instead of sleeping.
+    pub fn advance_clock(&self, by: Duration) {
+        self.server.as_ref().expect("running").state().clock.advance(by);
     }
 
     pub fn store(&self) -> &Store {
@@ -221,6 +227,15 @@ impl TestApp {
             server.stop().await.unwrap();
         }
     }
+}
+
+/// What `serve --dev` allows, so that receivers on loopback can be endpoints, with batches that
+/// leave every 100 ms instead of every second.
+pub fn dev(c: &mut Config) {
+    c.dev = true;
+    c.delivery.allow_http_endpoints = true;
+    c.delivery.allow_private_endpoints = true;
+    c.delivery.flush_interval = Duration::from_millis(100);
 }
 
 /// A test that needs something this machine lacks says why and is skipped; under `CI=true`,
