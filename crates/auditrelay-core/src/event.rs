@@ -44,8 +44,9 @@ pub struct Event {
 /// The fields that depend on the event's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventDetail {
+    /// Whether it succeeded is its outcome's to say ([`AuthenticationOutcome::is_success`]):
+    /// no separate flag that could contradict it.
     Authentication {
-        successful: bool,
         outcome: AuthenticationOutcome,
         authentication_type: AuthenticationType,
     },
@@ -190,6 +191,11 @@ wire_enum! {
 }
 
 impl AuthenticationOutcome {
+    /// The `successful` of the wire forms: true exactly for `success`.
+    pub fn is_success(self) -> bool {
+        self == Self::Success
+    }
+
     /// 0 success; 1 a credential failure; 6 a locked or disabled account; 7 unknown or invalid.
     pub fn severity(self) -> u8 {
         match self {

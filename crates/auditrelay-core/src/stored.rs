@@ -90,11 +90,12 @@ pub fn encode_body(event: &Event, out: &mut Vec<u8>) {
     };
     match &event.detail {
         EventDetail::Authentication {
-            successful,
             outcome,
             authentication_type,
         } => {
-            body.successful = Some(*successful);
+            // Written although it is read from `outcome`: a binary that still reads it can
+            // read rows this one writes.
+            body.successful = Some(outcome.is_success());
             body.outcome = Some(outcome.as_str().into());
             body.authentication_type = Some(authentication_type.as_str().into());
         }
@@ -148,7 +149,6 @@ pub fn decode_event(row: Row<'_>, body: &[u8]) -> Result<Event, String> {
         |s: Option<Cow<'_, str>>, field: &str| s.map(Cow::into_owned).ok_or_else(|| missing(field));
     let detail = match kind {
         EventType::Authentication => EventDetail::Authentication {
-            successful: body.successful.ok_or_else(|| missing("successful"))?,
             outcome: body
                 .outcome
                 .as_deref()
@@ -237,7 +237,6 @@ mod tests {
     fn details() -> [EventDetail; 3] {
         [
             EventDetail::Authentication {
-                successful: false,
                 outcome: AuthenticationOutcome::ALL[1],
                 authentication_type: AuthenticationType::ALL[0],
             },

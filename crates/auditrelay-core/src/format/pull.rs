@@ -44,11 +44,10 @@ pub fn pull_entry(event: &Event) -> Map<String, Json> {
     }
     match &event.detail {
         EventDetail::Authentication {
-            successful,
             outcome,
             authentication_type,
         } => {
-            put("successful", (*successful).into());
+            put("successful", outcome.is_success().into());
             put("outcome", outcome.as_str().into());
             put("authentication_type", authentication_type.as_str().into());
         }

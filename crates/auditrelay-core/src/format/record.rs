@@ -270,12 +270,11 @@ impl<'a> View<'a> {
         let org_id = ValueRef::Uuid(*event.org_id.as_uuid());
         let (class, name) = match &event.detail {
             EventDetail::Authentication {
-                successful,
                 outcome,
                 authentication_type,
             } => {
                 x.text("request", &event.uri);
-                x.push("success", ValueRef::Bool(*successful));
+                x.push("success", ValueRef::Bool(outcome.is_success()));
                 x.push("org_id", org_id);
                 if let Some(portal) = event.portal_id {
                     x.push("portal_id", ValueRef::Uuid(*portal.as_uuid()));

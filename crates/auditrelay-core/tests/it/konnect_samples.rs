@@ -104,7 +104,6 @@ fn portal_authentication_sample() {
         uri: Some("/api/v2/developer/authenticate".into()),
         trace_id: Some("3360194145499877252".into()),
         ..event(EventDetail::Authentication {
-            successful: true,
             outcome: AuthenticationOutcome::Success,
             authentication_type: AuthenticationType::Basic,
         })

@@ -31,13 +31,11 @@ fn opt_text() -> impl Strategy<Value = Option<String>> {
 fn detail() -> impl Strategy<Value = EventDetail> {
     prop_oneof![
         (
-            any::<bool>(),
             proptest::sample::select(AuthenticationOutcome::ALL),
             proptest::sample::select(AuthenticationType::ALL),
         )
-            .prop_map(|(successful, outcome, authentication_type)| {
+            .prop_map(|(outcome, authentication_type)| {
                 EventDetail::Authentication {
-                    successful,
                     outcome,
                     authentication_type,
                 }

@@ -41,7 +41,6 @@ pub fn org_authentication() -> Event {
         uri: Some("/api/v1/personal-access-tokens/introspect".into()),
         principal_id: None,
         ..base(EventDetail::Authentication {
-            successful: false,
             outcome: AuthenticationOutcome::TokenExpired,
             authentication_type: AuthenticationType::Pat,
         })
@@ -56,7 +55,6 @@ pub fn portal_authentication() -> Event {
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
         principal_name: Some("Ada Lovelace".into()),
         ..base(EventDetail::Authentication {
-            successful: true,
             outcome: AuthenticationOutcome::Success,
             authentication_type: AuthenticationType::Basic,
         })

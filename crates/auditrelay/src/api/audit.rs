@@ -123,7 +123,6 @@ impl AuditTrail {
             facts,
             actor.as_ref(),
             EventDetail::Authentication {
-                successful: outcome == AuthenticationOutcome::Success,
                 outcome,
                 authentication_type,
             },
@@ -149,7 +148,6 @@ impl AuditTrail {
             facts,
             Some(&actor),
             EventDetail::Authentication {
-                successful: true,
                 outcome: AuthenticationOutcome::Success,
                 authentication_type,
             },

@@ -669,7 +669,6 @@ fn validate(w: WireEvent, window: &Window) -> Result<Draft, Vec<InvalidParameter
                 );
             }
             Some(EventDetail::Authentication {
-                successful: successful?,
                 outcome: outcome?,
                 authentication_type: authentication_type?,
             })

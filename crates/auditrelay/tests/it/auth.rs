@@ -89,7 +89,6 @@ async fn every_401_case_has_konnects_body_and_an_authentication_event() {
         assert_eq!(
             event.event.detail,
             EventDetail::Authentication {
-                successful: false,
                 outcome,
                 authentication_type: kind
             },

@@ -44,7 +44,6 @@ async fn a_state_change_records_authentication_authorization_and_access() {
     assert_eq!(
         ours[0].event.detail,
         EventDetail::Authentication {
-            successful: true,
             outcome: AuthenticationOutcome::Success,
             authentication_type: AuthenticationType::Pat,
         }
@@ -184,7 +183,7 @@ async fn an_accepted_ingest_is_audited_once_in_the_same_commit() {
     assert!(matches!(
         audit[0].event.detail,
         EventDetail::Authentication {
-            successful: true,
+            outcome: AuthenticationOutcome::Success,
             ..
         }
     ));
@@ -252,7 +251,7 @@ async fn a_token_sent_to_an_unknown_route_is_still_audited() {
             of(&posted).as_slice(),
             [
                 EventDetail::Authentication {
-                    successful: false,
+                    outcome: AuthenticationOutcome::NotFound,
                     ..
                 },
                 EventDetail::Access {

@@ -83,7 +83,12 @@ impl TestApp {
 
     /// Moves the server's monotonic clock forward (sessions' ages), instead of sleeping.
     pub fn advance_clock(&self, by: Duration) {
-        self.server.as_ref().expect("running").state().clock.advance(by);
+        self.server
+            .as_ref()
+            .expect("running")
+            .state()
+            .clock
+            .advance(by);
     }
 
     pub fn store(&self) -> &Store {
