@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod event;
 pub mod format;
 pub mod ids;
+pub mod intake;
 pub mod rbac;
 pub mod retry;
 pub mod signing;
