@@ -35,7 +35,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 
 use crate::config::{LogConfig, LogFormat};
-use crate::{app, body, cli, clock, telemetry};
+use crate::{app, body, client, clock, telemetry};
 
 /// How long requests in flight may take to finish after SIGINT or SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -140,7 +140,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     };
     let keys = match &args.jwks {
         Some(source) => {
-            let keys = cli::load_jwks(source).await?;
+            let keys = client::load_jwks(source).await?;
             tracing::info!(keys = keys.len(), "verifying signatures against {source}");
             Some(Keys::new(source.clone(), keys))
         }
@@ -509,7 +509,7 @@ impl Keys {
 
     /// Fetches the keys again; `true` when that gave a different set.
     async fn refresh(&self) -> bool {
-        match cli::load_jwks(&self.source).await {
+        match client::load_jwks(&self.source).await {
             Ok(keys) => {
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
                 let changed = **current != keys;

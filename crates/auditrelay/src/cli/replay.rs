@@ -20,13 +20,14 @@ use anyhow::{Context as _, anyhow, bail};
 use auditrelay_core::{PortalId, Region, Timestamp};
 use clap::{ArgGroup, Args};
 use reqwest::StatusCode;
-use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiClient, ServerArgs};
+use super::{ServerArgs, parse_portal, parse_region, problem};
+use crate::client::ApiClient;
+use crate::client::wire::ReplayJob;
+use crate::clock;
 use crate::config::parse_duration;
 use crate::human;
-use crate::{cli, clock};
 
 /// How long one request may take; both are quick reads or writes of one row.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,12 +76,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub status: bool,
     /// Replay a portal's logs to the portal's webhook (instead of the organization's).
-    #[arg(long, value_name = "ID", value_parser = cli::parse_portal, conflicts_with = "region")]
+    #[arg(long, value_name = "ID", value_parser = parse_portal, conflicts_with = "region")]
     pub portal: Option<PortalId>,
     /// Replay the organization's logs of this region, sent as a path prefix (`eu` →
     /// /eu/v3/audit-log-replay-job) [default: the server's default region]. `global` starts a
     /// job in every region whose webhook is enabled.
-    #[arg(long, value_name = "REGION", value_parser = cli::parse_region)]
+    #[arg(long, value_name = "REGION", value_parser = parse_region)]
     pub region: Option<Region>,
     /// Follow the job until it ends, showing its progress: exit 0 when it completed, 1 when it
     /// failed, 2 when it is still running after --timeout.
@@ -145,27 +146,11 @@ impl fmt::Display for Target {
     }
 }
 
-/// Konnect's `AuditLogReplayJob` with auditrelay's progress fields, leniently: a server that
-/// does not count progress still has its job shown.
-#[derive(Debug, Deserialize)]
-struct JobBody {
-    start_at: String,
-    end_at: String,
-    status: String,
-    updated_at: String,
-    events_total: Option<u64>,
-    events_sent: Option<u64>,
-    batches_sent: Option<u64>,
-    started_at: Option<String>,
-    finished_at: Option<String>,
-    failure_reason: Option<String>,
-}
-
 /// How following a job ended, short of an error.
 enum Followed {
-    Completed(JobBody),
-    Failed(JobBody),
-    TimedOut(JobBody),
+    Completed(ReplayJob),
+    Failed(ReplayJob),
+    TimedOut(ReplayJob),
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
@@ -181,7 +166,12 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             "--region global starts a job in every region whose webhook is enabled, so there is no one job to show or follow: name a region for --status and --wait"
         );
     }
-    let api = ApiClient::new(args.server, USER_AGENT, REQUEST_TIMEOUT)?;
+    let api = ApiClient::new(
+        &args.server.url,
+        args.server.token,
+        USER_AGENT,
+        REQUEST_TIMEOUT,
+    )?;
     let job = match window {
         None => {
             let job = fetch(&api, &target).await?;
@@ -231,7 +221,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
 }
 
-fn failed(job: &JobBody) -> anyhow::Error {
+fn failed(job: &ReplayJob) -> anyhow::Error {
     let reason = job.failure_reason.as_deref().unwrap_or("no reason given");
     let sent = counts(job).map_or_else(String::new, |c| format!("\n  sent: {c}"));
     anyhow!("replay job failed: {reason}{sent}")
@@ -256,7 +246,7 @@ async fn start_job(
     target: &Target,
     start: Timestamp,
     end: Timestamp,
-) -> anyhow::Result<JobBody> {
+) -> anyhow::Result<ReplayJob> {
     let body = json!({"start_at": start.to_rfc3339_millis(), "end_at": end.to_rfc3339_millis()});
     let request = api.http().put(target.url(api)).json(&body);
     let (status, body) = api.send(request, "the replay request").await?;
@@ -281,14 +271,14 @@ async fn start_job(
     )
 }
 
-async fn fetch(api: &ApiClient, target: &Target) -> anyhow::Result<JobBody> {
+async fn fetch(api: &ApiClient, target: &Target) -> anyhow::Result<ReplayJob> {
     let (status, body) = api
         .send(api.http().get(target.url(api)), "the replay status request")
         .await?;
     read_job_status(status, &body)
 }
 
-fn read_job_status(status: StatusCode, body: &[u8]) -> anyhow::Result<JobBody> {
+fn read_job_status(status: StatusCode, body: &[u8]) -> anyhow::Result<ReplayJob> {
     let hint = (status == StatusCode::FORBIDDEN).then_some(
         "The token's role does not allow this: reading a replay job needs org-admin, audit-logs-admin or audit-logs-viewer, or for --portal portal-admin of that portal.",
     );
@@ -306,9 +296,9 @@ fn read_job(
     body: &[u8],
     context: &str,
     hint: Option<&str>,
-) -> anyhow::Result<JobBody> {
+) -> anyhow::Result<ReplayJob> {
     if !status.is_success() {
-        return Err(cli::refused(context, status, body, hint));
+        return Err(problem::refused(context, status, body, hint));
     }
     serde_json::from_slice(body)
         .context("The server answered with something other than a replay job")
@@ -318,7 +308,7 @@ fn read_job(
 async fn follow(
     api: &ApiClient,
     target: &Target,
-    mut job: JobBody,
+    mut job: ReplayJob,
     timeout: Duration,
 ) -> anyhow::Result<Followed> {
     let deadline = Instant::now() + timeout;
@@ -411,7 +401,7 @@ impl Drop for Progress {
 }
 
 /// `running: 12,000 / 50,000 events (24%), 12 batches`, or the bare status before counting.
-fn progress_line(job: &JobBody) -> String {
+fn progress_line(job: &ReplayJob) -> String {
     match counts(job) {
         Some(counts) => format!("{}: {counts}", job.status),
         None => job.status.clone(),
@@ -419,7 +409,7 @@ fn progress_line(job: &JobBody) -> String {
 }
 
 /// `12,000 / 50,000 events (24%), 12 batches`, once the job has counted its window.
-fn counts(job: &JobBody) -> Option<String> {
+fn counts(job: &ReplayJob) -> Option<String> {
     let total = job.events_total?;
     let sent = job.events_sent.unwrap_or(0);
     let share = if total > 0 {
@@ -444,7 +434,7 @@ fn batches(n: u64) -> String {
 }
 
 /// `replay job completed: 50,000 events in 50 batches in 1m 12s`.
-fn completed(job: &JobBody, took: Duration) -> String {
+fn completed(job: &ReplayJob, took: Duration) -> String {
     let sent = job.events_sent.unwrap_or(0);
     let noun = if sent == 1 { "event" } else { "events" };
     let mut line = format!(
@@ -464,7 +454,7 @@ fn completed(job: &JobBody, took: Duration) -> String {
 }
 
 /// The job's own run time, from its start to its end, by the server's clock.
-fn job_duration(job: &JobBody) -> Option<Duration> {
+fn job_duration(job: &ReplayJob) -> Option<Duration> {
     let started = Timestamp::parse_rfc3339(job.started_at.as_deref()?)?;
     let finished = Timestamp::parse_rfc3339(job.finished_at.as_deref()?)?;
     let ms = finished.as_millis().checked_sub(started.as_millis())?;
@@ -472,7 +462,7 @@ fn job_duration(job: &JobBody) -> Option<Duration> {
 }
 
 /// `replay job of region us: running` and the job's details, one per line.
-fn describe(job: &JobBody, target: &Target) -> String {
+fn describe(job: &ReplayJob, target: &Target) -> String {
     if job.status == "unconfigured" {
         return format!("replay job of {target}: unconfigured (none was started)");
     }
@@ -527,8 +517,8 @@ mod tests {
         })
     }
 
-    fn job(status: &str, total: Option<u64>, sent: u64, batches: u64) -> JobBody {
-        JobBody {
+    fn job(status: &str, total: Option<u64>, sent: u64, batches: u64) -> ReplayJob {
+        ReplayJob {
             start_at: "2026-11-22T08:00:00.000Z".into(),
             end_at: "2026-11-22T14:00:00.250Z".into(),
             status: status.into(),

@@ -12,50 +12,25 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use bytes::Bytes;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tower::ServiceExt;
 
 use super::session::{self, Client, Key, QuietReads, Secret, Sessions};
+use crate::client::wire::ListPage;
+pub use crate::client::wire::{self, Problem};
 
 /// Far above any answer the pages ask for (lists come 100 at a time).
 const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// A list longer than this many pages of 100 is shown truncated.
 const MAX_PAGES: usize = 100;
 
-/// Konnect's problem+json, as the API sends it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Problem {
-    pub status: u16,
-    #[serde(default)]
-    pub detail: String,
-    /// `kong:trace:<id>`: the key to the API's log line and audit events.
-    #[serde(default)]
-    pub instance: String,
-    #[serde(default)]
-    pub invalid_parameters: Vec<InvalidParameter>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct InvalidParameter {
-    pub field: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-impl Problem {
-    fn internal(detail: &str) -> Self {
-        Self {
-            status: 500,
-            detail: detail.to_owned(),
-            instance: String::new(),
-            invalid_parameters: Vec::new(),
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+/// A failure of the UI's own making, shown like the API's 500s.
+fn internal(detail: &str) -> Problem {
+    Problem {
+        status: 500,
+        detail: detail.to_owned(),
+        ..Problem::default()
     }
 }
 
@@ -66,18 +41,6 @@ pub enum Failure {
     SignedOut,
     /// The API refused or failed: its problem.
     Problem(Problem),
-}
-
-/// A list answer: Konnect's `{data, meta: {next}}`.
-#[derive(Deserialize)]
-struct ListPage<T> {
-    data: Vec<T>,
-    meta: ListMeta,
-}
-
-#[derive(Deserialize)]
-struct ListMeta {
-    next: Option<String>,
 }
 
 /// The API as one signed-in person.
@@ -136,7 +99,7 @@ impl<'a> Api<'a> {
         };
         let mut request = builder
             .body(body)
-            .map_err(|_| Failure::Problem(Problem::internal("The request could not be built")))?;
+            .map_err(|_| Failure::Problem(internal("The request could not be built")))?;
         if let Some(addr) = self.client.addr {
             request.extensions_mut().insert(ConnectInfo(addr));
         }
@@ -152,7 +115,7 @@ impl<'a> Api<'a> {
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES)
             .await
-            .map_err(|_| Failure::Problem(Problem::internal("The answer could not be read")))?;
+            .map_err(|_| Failure::Problem(internal("The answer could not be read")))?;
         if status == StatusCode::UNAUTHORIZED {
             session::end_session(self.sessions, &self.key);
             return Err(Failure::SignedOut);
@@ -178,7 +141,7 @@ impl<'a> Api<'a> {
         };
         serde_json::from_slice(json).map_err(|e| {
             tracing::error!(http.path = path, error = %e, "the UI could not read an API answer");
-            Failure::Problem(Problem::internal("The API's answer could not be read"))
+            Failure::Problem(internal("The API's answer could not be read"))
         })
     }
 
@@ -242,104 +205,6 @@ fn problem_of(status: StatusCode, bytes: &[u8]) -> Problem {
     serde_json::from_slice::<Problem>(bytes).unwrap_or_else(|_| Problem {
         status: status.as_u16(),
         detail: status.canonical_reason().unwrap_or("Error").to_owned(),
-        instance: String::new(),
-        invalid_parameters: Vec::new(),
+        ..Problem::default()
     })
-}
-
-/// What the pages read from the API: the fields they show, and nothing else.
-pub mod wire {
-    use serde::Deserialize;
-
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct Destination {
-        pub id: String,
-        pub name: String,
-        pub endpoint: String,
-        pub log_format: String,
-        pub skip_ssl_verification: bool,
-    }
-
-    /// A v3 or portal webhook: its binding.
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct Webhook {
-        pub audit_log_destination_id: String,
-        pub enabled: bool,
-    }
-
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct WebhookStatus {
-        pub webhook_enabled: bool,
-        pub webhook_status: String,
-        pub last_attempt_at: Option<String>,
-        pub last_response_code: Option<u16>,
-        pub last_response_message: Option<String>,
-        pub lag_events: Option<u64>,
-        pub oldest_undelivered_at: Option<String>,
-        pub seconds_until_data_loss: Option<u64>,
-        pub retrying: Option<bool>,
-        pub next_attempt_at: Option<String>,
-        pub consecutive_failures: Option<u32>,
-    }
-
-    /// One attempt of the delivery log.
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct Delivery {
-        pub attempted_at: String,
-        pub kind: String,
-        pub endpoint: String,
-        pub events: u32,
-        pub first_seq: i64,
-        pub last_seq: i64,
-        pub response_code: Option<u16>,
-        pub response_message: String,
-        pub duration_ms: u64,
-        pub delivered: bool,
-    }
-
-    /// What the API's connection test found.
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct ConnectionTest {
-        pub delivered: bool,
-        pub response_code: Option<u16>,
-        pub response_message: String,
-        pub duration_ms: u64,
-        pub trace_id: String,
-    }
-
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct Deliveries {
-        pub data: Vec<Delivery>,
-    }
-
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct ReplayJob {
-        pub start_at: String,
-        pub end_at: String,
-        pub status: String,
-        pub updated_at: String,
-        pub events_total: Option<u64>,
-        pub events_sent: Option<u64>,
-        pub batches_sent: Option<u64>,
-        pub started_at: Option<String>,
-        pub finished_at: Option<String>,
-        pub failure_reason: Option<String>,
-    }
-
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct ReplayHistory {
-        pub data: Vec<ReplayJob>,
-    }
-
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct Portal {
-        pub id: String,
-        pub name: String,
-        pub region: String,
-    }
-
-    #[derive(Debug, Clone, Deserialize)]
-    pub struct TestEvent {
-        pub trace_id: String,
-    }
 }

@@ -233,7 +233,7 @@ pub fn connection_summary(test: &wire::ConnectionTest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::client::InvalidParameter;
+    use crate::client::wire::InvalidParameter;
 
     fn problem(status: u16, detail: &str, params: &[(&str, &str)]) -> Problem {
         Problem {
@@ -245,6 +245,7 @@ mod tests {
                 .map(|(f, r)| InvalidParameter {
                     field: (*f).into(),
                     reason: (*r).into(),
+                    ..InvalidParameter::default()
                 })
                 .collect(),
         }

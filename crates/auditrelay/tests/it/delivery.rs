@@ -592,7 +592,7 @@ async fn sigkill_mid_stream_loses_nothing() {
 
     let destination =
         json!({"name": "siem", "endpoint": receiver.url(), "authorization": SIEM_SECRET});
-    bind_org_webhook(&client, &base, &token, destination).await;
+    bind_org_webhook(&base, &token, destination).await;
     let mut traces = Vec::new();
     for chunk in 0..5 {
         let batch: Vec<String> = (0..1000).map(|i| format!("kill-{chunk}-{i:04}")).collect();
@@ -761,12 +761,11 @@ async fn serve_listen_emit_and_verify_end_to_end() {
     ])
     .await;
 
-    let client = reqwest::Client::new();
     let destination = json!({
         "name": "local listener", "endpoint": listener.url, "authorization": SIEM_SECRET,
         "log_format": "json",
     });
-    bind_org_webhook(&client, &base, &token, destination).await;
+    bind_org_webhook(&base, &token, destination).await;
 
     let emitted = tokio::process::Command::new(BIN)
         .args([

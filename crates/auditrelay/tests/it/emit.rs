@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::process::Output;
 
-use auditrelay::emit::{TraceIds, org_events, portal_events};
+use auditrelay::cli::emit::{TraceIds, org_events, portal_events};
 use auditrelay::store::StoredEvent;
 use auditrelay_core::{EventType, PortalId, Role};
 use reqwest::StatusCode;

@@ -730,7 +730,7 @@ async fn sigkill_while_running_then_the_job_completes() {
     };
     let destination =
         json!({"name": "siem", "endpoint": receiver.url(), "authorization": "Bearer siem"});
-    bind_org_webhook(&client, &base, &token, destination).await;
+    bind_org_webhook(&base, &token, destination).await;
     let mut traces = Vec::new();
     for chunk in 0..10 {
         let (batch, body) = stamped(1000, 20, &format!("w{chunk}"), None);

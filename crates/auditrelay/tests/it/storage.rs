@@ -428,9 +428,7 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
     // The SIEM holds every request until released: the lane and the replay both have a batch
     // in hand when the disk fills.
     receiver.set_default(Behaviour::Hold);
-    bind_org_webhook(
-        client,
-        base,
+    bind_org_webhook(base,
         token,
         json!({"name": "siem", "endpoint": receiver.url(), "authorization": "Bearer t", "log_format": "json"}),
     )

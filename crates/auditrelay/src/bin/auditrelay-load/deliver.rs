@@ -16,13 +16,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use reqwest::StatusCode;
+use auditrelay_core::Region;
 use serde_json::{Value, json};
 
 use crate::ingest::{Stamps, send_all};
 use crate::progress::Progress;
 use crate::receiver::{Expected, Receiver, Tally};
-use crate::{Meter, Quantiles, Rate, Report, Target, expect_status};
+use crate::{Meter, Quantiles, Rate, Report, Target};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeliverArgs {
@@ -125,32 +125,17 @@ impl Delivery {
 
 /// Creates a destination for `endpoint` and binds the org webhook of `us` to it, enabled.
 pub async fn configure(target: &Target, endpoint: &str, format: LogFormat) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(format!("{}/v3/audit-log-destinations", target.url))
-        .bearer_auth(&target.admin_token)
-        .json(&json!({
-            "name": "auditrelay-load",
-            "endpoint": endpoint,
-            "authorization": "Bearer auditrelay-load",
-            "log_format": format.as_str(),
-        }))
-        .send()
-        .await?;
-    let created: Value = expect_status(resp, StatusCode::CREATED, "creating the destination")
-        .await?
-        .json()
-        .await?;
-    let id = created["id"]
-        .as_str()
-        .context("the created destination has no id")?;
-    let resp = client
-        .patch(format!("{}/us/v3/audit-log-webhook", target.url))
-        .bearer_auth(&target.admin_token)
-        .json(&json!({"audit_log_destination_id": id, "enabled": true}))
-        .send()
-        .await?;
-    expect_status(resp, StatusCode::OK, "enabling the webhook").await?;
+    let destination = json!({
+        "name": "auditrelay-load",
+        "endpoint": endpoint,
+        "authorization": "Bearer auditrelay-load",
+        "log_format": format.as_str(),
+    });
+    target
+        .admin_api()?
+        .bind_new_destination(&Region::parse("us").expect("a region"), &destination)
+        .await
+        .context("Failed to configure the webhook")?;
     Ok(())
 }
 

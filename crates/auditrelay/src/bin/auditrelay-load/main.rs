@@ -43,12 +43,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use auditrelay::client::ApiClient;
 use auditrelay::human;
 use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::{Event, EventDetail, FormatConfig, OrgId, Region, SigningKey, Timestamp};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
+
+/// The `User-Agent` of the load tool's own configuration requests.
+const USER_AGENT: &str = concat!("auditrelay-load/", env!("CARGO_PKG_VERSION"));
 
 /// The server's database in its data directory (`Config::database_path`).
 const DB_FILE: &str = "auditrelay.db";
@@ -179,6 +183,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// The API as the org admin, through the project's client.
+    pub fn admin_api(&self) -> anyhow::Result<ApiClient> {
+        let token = self
+            .admin_token
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the admin token: {e}"))?;
+        ApiClient::new(&self.url, token, USER_AGENT, Duration::from_secs(60))
+    }
+
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }

@@ -16,15 +16,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use auditrelay::client::wire::ReplayJob;
+use auditrelay_core::Region;
 use auditrelay_core::Timestamp;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use reqwest::Method;
+use serde_json::json;
 
 use crate::deliver::{LogFormat, configure, extend, tally};
 use crate::ingest::{Stamps, send_all};
 use crate::progress::Progress;
 use crate::receiver::{Expected, Receiver};
-use crate::{Meter, Rate, Report, Target, expect_status};
+use crate::{Meter, Rate, Report, Target};
 
 /// How often the job's status is read.
 const POLL: Duration = Duration::from_millis(200);
@@ -88,43 +90,42 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
     // VmHWM would otherwise still hold the ingest's peak.
     let rss_reset = target.reset_peak_rss();
     let meter = Meter::start(target);
-    let client = reqwest::Client::new();
-    let job_url = format!("{}/us/v3/audit-log-replay-job", target.url);
+    let api = target.admin_api()?;
+    let us = Region::parse("us").expect("a region");
+    let job_path = "/v3/audit-log-replay-job";
     let put_at = Instant::now();
-    let resp = client
-        .put(&job_url)
-        .bearer_auth(&target.admin_token)
-        .json(&json!({
-            "start_at": start_at.to_rfc3339_millis(),
-            "end_at": end_at.to_rfc3339_millis(),
-        }))
-        .send()
-        .await?;
-    expect_status(resp, StatusCode::ACCEPTED, "starting the replay job").await?;
+    let window = json!({
+        "start_at": start_at.to_rfc3339_millis(),
+        "end_at": end_at.to_rfc3339_millis(),
+    });
+    let _: ReplayJob = api
+        .send_json(
+            Method::PUT,
+            Some(&us),
+            job_path,
+            &window,
+            "the replay job's start",
+        )
+        .await
+        .context("Failed to start the replay job")?;
 
     let stall = Duration::from_secs(args.stall_seconds);
     let progress = Progress::start("events replayed", events, receiver.counter());
     let mut moved = (0, Instant::now());
     let (job, done_at) = loop {
         tokio::time::sleep(POLL).await;
-        let resp = client
-            .get(&job_url)
-            .bearer_auth(&target.admin_token)
-            .send()
-            .await?;
-        let job: Value = expect_status(resp, StatusCode::OK, "reading the replay job")
-            .await?
-            .json()
-            .await?;
-        let status = job["status"].as_str().unwrap_or_default();
-        let sent_so_far = job["events_sent"].as_u64().unwrap_or(0);
-        if matches!(status, "completed" | "failed") {
+        let job: ReplayJob = api
+            .get(Some(&us), job_path, "the replay job's progress")
+            .await
+            .context("Failed to read the replay job")?;
+        let sent_so_far = job.events_sent.unwrap_or(0);
+        if matches!(job.status.as_str(), "completed" | "failed") {
             break (job, Instant::now());
         }
         if sent_so_far != moved.0 {
             moved = (sent_so_far, Instant::now());
         } else if moved.1.elapsed() > stall {
-            bail!("the replay job made no progress for {stall:?}: {job}");
+            bail!("the replay job made no progress for {stall:?}: {job:?}");
         }
     };
     progress.finish();
@@ -133,13 +134,11 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
     receiver.wait_for_all(Duration::from_secs(1)).await;
     let cost = meter.cost(target);
     let received = receiver.tally();
-    let status = job["status"].as_str().unwrap_or_default().to_owned();
+    let status = job.status.clone();
     if status == "failed" {
         eprintln!(
             "replay:  FAILED: {}",
-            job["failure_reason"]
-                .as_str()
-                .unwrap_or("(no reason given)")
+            job.failure_reason.as_deref().unwrap_or("(no reason given)")
         );
     }
 
@@ -152,11 +151,9 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
     let (rate_last, rate_done) = (received.unique as f64 / to_last, events as f64 / to_done);
     // The server's own account, without the tool's polling granularity.
     let server_seconds = match (
-        job["started_at"]
-            .as_str()
-            .and_then(Timestamp::parse_rfc3339),
-        job["finished_at"]
-            .as_str()
+        job.started_at.as_deref().and_then(Timestamp::parse_rfc3339),
+        job.finished_at
+            .as_deref()
             .and_then(Timestamp::parse_rfc3339),
     ) {
         (Some(started), Some(finished)) => {
@@ -174,7 +171,9 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
     );
     eprintln!(
         "         job: events_total {}, events_sent {}, batches_sent {}",
-        job["events_total"], job["events_sent"], job["batches_sent"]
+        json!(job.events_total),
+        json!(job.events_sent),
+        json!(job.batches_sent)
     );
     if let Some(rss) = ingest_rss_mb {
         eprintln!("         server peak RSS during the ingest before it {rss:.0} MB");
@@ -186,16 +185,16 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
     let own = json!({
         "format": args.format.as_str(),
         "status": status,
-        "failure_reason": job["failure_reason"],
+        "failure_reason": job.failure_reason,
         "batch": batch,
         "concurrency": args.concurrency,
-        "window": {"start_at": job["start_at"], "end_at": job["end_at"]},
+        "window": {"start_at": job.start_at, "end_at": job.end_at},
         "ingest_seconds": sent.seconds(),
         "ingest_peak_rss_mb": ingest_rss_mb,
         "peak_rss_is_replay_only": rss_reset,
-        "events_total": job["events_total"],
-        "events_sent": job["events_sent"],
-        "batches_sent": job["batches_sent"],
+        "events_total": job.events_total,
+        "events_sent": job.events_sent,
+        "batches_sent": job.batches_sent,
         "seconds_to_last_receipt": to_last,
         "seconds_to_completed": to_done,
         "server_job_seconds": server_seconds,

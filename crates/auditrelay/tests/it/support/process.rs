@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use auditrelay::client::ApiClient;
+use auditrelay_core::Region;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use super::eventually;
@@ -74,33 +76,20 @@ pub async fn serve_dev(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Chil
     serve_with(command, data_dir, port).await
 }
 
-/// Creates `destination` on the server at `base` and binds the `us` org webhook to it, enabled;
-/// returns the created destination.
-pub async fn bind_org_webhook(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    destination: Value,
-) -> Value {
-    let created: Value = client
-        .post(format!("{base}/v3/audit-log-destinations"))
-        .bearer_auth(token)
-        .json(&destination)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bound = client
-        .patch(format!("{base}/us/v3/audit-log-webhook"))
-        .bearer_auth(token)
-        .json(&json!({"audit_log_destination_id": created["id"], "enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bound.status(), StatusCode::OK, "{created}");
-    created
+/// Creates `destination` on the server at `base` and binds the `us` org webhook to it, enabled,
+/// through the project's API client.
+pub async fn bind_org_webhook(base: &str, token: &str, destination: Value) {
+    let api = ApiClient::new(
+        base,
+        token.parse().unwrap(),
+        "auditrelay-tests",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let us = Region::parse("us").unwrap();
+    if let Err(e) = api.bind_new_destination(&us, &destination).await {
+        panic!("binding the us webhook: {e}");
+    }
 }
 
 /// Runs `serve` on `port` with whatever else `command` (a `Command` for the binary, see

@@ -21,10 +21,11 @@ use auditrelay_core::{
 };
 use clap::{Args, ValueEnum};
 use reqwest::StatusCode;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::cli::{self, ApiClient, ServerArgs};
+use super::{ServerArgs, parse_portal, parse_region, problem};
+use crate::client::ApiClient;
+use crate::client::wire::{Accepted, ListPage, Portal};
 use crate::clock;
 
 /// How long one request may take; an ingest waits for a durable commit, which is quick.
@@ -51,7 +52,7 @@ pub struct EmitArgs {
     pub server: ServerArgs,
     /// The region of the org events, sent as a path prefix (`eu` → /eu/v1/events)
     /// [default: the server's default region].
-    #[arg(long, value_name = "REGION", value_parser = parse_region)]
+    #[arg(long, value_name = "REGION", value_parser = parse_one_region)]
     pub region: Option<Region>,
     /// How many events of each type to send (1 to 1000).
     #[arg(
@@ -63,7 +64,7 @@ pub struct EmitArgs {
     pub count: u16,
     /// Send the Dev Portal events to this portal [default: the first portal the token can
     /// list; none when it can list none].
-    #[arg(long, value_name = "ID", value_parser = cli::parse_portal, conflicts_with = "create_portal")]
+    #[arg(long, value_name = "ID", value_parser = parse_portal, conflicts_with = "create_portal")]
     pub portal: Option<PortalId>,
     /// Create a portal with this name (in --region) for the Dev Portal events, or use the
     /// portal that already has this name. Needs an org-admin token.
@@ -82,11 +83,11 @@ pub enum Only {
     Portal,
 }
 
-fn parse_region(s: &str) -> Result<Region, String> {
+fn parse_one_region(s: &str) -> Result<Region, String> {
     if s == Region::GLOBAL {
         return Err("`global` addresses every region; emit sends to one, such as `eu`".into());
     }
-    cli::parse_region(s)
+    parse_region(s)
 }
 
 pub async fn run(args: EmitArgs) -> anyhow::Result<()> {
@@ -94,7 +95,12 @@ pub async fn run(args: EmitArgs) -> anyhow::Result<()> {
         bail!("--only org sends no Dev Portal events: drop --portal and --create-portal");
     }
     let server = Server {
-        api: ApiClient::new(args.server, USER_AGENT, REQUEST_TIMEOUT)?,
+        api: ApiClient::new(
+            &args.server.url,
+            args.server.token,
+            USER_AGENT,
+            REQUEST_TIMEOUT,
+        )?,
     };
     let region = args.region.as_ref();
     // Before anything is sent: a bad token or an unreachable server fails here, sending nothing.
@@ -452,30 +458,6 @@ struct PortalTarget {
     about: String,
 }
 
-/// A portal as `/v3/portals` shows it (the fields emit reads).
-#[derive(Debug, Deserialize)]
-struct PortalBody {
-    id: String,
-    name: String,
-    region: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct PortalPage {
-    data: Vec<PortalBody>,
-    meta: PageMeta,
-}
-
-#[derive(Debug, Deserialize)]
-struct PageMeta {
-    next: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct IngestBody {
-    accepted: usize,
-}
-
 impl Server {
     /// Sends `events` as one NDJSON request; all of them are stored, or an error says why not.
     async fn ingest(
@@ -499,7 +481,7 @@ impl Server {
                 &body,
             ));
         }
-        let accepted = serde_json::from_slice::<IngestBody>(&body)
+        let accepted = serde_json::from_slice::<Accepted>(&body)
             .map(|b| b.accepted)
             .with_context(|| {
                 format!("The server accepted the {what} but its answer is not {{\"accepted\": N}}")
@@ -511,7 +493,7 @@ impl Server {
     }
 
     /// One page of `GET /v3/portals` (oldest first); `None` when the token may not list them.
-    async fn portal_page(&self, url: &str) -> anyhow::Result<Option<PortalPage>> {
+    async fn portal_page(&self, url: &str) -> anyhow::Result<Option<ListPage<Portal>>> {
         let (status, body) = self
             .api
             .send(self.api.http().get(url), "the portal list request")
@@ -530,7 +512,7 @@ impl Server {
         &self,
         region: Option<&Region>,
         name: &str,
-    ) -> anyhow::Result<(PortalBody, bool)> {
+    ) -> anyhow::Result<(Portal, bool)> {
         let request = self
             .api
             .http()
@@ -560,7 +542,7 @@ impl Server {
     }
 
     /// The portal named `name`, page by page (names are unique in the organization).
-    async fn find_portal(&self, name: &str) -> anyhow::Result<Option<PortalBody>> {
+    async fn find_portal(&self, name: &str) -> anyhow::Result<Option<Portal>> {
         let mut url = self.api.url(None, "/v3/portals?page%5Bsize%5D=100");
         while let Some(page) = self.portal_page(&url).await? {
             if let Some(portal) = page.data.into_iter().find(|p| p.name == name.trim()) {
@@ -626,7 +608,7 @@ fn refused(context: &str, status: StatusCode, body: &[u8]) -> anyhow::Error {
     let hint = (status == StatusCode::FORBIDDEN).then_some(
         "The token's role does not allow this: sending events needs org-admin or event-producer (a token bound to one portal sends only that portal's events: --only portal --portal ID), and --create-portal needs org-admin.",
     );
-    cli::refused(context, status, body, hint)
+    problem::refused(context, status, body, hint)
 }
 
 #[cfg(test)]

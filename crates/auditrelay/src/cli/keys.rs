@@ -1,0 +1,79 @@
+//! `auditrelay keys list|rotate`: the signing keys in the data directory. A running server
+//! notices a rotation within a second.
+
+use anyhow::{Context as _, bail};
+
+use super::KeysCommand;
+use crate::config::parse_duration;
+use crate::keys::KeyDir;
+use crate::{clock, human};
+
+/// Below this, a rotation outruns verifiers that refresh the JWKS every few minutes.
+const MIN_SAFE_ACTIVATION: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub fn run(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List(data) => {
+            let config = data.existing()?;
+            let dir = KeyDir::in_data_dir(&config.server.data_dir);
+            let set = dir
+                .open_or_create(clock::now())
+                .with_context(|| format!("Failed to open the keys in {}", dir.path().display()))?;
+            let now = clock::now();
+            println!(
+                "{:<40}  {:<20}  {:<20}  {:<20}  STATE",
+                "KID", "CREATED", "ACTIVE-FROM", "RETIRED"
+            );
+            for key in set.keys() {
+                println!(
+                    "{:<40}  {:<20}  {:<20}  {:<20}  {}",
+                    key.kid(),
+                    key.created_at.to_rfc3339_seconds(),
+                    key.active_from.to_rfc3339_seconds(),
+                    key.retired_at
+                        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_seconds()),
+                    set.state_at(key, now, config.retention.window).as_str()
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate {
+            activation_delay,
+            data,
+        } => {
+            let config = data.existing()?;
+            let delay = match activation_delay.as_deref() {
+                Some(text) => parse_duration(text)
+                    .with_context(|| format!("`{text}` is not a duration like 10m or 30s"))?,
+                None => config.signing.activation_delay,
+            };
+            if delay >= config.retention.window {
+                bail!("--activation-delay must be shorter than the retention window");
+            }
+            if delay < MIN_SAFE_ACTIVATION {
+                eprintln!(
+                    "Warning: the new key signs {}, before verifiers that cached the JWKS (SIEM \
+                     rules, `auditrelay listen`) can fetch it; until they do, they report the lines \
+                     it signs as invalid. The default delay ({}) leaves them time.",
+                    if delay.is_zero() {
+                        "at once".to_owned()
+                    } else {
+                        format!("in {}s", delay.as_secs())
+                    },
+                    human::setting(config.signing.activation_delay)
+                );
+            }
+            let dir = KeyDir::in_data_dir(&config.server.data_dir);
+            let key = dir.rotate(clock::now(), delay).with_context(|| {
+                format!("Failed to rotate the keys in {}", dir.path().display())
+            })?;
+            eprintln!(
+                "Created key {}: published now, signing from {}.",
+                key.kid(),
+                key.active_from.to_rfc3339_millis()
+            );
+            println!("{}", key.kid());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The API's answers as its clients read them: the fields they use, leniently (a field a
+//! client does not read may be missing or new). The API's own response types only serialize;
+//! these only deserialize, so each side can grow without the other.
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+/// Konnect's problem+json. Every field may be missing when something other than auditrelay
+/// answered (a proxy, say).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Problem {
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub detail: String,
+    /// `kong:trace:<id>`: the key to the API's log line and audit events.
+    #[serde(default)]
+    pub instance: String,
+    #[serde(default)]
+    pub invalid_parameters: Vec<InvalidParameter>,
+}
+
+impl Problem {
+    /// The status as a type; a problem without a valid one counts as a 500.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InvalidParameter {
+    #[serde(default)]
+    pub field: String,
+    pub rule: Option<String>,
+    /// `body`, `query`, or `line N` / `event N` for ingest.
+    pub source: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A list answer: Konnect's `{data, meta: {next}}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListPage<T> {
+    pub data: Vec<T>,
+    pub meta: ListMeta,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListMeta {
+    pub next: Option<String>,
+}
+
+/// `POST /v1/events`'s 202.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Destination {
+    pub id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub log_format: String,
+    pub skip_ssl_verification: bool,
+}
+
+/// A v3 or portal webhook: its binding.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Webhook {
+    pub audit_log_destination_id: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookStatus {
+    pub webhook_enabled: bool,
+    pub webhook_status: String,
+    pub last_attempt_at: Option<String>,
+    pub last_response_code: Option<u16>,
+    pub last_response_message: Option<String>,
+    pub lag_events: Option<u64>,
+    pub oldest_undelivered_at: Option<String>,
+    pub seconds_until_data_loss: Option<u64>,
+    pub retrying: Option<bool>,
+    pub next_attempt_at: Option<String>,
+    pub consecutive_failures: Option<u32>,
+}
+
+/// One attempt of the delivery log.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Delivery {
+    pub attempted_at: String,
+    pub kind: String,
+    pub endpoint: String,
+    pub events: u32,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub response_code: Option<u16>,
+    pub response_message: String,
+    pub duration_ms: u64,
+    pub delivered: bool,
+}
+
+/// What the API's connection test found.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionTest {
+    pub delivered: bool,
+    pub response_code: Option<u16>,
+    pub response_message: String,
+    pub duration_ms: u64,
+    pub trace_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Deliveries {
+    pub data: Vec<Delivery>,
+}
+
+/// Konnect's `AuditLogReplayJob` with our progress fields, which a server that does not count
+/// progress leaves out.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReplayJob {
+    pub start_at: String,
+    pub end_at: String,
+    pub status: String,
+    pub updated_at: String,
+    pub events_total: Option<u64>,
+    pub events_sent: Option<u64>,
+    pub batches_sent: Option<u64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReplayHistory {
+    pub data: Vec<ReplayJob>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Portal {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TestEvent {
+    pub trace_id: String,
+}
