@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::changes::Changes;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::{self, Delivery};
 use crate::keys::{KeyDir, KeyRing};
@@ -70,6 +71,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let changes = Changes::new();
+    let clock = Clock::default();
     let (router, state) = crate::router::service(
         config.clone(),
         Services {
@@ -79,6 +81,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             keys: keys.clone(),
             secrets: secrets.clone(),
             delivery: changes.clone(),
+            clock: clock.clone(),
         },
     );
 
@@ -105,7 +108,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let limits = serve::Limits::of(&config.server);
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => {
-            Some(serve::tls::acceptor(cert, key).context("Failed to load the TLS certificate")?)
+            let acceptor = serve::tls::acceptor(cert, key, clock.clone());
+            Some(acceptor.context("Failed to load the TLS certificate")?)
         }
         _ => None,
     };

@@ -54,6 +54,7 @@ pub struct Services {
     pub keys: Arc<KeyRing>,
     pub secrets: Arc<SecretBox>,
     pub delivery: Changes,
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -65,6 +66,7 @@ impl AppState {
             keys,
             secrets,
             delivery,
+            clock,
         } = services;
         let format = config.format.to_format_config();
         Self(Arc::new(AppStateInner {
@@ -77,7 +79,7 @@ impl AppState {
             delivery,
             format,
             openapi_json,
-            clock: Clock::default(),
+            clock,
         }))
     }
 }

@@ -18,6 +18,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
+use crate::clock::Clock;
+
 /// How often the files may be looked at for a change.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -33,10 +35,11 @@ pub enum TlsError {
     Configure(#[from] rustls::Error),
 }
 
-/// An acceptor serving the pair in `cert` and `key`, read again whenever they change.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+/// An acceptor serving the pair in `cert` and `key`, read again whenever they change (looked
+/// at once a second by `clock`).
+pub fn acceptor(cert: &Path, key: &Path, clock: Clock) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let resolver = Reloading::new(cert.to_owned(), key.to_owned(), provider.clone())?;
+    let resolver = Reloading::new(cert.to_owned(), key.to_owned(), provider.clone(), clock)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -51,6 +54,8 @@ struct Reloading {
     key: PathBuf,
     provider: Arc<CryptoProvider>,
     state: Mutex<Loaded>,
+    /// When to look at the files again (tests move it forward).
+    clock: Clock,
 }
 
 #[derive(Debug)]
@@ -67,7 +72,12 @@ struct Loaded {
 type Stamp = (Option<SystemTime>, Option<SystemTime>);
 
 impl Reloading {
-    fn new(cert: PathBuf, key: PathBuf, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+    fn new(
+        cert: PathBuf,
+        key: PathBuf,
+        provider: Arc<CryptoProvider>,
+        clock: Clock,
+    ) -> Result<Self, TlsError> {
         let stamp = stamp(&cert, &key);
         let loaded = load(&cert, &key, &provider)?;
         Ok(Self {
@@ -78,15 +88,17 @@ impl Reloading {
                 key: loaded,
                 stamp,
                 failed: None,
-                checked: Instant::now(),
+                checked: clock.instant(),
             }),
+            clock,
         })
     }
 
     fn current(&self) -> Arc<CertifiedKey> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.checked.elapsed() >= CHECK_EVERY {
-            state.checked = Instant::now();
+        let now = self.clock.instant();
+        if now.duration_since(state.checked) >= CHECK_EVERY {
+            state.checked = now;
             let stamp = stamp(&self.cert, &self.key);
             if stamp != state.stamp {
                 match load(&self.cert, &self.key, &self.provider) {
