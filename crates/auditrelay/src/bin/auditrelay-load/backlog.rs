@@ -15,13 +15,17 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use auditrelay::client::ApiClient;
+use auditrelay::client::wire::WebhookStatus;
+use auditrelay_core::Region;
+use serde_json::json;
 
 use crate::deliver::{LogFormat, configure};
 use crate::ingest::{Stamps, send_all};
-use crate::{Meter, Quantiles, Rate, Report, Target, expect_status};
+use crate::{Meter, Quantiles, Rate, Report, Target};
 
 /// How often the status is read while the events go in.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -51,18 +55,14 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
     eprintln!("the org webhook (us) delivers to {endpoint}, where nothing listens");
 
     // An operator watching the status while the backlog grows.
-    let client = reqwest::Client::new();
+    let api = Arc::new(target.admin_api()?);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let watcher = {
-        let (client, url, token) = (
-            client.clone(),
-            status_url(target),
-            target.admin_token.clone(),
-        );
+        let api = api.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
-                latencies.push(read_status(&client, &url, &token).await?.0);
+                latencies.push(read_status(&api).await?.0);
                 tokio::select! {
                     _ = stopped.changed() => return anyhow::Ok(latencies),
                     () = tokio::time::sleep(WATCH_EVERY) => {}
@@ -94,17 +94,18 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
     );
 
     let mut latencies = Vec::new();
-    let mut last = Value::Null;
+    let mut last = None;
     for _ in 0..args.requests {
-        let (took, status) = read_status(&client, &status_url(target), &target.admin_token).await?;
+        let (took, status) = read_status(&api).await?;
         latencies.push(took);
-        last = status;
+        last = Some(status);
     }
+    let last = last.context("no status was read (--requests 0)")?;
     latencies.sort_unstable();
     let status = Quantiles::of(&latencies);
-    let lag = last["lag_events"]
-        .as_u64()
-        .with_context(|| format!("the status has no lag_events: {last}"))?;
+    let lag = last
+        .lag_events
+        .with_context(|| format!("the status has no lag_events: {last:?}"))?;
     // Not an error: a server that caps the count (as ours did before the exact backlog) is
     // still measured, and says so.
     let counts_all = lag >= sent.events;
@@ -116,8 +117,8 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
         } else {
             " (FEWER than were sent)"
         },
-        last["webhook_status"],
-        last["seconds_until_data_loss"]
+        last.webhook_status,
+        json!(last.seconds_until_data_loss)
     );
 
     let rest = Meter::start(target);
@@ -144,7 +145,7 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
             "concurrency": args.concurrency,
             "lag_events": lag,
             "lag_counts_every_event_sent": counts_all,
-            "webhook_status": last["webhook_status"],
+            "webhook_status": last.webhook_status,
             "status_requests": args.requests,
             "status_latency_ms": status.to_json(),
             "status_reads_during_ingest": during.len(),
@@ -156,22 +157,18 @@ pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Repo
     })
 }
 
-fn status_url(target: &Target) -> String {
-    format!("{}/us/v3/audit-log-webhook/status", target.url)
-}
-
-/// One `GET` of the webhook status: how long it took, and the body.
-async fn read_status(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-) -> anyhow::Result<(Duration, Value)> {
+/// One `GET` of the `us` webhook's status: how long it took, and the status.
+async fn read_status(api: &ApiClient) -> anyhow::Result<(Duration, WebhookStatus)> {
+    let us = Region::parse("us").expect("a region");
     let started = Instant::now();
-    let resp = client.get(url).bearer_auth(token).send().await?;
-    let status = expect_status(resp, StatusCode::OK, "reading the webhook status")
-        .await?
-        .json()
-        .await?;
+    let status = api
+        .get(
+            Some(&us),
+            "/v3/audit-log-webhook/status",
+            "the webhook status",
+        )
+        .await
+        .context("Failed to read the webhook status")?;
     Ok((started.elapsed(), status))
 }
 
