@@ -5,14 +5,26 @@
 //! - `engine` — the supervisor: one lane per enabled webhook, and the lag gauges;
 //! - `lane` — one webhook's loop: read after the cursor, batch, sign, send, retry, record;
 //! - `replay` — one replay job: the window's events in event-time order, through the same
-//!   batching, signing and retries, with its progress saved after every batch;
+//!   stages, with its progress saved after every batch;
+//! - `setup` — what a batch is delivered with: webhook, destination, secret, client;
+//! - `encode` — render, sign, frame and gzip a batch on every core;
 //! - `http` — the network side of one destination: one guarded HTTP client, one attempt;
+//! - `outcome` — an attempt's answer as the delivery log and the metrics keep it;
+//! - `shared` — what every lane and job shares;
 //! - `sample` — one signed sample line sent at once: the API's connection test.
+//!
+//! Lanes and replay jobs use the stages; neither imports the other, and the engine above them
+//! imports both.
 
+mod encode;
 mod engine;
 pub mod http;
 mod lane;
+mod outcome;
 mod replay;
 pub mod sample;
+mod setup;
+mod shared;
 
-pub use engine::{Delivery, Shared};
+pub use engine::Delivery;
+pub use shared::Shared;

@@ -10,34 +10,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditrelay_core::FormatConfig;
-use auditrelay_core::retry::RetryPolicy;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::lane::{Lane, label};
+use super::lane::Lane;
 use super::replay;
+use super::shared::{Shared, label};
 use crate::changes::Changes;
 use crate::clock;
-use crate::config::{DeliveryConfig, RetentionConfig};
-use crate::keys::KeyRing;
-use crate::secrets::SecretBox;
-use crate::store::{ReplayJob, Scope, Store, Webhook};
+use crate::store::{ReplayJob, Scope, Webhook};
 
 /// How often the supervisor re-reads the webhooks and refreshes the gauges without being told.
 const LOOK_INTERVAL: Duration = Duration::from_secs(5);
-
-/// What every lane shares.
-pub struct Shared {
-    pub store: Store,
-    pub keys: Arc<KeyRing>,
-    pub secrets: Arc<SecretBox>,
-    pub format: FormatConfig,
-    pub config: DeliveryConfig,
-    pub retention: RetentionConfig,
-    pub policy: RetryPolicy,
-}
 
 /// The running delivery engine.
 pub struct Delivery {

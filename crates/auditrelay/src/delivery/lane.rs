@@ -21,239 +21,29 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use auditrelay_core::batch::{self, Batch, GZIP_LEVEL, ShareBuilder, idempotency_key};
-use auditrelay_core::format::{Format, sign_event};
-use auditrelay_core::retry::{Attempt, TransportError, Verdict};
-use auditrelay_core::{SigningKey, Timestamp};
+use auditrelay_core::batch::{Batch, idempotency_key};
+use auditrelay_core::retry::{Attempt, Verdict};
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::engine::Shared;
-use super::http::{DeliveryClient, DeliverySettings, SendOutcome};
+use super::encode::Signing;
+use super::http::{DeliveryClient, SendOutcome};
+use super::outcome::{attempt_outcome, logged};
+use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
+use super::shared::{Shared, label};
 use crate::clock;
-use crate::store::{
-    AttemptKind, AttemptOutcome, DeliveryAttempt, Destination, Scope, StoreError, StoredEvent,
-    Webhook,
-};
+use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError, StoredEvent};
 
 /// How long a lane waits after the store failed before it tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
-
-/// Renders, signs and gzips `events` in `format` into one batch, off the async workers; `None`
-/// when there are no events. The events come back with the batch: those past `batch.events`
-/// did not fit and wait for the next one.
-pub(super) async fn sign_batch(
-    shared: &Arc<Shared>,
-    format: Format,
-    events: Vec<StoredEvent>,
-) -> (Option<Batch>, Vec<StoredEvent>) {
-    if events.is_empty() {
-        return (None, events);
-    }
-    Signing::start(shared, format, events).await.finish().await
-}
-
-/// A batch being rendered, signed and gzipped on the blocking pool.
-///
-/// Signing is most of a batch's cost (Ed25519, one signature per line), so it runs there, where
-/// it neither holds up the requests and sends that the async workers serve nor stops a lane
-/// from sending, recording and reconfiguring meanwhile. The work goes on whether or not the
-/// handle is awaited; dropping the handle throws the result away.
-pub(super) struct Signing(tokio::task::JoinHandle<(Option<Batch>, Vec<StoredEvent>)>);
-
-impl Signing {
-    pub(super) async fn start(
-        shared: &Arc<Shared>,
-        format: Format,
-        events: Vec<StoredEvent>,
-    ) -> Self {
-        let keys = shared.keys.snapshot().await;
-        let shared = Arc::clone(shared);
-        Self(tokio::task::spawn_blocking(move || {
-            let key = &keys.signing_key_at(clock::now()).key;
-            let batch = sign_lines(&shared, format, key, &events);
-            (batch, events)
-        }))
-    }
-
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-
-    /// The batch (`None` if there were no events) and the events, as [`sign_batch`] returns
-    /// them.
-    pub(super) async fn finish(self) -> (Option<Batch>, Vec<StoredEvent>) {
-        match self.0.await {
-            Ok(signed) => signed,
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(_) => panic!("the signing task was cancelled: the runtime is shutting down"),
-            },
-        }
-    }
-}
-
-/// The lines of as many `events` as fit, in one batch, signed and compressed on every core.
-///
-/// The events are cut into shares of consecutive lines, several per thread, and each thread
-/// takes the next share until none is left, renders, signs and compresses it, so that a
-/// thread whose core is busy with something else (a store read, a send, ingest) simply takes
-/// fewer, and nothing is left to one thread at the end: the shares are joined into one gzip
-/// member as they are ([`batch::join`]). Ed25519 is deterministic, so the lines are the same
-/// as on one thread.
-fn sign_lines(
-    shared: &Shared,
-    format: Format,
-    key: &SigningKey,
-    events: &[StoredEvent],
-) -> Option<Batch> {
-    let limits = shared.config.batch_limits();
-    let events = &events[..events.len().min(limits.max_events)];
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(events.len().div_ceil(MIN_LINES_PER_SHARE))
-        .max(1);
-    let share_len = events
-        .len()
-        .div_ceil(threads * SHARES_PER_THREAD)
-        .max(MIN_LINES_PER_SHARE);
-    let chunks: Vec<&[StoredEvent]> = events.chunks(share_len).collect();
-    let taken = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let index = taken.fetch_add(1, Ordering::Relaxed);
-            let Some(chunk) = chunks.get(index) else {
-                return done;
-            };
-            let mut share = ShareBuilder::new(index, chunk.len());
-            for stored in *chunk {
-                share.push_with(stored.seq, |line| {
-                    sign_event(format, &stored.event, &shared.format, key, line);
-                });
-            }
-            done.push((index, share.finish(GZIP_LEVEL)));
-        }
-    };
-    let mut shares = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut shares = work();
-        for other in others {
-            shares.extend(other.join().expect("a signing thread panicked"));
-        }
-        shares
-    });
-    shares.sort_unstable_by_key(|(index, _)| *index);
-    batch::join(shares.into_iter().map(|(_, share)| share).collect(), limits)
-}
 
 /// How many batches a lane signs ahead of the one it is sending: while that one waits on the
 /// SIEM and on the store (whose single writer is busy with ingest's group commits under load),
 /// the cores go on signing.
 const SIGNED_AHEAD: usize = 2;
-
-/// Below this many lines per share, handing a share to a thread costs more than it saves, and
-/// compressing shares apart costs more bytes.
-const MIN_LINES_PER_SHARE: usize = 64;
-
-/// Shares per thread in a batch: enough that a thread slowed down by other work leaves its
-/// part to the others.
-const SHARES_PER_THREAD: usize = 4;
-
-/// The client for a destination's certificate choice, kept in `cache` while that choice holds
-/// (connections are pooled per client).
-pub(super) fn client_for(
-    cache: &mut Option<DeliveryClient>,
-    shared: &Shared,
-    destination: &Destination,
-) -> DeliveryClient {
-    let settings = DeliverySettings::new(&shared.config, destination.skip_ssl_verification);
-    match cache {
-        Some(client) if client.settings() == &settings => client.clone(),
-        _ => cache
-            .insert(
-                DeliveryClient::new(settings).expect("a client with these settings always builds"),
-            )
-            .clone(),
-    }
-}
-
-/// The metrics label of a webhook: `org/<region>` or `portal/<id>`.
-pub fn label(scope: &Scope) -> String {
-    match scope.portal_id {
-        None => format!("org/{}", scope.region),
-        Some(portal) => format!("portal/{portal}"),
-    }
-}
-
-/// What a lane delivers with: the webhook, its destination, and the opened secret. The stamp
-/// tells whether a change affects this lane.
-pub(super) struct Setup {
-    pub webhook: Webhook,
-    pub destination: Destination,
-    pub authorization: String,
-}
-
-/// The scope's webhook, its destination and the opened authorization; `None` when the webhook
-/// is gone or disabled.
-pub(super) async fn load_setup(
-    shared: &Shared,
-    scope: &Scope,
-) -> Result<Option<Setup>, StoreError> {
-    let store = &shared.store;
-    let Some(webhook) = store.get_webhook(scope).await? else {
-        return Ok(None);
-    };
-    if !webhook.enabled {
-        return Ok(None);
-    }
-    let destination = store
-        .get_destination(scope.org_id, webhook.destination_id)
-        .await?;
-    let Some(destination) = destination else {
-        return Ok(None);
-    };
-    let authorization = shared
-        .secrets
-        .open(
-            &destination.authorization_sealed,
-            &destination.id.to_string(),
-        )
-        .map_err(|e| StoreError::Corrupt(format!("destination authorization: {e}")))?;
-    Ok(Some(Setup {
-        webhook,
-        destination,
-        authorization,
-    }))
-}
-
-impl Setup {
-    fn stamp(&self) -> Stamp {
-        stamp(&self.webhook, &self.destination)
-    }
-}
-
-/// Everything whose change must cut a wait short.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    webhook_updated: Timestamp,
-    enabled: bool,
-    destination: uuid::Uuid,
-    destination_updated: Timestamp,
-}
-
-fn stamp(webhook: &Webhook, destination: &Destination) -> Stamp {
-    Stamp {
-        webhook_updated: webhook.updated_at,
-        enabled: webhook.enabled,
-        destination: destination.id,
-        destination_updated: destination.updated_at,
-    }
-}
 
 /// Why a wait ended.
 enum Wake {
@@ -946,47 +736,5 @@ impl Lane {
             Ok(Some(destination)) => &self::stamp(&webhook, &destination) != stamp,
             _ => true,
         }
-    }
-}
-
-/// What the delivery log keeps of one attempt to send `batch`.
-pub(super) fn logged(
-    sent: &SendOutcome,
-    kind: AttemptKind,
-    endpoint: &str,
-    batch: &Batch,
-    at: Timestamp,
-    took: Duration,
-) -> DeliveryAttempt {
-    DeliveryAttempt {
-        at,
-        kind,
-        endpoint: endpoint.to_owned(),
-        events: u32::try_from(batch.events).unwrap_or(u32::MAX),
-        first_seq: batch.first_seq,
-        last_seq: batch.last_seq,
-        code: sent.code,
-        message: sent.message.clone(),
-        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-    }
-}
-
-/// The `outcome` label of an attempt: `2xx`…`5xx`, or the transport failure.
-pub(super) fn attempt_outcome(sent: &SendOutcome) -> &'static str {
-    match &sent.attempt {
-        Attempt::Response { status, .. } => match status / 100 {
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        },
-        Attempt::Transport(kind) => match kind {
-            TransportError::Connect => "connect",
-            TransportError::Timeout => "timeout",
-            TransportError::Tls => "tls",
-            TransportError::Protocol => "protocol",
-            TransportError::Refused => "refused",
-            TransportError::Other => "other",
-        },
     }
 }

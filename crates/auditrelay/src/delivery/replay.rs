@@ -18,9 +18,11 @@ use auditrelay_core::retry::Verdict;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::engine::Shared;
+use super::encode::sign_batch;
 use super::http::{DeliveryClient, SendOutcome};
-use super::lane::{Setup, attempt_outcome, client_for, label, load_setup, logged, sign_batch};
+use super::outcome::{attempt_outcome, logged};
+use super::setup::{Setup, client_for, load_setup};
+use super::shared::{Shared, label};
 use crate::clock;
 use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError, StoredEvent};
 

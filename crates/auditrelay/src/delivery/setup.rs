@@ -1,0 +1,92 @@
+//! What a lane or a replay job delivers with: the webhook, its destination and the opened
+//! secret, read afresh for each batch; the HTTP client for the destination's certificate
+//! choice; and the stamp that tells whether a change concerns a lane.
+
+use auditrelay_core::Timestamp;
+
+use super::http::{DeliveryClient, DeliverySettings};
+use super::shared::Shared;
+use crate::store::{Destination, Scope, StoreError, Webhook};
+
+/// The client for a destination's certificate choice, kept in `cache` while that choice holds
+/// (connections are pooled per client).
+pub(super) fn client_for(
+    cache: &mut Option<DeliveryClient>,
+    shared: &Shared,
+    destination: &Destination,
+) -> DeliveryClient {
+    let settings = DeliverySettings::new(&shared.config, destination.skip_ssl_verification);
+    match cache {
+        Some(client) if client.settings() == &settings => client.clone(),
+        _ => cache
+            .insert(
+                DeliveryClient::new(settings).expect("a client with these settings always builds"),
+            )
+            .clone(),
+    }
+}
+
+/// What a lane delivers with: the webhook, its destination, and the opened secret. The stamp
+/// tells whether a change affects this lane.
+pub(super) struct Setup {
+    pub webhook: Webhook,
+    pub destination: Destination,
+    pub authorization: String,
+}
+
+/// The scope's webhook, its destination and the opened authorization; `None` when the webhook
+/// is gone or disabled.
+pub(super) async fn load_setup(
+    shared: &Shared,
+    scope: &Scope,
+) -> Result<Option<Setup>, StoreError> {
+    let store = &shared.store;
+    let Some(webhook) = store.get_webhook(scope).await? else {
+        return Ok(None);
+    };
+    if !webhook.enabled {
+        return Ok(None);
+    }
+    let destination = store
+        .get_destination(scope.org_id, webhook.destination_id)
+        .await?;
+    let Some(destination) = destination else {
+        return Ok(None);
+    };
+    let authorization = shared
+        .secrets
+        .open(
+            &destination.authorization_sealed,
+            &destination.id.to_string(),
+        )
+        .map_err(|e| StoreError::Corrupt(format!("destination authorization: {e}")))?;
+    Ok(Some(Setup {
+        webhook,
+        destination,
+        authorization,
+    }))
+}
+
+impl Setup {
+    pub(super) fn stamp(&self) -> Stamp {
+        stamp(&self.webhook, &self.destination)
+    }
+}
+
+/// Everything whose change must cut a wait short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Stamp {
+    webhook_updated: Timestamp,
+    enabled: bool,
+    destination: uuid::Uuid,
+    destination_updated: Timestamp,
+}
+
+pub(super) fn stamp(webhook: &Webhook, destination: &Destination) -> Stamp {
+    Stamp {
+        webhook_updated: webhook.updated_at,
+        enabled: webhook.enabled,
+        destination: destination.id,
+        destination_updated: destination.updated_at,
+    }
+}
