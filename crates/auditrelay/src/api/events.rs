@@ -484,6 +484,10 @@ mod tests {
         assert_eq!(faults(AUTHZ), pairs(&[]));
         assert_eq!(faults("{"), pairs(&[("event", "")]));
         assert_eq!(faults("[]"), pairs(&[("event", "is_object")]));
+        let Err(errors) = parse_event(b"[]", &window()) else {
+            panic!("refused")
+        };
+        assert_eq!(errors[0].reason, "must be a JSON object");
         assert_eq!(
             faults(&AUTHZ.replace("\"granted\":true", "\"granted\":\"yes\"")),
             pairs(&[("granted", "is_boolean")])

@@ -150,5 +150,11 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> InvalidParamet
         "type"
     };
     let field = if path == "." { "body".to_owned() } else { path };
-    InvalidParameter::new(field, Some(rule), message)
+    // serde's words for a wrong type name our Rust types ("expected struct EventInput"),
+    // which mean nothing to a client.
+    let reason = match rule {
+        "is_object" => "must be a JSON object".to_owned(),
+        _ => message,
+    };
+    InvalidParameter::new(field, Some(rule), reason)
 }

@@ -5,18 +5,18 @@
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-/// Konnect's problem+json. Every field may be missing when something other than auditrelay
-/// answered (a proxy, say).
+/// Konnect's problem+json. Every field may be missing or `null` when something other than
+/// auditrelay answered (a proxy, say); a missing `status` is 0 (see [`Problem::status`]).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Problem {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     pub status: u16,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     pub detail: String,
     /// `kong:trace:<id>`: the key to the API's log line and audit events.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     pub instance: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     pub invalid_parameters: Vec<InvalidParameter>,
 }
 
@@ -25,17 +25,65 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// The problem an error answer with `status` carries; one that says no status of its own
+    /// takes the answer's, and a body that is no problem at all is told by its status alone.
+    pub fn of_answer(status: StatusCode, body: &[u8]) -> Self {
+        match serde_json::from_slice::<Self>(body) {
+            Ok(problem) if problem.status != 0 => problem,
+            Ok(problem) => Self {
+                status: status.as_u16(),
+                ..problem
+            },
+            Err(_) => Self {
+                status: status.as_u16(),
+                detail: status.canonical_reason().unwrap_or("Error").to_owned(),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_read_leniently() {
+        let p = Problem::of_answer(StatusCode::NOT_FOUND, br#"{"detail":null,"instance":"x"}"#);
+        assert_eq!(
+            (p.status, p.detail.as_str(), p.instance.as_str()),
+            (404, "", "x")
+        );
+        let p = Problem::of_answer(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        assert_eq!((p.status, p.detail.as_str()), (502, "Bad Gateway"));
+        let p = Problem::of_answer(
+            StatusCode::BAD_REQUEST,
+            br#"{"status":400,"invalid_parameters":[{"field":null,"reason":"r"}]}"#,
+        );
+        assert_eq!(p.invalid_parameters[0].reason, "r");
+        assert_eq!(p.invalid_parameters[0].field, "");
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct InvalidParameter {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     pub field: String,
     pub rule: Option<String>,
     /// `body`, `query`, or `line N` / `event N` for ingest.
     pub source: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     pub reason: String,
+}
+
+/// `null` read as the type's default, like a missing field.
+fn or_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// A list answer: Konnect's `{data, meta: {next}}`.

@@ -132,7 +132,7 @@ impl<'a> Api<'a> {
     ) -> Result<T, Failure> {
         let (status, bytes) = self.call(method, path, body).await?;
         if !status.is_success() {
-            return Err(Failure::Problem(problem_of(status, &bytes)));
+            return Err(Failure::Problem(Problem::of_answer(status, &bytes)));
         }
         let json = if bytes.is_empty() {
             &b"null"[..]
@@ -189,7 +189,7 @@ impl<'a> Api<'a> {
         if status.is_success() {
             Ok(())
         } else {
-            Err(Failure::Problem(problem_of(status, &bytes)))
+            Err(Failure::Problem(Problem::of_answer(status, &bytes)))
         }
     }
 
@@ -197,14 +197,4 @@ impl<'a> Api<'a> {
     pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         self.expect(Method::POST, path, None).await
     }
-}
-
-/// The problem an error answer carries (every API error is problem+json; anything else is
-/// reported by its status alone).
-fn problem_of(status: StatusCode, bytes: &[u8]) -> Problem {
-    serde_json::from_slice::<Problem>(bytes).unwrap_or_else(|_| Problem {
-        status: status.as_u16(),
-        detail: status.canonical_reason().unwrap_or("Error").to_owned(),
-        ..Problem::default()
-    })
 }

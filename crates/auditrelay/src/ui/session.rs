@@ -454,11 +454,19 @@ impl NotSignedIn {
 }
 
 /// `path` when it is a page of the UI a sign-in may return to: a path of our own (never
-/// another site, whatever the Referer or a crafted link says) and not the sign-in itself.
+/// another site, whatever the Referer or a crafted link says), under `/ui/` after a browser
+/// resolves it (no `.` or `..` segment, written plainly or percent-encoded), fit for a
+/// `Location` header (visible ASCII), and not the sign-in itself.
 pub fn return_path(path: &str) -> Option<&str> {
+    let route = path.split(['?', '#']).next().unwrap_or_default();
+    let dot_segment = route.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    });
     let ours = path.starts_with("/ui/")
+        && path.bytes().all(|b| b.is_ascii_graphic())
         && !path.contains('\\')
-        && !path.chars().any(char::is_control)
+        && !dot_segment
         && !path.starts_with("/ui/sign-");
     ours.then_some(path)
 }
@@ -630,6 +638,33 @@ mod tests {
         let id = sessions.create("kpat_a", &principal(), None);
         assert!(matches!(sessions.lookup(&id), Lookup::Expired));
         assert!(matches!(sessions.lookup(&id), Lookup::Missing));
+    }
+
+    #[test]
+    fn a_sign_in_returns_only_to_a_page_of_the_ui() {
+        for ours in [
+            "/ui/destinations",
+            "/ui/destinations/new?x=1",
+            "/ui/portals/a.b",
+        ] {
+            assert_eq!(return_path(ours), Some(ours));
+        }
+        for other in [
+            "https://evil.example/",
+            "//evil.example/ui/",
+            "/ui\\evil",
+            "/ui/\\evil.example",
+            "/ui/../v3/audit-log-destinations",
+            "/ui/%2E%2e/v3",
+            "/ui/./sign-in",
+            "/ui/é",
+            "/ui/a b",
+            "/ui/a\r\nSet-Cookie: x",
+            "/ui/sign-in",
+            "/api/x",
+        ] {
+            assert_eq!(return_path(other), None, "{other:?}");
+        }
     }
 
     #[test]
