@@ -217,8 +217,24 @@ async fn the_walkthrough_runs_as_written() {
     run.start(&blocks[1]);
     listening(run.receiver_port, "receiver", &run).await;
     let script: String = blocks[2..].iter().map(|b| b.code.as_str()).collect();
-    let out = tokio::time::timeout(PATIENCE, run.bash(&script).output())
-        .await
+    // Terminal 3 in a group of its own too, so that a timed-out walk takes what it ran along.
+    let terminal = run
+        .bash(&script)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bash runs");
+    let group = terminal.id();
+    let finished = tokio::time::timeout(PATIENCE, terminal.wait_with_output()).await;
+    if finished.is_err()
+        && let Some(pid) = group
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+    }
+    let out = finished
         .expect("the walkthrough finishes")
         .expect("bash runs");
     run.stop().await;
