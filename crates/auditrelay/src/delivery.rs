@@ -8,7 +8,9 @@
 //!   stages, with its progress saved after every batch;
 //! - `setup` — what a batch is delivered with: webhook, destination, secret, client;
 //! - `encode` — render, sign, frame and gzip a batch on every core;
-//! - `http` — the network side of one destination: one guarded HTTP client, one attempt;
+//! - `request` — what a batch is sent as (today Konnect's webhook shape);
+//! - `http` — the network side of one destination: one guarded HTTP client that sends a built
+//!   request, one attempt;
 //! - `outcome` — an attempt's answer as the delivery log and the metrics keep it;
 //! - `shared` — what every lane and job shares;
 //! - `sample` — one signed sample line sent at once: the API's connection test.
@@ -22,6 +24,7 @@ pub mod http;
 mod lane;
 mod outcome;
 mod replay;
+mod request;
 pub mod sample;
 mod setup;
 mod shared;

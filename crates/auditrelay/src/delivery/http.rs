@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use auditrelay_core::endpoint::{is_localhost, is_non_public};
 use auditrelay_core::retry::{Attempt, TransportError};
-use bytes::Bytes;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{self, HeaderName, HeaderValue};
+use reqwest::header::{self, HeaderValue};
 use url::{Host, Url};
 
+use super::request::Request;
 use crate::config::DeliveryConfig;
 use crate::human;
 
@@ -33,8 +33,6 @@ pub const MAX_MESSAGE_BYTES: usize = 256;
 /// How much of a response body is read. It carries nothing we use; reading a little lets a
 /// short answer end cleanly so its connection can be reused, and a long one is cut off.
 const MAX_RESPONSE_BODY: usize = 4096;
-
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// What a destination's client may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,40 +123,31 @@ impl DeliveryClient {
         &self.settings
     }
 
-    /// POSTs one gzip batch to `endpoint`. `authorization` is sent verbatim and marked
-    /// sensitive, so it appears in no debug output; `body` is cheap to clone for a retry.
-    pub async fn send(
-        &self,
-        endpoint: &str,
-        authorization: &str,
-        body: Bytes,
-        idempotency_key: &str,
-    ) -> SendOutcome {
-        let url = match self.check_endpoint(endpoint) {
+    /// Sends one built request, behind the guard: an endpoint it forbids, or a header value HTTP
+    /// cannot carry, is a failed attempt that never left.
+    pub async fn send(&self, request: Request) -> SendOutcome {
+        let url = match self.check_endpoint(&request.endpoint) {
             Ok(url) => url,
             Err(refused) => return SendOutcome::transport(TransportError::Refused, refused),
         };
-        let Some(authorization) = sensitive_header(authorization) else {
-            return SendOutcome::transport(
-                TransportError::Protocol,
-                "the authorization value cannot be sent as an HTTP header",
-            );
-        };
-        let Ok(idempotency_key) = HeaderValue::from_str(idempotency_key) else {
-            return SendOutcome::transport(
-                TransportError::Protocol,
-                "the idempotency key cannot be sent as an HTTP header",
-            );
-        };
-        let request = self
+        let mut built = self
             .client
             .post(url)
-            .header(header::AUTHORIZATION, authorization)
-            .header(header::CONTENT_TYPE, "text/plain")
-            .header(header::CONTENT_ENCODING, "gzip")
-            .header(IDEMPOTENCY_KEY, idempotency_key)
-            .body(body);
-        match request.send().await {
+            .header(header::CONTENT_TYPE, request.content_type);
+        if let Some(encoding) = request.content_encoding {
+            built = built.header(header::CONTENT_ENCODING, encoding);
+        }
+        for h in &request.headers {
+            let Ok(mut value) = HeaderValue::from_str(&h.value) else {
+                return SendOutcome::transport(
+                    TransportError::Protocol,
+                    format!("{} cannot be sent as an HTTP header", h.what),
+                );
+            };
+            value.set_sensitive(h.sensitive);
+            built = built.header(h.name.clone(), value);
+        }
+        match built.body(request.body).send().await {
             Ok(response) => answered(response).await,
             Err(error) => {
                 let (kind, message) = self.describe(&error);
@@ -275,12 +264,6 @@ async fn answered(mut response: reqwest::Response) -> SendOutcome {
     }
 }
 
-fn sensitive_header(value: &str) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_str(value).ok()?;
-    value.set_sensitive(true);
-    Some(value)
-}
-
 /// The resolver of clients that may reach public addresses only.
 struct PublicOnlyResolver;
 
@@ -368,6 +351,7 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
     use axum::routing::post;
+    use bytes::Bytes;
     use tokio::sync::mpsc;
 
     use super::*;
@@ -452,13 +436,9 @@ mod tests {
     }
 
     async fn send(client: &DeliveryClient, url: &str) -> SendOutcome {
+        let body = Bytes::from_static(b"gz");
         client
-            .send(
-                url,
-                "Splunk secret-token",
-                Bytes::from_static(b"gz"),
-                "key-1",
-            )
+            .send(Request::webhook(url, "Splunk secret-token", body, "key-1"))
             .await
     }
 
@@ -470,14 +450,9 @@ mod tests {
     async fn sends_the_batch_with_its_headers() {
         let mut rx = receiver().await;
         let body = Bytes::from_static(b"\x1f\x8b not really gzip");
-        let outcome = local_client()
-            .send(
-                &format!("{}/status/202", rx.base),
-                "Splunk  tok=en/+",
-                body.clone(),
-                "0f5c-key",
-            )
-            .await;
+        let url = format!("{}/status/202", rx.base);
+        let request = Request::webhook(&url, "Splunk  tok=en/+", body.clone(), "0f5c-key");
+        let outcome = local_client().send(request).await;
         assert_eq!(outcome.code, Some(202));
         assert_eq!(outcome.message, "Accepted");
         assert_eq!(verdict(&outcome), Verdict::Delivered);
@@ -660,21 +635,13 @@ mod tests {
             );
         }
         // The message says what is wrong without echoing the value.
-        let outcome = https_only
-            .send("https://example.com/", "line\nbreak", Bytes::new(), "k")
-            .await;
+        let request = Request::webhook("https://example.com/", "line\nbreak", Bytes::new(), "k");
+        let outcome = https_only.send(request).await;
         assert_transport(
             &outcome,
             TransportError::Protocol,
             "the authorization value cannot be sent as an HTTP header",
         );
-    }
-
-    #[test]
-    fn the_authorization_value_stays_out_of_debug_output() {
-        let value = sensitive_header("Bearer hunter2").unwrap();
-        assert!(value.is_sensitive());
-        assert!(!format!("{value:?}").contains("hunter2"));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use super::encode::Signing;
 use super::http::{DeliveryClient, SendOutcome};
 use super::outcome::{attempt_outcome, logged};
+use super::request::Request;
 use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
 use super::shared::{Shared, label};
 use crate::clock;
@@ -445,6 +446,12 @@ impl Lane {
         let batch = &built.batch;
         let key = idempotency_key(&self.label, batch.first_seq, batch.last_seq);
         let body = Bytes::from(batch.body.clone());
+        let request = Request::webhook(
+            &setup.destination.endpoint,
+            &setup.authorization,
+            body,
+            &key,
+        );
         if setup.destination.skip_ssl_verification {
             tracing::warn!(
                 webhook = %self.label,
@@ -467,7 +474,7 @@ impl Lane {
             let (at, attempt_started) = (clock::now(), Instant::now());
             let sending = async {
                 tokio::select! {
-                    sent = client.send(&destination.endpoint, &setup.authorization, body.clone(), &key) => Some(sent),
+                    sent = client.send(request.clone()) => Some(sent),
                     _ = stop.wait_for(|stop| *stop) => None,
                 }
             };

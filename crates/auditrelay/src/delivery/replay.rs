@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::encode::sign_batch;
 use super::http::{DeliveryClient, SendOutcome};
 use super::outcome::{attempt_outcome, logged};
+use super::request::Request;
 use super::setup::{Setup, client_for, load_setup};
 use super::shared::{Shared, label};
 use crate::clock;
@@ -190,12 +191,11 @@ async fn send(
     let body = Bytes::from(batch.body.clone());
     let webhook = label(&job.scope);
     let endpoint = &setup.destination.endpoint;
+    let request = Request::webhook(endpoint, &setup.authorization, body, &key);
     let mut retries = 0;
     loop {
         let (at, started) = (clock::now(), Instant::now());
-        let sent = client
-            .send(endpoint, &setup.authorization, body.clone(), &key)
-            .await;
+        let sent = client.send(request.clone()).await;
         metrics::counter!(
             "auditrelay_replay_attempts_total",
             "webhook" => webhook.clone(),

@@ -12,6 +12,7 @@ use auditrelay_core::{Event, FormatConfig};
 use bytes::Bytes;
 
 use super::http::{DeliveryClient, DeliverySettings};
+use super::request::Request;
 use crate::clock;
 use crate::config::DeliveryConfig;
 use crate::keys::KeyRing;
@@ -62,14 +63,13 @@ pub async fn send(
     let trace = event.trace_id.as_deref().unwrap_or_default();
     let key = idempotency_key(&format!("connection-test/{trace}"), 0, 0);
     let started = Instant::now();
-    let sent = client
-        .send(
-            target.endpoint,
-            target.authorization,
-            Bytes::from(batch.body),
-            &key,
-        )
-        .await;
+    let request = Request::webhook(
+        target.endpoint,
+        target.authorization,
+        Bytes::from(batch.body),
+        &key,
+    );
+    let sent = client.send(request).await;
     Answer {
         code: sent.code,
         message: sent.message,
