@@ -1,11 +1,13 @@
-//! Secrets at rest: destination authorization values are stored sealed (XChaCha20-Poly1305),
-//! never in clear, so a copy of the database alone does not leak the SIEM credentials.
+//! Secrets at rest: destination authorization values and extra headers are stored sealed
+//! (XChaCha20-Poly1305), never in clear, so a copy of the database alone does not leak the SIEM
+//! credentials.
 //!
 //! The key is 32 random bytes in `<data_dir>/secret.key` (mode 0600), made on first use. A
 //! fresh random 24-byte nonce per seal makes accidental nonce reuse practically impossible, and
 //! the record's id is bound in as associated data, so a sealed value copied onto another row
 //! does not open.
 
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -122,11 +124,52 @@ impl SecretBox {
             .map_err(|_| SecretError::Open)?;
         String::from_utf8(plain).map_err(|_| SecretError::Open)
     }
+
+    /// A destination's extra headers (name → value) sealed as one JSON object, bound to the
+    /// destination `id` apart from its authorization; `None` for none.
+    pub fn seal_headers(&self, id: &str, headers: &BTreeMap<String, String>) -> Option<Vec<u8>> {
+        (!headers.is_empty()).then(|| {
+            let json = serde_json::to_string(headers).expect("a map of strings serializes");
+            self.seal(&json, &headers_context(id))
+        })
+    }
+
+    /// What [`Self::seal_headers`] sealed for destination `id` (nothing for `None`).
+    pub fn open_headers(
+        &self,
+        id: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<BTreeMap<String, String>, SecretError> {
+        let Some(sealed) = sealed else {
+            return Ok(BTreeMap::new());
+        };
+        let json = self.open(sealed, &headers_context(id))?;
+        serde_json::from_str(&json).map_err(|_| SecretError::Open)
+    }
+}
+
+fn headers_context(id: &str) -> String {
+    format!("{id}/headers")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_sealed_apart_from_the_authorization() {
+        let dir = tempfile::tempdir().unwrap();
+        let sb = SecretBox::open_or_create(dir.path()).unwrap();
+        assert_eq!(sb.seal_headers("d", &BTreeMap::new()), None);
+        let headers = BTreeMap::from([("x-api-key".to_owned(), "k-123".to_owned())]);
+        let sealed = sb.seal_headers("d", &headers).unwrap();
+        assert!(!sealed.windows(5).any(|w| w == b"k-123"));
+        assert_eq!(sb.open_headers("d", Some(&sealed)).unwrap(), headers);
+        assert!(sb.open_headers("e", Some(&sealed)).is_err());
+        // Not under the authorization's context either.
+        assert!(sb.open(&sealed, "d").is_err());
+        assert_eq!(sb.open_headers("d", None).unwrap(), BTreeMap::new());
+    }
 
     #[test]
     fn seals_opens_and_binds_to_the_record() {

@@ -189,6 +189,9 @@ pub struct Destination {
     pub authorization_sealed: Vec<u8>,
     pub log_format: Format,
     pub skip_ssl_verification: bool,
+    /// Extra headers sent with every delivery (our extension), sealed: a JSON object of name →
+    /// value. `None`: none.
+    pub headers_sealed: Option<Vec<u8>>,
     /// The region whose v2 inline webhook owns this destination (DECISIONS.md D9); `None` for
     /// destinations made through the destinations API.
     pub managed_region: Option<Region>,

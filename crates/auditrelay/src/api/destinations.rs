@@ -6,6 +6,8 @@
 //! loopback or link-local addresses unless the operator allows it (DECISIONS.md D10). Validation
 //! errors use Konnect's documented bodies word for word.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -32,6 +34,30 @@ const RESOURCE: &str = "audit-log-destinations";
 const MAX_NAME: usize = 255;
 const MAX_AUTHORIZATION: usize = 8192;
 const MAX_ENDPOINT: usize = 2048;
+/// At most this many extra headers per destination.
+const MAX_HEADERS: usize = 20;
+const MAX_HEADER_NAME: usize = 256;
+const MAX_HEADER_VALUE: usize = 8192;
+/// Headers delivery sets itself, or that would change how the request is framed or routed:
+/// not a destination's to add. (`authorization` has its own field.)
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "expect",
+    "host",
+    "idempotency-key",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+];
 /// How long endpoint validation waits for DNS; an unresolvable name is checked again when
 /// delivery connects.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,6 +80,19 @@ pub struct DestinationResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = Uuid)]
     pub portal_id: Option<String>,
+    /// Our extension: the names of the extra headers every delivery carries (their values are
+    /// write-only, like `authorization`); absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub header_names: Vec<String>,
+}
+
+impl DestinationResponse {
+    /// The response for `d`, naming its extra headers.
+    fn of(state: &AppState, d: &Destination) -> Result<Self, ApiError> {
+        let mut response = Self::from(d);
+        response.header_names = open_headers(state, d)?.into_keys().collect();
+        Ok(response)
+    }
 }
 
 impl From<&Destination> for DestinationResponse {
@@ -67,8 +106,29 @@ impl From<&Destination> for DestinationResponse {
             created_at: d.created_at.to_rfc3339_millis(),
             updated_at: d.updated_at.to_rfc3339_millis(),
             portal_id: d.portal_id.map(|p| p.to_string()),
+            header_names: Vec::new(),
         }
     }
+}
+
+/// Seals a destination's extra headers; `None` for none.
+pub(super) fn seal_headers(
+    state: &AppState,
+    id: Uuid,
+    headers: &BTreeMap<String, String>,
+) -> Option<Vec<u8>> {
+    state.secrets.seal_headers(&id.to_string(), headers)
+}
+
+/// A destination's extra headers, opened (sorted by name).
+pub(super) fn open_headers(
+    state: &AppState,
+    d: &Destination,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    state
+        .secrets
+        .open_headers(&d.id.to_string(), d.headers_sealed.as_deref())
+        .map_err(ApiError::internal)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -111,6 +171,10 @@ pub struct DestinationBody {
     /// are its portal's whether it says so or not; organization roles may name any portal.
     #[schema(format = Uuid)]
     pub portal_id: Option<String>,
+    /// Our extension: extra headers sent with every delivery, name → value (at most 20; not
+    /// the ones delivery sets itself). Write-only: responses list `header_names`. On an update,
+    /// absent or `null` keeps them, an object replaces them all, `{}` removes them.
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 async fn list(
@@ -138,10 +202,11 @@ async fn list(
     let (list, meta) = pagination::finish(list, &page, &caller.ctx.facts.uri, |d| {
         (d.created_at.as_millis(), d.id.to_string())
     });
-    Ok(Json(ListDestinations {
-        data: list.iter().map(Into::into).collect(),
-        meta,
-    }))
+    let data = list
+        .iter()
+        .map(|d| DestinationResponse::of(&state, d))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(ListDestinations { data, meta }))
 }
 
 async fn create(
@@ -163,6 +228,7 @@ async fn create(
         )
         .await;
     let authorization = problems.authorization(body.authorization.as_deref().unwrap_or(""));
+    let headers = problems.headers(body.headers.unwrap_or_default());
     problems.into_result()?;
     let (Some(name), Some(endpoint), Some(authorization)) = (name, endpoint, authorization) else {
         unreachable!("every field without a problem has a value");
@@ -177,6 +243,7 @@ async fn create(
         authorization_sealed: state.secrets.seal(&authorization, &id.to_string()),
         log_format: body.log_format.map_or(Format::Cef, Format::from),
         skip_ssl_verification: body.skip_ssl_verification.unwrap_or(false),
+        headers_sealed: seal_headers(&state, id, &headers),
         managed_region: None,
         portal_id: owner,
         created_at: now,
@@ -186,7 +253,8 @@ async fn create(
         Err(StoreError::Conflict(_)) => Err(name_taken(&destination.name)),
         other => other.map_err(ApiError::from),
     }?;
-    Ok((StatusCode::CREATED, Json((&destination).into())))
+    let response = DestinationResponse::of(&state, &destination)?;
+    Ok((StatusCode::CREATED, Json(response)))
 }
 
 async fn get(
@@ -208,8 +276,8 @@ async fn get(
                 .grant
                 .allows(Permission::ReadDestination(d.portal_id))
         })
-        .map(|d| Json(d.into()))
         .ok_or_else(ApiError::not_found)
+        .and_then(|d| DestinationResponse::of(&state, d).map(Json))
 }
 
 /// Refuses (403, audited) a caller who may not change any destination, before anything is
@@ -303,6 +371,10 @@ async fn update(
             .secrets
             .seal(&authorization.unwrap_or_default(), &id.to_string());
     }
+    if let Some(headers) = body.headers {
+        let headers = problems.headers(headers);
+        destination.headers_sealed = seal_headers(&state, id, &headers);
+    }
     problems.into_result()?;
     if let Some(format) = body.log_format {
         destination.log_format = format.into();
@@ -318,7 +390,7 @@ async fn update(
     }?;
     // Lanes bound to it send their next batch with the new settings, at once if they wait.
     state.delivery.notify();
-    Ok(Json((&destination).into()))
+    Ok(Json(DestinationResponse::of(&state, &destination)?))
 }
 
 async fn delete(state: AppState, caller: Caller, id: String) -> Result<StatusCode, ApiError> {
@@ -452,6 +524,66 @@ impl Problems {
             return Some(value.to_owned());
         }
         None
+    }
+
+    /// Extra headers, each name a valid header name that delivery does not set itself, each
+    /// value one line of visible text; names compared without regard to case (HTTP's own rule),
+    /// kept in lowercase.
+    pub(super) fn headers(
+        &mut self,
+        headers: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut valid = BTreeMap::new();
+        if headers.len() > MAX_HEADERS {
+            let reason = format!("must hold at most {MAX_HEADERS} headers");
+            self.add(
+                "Invalid parameters",
+                InvalidParameter::new("headers", Some("max_items"), reason)
+                    .with_maximum(MAX_HEADERS as u64),
+            );
+            return valid;
+        }
+        for (name, value) in headers {
+            let field = format!("headers.{name}");
+            let lower = name.to_ascii_lowercase();
+            let reason = if name.is_empty()
+                || name.len() > MAX_HEADER_NAME
+                || reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            {
+                Some(format!(
+                    "is not a header name (letters, digits and !#$%&'*+-.^_`|~, at most \
+                     {MAX_HEADER_NAME} characters)"
+                ))
+            } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+                Some("is set by delivery itself, not by a destination".to_owned())
+            } else if value.trim().is_empty() {
+                Some("cannot be blank".to_owned())
+            } else if value.len() > MAX_HEADER_VALUE {
+                Some(format!("must be at most {MAX_HEADER_VALUE} characters"))
+            } else if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                Some("must be one line of visible ASCII text".to_owned())
+            } else {
+                match valid.entry(lower) {
+                    Entry::Vacant(entry) => {
+                        entry.insert(value);
+                        None
+                    }
+                    Entry::Occupied(_) => Some(
+                        "names a header already given (names are not case-sensitive)".to_owned(),
+                    ),
+                }
+            };
+            if let Some(reason) = reason {
+                self.add(
+                    "Invalid headers",
+                    InvalidParameter::new(field, Some("invalid"), reason),
+                );
+            }
+        }
+        valid
     }
 
     pub(super) async fn endpoint(

@@ -5,6 +5,8 @@
 //! endpoint passes the same checks as a destination's (https, public addresses, at connect time
 //! too) and the same certificate choice as delivery.
 
+use std::collections::BTreeMap;
+
 use auditrelay_core::format::Format;
 use axum::Json;
 use axum::extract::State;
@@ -13,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::destinations::{LogFormatWire, Problems, may_write_some, writable};
+use super::destinations::{LogFormatWire, Problems, may_write_some, open_headers, writable};
 use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use crate::delivery::sample::{self, Target};
@@ -34,6 +36,8 @@ pub struct TestConnectionBody {
     pub authorization: Option<String>,
     pub log_format: Option<LogFormatWire>,
     pub skip_ssl_verification: Option<bool>,
+    /// Extra headers, as on a destination; never returned.
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 /// What the endpoint answered to the sample line.
@@ -111,6 +115,11 @@ pub async fn test_connection(
         ),
         (None, None) => problems.authorization(""),
     };
+    let headers = match (body.headers, &saved) {
+        (Some(headers), _) => problems.headers(headers),
+        (None, Some(saved)) => open_headers(&state, saved)?,
+        (None, None) => BTreeMap::new(),
+    };
     problems.into_result()?;
     let (Some(endpoint), Some(authorization)) = (endpoint, authorization) else {
         unreachable!("every field without a problem has a value");
@@ -133,6 +142,7 @@ pub async fn test_connection(
     let target = Target {
         endpoint: &endpoint,
         authorization: &authorization,
+        headers: &headers,
         format,
         skip_ssl_verification,
     };

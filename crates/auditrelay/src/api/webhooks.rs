@@ -591,6 +591,16 @@ async fn plan_inline(
         (None, Some(base)) if base.id == id => base.authorization_sealed.clone(),
         _ => state.secrets.seal(&authorization, &id.to_string()),
     };
+    // Extra headers (our extension) are not part of the v2 body: they stay as they are, and
+    // come along, like the authorization, from a destination the webhook used until now.
+    let headers_sealed = match &base {
+        Some(base) if base.id == id => base.headers_sealed.clone(),
+        Some(base) => {
+            let headers = super::destinations::open_headers(state, base)?;
+            super::destinations::seal_headers(state, id, &headers)
+        }
+        None => None,
+    };
     let managed = Destination {
         id,
         org_id,
@@ -599,6 +609,7 @@ async fn plan_inline(
         authorization_sealed,
         log_format,
         skip_ssl_verification,
+        headers_sealed,
         managed_region: Some(scope.region.clone()),
         portal_id: None,
         created_at,

@@ -351,6 +351,8 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
     use axum::routing::post;
+    use std::collections::BTreeMap;
+
     use bytes::Bytes;
     use tokio::sync::mpsc;
 
@@ -438,7 +440,13 @@ mod tests {
     async fn send(client: &DeliveryClient, url: &str) -> SendOutcome {
         let body = Bytes::from_static(b"gz");
         client
-            .send(Request::webhook(url, "Splunk secret-token", body, "key-1"))
+            .send(Request::webhook(
+                url,
+                "Splunk secret-token",
+                &BTreeMap::new(),
+                body,
+                "key-1",
+            ))
             .await
     }
 
@@ -451,7 +459,13 @@ mod tests {
         let mut rx = receiver().await;
         let body = Bytes::from_static(b"\x1f\x8b not really gzip");
         let url = format!("{}/status/202", rx.base);
-        let request = Request::webhook(&url, "Splunk  tok=en/+", body.clone(), "0f5c-key");
+        let request = Request::webhook(
+            &url,
+            "Splunk  tok=en/+",
+            &BTreeMap::new(),
+            body.clone(),
+            "0f5c-key",
+        );
         let outcome = local_client().send(request).await;
         assert_eq!(outcome.code, Some(202));
         assert_eq!(outcome.message, "Accepted");
@@ -635,7 +649,13 @@ mod tests {
             );
         }
         // The message says what is wrong without echoing the value.
-        let request = Request::webhook("https://example.com/", "line\nbreak", Bytes::new(), "k");
+        let request = Request::webhook(
+            "https://example.com/",
+            "line\nbreak",
+            &BTreeMap::new(),
+            Bytes::new(),
+            "k",
+        );
         let outcome = https_only.send(request).await;
         assert_transport(
             &outcome,

@@ -449,6 +449,7 @@ impl Lane {
         let request = Request::webhook(
             &setup.destination.endpoint,
             &setup.authorization,
+            &setup.headers,
             body,
             &key,
         );

@@ -191,7 +191,7 @@ async fn send(
     let body = Bytes::from(batch.body.clone());
     let webhook = label(&job.scope);
     let endpoint = &setup.destination.endpoint;
-    let request = Request::webhook(endpoint, &setup.authorization, body, &key);
+    let request = Request::webhook(endpoint, &setup.authorization, &setup.headers, body, &key);
     let mut retries = 0;
     loop {
         let (at, started) = (clock::now(), Instant::now());

@@ -3,6 +3,8 @@
 //! `Authorization` and the batch's `Idempotency-Key`. The transport (`http.rs`) sends whatever
 //! is built here, behind its guard; other kinds build their own shapes here.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use reqwest::header::{self, HeaderName};
 
@@ -43,31 +45,42 @@ impl std::fmt::Debug for Header {
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 impl Request {
-    /// Konnect's webhook request for a gzip `body` of lines.
+    /// Konnect's webhook request for a gzip `body` of lines, with the destination's extra
+    /// headers (our extension; their values may be credentials, so all are sensitive).
     pub fn webhook(
         endpoint: &str,
         authorization: &str,
+        extra: &BTreeMap<String, String>,
         body: Bytes,
         idempotency_key: &str,
     ) -> Self {
+        let mut headers = vec![Header {
+            name: header::AUTHORIZATION,
+            value: authorization.to_owned(),
+            sensitive: true,
+            what: "the authorization value",
+        }];
+        headers.extend(extra.iter().filter_map(|(name, value)| {
+            // Names were checked when the destination was saved; one that no longer parses
+            // is left out rather than failing every batch.
+            Some(Header {
+                name: HeaderName::from_bytes(name.as_bytes()).ok()?,
+                value: value.clone(),
+                sensitive: true,
+                what: "an extra header's value",
+            })
+        }));
+        headers.push(Header {
+            name: IDEMPOTENCY_KEY,
+            value: idempotency_key.to_owned(),
+            sensitive: false,
+            what: "the idempotency key",
+        });
         Self {
             endpoint: endpoint.to_owned(),
             content_type: "text/plain",
             content_encoding: Some("gzip"),
-            headers: vec![
-                Header {
-                    name: header::AUTHORIZATION,
-                    value: authorization.to_owned(),
-                    sensitive: true,
-                    what: "the authorization value",
-                },
-                Header {
-                    name: IDEMPOTENCY_KEY,
-                    value: idempotency_key.to_owned(),
-                    sensitive: false,
-                    what: "the idempotency key",
-                },
-            ],
+            headers,
             body,
         }
     }
@@ -79,10 +92,17 @@ mod tests {
 
     #[test]
     fn a_credential_stays_out_of_debug_output() {
-        let request =
-            Request::webhook("https://siem.example/", "Bearer hunter2", Bytes::new(), "k");
+        let extra = BTreeMap::from([("x-api-key".to_owned(), "sesame".to_owned())]);
+        let request = Request::webhook(
+            "https://siem.example/",
+            "Bearer hunter2",
+            &extra,
+            Bytes::new(),
+            "k",
+        );
         let shown = format!("{request:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("sesame"), "{shown}");
         assert!(shown.contains("idempotency-key: k"), "{shown}");
     }
 }

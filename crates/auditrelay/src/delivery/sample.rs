@@ -4,6 +4,7 @@
 //! connect time, no redirects, the destination's certificate choice) and the same headers — but
 //! once, without retries, and nothing is recorded: the answer is shown to the person who asked.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use auditrelay_core::batch::{BatchBuilder, idempotency_key};
@@ -21,6 +22,8 @@ use crate::keys::KeyRing;
 pub struct Target<'a> {
     pub endpoint: &'a str,
     pub authorization: &'a str,
+    /// Extra headers, name → value.
+    pub headers: &'a BTreeMap<String, String>,
     pub format: Format,
     pub skip_ssl_verification: bool,
 }
@@ -66,6 +69,7 @@ pub async fn send(
     let request = Request::webhook(
         target.endpoint,
         target.authorization,
+        target.headers,
         Bytes::from(batch.body),
         &key,
     );

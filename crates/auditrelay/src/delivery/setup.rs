@@ -2,6 +2,8 @@
 //! secret, read afresh for each batch; the HTTP client for the destination's certificate
 //! choice; and the stamp that tells whether a change concerns a lane.
 
+use std::collections::BTreeMap;
+
 use auditrelay_core::Timestamp;
 
 use super::http::{DeliveryClient, DeliverySettings};
@@ -32,9 +34,11 @@ pub(super) struct Setup {
     pub webhook: Webhook,
     pub destination: Destination,
     pub authorization: String,
+    /// The destination's extra headers, opened.
+    pub headers: BTreeMap<String, String>,
 }
 
-/// The scope's webhook, its destination and the opened authorization; `None` when the webhook
+/// The scope's webhook, its destination and its opened secrets; `None` when the webhook
 /// is gone or disabled.
 pub(super) async fn load_setup(
     shared: &Shared,
@@ -60,10 +64,18 @@ pub(super) async fn load_setup(
             &destination.id.to_string(),
         )
         .map_err(|e| StoreError::Corrupt(format!("destination authorization: {e}")))?;
+    let headers = shared
+        .secrets
+        .open_headers(
+            &destination.id.to_string(),
+            destination.headers_sealed.as_deref(),
+        )
+        .map_err(|e| StoreError::Corrupt(format!("destination headers: {e}")))?;
     Ok(Some(Setup {
         webhook,
         destination,
         authorization,
+        headers,
     }))
 }
 

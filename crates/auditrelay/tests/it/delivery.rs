@@ -544,6 +544,7 @@ async fn a_destination_on_loopback_is_refused_at_connect_time() {
                 .seal("x", &id.to_string()),
             log_format: Format::Cef,
             skip_ssl_verification: false,
+            headers_sealed: None,
             portal_id: None,
             managed_region: None,
             created_at: now(),

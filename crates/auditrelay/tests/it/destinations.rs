@@ -1,6 +1,8 @@
 //! `/v2|v3/audit-log-destinations`: CRUD on both versions and every region prefix, Konnect's
 //! exact 400 bodies, endpoint rules, name rules, RBAC, and a secret that is never seen again.
 
+use std::time::Duration;
+
 use auditrelay_core::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -722,5 +724,173 @@ async fn list_page_requests_it_cannot_use_still_get_a_documented_answer() {
             assert!(page["meta"]["next"].is_null(), "{path}");
         }
     }
+    app.stop().await;
+}
+
+/// Our extension: extra headers a webhook destination sends with every delivery and with a
+/// connection test. Their values are write-only (responses name them only), they are checked
+/// like any field (nothing changes on a 400), an update without them keeps them, `{}` removes
+/// them, and changing them counts as new credentials.
+#[tokio::test]
+async fn extra_headers_go_with_every_delivery_and_are_never_shown() {
+    use crate::support::events::{authorization, ndjson};
+    use crate::support::receiver::TestReceiver;
+    use crate::support::{dev, now};
+
+    let app = TestApp::spawn_with(dev).await;
+    let receiver = TestReceiver::http().await;
+    let body = json!({
+        "name": "sumo", "endpoint": receiver.url(), "authorization": "Bearer siem",
+        "log_format": "json",
+        "headers": {"X-Sumo-Category": "audit/konnect", "X-API-Key": "sesame"},
+    });
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let names = json!(["x-api-key", "x-sumo-category"]);
+    assert_eq!(created["header_names"], names, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/v3/audit-log-destinations/{id}");
+    for read in [path.clone(), "/v2/audit-log-destinations".to_owned()] {
+        let text = app.get(&read, &app.admin).await.text().await.unwrap();
+        assert!(text.contains("x-sumo-category"), "{text}");
+        assert!(
+            !text.contains("sesame") && !text.contains("audit/konnect"),
+            "{text}"
+        );
+    }
+
+    // Refused, each for its reason, and nothing changes.
+    let mut many = serde_json::Map::new();
+    for n in 0..21 {
+        many.insert(format!("x-h{n}"), json!("v"));
+    }
+    for (headers, field) in [
+        (json!({"Content-Type": "text/csv"}), "headers.Content-Type"),
+        (json!({"Authorization": "x"}), "headers.Authorization"),
+        (json!({"Proxy-Anything": "x"}), "headers.Proxy-Anything"),
+        (json!({"Bad Name": "x"}), "headers.Bad Name"),
+        (json!({"x-a": "line\nbreak"}), "headers.x-a"),
+        (json!({"x-a": "  "}), "headers.x-a"),
+        (json!({"X-A": "1", "x-a": "2"}), "headers.x-a"),
+        (Value::Object(many), "headers"),
+    ] {
+        let resp = app
+            .request(
+                Method::PATCH,
+                &path,
+                Some(&app.admin),
+                Some(json!({ "headers": headers })),
+            )
+            .await;
+        let problem = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+        let fields = invalid_fields(&problem);
+        assert!(fields.iter().any(|(f, _)| f == field), "{field}: {problem}");
+    }
+    let read = expect_json(app.get(&path, &app.admin).await, StatusCode::OK).await;
+    assert_eq!(read["header_names"], names, "{read}");
+
+    // Every delivery carries them.
+    let bind = json!({"audit_log_destination_id": id, "enabled": true});
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/us/v3/audit-log-webhook",
+            Some(&app.admin),
+            Some(bind),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let sent = |trace: &str| ndjson(&[authorization(now(), trace)]);
+    let resp = app
+        .ingest_ndjson("/us/v1/events", &app.admin, sent("headed-1"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let request = receiver
+        .wait_until(Duration::from_secs(20), "the first batch", |requests| {
+            requests
+                .iter()
+                .find(|r| r.lines.iter().any(|l| l.contains("headed-1")))
+                .cloned()
+        })
+        .await;
+    assert_eq!(request.headers["x-api-key"], "sesame");
+    assert_eq!(request.headers["x-sumo-category"], "audit/konnect");
+    assert_eq!(request.headers["authorization"], "Bearer siem");
+    assert_eq!(request.headers["content-type"], "text/plain");
+
+    // So does a connection test, with the saved ones or those it is given.
+    let test = |headers: Option<Value>| {
+        let mut body = json!({ "audit_log_destination_id": id });
+        if let Some(headers) = headers {
+            body["headers"] = headers;
+        }
+        app.post(
+            "/v3/audit-log-destinations/test-connection",
+            &app.admin,
+            body,
+        )
+    };
+    expect_json(test(None).await, StatusCode::OK).await;
+    expect_json(test(Some(json!({"x-trial": "1"}))).await, StatusCode::OK).await;
+    let tests = receiver
+        .wait_until(
+            Duration::from_secs(20),
+            "both connection tests",
+            |requests| {
+                let tests: Vec<_> = requests
+                    .iter()
+                    .filter(|r| r.lines.iter().any(|l| l.contains("\"action\":\"test\"")))
+                    .cloned()
+                    .collect();
+                (tests.len() == 2).then_some(tests)
+            },
+        )
+        .await;
+    assert_eq!(tests[0].headers["x-api-key"], "sesame");
+    assert_eq!(tests[1].headers["x-trial"], "1");
+    assert!(tests[1].headers.get("x-api-key").is_none());
+
+    // An update without them keeps them; `{}` removes them.
+    let renamed = expect_json(
+        app.request(
+            Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(json!({"name": "sumo logic"})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(renamed["header_names"], names, "{renamed}");
+    let cleared = expect_json(
+        app.request(
+            Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(json!({"headers": {}})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(cleared.get("header_names").is_none(), "{cleared}");
+    let resp = app
+        .ingest_ndjson("/us/v1/events", &app.admin, sent("headed-2"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let request = receiver
+        .wait_until(Duration::from_secs(20), "a batch after", |requests| {
+            requests
+                .iter()
+                .find(|r| r.lines.iter().any(|l| l.contains("headed-2")))
+                .cloned()
+        })
+        .await;
+    assert!(request.headers.get("x-api-key").is_none());
     app.stop().await;
 }

@@ -87,7 +87,7 @@ impl SqliteStore {
         forget_attempts_if_redirected(&mut tx, d).await?;
         let result = sqlx::query(
             "UPDATE destinations SET name = ?, endpoint = ?, authorization_sealed = ?, log_format = ?,
-                                     skip_ssl_verification = ?, updated_at = ?
+                                     skip_ssl_verification = ?, updated_at = ?, headers_sealed = ?
              WHERE org_id = ? AND id = ?",
         )
         .bind(&d.name)
@@ -96,6 +96,7 @@ impl SqliteStore {
         .bind(d.log_format.as_str())
         .bind(d.skip_ssl_verification)
         .bind(d.updated_at.as_millis())
+        .bind(d.headers_sealed.as_deref())
         .bind(d.org_id.to_string())
         .bind(d.id.to_string())
         .execute(&mut *tx)
@@ -136,14 +137,15 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     let result = sqlx::query(
         "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
                                    skip_ssl_verification, managed_region, created_at, updated_at,
-                                   portal_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   portal_id, headers_sealed)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET
              name = excluded.name, endpoint = excluded.endpoint,
              authorization_sealed = excluded.authorization_sealed,
              log_format = excluded.log_format,
              skip_ssl_verification = excluded.skip_ssl_verification,
-             managed_region = excluded.managed_region, updated_at = excluded.updated_at",
+             managed_region = excluded.managed_region, updated_at = excluded.updated_at,
+             headers_sealed = excluded.headers_sealed",
     )
     .bind(d.id.to_string())
     .bind(d.org_id.to_string())
@@ -156,12 +158,13 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     .bind(d.created_at.as_millis())
     .bind(d.updated_at.as_millis())
     .bind(d.portal_id.map(|p| p.to_string()))
+    .bind(d.headers_sealed.as_deref())
     .execute(&mut *conn)
     .await;
     name_conflict(result).map(drop)
 }
 
-/// Before `d` is saved over its stored self: when its endpoint, credentials or certificate
+/// Before `d` is saved over its stored self: when its endpoint, credentials (authorization, extra headers) or certificate
 /// checking change, the webhooks bound to it forget their attempts, which say nothing about the
 /// new configuration (a 202 from the old endpoint must not read as the new one working).
 async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destination) -> Result<()> {
@@ -171,12 +174,14 @@ async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destinat
                              next_attempt_at = NULL
          WHERE destination_id = ?1 AND EXISTS (
              SELECT 1 FROM destinations WHERE id = ?1 AND (endpoint != ?2
-                 OR authorization_sealed != ?3 OR skip_ssl_verification != ?4))",
+                 OR authorization_sealed != ?3 OR skip_ssl_verification != ?4
+                 OR headers_sealed IS NOT ?5))",
     )
     .bind(d.id.to_string())
     .bind(&d.endpoint)
     .bind(d.authorization_sealed.as_slice())
     .bind(d.skip_ssl_verification)
+    .bind(d.headers_sealed.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -208,6 +213,7 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
         authorization_sealed: row.try_get("authorization_sealed")?,
         log_format: Format::parse(&format).ok_or_else(|| corrupt("log format"))?,
         skip_ssl_verification: row.try_get("skip_ssl_verification")?,
+        headers_sealed: row.try_get("headers_sealed")?,
         managed_region: managed
             .map(|r| Region::parse(&r).ok_or_else(|| corrupt("managed region")))
             .transpose()?,
