@@ -111,6 +111,9 @@ pub struct Destination {
     pub endpoint: String,
     pub log_format: String,
     pub skip_ssl_verification: bool,
+    /// Our extension: the extra headers' names (their values are never returned).
+    #[serde(default)]
+    pub header_names: Vec<String>,
 }
 
 /// A v3 or portal webhook: its binding.

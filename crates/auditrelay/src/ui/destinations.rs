@@ -123,6 +123,11 @@ pub struct DestinationData {
     pub authorization: String,
     pub log_format: String,
     pub skip_ssl_verification: Option<String>,
+    /// Extra headers, one `Name: value` per line; empty on an edit keeps the saved ones.
+    pub headers: String,
+    pub clear_headers: Option<String>,
+    /// The saved headers' names, carried by the form (comma-separated; no secret).
+    pub saved_headers: String,
     /// `test` from the *Test connection* button; anything else saves.
     pub intent: String,
 }
@@ -138,7 +143,45 @@ impl DestinationData {
             authorization: self.authorization.clone(),
             log_format: self.log_format.clone(),
             skip_ssl_verification: self.skip_ssl_verification.is_some(),
+            headers: self.headers.clone(),
+            header_names: self
+                .saved_headers
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            clear_headers: self.clear_headers.is_some(),
         }
+    }
+
+    /// The typed headers as the API takes them, or the alert for a line that is not
+    /// `Name: value`; `None` when nothing was typed.
+    fn typed_headers(&self) -> Result<Option<Map<String, Value>>, Alert> {
+        let mut headers = Map::new();
+        for (n, line) in self.headers.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                let message = format!("Extra Headers: line {} is not “Name: value”.", n + 1);
+                return Err(Alert {
+                    messages: vec![message.clone()],
+                    fields: vec![("headers".to_owned(), message)],
+                });
+            };
+            headers.insert(name.trim().to_owned(), value.trim().into());
+        }
+        Ok((!headers.is_empty()).then_some(headers))
+    }
+
+    /// The `headers` of an API body: those typed, or `{}` to remove the saved ones, or nothing
+    /// (the saved ones stay, or there are none).
+    fn headers_field(&self) -> Result<Option<Value>, Alert> {
+        Ok(match self.typed_headers()? {
+            Some(headers) => Some(Value::Object(headers)),
+            None if self.clear_headers.is_some() => Some(Value::Object(Map::new())),
+            None => None,
+        })
     }
 
     fn is_test(&self) -> bool {
@@ -147,7 +190,7 @@ impl DestinationData {
 
     /// The connection test's body: the form's delivery fields, over the saved destination's
     /// (`saved`) on an edit, where an empty authorization means the saved one.
-    fn test_body(&self, saved: Option<Uuid>) -> Value {
+    fn test_body(&self, saved: Option<Uuid>) -> Result<Value, Alert> {
         let mut body = Map::new();
         if let Some(id) = saved {
             body.insert("audit_log_destination_id".into(), id.to_string().into());
@@ -163,12 +206,15 @@ impl DestinationData {
             "skip_ssl_verification".into(),
             self.skip_ssl_verification.is_some().into(),
         );
-        Value::Object(body)
+        if let Some(headers) = self.headers_field()? {
+            body.insert("headers".into(), headers);
+        }
+        Ok(Value::Object(body))
     }
 
     /// The API body: every field of the form; on an edit, the authorization value only when
     /// one was typed. (There is no removing it: the API requires one, as Konnect does.)
-    fn body(&self, editing: bool) -> Value {
+    fn body(&self, editing: bool) -> Result<Value, Alert> {
         let mut body = Map::new();
         body.insert("name".into(), self.name.clone().into());
         body.insert("endpoint".into(), self.endpoint.clone().into());
@@ -189,7 +235,10 @@ impl DestinationData {
         if let Some(value) = authorization {
             body.insert("authorization".into(), value.into());
         }
-        Value::Object(body)
+        if let Some(headers) = self.headers_field()? {
+            body.insert("headers".into(), headers);
+        }
+        Ok(Value::Object(body))
     }
 }
 
@@ -228,6 +277,9 @@ pub async fn new(State(ui): State<UiState>, user: SignedIn) -> Response {
         authorization: String::new(),
         log_format: "cef".to_owned(),
         skip_ssl_verification: false,
+        headers: String::new(),
+        header_names: Vec::new(),
+        clear_headers: false,
     };
     let heading = "New Webhook".to_owned();
     form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
@@ -302,18 +354,31 @@ pub async fn create(
     if !Section::Destinations.visible_to(user.who.role()) {
         return hidden_section(&ui, &user);
     }
+    let form = || data.form("/ui/destinations".to_owned(), false);
+    let heading = || "New Webhook".to_owned();
+    let body = match data.is_test() {
+        true => data.test_body(None),
+        false => data.body(false),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(alert) => {
+            return form_page(
+                &ui,
+                &user,
+                heading(),
+                form(),
+                alert,
+                StatusCode::BAD_REQUEST,
+            );
+        }
+    };
     if data.is_test() {
-        let form = data.form("/ui/destinations".to_owned(), false);
-        let heading = "New Webhook".to_owned();
-        return test_connection(&ui, &user, heading, form, data.test_body(None)).await;
+        return test_connection(&ui, &user, heading(), form(), body).await;
     }
     let created = user
         .api(&ui)
-        .send::<wire::Destination>(
-            Method::POST,
-            "/v3/audit-log-destinations",
-            &data.body(false),
-        )
+        .send::<wire::Destination>(Method::POST, "/v3/audit-log-destinations", &body)
         .await;
     match created {
         Ok(destination) => {
@@ -361,6 +426,9 @@ pub async fn edit(State(ui): State<UiState>, user: SignedIn, Path(id): Path<Stri
         authorization: String::new(),
         log_format: destination.log_format,
         skip_ssl_verification: destination.skip_ssl_verification,
+        headers: String::new(),
+        header_names: destination.header_names,
+        clear_headers: false,
     };
     form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
 }
@@ -383,15 +451,27 @@ pub async fn update(
         Ok(id) => id,
         Err(refused) => return refused.page(&ui, &user),
     };
+    let body = match data.is_test() {
+        true => data.test_body(Some(id)),
+        false => data.body(true),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(alert) => {
+            let heading = edit_heading(&user, data.name.trim());
+            let form = data.form(format!("/ui/destinations/{id}"), true);
+            return form_page(&ui, &user, heading, form, alert, StatusCode::BAD_REQUEST);
+        }
+    };
     if data.is_test() {
         let heading = edit_heading(&user, data.name.trim());
         let form = data.form(format!("/ui/destinations/{id}"), true);
-        return test_connection(&ui, &user, heading, form, data.test_body(Some(id))).await;
+        return test_connection(&ui, &user, heading, form, body).await;
     }
     let path = format!("/v3/audit-log-destinations/{id}");
     let saved = user
         .api(&ui)
-        .send::<wire::Destination>(Method::PATCH, &path, &data.body(true))
+        .send::<wire::Destination>(Method::PATCH, &path, &body)
         .await;
     match saved {
         Ok(destination) => {

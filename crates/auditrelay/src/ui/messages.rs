@@ -114,6 +114,7 @@ pub const DESTINATION_LABELS: Labels = &[
         "skip_ssl_verification",
         "Disable SSL Verification",
     ),
+    ("headers", "headers", "Extra Headers"),
 ];
 
 pub const WEBHOOK_LABELS: Labels = &[
@@ -143,8 +144,23 @@ pub fn explain(problem: &Problem, labels: Labels) -> Alert {
         400 if !problem.invalid_parameters.is_empty() => {
             let mut alert = Alert::default();
             for p in &problem.invalid_parameters {
-                let (field, message) = match labels.iter().find(|(api, _, _)| *api == p.field) {
-                    Some((_, field, label)) => (*field, sentence(label, &p.reason)),
+                // A fault inside an object field (`headers.X-Api-Key`) belongs to that field.
+                let inner = |api: &str| {
+                    p.field
+                        .strip_prefix(api)
+                        .and_then(|rest| rest.strip_prefix('.'))
+                        .map(str::to_owned)
+                };
+                let found = labels.iter().find_map(|(api, field, label)| {
+                    if *api == p.field {
+                        Some((*field, sentence(label, &p.reason)))
+                    } else {
+                        let key = inner(api)?;
+                        Some((*field, sentence(&format!("{label}: {key}"), &p.reason)))
+                    }
+                });
+                let (field, message) = match found {
+                    Some((field, message)) => (field, message),
                     None => (
                         "",
                         sentence(&problem.detail, &format!("({} {})", p.field, p.reason)),

@@ -204,6 +204,13 @@ pub struct DestinationForm {
     pub authorization: String,
     pub log_format: String,
     pub skip_ssl_verification: bool,
+    /// The extra headers typed in this submission (`Name: value` lines); like the
+    /// authorization, never the saved values.
+    pub headers: String,
+    /// The names of the saved extra headers, shown (their values never are).
+    pub header_names: Vec<String>,
+    /// *Remove the saved headers* was ticked.
+    pub clear_headers: bool,
 }
 
 impl DestinationForm {

@@ -1757,3 +1757,92 @@ async fn dev_portals_are_added_and_an_existing_webhook_is_never_replaced() {
         .assert_lacks("New Dev Portal</a>");
     app.stop().await;
 }
+
+/// Extra headers through the destination form: typed as `Name: value` lines, never shown
+/// again (only their names), kept by an edit that leaves the box empty, removed on request;
+/// a line that is no header, or a header the API refuses, is said in words and the typed text
+/// stays.
+#[tokio::test]
+async fn extra_headers_through_the_form() {
+    let app = TestApp::spawn_with(dev).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.admin).await;
+    let fields = |headers: &'static str| {
+        vec![
+            ("name", "SIEM"),
+            ("endpoint", "http://127.0.0.1:9/hook"),
+            ("authorization", "Bearer siem"),
+            ("log_format", "json"),
+            ("headers", headers),
+        ]
+    };
+
+    let page = browser
+        .submit(
+            "/ui/destinations/new",
+            "/ui/destinations",
+            &fields("no colon here"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    page.assert_alert("Extra Headers: line 1 is not “Name: value”.");
+    page.assert_has(">no colon here</textarea>");
+    let page = browser
+        .submit(
+            "/ui/destinations/new",
+            "/ui/destinations",
+            &fields("Content-Type: text/csv"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    page.assert_alert(
+        "Extra Headers: Content-Type is set by delivery itself, not by a destination.",
+    );
+    let (_, list) = api_get(&app, "/v3/audit-log-destinations").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
+
+    let page = browser
+        .submit(
+            "/ui/destinations/new",
+            "/ui/destinations",
+            &fields("X-API-Key: sesame\n\nX-Sumo-Category:  audit/konnect  "),
+        )
+        .await;
+    page.assert_redirect("/ui/destinations");
+    let (_, list) = api_get(&app, "/v3/audit-log-destinations").await;
+    let saved = &list["data"][0];
+    assert_eq!(
+        saved["header_names"],
+        json!(["x-api-key", "x-sumo-category"])
+    );
+    let id = saved["id"].as_str().unwrap().to_owned();
+    let edit = format!("/ui/destinations/{id}/edit");
+    let action = format!("/ui/destinations/{id}");
+    let page = browser.get(&edit).await;
+    page.assert_has("Saved: <code>x-api-key, x-sumo-category</code>");
+    page.assert_lacks("sesame");
+    page.assert_lacks("audit/konnect");
+
+    // Saved without touching them: kept. Then removed.
+    let mut keep = fields("");
+    keep.push(("saved_headers", "x-api-key,x-sumo-category"));
+    keep.retain(|(name, _)| *name != "authorization");
+    let page = browser.submit(&edit, &action, &keep).await;
+    page.assert_redirect("/ui/destinations");
+    let (_, read) = api_get(&app, &format!("/v3/audit-log-destinations/{id}")).await;
+    assert_eq!(
+        read["header_names"],
+        json!(["x-api-key", "x-sumo-category"])
+    );
+    let mut clear = keep.clone();
+    clear.push(("clear_headers", "on"));
+    let page = browser.submit(&edit, &action, &clear).await;
+    page.assert_redirect("/ui/destinations");
+    let (_, read) = api_get(&app, &format!("/v3/audit-log-destinations/{id}")).await;
+    assert!(read.get("header_names").is_none(), "{read}");
+    browser
+        .get(&edit)
+        .await
+        .assert_lacks("Remove the saved headers");
+    app.stop().await;
+}
