@@ -27,7 +27,7 @@ use auditrelay_core::format::{Value as FieldValue, parse_line};
 use crate::support::browser::Browser;
 use crate::support::receiver::{ReceivedRequest, TestReceiver};
 use crate::support::{TestApp, expect_json};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 /// How long a page may take to show what a step expects.
@@ -55,16 +55,7 @@ pub(super) async fn bound_destination(app: &TestApp, endpoint: &str) -> String {
     )
     .await;
     let id = created["id"].as_str().unwrap().to_owned();
-    let bind = json!({"audit_log_destination_id": id, "enabled": true});
-    let resp = app
-        .request(
-            Method::PATCH,
-            "/us/v3/audit-log-webhook",
-            Some(&app.admin),
-            Some(bind),
-        )
-        .await;
-    expect_json(resp, StatusCode::OK).await;
+    crate::support::bind_webhook(app, "/us/v3/audit-log-webhook", &id, true).await;
     id
 }
 

@@ -794,16 +794,7 @@ async fn extra_headers_go_with_every_delivery_and_are_never_shown() {
     assert_eq!(read["header_names"], names, "{read}");
 
     // Every delivery carries them.
-    let bind = json!({"audit_log_destination_id": id, "enabled": true});
-    let resp = app
-        .request(
-            Method::PATCH,
-            "/us/v3/audit-log-webhook",
-            Some(&app.admin),
-            Some(bind),
-        )
-        .await;
-    expect_json(resp, StatusCode::OK).await;
+    crate::support::bind_webhook(&app, "/us/v3/audit-log-webhook", &id, true).await;
     let sent = |trace: &str| ndjson(&[authorization(now(), trace)]);
     let resp = app
         .ingest_ndjson("/us/v1/events", &app.admin, sent("headed-1"))

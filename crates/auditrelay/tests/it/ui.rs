@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::support::events::{authorization, ndjson};
 use crate::support::receiver::{Behaviour, TestReceiver};
-use crate::support::{TestApp, dev, eventually, expect_json, now};
+use crate::support::{TestApp, bind_webhook, dev, eventually, expect_json, now};
 
 /// A browser without JavaScript: keeps the session cookie, sends `Origin` like a browser does
 /// on a form POST, and shows every redirect instead of following it.
@@ -240,14 +240,6 @@ async fn api_get(app: &TestApp, path: &str) -> (StatusCode, Value) {
 async fn destination_count(app: &TestApp) -> usize {
     let (_, list) = api_get(app, "/v3/audit-log-destinations?page%5Bsize%5D=100").await;
     list["data"].as_array().unwrap().len()
-}
-
-async fn bind(app: &TestApp, path: &str, destination: &str, enabled: bool) {
-    let body = json!({"audit_log_destination_id": destination, "enabled": enabled});
-    let resp = app
-        .request(Method::PATCH, path, Some(&app.admin), Some(body))
-        .await;
-    expect_json(resp, StatusCode::OK).await;
 }
 
 /// Signing in with a token, the 401 for a wrong one, the cookie's flags, and signing out.
@@ -1021,7 +1013,7 @@ async fn status_and_test_events() {
     );
     page.assert_has(set_up);
 
-    bind(&app, "/us/v3/audit-log-webhook", &id, true).await;
+    bind_webhook(&app, "/us/v3/audit-log-webhook", &id, true).await;
     let page = browser
         .submit(status, "/ui/audit-logs/regions/us/test-event", &[])
         .await;
@@ -1056,7 +1048,7 @@ async fn status_and_test_events() {
     page.assert_has(">Active</span>");
 
     // A Dev Portal's test event is one of its own authentication events.
-    bind(
+    bind_webhook(
         &app,
         &format!("/v3/portals/{portal}/audit-log-webhook"),
         &id,
@@ -1112,7 +1104,7 @@ async fn replay_through_the_form() {
     let app = TestApp::spawn_with(dev).await;
     let receiver = TestReceiver::http().await;
     let id = destination(&app, "SIEM", &receiver.url()).await;
-    bind(&app, "/us/v3/audit-log-webhook", &id, true).await;
+    bind_webhook(&app, "/us/v3/audit-log-webhook", &id, true).await;
     let events: Vec<Value> = (0..5)
         .map(|i| {
             authorization(
@@ -1268,7 +1260,7 @@ async fn replay_through_the_form() {
 async fn a_viewer_sees_everything_read_only() {
     let app = TestApp::spawn_with(dev).await;
     let id = destination(&app, "SIEM", "http://127.0.0.1:9/hook").await;
-    bind(&app, "/us/v3/audit-log-webhook", &id, true).await;
+    bind_webhook(&app, "/us/v3/audit-log-webhook", &id, true).await;
     let portal = app.create_portal("Developer Portal", "us").await;
     let viewer = app.token(Role::AuditLogsViewer, None).await;
     let mut browser = Browser::new(&app);

@@ -250,6 +250,15 @@ pub fn skip_unless_ci(reason: &str) {
     eprintln!("skipped: {reason}");
 }
 
+/// Binds the webhook at `path` (v3 or portal) to `destination`, enabled or not, as the admin.
+pub async fn bind_webhook(app: &TestApp, path: &str, destination: &str, enabled: bool) {
+    let body = serde_json::json!({"audit_log_destination_id": destination, "enabled": enabled});
+    let resp = app
+        .request(Method::PATCH, path, Some(&app.admin), Some(body))
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+}
+
 /// Asserts the status and returns the JSON body.
 pub async fn expect_json(resp: Response, status: StatusCode) -> Value {
     let actual = resp.status();
