@@ -141,7 +141,7 @@ fn formats(c: &mut Criterion) {
                 line
             })
             .collect();
-        let build = |mut batch: BatchBuilder| {
+        let build = |mut batch: BatchBuilder<'_>| {
             for (seq, line) in (0..).zip(&lines) {
                 batch.push(seq, black_box(line)).unwrap();
             }

@@ -29,7 +29,8 @@ pub const GZIP_LEVEL: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
     pub max_events: usize,
-    /// Uncompressed bytes: the lines and the `\n` between them.
+    /// Uncompressed bytes: the records, what goes between them, and what opens and closes the
+    /// body.
     pub max_bytes: usize,
 }
 
@@ -42,16 +43,49 @@ impl Default for BatchLimits {
     }
 }
 
+/// How records are laid out in a body: what opens it, what goes between two records, and what
+/// closes it. Konnect's shape is [`Frame::LINES`]; other destination kinds frame a JSON array,
+/// a Loki push or a `_bulk` body (`kind::Framer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub open: &'a [u8],
+    /// Never empty, and never the start of a record.
+    pub separator: &'static [u8],
+    pub close: &'a [u8],
+}
+
+impl Frame<'static> {
+    /// Lines joined by `\n`, nothing before or after: Konnect's webhook body.
+    pub const LINES: Self = Self {
+        open: b"",
+        separator: b"\n",
+        close: b"",
+    };
+}
+
 /// A finished batch, ready to be sent (and sent again, unchanged, on a retry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    /// The gzip of the lines joined by `\n` (no trailing newline).
+    /// The gzip of the framed records (for lines: joined by `\n`, no trailing newline).
     pub body: Vec<u8>,
+    /// How many records the body holds.
     pub events: usize,
     pub uncompressed_bytes: usize,
-    /// The `seq` of the first and of the last line pushed.
+    /// The `seq` of the first and of the last event taken, sent or refused.
     pub first_seq: i64,
     pub last_seq: i64,
+    /// The `seq` of each record, in the body's order.
+    pub seqs: Vec<i64>,
+    /// The events taken into the batch but refused before it was sent (over a receiver's
+    /// limit), each with the reason, in the order taken.
+    pub refused: Vec<(i64, String)>,
+}
+
+impl Batch {
+    /// How many events the batch took: those it sends and those it refused.
+    pub fn taken(&self) -> usize {
+        self.events + self.refused.len()
+    }
 }
 
 /// [`BatchBuilder::push`] refused a line because it would break a limit; the caller keeps it
@@ -60,60 +94,90 @@ pub struct Batch {
 #[error("the batch is full")]
 pub struct BatchFull;
 
-/// Builds a [`Batch`] line by line.
-pub struct BatchBuilder {
+/// Builds a [`Batch`] record by record.
+pub struct BatchBuilder<'f> {
     limits: BatchLimits,
+    frame: Frame<'f>,
     gzip: GzEncoder<Vec<u8>>,
-    events: usize,
+    /// The bytes written so far: the opening, the records and the separators.
     uncompressed_bytes: usize,
-    /// First and last `seq` pushed; `None` while empty.
-    seqs: Option<(i64, i64)>,
+    seqs: Vec<i64>,
+    refused: Vec<(i64, String)>,
+    /// First and last `seq` taken; `None` while empty.
+    taken: Option<(i64, i64)>,
 }
 
-impl BatchBuilder {
+impl BatchBuilder<'static> {
+    /// A batch of lines ([`Frame::LINES`]).
     pub fn new(limits: BatchLimits) -> Self {
         Self::with_level(limits, GZIP_LEVEL)
     }
 
     /// With another gzip level (0–9), for measuring the choice of [`GZIP_LEVEL`].
     pub fn with_level(limits: BatchLimits, level: u32) -> Self {
-        Self {
+        Self::framed(limits, Frame::LINES, level)
+    }
+}
+
+impl<'f> BatchBuilder<'f> {
+    /// A batch of records laid out by `frame`, compressed at `level`.
+    pub fn framed(limits: BatchLimits, frame: Frame<'f>, level: u32) -> Self {
+        let mut builder = Self {
             limits,
+            frame,
             gzip: GzEncoder::new(Vec::new(), Compression::new(level)),
-            events: 0,
-            uncompressed_bytes: 0,
-            seqs: None,
-        }
+            uncompressed_bytes: frame.open.len(),
+            seqs: Vec::new(),
+            refused: Vec::new(),
+            taken: None,
+        };
+        builder.write(frame.open);
+        builder
     }
 
-    /// Adds one line (without its `\n`) carrying the event sequence number `seq`; lines are
-    /// expected in ascending `seq`. Refuses a line that would take the batch past either limit,
-    /// except the first line of an empty batch, which is always accepted however long it is:
-    /// otherwise an event whose line alone exceeds `max_bytes` could never be delivered, and
-    /// would block its webhook for good.
-    pub fn push(&mut self, seq: i64, line: &[u8]) -> Result<(), BatchFull> {
+    /// Adds one record (for lines: without its `\n`) carrying the event sequence number `seq`.
+    /// Refuses a record that would take the batch past either limit, except the first record
+    /// of an empty batch, which is always accepted however long it is: otherwise an event
+    /// whose record alone exceeds `max_bytes` could never be delivered, and would block its
+    /// webhook for good.
+    pub fn push(&mut self, seq: i64, record: &[u8]) -> Result<(), BatchFull> {
         debug_assert!(
-            !line.contains(&b'\n'),
+            self.frame != Frame::LINES || !record.contains(&b'\n'),
             "a rendered line never holds a raw newline (DECISIONS.md D8)"
         );
-        let separator = usize::from(self.events > 0);
-        let bytes = self.uncompressed_bytes + separator + line.len();
-        if self.events > 0
-            && (self.events >= self.limits.max_events || bytes > self.limits.max_bytes)
+        let events = self.seqs.len();
+        let separator = if events > 0 {
+            self.frame.separator
+        } else {
+            b""
+        };
+        let bytes = self.uncompressed_bytes + separator.len() + record.len();
+        if events > 0
+            && (events >= self.limits.max_events
+                || bytes + self.frame.close.len() > self.limits.max_bytes)
         {
             return Err(BatchFull);
         }
-        if separator == 1 {
-            self.write(b"\n");
-        }
-        self.write(line);
-        self.events += 1;
+        self.write(separator);
+        self.write(record);
         self.uncompressed_bytes = bytes;
-        self.seqs = Some(match self.seqs {
+        self.seqs.push(seq);
+        self.take(seq);
+        Ok(())
+    }
+
+    /// Takes the event `seq` into the batch without a record: it was refused before sending,
+    /// for `reason`.
+    pub fn refuse(&mut self, seq: i64, reason: String) {
+        self.refused.push((seq, reason));
+        self.take(seq);
+    }
+
+    fn take(&mut self, seq: i64) {
+        self.taken = Some(match self.taken {
             None => (seq, seq),
             Some((first, _)) => (first, seq),
         });
-        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -123,86 +187,137 @@ impl BatchBuilder {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events == 0
+        self.taken.is_none()
     }
 
-    /// True when no further non-empty line fits, so the caller can send now instead of
+    /// True when no further non-empty record fits, so the caller can send now instead of
     /// discovering it with the next push.
     pub fn is_full(&self) -> bool {
-        self.events > 0
-            && (self.events >= self.limits.max_events
-                || self.uncompressed_bytes + 2 > self.limits.max_bytes)
+        let events = self.seqs.len();
+        events > 0
+            && (events >= self.limits.max_events
+                || self.uncompressed_bytes
+                    + self.frame.separator.len()
+                    + 1
+                    + self.frame.close.len()
+                    > self.limits.max_bytes)
     }
 
     pub fn events(&self) -> usize {
-        self.events
+        self.seqs.len()
     }
 
     pub fn uncompressed_bytes(&self) -> usize {
-        self.uncompressed_bytes
+        self.uncompressed_bytes + self.frame.close.len()
     }
 
-    /// The compressed batch, or `None` if nothing was pushed (there is nothing to send).
-    pub fn finish(self) -> Option<Batch> {
-        let (first_seq, last_seq) = self.seqs?;
+    /// The compressed batch, or `None` if nothing was taken (there is nothing to send).
+    pub fn finish(mut self) -> Option<Batch> {
+        let (first_seq, last_seq) = self.taken?;
+        let close = self.frame.close;
+        self.write(close);
         let body = self.gzip.finish().expect("gzip into a Vec cannot fail");
         Some(Batch {
             body,
-            events: self.events,
-            uncompressed_bytes: self.uncompressed_bytes,
+            events: self.seqs.len(),
+            uncompressed_bytes: self.uncompressed_bytes + close.len(),
             first_seq,
             last_seq,
+            seqs: self.seqs,
+            refused: self.refused,
         })
     }
 }
 
-/// A run of consecutive lines of a batch, built and compressed apart from the others (see the
+/// A run of consecutive events of a batch, built and compressed apart from the others (see the
 /// module documentation). Made by a [`ShareBuilder`]; joined into a batch by [`join`].
 pub struct Share {
-    /// The bytes this share adds to the batch: its lines, each but the batch's first preceded
-    /// by `\n`.
+    /// The bytes this share adds to the batch: its records, each but the batch's first
+    /// preceded by the separator.
     plain: Vec<u8>,
-    /// Where each line starts and ends in `plain`.
-    lines: Vec<(usize, usize)>,
-    seqs: Vec<i64>,
+    /// Each event taken, in order.
+    slots: Vec<Slot>,
     deflated: Vec<u8>,
     crc: crc32fast::Hasher,
 }
 
-/// Builds one [`Share`] line by line.
+/// One event of a share: a record (where it starts and ends in `plain`), or a refusal.
+enum Slot {
+    Record { seq: i64, start: usize, end: usize },
+    Refused { seq: i64, reason: String },
+}
+
+impl Slot {
+    fn seq(&self) -> i64 {
+        match self {
+            Self::Record { seq, .. } | Self::Refused { seq, .. } => *seq,
+        }
+    }
+}
+
+impl Share {
+    fn records(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Record { .. }))
+            .count()
+    }
+}
+
+/// Builds one [`Share`] record by record.
 pub struct ShareBuilder {
     plain: Vec<u8>,
-    lines: Vec<(usize, usize)>,
-    seqs: Vec<i64>,
-    /// Whether the first line follows one of an earlier share, and so needs a `\n`.
+    slots: Vec<Slot>,
+    separator: &'static [u8],
+    /// Whether records are lines ([`Frame::LINES`]), which never hold a raw newline.
+    lines: bool,
+    /// Whether the first record follows one of an earlier share, and so needs a separator.
     follows: bool,
+    records: usize,
 }
 
 impl ShareBuilder {
-    /// The share at `index` in its batch (0 for the first), for about `lines` lines.
+    /// The share at `index` in its batch (0 for the first), for about `lines` lines joined by
+    /// `\n`.
     pub fn new(index: usize, lines: usize) -> Self {
+        Self::framed(index, lines, Frame::LINES)
+    }
+
+    /// The share at `index` in its batch, for about `records` records laid out by `frame`.
+    pub fn framed(index: usize, records: usize, frame: Frame<'_>) -> Self {
         Self {
-            plain: Vec::with_capacity(lines * 512),
-            lines: Vec::with_capacity(lines),
-            seqs: Vec::with_capacity(lines),
+            plain: Vec::with_capacity(records * 512),
+            slots: Vec::with_capacity(records),
+            separator: frame.separator,
+            lines: frame == Frame::LINES,
             follows: index > 0,
+            records: 0,
         }
     }
 
-    /// Adds the line that `render` appends to the buffer it is given (without a `\n`), for
-    /// the event `seq`; lines are expected in ascending `seq`.
+    /// Adds the record that `render` appends to the buffer it is given (for lines: without a
+    /// `\n`), for the event `seq`.
     pub fn push_with(&mut self, seq: i64, render: impl FnOnce(&mut Vec<u8>)) {
-        if self.follows || !self.seqs.is_empty() {
-            self.plain.push(b'\n');
+        if self.follows || self.records > 0 {
+            self.plain.extend_from_slice(self.separator);
         }
         let start = self.plain.len();
         render(&mut self.plain);
         debug_assert!(
-            !self.plain[start..].contains(&b'\n'),
+            !self.lines || !self.plain[start..].contains(&b'\n'),
             "a rendered line never holds a raw newline (DECISIONS.md D8)"
         );
-        self.lines.push((start, self.plain.len()));
-        self.seqs.push(seq);
+        self.slots.push(Slot::Record {
+            seq,
+            start,
+            end: self.plain.len(),
+        });
+        self.records += 1;
+    }
+
+    /// Takes the event `seq` without a record: it is refused before sending, for `reason`.
+    pub fn refuse(&mut self, seq: i64, reason: String) {
+        self.slots.push(Slot::Refused { seq, reason });
     }
 
     /// Compresses the share at `level` (see [`GZIP_LEVEL`]).
@@ -213,8 +328,7 @@ impl ShareBuilder {
             deflated: deflate_sync(&self.plain, level),
             crc,
             plain: self.plain,
-            lines: self.lines,
-            seqs: self.seqs,
+            slots: self.slots,
         }
     }
 }
@@ -242,31 +356,42 @@ fn deflate_sync(input: &[u8], level: u32) -> Vec<u8> {
 /// the end-of-block code), as zlib writes it on a finish after a sync flush.
 const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// The batch made of `shares`, in order, as far as `limits` allow; `None` when they hold no
-/// line. When all of them fit (the usual case) their compressed streams are joined as they
-/// are; otherwise the lines that fit are compressed again, in one piece.
-pub fn join(shares: Vec<Share>, limits: BatchLimits) -> Option<Batch> {
-    let events: usize = shares.iter().map(|s| s.seqs.len()).sum();
-    let bytes: usize = shares.iter().map(|s| s.plain.len()).sum();
+/// The batch made of `shares`, in order, laid out by `frame`, as far as `limits` allow; `None`
+/// when they took no event. When all of them fit (the usual case) their compressed streams are
+/// joined as they are; otherwise the records that fit are compressed again, in one piece.
+pub fn join(shares: Vec<Share>, limits: BatchLimits, frame: Frame<'_>) -> Option<Batch> {
+    let events: usize = shares.iter().map(Share::records).sum();
+    let bytes: usize =
+        frame.open.len() + shares.iter().map(|s| s.plain.len()).sum::<usize>() + frame.close.len();
     // Joined as they are only if the separators are where the batch needs them: none before the
-    // first line, one before every other (an empty share would break that).
+    // first record, one before every other (a share without a record would break that).
     let laid_out = shares.iter().enumerate().all(|(i, share)| {
-        !share.seqs.is_empty() && (share.plain.first() == Some(&b'\n')) == (i > 0)
+        share.records() > 0 && share.plain.starts_with(frame.separator) == (i > 0)
     });
     let fits = events <= limits.max_events && (bytes <= limits.max_bytes || events == 1);
     if !(laid_out && fits) {
-        return rebuild(&shares, limits);
+        return rebuild(shares, limits, frame);
     }
-    let first_seq = *shares.first()?.seqs.first()?;
-    let last_seq = *shares.last()?.seqs.last()?;
+    let first_seq = shares.first()?.slots.first()?.seq();
+    let last_seq = shares.last()?.slots.last()?.seq();
     let mut crc = crc32fast::Hasher::new();
     let compressed: usize = shares.iter().map(|s| s.deflated.len()).sum();
     let mut body = Vec::with_capacity(GZIP_HEADER.len() + compressed + 10);
     body.extend_from_slice(&GZIP_HEADER);
-    for share in &shares {
+    add_framing(&mut body, &mut crc, frame.open);
+    let mut seqs = Vec::with_capacity(events);
+    let mut refused = Vec::new();
+    for share in shares {
         body.extend_from_slice(&share.deflated);
         crc.combine(&share.crc);
+        for slot in share.slots {
+            match slot {
+                Slot::Record { seq, .. } => seqs.push(seq),
+                Slot::Refused { seq, reason } => refused.push((seq, reason)),
+            }
+        }
     }
+    add_framing(&mut body, &mut crc, frame.close);
     body.extend_from_slice(&FINAL_EMPTY_BLOCK);
     body.extend_from_slice(&crc.finalize().to_le_bytes());
     // ISIZE is the length modulo 2^32 (RFC 1952).
@@ -277,16 +402,32 @@ pub fn join(shares: Vec<Share>, limits: BatchLimits) -> Option<Batch> {
         uncompressed_bytes: bytes,
         first_seq,
         last_seq,
+        seqs,
+        refused,
     })
 }
 
-/// The lines of `shares` that fit `limits`, compressed in one piece.
-fn rebuild(shares: &[Share], limits: BatchLimits) -> Option<Batch> {
-    let mut builder = BatchBuilder::new(limits);
+/// Appends what opens or closes a body, compressed apart. Nothing at all for an empty one: a
+/// body of lines is byte for byte what it was before bodies were framed.
+fn add_framing(body: &mut Vec<u8>, crc: &mut crc32fast::Hasher, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        body.extend_from_slice(&deflate_sync(bytes, GZIP_LEVEL));
+        crc.update(bytes);
+    }
+}
+
+/// The events of `shares` that fit `limits`, compressed in one piece.
+fn rebuild(shares: Vec<Share>, limits: BatchLimits, frame: Frame<'_>) -> Option<Batch> {
+    let mut builder = BatchBuilder::framed(limits, frame, GZIP_LEVEL);
     for share in shares {
-        for (&(start, end), &seq) in share.lines.iter().zip(&share.seqs) {
-            if builder.push(seq, &share.plain[start..end]).is_err() {
-                return builder.finish();
+        for slot in share.slots {
+            match slot {
+                Slot::Record { seq, start, end } => {
+                    if builder.push(seq, &share.plain[start..end]).is_err() {
+                        return builder.finish();
+                    }
+                }
+                Slot::Refused { seq, reason } => builder.refuse(seq, reason),
             }
         }
     }
@@ -477,6 +618,7 @@ mod tests {
             let batch = join(
                 shares(&lines, &[1, 120, 250], level),
                 BatchLimits::default(),
+                Frame::LINES,
             )
             .unwrap();
             // `GzDecoder` reads one member and checks its CRC-32 and length: a second member
@@ -506,16 +648,26 @@ mod tests {
         let lines: Vec<&[u8]> = vec![b"aaaa", b"bbbb", b"cccc", b"dddd", b"eeee"];
         // 14 bytes hold "aaaa\nbbbb\ncccc"; three events hold the same.
         for limits in [limits(1000, 14), limits(3, 1 << 20)] {
-            let batch = join(shares(&lines, &[2, 4], GZIP_LEVEL), limits).unwrap();
+            let batch = join(shares(&lines, &[2, 4], GZIP_LEVEL), limits, Frame::LINES).unwrap();
             assert_eq!(shape(&batch), shape(&serial(&lines, limits).unwrap()));
             assert_eq!((batch.events, batch.last_seq), (3, 102));
         }
         // An oversized first line goes alone, as with the builder.
         let huge = vec![b'x'; 100];
         let lines: Vec<&[u8]> = vec![&huge, b"y"];
-        let batch = join(shares(&lines, &[1], GZIP_LEVEL), limits(1000, 10)).unwrap();
+        let batch = join(
+            shares(&lines, &[1], GZIP_LEVEL),
+            limits(1000, 10),
+            Frame::LINES,
+        )
+        .unwrap();
         assert_eq!((batch.events, gunzip(&batch.body)), (1, huge.clone()));
-        let batch = join(shares(&lines[..1], &[], GZIP_LEVEL), limits(1000, 10)).unwrap();
+        let batch = join(
+            shares(&lines[..1], &[], GZIP_LEVEL),
+            limits(1000, 10),
+            Frame::LINES,
+        )
+        .unwrap();
         assert_eq!((batch.events, gunzip(&batch.body)), (1, huge));
     }
 
@@ -523,11 +675,20 @@ mod tests {
     fn empty_shares_are_laid_out_again() {
         let lines: Vec<&[u8]> = vec![b"a", b"b", b"c"];
         // An empty share in the middle, and none at all.
-        let batch = join(shares(&lines, &[1, 1], GZIP_LEVEL), BatchLimits::default()).unwrap();
+        let batch = join(
+            shares(&lines, &[1, 1], GZIP_LEVEL),
+            BatchLimits::default(),
+            Frame::LINES,
+        )
+        .unwrap();
         assert_eq!(gunzip(&batch.body), b"a\nb\nc");
-        assert_eq!(join(Vec::new(), BatchLimits::default()), None);
+        assert_eq!(join(Vec::new(), BatchLimits::default(), Frame::LINES), None);
         assert_eq!(
-            join(shares(&[], &[], GZIP_LEVEL), BatchLimits::default()),
+            join(
+                shares(&[], &[], GZIP_LEVEL),
+                BatchLimits::default(),
+                Frame::LINES
+            ),
             None
         );
     }
@@ -544,8 +705,105 @@ mod tests {
             cuts.iter_mut().for_each(|c| *c = (*c).min(lines.len()));
             cuts.sort_unstable();
             let limits = limits(max_events, max_bytes);
-            let joined = join(shares(&lines, &cuts, GZIP_LEVEL), limits).unwrap();
+            let joined = join(shares(&lines, &cuts, GZIP_LEVEL), limits, Frame::LINES).unwrap();
             proptest::prop_assert_eq!(shape(&joined), shape(&serial(&lines, limits).unwrap()));
+        }
+    }
+
+    /// A JSON array's framing, for the tests of framed bodies.
+    const ARRAY: Frame<'static> = Frame {
+        open: b"[",
+        separator: b",",
+        close: b"]",
+    };
+
+    /// Builds `lines` (seq = 100 + index) as shares split at `cuts` and serially, framed by
+    /// `frame`, the lines whose index `refused` picks taken without a record.
+    fn both_ways(
+        lines: &[&[u8]],
+        cuts: &[usize],
+        limits: BatchLimits,
+        frame: Frame<'_>,
+        refused: impl Fn(usize) -> bool,
+    ) -> (Option<Batch>, Option<Batch>) {
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(lines.len());
+        let shares = bounds
+            .windows(2)
+            .enumerate()
+            .map(|(index, w)| {
+                let mut share = ShareBuilder::framed(index, w[1] - w[0], frame);
+                for (i, line) in lines.iter().enumerate().take(w[1]).skip(w[0]) {
+                    if refused(i) {
+                        share.refuse(100 + i as i64, format!("refused {i}"));
+                    } else {
+                        share.push_with(100 + i as i64, |buf| buf.extend_from_slice(line));
+                    }
+                }
+                share.finish(GZIP_LEVEL)
+            })
+            .collect();
+        let mut serial = BatchBuilder::framed(limits, frame, GZIP_LEVEL);
+        for (i, line) in lines.iter().enumerate() {
+            if refused(i) {
+                serial.refuse(100 + i as i64, format!("refused {i}"));
+            } else if serial.push(100 + i as i64, line).is_err() {
+                break;
+            }
+        }
+        (join(shares, limits, frame), serial.finish())
+    }
+
+    #[test]
+    fn a_framed_body_opens_separates_and_closes() {
+        let lines: Vec<&[u8]> = vec![b"1", b"2", b"3", b"4"];
+        let (joined, serial) = both_ways(&lines, &[2], BatchLimits::default(), ARRAY, |i| i == 1);
+        let joined = joined.unwrap();
+        assert_eq!(gunzip(&joined.body), b"[1,3,4]");
+        assert_eq!(joined.uncompressed_bytes, 7);
+        assert_eq!(joined.seqs, [100, 102, 103]);
+        assert_eq!(joined.refused, [(101, "refused 1".to_owned())]);
+        assert_eq!(
+            (joined.first_seq, joined.last_seq, joined.taken()),
+            (100, 103, 4)
+        );
+        assert_eq!(shape(&joined), shape(&serial.unwrap()));
+        // The closing bracket counts against the limit: "[1,3]" is 5 bytes.
+        let (joined, _) = both_ways(&lines, &[2], limits(1000, 5), ARRAY, |i| i == 1);
+        let joined = joined.unwrap();
+        assert_eq!(gunzip(&joined.body), b"[1,3]");
+        assert_eq!(joined.last_seq, 102);
+    }
+
+    #[test]
+    fn a_batch_of_refusals_only_is_taken_but_holds_no_record() {
+        let lines: Vec<&[u8]> = vec![b"1", b"2"];
+        let (joined, serial) = both_ways(&lines, &[1], BatchLimits::default(), ARRAY, |_| true);
+        let joined = joined.unwrap();
+        assert_eq!((joined.events, joined.taken()), (0, 2));
+        assert_eq!(gunzip(&joined.body), b"[]");
+        assert_eq!(shape(&joined), shape(&serial.unwrap()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_framed_split_with_refusals_joins_to_the_builders(
+            lines in proptest::collection::vec(proptest::collection::vec(b'a'..=b'z', 1..200), 1..60),
+            mut cuts in proptest::collection::vec(0usize..60, 0..6),
+            refused in proptest::collection::vec(proptest::bool::weighted(0.2), 60),
+            max_events in 1usize..80,
+            max_bytes in 1usize..6000,
+        ) {
+            let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            cuts.iter_mut().for_each(|c| *c = (*c).min(lines.len()));
+            cuts.sort_unstable();
+            let (joined, serial) =
+                both_ways(&lines, &cuts, limits(max_events, max_bytes), ARRAY, |i| refused[i]);
+            let (joined, serial) = (joined.unwrap(), serial.unwrap());
+            proptest::prop_assert_eq!(shape(&joined), shape(&serial));
+            proptest::prop_assert_eq!(&joined.seqs, &serial.seqs);
+            proptest::prop_assert_eq!(&joined.refused, &serial.refused);
         }
     }
 

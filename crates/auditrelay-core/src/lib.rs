@@ -5,8 +5,9 @@
 //! - the log formats, CEF, JSON and CPS, their parser and the pull API's entries
 //!   ([`format`](mod@format));
 //! - Ed25519 signing, key ids and the JWKS ([`signing`]);
-//! - a delivery batch ([`batch`]), the retry and probe policy ([`retry`]), and which addresses
-//!   a webhook may reach ([`endpoint`]);
+//! - a delivery batch ([`batch`]), the retry and probe policy ([`retry`]), which addresses
+//!   a webhook may reach ([`endpoint`]), and what each destination kind's receiver accepts
+//!   ([`kind`]);
 //! - the stored form of an event's body, shared by every store backend ([`stored`]).
 //!
 //! The choices behind them are in the repository's `docs/DECISIONS.md`.
@@ -21,6 +22,7 @@ pub mod event;
 pub mod format;
 pub mod ids;
 pub mod intake;
+pub mod kind;
 pub mod rbac;
 pub mod retry;
 pub mod signing;

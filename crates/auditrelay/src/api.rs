@@ -18,6 +18,7 @@ mod ops;
 mod pagination;
 mod portal_webhooks;
 mod portals;
+mod refused;
 pub mod region;
 mod replay;
 mod replay_jobs;
@@ -123,6 +124,8 @@ fn registered() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::send_test_event_v3))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::retry_webhook))
+        .routes(routes!(refused::list_refused))
+        .routes(routes!(refused::resend_refused))
         .routes(routes!(
             portal_webhooks::get_portal_webhook_v2,
             portal_webhooks::update_portal_webhook_v2,
@@ -138,6 +141,8 @@ fn registered() -> OpenApiRouter<AppState> {
         .routes(routes!(portal_webhooks::send_portal_test_event_v3))
         .routes(routes!(deliveries::list_portal_deliveries))
         .routes(routes!(deliveries::retry_portal_webhook))
+        .routes(routes!(refused::list_portal_refused))
+        .routes(routes!(refused::resend_portal_refused))
         .routes(routes!(
             replay::get_replay_job_v2,
             replay::put_replay_job_v2

@@ -6,12 +6,16 @@
 //! - `lane` — one webhook's loop: read after the cursor, batch, sign, send, retry, record;
 //! - `replay` — one replay job: the window's events in event-time order, through the same
 //!   stages, with its progress saved after every batch;
+//! - `resend` — a scope's refused events, sent again when an operator asks;
 //! - `setup` — what a batch is delivered with: webhook, destination, secret, client;
-//! - `encode` — render, sign, frame and gzip a batch on every core;
-//! - `request` — what a batch is sent as (today Konnect's webhook shape);
+//! - `encode` — render, sign, frame for the destination's kind and gzip a batch on every core;
+//! - `request` — what a batch is sent as, for the destination's kind;
 //! - `http` — the network side of one destination: one guarded HTTP client that sends a built
 //!   request, one attempt;
-//! - `outcome` — an attempt's answer as the delivery log and the metrics keep it;
+//! - `judge` — what an attempt did: the answer as the kind reads it, as a whole or record by
+//!   record, and Splunk's acknowledgement;
+//! - `outcome` — an attempt's answer as the delivery log, the metrics and the refused list
+//!   keep it;
 //! - `shared` — what every lane and job shares;
 //! - `sample` — one signed sample line sent at once: the API's connection test.
 //!
@@ -21,10 +25,12 @@
 mod encode;
 mod engine;
 pub mod http;
+mod judge;
 mod lane;
 mod outcome;
 mod replay;
 mod request;
+mod resend;
 pub mod sample;
 mod setup;
 mod shared;

@@ -12,6 +12,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use auditrelay_core::format::Format;
+use auditrelay_core::kind::Kind;
 use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestamp};
 use uuid::Uuid;
 
@@ -189,6 +190,8 @@ pub struct Destination {
     pub authorization_sealed: Vec<u8>,
     pub log_format: Format,
     pub skip_ssl_verification: bool,
+    /// How its receiver is spoken to (DECISIONS.md D12), with the kind's own settings.
+    pub kind: Kind,
     /// Extra headers sent with every delivery (our extension), sealed: a JSON object of name →
     /// value. `None`: none.
     pub headers_sealed: Option<Vec<u8>>,
@@ -299,6 +302,19 @@ pub struct LoggedAttempt {
     /// The log's own order: later attempts have larger ids.
     pub id: i64,
     pub attempt: DeliveryAttempt,
+}
+
+/// An event a receiver refused for good, on a scope's refused list (DECISIONS.md D14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedEvent {
+    pub seq: i64,
+    pub refused_at: Timestamp,
+    /// Where it was sent.
+    pub endpoint: String,
+    /// The receiver's reason, or ours when it was refused before sending.
+    pub reason: String,
+    /// The replay job that sent it, when one did.
+    pub replay_id: Option<Uuid>,
 }
 
 /// What a live delivery attempt did to its webhook ([`Store::record_attempt`]).
@@ -491,6 +507,14 @@ impl Store {
         }
     }
 
+    /// The store's identity, made once when it was created: with a `seq`, it makes an event's
+    /// stable id (DECISIONS.md D13).
+    pub fn identity(&self) -> Uuid {
+        match self {
+            Self::Sqlite(s) => s.identity,
+        }
+    }
+
     /// What was committed last, and when: delivery waits on it and measures latency from it.
     pub fn commits(&self) -> &Commits {
         match self {
@@ -657,6 +681,64 @@ impl Store {
     ) -> Result<Vec<StoredEvent>> {
         match self {
             Self::Sqlite(s) => s.events_to_deliver(scope, after, through, limit).await,
+        }
+    }
+
+    /// Those of a scope's events whose `seq` is in `seqs` and that are still stored, in the
+    /// order of `seqs`.
+    pub async fn events_by_seq(&self, scope: &Scope, seqs: &[i64]) -> Result<Vec<StoredEvent>> {
+        match self {
+            Self::Sqlite(s) => s.events_by_seq(scope, seqs).await,
+        }
+    }
+
+    /// Adds events to a scope's refused list (DECISIONS.md D14); one already there takes the
+    /// new reason, and is no longer waiting to be sent again.
+    pub async fn record_refused(&self, scope: &Scope, events: &[RefusedEvent]) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.record_refused(scope, events).await,
+        }
+    }
+
+    /// A page of a scope's refused list, by `seq`.
+    pub async fn list_refused(&self, scope: &Scope, page: &PageQuery) -> Result<Vec<RefusedEvent>> {
+        match self {
+            Self::Sqlite(s) => s.list_refused(scope, page).await,
+        }
+    }
+
+    /// How many events a scope's refused list holds.
+    pub async fn count_refused(&self, scope: &Scope) -> Result<u64> {
+        match self {
+            Self::Sqlite(s) => s.count_refused(scope).await,
+        }
+    }
+
+    /// Marks every event of a scope's refused list to be sent again; how many were marked.
+    pub async fn request_resend(&self, scope: &Scope, at: Timestamp) -> Result<u64> {
+        match self {
+            Self::Sqlite(s) => s.request_resend(scope, at).await,
+        }
+    }
+
+    /// The scopes with refused events marked to be sent again.
+    pub async fn scopes_to_resend(&self) -> Result<Vec<Scope>> {
+        match self {
+            Self::Sqlite(s) => s.scopes_to_resend().await,
+        }
+    }
+
+    /// The `seq` of up to `limit` refused events marked to be sent again, oldest first.
+    pub async fn refused_to_resend(&self, scope: &Scope, limit: u32) -> Result<Vec<i64>> {
+        match self {
+            Self::Sqlite(s) => s.refused_to_resend(scope, limit).await,
+        }
+    }
+
+    /// Removes events from a scope's refused list: delivered at last, or gone.
+    pub async fn forget_refused(&self, scope: &Scope, seqs: &[i64]) -> Result<()> {
+        match self {
+            Self::Sqlite(s) => s.forget_refused(scope, seqs).await,
         }
     }
 

@@ -5,6 +5,10 @@
 //! and never returned or logged. Endpoints must be absolute `https` URLs that do not reach private,
 //! loopback or link-local addresses unless the operator allows it (DECISIONS.md D10). Validation
 //! errors use Konnect's documented bodies word for word.
+//!
+//! Our extensions: a destination's `kind` and its `settings` (DECISIONS.md D12; absent is
+//! Konnect's `webhook`, and responses then say nothing of it), its extra `headers`, and the
+//! `portal_id` that owns it.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -14,6 +18,7 @@ use std::time::Duration;
 use auditrelay_core::Permission;
 use auditrelay_core::endpoint::{is_localhost, is_non_public};
 use auditrelay_core::format::Format;
+use auditrelay_core::kind::{Kind, KindName};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -84,6 +89,13 @@ pub struct DestinationResponse {
     /// write-only, like `authorization`); absent when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub header_names: Vec<String>,
+    /// Our extension: how the receiver is spoken to; absent for Konnect's `webhook`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Our extension: the kind's own settings; absent for a kind without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
 }
 
 impl DestinationResponse {
@@ -107,6 +119,8 @@ impl From<&Destination> for DestinationResponse {
             updated_at: d.updated_at.to_rfc3339_millis(),
             portal_id: d.portal_id.map(|p| p.to_string()),
             header_names: Vec::new(),
+            kind: (d.kind != Kind::Webhook).then(|| d.kind.name().as_str().to_owned()),
+            settings: d.kind.settings(),
         }
     }
 }
@@ -163,7 +177,8 @@ impl From<LogFormatWire> for Format {
 pub struct DestinationBody {
     pub name: Option<String>,
     pub endpoint: Option<String>,
-    /// Sent verbatim as the `Authorization` header of every delivery; never returned.
+    /// Sent verbatim as the `Authorization` header of every delivery; never returned. Other
+    /// kinds read it as their one credential (Splunk's token, Datadog's API key).
     pub authorization: Option<String>,
     pub log_format: Option<LogFormatWire>,
     pub skip_ssl_verification: Option<bool>,
@@ -175,6 +190,13 @@ pub struct DestinationBody {
     /// the ones delivery sets itself). Write-only: responses list `header_names`. On an update,
     /// absent or `null` keeps them, an object replaces them all, `{}` removes them.
     pub headers: Option<BTreeMap<String, String>>,
+    /// Our extension: `webhook` (the default: Konnect's request shape), `splunk_hec`,
+    /// `datadog`, `elasticsearch` (OpenSearch too), `sumo_logic` or `loki`.
+    pub kind: Option<String>,
+    /// Our extension: the kind's own settings (see docs/API.md). On an update, absent keeps
+    /// them unless the kind changes.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
 }
 
 async fn list(
@@ -227,10 +249,22 @@ async fn create(
             &state.config.delivery,
         )
         .await;
-    let authorization = problems.authorization(body.authorization.as_deref().unwrap_or(""));
+    let kind = problems.kind(body.kind.as_deref(), body.settings.as_ref());
+    // The kind named, even when its settings are refused: its credential rule still holds.
+    let kind_name = body
+        .kind
+        .as_deref()
+        .and_then(KindName::parse)
+        .unwrap_or(KindName::Webhook);
+    if let Some(endpoint) = &endpoint {
+        problems.endpoint_of(kind_name, endpoint);
+    }
+    let authorization = problems.credential(kind_name, body.authorization.as_deref());
     let headers = problems.headers(body.headers.unwrap_or_default());
     problems.into_result()?;
-    let (Some(name), Some(endpoint), Some(authorization)) = (name, endpoint, authorization) else {
+    let (Some(name), Some(endpoint), Some(authorization), Some(kind)) =
+        (name, endpoint, authorization, kind)
+    else {
         unreachable!("every field without a problem has a value");
     };
     let now = clock::now();
@@ -244,6 +278,7 @@ async fn create(
         log_format: body.log_format.map_or(Format::Cef, Format::from),
         skip_ssl_verification: body.skip_ssl_verification.unwrap_or(false),
         headers_sealed: seal_headers(&state, id, &headers),
+        kind,
         managed_region: None,
         portal_id: owner,
         created_at: now,
@@ -362,14 +397,43 @@ async fn update(
             .await
             .unwrap_or_default();
     }
-    if let Some(authorization) = body
-        .authorization
-        .as_deref()
-        .map(|a| problems.authorization(a))
-    {
-        destination.authorization_sealed = state
-            .secrets
-            .seal(&authorization.unwrap_or_default(), &id.to_string());
+    if body.kind.is_some() || body.settings.is_some() {
+        let name = body
+            .kind
+            .as_deref()
+            .or(Some(destination.kind.name().as_str()));
+        // Settings not given stay as they are, unless the kind changes.
+        let settings = match (&body.settings, body.kind.as_deref()) {
+            (Some(settings), _) => Some(settings.clone()),
+            (None, Some(kind)) if kind != destination.kind.name().as_str() => None,
+            (None, _) => destination.kind.settings(),
+        };
+        if let Some(kind) = problems.kind(name, settings.as_ref()) {
+            destination.kind = kind;
+        }
+    }
+    let kind_name = destination.kind.name();
+    if body.endpoint.is_some() || body.kind.is_some() {
+        problems.endpoint_of(kind_name, &destination.endpoint.clone());
+    }
+    match body.authorization.as_deref() {
+        Some(given) => {
+            let authorization = problems.credential(kind_name, Some(given));
+            destination.authorization_sealed = state
+                .secrets
+                .seal(&authorization.unwrap_or_default(), &id.to_string());
+        }
+        // A kind that needs a credential, given none before: it is blank.
+        None if kind_name.requires_credential() => {
+            let stored = state
+                .secrets
+                .open(&destination.authorization_sealed, &id.to_string())
+                .map_err(ApiError::internal)?;
+            if stored.is_empty() {
+                problems.blank("authorization");
+            }
+        }
+        None => {}
     }
     if let Some(headers) = body.headers {
         let headers = problems.headers(headers);
@@ -505,6 +569,73 @@ impl Problems {
             _ => return Some(name.to_owned()),
         }
         None
+    }
+
+    /// The kind `name` (default `webhook`) with `settings`, checked.
+    pub(super) fn kind(
+        &mut self,
+        name: Option<&str>,
+        settings: Option<&serde_json::Value>,
+    ) -> Option<Kind> {
+        let name = match name.map(|n| (n, KindName::parse(n))) {
+            None => KindName::Webhook,
+            Some((_, Some(name))) => name,
+            Some((given, None)) => {
+                let names: Vec<&str> = KindName::ALL.iter().map(|k| k.as_str()).collect();
+                let reason = format!("{given:?} is not a kind: one of {}", names.join(", "));
+                self.add(
+                    "Invalid parameters",
+                    InvalidParameter::new("kind", Some("enum"), reason),
+                );
+                return None;
+            }
+        };
+        match Kind::from_parts(name, settings) {
+            Ok(kind) => Some(kind),
+            Err(errors) => {
+                for e in errors {
+                    self.add(
+                        "Invalid settings",
+                        InvalidParameter::new(e.field, Some("invalid"), e.reason),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Checks that `endpoint` (already a valid URL) can be a `kind`'s receiver.
+    pub(super) fn endpoint_of(&mut self, kind: KindName, endpoint: &str) {
+        let Ok(url) = reqwest::Url::parse(endpoint) else {
+            return;
+        };
+        if let Some(reason) = kind.endpoint_problem(url.path()) {
+            self.add(
+                "Invalid endpoint",
+                InvalidParameter::new("endpoint", Some("invalid"), reason),
+            );
+        }
+    }
+
+    /// The credential a `kind` is given: required, optional or refused, as the kind takes
+    /// one; `Some("")` for none.
+    pub(super) fn credential(&mut self, kind: KindName, value: Option<&str>) -> Option<String> {
+        match (kind.credential(), value) {
+            (None, Some(v)) if !v.is_empty() => {
+                let reason = format!(
+                    "is not used by the {} kind (its token is part of the endpoint URL)",
+                    kind.as_str()
+                );
+                self.add(
+                    "Invalid parameters",
+                    InvalidParameter::new("authorization", Some("invalid"), reason),
+                );
+                None
+            }
+            (_, None) if !kind.requires_credential() => Some(String::new()),
+            (_, Some("")) if !kind.requires_credential() => Some(String::new()),
+            (_, value) => self.authorization(value.unwrap_or("")),
+        }
     }
 
     pub(super) fn authorization(&mut self, value: &str) -> Option<String> {

@@ -20,9 +20,9 @@ use super::error::{ApiError, InvalidParameter, Problem};
 use super::json::ApiJson;
 use super::portal_webhooks::portal_scope;
 use super::webhooks::{org_scope_to_read, org_scopes_to_write};
-use crate::clock;
 use crate::state::AppState;
-use crate::store::{ReplayJob, ReplayStatus, Scope};
+use crate::store::{Destination, ReplayJob, ReplayStatus, Scope};
+use crate::{clock, human};
 
 const RESOURCE: &str = "audit-log-replay-job";
 const PORTAL_RESOURCE: &str = "portal-audit-log-replay-job";
@@ -156,6 +156,30 @@ fn window(state: &AppState, body: &ReplayJobBody) -> Result<(Timestamp, Timestam
     }
 }
 
+/// A window reaching further back than the destination's receiver accepts events (Datadog
+/// drops those older than 18 hours, unseen) is refused here, rather than its oldest events
+/// ending on the refused list (DECISIONS.md D14).
+fn too_old_for(destination: &Destination, start_at: Timestamp) -> Result<(), ApiError> {
+    let Some(max_age) = destination.kind.limits().max_age_ms else {
+        return Ok(());
+    };
+    // A minute's slack: the job starts a moment after the PUT.
+    let oldest = clock::now().saturating_sub_millis(max_age - 60_000);
+    if start_at >= oldest {
+        return Ok(());
+    }
+    let reason = format!(
+        "reaches further back than the {} destination's receiver accepts events ({}): start at {} or later",
+        destination.kind.name().as_str(),
+        human::words(u64::try_from(max_age / 1000).unwrap_or(0)),
+        oldest.to_rfc3339_seconds()
+    );
+    Err(ApiError::bad_request(
+        "Invalid replay window",
+        vec![InvalidParameter::new("start_at", Some("invalid"), reason).with_source("body")],
+    ))
+}
+
 fn running() -> ApiError {
     ApiError::conflict("A replay job is currently running")
 }
@@ -193,6 +217,9 @@ async fn start_jobs(
             .store
             .get_destination(scope.org_id, webhook.destination_id)
             .await?;
+        if let Some(destination) = &destination {
+            too_old_for(destination, start_at)?;
+        }
         let owner = destination.and_then(|d| d.portal_id);
         caller
             .authorize(

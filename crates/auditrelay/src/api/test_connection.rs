@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use auditrelay_core::format::Format;
+use auditrelay_core::kind::{Kind, KindName};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,11 @@ pub struct TestConnectionBody {
     pub skip_ssl_verification: Option<bool>,
     /// Extra headers, as on a destination; never returned.
     pub headers: Option<BTreeMap<String, String>>,
+    /// The kind, as on a destination (default: the saved one's, else `webhook`).
+    pub kind: Option<String>,
+    /// The kind's settings, as on a destination.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
 }
 
 /// What the endpoint answered to the sample line.
@@ -105,15 +111,32 @@ pub async fn test_connection(
         (None, Some(saved)) => Some(saved.endpoint.clone()),
         (None, None) => problems.endpoint("", &state.config.delivery).await,
     };
+    let kind = match (body.kind.as_deref(), &body.settings, &saved) {
+        (None, None, Some(saved)) => Some(saved.kind.clone()),
+        (kind, settings, saved) => {
+            let saved_kind = saved.as_ref().map(|d| d.kind.clone());
+            let name = kind.or(saved_kind.as_ref().map(|k| k.name().as_str()));
+            let settings = settings.clone().or_else(|| {
+                saved_kind
+                    .filter(|k| Some(k.name().as_str()) == name)?
+                    .settings()
+            });
+            problems.kind(name, settings.as_ref())
+        }
+    };
+    let kind_name = kind.as_ref().map_or(KindName::Webhook, Kind::name);
+    if let Some(endpoint) = &endpoint {
+        problems.endpoint_of(kind_name, endpoint);
+    }
     let authorization = match (body.authorization.as_deref(), &saved) {
-        (Some(value), _) => problems.authorization(value),
+        (Some(value), _) => problems.credential(kind_name, Some(value)),
         (None, Some(saved)) => Some(
             state
                 .secrets
                 .open(&saved.authorization_sealed, &saved.id.to_string())
                 .map_err(ApiError::internal)?,
         ),
-        (None, None) => problems.authorization(""),
+        (None, None) => problems.credential(kind_name, None),
     };
     let headers = match (body.headers, &saved) {
         (Some(headers), _) => problems.headers(headers),
@@ -121,7 +144,7 @@ pub async fn test_connection(
         (None, None) => BTreeMap::new(),
     };
     problems.into_result()?;
-    let (Some(endpoint), Some(authorization)) = (endpoint, authorization) else {
+    let (Some(endpoint), Some(authorization), Some(kind)) = (endpoint, authorization, kind) else {
         unreachable!("every field without a problem has a value");
     };
     let format = body
@@ -140,6 +163,8 @@ pub async fn test_connection(
         .trail
         .authorization_event(facts, RESOURCE, "test", true);
     let target = Target {
+        kind: &kind,
+        destination_id: saved.as_ref().map_or(Uuid::nil(), |d| d.id),
         endpoint: &endpoint,
         authorization: &authorization,
         headers: &headers,
@@ -155,7 +180,7 @@ pub async fn test_connection(
     )
     .await;
     Ok(Json(TestConnectionResponse {
-        delivered: answer.delivered(),
+        delivered: answer.delivered,
         endpoint,
         response_code: answer.code,
         response_message: answer.message,

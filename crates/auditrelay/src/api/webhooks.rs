@@ -19,6 +19,7 @@
 //! path `…/test-event`, one trace id), and in the webhook's scope.
 
 use auditrelay_core::format::Format;
+use auditrelay_core::kind::Kind;
 use auditrelay_core::{OrgId, Permission, Region, Timestamp};
 use axum::Json;
 use axum::extract::State;
@@ -160,6 +161,10 @@ pub struct WebhookStatusResponse {
     /// delivered batch or configuration change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consecutive_failures: Option<u32>,
+    /// Our extension, when there are some: how many events the receiver refused for good (see
+    /// `…/refused-events`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_events: Option<u64>,
 }
 
 impl From<Option<&Webhook>> for WebhookStatusResponse {
@@ -177,6 +182,7 @@ impl From<Option<&Webhook>> for WebhookStatusResponse {
                 retrying: None,
                 next_attempt_at: None,
                 consecutive_failures: None,
+                refused_events: None,
             };
         };
         let attempt = w.last_attempt.as_ref();
@@ -193,6 +199,7 @@ impl From<Option<&Webhook>> for WebhookStatusResponse {
             retrying: Some(next.is_some()),
             next_attempt_at: next.map(Timestamp::to_rfc3339_millis),
             consecutive_failures: Some(w.consecutive_failures),
+            refused_events: None,
         }
     }
 }
@@ -204,6 +211,10 @@ pub(super) async fn status_view(
     webhook: Option<&Webhook>,
 ) -> Result<WebhookStatusResponse, ApiError> {
     let mut view = WebhookStatusResponse::from(webhook);
+    if let Some(webhook) = webhook {
+        let refused = state.store.count_refused(&webhook.scope).await?;
+        view.refused_events = (refused > 0).then_some(refused);
+    }
     let Some(webhook) = webhook.filter(|w| w.enabled) else {
         return Ok(view);
     };
@@ -601,6 +612,10 @@ async fn plan_inline(
         }
         None => None,
     };
+    // The kind (our extension) is not part of the v2 body either, and comes along the same way.
+    let kind = base
+        .as_ref()
+        .map_or(Kind::Webhook, |base| base.kind.clone());
     let managed = Destination {
         id,
         org_id,
@@ -610,6 +625,7 @@ async fn plan_inline(
         log_format,
         skip_ssl_verification,
         headers_sealed,
+        kind,
         managed_region: Some(scope.region.clone()),
         portal_id: None,
         created_at,

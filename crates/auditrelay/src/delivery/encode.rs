@@ -1,30 +1,151 @@
 //! The encoding stage: a batch's events rendered in the destination's format, signed, framed
-//! and gzipped, on every core and off the async workers. Live lanes and replay jobs both
-//! encode through here.
+//! for its kind and gzipped, on every core and off the async workers. Live lanes and replay
+//! jobs both encode through here.
+//!
+//! An event the receiver would refuse for sure, or drop unseen, is refused here instead and
+//! taken into the batch without a record (DECISIONS.md D14): one older than the kind's maximum
+//! age, or whose record alone is over the kind's limits.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use auditrelay_core::SigningKey;
-use auditrelay_core::batch::{self, Batch, GZIP_LEVEL, ShareBuilder};
+use auditrelay_core::batch::{self, Batch, BatchLimits, Frame, GZIP_LEVEL, ShareBuilder};
 use auditrelay_core::format::{Format, sign_event};
+use auditrelay_core::ids::event_id;
+use auditrelay_core::kind::{Framer, RecordMeta, Stream};
+use auditrelay_core::{SigningKey, Timestamp};
+use uuid::Uuid;
 
+use super::setup::Setup;
 use super::shared::Shared;
 use crate::clock;
+use crate::human;
 use crate::store::StoredEvent;
+
+/// How a batch is encoded for one destination: its format, its kind's framing and limits.
+pub(super) struct Encoding {
+    pub format: Format,
+    pub framer: Framer,
+    /// The configured limits, narrowed to the kind's.
+    pub limits: BatchLimits,
+    /// A record longer than this is refused (`None`: Konnect's rule, an oversized line goes
+    /// alone).
+    pub max_record_bytes: Option<usize>,
+    pub max_age_ms: Option<i64>,
+    /// The store's identity, which makes event ids.
+    pub store: Uuid,
+    /// The destination's endpoint, as the refused list names it.
+    pub endpoint: String,
+}
+
+impl Encoding {
+    /// How batches for `setup`'s destination are encoded; `replay` is the job sending them,
+    /// if one is.
+    pub fn new(shared: &Shared, setup: &Setup, replay: Option<Uuid>) -> Arc<Self> {
+        let destination = &setup.destination;
+        let scope = &setup.webhook.scope;
+        let stream = Stream {
+            org_id: scope.org_id,
+            region: scope.region.clone(),
+            portal_id: scope.portal_id,
+            replay,
+        };
+        let kind = &destination.kind;
+        let limits = kind.limits();
+        let framer = Framer::new(kind, &stream, &destination.endpoint, destination.id);
+        let max_record_bytes = match (limits.max_record_bytes, limits.max_bytes) {
+            (None, None) => None,
+            (record, request) => {
+                // A record that does not fit a request with its framing cannot be sent at all.
+                let framing = framer.open().len() + framer.close().len();
+                let request = request.map(|r| r.saturating_sub(framing));
+                Some(
+                    record
+                        .unwrap_or(usize::MAX)
+                        .min(request.unwrap_or(usize::MAX)),
+                )
+            }
+        };
+        Arc::new(Self {
+            format: destination.log_format,
+            limits: limits.narrow(shared.config.batch_limits()),
+            framer,
+            max_record_bytes,
+            max_age_ms: limits.max_age_ms,
+            store: shared.store.identity(),
+            endpoint: destination.endpoint.clone(),
+        })
+    }
+
+    /// The record metadata of `event`.
+    pub fn meta(&self, stored: &StoredEvent) -> RecordMeta {
+        RecordMeta {
+            seq: stored.seq,
+            ts: stored.event.ts,
+            id: event_id(&self.store, stored.seq),
+        }
+    }
+
+    /// The record metadata of the events of `batch` that it holds records of, in its order;
+    /// `events` are the events it took.
+    pub fn records(&self, events: &[StoredEvent], batch: &Batch) -> Vec<RecordMeta> {
+        pick(events.iter().collect(), |e| e.seq, &batch.seqs)
+            .into_iter()
+            .map(|e| self.meta(e))
+            .collect()
+    }
+
+    fn frame(&self) -> Frame<'_> {
+        Frame {
+            open: self.framer.open(),
+            separator: self.framer.separator(),
+            close: self.framer.close(),
+        }
+    }
+
+    /// Why `stored` is refused before sending, if it is: older than the kind accepts.
+    fn too_old(&self, stored: &StoredEvent, now: Timestamp) -> Option<String> {
+        let max_age = self.max_age_ms?;
+        let age = now.as_millis().saturating_sub(stored.event.ts.as_millis());
+        (age > max_age).then(|| {
+            format!(
+                "older than the receiver accepts ({} at most): it would drop it unseen",
+                human::words(u64::try_from(max_age / 1000).unwrap_or(0))
+            )
+        })
+    }
+}
 
 /// Renders, signs and gzips `events` in `format` into one batch, off the async workers; `None`
 /// when there are no events. The events come back with the batch: those past `batch.events`
 /// did not fit and wait for the next one.
 pub(super) async fn sign_batch(
     shared: &Arc<Shared>,
-    format: Format,
+    encoding: &Arc<Encoding>,
     events: Vec<StoredEvent>,
 ) -> (Option<Batch>, Vec<StoredEvent>) {
     if events.is_empty() {
         return (None, events);
     }
-    Signing::start(shared, format, events).await.finish().await
+    Signing::start(shared, encoding, events)
+        .await
+        .finish()
+        .await
+}
+
+/// The batch of those of `events` whose `seq` is in `again` (the records a receiver refused
+/// for now), signed anew; the events come back with it. Some may be refused now (too old).
+pub(super) async fn narrow(
+    shared: &Arc<Shared>,
+    encoding: &Arc<Encoding>,
+    events: Vec<StoredEvent>,
+    again: &[i64],
+) -> (Batch, Vec<StoredEvent>) {
+    let events = pick(events, |e| e.seq, again);
+    let (batch, events) = sign_batch(shared, encoding, events).await;
+    let batch = batch.expect("some of a batch's events make a batch");
+    (batch, events)
 }
 
 /// A batch being rendered, signed and gzipped on the blocking pool.
@@ -38,14 +159,16 @@ pub(super) struct Signing(tokio::task::JoinHandle<(Option<Batch>, Vec<StoredEven
 impl Signing {
     pub(super) async fn start(
         shared: &Arc<Shared>,
-        format: Format,
+        encoding: &Arc<Encoding>,
         events: Vec<StoredEvent>,
     ) -> Self {
         let keys = shared.keys.snapshot().await;
         let shared = Arc::clone(shared);
+        let encoding = Arc::clone(encoding);
         Self(tokio::task::spawn_blocking(move || {
-            let key = &keys.signing_key_at(clock::now()).key;
-            let batch = sign_lines(&shared, format, key, &events);
+            let now = clock::now();
+            let key = &keys.signing_key_at(now).key;
+            let batch = sign_lines(&shared, &encoding, key, &events, now);
             (batch, events)
         }))
     }
@@ -77,11 +200,12 @@ impl Signing {
 /// as on one thread.
 fn sign_lines(
     shared: &Shared,
-    format: Format,
+    encoding: &Encoding,
     key: &SigningKey,
     events: &[StoredEvent],
+    now: Timestamp,
 ) -> Option<Batch> {
-    let limits = shared.config.batch_limits();
+    let limits = encoding.limits;
     let events = &events[..events.len().min(limits.max_events)];
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -100,11 +224,36 @@ fn sign_lines(
             let Some(chunk) = chunks.get(index) else {
                 return done;
             };
-            let mut share = ShareBuilder::new(index, chunk.len());
+            let framer = &encoding.framer;
+            let mut share = ShareBuilder::framed(index, chunk.len(), encoding.frame());
+            let (mut line, mut record) = (Vec::new(), Vec::new());
             for stored in *chunk {
-                share.push_with(stored.seq, |line| {
-                    sign_event(format, &stored.event, &shared.format, key, line);
-                });
+                let sign = |out: &mut Vec<u8>| {
+                    sign_event(encoding.format, &stored.event, &shared.format, key, out);
+                };
+                if let Some(reason) = encoding.too_old(stored, now) {
+                    share.refuse(stored.seq, reason);
+                    continue;
+                }
+                if framer.is_lines() && encoding.max_record_bytes.is_none() {
+                    // Konnect's shape: the line is the record, written in place.
+                    share.push_with(stored.seq, sign);
+                    continue;
+                }
+                line.clear();
+                record.clear();
+                sign(&mut line);
+                framer.write_record(&encoding.meta(stored), &line, &mut record);
+                match encoding.max_record_bytes {
+                    Some(max) if record.len() > max => share.refuse(
+                        stored.seq,
+                        format!(
+                            "its record is {} bytes, over the receiver's limit of {max}",
+                            record.len()
+                        ),
+                    ),
+                    _ => share.push_with(stored.seq, |out| out.extend_from_slice(&record)),
+                }
             }
             done.push((index, share.finish(GZIP_LEVEL)));
         }
@@ -118,7 +267,8 @@ fn sign_lines(
         shares
     });
     shares.sort_unstable_by_key(|(index, _)| *index);
-    batch::join(shares.into_iter().map(|(_, share)| share).collect(), limits)
+    let shares = shares.into_iter().map(|(_, share)| share).collect();
+    batch::join(shares, limits, encoding.frame())
 }
 
 /// Below this many lines per share, handing a share to a thread costs more than it saves, and
@@ -128,3 +278,12 @@ const MIN_LINES_PER_SHARE: usize = 64;
 /// Shares per thread in a batch: enough that a thread slowed down by other work leaves its
 /// part to the others.
 const SHARES_PER_THREAD: usize = 4;
+
+/// The events of `events` whose `seq` is in `seqs`, in their order.
+fn pick<T>(events: Vec<T>, seq: impl Fn(&T) -> i64, seqs: &[i64]) -> Vec<T> {
+    let wanted: HashSet<i64> = seqs.iter().copied().collect();
+    events
+        .into_iter()
+        .filter(|e| wanted.contains(&seq(e)))
+        .collect()
+}

@@ -1,6 +1,7 @@
 //! The supervisor: one lane per enabled webhook, started and stopped as configurations change,
-//! an executor per replay job in progress, and the gauges an operator alerts on (lag, oldest
-//! undelivered event, time to data loss).
+//! an executor per replay job in progress, one per scope whose refused events are to be sent
+//! again, and the gauges an operator alerts on (lag, oldest undelivered event, time to data
+//! loss, refused events).
 //!
 //! The API tells the engine that a configuration changed ([`Changes::notify`]); the supervisor
 //! then compares the stored webhooks with its lanes. It also looks every few seconds, so a
@@ -15,8 +16,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::lane::Lane;
-use super::replay;
 use super::shared::{Shared, label};
+use super::{replay, resend};
 use crate::changes::Changes;
 use crate::clock;
 use crate::store::{ReplayJob, Scope, Webhook};
@@ -51,6 +52,7 @@ async fn supervise(shared: Arc<Shared>, changes: Changes, mut shutdown: watch::R
     let mut generation = changes.subscribe();
     let mut lanes: HashMap<Scope, Running> = HashMap::new();
     let mut replays: HashMap<Uuid, Running> = HashMap::new();
+    let mut resends: HashMap<Scope, Running> = HashMap::new();
     loop {
         match shared.store.list_webhooks().await {
             Ok(webhooks) => {
@@ -67,17 +69,42 @@ async fn supervise(shared: Arc<Shared>, changes: Changes, mut shutdown: watch::R
                 tracing::warn!(error = %e, "delivery could not read the replay jobs; will retry")
             }
         }
+        match shared.store.scopes_to_resend().await {
+            Ok(scopes) => start_resends(&shared, scopes, &mut resends),
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery could not read the refused lists; will retry")
+            }
+        }
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
             _ = generation.changed() => {}
             _ = tokio::time::sleep(LOOK_INTERVAL) => {}
         }
     }
-    for running in lanes.values().chain(replays.values()) {
-        let _ = running.stop.send(true);
+    let running = lanes
+        .into_values()
+        .chain(replays.into_values())
+        .chain(resends.into_values());
+    let running: Vec<Running> = running.collect();
+    for r in &running {
+        let _ = r.stop.send(true);
     }
-    for running in lanes.into_values().chain(replays.into_values()) {
-        let _ = running.task.await;
+    for r in running {
+        let _ = r.task.await;
+    }
+}
+
+/// Starts sending again the refused events of every scope that has some marked for it, unless
+/// that is under way.
+fn start_resends(shared: &Arc<Shared>, scopes: Vec<Scope>, resends: &mut HashMap<Scope, Running>) {
+    resends.retain(|_, running| !running.task.is_finished());
+    for scope in scopes {
+        if resends.contains_key(&scope) {
+            continue;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(resend::run(shared.clone(), scope.clone(), stopped));
+        resends.insert(scope, Running { stop, task });
     }
 }
 
@@ -168,8 +195,11 @@ async fn update_gauges(shared: &Shared, webhooks: &[Webhook]) {
             .set(lag as f64);
         metrics::gauge!("auditrelay_delivery_oldest_undelivered_age_seconds", "webhook" => webhook.clone())
             .set(age);
-        metrics::gauge!("auditrelay_delivery_seconds_until_data_loss", "webhook" => webhook)
+        metrics::gauge!("auditrelay_delivery_seconds_until_data_loss", "webhook" => webhook.clone())
             .set(window - age);
+        if let Ok(refused) = shared.store.count_refused(scope).await {
+            metrics::gauge!("auditrelay_refused_events", "webhook" => webhook).set(refused as f64);
+        }
     }
 }
 

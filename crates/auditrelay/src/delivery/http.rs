@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use auditrelay_core::endpoint::{is_localhost, is_non_public};
 use auditrelay_core::retry::{Attempt, TransportError};
+use bytes::Bytes;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{self, HeaderValue};
 use url::{Host, Url};
@@ -30,9 +31,10 @@ pub const USER_AGENT: &str = concat!("auditrelay/", env!("CARGO_PKG_VERSION"));
 /// Longest status message, in bytes: it is stored with the webhook and shown by the API.
 pub const MAX_MESSAGE_BYTES: usize = 256;
 
-/// How much of a response body is read. It carries nothing we use; reading a little lets a
-/// short answer end cleanly so its connection can be reused, and a long one is cut off.
-const MAX_RESPONSE_BODY: usize = 4096;
+/// How much of a response body is read and kept. Some kinds judge it (an Elasticsearch `_bulk`
+/// answer for 1,000 documents, errors and all, is a few hundred kilobytes); a longer one is
+/// cut off, which they judge as an answer that proves nothing.
+const MAX_RESPONSE_BODY: usize = 8 << 20;
 
 /// What a destination's client may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +83,18 @@ pub struct SendOutcome {
     /// The reason phrase of the answer (`Internal Server Error`), or why there was none
     /// (`connection refused`); at most [`MAX_MESSAGE_BYTES`].
     pub message: String,
+    /// The answer's body, as far as it was read (at most [`MAX_RESPONSE_BODY`]); empty when
+    /// there was no answer.
+    pub body: Bytes,
 }
 
 impl SendOutcome {
-    fn transport(error: TransportError, message: impl Into<String>) -> Self {
+    pub fn transport(error: TransportError, message: impl Into<String>) -> Self {
         Self {
             attempt: Attempt::Transport(error),
             code: None,
             message: truncate(message.into()),
+            body: Bytes::new(),
         }
     }
 }
@@ -244,14 +250,15 @@ async fn answered(mut response: reqwest::Response) -> SendOutcome {
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut read = 0;
-    while read < MAX_RESPONSE_BODY {
+    let mut body = Vec::new();
+    while body.len() < MAX_RESPONSE_BODY {
         match response.chunk().await {
-            Ok(Some(chunk)) => read += chunk.len(),
-            // The status is what counts; a body that ends badly changes nothing.
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            // A body that ends badly is judged as far as it came.
             Ok(None) | Err(_) => break,
         }
     }
+    body.truncate(MAX_RESPONSE_BODY);
     SendOutcome {
         attempt: Attempt::Response {
             status: status.as_u16(),
@@ -261,6 +268,7 @@ async fn answered(mut response: reqwest::Response) -> SendOutcome {
         message: status
             .canonical_reason()
             .map_or_else(|| format!("HTTP {}", status.as_u16()), str::to_owned),
+        body: Bytes::from(body),
     }
 }
 
@@ -329,7 +337,7 @@ fn cause_text(error: &reqwest::Error) -> String {
 }
 
 /// Cuts to [`MAX_MESSAGE_BYTES`] without splitting a character.
-fn truncate(mut message: String) -> String {
+pub(super) fn truncate(mut message: String) -> String {
     if message.len() > MAX_MESSAGE_BYTES {
         let mut end = MAX_MESSAGE_BYTES;
         while !message.is_char_boundary(end) {

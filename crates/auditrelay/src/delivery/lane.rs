@@ -18,6 +18,10 @@
 //! so the in-flight range is always the batch that goes next, and a restart sends exactly that
 //! batch again, under the same key. Whatever was read or signed ahead is thrown away when N
 //! fails or the configuration changes, and is read again from the store.
+//!
+//! Where the destination's kind judges records one by one (DECISIONS.md D14), those refused
+//! for good are recorded in the refused list before the cursor passes them, and those refused
+//! for now are sent again on their own, with the retries a whole batch gets.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,9 +33,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::encode::Signing;
+use super::encode::{Encoding, Signing, narrow};
 use super::http::{DeliveryClient, SendOutcome};
-use super::outcome::{attempt_outcome, logged};
+use super::judge::{send_judged, verdict};
+use super::outcome::{attempt_outcome, logged, nothing_sent, record_refused};
 use super::request::Request;
 use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
 use super::shared::{Shared, label};
@@ -55,23 +60,43 @@ enum Wake {
     TimedOut,
 }
 
-/// A batch ready to send, the configuration it was built under, and the `seq` of each of its
-/// events.
+/// A batch ready to send, the configuration it was built under, and its events.
 struct Built {
     batch: Batch,
     stamp: Stamp,
-    seqs: Vec<i64>,
+    encoding: Arc<Encoding>,
+    /// The events the batch took, in its order (refused ones too).
+    events: Vec<StoredEvent>,
+    /// The last `seq` of the range the batch stands for: past it the cursor moves once the
+    /// batch is delivered, even after the batch is narrowed to the records to send again.
+    through: i64,
+    /// Refused for good so far: before sending, or by an earlier attempt's answer.
+    refused: Vec<(i64, String)>,
+}
+
+impl Built {
+    fn new(batch: Batch, stamp: Stamp, encoding: Arc<Encoding>, events: Vec<StoredEvent>) -> Self {
+        Self {
+            through: batch.last_seq,
+            refused: batch.refused.clone(),
+            batch,
+            stamp,
+            encoding,
+            events,
+        }
+    }
 }
 
 /// A batch being signed ahead of the one being sent, under the configuration `stamp`.
 struct Ahead {
     signing: Signing,
     stamp: Stamp,
+    encoding: Arc<Encoding>,
 }
 
 /// How gathering the next batch ended.
 enum Gathered {
-    Batch(Built),
+    Batch(Box<Built>),
     /// The range noted in flight is gone (retention deleted it while the SIEM was down).
     Vanished,
     Wake(Wake),
@@ -203,7 +228,7 @@ impl Lane {
                 next.stamp != stamp
                     || webhook
                         .in_flight_through
-                        .is_some_and(|through| through != next.batch.last_seq)
+                        .is_some_and(|through| through != next.through)
             }) || self.ahead.iter().any(|ahead| ahead.stamp != stamp);
             if webhook.cursor > self.read_through || stale {
                 self.restart_from(webhook.cursor);
@@ -222,7 +247,7 @@ impl Lane {
         let built = match self.next.take() {
             Some(built) => built,
             None => match self.gather(setup).await? {
-                Gathered::Batch(built) => built,
+                Gathered::Batch(built) => *built,
                 Gathered::Wake(Wake::Stopped) => return Ok(false),
                 Gathered::Wake(_) => return Ok(true),
                 Gathered::Vanished => {
@@ -234,11 +259,11 @@ impl Lane {
         };
         // The batch after this one is signed while this one is noted, sent and recorded.
         self.sign_ahead(setup).await;
-        if webhook.in_flight_through != Some(built.batch.last_seq)
+        if webhook.in_flight_through != Some(built.through)
             && !self
                 .shared
                 .store
-                .mark_in_flight(&self.scope, built.batch.last_seq)
+                .mark_in_flight(&self.scope, built.through)
                 .await?
         {
             return Ok(false);
@@ -285,7 +310,10 @@ impl Lane {
         // The following events are read while this batch is signed.
         self.start_reading();
         self.settle().await;
-        Ok(self.next.take().map_or(Gathered::Vanished, Gathered::Batch))
+        Ok(self
+            .next
+            .take()
+            .map_or(Gathered::Vanished, |built| Gathered::Batch(Box::new(built))))
     }
 
     /// When the oldest pending event's batch is due; `None` when nothing is pending.
@@ -382,7 +410,8 @@ impl Lane {
     /// Starts signing the pending events (up to `through`, one batch's worth) as the batch
     /// ahead.
     async fn start_signing(&mut self, setup: &Setup, through: i64) {
-        let limits = self.shared.config.batch_limits();
+        let encoding = Encoding::new(&self.shared, setup, None);
+        let limits = encoding.limits;
         // Where lines are long enough for `batch_max_bytes` to cut a batch before
         // `batch_max_events`, only about as many as fit are signed: a cut batch's leftovers are
         // signed again, and the batches signed behind it too. A range noted in flight is
@@ -401,10 +430,10 @@ impl Lane {
             return;
         }
         let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
-        let format = setup.destination.log_format;
         self.ahead.push_back(Ahead {
-            signing: Signing::start(&self.shared, format, events).await,
+            signing: Signing::start(&self.shared, &encoding, events).await,
             stamp: setup.stamp(),
+            encoding,
         });
     }
 
@@ -414,45 +443,28 @@ impl Lane {
         let Some(ahead) = self.ahead.pop_front() else {
             return;
         };
-        let (batch, events) = ahead.signing.finish().await;
-        if let Some(batch) = &batch {
+        let (batch, mut events) = ahead.signing.finish().await;
+        if let Some(batch) = batch.as_ref().filter(|b| b.events > 0) {
             self.line_bytes = Some((batch.uncompressed_bytes + 1).div_ceil(batch.events));
         }
-        let mut events = events.into_iter();
-        let seqs: Vec<i64> = match &batch {
-            Some(batch) => events.by_ref().take(batch.events).map(|e| e.seq).collect(),
-            None => Vec::new(),
-        };
-        if events.len() > 0 && !self.ahead.is_empty() {
+        let unsent = events.split_off(batch.as_ref().map_or(0, Batch::taken));
+        if !unsent.is_empty() && !self.ahead.is_empty() {
             // The batch was cut short (by `batch_max_bytes`) and the ones after it were built
             // from the events after its end: they are read and built again after its last line.
-            self.read_again_after(seqs.last().copied().unwrap_or(self.read_through));
+            let last = batch.as_ref().map_or(self.read_through, |b| b.last_seq);
+            self.read_again_after(last);
         } else {
-            for unsent in events.rev() {
+            for unsent in unsent.into_iter().rev() {
                 self.pending.push_front(unsent);
             }
         }
-        self.next = batch.map(|batch| Built {
-            batch,
-            stamp: ahead.stamp,
-            seqs,
-        });
+        self.next = batch.map(|batch| Built::new(batch, ahead.stamp, ahead.encoding, events));
     }
 
     /// Sends a batch with its retries (building the next one meanwhile), records the outcome,
     /// and on failure waits for the next probe. `Ok(false)` when the lane must stop.
-    async fn deliver(&mut self, setup: &Setup, built: Built) -> Result<bool, StoreError> {
+    async fn deliver(&mut self, setup: &Setup, mut built: Built) -> Result<bool, StoreError> {
         let client = client_for(&mut self.client, &self.shared, &setup.destination);
-        let batch = &built.batch;
-        let key = idempotency_key(&self.label, batch.first_seq, batch.last_seq);
-        let body = Bytes::from(batch.body.clone());
-        let request = Request::webhook(
-            &setup.destination.endpoint,
-            &setup.authorization,
-            &setup.headers,
-            body,
-            &key,
-        );
         if setup.destination.skip_ssl_verification {
             tracing::warn!(
                 webhook = %self.label,
@@ -465,6 +477,12 @@ impl Lane {
         let started = Instant::now();
         let mut retries = 0;
         loop {
+            if built.batch.events == 0 {
+                // Every event left was refused before sending: nothing goes out.
+                let attempt = nothing_sent(&built.batch, &destination.endpoint, clock::now());
+                return self.delivered(&built, &attempt, started).await;
+            }
+            let batch = &built.batch;
             let kind = if self.probing.is_some() {
                 AttemptKind::Probe
             } else if retries > 0 || self.failed_from == Some(batch.first_seq) {
@@ -472,14 +490,16 @@ impl Lane {
             } else {
                 AttemptKind::Live
             };
+            let request = self.request(setup, &built);
+            let records = built.encoding.records(&built.events, batch);
             let (at, attempt_started) = (clock::now(), Instant::now());
             let sending = async {
                 tokio::select! {
-                    sent = client.send(request.clone()) => Some(sent),
+                    sent = send_judged(&client, setup, &built.encoding, request, &records) => Some(sent),
                     _ = stop.wait_for(|stop| *stop) => None,
                 }
             };
-            let Some(sent) = sending.await else {
+            let Some((sent, judged)) = sending.await else {
                 return Ok(false);
             };
             self.failed_from = match sent.attempt {
@@ -494,20 +514,27 @@ impl Lane {
                 at,
                 attempt_started.elapsed(),
             );
-            let mut verdict = self
-                .shared
-                .policy
-                .next(retries, &sent.attempt, clock::now());
-            // A probe of an inactive webhook is one attempt, not a new round of retries.
-            if self.probing.is_some() && matches!(verdict, Verdict::RetryAfter(_)) {
-                verdict = Verdict::Failed;
-            }
+            let mut verdict = verdict(&self.shared.policy, retries, &sent, &judged);
             metrics::counter!(
                 "auditrelay_delivery_attempts_total",
                 "webhook" => self.label.clone(),
                 "outcome" => attempt_outcome(&sent),
             )
             .increment(1);
+            built.refused.extend(judged.refused);
+            if !judged.again.is_empty() {
+                // Some records were refused for now: they alone go again, as a retry, standing
+                // for the same range.
+                let events = std::mem::take(&mut built.events);
+                let (batch, events) =
+                    narrow(&self.shared, &built.encoding, events, &judged.again).await;
+                built.refused.extend(batch.refused.iter().cloned());
+                (built.batch, built.events) = (batch, events);
+            }
+            // A probe of an inactive webhook is one attempt, not a new round of retries.
+            if self.probing.is_some() && matches!(verdict, Verdict::RetryAfter(_)) {
+                verdict = Verdict::Failed;
+            }
             match verdict {
                 Verdict::Delivered => {
                     // The events read meanwhile may make another batch to sign. (After a
@@ -545,7 +572,7 @@ impl Lane {
                     // The webhook is probed with this very batch; the one signed ahead is
                     // read again once it delivers.
                     if !self.ahead.is_empty() {
-                        self.restart_from(batch.last_seq);
+                        self.restart_from(built.through);
                     }
                     self.probing = Some(rounds + 1);
                     let stamp = built.stamp.clone();
@@ -565,16 +592,35 @@ impl Lane {
         }
     }
 
-    /// Records a delivered batch: the cursor moves past it. `Ok(false)` when the lane stopped
-    /// before the store took the record (the batch, still noted in flight, goes again after a
-    /// restart).
+    /// The request that sends `built`.
+    fn request(&self, setup: &Setup, built: &Built) -> Request {
+        let batch = &built.batch;
+        let key = idempotency_key(&self.label, batch.first_seq, batch.last_seq);
+        Request::batch(
+            &setup.destination.kind,
+            &built.encoding.framer,
+            &setup.destination.endpoint,
+            &setup.authorization,
+            &setup.headers,
+            Bytes::from(batch.body.clone()),
+            &key,
+        )
+    }
+
+    /// Records a delivered batch: its refused events join the refused list, then the cursor
+    /// moves past it. `Ok(false)` when the lane stopped before the store took the record (the
+    /// batch, still noted in flight, goes again after a restart).
     async fn delivered(
         &mut self,
         built: &Built,
         attempt: &DeliveryAttempt,
         started: Instant,
     ) -> Result<bool, StoreError> {
-        let (first, last) = (built.batch.first_seq, built.batch.last_seq);
+        let first = built
+            .events
+            .first()
+            .map_or(built.batch.first_seq, |e| e.seq);
+        let last = built.through;
         // A batch signed ahead that is ready is noted in flight by this very statement; one
         // still being signed is noted before it is sent.
         if self
@@ -584,9 +630,24 @@ impl Lane {
         {
             self.settle().await;
         }
+        // Before the cursor passes them, so that no crash between the two loses one: a batch
+        // sent again after a crash is refused again, and recorded once.
+        let endpoint = &attempt.endpoint;
+        if !record_refused(
+            &self.shared,
+            &self.scope,
+            &built.refused,
+            endpoint,
+            None,
+            &mut self.stop,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
         let outcome = AttemptOutcome::Delivered {
             through: last,
-            next_in_flight: self.next.as_ref().map(|next| next.batch.last_seq),
+            next_in_flight: self.next.as_ref().map(|next| next.through),
         };
         if !self.record_delivered(attempt, outcome).await? {
             return Ok(false);
@@ -597,12 +658,12 @@ impl Lane {
         let commits = self.shared.store.commits();
         let now = Instant::now();
         let latency = metrics::histogram!("auditrelay_delivery_latency_seconds", "webhook" => self.label.clone());
-        for seq in &built.seqs {
+        for seq in &built.batch.seqs {
             if let Some(at) = commits.committed_at(*seq) {
                 latency.record(now.saturating_duration_since(at));
             }
         }
-        let count = built.seqs.len() as u64;
+        let count = built.batch.seqs.len() as u64;
         metrics::counter!("auditrelay_delivery_events_total", "webhook" => self.label.clone())
             .increment(count);
         metrics::counter!("auditrelay_delivery_batches_total", "webhook" => self.label.clone(), "outcome" => "delivered")
@@ -612,6 +673,7 @@ impl Lane {
             batch.first_seq = first,
             batch.last_seq = last,
             batch.size = count,
+            batch.refused = built.refused.len(),
             duration_ms = started.elapsed().as_millis() as u64,
             "batch delivered"
         );

@@ -1,14 +1,93 @@
-//! An attempt's answer as the records keep it: the delivery log's entry and the metrics'
-//! outcome label. Shared by live lanes and replay jobs.
+//! An attempt's answer as the records keep it: the delivery log's entry, the metrics' outcome
+//! label, and the refused list. Shared by live lanes and replay jobs.
 
 use std::time::Duration;
 
 use auditrelay_core::Timestamp;
 use auditrelay_core::batch::Batch;
 use auditrelay_core::retry::{Attempt, TransportError};
+use tokio::sync::watch;
+use uuid::Uuid;
 
 use super::http::SendOutcome;
-use crate::store::{AttemptKind, DeliveryAttempt};
+use super::shared::{Shared, label};
+use crate::clock;
+use crate::store::{AttemptKind, DeliveryAttempt, RefusedEvent, Scope, StoreError};
+
+/// How long recording waits after the store refused a write before it tries again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// What the delivery log keeps of a batch whose every event was refused before sending:
+/// nothing went out, and the log says why.
+pub(super) fn nothing_sent(batch: &Batch, endpoint: &str, at: Timestamp) -> DeliveryAttempt {
+    let reason = batch
+        .refused
+        .first()
+        .map_or("", |(_, reason)| reason.as_str());
+    DeliveryAttempt {
+        at,
+        kind: AttemptKind::Live,
+        endpoint: endpoint.to_owned(),
+        events: 0,
+        first_seq: batch.first_seq,
+        last_seq: batch.last_seq,
+        code: None,
+        message: super::http::truncate(format!(
+            "not sent: {} events refused before sending ({reason})",
+            batch.refused.len()
+        )),
+        duration_ms: 0,
+    }
+}
+
+/// Adds `refused` to the scope's refused list (DECISIONS.md D14), trying again while the store
+/// refuses writes; `false` when stopped first. Recorded before the cursor or the replay's
+/// progress passes them: a crash between the two sends the batch again, and its events are
+/// refused and recorded again, once.
+pub(super) async fn record_refused(
+    shared: &Shared,
+    scope: &Scope,
+    refused: &[(i64, String)],
+    endpoint: &str,
+    replay: Option<Uuid>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, StoreError> {
+    if refused.is_empty() {
+        return Ok(true);
+    }
+    let at = clock::now();
+    let events: Vec<RefusedEvent> = refused
+        .iter()
+        .map(|(seq, reason)| RefusedEvent {
+            seq: *seq,
+            refused_at: at,
+            endpoint: endpoint.to_owned(),
+            reason: reason.clone(),
+            replay_id: replay,
+        })
+        .collect();
+    loop {
+        match shared.store.record_refused(scope, &events).await {
+            Ok(()) => break,
+            Err(StoreError::Unavailable { .. }) => {
+                tokio::select! {
+                    _ = stop.wait_for(|stop| *stop) => return Ok(false),
+                    _ = tokio::time::sleep(STORE_RETRY) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    metrics::counter!("auditrelay_refused_events_total", "webhook" => label(scope))
+        .increment(refused.len() as u64);
+    tracing::warn!(
+        webhook = %label(scope),
+        refused = refused.len(),
+        reason = %refused[0].1,
+        "the receiver refused events for good; they are in the refused list"
+    );
+    Ok(true)
+}
 
 /// What the delivery log keeps of one attempt to send `batch`.
 pub(super) fn logged(

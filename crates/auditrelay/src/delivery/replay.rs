@@ -6,23 +6,24 @@
 //! it is at that moment, and sends it with DECISIONS.md D3's retries. After every 2xx it saves the
 //! progress and the position of the last event sent, so a job interrupted by a restart resumes
 //! there (at most one batch is sent again). A batch that exhausts its retries fails the job with
-//! the reason. The live lane of the same webhook runs beside it, on its own connection, and its
-//! cursor is never touched.
+//! the reason. Events the receiver refuses for good go to the refused list, with the job's id,
+//! before the progress passes them. The live lane of the same webhook runs beside it, on its
+//! own connection, and its cursor is never touched.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditrelay_core::batch::{Batch, idempotency_key};
-use auditrelay_core::format::Format;
 use auditrelay_core::retry::Verdict;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::encode::sign_batch;
+use super::encode::{Encoding, narrow, sign_batch};
 use super::http::{DeliveryClient, SendOutcome};
-use super::outcome::{attempt_outcome, logged};
+use super::judge::{send_judged, verdict};
+use super::outcome::{attempt_outcome, logged, record_refused};
 use super::request::Request;
-use super::setup::{Setup, client_for, load_setup};
+use super::setup::{Setup, Stamp, client_for, load_setup};
 use super::shared::{Shared, label};
 use crate::clock;
 use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError, StoredEvent};
@@ -133,8 +134,9 @@ async fn step(
         }
     }
     let mut cached_client: Option<DeliveryClient> = None;
-    // The batch after the one being sent, built meanwhile, with the format it was built in.
-    let mut ahead: Option<(Format, Signed)> = None;
+    // The batch after the one being sent, built meanwhile, with the configuration it was
+    // built under.
+    let mut ahead: Option<(Stamp, Signed)> = None;
     loop {
         if *stop.borrow() {
             return Ok(Ended::Stopped);
@@ -143,10 +145,14 @@ async fn step(
         let Some(setup) = load_setup(shared, &job.scope).await? else {
             return finish(shared, job, Some("webhook is not enabled".into()), stop).await;
         };
-        let format = setup.destination.log_format;
+        let stamp = setup.stamp();
+        let encoding = Encoding::new(shared, &setup, Some(job.id));
         let signed = match ahead.take() {
-            Some((built_in, signed)) if built_in == format => Some(signed),
-            _ => sign_after(shared, window(shared, job, job.resume), format, Vec::new()).await?,
+            Some((built_under, signed)) if built_under == stamp => Some(signed),
+            _ => {
+                let query = window(shared, job, job.resume);
+                sign_after(shared, query, &encoding, Vec::new()).await?
+            }
         };
         let Some(mut signed) = signed else {
             return finish(shared, job, None, stop).await;
@@ -156,10 +162,10 @@ async fn step(
         // is saved as soon as the SIEM took it.
         let query = window(shared, job, Some(signed.resume));
         let read_ahead = std::mem::take(&mut signed.read_ahead);
-        let next = sign_after(shared, query, format, read_ahead);
+        let next = sign_after(shared, query, &encoding, read_ahead);
         let sending = async {
             let sent = tokio::select! {
-                sent = send(shared, &client, &setup, job, &signed.batch) => sent,
+                sent = send(shared, &client, &setup, job, &mut signed) => sent,
                 _ = stop.wait_for(|stop| *stop) => return Ok(Some(Ended::Stopped)),
             };
             sent_batch(shared, job, &signed, sent, stop).await
@@ -169,33 +175,47 @@ async fn step(
             return Ok(ended);
         }
         // A store error while reading ahead is not this batch's: the next turn reads again.
-        ahead = next.ok().flatten().map(|signed| (format, signed));
+        ahead = next.ok().flatten().map(|signed| (stamp, signed));
     }
 }
 
-/// Sends one batch of the job with DECISIONS.md D3's retries.
+/// Sends one batch of the job with DECISIONS.md D3's retries. Records refused for now go
+/// again on their own; those refused for good join `signed.refused`.
 async fn send(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     client: &DeliveryClient,
     setup: &Setup,
     job: &ReplayJob,
-    batch: &Batch,
+    signed: &mut Signed,
 ) -> Result<(), SendOutcome> {
-    // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
-    // what live delivery sent.
-    let key = idempotency_key(
-        &format!("replay/{}", job.id),
-        batch.first_seq,
-        batch.last_seq,
-    );
-    let body = Bytes::from(batch.body.clone());
     let webhook = label(&job.scope);
     let endpoint = &setup.destination.endpoint;
-    let request = Request::webhook(endpoint, &setup.authorization, &setup.headers, body, &key);
     let mut retries = 0;
     loop {
+        let batch = &signed.batch;
+        if batch.events == 0 {
+            // Every event left was refused before sending: nothing goes out.
+            return Ok(());
+        }
+        // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
+        // what live delivery sent.
+        let key = idempotency_key(
+            &format!("replay/{}", job.id),
+            batch.first_seq,
+            batch.last_seq,
+        );
+        let request = Request::batch(
+            &setup.destination.kind,
+            &signed.encoding.framer,
+            endpoint,
+            &setup.authorization,
+            &setup.headers,
+            Bytes::from(batch.body.clone()),
+            &key,
+        );
+        let records = signed.encoding.records(&signed.events, batch);
         let (at, started) = (clock::now(), Instant::now());
-        let sent = client.send(request.clone()).await;
+        let (sent, judged) = send_judged(client, setup, &signed.encoding, request, &records).await;
         metrics::counter!(
             "auditrelay_replay_attempts_total",
             "webhook" => webhook.clone(),
@@ -219,7 +239,16 @@ async fn send(
         {
             tracing::warn!(webhook = %webhook, error = %e, "a replay attempt was not logged");
         }
-        match shared.policy.next(retries, &sent.attempt, clock::now()) {
+        let verdict = verdict(&shared.policy, retries, &sent, &judged);
+        signed.refused.extend(judged.refused);
+        if !judged.again.is_empty() {
+            // Some records were refused for now: they alone go again, as a retry.
+            let events = std::mem::take(&mut signed.events);
+            let (batch, events) = narrow(shared, &signed.encoding, events, &judged.again).await;
+            signed.refused.extend(batch.refused.iter().cloned());
+            (signed.batch, signed.events) = (batch, events);
+        }
+        match verdict {
             Verdict::Delivered => return Ok(()),
             Verdict::Failed => return Err(sent),
             Verdict::RetryAfter(wait) => {
@@ -230,8 +259,8 @@ async fn send(
     }
 }
 
-/// Records a batch's outcome in the job: its progress after a 2xx, the failure otherwise.
-/// `Some` when the run ends here.
+/// Records a batch's outcome in the job: its refused events and its progress after a 2xx, the
+/// failure otherwise. `Some` when the run ends here.
 async fn sent_batch(
     shared: &Shared,
     job: &mut ReplayJob,
@@ -239,7 +268,7 @@ async fn sent_batch(
     sent: Result<(), SendOutcome>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Ended>, StoreError> {
-    let events = signed.batch.events;
+    let events = signed.taken;
     if let Err(sent) = sent {
         let code = sent
             .code
@@ -251,6 +280,20 @@ async fn sent_batch(
         );
         return finish(shared, job, Some(reason), stop).await.map(Some);
     }
+    let endpoint = &signed.encoding.endpoint;
+    if !record_refused(
+        shared,
+        &job.scope,
+        &signed.refused,
+        endpoint,
+        Some(job.id),
+        stop,
+    )
+    .await?
+    {
+        return Ok(Some(Ended::Stopped));
+    }
+    // Every event the batch took has left the window: delivered, or on the refused list.
     job.events_sent += events as u64;
     job.batches_sent += 1;
     job.resume = Some(signed.resume);
@@ -278,6 +321,14 @@ fn window(shared: &Shared, job: &ReplayJob, after: Option<(i64, i64)>) -> EventQ
 /// read while it was signed.
 struct Signed {
     batch: Batch,
+    encoding: Arc<Encoding>,
+    /// The events the batch took (refused ones too), in its order; after a partial answer,
+    /// those still to send.
+    events: Vec<StoredEvent>,
+    /// How many events the batch took at first.
+    taken: usize,
+    /// Refused for good so far.
+    refused: Vec<(i64, String)>,
     /// `(ts ms, seq)` of the batch's last event: the next batch starts after it.
     resume: (i64, i64),
     /// The events that follow the batch, in order: the next batch's, read ahead.
@@ -290,7 +341,7 @@ struct Signed {
 async fn sign_after(
     shared: &Arc<Shared>,
     mut query: EventQuery,
-    format: Format,
+    encoding: &Arc<Encoding>,
     read: Vec<StoredEvent>,
 ) -> Result<Option<Signed>, StoreError> {
     let events = match read.is_empty() {
@@ -303,20 +354,25 @@ async fn sign_after(
     query.after = Some((last.event.ts.as_millis(), last.seq));
     let max_events = query.limit as usize;
     let reading = shared.store.list_events(&query);
-    let ((batch, events), more) = tokio::join!(sign_batch(shared, format, events), reading);
+    let ((batch, mut events), more) = tokio::join!(sign_batch(shared, encoding, events), reading);
     let Some(batch) = batch else {
         return Ok(None);
     };
-    let last = &events[batch.events - 1];
+    let taken = batch.taken();
+    let last = &events[taken - 1];
     let resume = (last.event.ts.as_millis(), last.seq);
     // What did not fit in this batch comes first in the next; what is read ahead stays within
     // one batch's worth (the excess is read again later), so memory stays bounded.
-    let mut read_ahead: Vec<StoredEvent> = events.into_iter().skip(batch.events).collect();
+    let mut read_ahead = events.split_off(taken);
     let mut more = more?;
     more.truncate(max_events.saturating_sub(read_ahead.len()));
     read_ahead.extend(more);
     Ok(Some(Signed {
+        refused: batch.refused.clone(),
         batch,
+        encoding: Arc::clone(encoding),
+        events,
+        taken,
         resume,
         read_ahead,
     }))

@@ -3,14 +3,19 @@
 //! the destination's format with the current key, gzip, the same guarded client (SSRF guard at
 //! connect time, no redirects, the destination's certificate choice) and the same headers — but
 //! once, without retries, and nothing is recorded: the answer is shown to the person who asked.
+//! It is framed for the destination's kind and its answer judged as the kind's are; Splunk's
+//! indexer acknowledgement is not awaited.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use auditrelay_core::batch::{BatchBuilder, idempotency_key};
+use auditrelay_core::batch::{BatchBuilder, Frame, GZIP_LEVEL, idempotency_key};
 use auditrelay_core::format::{Format, sign_event};
+use auditrelay_core::kind::{Framer, Item, Judgement, Kind, RecordMeta, Stream};
+use auditrelay_core::retry::Attempt;
 use auditrelay_core::{Event, FormatConfig};
 use bytes::Bytes;
+use uuid::Uuid;
 
 use super::http::{DeliveryClient, DeliverySettings};
 use super::request::Request;
@@ -20,6 +25,9 @@ use crate::keys::KeyRing;
 
 /// Where and how the sample goes: a destination's delivery fields.
 pub struct Target<'a> {
+    pub kind: &'a Kind,
+    /// The destination's id (Splunk's channel), nil for one not saved.
+    pub destination_id: Uuid,
     pub endpoint: &'a str,
     pub authorization: &'a str,
     /// Extra headers, name → value.
@@ -32,16 +40,12 @@ pub struct Target<'a> {
 pub struct Answer {
     /// The HTTP status; `None` when there was no HTTP answer.
     pub code: Option<u16>,
-    /// The reason phrase, or why there was no answer (refused, timed out, the TLS error).
+    /// The reason phrase, or why there was no answer (refused, timed out, the TLS error), or
+    /// why the receiver refused the line.
     pub message: String,
     pub took: Duration,
-}
-
-impl Answer {
-    /// Whether the endpoint took the line, as delivery would count it (a 2xx).
-    pub fn delivered(&self) -> bool {
-        self.code.is_some_and(|c| (200..300).contains(&c))
-    }
+    /// Whether the endpoint took the line, as delivery would count it.
+    pub delivered: bool,
 }
 
 /// Renders and signs `event` as one line in `target.format`, and sends it, once.
@@ -56,17 +60,39 @@ pub async fn send(
     let key = &key_set.signing_key_at(clock::now()).key;
     let mut line = Vec::new();
     sign_event(target.format, event, format, key, &mut line);
-    let mut batch = BatchBuilder::new(config.batch_limits());
+    let stream = Stream {
+        org_id: event.org_id,
+        region: event.region.clone(),
+        portal_id: event.portal_id,
+        replay: None,
+    };
+    let framer = Framer::new(target.kind, &stream, target.endpoint, target.destination_id);
+    // Not a stored event: a fresh id, so a receiver that deduplicates takes every test.
+    let meta = RecordMeta {
+        seq: 0,
+        ts: event.ts,
+        id: Uuid::new_v4(),
+    };
+    let mut record = Vec::new();
+    framer.write_record(&meta, &line, &mut record);
+    let frame = Frame {
+        open: framer.open(),
+        separator: framer.separator(),
+        close: framer.close(),
+    };
+    let mut batch = BatchBuilder::framed(config.batch_limits(), frame, GZIP_LEVEL);
     batch
-        .push(0, &line)
-        .expect("the first line of a batch always fits");
-    let batch = batch.finish().expect("one line");
+        .push(0, &record)
+        .expect("the first record of a batch always fits");
+    let batch = batch.finish().expect("one record");
     let client = DeliveryClient::new(DeliverySettings::new(config, target.skip_ssl_verification))
         .expect("a client with these settings always builds");
     let trace = event.trace_id.as_deref().unwrap_or_default();
     let key = idempotency_key(&format!("connection-test/{trace}"), 0, 0);
     let started = Instant::now();
-    let request = Request::webhook(
+    let request = Request::batch(
+        target.kind,
+        &framer,
         target.endpoint,
         target.authorization,
         target.headers,
@@ -74,9 +100,24 @@ pub async fn send(
         &key,
     );
     let sent = client.send(request).await;
-    Answer {
+    let mut answer = Answer {
         code: sent.code,
         message: sent.message,
         took: started.elapsed(),
+        delivered: false,
+    };
+    if let Attempt::Response { status, .. } = sent.attempt {
+        answer.delivered = match target.kind.judge(status, &sent.body, &[meta]) {
+            Judgement::Whole | Judgement::AwaitAck(_) => (200..300).contains(&status),
+            Judgement::PerRecord(items) => match items.into_iter().next() {
+                Some(Item::Delivered) => true,
+                Some(Item::Refused(reason)) => {
+                    answer.message = reason;
+                    false
+                }
+                Some(Item::Retry) | None => false,
+            },
+        };
     }
+    answer
 }

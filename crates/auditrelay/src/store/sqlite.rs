@@ -11,6 +11,7 @@ mod destinations;
 mod events;
 mod portals;
 mod principals;
+mod refused;
 mod replay;
 mod tx;
 mod webhooks;
@@ -46,6 +47,8 @@ pub struct SqliteStore {
     backlogs: Backlogs,
     /// Whether the writer's last commit succeeded.
     pub health: Arc<Health>,
+    /// Made once by the migrations; with a `seq`, it makes an event's stable id.
+    pub identity: uuid::Uuid,
 }
 
 impl SqliteStore {
@@ -80,6 +83,11 @@ impl SqliteStore {
         let newest: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events")
             .fetch_one(&pool)
             .await?;
+        let identity: String = sqlx::query_scalar("SELECT id FROM store_identity")
+            .fetch_one(&pool)
+            .await?;
+        let identity = uuid::Uuid::try_parse(&identity)
+            .map_err(|_| StoreError::Corrupt("invalid store identity".into()))?;
         let commits = Arc::new(Commits::new(newest));
         let health = Arc::new(Health::new());
         let conn = options.connect().await?;
@@ -93,6 +101,7 @@ impl SqliteStore {
             writer_task: tokio::sync::Mutex::new(Some(task)),
             backlogs: Backlogs::default(),
             health,
+            identity,
         })
     }
 

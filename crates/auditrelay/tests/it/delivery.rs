@@ -545,6 +545,7 @@ async fn a_destination_on_loopback_is_refused_at_connect_time() {
             log_format: Format::Cef,
             skip_ssl_verification: false,
             headers_sealed: None,
+            kind: auditrelay_core::kind::Kind::Webhook,
             portal_id: None,
             managed_region: None,
             created_at: now(),

@@ -19,6 +19,7 @@ mod errors;
 mod ingest;
 mod jwks;
 mod keys;
+mod kinds;
 mod listen;
 mod openapi;
 mod ops;

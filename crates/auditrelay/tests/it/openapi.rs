@@ -117,6 +117,16 @@ async fn every_documented_operation_is_routed() {
             Method::POST,
             "/v3/portals/{portalId}/audit-log-webhook/test-event",
         ),
+        (Method::GET, "/v3/audit-log-webhook/refused-events"),
+        (Method::POST, "/v3/audit-log-webhook/refused-events/resend"),
+        (
+            Method::GET,
+            "/v3/portals/{portalId}/audit-log-webhook/refused-events",
+        ),
+        (
+            Method::POST,
+            "/v3/portals/{portalId}/audit-log-webhook/refused-events/resend",
+        ),
         (Method::GET, "/v2/audit-log-replay-job"),
         (Method::PUT, "/v2/audit-log-replay-job"),
         (Method::GET, "/v3/audit-log-replay-job"),

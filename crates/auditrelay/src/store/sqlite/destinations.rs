@@ -1,6 +1,7 @@
 //! Audit-log destinations in SQLite.
 
 use auditrelay_core::format::Format;
+use auditrelay_core::kind::{Kind, KindName};
 use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -87,7 +88,8 @@ impl SqliteStore {
         forget_attempts_if_redirected(&mut tx, d).await?;
         let result = sqlx::query(
             "UPDATE destinations SET name = ?, endpoint = ?, authorization_sealed = ?, log_format = ?,
-                                     skip_ssl_verification = ?, updated_at = ?, headers_sealed = ?
+                                     skip_ssl_verification = ?, updated_at = ?, headers_sealed = ?,
+                                     kind = ?, kind_settings = ?
              WHERE org_id = ? AND id = ?",
         )
         .bind(&d.name)
@@ -97,6 +99,8 @@ impl SqliteStore {
         .bind(d.skip_ssl_verification)
         .bind(d.updated_at.as_millis())
         .bind(d.headers_sealed.as_deref())
+        .bind(d.kind.name().as_str())
+        .bind(kind_settings(&d.kind))
         .bind(d.org_id.to_string())
         .bind(d.id.to_string())
         .execute(&mut *tx)
@@ -137,15 +141,16 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     let result = sqlx::query(
         "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
                                    skip_ssl_verification, managed_region, created_at, updated_at,
-                                   portal_id, headers_sealed)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   portal_id, headers_sealed, kind, kind_settings)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET
              name = excluded.name, endpoint = excluded.endpoint,
              authorization_sealed = excluded.authorization_sealed,
              log_format = excluded.log_format,
              skip_ssl_verification = excluded.skip_ssl_verification,
              managed_region = excluded.managed_region, updated_at = excluded.updated_at,
-             headers_sealed = excluded.headers_sealed",
+             headers_sealed = excluded.headers_sealed, kind = excluded.kind,
+             kind_settings = excluded.kind_settings",
     )
     .bind(d.id.to_string())
     .bind(d.org_id.to_string())
@@ -159,14 +164,17 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     .bind(d.updated_at.as_millis())
     .bind(d.portal_id.map(|p| p.to_string()))
     .bind(d.headers_sealed.as_deref())
+    .bind(d.kind.name().as_str())
+    .bind(kind_settings(&d.kind))
     .execute(&mut *conn)
     .await;
     name_conflict(result).map(drop)
 }
 
-/// Before `d` is saved over its stored self: when its endpoint, credentials (authorization, extra headers) or certificate
-/// checking change, the webhooks bound to it forget their attempts, which say nothing about the
-/// new configuration (a 202 from the old endpoint must not read as the new one working).
+/// Before `d` is saved over its stored self: when its endpoint, credentials (authorization,
+/// extra headers), certificate checking or kind change, the webhooks bound to it forget their
+/// attempts, which say nothing about the new configuration (a 202 from the old endpoint must
+/// not read as the new one working).
 async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destination) -> Result<()> {
     sqlx::query(
         "UPDATE webhooks SET status = 'active', last_attempt_at = NULL, last_response_code = NULL,
@@ -175,13 +183,15 @@ async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destinat
          WHERE destination_id = ?1 AND EXISTS (
              SELECT 1 FROM destinations WHERE id = ?1 AND (endpoint != ?2
                  OR authorization_sealed != ?3 OR skip_ssl_verification != ?4
-                 OR headers_sealed IS NOT ?5))",
+                 OR headers_sealed IS NOT ?5 OR kind != ?6 OR kind_settings IS NOT ?7))",
     )
     .bind(d.id.to_string())
     .bind(&d.endpoint)
     .bind(d.authorization_sealed.as_slice())
     .bind(d.skip_ssl_verification)
     .bind(d.headers_sealed.as_deref())
+    .bind(d.kind.name().as_str())
+    .bind(kind_settings(&d.kind))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -198,6 +208,11 @@ fn name_conflict(
     }
 }
 
+/// A kind's settings as the `kind_settings` column keeps them.
+fn kind_settings(kind: &Kind) -> Option<String> {
+    kind.settings().map(|settings| settings.to_string())
+}
+
 fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("invalid destination {what}"));
     let id: String = row.try_get("id")?;
@@ -205,6 +220,14 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
     let format: String = row.try_get("log_format")?;
     let managed: Option<String> = row.try_get("managed_region")?;
     let portal: Option<String> = row.try_get("portal_id")?;
+    let kind: String = row.try_get("kind")?;
+    let settings: Option<String> = row.try_get("kind_settings")?;
+    let settings = settings
+        .map(|s| serde_json::from_str::<serde_json::Value>(&s))
+        .transpose()
+        .map_err(|_| corrupt("kind settings"))?;
+    let kind = KindName::parse(&kind).ok_or_else(|| corrupt("kind"))?;
+    let kind = Kind::from_parts(kind, settings.as_ref()).map_err(|_| corrupt("kind settings"))?;
     Ok(Destination {
         id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
         org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
@@ -214,6 +237,7 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
         log_format: Format::parse(&format).ok_or_else(|| corrupt("log format"))?,
         skip_ssl_verification: row.try_get("skip_ssl_verification")?,
         headers_sealed: row.try_get("headers_sealed")?,
+        kind,
         managed_region: managed
             .map(|r| Region::parse(&r).ok_or_else(|| corrupt("managed region")))
             .transpose()?,

@@ -205,6 +205,28 @@ impl SqliteStore {
         rows.iter().map(|row| decode_row(scope, row)).collect()
     }
 
+    pub async fn events_by_seq(&self, scope: &Scope, seqs: &[i64]) -> Result<Vec<StoredEvent>> {
+        let mut events = Vec::with_capacity(seqs.len());
+        // One indexed lookup each: the lists are short (a batch's worth at most).
+        for seq in seqs {
+            let row = sqlx::query(
+                "SELECT seq, ts, kind, body FROM events
+                 WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
+                   AND seq = ?4",
+            )
+            .bind(scope.org_id.to_string())
+            .bind(scope.region.as_str())
+            .bind(portal_key(scope))
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                events.push(decode_row(scope, &row)?);
+            }
+        }
+        Ok(events)
+    }
+
     pub async fn undelivered(&self, scope: &Scope, after: i64) -> Result<(u64, Option<Timestamp>)> {
         let summary = self.backlogs.of(scope);
         let mut summary = summary.lock().await;

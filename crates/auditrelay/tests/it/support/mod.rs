@@ -10,6 +10,7 @@ pub mod disk;
 pub mod events;
 pub mod process;
 pub mod receiver;
+pub mod siem;
 pub mod signing;
 
 use std::path::Path;

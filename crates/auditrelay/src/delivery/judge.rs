@@ -1,0 +1,160 @@
+//! The judging stage: what one attempt did to a batch, as the destination's kind reads the
+//! answer (`kind::judge` in the core). Most answers are about the batch as a whole, and the
+//! retry policy judges their status. Some are about each record: those refused for good go to
+//! the refused list (DECISIONS.md D14), those refused for now go again on their own, the rest
+//! are delivered. Splunk's indexer acknowledgement is awaited here: a batch counts as
+//! delivered only once Splunk says it is indexed.
+
+use std::time::{Duration, Instant};
+
+use auditrelay_core::kind::{Ack, Item, Judgement, Kind, RecordMeta, judge};
+use auditrelay_core::retry::{Attempt, RetryPolicy, TransportError, Verdict};
+
+use super::encode::Encoding;
+use super::http::{DeliveryClient, SendOutcome};
+use super::request::Request;
+use super::setup::Setup;
+
+/// What an attempt did, beyond its status.
+#[derive(Debug, Default)]
+pub(super) struct Judged {
+    /// Whether each record was answered on its own: the batch is then settled, whatever the
+    /// status, once none is left to send again.
+    pub per_record: bool,
+    /// Refused for good: `(seq, the receiver's reason)`.
+    pub refused: Vec<(i64, String)>,
+    /// Refused for now: the `seq` of each record to send again.
+    pub again: Vec<i64>,
+}
+
+/// How long Splunk is given to acknowledge a batch when the destination does not say.
+const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest pause between two acknowledgement queries.
+const MAX_ACK_POLL: Duration = Duration::from_secs(5);
+
+/// What the retry policy is shown when records were refused for now: back-pressure, retried
+/// like a whole batch's 429.
+const BACK_PRESSURE: Attempt = Attempt::Response {
+    status: 429,
+    retry_after: None,
+};
+
+/// Sends `request`, the batch of `records` (in the body's order), and judges the answer.
+pub(super) async fn send_judged(
+    client: &DeliveryClient,
+    setup: &Setup,
+    encoding: &Encoding,
+    request: Request,
+    records: &[RecordMeta],
+) -> (SendOutcome, Judged) {
+    let mut sent = client.send(request).await;
+    let judged = judge(client, setup, encoding, &mut sent, records).await;
+    (sent, judged)
+}
+
+/// The retry policy's verdict on an attempt judged so, `retries` retries into its batch. An
+/// answer about each record settles the batch, whatever its status (Loki's and Splunk's are
+/// 400s), unless records were refused for now: those are retried, as under back-pressure.
+pub(super) fn verdict(
+    policy: &RetryPolicy,
+    retries: u32,
+    sent: &SendOutcome,
+    judged: &Judged,
+) -> Verdict {
+    let now = crate::clock::now();
+    match (judged.per_record, judged.again.is_empty()) {
+        (false, _) => policy.next(retries, &sent.attempt, now),
+        (true, true) => Verdict::Delivered,
+        (true, false) => policy.next(retries, &BACK_PRESSURE, now),
+    }
+}
+
+/// Judges the answer `sent` to a batch of `records` (in the body's order). When the answer is
+/// about the batch as a whole, `sent` is left for the retry policy to judge; a Splunk batch
+/// that is not acknowledged in time turns into a failed attempt saying so.
+async fn judge(
+    client: &DeliveryClient,
+    setup: &Setup,
+    encoding: &Encoding,
+    sent: &mut SendOutcome,
+    records: &[RecordMeta],
+) -> Judged {
+    let Attempt::Response { status, .. } = sent.attempt else {
+        return Judged::default();
+    };
+    let kind = &setup.destination.kind;
+    match kind.judge(status, &sent.body, records) {
+        Judgement::Whole => Judged::default(),
+        Judgement::AwaitAck(id) => {
+            if let Err(why) = await_ack(client, setup, encoding, id).await {
+                *sent = SendOutcome {
+                    code: sent.code,
+                    ..SendOutcome::transport(TransportError::Timeout, why)
+                };
+            }
+            Judged::default()
+        }
+        Judgement::PerRecord(items) => {
+            let mut judged = Judged {
+                per_record: true,
+                ..Judged::default()
+            };
+            for (record, item) in records.iter().zip(items) {
+                match item {
+                    Item::Delivered => {}
+                    Item::Retry => judged.again.push(record.seq),
+                    Item::Refused(reason) => judged.refused.push((record.seq, reason)),
+                }
+            }
+            judged
+        }
+    }
+}
+
+/// Asks Splunk whether the batch acknowledged as `id` is indexed, more and more slowly, until
+/// it is or the destination's wait runs out.
+async fn await_ack(
+    client: &DeliveryClient,
+    setup: &Setup,
+    encoding: &Encoding,
+    id: u64,
+) -> Result<(), String> {
+    let kind = &setup.destination.kind;
+    let timeout = match kind {
+        Kind::SplunkHec(hec) => hec
+            .ack_timeout_seconds
+            .map_or(DEFAULT_ACK_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+        _ => DEFAULT_ACK_TIMEOUT,
+    };
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let query = Request::hec_ack(
+            kind,
+            &encoding.framer,
+            &setup.destination.endpoint,
+            &setup.authorization,
+            id,
+        );
+        let answer = client.send(query).await;
+        let ack = match answer.attempt {
+            Attempt::Response { status, .. } => judge::judge_ack(status, &answer.body, id),
+            // The network hiccuped: the batch may still be indexed.
+            Attempt::Transport(_) => Ack::Pending,
+        };
+        match ack {
+            Ack::Indexed => return Ok(()),
+            Ack::Lost(why) => return Err(format!("Splunk lost the acknowledgement: {why}")),
+            Ack::Pending if Instant::now() + pause >= deadline => {
+                return Err(format!(
+                    "Splunk did not acknowledge the batch within {}s",
+                    timeout.as_secs()
+                ));
+            }
+            Ack::Pending => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_ACK_POLL);
+            }
+        }
+    }
+}
