@@ -31,6 +31,18 @@
     custom.hidden = range.value !== "custom";
   }
 
+  // A destination's form shows the settings of the kind picked, and no other kind's (the
+  // server reads only the chosen kind's either way).
+  function syncKind() {
+    var kind = document.getElementById("kind");
+    if (!kind) {
+      return;
+    }
+    Array.prototype.forEach.call(document.querySelectorAll(".kind-settings"), function (set) {
+      set.hidden = set.getAttribute("data-kind") !== kind.value;
+    });
+  }
+
   // "View region" narrows the "Dev Portal" choices to the portals of that region.
   function syncPortals() {
     var region = document.getElementById("region");
@@ -171,6 +183,8 @@
   document.addEventListener("change", function (event) {
     if (event.target.id === "range") {
       syncRange();
+    } else if (event.target.id === "kind") {
+      syncKind();
     } else if (event.target.id === "region") {
       syncPortals();
     } else if (event.target.hasAttribute("data-utc")) {
@@ -186,6 +200,7 @@
   revealScripted(document);
   localizeRange();
   syncRange();
+  syncKind();
   syncPortals();
   refreshReplay(0);
 })();

@@ -96,6 +96,10 @@ pub fn router(app: AppState, api: Router) -> Router {
             post(scope::retry_now),
         )
         .route(
+            "/ui/audit-logs/regions/{region}/resend-refused",
+            post(scope::resend_refused),
+        )
+        .route(
             "/ui/audit-logs/regions/{region}/test-connection",
             post(scope::test_connection),
         )
@@ -122,6 +126,10 @@ pub fn router(app: AppState, api: Router) -> Router {
         .route("/ui/portals/{portal}/status", get(scope::status))
         .route("/ui/portals/{portal}/test-event", post(scope::test_event))
         .route("/ui/portals/{portal}/retry", post(scope::retry_now))
+        .route(
+            "/ui/portals/{portal}/resend-refused",
+            post(scope::resend_refused),
+        )
         .route(
             "/ui/portals/{portal}/test-connection",
             post(scope::test_connection),

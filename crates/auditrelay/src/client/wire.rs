@@ -114,6 +114,12 @@ pub struct Destination {
     /// Our extension: the extra headers' names (their values are never returned).
     #[serde(default)]
     pub header_names: Vec<String>,
+    /// Our extension: the kind; absent for Konnect's `webhook`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Our extension: the kind's settings.
+    #[serde(default)]
+    pub settings: Option<serde_json::Value>,
 }
 
 /// A v3 or portal webhook: its binding.
@@ -131,6 +137,9 @@ pub struct WebhookStatus {
     pub last_response_code: Option<u16>,
     pub last_response_message: Option<String>,
     pub lag_events: Option<u64>,
+    /// Our extension: how many events the receiver refused for good, when there are some.
+    #[serde(default)]
+    pub refused_events: Option<u64>,
     pub oldest_undelivered_at: Option<String>,
     pub seconds_until_data_loss: Option<u64>,
     pub retrying: Option<bool>,
@@ -166,6 +175,28 @@ pub struct ConnectionTest {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Deliveries {
     pub data: Vec<Delivery>,
+}
+
+/// One event on a webhook's refused list (our extension).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefusedEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub refused_at: String,
+    pub reason: String,
+    pub replay_job_id: Option<String>,
+}
+
+/// A page of a webhook's refused list.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefusedEvents {
+    pub data: Vec<RefusedEvent>,
+}
+
+/// What asking to send the refused events again did.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Resend {
+    pub marked: u64,
 }
 
 /// Konnect's `AuditLogReplayJob` with our progress fields, which a server that does not count

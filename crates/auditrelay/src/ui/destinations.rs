@@ -10,7 +10,7 @@
 //! saved ones, on an edit) to the API's connection test and shows the answer above the form,
 //! which keeps everything typed: nothing is saved.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
@@ -26,7 +26,7 @@ use super::scope::Scope;
 use super::session::{Flash, SignedIn};
 use super::views::{
     Chrome, ConfirmPage, ConnectionResult, DestinationForm, DestinationFormPage, DestinationRow,
-    DestinationsPage, LOG_FORMATS, Section,
+    DestinationsPage, FieldInput, KIND_FIELDS, KINDS, LOG_FORMATS, Section,
 };
 use super::{Refused, UiState, failed, hidden_section, render, see_other};
 
@@ -130,6 +130,11 @@ pub struct DestinationData {
     pub saved_headers: String,
     /// `test` from the *Test connection* button; anything else saves.
     pub intent: String,
+    /// The kind's API name; empty is `webhook`.
+    pub kind: String,
+    /// Every other field: among them the kinds' settings, named `s.<kind>.<setting>`.
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, String>,
 }
 
 impl DestinationData {
@@ -151,6 +156,70 @@ impl DestinationData {
                 .map(str::to_owned)
                 .collect(),
             clear_headers: self.clear_headers.is_some(),
+            kind: self.kind().to_owned(),
+            settings: self
+                .rest
+                .iter()
+                .filter_map(|(key, value)| {
+                    Some((key.strip_prefix("s.")?.to_owned(), value.clone()))
+                })
+                .collect(),
+        }
+    }
+
+    fn kind(&self) -> &str {
+        if self.kind.is_empty() {
+            "webhook"
+        } else {
+            &self.kind
+        }
+    }
+
+    /// The chosen kind's settings as the API takes them; `None` for a kind without any.
+    /// Blank fields are left out (the kind's default); a number that is not one goes as typed,
+    /// for the API to say what is wrong with it.
+    fn settings_field(&self) -> Option<Value> {
+        let kind = self.kind();
+        let fields: Vec<_> = KIND_FIELDS.iter().filter(|f| f.kind == kind).collect();
+        if fields.is_empty() {
+            return None;
+        }
+        let mut settings = Map::new();
+        for field in fields {
+            let typed = self
+                .rest
+                .get(&format!("s.{kind}.{}", field.name))
+                .map_or("", |v| v.trim());
+            let value = match field.input {
+                FieldInput::Check => Value::Bool(!typed.is_empty()),
+                _ if typed.is_empty() => continue,
+                FieldInput::Text => typed.into(),
+                FieldInput::Number => typed
+                    .parse::<u64>()
+                    .map_or_else(|_| typed.into(), Value::from),
+                FieldInput::Pairs => Value::Object(
+                    typed
+                        .lines()
+                        .filter_map(|line| {
+                            let (name, value) = line.split_once('=')?;
+                            Some((name.trim().to_owned(), value.trim().into()))
+                        })
+                        .collect(),
+                ),
+            };
+            settings.insert(field.name.into(), value);
+        }
+        Some(Value::Object(settings))
+    }
+
+    /// Adds the kind and its settings to an API body: always on an edit (the kind may have
+    /// changed back to `webhook`), and on a create for any kind but Konnect's default.
+    fn add_kind(&self, body: &mut Map<String, Value>, editing: bool) {
+        if editing || self.kind() != "webhook" {
+            body.insert("kind".into(), self.kind().into());
+        }
+        if let Some(settings) = self.settings_field() {
+            body.insert("settings".into(), settings);
         }
     }
 
@@ -209,6 +278,7 @@ impl DestinationData {
         if let Some(headers) = self.headers_field()? {
             body.insert("headers".into(), headers);
         }
+        self.add_kind(&mut body, saved.is_some());
         Ok(Value::Object(body))
     }
 
@@ -238,6 +308,7 @@ impl DestinationData {
         if let Some(headers) = self.headers_field()? {
             body.insert("headers".into(), headers);
         }
+        self.add_kind(&mut body, editing);
         Ok(Value::Object(body))
     }
 }
@@ -257,6 +328,7 @@ fn form_page(
         connection: None,
         alert_lead: "The destination was not saved:",
         formats: LOG_FORMATS,
+        kinds: KINDS,
         can_write: user.who.may_write_destinations(),
         role: user.who.role().as_str(),
         alert,
@@ -280,6 +352,8 @@ pub async fn new(State(ui): State<UiState>, user: SignedIn) -> Response {
         headers: String::new(),
         header_names: Vec::new(),
         clear_headers: false,
+        kind: "webhook".to_owned(),
+        settings: BTreeMap::new(),
     };
     let heading = "New Webhook".to_owned();
     form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
@@ -339,6 +413,7 @@ async fn test_connection(
         connection,
         alert_lead: "The connection was not tested:",
         formats: LOG_FORMATS,
+        kinds: KINDS,
         can_write: user.who.may_write_destinations(),
         role: user.who.role().as_str(),
         alert,
@@ -429,8 +504,34 @@ pub async fn edit(State(ui): State<UiState>, user: SignedIn, Path(id): Path<Stri
         headers: String::new(),
         header_names: destination.header_names,
         clear_headers: false,
+        settings: saved_settings(destination.kind.as_deref(), destination.settings.as_ref()),
+        kind: destination.kind.unwrap_or_else(|| "webhook".to_owned()),
     };
     form_page(&ui, &user, heading, form, Alert::default(), StatusCode::OK)
+}
+
+/// A saved destination's settings as the form shows them (`<kind>.<setting>` → text).
+fn saved_settings(kind: Option<&str>, settings: Option<&Value>) -> BTreeMap<String, String> {
+    let (Some(kind), Some(Value::Object(settings))) = (kind, settings) else {
+        return BTreeMap::new();
+    };
+    settings
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Bool(true) => "on".to_owned(),
+                Value::Bool(false) => String::new(),
+                Value::Object(pairs) => pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                other => other.to_string(),
+            };
+            (format!("{kind}.{name}"), text)
+        })
+        .collect()
 }
 
 fn edit_heading(user: &SignedIn, name: &str) -> String {

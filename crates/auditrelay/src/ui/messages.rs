@@ -115,6 +115,8 @@ pub const DESTINATION_LABELS: Labels = &[
         "Disable SSL Verification",
     ),
     ("headers", "headers", "Extra Headers"),
+    ("kind", "kind", "Kind"),
+    ("settings", "settings", "Settings"),
 ];
 
 pub const WEBHOOK_LABELS: Labels = &[

@@ -18,8 +18,8 @@ use super::guard::{Confirmation, Form, cross_site_refused, same_origin};
 use super::messages::{self, Alert, Badge, REPLAY_LABELS, WEBHOOK_LABELS, capitalized, explain};
 use super::session::{Flash, SignedIn};
 use super::views::{
-    Choice, Chrome, ConfirmPage, ConnectionResult, DeliveryRow, JobView, RANGES, ReplayForm,
-    ReplayPage, ScopeHeader, Section, SetupForm, SetupPage, StatusPage, StatusView,
+    Choice, Chrome, ConfirmPage, ConnectionResult, DeliveryRow, JobView, RANGES, RefusedRow,
+    ReplayForm, ReplayPage, ScopeHeader, Section, SetupForm, SetupPage, StatusPage, StatusView,
 };
 use super::{Refused, UiState, failed, render, see_other};
 use crate::{clock, human};
@@ -314,9 +314,16 @@ async fn status_page(
         let log: wire::Deliveries = api
             .get(&format!("{}/deliveries?page[size]=20", scope.api_webhook))
             .await?;
-        Ok::<_, Failure>((state, webhook, destination, log))
+        let refused: wire::RefusedEvents = match state.refused_events {
+            Some(_) => {
+                let path = format!("{}/refused-events?page[size]=20", scope.api_webhook);
+                api.get(&path).await?
+            }
+            None => wire::RefusedEvents { data: Vec::new() },
+        };
+        Ok::<_, Failure>((state, webhook, destination, log, refused))
     };
-    let (state, webhook, destination, log) = match read.await {
+    let (state, webhook, destination, log, refused) = match read.await {
         Ok(read) => read,
         Err(failure) => return failed(ui, user, failure),
     };
@@ -358,6 +365,22 @@ async fn status_page(
             .map(|n| format!("{} in a row", human::count(u64::from(n)))),
         can_retry: state.webhook_enabled && state.retrying == Some(true),
         deliveries: log.data.iter().map(delivery_row).collect(),
+        refused_count: state.refused_events.unwrap_or(0),
+        refused: refused
+            .data
+            .into_iter()
+            .map(|r| RefusedRow {
+                seq: r.seq,
+                event_id: r.event_id,
+                at: messages::time(&r.refused_at),
+                reason: r.reason,
+                by: if r.replay_job_id.is_some() {
+                    "Replay"
+                } else {
+                    "Delivery"
+                },
+            })
+            .collect(),
     };
     let page = StatusPage {
         chrome: Chrome::new(ui, user, scope.section),
@@ -435,6 +458,33 @@ pub async fn retry_now(
                  in a moment."
                     .to_owned(),
             ));
+            see_other(&format!("{}/status", scope.base))
+        }
+        Err(Failure::Problem(problem)) => {
+            let alert = explain(&problem, WEBHOOK_LABELS);
+            status_page(ui, user, scope, alert, None, problem.status()).await
+        }
+        Err(failure) => failed(ui, user, failure),
+    }
+}
+
+/// *Send them again*: the API marks the refused events to be sent again; delivery does it.
+pub async fn resend_refused(
+    State(ui): State<UiState>,
+    Target(scope): Target,
+    Form { user, .. }: Form<IgnoredAny>,
+) -> Response {
+    let (ui, user, scope) = (&ui, &user, &scope);
+    let path = format!("{}/refused-events/resend", scope.api_webhook);
+    match user.api(ui).post_empty::<wire::Resend>(&path).await {
+        Ok(resend) => {
+            user.flash(Flash(format!(
+                "Sending {} again: delivered ones leave the list below; refused ones stay, with                  the receiver's new reason.",
+                match resend.marked {
+                    1 => "1 refused event".to_owned(),
+                    n => format!("{} refused events", human::count(n)),
+                }
+            )));
             see_other(&format!("{}/status", scope.base))
         }
         Err(Failure::Problem(problem)) => {

@@ -1,6 +1,8 @@
 //! The pages' templates (askama, in `templates/`) and the view structs they render: what a page
 //! shows, already in words. Handlers build these from API answers; templates only lay them out.
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use auditrelay_core::Role;
 use axum::http::StatusCode;
@@ -211,13 +213,187 @@ pub struct DestinationForm {
     pub header_names: Vec<String>,
     /// *Remove the saved headers* was ticked.
     pub clear_headers: bool,
+    /// The kind's API name (`webhook`, `datadog`…).
+    pub kind: String,
+    /// The kinds' settings as typed or saved, keyed `<kind>.<setting>`; a check box's is `on`.
+    pub settings: BTreeMap<String, String>,
 }
 
 impl DestinationForm {
     pub fn has_format(&self, value: &str) -> bool {
         self.log_format == value
     }
+
+    pub fn has_kind(&self, kind: &str) -> bool {
+        self.kind == kind
+    }
+
+    /// The setting `name` of `kind`, as typed or saved; empty when it has none.
+    pub fn setting(&self, kind: &str, name: &str) -> &str {
+        self.settings
+            .get(&format!("{kind}.{name}"))
+            .map_or("", String::as_str)
+    }
+
+    /// The settings a kind's fieldset shows.
+    pub fn fields_of(&self, kind: &str) -> Vec<&'static KindField> {
+        KIND_FIELDS.iter().filter(|f| f.kind == kind).collect()
+    }
 }
+
+/// The kinds of destination, by API name, as the form offers them.
+pub const KINDS: [(&str, &str); 6] = [
+    ("webhook", "Webhook (Konnect's format)"),
+    ("splunk_hec", "Splunk HTTP Event Collector"),
+    ("datadog", "Datadog Logs"),
+    ("elasticsearch", "Elasticsearch / OpenSearch"),
+    ("sumo_logic", "Sumo Logic HTTP Source"),
+    ("loki", "Grafana Loki"),
+];
+
+/// One of a kind's own settings, as the destination form shows it.
+pub struct KindField {
+    pub kind: &'static str,
+    /// The setting's API name.
+    pub name: &'static str,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub input: FieldInput,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FieldInput {
+    Text,
+    Number,
+    Check,
+    /// `name=value` per line (Loki's labels).
+    Pairs,
+}
+
+impl KindField {
+    pub fn is_text(&self) -> bool {
+        self.input == FieldInput::Text
+    }
+
+    pub fn is_number(&self) -> bool {
+        self.input == FieldInput::Number
+    }
+
+    pub fn is_check(&self) -> bool {
+        self.input == FieldInput::Check
+    }
+}
+
+/// Placeholders a text setting may use, for the hints.
+const PLACEHOLDERS: &str = "May use {region}, {org_id} and {portal_id}.";
+
+pub const KIND_FIELDS: &[KindField] = &[
+    KindField {
+        kind: "splunk_hec",
+        name: "index",
+        label: "Index",
+        hint: PLACEHOLDERS,
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "splunk_hec",
+        name: "sourcetype",
+        label: "Source Type",
+        hint: "For example kong:audit. May use {region}, {org_id} and {portal_id}.",
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "splunk_hec",
+        name: "source",
+        label: "Source",
+        hint: PLACEHOLDERS,
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "splunk_hec",
+        name: "host",
+        label: "Host",
+        hint: PLACEHOLDERS,
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "splunk_hec",
+        name: "ack",
+        label: "Wait for indexer acknowledgement",
+        hint: "A batch counts as delivered only once Splunk says it is indexed (acknowledgement must be on for the token).",
+        input: FieldInput::Check,
+    },
+    KindField {
+        kind: "splunk_hec",
+        name: "ack_timeout_seconds",
+        label: "Acknowledgement timeout (seconds)",
+        hint: "How long to wait before sending a batch again (default 60).",
+        input: FieldInput::Number,
+    },
+    KindField {
+        kind: "datadog",
+        name: "service",
+        label: "Service",
+        hint: "Default auditrelay.",
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "datadog",
+        name: "ddsource",
+        label: "Source (ddsource)",
+        hint: "Default auditrelay.",
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "datadog",
+        name: "ddtags",
+        label: "Tags (ddtags)",
+        hint: "For example env:prod,team:security. May use {region}, {org_id} and {portal_id}.",
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "datadog",
+        name: "hostname",
+        label: "Hostname",
+        hint: PLACEHOLDERS,
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "sumo_logic",
+        name: "category",
+        label: "Source Category (X-Sumo-Category)",
+        hint: PLACEHOLDERS,
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "sumo_logic",
+        name: "name",
+        label: "Source Name (X-Sumo-Name)",
+        hint: PLACEHOLDERS,
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "sumo_logic",
+        name: "host",
+        label: "Source Host (X-Sumo-Host)",
+        hint: PLACEHOLDERS,
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "sumo_logic",
+        name: "fields",
+        label: "Fields (X-Sumo-Fields)",
+        hint: "key=value pairs separated by commas. May use {region}, {org_id} and {portal_id}.",
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "loki",
+        name: "labels",
+        label: "Labels",
+        hint: "One name=value per line, added to source, org_id, region and portal_id. Values may use {region}, {org_id} and {portal_id}.",
+        input: FieldInput::Pairs,
+    },
+];
 
 pub const LOG_FORMATS: [(&str, &str); 3] = [
     ("cef", "CEF"),
@@ -236,6 +412,7 @@ pub struct DestinationFormPage {
     /// The alert's first line when it lists several problems.
     pub alert_lead: &'static str,
     pub formats: [(&'static str, &'static str); 3],
+    pub kinds: [(&'static str, &'static str); 6],
     pub can_write: bool,
     pub role: &'static str,
     pub alert: Alert,
@@ -318,6 +495,20 @@ pub struct StatusView {
     pub can_retry: bool,
     /// The delivery log, newest first.
     pub deliveries: Vec<DeliveryRow>,
+    /// How many events the receiver refused for good (0: none).
+    pub refused_count: u64,
+    /// The oldest of them, in words.
+    pub refused: Vec<RefusedRow>,
+}
+
+/// One event of the refused list, in words.
+pub struct RefusedRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub at: String,
+    pub reason: String,
+    /// "Replay" when a replay job sent it.
+    pub by: &'static str,
 }
 
 /// What *Test connection* found, in words.

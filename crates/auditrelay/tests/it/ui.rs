@@ -1838,3 +1838,170 @@ async fn extra_headers_through_the_form() {
         .assert_lacks("Remove the saved headers");
     app.stop().await;
 }
+
+/// The form offers each kind with its own settings; only the chosen kind's are saved, and an
+/// edit shows them again.
+#[tokio::test]
+async fn kinds_through_the_form() {
+    let app = TestApp::spawn_with(dev).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.admin).await;
+    let page = browser.get("/ui/destinations/new").await;
+    page.assert_has(r#"<option value="datadog">Datadog Logs</option>"#);
+    page.assert_has(r#"<fieldset class="kind-settings" data-kind="loki">"#);
+    let datadog = |endpoint: &'static str| {
+        vec![
+            ("name", "DD"),
+            ("kind", "datadog"),
+            ("endpoint", endpoint),
+            ("authorization", "dd-api-key"),
+            ("log_format", "cef"),
+            ("s.datadog.service", "kong"),
+            ("s.datadog.ddtags", "env:prod"),
+            ("s.datadog.hostname", ""),
+            // Another kind's field, filled before the kind was changed: not sent.
+            ("s.splunk_hec.index", "audit"),
+        ]
+    };
+    let page = browser
+        .submit(
+            "/ui/destinations/new",
+            "/ui/destinations",
+            &datadog("https://127.0.0.1:9/v1/input"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    page.assert_alert("Endpoint must be Datadog's log intake");
+    page.assert_has(r#"<option value="datadog" selected>"#);
+    page.assert_has(r#"value="kong""#);
+    assert_eq!(destination_count(&app).await, 0);
+
+    let endpoint = "https://127.0.0.1:9/api/v2/logs";
+    let page = browser
+        .submit(
+            "/ui/destinations/new",
+            "/ui/destinations",
+            &datadog(endpoint),
+        )
+        .await;
+    page.assert_redirect("/ui/destinations");
+    let (_, list) = api_get(&app, "/v3/audit-log-destinations").await;
+    let saved = &list["data"][0];
+    assert_eq!(saved["kind"], "datadog");
+    assert_eq!(
+        saved["settings"],
+        json!({"service": "kong", "ddtags": "env:prod"})
+    );
+    let id = saved["id"].as_str().unwrap().to_owned();
+    let edit = format!("/ui/destinations/{id}/edit");
+    let page = browser.get(&edit).await;
+    page.assert_has(r#"<option value="datadog" selected>"#);
+    page.assert_has(
+        r#"id="s-datadog-ddtags" name="s.datadog.ddtags" type="text" value="env:prod""#,
+    );
+    page.assert_lacks("dd-api-key");
+
+    // To Loki, with labels; a label Loki keeps for itself is refused in words.
+    let action = format!("/ui/destinations/{id}");
+    let loki = |labels: &'static str| {
+        vec![
+            ("name", "DD"),
+            ("kind", "loki"),
+            ("endpoint", "https://127.0.0.1:9/loki/api/v1/push"),
+            ("log_format", "cef"),
+            ("s.loki.labels", labels),
+        ]
+    };
+    let page = browser.submit(&edit, &action, &loki("__name__=x")).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    page.assert_alert("Settings: labels.__name__ names a label reserved for Loki itself.");
+    let page = browser
+        .submit(&edit, &action, &loki("env=prod\nteam = sec"))
+        .await;
+    page.assert_redirect("/ui/destinations");
+    let (_, read) = api_get(&app, &format!("/v3/audit-log-destinations/{id}")).await;
+    assert_eq!(read["kind"], "loki");
+    assert_eq!(
+        read["settings"],
+        json!({"labels": {"env": "prod", "team": "sec"}})
+    );
+    browser
+        .get(&edit)
+        .await
+        .assert_has(">env=prod\nteam=sec</textarea>");
+
+    // And back to a webhook: Konnect's shape again, nothing of kinds in the answer.
+    let webhook = [
+        ("name", "DD"),
+        ("kind", "webhook"),
+        ("endpoint", "https://127.0.0.1:9/hook"),
+        ("log_format", "cef"),
+    ];
+    browser
+        .submit(&edit, &action, &webhook)
+        .await
+        .assert_redirect("/ui/destinations");
+    let (_, read) = api_get(&app, &format!("/v3/audit-log-destinations/{id}")).await;
+    assert!(
+        read.get("kind").is_none() && read.get("settings").is_none(),
+        "{read}"
+    );
+}
+
+/// A portal webhook whose receiver refused events shows them on its Status page, and *Send
+/// them again* sends them.
+#[tokio::test]
+async fn refused_events_on_the_status_page() {
+    use crate::support::siem::{Fault, SiemKind, TOKEN, TestSiem};
+    let app = TestApp::spawn_with(dev).await;
+    let siem = TestSiem::start(SiemKind::Elasticsearch).await;
+    let portal = app.create_portal("Refusals", "us").await;
+    let body = json!({
+        "name": "es", "endpoint": siem.url("audit"), "authorization": format!("ApiKey {TOKEN}"),
+        "kind": "elasticsearch",
+    });
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let webhook = format!("/v3/portals/{portal}/audit-log-webhook");
+    bind_webhook(&app, &webhook, created["id"].as_str().unwrap(), true).await;
+    siem.script([Fault::BulkItems(
+        vec![0, 1],
+        400,
+        "mapper_parsing_exception",
+    )]);
+    let events: Vec<Value> = ["a", "b"]
+        .iter()
+        .map(|t| crate::support::events::portal_login(now(), portal, t))
+        .collect();
+    let resp = app
+        .ingest_ndjson("/us/v1/events", &app.admin, ndjson(&events))
+        .await;
+    expect_json(resp, StatusCode::ACCEPTED).await;
+
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.admin).await;
+    let status = format!("/ui/portals/{portal}/status");
+    let page = browser
+        .wait_for(&status, "Refused events", Duration::from_secs(30))
+        .await;
+    page.assert_has("mapper_parsing_exception: scripted item failure");
+    page.assert_has("Send them again");
+    let page = browser
+        .submit(
+            &status,
+            &format!("/ui/portals/{portal}/resend-refused"),
+            &[],
+        )
+        .await;
+    page.assert_redirect(&status);
+    eventually(Duration::from_secs(30), || async {
+        (siem.counts().len() == 2).then_some(())
+    })
+    .await;
+    let page = browser.get(&status).await;
+    page.assert_lacks("Refused events");
+}
