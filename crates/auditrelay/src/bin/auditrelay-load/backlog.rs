@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::deliver::{LogFormat, configure};
 use crate::ingest::{Stamps, send_all};
+use crate::kind::Kind;
 use crate::{Meter, Quantiles, Rate, Report, Target};
 
 /// How often the status is read while the events go in.
@@ -51,7 +52,7 @@ pub struct BacklogArgs {
 
 pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Report> {
     let endpoint = refused_endpoint()?;
-    configure(target, &endpoint, LogFormat::Cef).await?;
+    configure(target, &endpoint, LogFormat::Cef, Kind::Webhook).await?;
     eprintln!("the org webhook (us) delivers to {endpoint}, where nothing listens");
 
     // An operator watching the status while the backlog grows.

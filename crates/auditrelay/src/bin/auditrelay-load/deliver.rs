@@ -20,6 +20,7 @@ use auditrelay_core::Region;
 use serde_json::{Value, json};
 
 use crate::ingest::{Stamps, send_all};
+use crate::kind::Kind;
 use crate::progress::Progress;
 use crate::receiver::{Expected, Receiver, Tally};
 use crate::{Meter, Quantiles, Rate, Report, Target};
@@ -45,6 +46,9 @@ pub struct WebhookArgs {
     /// The destination's log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Cef)]
     pub format: LogFormat,
+    /// The destination's kind: the receiver in this tool takes that kind's requests.
+    #[arg(long, value_enum, default_value_t = Kind::Webhook)]
+    pub kind: Kind,
     /// Stop waiting for deliveries once no new event has arrived for this many seconds.
     #[arg(long, default_value_t = 30)]
     pub stall_seconds: u64,
@@ -86,11 +90,12 @@ impl Delivery {
         webhook: &WebhookArgs,
     ) -> anyhow::Result<Self> {
         let epoch = Instant::now();
-        let receiver = Receiver::start(epoch, Expected { events, batch }).await?;
-        configure(target, &receiver.url, webhook.format).await?;
+        let receiver = Receiver::start(epoch, Expected { events, batch }, webhook.kind).await?;
+        configure(target, &receiver.url, webhook.format, webhook.kind).await?;
         eprintln!(
-            "the org webhook (us) delivers {} to {}",
+            "the org webhook (us) delivers {} as {} to {}",
             webhook.format.as_str(),
+            webhook.kind.as_str(),
             receiver.url
         );
         Ok(Self {
@@ -119,18 +124,20 @@ impl Delivery {
     pub fn tally(&self) -> Value {
         let mut details = tally(&self.receiver.tally(), self.events);
         details["format"] = json!(self.webhook.format.as_str());
+        details["kind"] = json!(self.webhook.kind.as_str());
         details
     }
 }
 
-/// Creates a destination for `endpoint` and binds the org webhook of `us` to it, enabled.
-pub async fn configure(target: &Target, endpoint: &str, format: LogFormat) -> anyhow::Result<()> {
-    let destination = json!({
-        "name": "auditrelay-load",
-        "endpoint": endpoint,
-        "authorization": "Bearer auditrelay-load",
-        "log_format": format.as_str(),
-    });
+/// Creates a destination of `kind` for the receiver at `url` and binds the org webhook of `us`
+/// to it, enabled.
+pub async fn configure(
+    target: &Target,
+    url: &str,
+    format: LogFormat,
+    kind: Kind,
+) -> anyhow::Result<()> {
+    let destination = kind.destination(url, format);
     target
         .admin_api()?
         .bind_new_destination(&Region::parse("us").expect("a region"), &destination)

@@ -22,7 +22,9 @@
 //! - `backlog` ([`backlog`]) — N events ingested while the webhook's SIEM refuses every
 //!   connection: the status request's latency and the server's CPU at rest with that backlog;
 //! - `all` — the four throughput scenarios above `backlog` in turn at their default size, each against a fresh server, with
-//!   one combined summary and one JSON object.
+//!   one combined summary and one JSON object;
+//! - `kinds` — `deliver` (or `replay`) through each destination kind in turn (`--kind`,
+//!   [`kind`]), each against a fresh server, with each kind's rate as a ratio to `webhook`'s.
 //!
 //! Whatever the scenario, the figures the issue asks of each come out in one shape
 //! ([`Report`], completed into a [`Finished`]): each throughput as a ratio to the signing rate
@@ -33,6 +35,7 @@
 mod backlog;
 mod deliver;
 mod ingest;
+mod kind;
 mod latency;
 mod progress;
 mod receiver;
@@ -118,6 +121,42 @@ enum Scenario {
     /// The throughput scenarios in turn (ingest, deliver, latency, replay) at their default size, each
     /// against a fresh server: one combined summary, and with --json one object holding each.
     All(AllArgs),
+    /// `deliver` (or with --replay, `replay`) through each destination kind in turn, each
+    /// against a fresh server: one combined summary with each kind's rate as a ratio to
+    /// `webhook`'s in the same run.
+    Kinds(KindsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct KindsArgs {
+    /// Events per kind instead of the scenario's default.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    events: Option<u64>,
+    /// Replay each kind instead of delivering live.
+    #[arg(long)]
+    replay: bool,
+}
+
+impl KindsArgs {
+    fn scenarios(&self) -> anyhow::Result<Vec<Scenario>> {
+        kind::Kind::ALL
+            .into_iter()
+            .map(|kind| {
+                let name = if self.replay { "replay" } else { "deliver" };
+                let mut args = vec![name.to_owned(), "--kind".to_owned()];
+                args.push(
+                    clap::ValueEnum::to_possible_value(&kind)
+                        .expect("a value")
+                        .get_name()
+                        .to_owned(),
+                );
+                if let Some(events) = self.events {
+                    args.extend(["--events".to_owned(), events.to_string()]);
+                }
+                Ok(One::try_parse_from(args)?.scenario)
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -167,6 +206,7 @@ impl Scenario {
             Self::Replay(_) => "replay",
             Self::Backlog(_) => "backlog",
             Self::All(_) => "all",
+            Self::Kinds(_) => "kinds",
         }
     }
 }
@@ -360,14 +400,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let scenarios = match &cli.scenario {
-        Scenario::All(all) => {
-            if cli.url.is_some() {
-                bail!(
-                    "`all` starts a fresh server for each scenario; run the scenarios one by one against --url"
-                );
-            }
-            all.scenarios()?
-        }
+        Scenario::All(_) | Scenario::Kinds(_) if cli.url.is_some() => bail!(
+            "`all` and `kinds` start a fresh server for each scenario; run the scenarios one by one against --url"
+        ),
+        Scenario::All(all) => all.scenarios()?,
+        Scenario::Kinds(kinds) => kinds.scenarios()?,
         one => vec![one.clone()],
     };
     let several = scenarios.len() > 1;
@@ -427,7 +464,9 @@ async fn run(cli: &Cli, scenario: Scenario) -> anyhow::Result<Finished> {
         Scenario::Latency(args) => latency::latency(&target, args).await,
         Scenario::Replay(args) => replay::replay(&target, args).await,
         Scenario::Backlog(args) => backlog::backlog(&target, args).await,
-        Scenario::All(_) => unreachable!("`all` is expanded before running"),
+        Scenario::All(_) | Scenario::Kinds(_) => {
+            unreachable!("`all` and `kinds` are expanded before running")
+        }
     };
     let data_dir_bytes = target.data_dir_bytes();
     let stopped = target.stop().await;
@@ -632,14 +671,33 @@ impl Finished {
     }
 }
 
-/// The scenarios side by side, by their headline throughput.
+/// The scenarios side by side, by their headline throughput; a scenario run through several
+/// destination kinds also as a ratio to its `webhook` run (each run's rate over its own signing
+/// rate, so that the machine's drift between runs cancels out).
 fn print_table(finished: &[Finished]) {
+    let kind_of = |done: &Finished| done.report.details["kind"].as_str().map(str::to_owned);
+    let normalized = |done: &Finished| {
+        let rate = done
+            .report
+            .rates
+            .first()
+            .map_or(0.0, |r| r.events_per_second);
+        let (before, after) = done.ratios(rate);
+        (before + after) / 2.0
+    };
+    let webhook = |scenario: &str| {
+        finished
+            .iter()
+            .find(|d| d.report.scenario == scenario && kind_of(d).as_deref() == Some("webhook"))
+            .map(normalized)
+    };
     eprintln!(
-        "\n{:<9} {:<40} {:>10} {:>17} {:>9} {:>10} {:>9} {:>12}",
+        "\n{:<24} {:<40} {:>10} {:>17} {:>10} {:>9} {:>10} {:>9} {:>12}",
         "scenario",
         "headline",
         "events/s",
         "× signing (b/a)",
+        "× webhook",
         "p99 ms",
         "CPU ms/1k",
         "peak RSS",
@@ -651,12 +709,23 @@ fn print_table(finished: &[Finished]) {
             continue;
         };
         let (before, after) = done.ratios(rate.events_per_second);
+        let kind = kind_of(done);
+        let label = match &kind {
+            Some(kind) if kind != "webhook" || webhook(done.report.scenario).is_some() => {
+                format!("{}/{kind}", done.report.scenario)
+            }
+            _ => done.report.scenario.to_owned(),
+        };
+        let vs_webhook = webhook(done.report.scenario)
+            .filter(|_| kind.is_some())
+            .map(|w| format!("{:.2}", normalized(done) / w));
         eprintln!(
-            "{:<9} {:<40} {:>10} {:>17} {:>9} {:>10} {:>9} {:>12}",
-            done.report.scenario,
+            "{:<24} {:<40} {:>10} {:>17} {:>10} {:>9} {:>10} {:>9} {:>12}",
+            label,
             rate.name,
             human::rounded(rate.events_per_second),
             format!("{before:.2} / {after:.2}"),
+            or_dash(vs_webhook),
             or_dash(done.report.latency.map(|l| format!("{:.0}", l.p99))),
             or_dash(done.cpu_ms_per_1000_events().map(|c| format!("{c:.1}"))),
             or_dash(

@@ -6,7 +6,9 @@
 //! reading and line splitting), but looks at no more of a line than its trace id: the tool
 //! stamps event `i` of request `r` with `r{r}-{i}`, so finding `trace_id` and reading two
 //! numbers places a line, in any of the three formats, for a small fraction of what signing it
-//! cost. Lines with any other trace id are the server's own audit events, counted apart.
+//! cost. Lines with any other trace id are the server's own audit events, counted apart. For a
+//! destination kind other than `webhook`, the lines are first taken out of the kind's framing
+//! ([`Kind::lines`]), and each request is answered as that kind's receiver answers.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ingest::request_len;
+use crate::kind::Kind;
 
 /// The largest decoded batch accepted: the largest `delivery.batch_max_bytes` a server allows,
 /// so that no configuration under test is refused here.
@@ -40,6 +43,7 @@ pub struct Receiver {
 struct Shared {
     /// Receipt times are kept as offsets from this moment, the start of the scenario.
     epoch: Instant,
+    kind: Kind,
     expected: Expected,
     ledger: Mutex<Ledger>,
     /// Expected events received at least once so far.
@@ -94,13 +98,14 @@ pub struct Tally {
 }
 
 impl Receiver {
-    /// Starts a receiver on a free loopback port, expecting `expected`.
-    pub async fn start(epoch: Instant, expected: Expected) -> anyhow::Result<Self> {
+    /// Starts a receiver of `kind` on a free loopback port, expecting `expected`.
+    pub async fn start(epoch: Instant, expected: Expected, kind: Kind) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let url = format!("http://{}/", listener.local_addr()?);
         let slots = expected.events as usize;
         let shared = Arc::new(Shared {
             epoch,
+            kind,
             expected,
             ledger: Mutex::new(Ledger {
                 receipts: vec![0; slots],
@@ -188,8 +193,14 @@ impl Shared {
 
     /// Counts one decoded batch that arrived `at` after the epoch, in a handler that started
     /// at `started`.
-    fn take(&self, received: &body::Received, at: Duration, started: Instant) {
-        let traces: Vec<Option<(u64, u64)>> = body::lines(&received.decoded).map(trace).collect();
+    fn take(
+        &self,
+        lines: &[std::borrow::Cow<'_, [u8]>],
+        received: &body::Received,
+        at: Duration,
+        started: Instant,
+    ) {
+        let traces: Vec<Option<(u64, u64)>> = lines.iter().map(|l| trace(l)).collect();
         let micros = u32::try_from(at.as_micros()).unwrap_or(u32::MAX - 1);
         let mut ledger = self.ledger();
         let ledger = &mut *ledger;
@@ -221,17 +232,28 @@ impl Shared {
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> StatusCode {
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> (StatusCode, &'static str) {
     let started = Instant::now();
     let received = match body::read(&headers, body, MAX_BODY_BYTES).await {
         Ok(received) => received,
         Err(e) => {
             eprintln!("\nreceiver: refused a delivery: {e}");
-            return e.status();
+            return (e.status(), "");
         }
     };
-    shared.take(&received, shared.epoch.elapsed(), started);
-    StatusCode::ACCEPTED
+    let Some(lines) = shared.kind.lines(&received.decoded) else {
+        eprintln!(
+            "\nreceiver: refused a delivery: not a {} body",
+            shared.kind.as_str()
+        );
+        return (StatusCode::BAD_REQUEST, "");
+    };
+    shared.take(&lines, &received, shared.epoch.elapsed(), started);
+    shared.kind.answer()
 }
 
 /// The request and index in a line's trace id when the tool made it (`r{request}-{index}`);

@@ -24,6 +24,7 @@ use serde_json::json;
 
 use crate::deliver::{LogFormat, configure, extend, tally};
 use crate::ingest::{Stamps, send_all};
+use crate::kind::Kind;
 use crate::progress::Progress;
 use crate::receiver::{Expected, Receiver};
 use crate::{Meter, Rate, Report, Target};
@@ -45,6 +46,9 @@ pub struct ReplayArgs {
     /// The destination's log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Cef)]
     format: LogFormat,
+    /// The destination's kind: the receiver in this tool takes that kind's requests.
+    #[arg(long, value_enum, default_value_t = Kind::Webhook)]
+    kind: Kind,
     /// The events' timestamps are spread over this many minutes, ending a minute before the
     /// run starts.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
@@ -68,7 +72,7 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
         batch,
     };
     let epoch = Instant::now();
-    let receiver = Receiver::start(epoch, Expected { events, batch }).await?;
+    let receiver = Receiver::start(epoch, Expected { events, batch }, args.kind).await?;
 
     let sent = send_all(target, events, batch, args.concurrency, stamps).await?;
     let ingest_rate = sent.events as f64 / sent.seconds();
@@ -80,10 +84,11 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
         start_at.to_rfc3339_millis(),
         end_at.to_rfc3339_millis()
     );
-    configure(target, &receiver.url, args.format).await?;
+    configure(target, &receiver.url, args.format, args.kind).await?;
     eprintln!(
-        "the org webhook (us) delivers {} to {}",
+        "the org webhook (us) delivers {} as {} to {}",
         args.format.as_str(),
+        args.kind.as_str(),
         receiver.url
     );
 
@@ -184,6 +189,7 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
     let mut details = tally(&received, events);
     let own = json!({
         "format": args.format.as_str(),
+        "kind": args.kind.as_str(),
         "status": status,
         "failure_reason": job.failure_reason,
         "batch": batch,
