@@ -237,6 +237,8 @@ pub struct Share {
     plain: Vec<u8>,
     /// Each event taken, in order.
     slots: Vec<Slot>,
+    /// How many of the slots are records.
+    records: usize,
     deflated: Vec<u8>,
     crc: crc32fast::Hasher,
 }
@@ -252,15 +254,6 @@ impl Slot {
         match self {
             Self::Record { seq, .. } | Self::Refused { seq, .. } => *seq,
         }
-    }
-}
-
-impl Share {
-    fn records(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| matches!(s, Slot::Record { .. }))
-            .count()
     }
 }
 
@@ -329,6 +322,7 @@ impl ShareBuilder {
             crc,
             plain: self.plain,
             slots: self.slots,
+            records: self.records,
         }
     }
 }
@@ -360,14 +354,15 @@ const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 /// when they took no event. When all of them fit (the usual case) their compressed streams are
 /// joined as they are; otherwise the records that fit are compressed again, in one piece.
 pub fn join(shares: Vec<Share>, limits: BatchLimits, frame: Frame<'_>) -> Option<Batch> {
-    let events: usize = shares.iter().map(Share::records).sum();
+    let events: usize = shares.iter().map(|s| s.records).sum();
     let bytes: usize =
         frame.open.len() + shares.iter().map(|s| s.plain.len()).sum::<usize>() + frame.close.len();
     // Joined as they are only if the separators are where the batch needs them: none before the
     // first record, one before every other (a share without a record would break that).
-    let laid_out = shares.iter().enumerate().all(|(i, share)| {
-        share.records() > 0 && share.plain.starts_with(frame.separator) == (i > 0)
-    });
+    let laid_out = shares
+        .iter()
+        .enumerate()
+        .all(|(i, share)| share.records > 0 && share.plain.starts_with(frame.separator) == (i > 0));
     let fits = events <= limits.max_events && (bytes <= limits.max_bytes || events == 1);
     if !(laid_out && fits) {
         return rebuild(shares, limits, frame);

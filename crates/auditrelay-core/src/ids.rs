@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use crate::timestamp::Timestamp;
+
 macro_rules! uuid_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
@@ -93,17 +95,19 @@ impl fmt::Display for Region {
     }
 }
 
-/// The stable id of the event stored as `seq` in the store whose identity is `store`
-/// (DECISIONS.md D13): the same on every retry, replay and node, since neither changes, and
-/// unlike any other store's, so two installations writing into one SIEM index never collide
-/// (Elasticsearch would take the second for a copy of the first). A UUID (version 8) made of
-/// the first 16 bytes of a SHA-256 over both.
-pub fn event_id(store: &Uuid, seq: i64) -> Uuid {
+/// The stable id of the event stored as `seq`, of time `ts`, in the store whose identity is
+/// `store` (DECISIONS.md D13, S13): the same on every retry, replay and node, since none of the
+/// three changes; unlike any other store's, so two installations writing into one SIEM index
+/// never collide (Elasticsearch would take the second for a copy of the first); and, with the
+/// event's time, unlike the id of an event that had its `seq` in a store restored from an older
+/// backup. A UUID (version 8) made of the first 16 bytes of a SHA-256 over the three.
+pub fn event_id(store: &Uuid, seq: i64, ts: Timestamp) -> Uuid {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(b"auditrelay event-id v1\0");
     hash.update(store.as_bytes());
     hash.update(seq.to_be_bytes());
+    hash.update(ts.as_millis().to_be_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&hash.finalize()[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
@@ -114,17 +118,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn event_ids_are_stable_per_store_and_seq() {
+    fn event_ids_are_stable_per_store_seq_and_time() {
         let store = Uuid::from_u128(1);
-        assert_eq!(event_id(&store, 5), event_id(&store, 5));
-        assert_ne!(event_id(&store, 5), event_id(&store, 6));
-        assert_ne!(event_id(&store, 5), event_id(&Uuid::from_u128(2), 5));
-        assert_eq!(event_id(&store, 5).get_version_num(), 8);
-        // Pinned: a change would make every SIEM see every event anew.
-        assert_eq!(
-            event_id(&store, 5).to_string(),
-            "27c98f83-8cdc-8d0e-8df6-a5ebb70dd2ff"
-        );
+        let ts = Timestamp::from_millis(1_700_000_000_123);
+        let id = event_id(&store, 5, ts);
+        assert_eq!(id, event_id(&store, 5, ts));
+        assert_ne!(id, event_id(&store, 6, ts));
+        assert_ne!(id, event_id(&Uuid::from_u128(2), 5, ts));
+        // A store restored from a backup hands `seq` 5 out again, to a later event.
+        assert_ne!(id, event_id(&store, 5, ts.saturating_add_millis(1)));
+        assert_eq!(id.get_version_num(), 8);
+        // Pinned (checked against an independent SHA-256): a change would make every SIEM
+        // see every event anew.
+        assert_eq!(id.to_string(), "6b364dca-edef-84ac-9c68-10bfc4add270");
     }
 
     #[test]

@@ -204,6 +204,19 @@ pub struct Destination {
     pub updated_at: Timestamp,
 }
 
+impl Destination {
+    /// The endpoint as answers show it (a Sumo Logic token masked).
+    pub fn shown_endpoint(&self) -> String {
+        self.kind.name().shown_endpoint(&self.endpoint)
+    }
+
+    /// Whether `given` is how answers show this destination's endpoint, masked: an update or
+    /// a test that gives it back means the saved endpoint.
+    pub fn shows_endpoint_as(&self, given: &str) -> bool {
+        given != self.endpoint && given == self.shown_endpoint()
+    }
+}
+
 /// Where events belong and webhooks deliver from: an organization in a region, or one portal
 /// (which lives in one region).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -308,6 +321,9 @@ pub struct LoggedAttempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedEvent {
     pub seq: i64,
+    /// The event's time, while it is stored (its stable id is made of it; DECISIONS.md S13);
+    /// `None` when writing a refusal, and when retention deleted the event.
+    pub event_ts: Option<Timestamp>,
     pub refused_at: Timestamp,
     /// Where it was sent.
     pub endpoint: String,

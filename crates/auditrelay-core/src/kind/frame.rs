@@ -11,6 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::settings::{Kind, LOKI_REPLAY_LABEL};
+use crate::batch::Frame;
 use crate::ids::{OrgId, PortalId, Region};
 use crate::timestamp::Timestamp;
 
@@ -204,19 +205,13 @@ impl Framer {
         &self.query
     }
 
-    /// What opens a batch's body.
-    pub fn open(&self) -> &[u8] {
-        &self.open
-    }
-
-    /// What comes between two records.
-    pub fn separator(&self) -> &'static [u8] {
-        self.separator
-    }
-
-    /// What closes a batch's body.
-    pub fn close(&self) -> &[u8] {
-        &self.close
+    /// How a batch's body lays its records out: what opens and closes it, what separates two.
+    pub fn frame(&self) -> Frame<'_> {
+        Frame {
+            open: &self.open,
+            separator: self.separator,
+            close: &self.close,
+        }
     }
 
     /// Whether records are the signed lines as they are (a batch is then built without a
@@ -327,10 +322,11 @@ mod tests {
 
     /// The body of a batch of `lines` (one event each, `seq` 1, 2, …).
     fn body(framer: &Framer, lines: &[&str]) -> String {
-        let mut out = framer.open().to_vec();
+        let frame = framer.frame();
+        let mut out = frame.open.to_vec();
         for (i, line) in lines.iter().enumerate() {
             if i > 0 {
-                out.extend_from_slice(framer.separator());
+                out.extend_from_slice(frame.separator);
             }
             framer.write_record(
                 &meta(1_700_000_000_123, i as i64 + 1),
@@ -338,7 +334,7 @@ mod tests {
                 &mut out,
             );
         }
-        out.extend_from_slice(framer.close());
+        out.extend_from_slice(frame.close);
         String::from_utf8(out).unwrap()
     }
 

@@ -41,6 +41,14 @@ pub enum Item {
 pub const MAX_REASON: usize = 500;
 
 impl Kind {
+    /// Whether answers are judged by their body, not by their status alone.
+    pub fn judges_body(&self) -> bool {
+        matches!(
+            self,
+            Self::SplunkHec(_) | Self::Elasticsearch | Self::Loki(_)
+        )
+    }
+
     /// Judges the answer `status` / `body` to a batch of `records`.
     pub fn judge(&self, status: u16, body: &[u8], records: &[RecordMeta]) -> Judgement {
         match self {

@@ -95,6 +95,18 @@ impl KindName {
         })
     }
 
+    /// `endpoint` as it may be shown (API answers, the delivery log, the refused list): a Sumo
+    /// Logic source's URL is its credential, so the token at its end is masked.
+    pub fn shown_endpoint(self, endpoint: &str) -> String {
+        const SOURCE: &str = "/receiver/v1/http/";
+        match (self, endpoint.find(SOURCE)) {
+            (Self::SumoLogic, Some(at)) => {
+                format!("{}{SOURCE}{MASKED_TOKEN}", &endpoint[..at])
+            }
+            _ => endpoint.to_owned(),
+        }
+    }
+
     /// Whether a destination of this kind must have an `authorization`.
     pub fn requires_credential(self) -> bool {
         matches!(
@@ -177,6 +189,13 @@ pub struct Loki {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
+
+/// What stands for a Sumo Logic token in a shown endpoint. Given back as the endpoint of an
+/// update, it means "the same endpoint".
+pub const MASKED_TOKEN: &str = "<token>";
+
+/// The labels every Loki stream of ours has (`portal_id` for a portal's events only).
+pub const LOKI_OWN_LABELS: [&str; 4] = ["source", "org_id", "region", "portal_id"];
 
 /// The label that puts a replay job's entries in a stream of their own: Loki refuses entries
 /// far behind a stream's newest, which a replay's always are.
@@ -324,12 +343,19 @@ impl Kind {
                 }
             }
             Self::Loki(s) => {
-                if s.labels.len() > MAX_LOKI_LABELS - 4 {
+                // Ours: source, org_id, region, portal_id, and a replay's own label. A label
+                // of the settings that replaces one of ours adds none.
+                let added = s
+                    .labels
+                    .keys()
+                    .filter(|name| !LOKI_OWN_LABELS.contains(&name.as_str()))
+                    .count();
+                let room = MAX_LOKI_LABELS - LOKI_OWN_LABELS.len() - 1;
+                if added > room {
                     problems.push(SettingError::new(
                         "settings.labels",
                         format!(
-                            "must hold at most {} labels (Loki allows {MAX_LOKI_LABELS} per stream, and four are ours)",
-                            MAX_LOKI_LABELS - 4
+                            "must add at most {room} labels to source, org_id, region and portal_id (Loki allows {MAX_LOKI_LABELS} per stream, and a replay adds one)"
                         ),
                     ));
                 }
@@ -472,6 +498,17 @@ mod tests {
     }
 
     #[test]
+    fn a_sumo_token_is_never_shown() {
+        let url = "https://endpoint4.collection.sumologic.com/receiver/v1/http/ZaVnC4dhaV3uTKlva";
+        let shown = KindName::SumoLogic.shown_endpoint(url);
+        assert_eq!(
+            shown,
+            "https://endpoint4.collection.sumologic.com/receiver/v1/http/<token>"
+        );
+        assert_eq!(KindName::Webhook.shown_endpoint(url), url);
+    }
+
+    #[test]
     fn absent_settings_are_the_defaults_and_store_as_nothing_set() {
         let kind = Kind::from_parts(KindName::Datadog, None).unwrap();
         assert_eq!(kind, Kind::Datadog(Datadog::default()));
@@ -554,6 +591,20 @@ mod tests {
                 "settings.labels.auditrelay_replay"
             ]
         );
+    }
+
+    #[test]
+    fn loki_labels_leave_room_for_ours_and_a_replays() {
+        let labels = |n: usize| {
+            let mut labels: serde_json::Map<String, serde_json::Value> =
+                (0..n).map(|i| (format!("l{i}"), json!("v"))).collect();
+            // Replacing one of ours adds no label.
+            labels.insert("region".into(), json!("eu"));
+            json!({ "labels": labels })
+        };
+        assert!(Kind::from_parts(KindName::Loki, Some(&labels(10))).is_ok());
+        let err = Kind::from_parts(KindName::Loki, Some(&labels(11))).unwrap_err();
+        assert_eq!(fields(err), ["settings.labels"]);
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl From<&Destination> for DestinationResponse {
         Self {
             id: d.id.to_string(),
             name: d.name.clone(),
-            endpoint: d.endpoint.clone(),
+            endpoint: d.shown_endpoint(),
             log_format: d.log_format.as_str().to_owned(),
             skip_ssl_verification: d.skip_ssl_verification,
             created_at: d.created_at.to_rfc3339_millis(),
@@ -391,7 +391,12 @@ async fn update(
     if let Some(name) = body.name.as_deref().map(|n| problems.name(n)) {
         destination.name = name.unwrap_or_default();
     }
-    if let Some(endpoint) = body.endpoint.as_deref() {
+    // A Sumo Logic endpoint given back as answers show it, masked, is the saved one.
+    let given = body
+        .endpoint
+        .as_deref()
+        .filter(|given| !destination.shows_endpoint_as(given));
+    if let Some(endpoint) = given {
         destination.endpoint = problems
             .endpoint(endpoint, &state.config.delivery)
             .await

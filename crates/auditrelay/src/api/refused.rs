@@ -28,9 +28,11 @@ const PORTAL_RESOURCE: &str = "portal-audit-log-webhook";
 pub struct RefusedEventView {
     /// The event's `seq` (the `seq` field of its line).
     pub seq: i64,
-    /// The event's stable id, as the receiver saw it (`_id`, HEC `fields.event_id`…).
+    /// The event's stable id, as the receiver saw it (`_id`, HEC `fields.event_id`…); absent
+    /// once retention deleted the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = Uuid)]
-    pub event_id: String,
+    pub event_id: Option<String>,
     #[schema(format = DateTime)]
     pub refused_at: String,
     pub endpoint: String,
@@ -58,7 +60,9 @@ pub struct ResendResponse {
 fn view(state: &AppState, refused: &RefusedEvent) -> RefusedEventView {
     RefusedEventView {
         seq: refused.seq,
-        event_id: event_id(&state.store.identity(), refused.seq).to_string(),
+        event_id: refused
+            .event_ts
+            .map(|ts| event_id(&state.store.identity(), refused.seq, ts).to_string()),
         refused_at: refused.refused_at.to_rfc3339_millis(),
         endpoint: refused.endpoint.clone(),
         reason: refused.reason.clone(),

@@ -217,10 +217,7 @@ async fn start_jobs(
             .store
             .get_destination(scope.org_id, webhook.destination_id)
             .await?;
-        if let Some(destination) = &destination {
-            too_old_for(destination, start_at)?;
-        }
-        let owner = destination.and_then(|d| d.portal_id);
+        let owner = destination.as_ref().and_then(|d| d.portal_id);
         caller
             .authorize(
                 Permission::ReadDestination(owner),
@@ -233,6 +230,9 @@ async fn start_jobs(
                      it needs an organization role",
                 )
             })?;
+        if let Some(destination) = &destination {
+            too_old_for(destination, start_at)?;
+        }
         let current = state.store.get_replay_job(&scope).await?;
         if current.is_some_and(|job| job.status.in_progress()) {
             return Err(running());

@@ -106,7 +106,13 @@ pub async fn test_connection(
     };
 
     let mut problems = Problems::default();
-    let endpoint = match (body.endpoint.as_deref(), &saved) {
+    // A saved Sumo Logic endpoint comes back masked from every answer: given so, it is the
+    // saved one.
+    let given = body
+        .endpoint
+        .as_deref()
+        .filter(|given| saved.as_ref().is_none_or(|d| !d.shows_endpoint_as(given)));
+    let endpoint = match (given, &saved) {
         (Some(endpoint), _) => problems.endpoint(endpoint, &state.config.delivery).await,
         (None, Some(saved)) => Some(saved.endpoint.clone()),
         (None, None) => problems.endpoint("", &state.config.delivery).await,
@@ -181,7 +187,7 @@ pub async fn test_connection(
     .await;
     Ok(Json(TestConnectionResponse {
         delivered: answer.delivered,
-        endpoint,
+        endpoint: kind.name().shown_endpoint(&endpoint),
         response_code: answer.code,
         response_message: answer.message,
         duration_ms: u64::try_from(answer.took.as_millis()).unwrap_or(u64::MAX),

@@ -469,7 +469,7 @@ async fn inline_view(state: &AppState, scope: &Scope) -> Result<InlineWebhook, A
     };
     let destination = bound_destination(state, &webhook).await?;
     Ok(InlineWebhook {
-        endpoint: destination.endpoint,
+        endpoint: destination.shown_endpoint(),
         enabled: webhook.enabled,
         log_format: destination.log_format.as_str().to_owned(),
         skip_ssl_verification: destination.skip_ssl_verification,
@@ -612,10 +612,22 @@ async fn plan_inline(
         }
         None => None,
     };
-    // The kind (our extension) is not part of the v2 body either, and comes along the same way.
+    // The kind (our extension) is not part of the v2 body either, and comes along the same way;
+    // the endpoint and credential the body gives must then suit it (a Datadog destination's
+    // endpoint stays Datadog's intake).
     let kind = base
         .as_ref()
         .map_or(Kind::Webhook, |base| base.kind.clone());
+    if fields.endpoint.is_some() {
+        problems.endpoint_of(kind.name(), &endpoint);
+    }
+    if let Some(given) = fields
+        .authorization
+        .as_deref()
+        .filter(|_| kind != Kind::Webhook)
+    {
+        problems.credential(kind.name(), Some(given));
+    }
     let managed = Destination {
         id,
         org_id,

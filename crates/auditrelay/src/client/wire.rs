@@ -181,7 +181,7 @@ pub struct Deliveries {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RefusedEvent {
     pub seq: i64,
-    pub event_id: String,
+    pub event_id: Option<String>,
     pub refused_at: String,
     pub reason: String,
     pub replay_job_id: Option<String>,

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use auditrelay_core::batch::{self, Batch, BatchLimits, Frame, GZIP_LEVEL, ShareBuilder};
+use auditrelay_core::batch::{self, Batch, BatchLimits, GZIP_LEVEL, ShareBuilder};
 use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::ids::event_id;
 use auditrelay_core::kind::{Framer, RecordMeta, Stream};
@@ -35,7 +35,8 @@ pub(super) struct Encoding {
     pub max_age_ms: Option<i64>,
     /// The store's identity, which makes event ids.
     pub store: Uuid,
-    /// The destination's endpoint, as the refused list names it.
+    /// The destination's endpoint as the delivery log and the refused list show it (a Sumo
+    /// Logic token masked).
     pub endpoint: String,
 }
 
@@ -58,7 +59,8 @@ impl Encoding {
             (None, None) => None,
             (record, request) => {
                 // A record that does not fit a request with its framing cannot be sent at all.
-                let framing = framer.open().len() + framer.close().len();
+                let frame = framer.frame();
+                let framing = frame.open.len() + frame.close.len();
                 let request = request.map(|r| r.saturating_sub(framing));
                 Some(
                     record
@@ -74,7 +76,7 @@ impl Encoding {
             max_record_bytes,
             max_age_ms: limits.max_age_ms,
             store: shared.store.identity(),
-            endpoint: destination.endpoint.clone(),
+            endpoint: destination.shown_endpoint(),
         })
     }
 
@@ -83,7 +85,7 @@ impl Encoding {
         RecordMeta {
             seq: stored.seq,
             ts: stored.event.ts,
-            id: event_id(&self.store, stored.seq),
+            id: event_id(&self.store, stored.seq, stored.event.ts),
         }
     }
 
@@ -94,14 +96,6 @@ impl Encoding {
             .into_iter()
             .map(|e| self.meta(e))
             .collect()
-    }
-
-    fn frame(&self) -> Frame<'_> {
-        Frame {
-            open: self.framer.open(),
-            separator: self.framer.separator(),
-            close: self.framer.close(),
-        }
     }
 
     /// Why `stored` is refused before sending, if it is: older than the kind accepts.
@@ -136,6 +130,9 @@ pub(super) async fn sign_batch(
 
 /// The batch of those of `events` whose `seq` is in `again` (the records a receiver refused
 /// for now), signed anew; the events come back with it. Some may be refused now (too old).
+///
+/// They all fit: they are some of the records of a batch that fit the same limits, the same
+/// bytes again (Ed25519 is deterministic; a rotated key signs to the same length).
 pub(super) async fn narrow(
     shared: &Arc<Shared>,
     encoding: &Arc<Encoding>,
@@ -143,8 +140,14 @@ pub(super) async fn narrow(
     again: &[i64],
 ) -> (Batch, Vec<StoredEvent>) {
     let events = pick(events, |e| e.seq, again);
+    let count = events.len();
     let (batch, events) = sign_batch(shared, encoding, events).await;
     let batch = batch.expect("some of a batch's events make a batch");
+    assert_eq!(
+        batch.taken(),
+        count,
+        "a narrowed batch takes every event it is given"
+    );
     (batch, events)
 }
 
@@ -225,7 +228,7 @@ fn sign_lines(
                 return done;
             };
             let framer = &encoding.framer;
-            let mut share = ShareBuilder::framed(index, chunk.len(), encoding.frame());
+            let mut share = ShareBuilder::framed(index, chunk.len(), encoding.framer.frame());
             let (mut line, mut record) = (Vec::new(), Vec::new());
             for stored in *chunk {
                 let sign = |out: &mut Vec<u8>| {
@@ -268,7 +271,7 @@ fn sign_lines(
     });
     shares.sort_unstable_by_key(|(index, _)| *index);
     let shares = shares.into_iter().map(|(_, share)| share).collect();
-    batch::join(shares, limits, encoding.frame())
+    batch::join(shares, limits, encoding.framer.frame())
 }
 
 /// Below this many lines per share, handing a share to a thread costs more than it saves, and

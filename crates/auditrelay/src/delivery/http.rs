@@ -31,10 +31,14 @@ pub const USER_AGENT: &str = concat!("auditrelay/", env!("CARGO_PKG_VERSION"));
 /// Longest status message, in bytes: it is stored with the webhook and shown by the API.
 pub const MAX_MESSAGE_BYTES: usize = 256;
 
-/// How much of a response body is read and kept. Some kinds judge it (an Elasticsearch `_bulk`
-/// answer for 1,000 documents, errors and all, is a few hundred kilobytes); a longer one is
-/// cut off, which they judge as an answer that proves nothing.
-const MAX_RESPONSE_BODY: usize = 8 << 20;
+/// How much of a response body is read and kept for a kind that judges it (an Elasticsearch
+/// `_bulk` answer for 1,000 documents, errors and all, is a few hundred kilobytes); a longer
+/// one is cut off, which such kinds judge as an answer that proves nothing.
+const MAX_JUDGED_BODY: usize = 8 << 20;
+
+/// How much of any other response body is read, and dropped: a short answer ends cleanly, so
+/// its connection can be reused, and a long one is cut off.
+const MAX_DRAINED_BODY: usize = 4096;
 
 /// What a destination's client may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +87,8 @@ pub struct SendOutcome {
     /// The reason phrase of the answer (`Internal Server Error`), or why there was none
     /// (`connection refused`); at most [`MAX_MESSAGE_BYTES`].
     pub message: String,
-    /// The answer's body, as far as it was read (at most [`MAX_RESPONSE_BODY`]); empty when
-    /// there was no answer.
+    /// The answer's body, for a request that keeps it, as far as it was read (at most
+    /// [`MAX_JUDGED_BODY`]); empty otherwise, and when there was no answer.
     pub body: Bytes,
 }
 
@@ -153,8 +157,9 @@ impl DeliveryClient {
             value.set_sensitive(h.sensitive);
             built = built.header(h.name.clone(), value);
         }
+        let keep = request.keep_answer;
         match built.body(request.body).send().await {
-            Ok(response) => answered(response).await,
+            Ok(response) => answered(response, keep).await,
             Err(error) => {
                 let (kind, message) = self.describe(&error);
                 SendOutcome::transport(kind, message)
@@ -243,22 +248,33 @@ impl DeliveryClient {
 }
 
 /// An answer: its status and `Retry-After` for the policy, its reason phrase for the status.
-async fn answered(mut response: reqwest::Response) -> SendOutcome {
+/// The attempt an answer makes; its body kept when `keep`.
+async fn answered(mut response: reqwest::Response, keep: bool) -> SendOutcome {
     let status = response.status();
     let retry_after = response
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut body = Vec::new();
-    while body.len() < MAX_RESPONSE_BODY {
+    let limit = if keep {
+        MAX_JUDGED_BODY
+    } else {
+        MAX_DRAINED_BODY
+    };
+    let (mut body, mut read) = (Vec::new(), 0);
+    while read < limit {
         match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                if keep {
+                    body.extend_from_slice(&chunk);
+                }
+            }
             // A body that ends badly is judged as far as it came.
             Ok(None) | Err(_) => break,
         }
     }
-    body.truncate(MAX_RESPONSE_BODY);
+    body.truncate(limit);
     SendOutcome {
         attempt: Attempt::Response {
             status: status.as_u16(),

@@ -4,16 +4,105 @@
 //! the refused list (DECISIONS.md D14), those refused for now go again on their own, the rest
 //! are delivered. Splunk's indexer acknowledgement is awaited here: a batch counts as
 //! delivered only once Splunk says it is indexed.
+//!
+//! [`InHand`] is a batch across its attempts, as lanes, replay jobs and resends all keep it:
+//! what it took, what the answers so far delivered or refused, and the narrower batch that
+//! goes again when records were refused for now.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auditrelay_core::batch::{Batch, idempotency_key};
 use auditrelay_core::kind::{Ack, Item, Judgement, Kind, RecordMeta, judge};
 use auditrelay_core::retry::{Attempt, RetryPolicy, TransportError, Verdict};
 
-use super::encode::Encoding;
+use super::encode::{Encoding, narrow};
 use super::http::{DeliveryClient, SendOutcome};
 use super::request::Request;
 use super::setup::Setup;
+use super::shared::Shared;
+use crate::store::StoredEvent;
+
+/// A batch in hand, across its attempts.
+pub(super) struct InHand {
+    pub batch: Batch,
+    pub encoding: Arc<Encoding>,
+    /// The events the batch took, in its order (refused ones too); once narrowed, those it
+    /// still sends.
+    pub events: Vec<StoredEvent>,
+    /// Refused for good so far: before sending, or by an answer.
+    pub refused: Vec<(i64, String)>,
+    /// Delivered so far.
+    pub delivered: Vec<i64>,
+    /// How many times it was narrowed: part of its `Idempotency-Key`, so that a narrower body
+    /// never goes out under the key of a wider one.
+    narrowed: u32,
+}
+
+impl InHand {
+    pub fn new(batch: Batch, encoding: Arc<Encoding>, events: Vec<StoredEvent>) -> Self {
+        Self {
+            refused: batch.refused.clone(),
+            batch,
+            encoding,
+            events,
+            delivered: Vec::new(),
+            narrowed: 0,
+        }
+    }
+
+    /// Whether nothing is left to send: every event left was refused before sending.
+    pub fn is_spent(&self) -> bool {
+        self.batch.events == 0
+    }
+
+    /// Sends the batch once for `sender` (the identity its `Idempotency-Key` is made from), and
+    /// judges the answer.
+    pub async fn attempt(
+        &self,
+        client: &DeliveryClient,
+        setup: &Setup,
+        sender: &str,
+    ) -> (SendOutcome, Judged) {
+        let batch = &self.batch;
+        let sender = match self.narrowed {
+            0 => sender.to_owned(),
+            n => format!("{sender}/narrowed/{n}"),
+        };
+        let key = idempotency_key(&sender, batch.first_seq, batch.last_seq);
+        let request = Request::for_batch(setup, &self.encoding, batch, &key);
+        let records = self.encoding.records(&self.events, batch);
+        let mut sent = client.send(request).await;
+        let judged = judge(client, setup, &self.encoding, &mut sent, &records).await;
+        (sent, judged)
+    }
+
+    /// Takes in what an attempt did, judged so with `verdict`: the records delivered and
+    /// refused, and, when some were refused for now, the batch narrowed to them, signed anew
+    /// (those now too old are refused instead).
+    pub async fn take(&mut self, shared: &Arc<Shared>, judged: Judged, verdict: &Verdict) {
+        let unsettled: HashSet<i64> = judged
+            .again
+            .iter()
+            .copied()
+            .chain(judged.refused.iter().map(|(seq, _)| *seq))
+            .collect();
+        if judged.per_record || matches!(verdict, Verdict::Delivered) {
+            let delivered = self.batch.seqs.iter().filter(|s| !unsettled.contains(s));
+            self.delivered.extend(delivered);
+        }
+        self.refused.extend(judged.refused);
+        if judged.again.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.events);
+        let (batch, events) = narrow(shared, &self.encoding, events, &judged.again).await;
+        self.refused.extend(batch.refused.iter().cloned());
+        (self.batch, self.events) = (batch, events);
+        self.narrowed += 1;
+    }
+}
 
 /// What an attempt did, beyond its status.
 #[derive(Debug, Default)]
@@ -38,19 +127,6 @@ const BACK_PRESSURE: Attempt = Attempt::Response {
     status: 429,
     retry_after: None,
 };
-
-/// Sends `request`, the batch of `records` (in the body's order), and judges the answer.
-pub(super) async fn send_judged(
-    client: &DeliveryClient,
-    setup: &Setup,
-    encoding: &Encoding,
-    request: Request,
-    records: &[RecordMeta],
-) -> (SendOutcome, Judged) {
-    let mut sent = client.send(request).await;
-    let judged = judge(client, setup, encoding, &mut sent, records).await;
-    (sent, judged)
-}
 
 /// The retry policy's verdict on an attempt judged so, `retries` retries into its batch. An
 /// answer about each record settles the batch, whatever its status (Loki's and Splunk's are

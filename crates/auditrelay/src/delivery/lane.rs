@@ -27,24 +27,19 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay_core::batch::{Batch, idempotency_key};
+use auditrelay_core::batch::Batch;
 use auditrelay_core::retry::{Attempt, Verdict};
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::encode::{Encoding, Signing, narrow};
+use super::encode::{Encoding, Signing};
 use super::http::{DeliveryClient, SendOutcome};
-use super::judge::{send_judged, verdict};
+use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, nothing_sent, record_refused};
-use super::request::Request;
 use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
-use super::shared::{Shared, label};
+use super::shared::{STORE_RETRY, Shared, label};
 use crate::clock;
 use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError, StoredEvent};
-
-/// How long a lane waits after the store failed before it tries again.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// How many batches a lane signs ahead of the one it is sending: while that one waits on the
 /// SIEM and on the store (whose single writer is busy with ingest's group commits under load),
@@ -60,31 +55,13 @@ enum Wake {
     TimedOut,
 }
 
-/// A batch ready to send, the configuration it was built under, and its events.
+/// A batch ready to send, and the configuration it was built under.
 struct Built {
-    batch: Batch,
+    hand: InHand,
     stamp: Stamp,
-    encoding: Arc<Encoding>,
-    /// The events the batch took, in its order (refused ones too).
-    events: Vec<StoredEvent>,
     /// The last `seq` of the range the batch stands for: past it the cursor moves once the
     /// batch is delivered, even after the batch is narrowed to the records to send again.
     through: i64,
-    /// Refused for good so far: before sending, or by an earlier attempt's answer.
-    refused: Vec<(i64, String)>,
-}
-
-impl Built {
-    fn new(batch: Batch, stamp: Stamp, encoding: Arc<Encoding>, events: Vec<StoredEvent>) -> Self {
-        Self {
-            through: batch.last_seq,
-            refused: batch.refused.clone(),
-            batch,
-            stamp,
-            encoding,
-            events,
-        }
-    }
 }
 
 /// A batch being signed ahead of the one being sent, under the configuration `stamp`.
@@ -458,7 +435,11 @@ impl Lane {
                 self.pending.push_front(unsent);
             }
         }
-        self.next = batch.map(|batch| Built::new(batch, ahead.stamp, ahead.encoding, events));
+        self.next = batch.map(|batch| Built {
+            through: batch.last_seq,
+            hand: InHand::new(batch, ahead.encoding, events),
+            stamp: ahead.stamp,
+        });
     }
 
     /// Sends a batch with its retries (building the next one meanwhile), records the outcome,
@@ -472,17 +453,17 @@ impl Lane {
                 "delivering without TLS certificate verification (skip_ssl_verification)"
             );
         }
-        let destination = &setup.destination;
         let mut stop = self.stop.clone();
         let started = Instant::now();
         let mut retries = 0;
         loop {
-            if built.batch.events == 0 {
+            if built.hand.is_spent() {
                 // Every event left was refused before sending: nothing goes out.
-                let attempt = nothing_sent(&built.batch, &destination.endpoint, clock::now());
+                let endpoint = &built.hand.encoding.endpoint;
+                let attempt = nothing_sent(&built.hand.batch, endpoint, clock::now());
                 return self.delivered(&built, &attempt, started).await;
             }
-            let batch = &built.batch;
+            let batch = &built.hand.batch;
             let kind = if self.probing.is_some() {
                 AttemptKind::Probe
             } else if retries > 0 || self.failed_from == Some(batch.first_seq) {
@@ -490,12 +471,10 @@ impl Lane {
             } else {
                 AttemptKind::Live
             };
-            let request = self.request(setup, &built);
-            let records = built.encoding.records(&built.events, batch);
             let (at, attempt_started) = (clock::now(), Instant::now());
             let sending = async {
                 tokio::select! {
-                    sent = send_judged(&client, setup, &built.encoding, request, &records) => Some(sent),
+                    sent = built.hand.attempt(&client, setup, &self.label) => Some(sent),
                     _ = stop.wait_for(|stop| *stop) => None,
                 }
             };
@@ -509,7 +488,7 @@ impl Lane {
             let attempt = logged(
                 &sent,
                 kind,
-                &destination.endpoint,
+                &built.hand.encoding.endpoint,
                 batch,
                 at,
                 attempt_started.elapsed(),
@@ -521,16 +500,8 @@ impl Lane {
                 "outcome" => attempt_outcome(&sent),
             )
             .increment(1);
-            built.refused.extend(judged.refused);
-            if !judged.again.is_empty() {
-                // Some records were refused for now: they alone go again, as a retry, standing
-                // for the same range.
-                let events = std::mem::take(&mut built.events);
-                let (batch, events) =
-                    narrow(&self.shared, &built.encoding, events, &judged.again).await;
-                built.refused.extend(batch.refused.iter().cloned());
-                (built.batch, built.events) = (batch, events);
-            }
+            // Records refused for now go again alone, as a retry, standing for the same range.
+            built.hand.take(&self.shared, judged, &verdict).await;
             // A probe of an inactive webhook is one attempt, not a new round of retries.
             if self.probing.is_some() && matches!(verdict, Verdict::RetryAfter(_)) {
                 verdict = Verdict::Failed;
@@ -592,21 +563,6 @@ impl Lane {
         }
     }
 
-    /// The request that sends `built`.
-    fn request(&self, setup: &Setup, built: &Built) -> Request {
-        let batch = &built.batch;
-        let key = idempotency_key(&self.label, batch.first_seq, batch.last_seq);
-        Request::batch(
-            &setup.destination.kind,
-            &built.encoding.framer,
-            &setup.destination.endpoint,
-            &setup.authorization,
-            &setup.headers,
-            Bytes::from(batch.body.clone()),
-            &key,
-        )
-    }
-
     /// Records a delivered batch: its refused events join the refused list, then the cursor
     /// moves past it. `Ok(false)` when the lane stopped before the store took the record (the
     /// batch, still noted in flight, goes again after a restart).
@@ -617,9 +573,10 @@ impl Lane {
         started: Instant,
     ) -> Result<bool, StoreError> {
         let first = built
+            .hand
             .events
             .first()
-            .map_or(built.batch.first_seq, |e| e.seq);
+            .map_or(built.hand.batch.first_seq, |e| e.seq);
         let last = built.through;
         // A batch signed ahead that is ready is noted in flight by this very statement; one
         // still being signed is noted before it is sent.
@@ -636,7 +593,7 @@ impl Lane {
         if !record_refused(
             &self.shared,
             &self.scope,
-            &built.refused,
+            &built.hand.refused,
             endpoint,
             None,
             &mut self.stop,
@@ -658,12 +615,12 @@ impl Lane {
         let commits = self.shared.store.commits();
         let now = Instant::now();
         let latency = metrics::histogram!("auditrelay_delivery_latency_seconds", "webhook" => self.label.clone());
-        for seq in &built.batch.seqs {
+        for seq in &built.hand.delivered {
             if let Some(at) = commits.committed_at(*seq) {
                 latency.record(now.saturating_duration_since(at));
             }
         }
-        let count = built.batch.seqs.len() as u64;
+        let count = built.hand.delivered.len() as u64;
         metrics::counter!("auditrelay_delivery_events_total", "webhook" => self.label.clone())
             .increment(count);
         metrics::counter!("auditrelay_delivery_batches_total", "webhook" => self.label.clone(), "outcome" => "delivered")
@@ -673,7 +630,7 @@ impl Lane {
             batch.first_seq = first,
             batch.last_seq = last,
             batch.size = count,
-            batch.refused = built.refused.len(),
+            batch.refused = built.hand.refused.len(),
             duration_ms = started.elapsed().as_millis() as u64,
             "batch delivered"
         );

@@ -10,12 +10,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::http::SendOutcome;
-use super::shared::{Shared, label};
+use super::shared::{STORE_RETRY, Shared, label};
 use crate::clock;
 use crate::store::{AttemptKind, DeliveryAttempt, RefusedEvent, Scope, StoreError};
-
-/// How long recording waits after the store refused a write before it tries again.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// What the delivery log keeps of a batch whose every event was refused before sending:
 /// nothing went out, and the log says why.
@@ -60,6 +57,7 @@ pub(super) async fn record_refused(
         .iter()
         .map(|(seq, reason)| RefusedEvent {
             seq: *seq,
+            event_ts: None,
             refused_at: at,
             endpoint: endpoint.to_owned(),
             reason: reason.clone(),

@@ -11,25 +11,19 @@
 //! own connection, and its cursor is never touched.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use auditrelay_core::batch::{Batch, idempotency_key};
 use auditrelay_core::retry::Verdict;
-use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::encode::{Encoding, narrow, sign_batch};
+use super::encode::{Encoding, sign_batch};
 use super::http::{DeliveryClient, SendOutcome};
-use super::judge::{send_judged, verdict};
+use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, record_refused};
-use super::request::Request;
 use super::setup::{Setup, Stamp, client_for, load_setup};
-use super::shared::{Shared, label};
+use super::shared::{STORE_RETRY, Shared, label};
 use crate::clock;
 use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError, StoredEvent};
-
-/// How long the executor waits after the store failed before it tries again.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// How a run ended.
 enum Ended {
@@ -189,33 +183,20 @@ async fn send(
     signed: &mut Signed,
 ) -> Result<(), SendOutcome> {
     let webhook = label(&job.scope);
-    let endpoint = &setup.destination.endpoint;
+    // Shown in the delivery log; the hand is borrowed mutably below.
+    let endpoint = signed.hand.encoding.endpoint.clone();
+    // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
+    // what live delivery sent.
+    let sender = format!("replay/{}", job.id);
+    let hand = &mut signed.hand;
     let mut retries = 0;
     loop {
-        let batch = &signed.batch;
-        if batch.events == 0 {
+        if hand.is_spent() {
             // Every event left was refused before sending: nothing goes out.
             return Ok(());
         }
-        // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
-        // what live delivery sent.
-        let key = idempotency_key(
-            &format!("replay/{}", job.id),
-            batch.first_seq,
-            batch.last_seq,
-        );
-        let request = Request::batch(
-            &setup.destination.kind,
-            &signed.encoding.framer,
-            endpoint,
-            &setup.authorization,
-            &setup.headers,
-            Bytes::from(batch.body.clone()),
-            &key,
-        );
-        let records = signed.encoding.records(&signed.events, batch);
         let (at, started) = (clock::now(), Instant::now());
-        let (sent, judged) = send_judged(client, setup, &signed.encoding, request, &records).await;
+        let (sent, judged) = hand.attempt(client, setup, &sender).await;
         metrics::counter!(
             "auditrelay_replay_attempts_total",
             "webhook" => webhook.clone(),
@@ -227,8 +208,8 @@ async fn send(
         let attempt = logged(
             &sent,
             AttemptKind::Replay,
-            endpoint,
-            batch,
+            &endpoint,
+            &hand.batch,
             at,
             started.elapsed(),
         );
@@ -240,14 +221,8 @@ async fn send(
             tracing::warn!(webhook = %webhook, error = %e, "a replay attempt was not logged");
         }
         let verdict = verdict(&shared.policy, retries, &sent, &judged);
-        signed.refused.extend(judged.refused);
-        if !judged.again.is_empty() {
-            // Some records were refused for now: they alone go again, as a retry.
-            let events = std::mem::take(&mut signed.events);
-            let (batch, events) = narrow(shared, &signed.encoding, events, &judged.again).await;
-            signed.refused.extend(batch.refused.iter().cloned());
-            (signed.batch, signed.events) = (batch, events);
-        }
+        // Records refused for now go again alone, as a retry.
+        hand.take(shared, judged, &verdict).await;
         match verdict {
             Verdict::Delivered => return Ok(()),
             Verdict::Failed => return Err(sent),
@@ -280,11 +255,11 @@ async fn sent_batch(
         );
         return finish(shared, job, Some(reason), stop).await.map(Some);
     }
-    let endpoint = &signed.encoding.endpoint;
+    let endpoint = &signed.hand.encoding.endpoint;
     if !record_refused(
         shared,
         &job.scope,
-        &signed.refused,
+        &signed.hand.refused,
         endpoint,
         Some(job.id),
         stop,
@@ -320,15 +295,9 @@ fn window(shared: &Shared, job: &ReplayJob, after: Option<(i64, i64)>) -> EventQ
 /// A batch of the window, the position of its last event, and the events after it that were
 /// read while it was signed.
 struct Signed {
-    batch: Batch,
-    encoding: Arc<Encoding>,
-    /// The events the batch took (refused ones too), in its order; after a partial answer,
-    /// those still to send.
-    events: Vec<StoredEvent>,
+    hand: InHand,
     /// How many events the batch took at first.
     taken: usize,
-    /// Refused for good so far.
-    refused: Vec<(i64, String)>,
     /// `(ts ms, seq)` of the batch's last event: the next batch starts after it.
     resume: (i64, i64),
     /// The events that follow the batch, in order: the next batch's, read ahead.
@@ -368,10 +337,7 @@ async fn sign_after(
     more.truncate(max_events.saturating_sub(read_ahead.len()));
     read_ahead.extend(more);
     Ok(Some(Signed {
-        refused: batch.refused.clone(),
-        batch,
-        encoding: Arc::clone(encoding),
-        events,
+        hand: InHand::new(batch, Arc::clone(encoding), events),
         taken,
         resume,
         read_ahead,

@@ -6,9 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use auditrelay_core::batch::Batch;
 use auditrelay_core::kind::{Framer, Kind, judge};
 use bytes::Bytes;
 use reqwest::header::{self, HeaderName};
+
+use super::encode::Encoding;
+use super::setup::Setup;
 
 /// One request, built but not checked: the transport refuses an endpoint the guard forbids, or
 /// a header value HTTP cannot carry, as a failed attempt.
@@ -21,6 +25,9 @@ pub struct Request {
     pub headers: Vec<Header>,
     /// Cheap to clone for a retry.
     pub body: Bytes,
+    /// Whether the answer's body is kept, for a kind that judges it (else it is read, to free
+    /// the connection, and dropped).
+    pub keep_answer: bool,
 }
 
 /// A header of a request; a sensitive one (a credential) appears in no debug output.
@@ -60,13 +67,7 @@ impl Request {
         body: Bytes,
         idempotency_key: &str,
     ) -> Self {
-        let mut headers: Vec<Header> = credential_header(kind, credential).into_iter().collect();
-        headers.extend(framer.headers().iter().map(|(name, value)| Header {
-            name: HeaderName::from_static(name),
-            value: value.clone(),
-            sensitive: false,
-            what: "a setting's value",
-        }));
+        let mut headers = own_headers(kind, framer, credential);
         let extras: Vec<Header> = extra
             .iter()
             .filter_map(|(name, value)| {
@@ -94,7 +95,26 @@ impl Request {
             content_encoding: Some("gzip"),
             headers,
             body,
+            keep_answer: kind.judges_body(),
         }
+    }
+
+    /// The request that sends `batch`, encoded by `encoding`, to `setup`'s destination.
+    pub(super) fn for_batch(
+        setup: &Setup,
+        encoding: &Encoding,
+        batch: &Batch,
+        idempotency_key: &str,
+    ) -> Self {
+        Self::batch(
+            &setup.destination.kind,
+            &encoding.framer,
+            &setup.destination.endpoint,
+            &setup.authorization,
+            &setup.headers,
+            Bytes::from(batch.body.clone()),
+            idempotency_key,
+        )
     }
 
     /// Konnect's webhook request, for the transport's tests.
@@ -127,21 +147,30 @@ impl Request {
         credential: &str,
         id: u64,
     ) -> Self {
-        let mut headers: Vec<Header> = credential_header(kind, credential).into_iter().collect();
-        headers.extend(framer.headers().iter().map(|(name, value)| Header {
-            name: HeaderName::from_static(name),
-            value: value.clone(),
-            sensitive: false,
-            what: "a setting's value",
-        }));
+        let headers = own_headers(kind, framer, credential);
         Self {
             endpoint: hec_ack_endpoint(endpoint),
             content_type: "application/json",
             content_encoding: None,
+            keep_answer: true,
             headers,
             body: Bytes::from(judge::ack_query(id)),
         }
     }
+}
+
+/// The headers a kind sets itself: its credential's, then its settings'.
+fn own_headers(kind: &Kind, framer: &Framer, credential: &str) -> Vec<Header> {
+    let settings = framer.headers().iter().map(|(name, value)| Header {
+        name: HeaderName::from_static(name),
+        value: value.clone(),
+        sensitive: false,
+        what: "a setting's value",
+    });
+    credential_header(kind, credential)
+        .into_iter()
+        .chain(settings)
+        .collect()
 }
 
 /// The header that carries a kind's credential; `None` when it takes none (Sumo Logic's is in

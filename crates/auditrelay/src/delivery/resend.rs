@@ -6,34 +6,34 @@
 //! with the failure as their reason. Either way they are no longer marked: the operator asks
 //! again. An event retention deleted meanwhile leaves the list, with a warning.
 //!
-//! It runs beside the lane, like a replay job: the lane's cursor is not touched.
+//! It runs beside the lane, like a replay job: the lane's cursor is not touched. Each run
+//! sends under an identity of its own, as a replay does, so that Loki puts what it sends in a
+//! stream of its own: refused events are old, and a stream's newest entries would have them
+//! refused again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use auditrelay_core::batch::idempotency_key;
 use auditrelay_core::retry::Verdict;
-use bytes::Bytes;
 use tokio::sync::watch;
+use uuid::Uuid;
 
-use super::encode::{Encoding, narrow, sign_batch};
-use super::http::{DeliveryClient, DeliverySettings};
-use super::judge::{send_judged, verdict};
+use super::encode::{Encoding, sign_batch};
+use super::http::DeliveryClient;
+use super::judge::{InHand, verdict};
 use super::outcome::{logged, record_refused};
-use super::request::Request;
-use super::setup::load_setup;
-use super::shared::{Shared, label};
+use super::setup::{client_for, load_setup};
+use super::shared::{STORE_RETRY, Shared, label};
 use crate::clock;
 use crate::store::{AttemptKind, Scope, StoreError};
 
-/// How long it waits after the store failed before it tries again.
-const STORE_RETRY: Duration = Duration::from_secs(1);
-
 /// Sends the scope's refused events marked to be sent again, until none is left or `stop`.
 pub async fn run(shared: Arc<Shared>, scope: Scope, mut stop: watch::Receiver<bool>) {
+    let run = Uuid::new_v4();
+    let mut client = None;
     loop {
-        match step(&shared, &scope, &mut stop).await {
+        match step(&shared, &scope, run, &mut client, &mut stop).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -51,6 +51,8 @@ pub async fn run(shared: Arc<Shared>, scope: Scope, mut stop: watch::Receiver<bo
 async fn step(
     shared: &Arc<Shared>,
     scope: &Scope,
+    run: Uuid,
+    client: &mut Option<DeliveryClient>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<bool, StoreError> {
     let store = &shared.store;
@@ -66,53 +68,41 @@ async fn step(
         record_refused(shared, scope, &unsent, "", None, stop).await?;
         return Ok(false);
     };
-    let events = store.events_by_seq(scope, &seqs).await?;
+    let mut events = store.events_by_seq(scope, &seqs).await?;
+    // In event-time order, as a replay sends: a receiver that keeps its streams in time order
+    // (Loki) takes them so, however far apart they are.
+    events.sort_by_key(|e| (e.event.ts, e.seq));
     let found: HashSet<i64> = events.iter().map(|e| e.seq).collect();
     let gone: Vec<i64> = seqs.into_iter().filter(|s| !found.contains(s)).collect();
     if !gone.is_empty() {
         tracing::warn!(webhook = %label(scope), events = gone.len(), "refused events deleted by retention before they were sent again");
         store.forget_refused(scope, &gone).await?;
     }
-    let encoding = Encoding::new(shared, &setup, None);
+    let encoding = Encoding::new(shared, &setup, Some(run));
     let (batch, mut events) = sign_batch(shared, &encoding, events).await;
-    let Some(mut batch) = batch else {
+    let Some(batch) = batch else {
         return Ok(true);
     };
     // Those that did not fit stay marked, for the next batch.
     events.truncate(batch.taken());
-    let mut refused = batch.refused.clone();
-    let mut delivered: Vec<i64> = Vec::new();
-    let settings = DeliverySettings::new(&shared.config, setup.destination.skip_ssl_verification);
-    let client = DeliveryClient::new(settings).expect("a client with these settings always builds");
-    let endpoint = &setup.destination.endpoint;
+    let mut hand = InHand::new(batch, encoding, events);
+    let client = client_for(client, shared, &setup.destination);
+    // Shown in the delivery log; the hand is borrowed mutably below.
+    let endpoint = hand.encoding.endpoint.clone();
+    let sender = format!("resend/{run}");
     let mut retries = 0;
-    while batch.events > 0 {
-        let key = idempotency_key(
-            &format!("resend/{}", label(scope)),
-            batch.first_seq,
-            batch.last_seq,
-        );
-        let request = Request::batch(
-            &setup.destination.kind,
-            &encoding.framer,
-            endpoint,
-            &setup.authorization,
-            &setup.headers,
-            Bytes::from(batch.body.clone()),
-            &key,
-        );
-        let records = encoding.records(&events, &batch);
+    while !hand.is_spent() {
         let (at, started) = (clock::now(), Instant::now());
         let (sent, judged) = tokio::select! {
-            sent = send_judged(&client, &setup, &encoding, request, &records) => sent,
+            sent = hand.attempt(&client, &setup, &sender) => sent,
             // Still marked: sent again after a restart.
             _ = stop.wait_for(|stop| *stop) => return Ok(false),
         };
         let attempt = logged(
             &sent,
             AttemptKind::Retry,
-            endpoint,
-            &batch,
+            &endpoint,
+            &hand.batch,
             at,
             started.elapsed(),
         );
@@ -123,58 +113,38 @@ async fn step(
             tracing::warn!(webhook = %label(scope), error = %e, "a resend attempt was not logged");
         }
         let verdict = verdict(&shared.policy, retries, &sent, &judged);
-        let unsettled: HashSet<i64> = judged
-            .again
-            .iter()
-            .copied()
-            .chain(judged.refused.iter().map(|(seq, _)| *seq))
-            .collect();
-        if judged.per_record || matches!(verdict, Verdict::Delivered) {
-            delivered.extend(batch.seqs.iter().filter(|s| !unsettled.contains(s)));
-        }
-        refused.extend(judged.refused);
+        hand.take(shared, judged, &verdict).await;
         match verdict {
-            Verdict::Delivered if judged.again.is_empty() => break,
-            Verdict::Delivered | Verdict::RetryAfter(_) => {
-                if !judged.again.is_empty() {
-                    let (narrowed, left) = narrow(
-                        shared,
-                        &encoding,
-                        std::mem::take(&mut events),
-                        &judged.again,
-                    )
-                    .await;
-                    refused.extend(narrowed.refused.iter().cloned());
-                    (batch, events) = (narrowed, left);
-                }
-                if let Verdict::RetryAfter(wait) = verdict {
-                    retries += 1;
-                    tokio::select! {
-                        _ = stop.wait_for(|stop| *stop) => return Ok(false),
-                        _ = tokio::time::sleep(wait) => {}
-                    }
+            Verdict::Delivered => break,
+            Verdict::RetryAfter(wait) => {
+                retries += 1;
+                tokio::select! {
+                    _ = stop.wait_for(|stop| *stop) => return Ok(false),
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
             Verdict::Failed => {
+                // What is still to send: the whole batch, or the records refused for now.
                 let code = sent
                     .code
                     .map(|c| format!(" (HTTP {c})"))
                     .unwrap_or_default();
                 let why = format!("sent again, not delivered: {}{code}", sent.message);
-                refused.extend(batch.seqs.iter().map(|seq| (*seq, why.clone())));
+                let unsent = hand.batch.seqs.iter().map(|seq| (*seq, why.clone()));
+                hand.refused.extend(unsent.collect::<Vec<_>>());
                 break;
             }
         }
     }
     // Refused first (it clears their marks), then the delivered ones leave the list.
-    if !record_refused(shared, scope, &refused, endpoint, None, stop).await? {
+    if !record_refused(shared, scope, &hand.refused, &endpoint, None, stop).await? {
         return Ok(false);
     }
-    store.forget_refused(scope, &delivered).await?;
+    store.forget_refused(scope, &hand.delivered).await?;
     tracing::info!(
         webhook = %label(scope),
-        delivered = delivered.len(),
-        refused = refused.len(),
+        delivered = hand.delivered.len(),
+        refused = hand.refused.len(),
         "refused events sent again"
     );
     Ok(true)

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use auditrelay_core::batch::{BatchBuilder, Frame, GZIP_LEVEL, idempotency_key};
+use auditrelay_core::batch::{BatchBuilder, GZIP_LEVEL, idempotency_key};
 use auditrelay_core::format::{Format, sign_event};
 use auditrelay_core::kind::{Framer, Item, Judgement, Kind, RecordMeta, Stream};
 use auditrelay_core::retry::Attempt;
@@ -75,12 +75,7 @@ pub async fn send(
     };
     let mut record = Vec::new();
     framer.write_record(&meta, &line, &mut record);
-    let frame = Frame {
-        open: framer.open(),
-        separator: framer.separator(),
-        close: framer.close(),
-    };
-    let mut batch = BatchBuilder::framed(config.batch_limits(), frame, GZIP_LEVEL);
+    let mut batch = BatchBuilder::framed(config.batch_limits(), framer.frame(), GZIP_LEVEL);
     batch
         .push(0, &record)
         .expect("the first record of a batch always fits");
@@ -112,7 +107,7 @@ pub async fn send(
             Judgement::PerRecord(items) => match items.into_iter().next() {
                 Some(Item::Delivered) => true,
                 Some(Item::Refused(reason)) => {
-                    answer.message = reason;
+                    answer.message = super::http::truncate(reason);
                     false
                 }
                 Some(Item::Retry) | None => false,

@@ -11,6 +11,9 @@ use crate::keys::KeyRing;
 use crate::secrets::SecretBox;
 use crate::store::{Scope, Store};
 
+/// How long delivery waits after the store failed (or refused a write) before it tries again.
+pub const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What every lane shares.
 pub struct Shared {
     pub store: Store,

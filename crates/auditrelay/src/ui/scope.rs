@@ -371,7 +371,9 @@ async fn status_page(
             .into_iter()
             .map(|r| RefusedRow {
                 seq: r.seq,
-                event_id: r.event_id,
+                event_id: r
+                    .event_id
+                    .unwrap_or_else(|| "deleted by retention".to_owned()),
                 at: messages::time(&r.refused_at),
                 reason: r.reason,
                 by: if r.replay_job_id.is_some() {

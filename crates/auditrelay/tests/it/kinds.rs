@@ -247,6 +247,11 @@ async fn elasticsearch_items_are_judged_one_by_one_and_replays_stay_idempotent()
         })
         .collect();
     assert_eq!(documents, [10, 2], "the two items went again alone");
+    assert_ne!(
+        requests[0].header("idempotency-key"),
+        requests[1].header("idempotency-key"),
+        "a narrower body never goes under the key of a wider one"
+    );
     for r in &requests {
         assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
         assert_eq!(r.header("content-encoding"), Some("gzip"));
@@ -308,6 +313,56 @@ async fn a_bulk_body_is_refused_without_its_final_newline_or_on_a_data_stream_wi
     assert_eq!(answer["errors"], true);
     assert_eq!(answer["items"][0]["index"]["status"], 400);
     assert!(siem.counts().is_empty());
+}
+
+/// The other intakes' strictness: Splunk's HEC takes envelopes one after another, never an
+/// array; Datadog takes at most 1,000 entries; neither takes a request without its credential.
+#[tokio::test]
+async fn the_intakes_refuse_what_the_real_ones_refuse() {
+    let client = reqwest::Client::new();
+    let hec = TestSiem::start(SiemKind::SplunkHec).await;
+    let post_hec = |auth: &str, body: &'static str| {
+        client
+            .post(hec.url("event"))
+            .header("authorization", auth.to_owned())
+            .body(body)
+            .send()
+    };
+    let splunk = format!("Splunk {TOKEN}");
+    let resp = post_hec(&splunk, r#"[{"event":"a"},{"event":"b"}]"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["code"], 6);
+    let resp = post_hec("Splunk wrong", r#"{"event":"a"}"#).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = post_hec(&splunk, "{\"event\":\"a\"}\n{\"event\":\"b\"}")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(hec.counts().len(), 2);
+
+    let datadog = TestSiem::start(SiemKind::Datadog).await;
+    let entries = |n: usize| {
+        let entries: Vec<Value> = (0..n)
+            .map(|i| json!({"message": format!("m{i}")}))
+            .collect();
+        serde_json::to_vec(&entries).unwrap()
+    };
+    let post_dd = |key: &str, body: Vec<u8>| {
+        client
+            .post(datadog.url(""))
+            .header("dd-api-key", key.to_owned())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post_dd(TOKEN, entries(1001)).await.unwrap().status(), 400);
+    assert_eq!(post_dd("wrong", entries(1)).await.unwrap().status(), 403);
+    assert!(datadog.counts().is_empty());
+    assert_eq!(post_dd(TOKEN, entries(1000)).await.unwrap().status(), 202);
+    assert_eq!(datadog.counts().len(), 1000);
 }
 
 #[tokio::test]
@@ -506,9 +561,26 @@ async fn loki_refuses_ignored_entries_and_a_replay_gets_a_stream_of_its_own() {
     for trace in &late {
         assert!(reasons[trace].contains("too far behind"), "{reasons:?}");
     }
+    // Sent again, they go to a stream of their own too, where they are not behind.
+    let app = &scene.app;
+    let path = scene.webhook("/refused-events/resend");
+    let resp = app
+        .request(Method::POST, &path, Some(&app.admin), None)
+        .await;
+    assert_eq!(expect_json(resp, StatusCode::ACCEPTED).await["marked"], 4);
+    eventually(WAIT, || async {
+        scene.refused().await.is_empty().then_some(())
+    })
+    .await;
+    let all: Vec<String> = live.iter().chain(&late).cloned().collect();
+    assert!(scene.settled(&all).await.is_empty());
 
-    // A replay of their window goes to a stream of its own, where they are not behind.
-    let job = scene.replay(200, 170).await;
+    // So does a replay: logins from four hours ago, refused as far behind, then replayed.
+    let late = scene
+        .ingest_at(now().saturating_sub_millis(4 * 3_600_000), 2, "later")
+        .await;
+    assert_eq!(scene.settled(&late).await.len(), 2);
+    let job = scene.replay(250, 230).await;
     assert_eq!(job["status"], "completed", "{job}");
     let indexed: HashSet<String> = scene
         .siem
@@ -536,7 +608,12 @@ async fn loki_refuses_ignored_entries_and_a_replay_gets_a_stream_of_its_own() {
             push["streams"][0]["stream"]["auditrelay_replay"].is_string()
         })
         .count();
-    assert_eq!(replayed, 1, "{}", summary(&scene.siem));
+    assert_eq!(
+        replayed,
+        2,
+        "the resend and the replay: {}",
+        summary(&scene.siem)
+    );
 }
 
 #[tokio::test]
@@ -677,4 +754,30 @@ async fn kinds_through_the_api() {
     assert_eq!(invalid_fields(&problem)[0].0, "endpoint", "{problem}");
     let fetched = expect_json(app.get(&path, &app.admin).await, StatusCode::OK).await;
     assert_eq!(fetched, loki);
+
+    // A v2 inline write keeps the kind of the destination it starts from: the endpoint it
+    // gives must suit that kind.
+    let id = loki["id"].as_str().unwrap();
+    crate::support::bind_webhook(&app, "/us/v3/audit-log-webhook", id, true).await;
+    let v2 = json!({"endpoint": "https://l.example/hook"});
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/us/v2/audit-log-webhook",
+            Some(&app.admin),
+            Some(v2),
+        )
+        .await;
+    let problem = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(invalid_fields(&problem)[0].0, "endpoint", "{problem}");
+    let v2 = json!({"endpoint": "https://l2.example/loki/api/v1/push"});
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/us/v2/audit-log-webhook",
+            Some(&app.admin),
+            Some(v2),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
 }

@@ -268,3 +268,47 @@ async fn the_newest_event_is_kept_until_a_newer_one_so_no_seq_is_handed_out_twic
         "no seq handed out twice: {after:?}"
     );
 }
+
+/// A refused event leaves the refused list with the event: it could not be sent again.
+#[tokio::test]
+async fn refused_events_go_with_their_events() {
+    use auditrelay::store::{PageQuery, RefusedEvent, Seek};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store, scope) = own_store(dir.path()).await;
+    let old = event(scope.org_id, now().saturating_sub_millis(8 * DAY_MS), "old");
+    let fresh = event(scope.org_id, now(), "fresh");
+    store.append_events(vec![old, fresh]).await.unwrap();
+    let seqs: Vec<i64> = store
+        .events_to_deliver(&scope, 0, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let refused: Vec<RefusedEvent> = seqs
+        .iter()
+        .map(|seq| RefusedEvent {
+            seq: *seq,
+            event_ts: None,
+            refused_at: now(),
+            endpoint: "https://siem.example/".into(),
+            reason: "mapping".into(),
+            replay_id: None,
+        })
+        .collect();
+    store.record_refused(&scope, &refused).await.unwrap();
+    assert_eq!(store.count_refused(&scope).await.unwrap(), 2);
+
+    let deleted = retention::prune_once(&store, &config.retention)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let page = PageQuery {
+        seek: Seek::Forward(None),
+        limit: 10,
+    };
+    let left = store.list_refused(&scope, &page).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].seq, seqs[1], "the fresh event's refusal stays");
+    assert!(left[0].event_ts.is_some());
+}

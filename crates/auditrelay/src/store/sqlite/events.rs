@@ -307,6 +307,14 @@ impl SqliteStore {
                 // After the delete, never before: a backlog measured in between would keep
                 // counting what is gone.
                 self.backlogs.note_pruned(cutoff.as_millis());
+                // A refused event that is gone can no longer be sent again.
+                sqlx::query(
+                    "DELETE FROM refused_events WHERE scope_id = ?1 AND NOT EXISTS
+                       (SELECT 1 FROM events WHERE events.seq = refused_events.seq)",
+                )
+                .bind(scope)
+                .execute(&self.pool)
+                .await?;
             }
             deleted += done.rows_affected();
         }

@@ -71,11 +71,14 @@ impl SqliteStore {
     /// Deletes the portal and its webhook (its events stay until retention removes them).
     pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
         let mut tx = PoolTx::begin(&self.pool).await?;
-        // Its webhook, and that webhook's delivery log, which nothing could read any more.
+        // Its webhook, and that webhook's delivery log and refused list, which nothing could
+        // read any more.
         for sql in [
             "DELETE FROM webhooks WHERE scope_id IN
                  (SELECT id FROM scopes WHERE org_id = ? AND portal_id = ?)",
             "DELETE FROM delivery_attempts WHERE scope_id IN
+                 (SELECT id FROM scopes WHERE org_id = ? AND portal_id = ?)",
+            "DELETE FROM refused_events WHERE scope_id IN
                  (SELECT id FROM scopes WHERE org_id = ? AND portal_id = ?)",
         ] {
             sqlx::query(sql)

@@ -40,13 +40,15 @@ impl SqliteStore {
         // Oldest first, by `seq`.
         let (sql, bound) = match &page.seek {
             Seek::Forward(after) => (
-                "SELECT r.* FROM refused_events r JOIN scopes s ON s.id = r.scope_id
+                "SELECT r.*, e.ts AS event_ts FROM refused_events r
+                   JOIN scopes s ON s.id = r.scope_id LEFT JOIN events e ON e.seq = r.seq
                  WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND r.seq > ?4
                  ORDER BY r.seq ASC LIMIT ?5",
                 after.as_ref().map_or(i64::MIN, |(key, _)| *key),
             ),
             Seek::Backward((key, _)) => (
-                "SELECT r.* FROM refused_events r JOIN scopes s ON s.id = r.scope_id
+                "SELECT r.*, e.ts AS event_ts FROM refused_events r
+                   JOIN scopes s ON s.id = r.scope_id LEFT JOIN events e ON e.seq = r.seq
                  WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND r.seq < ?4
                  ORDER BY r.seq DESC LIMIT ?5",
                 *key,
@@ -143,8 +145,10 @@ impl SqliteStore {
 
 fn refused_from_row(row: &SqliteRow) -> Result<RefusedEvent> {
     let replay: Option<String> = row.try_get("replay_id")?;
+    let event_ts: Option<i64> = row.try_get("event_ts")?;
     Ok(RefusedEvent {
         seq: row.try_get("seq")?,
+        event_ts: event_ts.map(Timestamp::from_millis),
         refused_at: Timestamp::from_millis(row.try_get("refused_at")?),
         endpoint: row.try_get("endpoint")?,
         reason: row.try_get("reason")?,
