@@ -8,6 +8,8 @@
 //!   stages, with its progress saved after every batch;
 //! - `resend` — a scope's refused events, sent again when an operator asks;
 //! - `setup` — what a batch is delivered with: webhook, destination, secret, client;
+//! - `ahead` — the events after the batch being sent, read ahead, and the batches after it,
+//!   signed ahead, in ingest order for a lane and event-time order for a replay job;
 //! - `encode` — render, sign, frame for the destination's kind and gzip a batch on every core;
 //! - `request` — what a batch is sent as, for the destination's kind;
 //! - `http` — the network side of one destination: one guarded HTTP client that sends a built
@@ -22,6 +24,7 @@
 //! Lanes and replay jobs use the stages; neither imports the other, and the engine above them
 //! imports both.
 
+mod ahead;
 mod encode;
 mod engine;
 pub mod http;

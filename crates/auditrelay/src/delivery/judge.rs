@@ -71,7 +71,16 @@ impl InHand {
             n => format!("{sender}/narrowed/{n}"),
         };
         let key = idempotency_key(&sender, batch.first_seq, batch.last_seq);
-        let request = Request::for_batch(setup, &self.encoding, batch, &key);
+        let destination = &setup.destination;
+        let request = Request::batch(
+            &destination.kind,
+            &self.encoding.framer,
+            &destination.endpoint,
+            &setup.authorization,
+            &setup.headers,
+            bytes::Bytes::from(batch.body.clone()),
+            &key,
+        );
         let records = self.encoding.records(&self.events, batch);
         let mut sent = client.send(request).await;
         let judged = judge(client, setup, &self.encoding, &mut sent, &records).await;

@@ -23,23 +23,21 @@
 //! for good are recorded in the refused list before the cursor passes them, and those refused
 //! for now are sent again on their own, with the retries a whole batch gets.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay_core::batch::Batch;
 use auditrelay_core::retry::{Attempt, Verdict};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use super::encode::{Encoding, Signing};
+use super::ahead::{Ahead, Position, Source};
+use super::encode::Encoding;
 use super::http::{DeliveryClient, SendOutcome};
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, nothing_sent, record_refused};
 use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
 use super::shared::{STORE_RETRY, Shared, label};
 use crate::clock;
-use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError, StoredEvent};
+use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError};
 
 /// How many batches a lane signs ahead of the one it is sending: while that one waits on the
 /// SIEM and on the store (whose single writer is busy with ingest's group commits under load),
@@ -64,13 +62,6 @@ struct Built {
     through: i64,
 }
 
-/// A batch being signed ahead of the one being sent, under the configuration `stamp`.
-struct Ahead {
-    signing: Signing,
-    stamp: Stamp,
-    encoding: Arc<Encoding>,
-}
-
 /// How gathering the next batch ended.
 enum Gathered {
     Batch(Box<Built>),
@@ -87,19 +78,10 @@ pub struct Lane {
     stop: watch::Receiver<bool>,
     appended: watch::Receiver<i64>,
     client: Option<DeliveryClient>,
-    /// Events read but in no batch yet, oldest first: at most one batch's worth, plus what a
-    /// batch cut short by `batch_max_bytes` left over.
-    pending: VecDeque<StoredEvent>,
-    /// The last `seq` read (into `pending` or a batch) or delivered.
-    read_through: i64,
-    /// The events after `read_through`, being read in the background to top `pending` up.
-    reading: Option<JoinHandle<Result<Vec<StoredEvent>, StoreError>>>,
-    /// The mean length of a line (with its `\n`) in the last batch built.
-    line_bytes: Option<usize>,
-    /// The batches being signed, oldest first, while the one before them is sent and recorded
-    /// (at most [`SIGNED_AHEAD`]). Their events are no longer in `pending`; those that do not
-    /// fit come back to its front.
-    ahead: VecDeque<Ahead>,
+    /// The events after the batch being sent, read ahead, and the batches after it, signed
+    /// ahead (at most [`SIGNED_AHEAD`] with the next one), each under the configuration it was
+    /// built with.
+    ahead: Ahead<Stamp>,
     /// The batch to send next: signed ahead, or the one an inactive webhook is probed with.
     /// Its events are no longer in `pending`.
     next: Option<Built>,
@@ -108,16 +90,6 @@ pub struct Lane {
     /// The first `seq` of the last batch that failed, until one is delivered: a batch sent again
     /// from there (after a reconfiguration, or "Retry now") is a retry in the delivery log.
     failed_from: Option<i64>,
-}
-
-impl Drop for Lane {
-    /// A lane that stops takes its background read with it; a batch being signed finishes on
-    /// its own, unused.
-    fn drop(&mut self) {
-        if let Some(reading) = self.reading.take() {
-            reading.abort();
-        }
-    }
 }
 
 impl Lane {
@@ -130,17 +102,13 @@ impl Lane {
         let appended = shared.store.commits().subscribe();
         Self {
             label: label(&scope),
+            ahead: Ahead::new(Arc::clone(&shared), Source::Scope(scope.clone())),
             shared,
             scope,
             changes,
             stop,
             appended,
             client: None,
-            pending: VecDeque::new(),
-            read_through: 0,
-            reading: None,
-            line_bytes: None,
-            ahead: VecDeque::new(),
             next: None,
             probing: None,
             failed_from: None,
@@ -183,13 +151,7 @@ impl Lane {
     /// Forgets the events read and the batches being signed (but not the next batch to send):
     /// the next read starts after `seq`.
     fn read_again_after(&mut self, seq: i64) {
-        self.pending.clear();
-        if let Some(reading) = self.reading.take() {
-            reading.abort();
-        }
-        // A batch still being signed finishes on its own; its result is dropped.
-        self.ahead.clear();
-        self.read_through = seq;
+        self.ahead.restart_after(Some(Position::seq(seq)));
     }
 
     /// Reads the webhook and its destination; `None` when the webhook no longer delivers.
@@ -206,8 +168,9 @@ impl Lane {
                     || webhook
                         .in_flight_through
                         .is_some_and(|through| through != next.through)
-            }) || self.ahead.iter().any(|ahead| ahead.stamp != stamp);
-            if webhook.cursor > self.read_through || stale {
+            }) || self.ahead.tags().any(|built_under| *built_under != stamp);
+            let read_through = self.ahead.read_through().map_or(0, |p| p.seq);
+            if webhook.cursor > read_through || stale {
                 self.restart_from(webhook.cursor);
             }
         }
@@ -259,9 +222,11 @@ impl Lane {
             .in_flight_through
             .filter(|through| *through > webhook.cursor);
         loop {
-            self.read(webhook.cursor, in_flight, limits.max_events)
+            let cursor = Some(Position::seq(webhook.cursor));
+            self.ahead
+                .read(cursor, in_flight, limits.max_events)
                 .await?;
-            if in_flight.is_some() || self.pending.len() >= limits.max_events {
+            if in_flight.is_some() || self.ahead.pending().len() >= limits.max_events {
                 break;
             }
             let Some(due) = self.due() else {
@@ -295,7 +260,7 @@ impl Lane {
 
     /// When the oldest pending event's batch is due; `None` when nothing is pending.
     fn due(&self) -> Option<Instant> {
-        let first = self.pending.front()?;
+        let first = self.ahead.pending().front()?;
         let committed = self.shared.store.commits().committed_at(first.seq);
         // An event committed before this process started is long overdue.
         Some(committed.map_or_else(Instant::now, |at| at + self.shared.config.flush_interval))
@@ -309,9 +274,9 @@ impl Lane {
         if self.probing.is_some() {
             return;
         }
-        self.take_read(false).await;
-        let signed = self.ahead.len() + usize::from(self.next.is_some());
-        let full = self.pending.len() >= self.shared.config.batch_max_events;
+        self.ahead.take_read(false).await;
+        let signed = self.ahead.signing() + usize::from(self.next.is_some());
+        let full = self.ahead.pending().len() >= self.shared.config.batch_max_events;
         if signed < SIGNED_AHEAD && (full || self.due().is_some_and(|due| due <= Instant::now())) {
             self.start_signing(setup, i64::MAX).await;
         }
@@ -319,126 +284,27 @@ impl Lane {
     }
 
     /// Starts reading the events that top `pending` up to one batch's worth, in the background,
-    /// so that neither the lane nor the next batch waits for the store; one read at a time.
+    /// so that neither the lane nor the next batch waits for the store.
     fn start_reading(&mut self) {
-        let max_events = self.shared.config.batch_max_events;
-        if self.reading.is_some() || self.pending.len() >= max_events {
-            return;
-        }
-        let store = self.shared.store.clone();
-        let scope = self.scope.clone();
-        let (after, room) = (self.read_through, (max_events - self.pending.len()) as u32);
-        self.reading = Some(tokio::spawn(async move {
-            store.events_to_deliver(&scope, after, None, room).await
-        }));
-    }
-
-    /// Adds the events of the background read to `pending`, if it is done (or, when `wait`,
-    /// once it is). A failed read is left to the next one.
-    async fn take_read(&mut self, wait: bool) {
-        let Some(reading) = self.reading.take_if(|r| wait || r.is_finished()) else {
-            return;
-        };
-        match reading.await {
-            Ok(Ok(events)) => {
-                if let Some(last) = events.last() {
-                    self.read_through = last.seq;
-                }
-                self.pending.extend(events);
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(webhook = %self.label, error = %e, "could not read ahead");
-            }
-            // Aborted: only `read_again_after` aborts, and it drops the handle first.
-            Err(e) => {
-                if let Ok(panic) = e.try_into_panic() {
-                    std::panic::resume_unwind(panic);
-                }
-            }
-        }
-    }
-
-    /// Tops up `pending` with the events after what was read, up to `limit` in all.
-    async fn read(
-        &mut self,
-        cursor: i64,
-        through: Option<i64>,
-        limit: usize,
-    ) -> Result<(), StoreError> {
-        // What the background read brings comes first.
-        self.take_read(true).await;
-        if self.pending.len() >= limit {
-            return Ok(());
-        }
-        let after = self.read_through.max(cursor);
-        let room = (limit - self.pending.len()) as u32;
-        let events = self
-            .shared
-            .store
-            .events_to_deliver(&self.scope, after, through, room)
-            .await?;
-        if let Some(last) = events.last() {
-            self.read_through = last.seq;
-        }
-        self.pending.extend(events);
-        Ok(())
+        self.ahead
+            .start_reading(self.shared.config.batch_max_events);
     }
 
     /// Starts signing the pending events (up to `through`, one batch's worth) as the batch
-    /// ahead.
+    /// ahead, with the destination as it is now.
     async fn start_signing(&mut self, setup: &Setup, through: i64) {
         let encoding = Encoding::new(&self.shared, setup, None);
-        let limits = encoding.limits;
-        // Where lines are long enough for `batch_max_bytes` to cut a batch before
-        // `batch_max_events`, only about as many as fit are signed: a cut batch's leftovers are
-        // signed again, and the batches signed behind it too. A range noted in flight is
-        // rebuilt whole, as it was cut before.
-        let fit = match self.line_bytes {
-            Some(line) if through == i64::MAX => (limits.max_bytes / 10 * 9 / line).max(1),
-            _ => limits.max_events,
-        };
-        let take = self
-            .pending
-            .iter()
-            .take_while(|e| e.seq <= through)
-            .take(limits.max_events.min(fit))
-            .count();
-        if take == 0 {
-            return;
-        }
-        let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
-        self.ahead.push_back(Ahead {
-            signing: Signing::start(&self.shared, &encoding, events).await,
-            stamp: setup.stamp(),
-            encoding,
-        });
+        self.ahead
+            .start_signing(encoding, setup.stamp(), through)
+            .await;
     }
 
-    /// Waits for the oldest batch ahead, if any, and makes it the next to send; the events that
-    /// did not fit go back to the front of `pending`.
+    /// Waits for the oldest batch ahead, if any, and makes it the next to send.
     async fn settle(&mut self) {
-        let Some(ahead) = self.ahead.pop_front() else {
-            return;
-        };
-        let (batch, mut events) = ahead.signing.finish().await;
-        if let Some(batch) = batch.as_ref().filter(|b| b.events > 0) {
-            self.line_bytes = Some((batch.uncompressed_bytes + 1).div_ceil(batch.events));
-        }
-        let unsent = events.split_off(batch.as_ref().map_or(0, Batch::taken));
-        if !unsent.is_empty() && !self.ahead.is_empty() {
-            // The batch was cut short (by `batch_max_bytes`) and the ones after it were built
-            // from the events after its end: they are read and built again after its last line.
-            let last = batch.as_ref().map_or(self.read_through, |b| b.last_seq);
-            self.read_again_after(last);
-        } else {
-            for unsent in unsent.into_iter().rev() {
-                self.pending.push_front(unsent);
-            }
-        }
-        self.next = batch.map(|batch| Built {
-            through: batch.last_seq,
-            hand: InHand::new(batch, ahead.encoding, events),
-            stamp: ahead.stamp,
+        self.next = self.ahead.settle().await.map(|signed| Built {
+            through: signed.batch.last_seq,
+            hand: InHand::new(signed.batch, signed.encoding, signed.events),
+            stamp: signed.tag,
         });
     }
 
@@ -542,7 +408,7 @@ impl Lane {
                     self.failed(&sent, &attempt, wait).await?;
                     // The webhook is probed with this very batch; the one signed ahead is
                     // read again once it delivers.
-                    if !self.ahead.is_empty() {
+                    if self.ahead.signing() > 0 {
                         self.restart_from(built.through);
                     }
                     self.probing = Some(rounds + 1);
@@ -580,11 +446,7 @@ impl Lane {
         let last = built.through;
         // A batch signed ahead that is ready is noted in flight by this very statement; one
         // still being signed is noted before it is sent.
-        if self
-            .ahead
-            .front()
-            .is_some_and(|ahead| ahead.signing.is_finished())
-        {
+        if self.ahead.front_is_signed() {
             self.settle().await;
         }
         // Before the cursor passes them, so that no crash between the two loses one: a batch

@@ -16,14 +16,15 @@ use std::time::Instant;
 use auditrelay_core::retry::Verdict;
 use tokio::sync::watch;
 
-use super::encode::{Encoding, sign_batch};
+use super::ahead::{Ahead, Position, Source};
+use super::encode::Encoding;
 use super::http::{DeliveryClient, SendOutcome};
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, record_refused};
 use super::setup::{Setup, Stamp, client_for, load_setup};
 use super::shared::{STORE_RETRY, Shared, label};
 use crate::clock;
-use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError, StoredEvent};
+use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError};
 
 /// How a run ended.
 enum Ended {
@@ -128,9 +129,11 @@ async fn step(
         }
     }
     let mut cached_client: Option<DeliveryClient> = None;
-    // The batch after the one being sent, built meanwhile, with the configuration it was
-    // built under.
-    let mut ahead: Option<(Stamp, Signed)> = None;
+    let max_events = shared.config.batch_max_events;
+    // The batches after the one being sent, read and signed ahead in the window's order, each
+    // under the configuration it was built with.
+    let mut ahead: Ahead<Stamp> = Ahead::new(Arc::clone(shared), Source::Window(window(job)));
+    ahead.restart_after(resume_position(job));
     loop {
         if *stop.borrow() {
             return Ok(Ended::Stopped);
@@ -140,37 +143,50 @@ async fn step(
             return finish(shared, job, Some("webhook is not enabled".into()), stop).await;
         };
         let stamp = setup.stamp();
+        if ahead.tags().any(|built_under| *built_under != stamp) {
+            ahead.restart_after(resume_position(job));
+        }
         let encoding = Encoding::new(shared, &setup, Some(job.id));
-        let signed = match ahead.take() {
-            Some((built_under, signed)) if built_under == stamp => Some(signed),
-            _ => {
-                let query = window(shared, job, job.resume);
-                sign_after(shared, query, &encoding, Vec::new()).await?
+        while ahead.signing() < SIGNED_AHEAD {
+            ahead.read(None, None, max_events).await?;
+            if ahead.pending().is_empty() {
+                break;
             }
-        };
-        let Some(mut signed) = signed else {
+            let (encoding, stamp) = (Arc::clone(&encoding), stamp.clone());
+            ahead.start_signing(encoding, stamp, i64::MAX).await;
+        }
+        // The events after those are read while this batch is sent.
+        ahead.start_reading(max_events);
+        let Some(signed) = ahead.settle().await else {
+            // Nothing more was read: the window is sent.
             return finish(shared, job, None, stop).await;
         };
-        let client = client_for(&mut cached_client, shared, &setup.destination);
-        // The next batch is read and signed while this one is on its way; this one's progress
-        // is saved as soon as the SIEM took it.
-        let query = window(shared, job, Some(signed.resume));
-        let read_ahead = std::mem::take(&mut signed.read_ahead);
-        let next = sign_after(shared, query, &encoding, read_ahead);
-        let sending = async {
-            let sent = tokio::select! {
-                sent = send(shared, &client, &setup, job, &mut signed) => sent,
-                _ = stop.wait_for(|stop| *stop) => return Ok(Some(Ended::Stopped)),
-            };
-            sent_batch(shared, job, &signed, sent, stop).await
+        let taken = signed.events.len();
+        let resume = Position::of(signed.events.last().expect("a batch takes events"));
+        let mut signed = Signed {
+            hand: InHand::new(signed.batch, signed.encoding, signed.events),
+            taken,
+            resume: (resume.ts, resume.seq),
         };
-        let (ended, next) = tokio::join!(sending, next);
-        if let Some(ended) = ended? {
+        let client = client_for(&mut cached_client, shared, &setup.destination);
+        // The batches after this one are signed while it is on its way; its progress is saved
+        // as soon as the SIEM took it.
+        let sent = tokio::select! {
+            sent = send(shared, &client, &setup, job, &mut signed) => sent,
+            _ = stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
+        };
+        if let Some(ended) = sent_batch(shared, job, &signed, sent, stop).await? {
             return Ok(ended);
         }
-        // A store error while reading ahead is not this batch's: the next turn reads again.
-        ahead = next.ok().flatten().map(|signed| (stamp, signed));
     }
+}
+
+/// How many batches are signed ahead of the one being sent.
+const SIGNED_AHEAD: usize = 2;
+
+/// Where the job resumes: after the last event of the last batch the SIEM took.
+fn resume_position(job: &ReplayJob) -> Option<Position> {
+    job.resume.map(|(ts, seq)| Position { ts, seq })
 }
 
 /// Sends one batch of the job with DECISIONS.md D3's retries. Records refused for now go
@@ -277,8 +293,8 @@ async fn sent_batch(
     save(shared, job, stop).await
 }
 
-/// The job's window after `after`, one batch's worth.
-fn window(shared: &Shared, job: &ReplayJob, after: Option<(i64, i64)>) -> EventQuery {
+/// The job's window, as stored when it started.
+fn window(job: &ReplayJob) -> EventQuery {
     EventQuery {
         org_id: job.scope.org_id,
         region: job.scope.region.clone(),
@@ -286,60 +302,18 @@ fn window(shared: &Shared, job: &ReplayJob, after: Option<(i64, i64)>) -> EventQ
         ts_from: job.start_at,
         ts_to: job.end_at,
         event_type: None,
-        after,
+        // Set for each read.
+        after: None,
         through_seq: job.through_seq,
-        limit: shared.config.batch_max_events as u32,
+        limit: 0,
     }
 }
 
-/// A batch of the window, the position of its last event, and the events after it that were
-/// read while it was signed.
+/// A batch of the window, and the position of its last event.
 struct Signed {
     hand: InHand,
     /// How many events the batch took at first.
     taken: usize,
     /// `(ts ms, seq)` of the batch's last event: the next batch starts after it.
     resume: (i64, i64),
-    /// The events that follow the batch, in order: the next batch's, read ahead.
-    read_ahead: Vec<StoredEvent>,
-}
-
-/// Signs as many of the events `query` selects as fit into one batch — starting with `read`,
-/// the ones already read, if any — and reads the following ones meanwhile; `None` when there
-/// are none.
-async fn sign_after(
-    shared: &Arc<Shared>,
-    mut query: EventQuery,
-    encoding: &Arc<Encoding>,
-    read: Vec<StoredEvent>,
-) -> Result<Option<Signed>, StoreError> {
-    let events = match read.is_empty() {
-        true => shared.store.list_events(&query).await?,
-        false => read,
-    };
-    let Some(last) = events.last() else {
-        return Ok(None);
-    };
-    query.after = Some((last.event.ts.as_millis(), last.seq));
-    let max_events = query.limit as usize;
-    let reading = shared.store.list_events(&query);
-    let ((batch, mut events), more) = tokio::join!(sign_batch(shared, encoding, events), reading);
-    let Some(batch) = batch else {
-        return Ok(None);
-    };
-    let taken = batch.taken();
-    let last = &events[taken - 1];
-    let resume = (last.event.ts.as_millis(), last.seq);
-    // What did not fit in this batch comes first in the next; what is read ahead stays within
-    // one batch's worth (the excess is read again later), so memory stays bounded.
-    let mut read_ahead = events.split_off(taken);
-    let mut more = more?;
-    more.truncate(max_events.saturating_sub(read_ahead.len()));
-    read_ahead.extend(more);
-    Ok(Some(Signed {
-        hand: InHand::new(batch, Arc::clone(encoding), events),
-        taken,
-        resume,
-        read_ahead,
-    }))
 }

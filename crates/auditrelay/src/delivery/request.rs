@@ -6,13 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use auditrelay_core::batch::Batch;
 use auditrelay_core::kind::{Framer, Kind, judge};
 use bytes::Bytes;
 use reqwest::header::{self, HeaderName};
-
-use super::encode::Encoding;
-use super::setup::Setup;
 
 /// One request, built but not checked: the transport refuses an endpoint the guard forbids, or
 /// a header value HTTP cannot carry, as a failed attempt.
@@ -97,24 +93,6 @@ impl Request {
             body,
             keep_answer: kind.judges_body(),
         }
-    }
-
-    /// The request that sends `batch`, encoded by `encoding`, to `setup`'s destination.
-    pub(super) fn for_batch(
-        setup: &Setup,
-        encoding: &Encoding,
-        batch: &Batch,
-        idempotency_key: &str,
-    ) -> Self {
-        Self::batch(
-            &setup.destination.kind,
-            &encoding.framer,
-            &setup.destination.endpoint,
-            &setup.authorization,
-            &setup.headers,
-            Bytes::from(batch.body.clone()),
-            idempotency_key,
-        )
     }
 
     /// Konnect's webhook request, for the transport's tests.

@@ -137,7 +137,7 @@ pub async fn configure(
     format: LogFormat,
     kind: Kind,
 ) -> anyhow::Result<()> {
-    let destination = kind.destination(url, format);
+    let destination = kind.destination(url, format.as_str());
     target
         .admin_api()?
         .bind_new_destination(&Region::parse("us").expect("a region"), &destination)

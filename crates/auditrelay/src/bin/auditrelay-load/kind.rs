@@ -9,8 +9,6 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::deliver::LogFormat;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     Webhook,
@@ -43,8 +41,9 @@ impl Kind {
         }
     }
 
-    /// The destination delivering to the receiver at `url` (which ends in `/`).
-    pub fn destination(self, url: &str, format: LogFormat) -> Value {
+    /// The destination delivering lines in `format` (`cef`, `json`, `cps`) to the receiver at
+    /// `url` (which ends in `/`).
+    pub fn destination(self, url: &str, format: &str) -> Value {
         let (path, authorization) = match self {
             Self::Webhook => ("", Some("Bearer auditrelay-load")),
             Self::SplunkHec => ("services/collector/event", Some("auditrelay-load")),
@@ -56,7 +55,7 @@ impl Kind {
         let mut destination = json!({
             "name": "auditrelay-load",
             "endpoint": format!("{url}{path}"),
-            "log_format": format.as_str(),
+            "log_format": format,
         });
         if let Some(authorization) = authorization {
             destination["authorization"] = json!(authorization);

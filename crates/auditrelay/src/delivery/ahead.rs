@@ -1,0 +1,297 @@
+//! The read-ahead stage: the events after the batch being sent, read from the store in the
+//! background, and the batches after it, signed in the background (`encode::Signing`), so that
+//! neither the SIEM's answer nor the store's writer leaves a core idle. Live lanes read their
+//! scope in ingest order; replay jobs read their window in event-time order; both go through
+//! here.
+//!
+//! What was read waits in `pending`; a batch takes events from its front. A batch cut short by
+//! its byte limit gives the events it could not take back to the front, unless batches signed
+//! behind it already took the events after them: then everything after its last event is read
+//! and signed again.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use auditrelay_core::batch::Batch;
+use tokio::task::JoinHandle;
+
+use super::encode::{Encoding, Signing};
+use super::shared::Shared;
+use crate::store::{EventQuery, Scope, StoreError, StoredEvent};
+
+/// Where events come from, in the order they are sent.
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    /// A scope's events in ingest order (`seq`).
+    Scope(Scope),
+    /// A window's events in event-time order (`ts`, then `seq`); the query's `after` and
+    /// `limit` are set for each read.
+    Window(EventQuery),
+}
+
+/// An event's place in its source's order: by `seq` alone for a scope, by `ts` then `seq` for
+/// a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Position {
+    pub ts: i64,
+    pub seq: i64,
+}
+
+impl Position {
+    /// The place of the event of `seq` in a scope's order.
+    pub fn seq(seq: i64) -> Self {
+        Self { ts: 0, seq }
+    }
+
+    pub fn of(event: &StoredEvent) -> Self {
+        Self {
+            ts: event.event.ts.as_millis(),
+            seq: event.seq,
+        }
+    }
+}
+
+impl Source {
+    /// Up to `limit` events after `after` (from the start when `None`), and up to `through`
+    /// (a scope's `seq`) when given.
+    async fn read(
+        &self,
+        shared: &Shared,
+        after: Option<Position>,
+        through: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        match self {
+            Self::Scope(scope) => {
+                let after = after.map_or(0, |p| p.seq);
+                let store = &shared.store;
+                store.events_to_deliver(scope, after, through, limit).await
+            }
+            Self::Window(query) => {
+                let query = EventQuery {
+                    after: after.map(|p| (p.ts, p.seq)),
+                    limit,
+                    ..query.clone()
+                };
+                shared.store.list_events(&query).await
+            }
+        }
+    }
+}
+
+/// A batch signed ahead: the events it took, in its order (refused ones too), how it was
+/// encoded, and the caller's `tag` (the configuration it was built under).
+pub(super) struct Signed<T> {
+    pub batch: Batch,
+    pub events: Vec<StoredEvent>,
+    pub encoding: Arc<Encoding>,
+    pub tag: T,
+}
+
+/// A batch being signed, oldest first.
+struct Underway<T> {
+    signing: Signing,
+    encoding: Arc<Encoding>,
+    tag: T,
+}
+
+pub(super) struct Ahead<T> {
+    shared: Arc<Shared>,
+    source: Source,
+    /// Events read but in no batch yet, in order: at most one batch's worth, plus what a batch
+    /// cut short left over.
+    pending: VecDeque<StoredEvent>,
+    /// The last event read (into `pending` or a batch); `None`: nothing yet, read from the
+    /// start.
+    read_through: Option<Position>,
+    /// The events after `read_through`, being read in the background; one read at a time.
+    reading: Option<JoinHandle<Result<Vec<StoredEvent>, StoreError>>>,
+    /// The batches being signed, oldest first. Their events are no longer in `pending`.
+    signing: VecDeque<Underway<T>>,
+    /// The mean length of a record (with its separator) in the last batch built.
+    record_bytes: Option<usize>,
+}
+
+impl<T> Drop for Ahead<T> {
+    /// The background read goes with it; a batch being signed finishes on its own, unused.
+    fn drop(&mut self) {
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
+        }
+    }
+}
+
+impl<T> Ahead<T> {
+    pub fn new(shared: Arc<Shared>, source: Source) -> Self {
+        Self {
+            shared,
+            source,
+            pending: VecDeque::new(),
+            read_through: None,
+            reading: None,
+            signing: VecDeque::new(),
+            record_bytes: None,
+        }
+    }
+
+    /// Forgets the events read and the batches being signed: the next read starts after
+    /// `position` (from the start when `None`).
+    pub fn restart_after(&mut self, position: Option<Position>) {
+        self.pending.clear();
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
+        }
+        // A batch still being signed finishes on its own; its result is dropped.
+        self.signing.clear();
+        self.read_through = position;
+    }
+
+    /// The last event read.
+    pub fn read_through(&self) -> Option<Position> {
+        self.read_through
+    }
+
+    /// The events read but in no batch yet.
+    pub fn pending(&self) -> &VecDeque<StoredEvent> {
+        &self.pending
+    }
+
+    /// How many batches are being signed.
+    pub fn signing(&self) -> usize {
+        self.signing.len()
+    }
+
+    /// Whether the oldest batch being signed is ready.
+    pub fn front_is_signed(&self) -> bool {
+        self.signing
+            .front()
+            .is_some_and(|s| s.signing.is_finished())
+    }
+
+    /// The tags of the batches being signed.
+    pub fn tags(&self) -> impl Iterator<Item = &T> {
+        self.signing.iter().map(|s| &s.tag)
+    }
+
+    /// Starts reading the events that top `pending` up to `max` in the background, so that
+    /// neither the caller nor the next batch waits for the store; one read at a time.
+    pub fn start_reading(&mut self, max: usize) {
+        if self.reading.is_some() || self.pending.len() >= max {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let source = self.source.clone();
+        let (after, room) = (self.read_through, max - self.pending.len());
+        self.reading = Some(tokio::spawn(async move {
+            source.read(&shared, after, None, room).await
+        }));
+    }
+
+    /// Adds the events of the background read to `pending`, if it is done (or, when `wait`,
+    /// once it is). A failed read is left to the next one.
+    pub async fn take_read(&mut self, wait: bool) {
+        let Some(reading) = self.reading.take_if(|r| wait || r.is_finished()) else {
+            return;
+        };
+        match reading.await {
+            Ok(Ok(events)) => self.add(events),
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not read ahead"),
+            // Aborted: only `restart_after` aborts, and it drops the handle first.
+            Err(e) => {
+                if let Ok(panic) = e.try_into_panic() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, events: Vec<StoredEvent>) {
+        if let Some(last) = events.last() {
+            self.read_through = Some(Position::of(last));
+        }
+        self.pending.extend(events);
+    }
+
+    /// Tops `pending` up to `limit` now: with the background read's events first, then with
+    /// a read of its own, of the events after what was read — and after `floor` (a scope's
+    /// cursor that moved on), up to `through` when given.
+    pub async fn read(
+        &mut self,
+        floor: Option<Position>,
+        through: Option<i64>,
+        limit: usize,
+    ) -> Result<(), StoreError> {
+        self.take_read(true).await;
+        if self.pending.len() >= limit {
+            return Ok(());
+        }
+        let after = match (self.read_through, floor) {
+            (Some(read), Some(floor)) => Some(if floor.seq > read.seq { floor } else { read }),
+            (read, floor) => read.or(floor),
+        };
+        let room = limit - self.pending.len();
+        let events = self.source.read(&self.shared, after, through, room).await?;
+        self.add(events);
+        Ok(())
+    }
+
+    /// Starts signing the front of `pending` (its events up to `through`, a scope's `seq`;
+    /// one batch's worth) as the next batch, encoded by `encoding`; nothing when nothing is
+    /// pending.
+    ///
+    /// Where records are long enough for the byte limit to cut a batch before its event limit,
+    /// only about as many as fit are signed: a cut batch's leftovers are signed again, and the
+    /// batches signed behind it too. A range bounded by `through` (a lane's batch noted in
+    /// flight) is rebuilt whole, as it was cut before.
+    pub async fn start_signing(&mut self, encoding: Arc<Encoding>, tag: T, through: i64) {
+        let limits = encoding.limits;
+        let fit = match self.record_bytes {
+            Some(record) if through == i64::MAX => (limits.max_bytes / 10 * 9 / record).max(1),
+            _ => limits.max_events,
+        };
+        let take = self
+            .pending
+            .iter()
+            .take_while(|e| e.seq <= through)
+            .take(limits.max_events.min(fit))
+            .count();
+        if take == 0 {
+            return;
+        }
+        let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
+        self.signing.push_back(Underway {
+            signing: Signing::start(&self.shared, &encoding, events).await,
+            encoding,
+            tag,
+        });
+    }
+
+    /// Waits for the oldest batch being signed, if any, and hands it over; the events it could
+    /// not take go back to the front of `pending`. `None` when nothing was being signed, or it
+    /// made no batch.
+    pub async fn settle(&mut self) -> Option<Signed<T>> {
+        let oldest = self.signing.pop_front()?;
+        let (batch, mut events) = oldest.signing.finish().await;
+        if let Some(batch) = batch.as_ref().filter(|b| b.events > 0) {
+            self.record_bytes = Some((batch.uncompressed_bytes + 1).div_ceil(batch.events));
+        }
+        let unsent = events.split_off(batch.as_ref().map_or(0, Batch::taken));
+        if !unsent.is_empty() && !self.signing.is_empty() {
+            // The batch was cut short (by its byte limit) and the ones after it were built from
+            // the events after its end: they are read and built again after its last event.
+            let last = events.last().map(Position::of).or(self.read_through);
+            self.restart_after(last);
+        } else {
+            for unsent in unsent.into_iter().rev() {
+                self.pending.push_front(unsent);
+            }
+        }
+        Some(Signed {
+            batch: batch?,
+            events,
+            encoding: oldest.encoding,
+            tag: oldest.tag,
+        })
+    }
+}
