@@ -30,15 +30,15 @@ pub(super) enum Source {
 }
 
 /// An event's place in its source's order: by `seq` alone for a scope, by `ts` then `seq` for
-/// a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// a window. (No `PartialEq`: which fields count depends on the source.)
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Position {
     pub ts: i64,
     pub seq: i64,
 }
 
 impl Position {
-    /// The place of the event of `seq` in a scope's order.
+    /// The place of the event of `seq` in a scope's order (where `ts` does not count).
     pub fn seq(seq: i64) -> Self {
         Self { ts: 0, seq }
     }
@@ -214,14 +214,19 @@ impl<T> Ahead<T> {
     }
 
     /// Tops `pending` up to `limit` now: with the background read's events first, then with
-    /// a read of its own, of the events after what was read — and after `floor` (a scope's
-    /// cursor that moved on), up to `through` when given.
+    /// a read of its own, of the events after what was read — and, for a scope, after `floor`
+    /// (its cursor, which may have moved on) and up to `through` (a `seq`) when given. A
+    /// window's reads take neither.
     pub async fn read(
         &mut self,
         floor: Option<Position>,
         through: Option<i64>,
         limit: usize,
     ) -> Result<(), StoreError> {
+        debug_assert!(
+            matches!(self.source, Source::Scope(_)) || (floor.is_none() && through.is_none()),
+            "a floor and a bound are a scope's, in seq"
+        );
         self.take_read(true).await;
         if self.pending.len() >= limit {
             return Ok(());
@@ -236,15 +241,19 @@ impl<T> Ahead<T> {
         Ok(())
     }
 
-    /// Starts signing the front of `pending` (its events up to `through`, a scope's `seq`;
-    /// one batch's worth) as the next batch, encoded by `encoding`; nothing when nothing is
-    /// pending.
+    /// Starts signing the front of `pending` (one batch's worth; for a scope, only its events
+    /// up to `through`, a `seq`, and `i64::MAX` for no bound) as the next batch, encoded by
+    /// `encoding`; nothing when nothing is pending.
     ///
     /// Where records are long enough for the byte limit to cut a batch before its event limit,
     /// only about as many as fit are signed: a cut batch's leftovers are signed again, and the
     /// batches signed behind it too. A range bounded by `through` (a lane's batch noted in
     /// flight) is rebuilt whole, as it was cut before.
     pub async fn start_signing(&mut self, encoding: Arc<Encoding>, tag: T, through: i64) {
+        debug_assert!(
+            matches!(self.source, Source::Scope(_)) || through == i64::MAX,
+            "a bound is a scope's, in seq"
+        );
         let limits = encoding.limits;
         let fit = match self.record_bytes {
             Some(record) if through == i64::MAX => (limits.max_bytes / 10 * 9 / record).max(1),

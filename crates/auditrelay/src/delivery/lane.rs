@@ -83,7 +83,7 @@ pub struct Lane {
     /// built with.
     ahead: Ahead<Stamp>,
     /// The batch to send next: signed ahead, or the one an inactive webhook is probed with.
-    /// Its events are no longer in `pending`.
+    /// Its events are no longer among those read ahead.
     next: Option<Built>,
     /// Failed probes since the webhook turned inactive; `None` while active.
     probing: Option<u32>,
@@ -283,7 +283,7 @@ impl Lane {
         self.start_reading();
     }
 
-    /// Starts reading the events that top `pending` up to one batch's worth, in the background,
+    /// Starts reading the events that top those read ahead up to one batch's worth, in the background,
     /// so that neither the lane nor the next batch waits for the store.
     fn start_reading(&mut self) {
         self.ahead

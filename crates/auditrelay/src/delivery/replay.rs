@@ -147,6 +147,8 @@ async fn step(
             ahead.restart_after(resume_position(job));
         }
         let encoding = Encoding::new(shared, &setup, Some(job.id));
+        // The background read started with the previous batch has usually brought what this
+        // reads, so the store is rarely waited on here.
         while ahead.signing() < SIGNED_AHEAD {
             ahead.read(None, None, max_events).await?;
             if ahead.pending().is_empty() {
