@@ -19,6 +19,11 @@ use super::encode::{Encoding, Signing};
 use super::shared::Shared;
 use crate::store::{EventQuery, Scope, StoreError, StoredEvent};
 
+/// How many batches lanes and replay jobs sign ahead of the one they are sending: while that
+/// one waits on the SIEM and on the store (whose single writer is busy with ingest's group
+/// commits under load), the cores go on signing.
+pub(super) const SIGNED_AHEAD: usize = 2;
+
 /// Where events come from, in the order they are sent.
 #[derive(Debug, Clone)]
 pub(super) enum Source {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use auditrelay_core::retry::{Attempt, Verdict};
 use tokio::sync::watch;
 
-use super::ahead::{Ahead, Position, Source};
+use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
 use super::encode::Encoding;
 use super::http::{DeliveryClient, SendOutcome};
 use super::judge::{InHand, verdict};
@@ -38,11 +38,6 @@ use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
 use super::shared::{STORE_RETRY, Shared, label};
 use crate::clock;
 use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError};
-
-/// How many batches a lane signs ahead of the one it is sending: while that one waits on the
-/// SIEM and on the store (whose single writer is busy with ingest's group commits under load),
-/// the cores go on signing.
-const SIGNED_AHEAD: usize = 2;
 
 /// Why a wait ended.
 enum Wake {

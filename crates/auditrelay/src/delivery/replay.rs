@@ -1,9 +1,9 @@
 //! The replay executor: runs one scope's replay job, `accepted` → `pending` → `running` →
 //! `completed` | `failed` (DECISIONS.md K7, DECISIONS.md D1).
 //!
-//! It reads the window's events in event-time order one batch at a time (memory stays bounded
-//! however large the window), renders each batch in the format of the webhook's destination as
-//! it is at that moment, and sends it with DECISIONS.md D3's retries. After every 2xx it saves the
+//! It reads the window's events in event-time order a few batches ahead (`ahead.rs`; memory
+//! stays bounded however large the window), renders each batch in the format of the webhook's
+//! destination as it is at that moment, and sends it with DECISIONS.md D3's retries. After every 2xx it saves the
 //! progress and the position of the last event sent, so a job interrupted by a restart resumes
 //! there (at most one batch is sent again). A batch that exhausts its retries fails the job with
 //! the reason. Events the receiver refuses for good go to the refused list, with the job's id,
@@ -16,7 +16,7 @@ use std::time::Instant;
 use auditrelay_core::retry::Verdict;
 use tokio::sync::watch;
 
-use super::ahead::{Ahead, Position, Source};
+use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
 use super::encode::Encoding;
 use super::http::{DeliveryClient, SendOutcome};
 use super::judge::{InHand, verdict};
@@ -183,16 +183,13 @@ async fn step(
     }
 }
 
-/// How many batches are signed ahead of the one being sent.
-const SIGNED_AHEAD: usize = 2;
-
 /// Where the job resumes: after the last event of the last batch the SIEM took.
 fn resume_position(job: &ReplayJob) -> Option<Position> {
     job.resume.map(|(ts, seq)| Position { ts, seq })
 }
 
 /// Sends one batch of the job with DECISIONS.md D3's retries. Records refused for now go
-/// again on their own; those refused for good join `signed.refused`.
+/// again on their own; those refused for good join `signed.hand.refused`.
 async fn send(
     shared: &Arc<Shared>,
     client: &DeliveryClient,
