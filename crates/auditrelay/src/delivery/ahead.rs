@@ -309,3 +309,160 @@ impl<T> Ahead<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use auditrelay_core::batch::BatchLimits;
+    use auditrelay_core::format::Format;
+    use auditrelay_core::kind::Framer;
+    use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::keys::KeyRing;
+    use crate::secrets::SecretBox;
+    use crate::store::Store;
+
+    async fn shared(dir: &std::path::Path) -> Arc<Shared> {
+        let config = Config::for_data_dir(dir).unwrap();
+        Arc::new(Shared {
+            store: Store::open(&config).await.unwrap(),
+            keys: Arc::new(KeyRing::open(dir, crate::clock::now()).unwrap()),
+            secrets: Arc::new(SecretBox::open_or_create(dir).unwrap()),
+            format: config.format.to_format_config(),
+            config: config.delivery.clone(),
+            retention: config.retention.clone(),
+            policy: config.delivery.retry_policy(),
+        })
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            org_id: OrgId::from_uuid(uuid::Uuid::from_u128(1)),
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+        }
+    }
+
+    /// Events of `scope()`, one per time in `ts` (ms), stored in that order; each line is
+    /// about 600 bytes (a long principal name).
+    async fn store(shared: &Shared, ts: &[i64]) {
+        let events = ts
+            .iter()
+            .map(|ts| Event {
+                ts: Timestamp::from_millis(*ts),
+                org_id: scope().org_id,
+                region: scope().region,
+                portal_id: None,
+                principal_id: Some("p".into()),
+                principal_name: Some("n".repeat(300)),
+                actor_id: None,
+                client_ip: None,
+                uri: None,
+                user_agent: None,
+                trace_id: Some(format!("t{ts}")),
+                detail: EventDetail::Authorization {
+                    service: "s".into(),
+                    resource: "r".into(),
+                    action: "a".into(),
+                    granted: true,
+                    kong_initiated: None,
+                },
+            })
+            .collect();
+        shared.store.append_events(events).await.unwrap();
+    }
+
+    /// Konnect's lines, at most 10 per batch and `max_bytes`.
+    fn encoding(max_bytes: usize) -> Arc<Encoding> {
+        Arc::new(Encoding {
+            format: Format::Cef,
+            framer: Framer::lines(),
+            limits: BatchLimits {
+                max_events: 10,
+                max_bytes,
+            },
+            max_record_bytes: None,
+            max_age_ms: None,
+            store: uuid::Uuid::nil(),
+            endpoint: String::new(),
+        })
+    }
+
+    fn seqs(events: &[StoredEvent]) -> Vec<i64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_short_gives_back_what_it_could_not_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path()).await;
+        store(&shared, &(1..=10).collect::<Vec<_>>()).await;
+        let mut ahead: Ahead<()> = Ahead::new(Arc::clone(&shared), Source::Scope(scope()));
+        ahead.read(None, None, 10).await.unwrap();
+        assert_eq!(ahead.pending().len(), 10);
+        // About four lines fit.
+        ahead.start_signing(encoding(2_600), (), i64::MAX).await;
+        let first = ahead.settle().await.unwrap();
+        let taken = seqs(&first.events);
+        assert_eq!(taken.len(), first.batch.events);
+        assert!(taken.len() < 10, "{taken:?}");
+        let left: Vec<i64> = ahead.pending().iter().map(|e| e.seq).collect();
+        let all: Vec<i64> = taken.iter().chain(&left).copied().collect();
+        assert_eq!(
+            all,
+            (1..=10).collect::<Vec<_>>(),
+            "nothing lost, nothing reordered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_short_with_batches_behind_it_reads_again_after_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path()).await;
+        store(&shared, &(1..=20).collect::<Vec<_>>()).await;
+        let mut ahead: Ahead<()> = Ahead::new(Arc::clone(&shared), Source::Scope(scope()));
+        ahead.read(None, None, 20).await.unwrap();
+        // Nothing is known of line lengths yet: both take ten, and the first is cut.
+        ahead.start_signing(encoding(2_600), (), i64::MAX).await;
+        ahead.start_signing(encoding(2_600), (), i64::MAX).await;
+        assert_eq!(ahead.signing(), 2);
+        let first = ahead.settle().await.unwrap();
+        let last = *seqs(&first.events).last().unwrap();
+        assert!(last < 10);
+        assert_eq!(ahead.signing(), 0, "the batch behind it is thrown away");
+        assert!(ahead.pending().is_empty());
+        ahead.read(None, None, 20).await.unwrap();
+        assert_eq!(ahead.pending().front().map(|e| e.seq), Some(last + 1));
+    }
+
+    #[tokio::test]
+    async fn a_window_is_read_in_event_time_order_after_a_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path()).await;
+        // Stored out of time order: seq 1 is the latest event.
+        store(&shared, &[5_000, 1_000, 3_000, 2_000, 4_000]).await;
+        let scope = scope();
+        let window = EventQuery {
+            org_id: scope.org_id,
+            region: scope.region.clone(),
+            portal_id: None,
+            ts_from: Timestamp::from_millis(0),
+            ts_to: Timestamp::from_millis(10_000),
+            event_type: None,
+            after: None,
+            through_seq: None,
+            limit: 0,
+        };
+        let mut ahead: Ahead<()> = Ahead::new(Arc::clone(&shared), Source::Window(window));
+        // After the event of time 2,000 (seq 4).
+        ahead.restart_after(Some(Position { ts: 2_000, seq: 4 }));
+        ahead.read(None, None, 10).await.unwrap();
+        let times: Vec<i64> = ahead
+            .pending()
+            .iter()
+            .map(|e| e.event.ts.as_millis())
+            .collect();
+        assert_eq!(times, [3_000, 4_000, 5_000]);
+    }
+}
