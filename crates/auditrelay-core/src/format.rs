@@ -1,4 +1,5 @@
-//! Log lines: rendering an event as CEF, JSON or CPS, signing it, and reading our lines back.
+//! Log lines: rendering an event as CEF, JSON, CPS or OCSF, signing it, and reading our lines
+//! back.
 //!
 //! Rendering and signing are one pass over one caller-owned buffer: the unsigned form is written,
 //! its bytes are signed in place, and the signature is spliced in (DECISIONS.md D6: CEF appends
@@ -10,6 +11,7 @@
 
 mod cef;
 mod json;
+pub mod ocsf;
 pub mod parse;
 pub mod pull;
 pub mod record;
@@ -19,6 +21,7 @@ use std::fmt;
 use crate::event::Event;
 use crate::signing::{SigningKey, push_signature_b64};
 use record::View;
+use uuid::Uuid;
 
 pub use parse::{
     ParseError, ParsedLine, Signed, VerifyError, parse_line, verify_line, verify_line_or_entry,
@@ -122,17 +125,23 @@ pub enum Format {
     Cef,
     Json,
     Cps,
+    /// An OCSF 1.8.0 object ([`ocsf`]); our extension, not one of Konnect's values.
+    Ocsf,
 }
 
 impl Format {
-    pub const ALL: [Format; 3] = [Self::Cef, Self::Json, Self::Cps];
+    pub const ALL: [Format; 4] = [Self::Cef, Self::Json, Self::Cps, Self::Ocsf];
 
-    /// The wire name used by the destinations API (`cef`, `json`, `cps`).
+    /// Konnect's three formats: the lines that read back as a [`Record`] ([`parse_line`]).
+    pub const KONNECT: [Format; 3] = [Self::Cef, Self::Json, Self::Cps];
+
+    /// The wire name used by the destinations API (`cef`, `json`, `cps`, `ocsf`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Cef => "cef",
             Self::Json => "json",
             Self::Cps => "cps",
+            Self::Ocsf => "ocsf",
         }
     }
 
@@ -152,7 +161,10 @@ pub(crate) const CPS_PREFIX: &[u8] = b"{\"event\":";
 
 /// Appends the unsigned line of `event`.
 pub fn render_event(format: Format, event: &Event, cfg: &FormatConfig, out: &mut Vec<u8>) {
-    write(format, &View::from_event(event, cfg), &cfg.host, None, out);
+    match format {
+        Format::Ocsf => ocsf::render(event, None, cfg, out),
+        _ => write(format, &View::from_event(event, cfg), &cfg.host, None, out),
+    }
 }
 
 /// Appends the signed line of `event`.
@@ -163,21 +175,44 @@ pub fn sign_event(
     key: &SigningKey,
     out: &mut Vec<u8>,
 ) {
-    write(
-        format,
-        &View::from_event(event, cfg),
-        &cfg.host,
-        Some(key),
-        out,
-    );
+    sign_event_with_id(format, event, None, cfg, key, out);
+}
+
+/// Appends the signed line of `event`, naming it by its stable id (DECISIONS.md D13) where the
+/// format has a place for one: OCSF's `metadata.uid`. Konnect's formats do not change.
+pub fn sign_event_with_id(
+    format: Format,
+    event: &Event,
+    id: Option<Uuid>,
+    cfg: &FormatConfig,
+    key: &SigningKey,
+    out: &mut Vec<u8>,
+) {
+    match format {
+        Format::Ocsf => ocsf::sign(event, id, cfg, key, out),
+        _ => write(
+            format,
+            &View::from_event(event, cfg),
+            &cfg.host,
+            Some(key),
+            out,
+        ),
+    }
 }
 
 /// Appends the unsigned line of `record`; `host` is used by CEF only.
+///
+/// # Panics
+/// For [`Format::Ocsf`]: a record is the content of Konnect's formats, and an OCSF line is
+/// written from its event.
 pub fn render_record(format: Format, record: &Record, host: &str, out: &mut Vec<u8>) {
     write(format, &View::from_record(record), host, None, out);
 }
 
 /// Appends the signed line of `record`; `host` is used by CEF only.
+///
+/// # Panics
+/// For [`Format::Ocsf`], as [`render_record`].
 pub fn sign_record(
     format: Format,
     record: &Record,
@@ -205,6 +240,7 @@ fn write(format: Format, view: &View<'_>, host: &str, key: Option<&SigningKey>, 
             write_json(view, key, out);
             out.push(b'}');
         }
+        Format::Ocsf => panic!("an OCSF line is written from its event, not from a record"),
     }
 }
 

@@ -6,8 +6,10 @@
 //! since every line it is meant for was written by our renderers or by Konnect's, which use the
 //! same grammar. It never panics on any input; the fuzz target `parse_line` holds it to that.
 //!
-//! The signed bytes are cut out of the line exactly as DECISIONS.md D6 describes, never
-//! re-rendered, so verification does not depend on the parser and renderer agreeing on anything.
+//! The signed bytes of a CEF, JSON or CPS line are cut out of it exactly as DECISIONS.md D6
+//! describes, never re-rendered, so verification does not depend on the parser and renderer
+//! agreeing on anything. OCSF lines are the exception: they are verified by writing their
+//! canonical form again (`ocsf::verify`, DECISIONS.md S17).
 
 use std::borrow::Cow;
 
@@ -34,7 +36,7 @@ pub struct ParsedLine<'a> {
 pub enum ParseError {
     #[error("the line is not UTF-8")]
     NotUtf8,
-    #[error("the line is neither CEF, JSON nor CPS")]
+    #[error("the line is neither CEF, JSON, CPS nor OCSF")]
     UnknownFormat,
     #[error("malformed CEF: {0}")]
     Cef(&'static str),
@@ -93,14 +95,19 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, ParseError> {
 }
 
 /// Verifies a line against every key (lines carry no kid) and names the key that signed it.
+/// An OCSF line, which does not read back as a [`Record`], is verified as such
+/// ([`super::ocsf::verify`]).
 pub fn verify_line(line: &[u8], keys: &[PublicKey]) -> Result<Kid, VerifyError> {
+    if super::ocsf::is_ocsf(line) {
+        return super::ocsf::verify(line, keys);
+    }
     parse_line(line)?.verify(keys)
 }
 
 /// What a verified line was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signed {
-    /// A delivered line: CEF, JSON or CPS, as a webhook sends it.
+    /// A delivered line: CEF, JSON, CPS or OCSF, as a webhook sends it.
     Line,
     /// An entry of the pull API (`GET /v3/audit-logs`'s `data`), one per line.
     PullEntry,

@@ -9,6 +9,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use super::json::write_str;
@@ -101,8 +102,7 @@ pub fn write_signed_pull_entry(event: &Event, key: &SigningKey, out: &mut Vec<u8
 /// Verifies an entry as served by the pull API (any key order or spacing) and names its key.
 pub fn verify_pull_entry(entry: &[u8], keys: &[PublicKey]) -> Result<Kid, VerifyError> {
     let unparsable = |what| super::ParseError::Json { at: 0, what };
-    let mut object: Map<String, Json> =
-        serde_json::from_slice(entry).map_err(|_| unparsable("not a JSON object"))?;
+    let mut object = parse_object(entry).map_err(unparsable)?;
     let signature = match object.remove("signature") {
         Some(Json::String(s)) => s,
         Some(_) => return Err(VerifyError::BadBase64),
@@ -116,9 +116,89 @@ pub fn verify_pull_entry(entry: &[u8], keys: &[PublicKey]) -> Result<Kid, Verify
         .ok_or(VerifyError::NoKeyMatches)
 }
 
+/// Reads one JSON object strictly: a key given twice, at any depth, is refused. A lenient
+/// reader keeps the last of two values, and another reader (or a person) the first, so a line
+/// with a signed value and a forged one beside it would verify while saying the forged one.
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Json>, &'static str> {
+    match serde_json::from_slice::<Strict>(bytes) {
+        Ok(Strict(Json::Object(object))) => Ok(object),
+        Ok(_) => Err("not a JSON object"),
+        Err(e) if e.to_string().starts_with(TWICE) => Err(TWICE),
+        Err(_) => Err("not a JSON object"),
+    }
+}
+
+const TWICE: &str = "a key appears twice in one object";
+
+/// A JSON value read by [`parse_object`]'s rules.
+struct Strict(Json);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Json::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Json::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Json::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
+        Ok(Strict(Json::from(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Json::String(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Json::String(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict(Json::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Strict(Json::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.insert(key, value).is_some() {
+                return Err(de::Error::custom(TWICE));
+            }
+        }
+        Ok(Strict(Json::Object(object)))
+    }
+}
+
 /// Sorts keys itself rather than trusting `Map`'s order, which the `preserve_order` feature of
 /// serde_json (enabled by any crate in a build) would change.
-fn write_canonical_object(object: &Map<String, Json>, out: &mut Vec<u8>) {
+pub(crate) fn write_canonical_object(object: &Map<String, Json>, out: &mut Vec<u8>) {
     let mut members: Vec<(&String, &Json)> = object.iter().collect();
     members.sort_unstable_by(|a, b| a.0.cmp(b.0));
     out.push(b'{');

@@ -76,7 +76,7 @@ fn unparsable_lines() {
 
 #[test]
 fn verification_errors() {
-    for format in Format::ALL {
+    for format in Format::KONNECT {
         let line = signed(format);
         assert_eq!(verify(&line), Ok(key().kid().to_string()), "{format}");
 
@@ -155,7 +155,7 @@ fn record_without_extensions() {
     let mut record =
         auditrelay_core::Record::from_event(&authorization(), &FormatConfig::default());
     record.extensions.clear();
-    for format in Format::ALL {
+    for format in Format::KONNECT {
         let mut line = Vec::new();
         auditrelay_core::format::sign_record(format, &record, "h", &key(), &mut line);
         let parsed = parse_line(&line).unwrap();

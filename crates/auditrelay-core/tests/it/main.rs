@@ -1,5 +1,5 @@
 //! The one integration test binary of auditrelay-core: log formats, signatures, JWKS and pull
-//! entries, checked against pinned bytes, Konnect's published samples, properties over arbitrary
+//! entries, OCSF lines against the OCSF schema, checked against pinned bytes, Konnect's published samples, properties over arbitrary
 //! events, and an independent Ed25519 implementation (the `openssl` CLI).
 
 mod support;
@@ -8,6 +8,7 @@ mod errors;
 mod golden;
 mod jwks;
 mod konnect_samples;
+mod ocsf;
 mod openssl;
 mod properties;
 mod pull;

@@ -78,7 +78,7 @@ fn openssl_derives_the_key_and_accepts_signatures() {
 
     // Signatures: the signed bytes and the decoded `sig` of a line of each format.
     std::fs::write(dir.path().join("pub.pem"), pem("PUBLIC KEY", &spki)).unwrap();
-    for format in Format::ALL {
+    for format in Format::KONNECT {
         let mut line = Vec::new();
         sign_event(format, &access(), &FormatConfig::default(), &key, &mut line);
         let parsed = parse_line(&line).unwrap();

@@ -78,6 +78,15 @@ fn check(event: Event, expected_signed: &str) {
         verify_pull_entry(b"[1]", &keys),
         Err(VerifyError::Unparsable(_))
     ));
+    // A forged value before the signed one: a reader keeping the first would see it.
+    let forged = format!(
+        "{{\"ts\":\"2020-01-01T00:00:00.000Z\",{}",
+        &String::from_utf8(signed.clone()).unwrap()[1..]
+    );
+    assert!(matches!(
+        verify_pull_entry(forged.as_bytes(), &keys),
+        Err(VerifyError::Unparsable(_))
+    ));
 }
 
 #[test]
