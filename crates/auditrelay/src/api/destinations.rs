@@ -74,7 +74,7 @@ pub struct DestinationResponse {
     pub id: String,
     pub name: String,
     pub endpoint: String,
-    /// `cef`, `json` or `cps`.
+    /// `cef`, `json` or `cps`; `ocsf` is our extension.
     pub log_format: String,
     pub skip_ssl_verification: bool,
     #[schema(format = DateTime)]
@@ -157,6 +157,8 @@ pub enum LogFormatWire {
     Cef,
     Json,
     Cps,
+    /// Our extension: OCSF 1.8.0 objects (docs/OCSF.md).
+    Ocsf,
 }
 
 impl From<LogFormatWire> for Format {
@@ -165,6 +167,7 @@ impl From<LogFormatWire> for Format {
             LogFormatWire::Cef => Format::Cef,
             LogFormatWire::Json => Format::Json,
             LogFormatWire::Cps => Format::Cps,
+            LogFormatWire::Ocsf => Format::Ocsf,
         }
     }
 }

@@ -49,7 +49,7 @@ pub struct InlineWebhook {
     /// The bound destination's endpoint, or `unconfigured`.
     pub endpoint: String,
     pub enabled: bool,
-    /// `cef`, `json` or `cps`.
+    /// `cef`, `json` or `cps`; `ocsf` is our extension.
     pub log_format: String,
     pub skip_ssl_verification: bool,
     /// `0001-01-01T00:00:00Z` while unconfigured.

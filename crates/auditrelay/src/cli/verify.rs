@@ -138,14 +138,27 @@ mod tests {
         input.extend(&tampered);
         input.push(b'\n');
         input.extend(line(Format::Cps, &key));
+        input.push(b'\n');
+        input.extend(line(Format::Ocsf, &key));
+        input.push(b'\n');
+        let ocsf = String::from_utf8(line(Format::Ocsf, &key)).unwrap();
+        input.extend(
+            ocsf.replacen("\"status_id\":1", "\"status_id\":2", 1)
+                .as_bytes(),
+        );
         let mut out = Vec::new();
         let keys = [key.public_key().clone()];
         let (total, invalid) = verify_lines(&input[..], &keys, &mut out).unwrap();
-        assert_eq!((total, invalid), (3, 1));
+        assert_eq!((total, invalid), (5, 2));
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], format!("line 1: valid kid={}", key.kid()));
         assert!(lines[1].starts_with("line 4: invalid: "), "{out}");
         assert_eq!(lines[2], format!("line 5: valid kid={}", key.kid()));
+        assert_eq!(lines[3], format!("line 6: valid kid={}", key.kid()));
+        assert_eq!(
+            lines[4], "line 7: invalid: no known key verifies the signature",
+            "{out}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use auditrelay_core::batch::{self, Batch, BatchLimits, GZIP_LEVEL, ShareBuilder};
-use auditrelay_core::format::{Format, sign_event};
+use auditrelay_core::format::{Format, sign_event_with_id};
 use auditrelay_core::ids::event_id;
 use auditrelay_core::kind::{Framer, RecordMeta, Stream};
 use auditrelay_core::{SigningKey, Timestamp};
@@ -231,8 +231,14 @@ fn sign_lines(
             let mut share = ShareBuilder::framed(index, chunk.len(), encoding.framer.frame());
             let (mut line, mut record) = (Vec::new(), Vec::new());
             for stored in *chunk {
+                // The event's id costs a SHA-256: worked out once, and only for a format
+                // (OCSF's `metadata.uid`) or a framing that carries it.
+                let meta = std::cell::OnceCell::new();
+                let meta = || *meta.get_or_init(|| encoding.meta(stored));
                 let sign = |out: &mut Vec<u8>| {
-                    sign_event(encoding.format, &stored.event, &shared.format, key, out);
+                    let id = (encoding.format == Format::Ocsf).then(|| meta().id);
+                    let (format, config) = (encoding.format, &shared.format);
+                    sign_event_with_id(format, &stored.event, id, config, key, out);
                 };
                 if let Some(reason) = encoding.too_old(stored, now) {
                     share.refuse(stored.seq, reason);
@@ -246,7 +252,7 @@ fn sign_lines(
                 line.clear();
                 record.clear();
                 sign(&mut line);
-                framer.write_record(&encoding.meta(stored), &line, &mut record);
+                framer.write_record(&meta(), &line, &mut record);
                 match encoding.max_record_bytes {
                     Some(max) if record.len() > max => share.refuse(
                         stored.seq,

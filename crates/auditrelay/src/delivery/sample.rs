@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use auditrelay_core::batch::{BatchBuilder, GZIP_LEVEL, idempotency_key};
-use auditrelay_core::format::{Format, sign_event};
+use auditrelay_core::format::{Format, sign_event_with_id};
 use auditrelay_core::kind::{Framer, Item, Judgement, Kind, RecordMeta, Stream};
 use auditrelay_core::retry::Attempt;
 use auditrelay_core::{Event, FormatConfig};
@@ -58,8 +58,14 @@ pub async fn send(
 ) -> Answer {
     let key_set = keys.snapshot().await;
     let key = &key_set.signing_key_at(clock::now()).key;
+    // Not a stored event: a fresh id, so a receiver that deduplicates takes every test.
+    let meta = RecordMeta {
+        seq: 0,
+        ts: event.ts,
+        id: Uuid::new_v4(),
+    };
     let mut line = Vec::new();
-    sign_event(target.format, event, format, key, &mut line);
+    sign_event_with_id(target.format, event, Some(meta.id), format, key, &mut line);
     let stream = Stream {
         org_id: event.org_id,
         region: event.region.clone(),
@@ -67,12 +73,6 @@ pub async fn send(
         replay: None,
     };
     let framer = Framer::new(target.kind, &stream, target.endpoint, target.destination_id);
-    // Not a stored event: a fresh id, so a receiver that deduplicates takes every test.
-    let meta = RecordMeta {
-        seq: 0,
-        ts: event.ts,
-        id: Uuid::new_v4(),
-    };
     let mut record = Vec::new();
     framer.write_record(&meta, &line, &mut record);
     let mut batch = BatchBuilder::framed(config.batch_limits(), framer.frame(), GZIP_LEVEL);

@@ -395,10 +395,11 @@ pub const KIND_FIELDS: &[KindField] = &[
     },
 ];
 
-pub const LOG_FORMATS: [(&str, &str); 3] = [
+pub const LOG_FORMATS: [(&str, &str); 4] = [
     ("cef", "CEF"),
     ("json", "JSON"),
     ("cps", "CPS (CrowdStrike Parsing Standard)"),
+    ("ocsf", "OCSF 1.8.0 (Open Cybersecurity Schema Framework)"),
 ];
 
 #[derive(Template)]
@@ -411,7 +412,7 @@ pub struct DestinationFormPage {
     pub connection: Option<ConnectionResult>,
     /// The alert's first line when it lists several problems.
     pub alert_lead: &'static str,
-    pub formats: [(&'static str, &'static str); 3],
+    pub formats: [(&'static str, &'static str); 4],
     pub kinds: [(&'static str, &'static str); 6],
     pub can_write: bool,
     pub role: &'static str,

@@ -60,9 +60,22 @@ impl Scene {
         authorization: Option<&str>,
         settings: Value,
     ) -> String {
+        self.bind_as(kind, "cef", endpoint, authorization, settings)
+            .await
+    }
+
+    /// As [`Self::bind`], with lines in `log_format`.
+    async fn bind_as(
+        &self,
+        kind: &str,
+        log_format: &str,
+        endpoint: &str,
+        authorization: Option<&str>,
+        settings: Value,
+    ) -> String {
         let app = &self.app;
         let mut body = json!({
-            "name": format!("siem-{kind}"), "endpoint": endpoint, "log_format": "cef",
+            "name": format!("siem-{kind}"), "endpoint": endpoint, "log_format": log_format,
             "kind": kind, "settings": settings,
         });
         if let Some(authorization) = authorization {
@@ -281,6 +294,57 @@ async fn elasticsearch_items_are_judged_one_by_one_and_replays_stay_idempotent()
     );
     // The refused event went with each replay, and was refused again: still listed once.
     assert_eq!(scene.refused().await.len(), 1);
+}
+
+/// OCSF travels in any kind that carries JSON: each document Elasticsearch indexes is an
+/// Authentication [3002] object whose `metadata.uid` is the event id the kind indexed it under,
+/// and it verifies against the server's JWKS as the SIEM stored it.
+#[tokio::test]
+async fn ocsf_lines_carry_the_event_id_and_verify_from_the_siem() {
+    let scene = Scene::new(TestSiem::start(SiemKind::Elasticsearch).await).await;
+    let authorization = format!("ApiKey {TOKEN}");
+    let endpoint = scene.siem.url("logs-kong-audit");
+    let destination = scene
+        .bind_as(
+            "elasticsearch",
+            "ocsf",
+            &endpoint,
+            Some(&authorization),
+            json!(null),
+        )
+        .await;
+    let path = format!("/v3/audit-log-destinations/{destination}");
+    let shown = expect_json(scene.app.get(&path, &scene.app.admin).await, StatusCode::OK).await;
+    assert_eq!(shown["log_format"], "ocsf", "{shown}");
+
+    let traces = scene.ingest_at(now(), 5, "ocsf").await;
+    let lines = eventually(WAIT, || async {
+        let lines = scene.siem.lines();
+        (lines.len() == traces.len()).then_some(lines)
+    })
+    .await;
+    let (_, keys) = crate::support::signing::jwks(&scene.app).await;
+    let mut seen = Vec::new();
+    for (id, line) in &lines {
+        let object: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(object["class_uid"], 3002, "{line}");
+        assert_eq!(object["metadata"]["uid"], id.as_str(), "{line}");
+        assert_eq!(object["service"]["uid"], scene.portal.to_string(), "{line}");
+        seen.push(
+            object["metadata"]["correlation_uid"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        auditrelay_core::format::verify_line(line.as_bytes(), &keys)
+            .unwrap_or_else(|e| panic!("{e}: {line}"));
+        // Re-serialized as a SIEM might store it, key order and spacing its own.
+        let pretty = serde_json::to_string_pretty(&object).unwrap();
+        auditrelay_core::format::verify_line(pretty.as_bytes(), &keys)
+            .unwrap_or_else(|e| panic!("{e}: {pretty}"));
+    }
+    seen.sort();
+    assert_eq!(seen, traces);
 }
 
 #[tokio::test]

@@ -59,6 +59,7 @@ pub enum LogFormat {
     Cef,
     Json,
     Cps,
+    Ocsf,
 }
 
 impl LogFormat {
@@ -67,6 +68,7 @@ impl LogFormat {
             Self::Cef => "cef",
             Self::Json => "json",
             Self::Cps => "cps",
+            Self::Ocsf => "ocsf",
         }
     }
 }

@@ -258,10 +258,13 @@ async fn receive(
 
 /// The request and index in a line's trace id when the tool made it (`r{request}-{index}`);
 /// `None` for any other trace id, or none. The value follows `trace_id` after `=` in CEF and
-/// after `":"` in JSON and CPS.
+/// after `":"` in JSON and CPS; OCSF has it as `metadata.correlation_uid`.
 fn trace(line: &[u8]) -> Option<(u64, u64)> {
-    const KEY: &[u8] = b"trace_id";
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let after = |key: &[u8]| {
+        let at = line.windows(key.len()).position(|w| w == key)?;
+        Some(at + key.len())
+    };
+    let at = after(b"trace_id").or_else(|| after(b"\"correlation_uid\""))?;
     let rest = &line[at..];
     let value = rest
         .iter()

@@ -248,3 +248,95 @@ fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    /// Migration 0014 rebuilds the table to let `ocsf` in: a database made before it keeps
+    /// every destination and the webhook bound to one, foreign keys are enforced again after
+    /// it, and only then is `ocsf` accepted.
+    #[tokio::test]
+    async fn the_ocsf_migration_keeps_every_destination_and_its_webhooks() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("db.sqlite"))
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.run_to(13, &pool).await.unwrap();
+        let insert = |id: &'static str, format: &'static str| {
+            sqlx::query(
+                "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, \
+                 log_format, skip_ssl_verification, created_at, updated_at, kind) \
+                 VALUES (?, 'o', ?, 'https://siem.example/', x'00', ?, 0, 1, 2, 'loki')",
+            )
+            .bind(id)
+            .bind(id)
+            .bind(format)
+        };
+        sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ('o', 'org', 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        insert("d1", "json").execute(&pool).await.unwrap();
+        assert!(insert("d2", "ocsf").execute(&pool).await.is_err());
+        sqlx::query("INSERT INTO scopes (org_id, region) VALUES ('o', 'us')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO webhooks (scope_id, destination_id, enabled, status, cursor, updated_at) \
+             SELECT id, 'd1', 1, 'active', 0, 0 FROM scopes",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+
+        migrator.run(&pool).await.unwrap();
+
+        let kept: (String, String, String) =
+            sqlx::query_as("SELECT name, log_format, kind FROM destinations WHERE id = 'd1'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(kept, ("d1".into(), "json".into(), "loki".into()));
+        insert("d2", "ocsf").execute(&pool).await.unwrap();
+        assert!(insert("d3", "xml").execute(&pool).await.is_err());
+        let enforced: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(enforced, 1);
+        let in_use = sqlx::query("DELETE FROM destinations WHERE id = 'd1'")
+            .execute(&pool)
+            .await;
+        assert!(in_use.is_err(), "the webhook still holds its destination");
+        // The indexes came back: one managed destination per region (a partial unique index).
+        let manage = |id: &'static str| {
+            sqlx::query("UPDATE destinations SET managed_region = 'us' WHERE id = ?").bind(id)
+        };
+        manage("d1").execute(&pool).await.unwrap();
+        assert!(manage("d2").execute(&pool).await.is_err());
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'destinations' \
+             AND sql IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "destinations_managed",
+                "destinations_org_created",
+                "destinations_org_portal_created"
+            ]
+        );
+    }
+}
