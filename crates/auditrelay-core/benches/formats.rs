@@ -147,7 +147,12 @@ fn formats(c: &mut Criterion) {
             }
             batch.finish().unwrap()
         };
-        let limits = BatchLimits::default();
+        // 1,000 OCSF lines (about 1 KB each) pass the default 1 MiB: room for them all, as
+        // with a larger `delivery.batch_max_bytes`.
+        let limits = BatchLimits {
+            max_bytes: 4 << 20,
+            ..BatchLimits::default()
+        };
         let delivered = build(BatchBuilder::new(limits));
         let level6 = build(BatchBuilder::with_level(limits, 6));
         eprintln!(
