@@ -24,7 +24,7 @@ pub mod settings;
 
 pub use frame::{Framer, RecordMeta, Stream};
 pub use judge::{Ack, Item, Judgement};
-pub use settings::{Datadog, Kind, KindName, Loki, SplunkHec, SumoLogic};
+pub use settings::{Datadog, Kind, KindName, Loki, SplunkHec, SumoLogic, Syslog, SyslogFraming};
 
 use crate::batch::BatchLimits;
 
@@ -96,6 +96,19 @@ impl Kind {
                 ..Limits::NONE
             },
             Self::Loki(_) => Limits::NONE,
+            // A message longer than the receiver takes would be truncated or split there. The
+            // record is the message and, counting octets, its length and a space before it.
+            Self::Syslog(syslog) => {
+                let max = syslog.max_message_bytes();
+                let prefix = match syslog.framing {
+                    SyslogFraming::OctetCounting => max.to_string().len() + 1,
+                    SyslogFraming::Lf => 0,
+                };
+                Limits {
+                    max_record_bytes: Some(max + prefix),
+                    ..Limits::NONE
+                }
+            }
         }
     }
 }

@@ -32,6 +32,10 @@ pub enum Attempt {
     },
     /// No HTTP answer came back.
     Transport(TransportError),
+    /// A stream receiver (syslog) took every byte: written, flushed, and acknowledged by the
+    /// receiver's TCP on a connection still open. Such a receiver has no answer of its own, so
+    /// this is as delivered as it gets (DECISIONS.md S18).
+    Written,
 }
 
 /// Why an attempt got no HTTP answer.
@@ -165,7 +169,7 @@ fn is_success(outcome: &Attempt) -> bool {
         Attempt::Response {
             status: 200..=299,
             ..
-        }
+        } | Attempt::Written
     )
 }
 
@@ -176,6 +180,7 @@ fn is_retryable(outcome: &Attempt) -> bool {
             *status == 429 || ((500..=599).contains(status) && *status != 501)
         }
         Attempt::Transport(error) => error.is_retryable(),
+        Attempt::Written => false,
     }
 }
 
@@ -298,6 +303,13 @@ mod tests {
             // Even on the last allowed attempt, and whatever Retry-After says.
             check(4, status_after(code, "60"), Verdict::Delivered);
         }
+    }
+
+    /// A syslog batch written on an open connection is as delivered as syslog gets.
+    #[test]
+    fn written_to_a_stream_is_delivered() {
+        check(0, Attempt::Written, Verdict::Delivered);
+        check(4, Attempt::Written, Verdict::Delivered);
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod resend;
 pub mod sample;
 mod setup;
 mod shared;
+mod syslog;
 
 pub use engine::Delivery;
 pub use shared::Shared;

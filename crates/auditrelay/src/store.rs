@@ -307,6 +307,9 @@ pub struct DeliveryAttempt {
     /// The reason phrase, or the transport error (a TLS error names the certificate problem).
     pub message: String,
     pub duration_ms: u64,
+    /// Whether the receiver took the batch: a 2xx, or (syslog) every byte written on an open
+    /// connection.
+    pub delivered: bool,
 }
 
 /// A logged attempt and the scope it was for, as [`Store::list_attempts`] returns it.

@@ -10,8 +10,9 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::settings::{Kind, LOKI_REPLAY_LABEL};
+use super::settings::{Kind, LOKI_REPLAY_LABEL, SyslogFraming};
 use crate::batch::Frame;
+use crate::event::EventType;
 use crate::ids::{OrgId, PortalId, Region};
 use crate::timestamp::Timestamp;
 
@@ -44,6 +45,9 @@ pub struct RecordMeta {
     pub seq: i64,
     pub ts: Timestamp,
     pub id: Uuid,
+    /// The event's type and CEF severity (0–10): a syslog message's MSGID and PRI.
+    pub event_type: EventType,
+    pub severity: u8,
 }
 
 impl RecordMeta {
@@ -79,6 +83,10 @@ enum Shape {
     Datadog,
     Bulk,
     Loki,
+    /// RFC 5424 messages, counted (`MSG-LEN SP MSG`, RFC 5425) or ended by a line feed.
+    Syslog {
+        octet_counting: bool,
+    },
 }
 
 impl Framer {
@@ -171,6 +179,22 @@ impl Framer {
                 )
                 .into_bytes();
                 framer.close = b"]}]}".to_vec();
+            }
+            Kind::Syslog(syslog) => {
+                let octet_counting = syslog.framing == SyslogFraming::OctetCounting;
+                framer.shape = Shape::Syslog { octet_counting };
+                framer.content_type = "application/syslog";
+                if octet_counting {
+                    framer.separator = b"";
+                } else {
+                    framer.close = b"\n".to_vec();
+                }
+                framer.shared = syslog
+                    .hostname
+                    .as_deref()
+                    .unwrap_or("-")
+                    .as_bytes()
+                    .to_vec();
             }
         }
         framer
@@ -267,7 +291,37 @@ impl Framer {
                 json_string(line, out);
                 out.extend_from_slice(format!(r#",{{"event_id":"{id}"}}]"#).as_bytes());
             }
+            Shape::Syslog { octet_counting } => {
+                // PRI: facility 13 (log audit) and the severity; VERSION 1; TIMESTAMP to the
+                // millisecond; HOSTNAME; APP-NAME; no PROCID; MSGID the event's type; no
+                // STRUCTURED-DATA; MSG the signed line (RFC 5424 §6).
+                let header = format!(
+                    "<{}>1 {} {} auditrelay - {} - ",
+                    13 * 8 + syslog_severity(meta.severity),
+                    meta.ts.to_rfc3339_millis(),
+                    String::from_utf8_lossy(&self.shared),
+                    meta.event_type.as_str(),
+                );
+                if octet_counting {
+                    let len = header.len() + line.len();
+                    out.extend_from_slice(len.to_string().as_bytes());
+                    out.push(b' ');
+                }
+                out.extend_from_slice(header.as_bytes());
+                out.extend_from_slice(line);
+            }
         }
+    }
+}
+
+/// The syslog severity (RFC 5424 §6.2.1: 2 critical … 6 informational) of a CEF severity.
+pub fn syslog_severity(cef: u8) -> u8 {
+    match cef {
+        0..=1 => 6,
+        2..=3 => 5,
+        4..=6 => 4,
+        7..=8 => 3,
+        _ => 2,
     }
 }
 
@@ -317,6 +371,8 @@ mod tests {
             seq,
             ts: Timestamp::from_millis(ts_ms),
             id: Uuid::from_u128(seq as u128),
+            event_type: EventType::Authentication,
+            severity: 1,
         }
     }
 
@@ -496,5 +552,45 @@ mod tests {
     fn loki_nanos_tell_the_events_of_one_millisecond_apart() {
         assert_eq!(meta(5, 1_000_001).loki_nanos(), 5_000_001);
         assert_ne!(meta(5, 1).loki_nanos(), meta(5, 2).loki_nanos());
+    }
+
+    /// RFC 5424 messages: PRI from facility 13 and the event's severity, the time to the
+    /// millisecond, the hostname (or `-`), `auditrelay`, the event's type as MSGID, the line
+    /// as MSG; counted as RFC 5425 frames them, or each ended by a line feed.
+    #[test]
+    fn syslog_messages_are_counted_or_ended_by_a_line_feed() {
+        use crate::kind::settings::{Syslog, SyslogFraming};
+        let counted = Kind::Syslog(Syslog {
+            hostname: Some("relay-1".into()),
+            ..Syslog::default()
+        });
+        let framer = Framer::new(&counted, &stream(None), "tls://siem:6514", Uuid::nil());
+        let mut denied = meta(1_700_000_000_123, 2);
+        denied.severity = 7;
+        denied.event_type = EventType::Authorization;
+        let mut out = Vec::new();
+        framer.write_record(&meta(1_700_000_000_123, 1), b"CEF:0|a", &mut out);
+        out.extend_from_slice(framer.frame().separator);
+        framer.write_record(&denied, b"CEF:0|b", &mut out);
+        out.extend_from_slice(framer.frame().close);
+        let first = "<110>1 2023-11-14T22:13:20.123Z relay-1 auditrelay - authentication - CEF:0|a";
+        let second = "<107>1 2023-11-14T22:13:20.123Z relay-1 auditrelay - authorization - CEF:0|b";
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{} {first}{} {second}", first.len(), second.len())
+        );
+
+        let lf = Kind::Syslog(Syslog {
+            framing: SyslogFraming::Lf,
+            ..Syslog::default()
+        });
+        let framer = Framer::new(&lf, &stream(None), "tls://siem:6514", Uuid::nil());
+        assert_eq!(
+            body(&framer, &["x", "y"]),
+            "<110>1 2023-11-14T22:13:20.123Z - auditrelay - authentication - x\n\
+             <110>1 2023-11-14T22:13:20.123Z - auditrelay - authentication - y\n"
+        );
+        assert_eq!(syslog_severity(10), 2);
+        assert_eq!(syslog_severity(0), 6);
     }
 }

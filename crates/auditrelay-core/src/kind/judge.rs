@@ -55,7 +55,9 @@ impl Kind {
             Self::SplunkHec(hec) => judge_hec(hec.ack, status, body, records.len()),
             Self::Elasticsearch => judge_bulk(status, body, records.len()),
             Self::Loki(_) => judge_loki(status, body, records),
-            Self::Webhook | Self::Datadog(_) | Self::SumoLogic(_) => Judgement::Whole,
+            Self::Webhook | Self::Datadog(_) | Self::SumoLogic(_) | Self::Syslog(_) => {
+                Judgement::Whole
+            }
         }
     }
 }
@@ -289,6 +291,8 @@ mod tests {
                 seq: i as i64 + 1,
                 ts: Timestamp::from_millis(1_700_000_000_123),
                 id: Uuid::from_u128(i as u128),
+                event_type: crate::event::EventType::Access,
+                severity: 1,
             })
             .collect()
     }

@@ -21,16 +21,18 @@ pub enum KindName {
     Elasticsearch,
     SumoLogic,
     Loki,
+    Syslog,
 }
 
 impl KindName {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Webhook,
         Self::SplunkHec,
         Self::Datadog,
         Self::Elasticsearch,
         Self::SumoLogic,
         Self::Loki,
+        Self::Syslog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl KindName {
             Self::Elasticsearch => "elasticsearch",
             Self::SumoLogic => "sumo_logic",
             Self::Loki => "loki",
+            Self::Syslog => "syslog",
         }
     }
 
@@ -61,6 +64,18 @@ impl KindName {
             // The token is the last part of the source's URL.
             Self::SumoLogic => None,
             Self::Loki => Some("the Authorization header's value, if a proxy asks for one"),
+            Self::Syslog => Some(
+                "the private key (PEM) of settings.client_certificate, for a receiver that asks for one",
+            ),
+        }
+    }
+
+    /// The endpoint's URL scheme: `tls://host:port` for syslog over TLS (RFC 5425; the port
+    /// defaults to 6514), `https` for every HTTP kind.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Self::Syslog => "tls",
+            _ => "https",
         }
     }
 
@@ -82,6 +97,7 @@ impl KindName {
                 .split_once("/receiver/v1/http/")
                 .is_some_and(|(_, token)| !token.is_empty()),
             Self::Loki => path.ends_with("/loki/api/v1/push"),
+            Self::Syslog => path.is_empty(),
         };
         (!fits).then(|| match self {
             Self::Webhook => unreachable!("any path is a webhook's"),
@@ -92,6 +108,7 @@ impl KindName {
             Self::Elasticsearch => "must be a _bulk endpoint: https://<host>/<index or data stream>/_bulk",
             Self::SumoLogic => "must be the HTTP source's URL: …/receiver/v1/http/<token>",
             Self::Loki => "must be Loki's push endpoint: …/loki/api/v1/push",
+            Self::Syslog => "must be tls://<host>[:<port>] without a path (port 6514 by default)",
         })
     }
 
@@ -127,6 +144,52 @@ pub enum Kind {
     Elasticsearch,
     SumoLogic(SumoLogic),
     Loki(Loki),
+    Syslog(Syslog),
+}
+
+/// Syslog over TLS (RFC 5425): each record an RFC 5424 message whose MSG is the signed line.
+/// Syslog has no acknowledgement of its own (DECISIONS.md S18).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Syslog {
+    /// How messages are delimited on the stream.
+    pub framing: SyslogFraming,
+    /// The messages' HOSTNAME; default `-`, the nil value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The certificate (PEM, with its chain) shown to a receiver that asks for one; its
+    /// private key is the destination's `authorization`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// The longest message the receiver takes (default 8192, rsyslog's own): a longer one is
+    /// refused here rather than truncated there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u32>,
+}
+
+/// How syslog messages are delimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyslogFraming {
+    /// `MSG-LEN SP SYSLOG-MSG`, as RFC 5425 requires.
+    #[default]
+    OctetCounting,
+    /// Each message ends with a line feed, for receivers that only split on newlines (our
+    /// lines never hold one).
+    Lf,
+}
+
+/// RFC 5425: a receiver must take messages of 2,048 bytes and should take 8,192.
+pub const SYSLOG_DEFAULT_MAX_MESSAGE: u32 = 8192;
+const SYSLOG_MIN_MAX_MESSAGE: u32 = 2048;
+const SYSLOG_MAX_MAX_MESSAGE: u32 = 1 << 20;
+/// The longest client certificate chain taken, in PEM.
+pub const MAX_CERTIFICATE_PEM: usize = 16 * 1024;
+
+impl Syslog {
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes.unwrap_or(SYSLOG_DEFAULT_MAX_MESSAGE) as usize
+    }
 }
 
 /// Splunk's HTTP Event Collector. The endpoint's path picks the shape: `…/collector/raw` gets
@@ -235,6 +298,7 @@ impl Kind {
             Self::Elasticsearch => KindName::Elasticsearch,
             Self::SumoLogic(_) => KindName::SumoLogic,
             Self::Loki(_) => KindName::Loki,
+            Self::Syslog(_) => KindName::Syslog,
         }
     }
 
@@ -261,6 +325,7 @@ impl Kind {
             KindName::Datadog => Self::Datadog(parse(settings)?),
             KindName::SumoLogic => Self::SumoLogic(parse(settings)?),
             KindName::Loki => Self::Loki(parse(settings)?),
+            KindName::Syslog => Self::Syslog(parse(settings)?),
         };
         let problems = kind.problems();
         if problems.is_empty() {
@@ -279,6 +344,7 @@ impl Kind {
             Self::Datadog(s) => serde_json::to_value(s),
             Self::SumoLogic(s) => serde_json::to_value(s),
             Self::Loki(s) => serde_json::to_value(s),
+            Self::Syslog(s) => serde_json::to_value(s),
         };
         Some(value.expect("settings always serialize"))
     }
@@ -310,6 +376,8 @@ impl Kind {
                 .iter()
                 .map(|(name, value)| (format!("settings.labels.{name}"), value.as_str()))
                 .collect(),
+            // The certificate is PEM, several lines: checked on its own.
+            Self::Syslog(s) => named_texts(&[("hostname", &s.hostname)]),
         }
     }
 
@@ -363,6 +431,38 @@ impl Kind {
                     if let Some(reason) = label_problem(name) {
                         problems.push(SettingError::new(format!("settings.labels.{name}"), reason));
                     }
+                }
+            }
+            Self::Syslog(s) => {
+                // RFC 5424's HOSTNAME: 1 to 255 printable US-ASCII characters, no spaces.
+                if let Some(host) = &s.hostname
+                    && (host.len() > 255 || !host.bytes().all(|b| (33..=126).contains(&b)))
+                {
+                    problems.push(SettingError::new(
+                        "settings.hostname",
+                        "must be at most 255 printable ASCII characters without spaces (RFC 5424)",
+                    ));
+                }
+                if let Some(pem) = &s.client_certificate
+                    && (pem.len() > MAX_CERTIFICATE_PEM
+                        || !pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----"))
+                {
+                    problems.push(SettingError::new(
+                        "settings.client_certificate",
+                        format!(
+                            "must be a PEM certificate (-----BEGIN CERTIFICATE-----), at most {MAX_CERTIFICATE_PEM} bytes"
+                        ),
+                    ));
+                }
+                if let Some(max) = s.max_message_bytes
+                    && !(SYSLOG_MIN_MAX_MESSAGE..=SYSLOG_MAX_MAX_MESSAGE).contains(&max)
+                {
+                    problems.push(SettingError::new(
+                        "settings.max_message_bytes",
+                        format!(
+                            "must be from {SYSLOG_MIN_MAX_MESSAGE} to {SYSLOG_MAX_MAX_MESSAGE}"
+                        ),
+                    ));
                 }
             }
             _ => {}

@@ -39,7 +39,8 @@ pub struct DeliveryAttemptView {
     pub response_code: Option<u16>,
     pub response_message: String,
     pub duration_ms: u64,
-    /// Whether the SIEM took the batch (a 2xx).
+    /// Whether the SIEM took the batch: a 2xx, or, for syslog, which has no answer, every
+    /// byte written on an open connection.
     pub delivered: bool,
 }
 
@@ -56,7 +57,7 @@ impl From<&LoggedAttempt> for DeliveryAttemptView {
             response_code: a.code,
             response_message: a.message.clone(),
             duration_ms: a.duration_ms,
-            delivered: a.code.is_some_and(|c| (200..300).contains(&c)),
+            delivered: a.delivered,
         }
     }
 }

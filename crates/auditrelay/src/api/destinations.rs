@@ -18,10 +18,12 @@ use std::time::Duration;
 use auditrelay_core::Permission;
 use auditrelay_core::endpoint::{is_localhost, is_non_public};
 use auditrelay_core::format::Format;
+use auditrelay_core::kind::settings::MAX_CERTIFICATE_PEM;
 use auditrelay_core::kind::{Kind, KindName};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -263,6 +265,9 @@ async fn create(
         problems.endpoint_of(kind_name, endpoint);
     }
     let authorization = problems.credential(kind_name, body.authorization.as_deref());
+    if let (Some(kind), Some(key)) = (&kind, &authorization) {
+        problems.client_identity(kind, !key.is_empty());
+    }
     let headers = problems.headers(body.headers.unwrap_or_default());
     problems.into_result()?;
     let (Some(name), Some(endpoint), Some(authorization), Some(kind)) =
@@ -427,9 +432,19 @@ async fn update(
     match body.authorization.as_deref() {
         Some(given) => {
             let authorization = problems.credential(kind_name, Some(given));
+            if let Some(key) = &authorization {
+                problems.client_identity(&destination.kind, !key.is_empty());
+            }
             destination.authorization_sealed = state
                 .secrets
                 .seal(&authorization.unwrap_or_default(), &id.to_string());
+        }
+        None if kind_name == KindName::Syslog => {
+            let stored = state
+                .secrets
+                .open(&destination.authorization_sealed, &id.to_string())
+                .map_err(ApiError::internal)?;
+            problems.client_identity(&destination.kind, !stored.is_empty());
         }
         // A kind that needs a credential, given none before: it is blank.
         None if kind_name.requires_credential() => {
@@ -617,6 +632,19 @@ impl Problems {
         let Ok(url) = reqwest::Url::parse(endpoint) else {
             return;
         };
+        let syslog = url.scheme() == "tls";
+        if syslog != (kind == KindName::Syslog) {
+            let reason = if syslog {
+                "must be an https URL: tls:// is for the syslog kind".to_owned()
+            } else {
+                "must be tls://<host>[:<port>] (syslog over TLS, port 6514 by default)".to_owned()
+            };
+            self.add(
+                "Invalid endpoint",
+                InvalidParameter::new("endpoint", Some("invalid"), reason),
+            );
+            return;
+        }
         if let Some(reason) = kind.endpoint_problem(url.path()) {
             self.add(
                 "Invalid endpoint",
@@ -628,6 +656,9 @@ impl Problems {
     /// The credential a `kind` is given: required, optional or refused, as the kind takes
     /// one; `Some("")` for none.
     pub(super) fn credential(&mut self, kind: KindName, value: Option<&str>) -> Option<String> {
+        if kind == KindName::Syslog {
+            return self.private_key(value.unwrap_or(""));
+        }
         match (kind.credential(), value) {
             (None, Some(v)) if !v.is_empty() => {
                 let reason = format!(
@@ -644,6 +675,48 @@ impl Problems {
             (_, Some("")) if !kind.requires_credential() => Some(String::new()),
             (_, value) => self.authorization(value.unwrap_or("")),
         }
+    }
+
+    /// A syslog destination's credential: the private key of its client certificate, PEM
+    /// (several lines, unlike a header value), or nothing.
+    fn private_key(&mut self, value: &str) -> Option<String> {
+        let value = value.trim();
+        let pem = value.starts_with("-----BEGIN ") && value.contains("PRIVATE KEY-----");
+        if value.is_empty() {
+            return Some(String::new());
+        }
+        let reason = if value.len() > MAX_CERTIFICATE_PEM {
+            format!("must be at most {MAX_CERTIFICATE_PEM} bytes")
+        } else if !pem
+            || rustls::pki_types::PrivateKeyDer::from_pem_slice(value.as_bytes()).is_err()
+        {
+            "must be the client certificate's private key, PEM (-----BEGIN PRIVATE KEY-----)"
+                .to_owned()
+        } else {
+            return Some(value.to_owned());
+        };
+        self.add(
+            "Invalid parameters",
+            InvalidParameter::new("authorization", Some("invalid"), reason),
+        );
+        None
+    }
+
+    /// A syslog client certificate and its key come together: one without the other could
+    /// never be shown.
+    pub(super) fn client_identity(&mut self, kind: &Kind, has_key: bool) {
+        let Kind::Syslog(syslog) = kind else {
+            return;
+        };
+        let reason = match (syslog.client_certificate.is_some(), has_key) {
+            (true, false) => "is required with settings.client_certificate: its private key (PEM)",
+            (false, true) => "is the private key of settings.client_certificate, which is not set",
+            _ => return,
+        };
+        self.add(
+            "Invalid parameters",
+            InvalidParameter::new("authorization", Some("invalid"), reason),
+        );
     }
 
     pub(super) fn authorization(&mut self, value: &str) -> Option<String> {
@@ -753,7 +826,8 @@ impl Problems {
             return invalid(self, "must be a valid URL");
         };
         match url.scheme() {
-            "https" => {}
+            // `tls://` is the syslog kind's; `endpoint_of` checks that the two go together.
+            "https" | "tls" => {}
             "http" if rules.allow_http_endpoints => {}
             "http" => {
                 return invalid(
@@ -774,7 +848,10 @@ impl Problems {
                 url::Host::Ipv4(ip) => is_non_public(IpAddr::V4(ip)),
                 url::Host::Ipv6(ip) => is_non_public(IpAddr::V6(ip)),
                 url::Host::Domain(name) => {
-                    resolves_to_non_public(name, url.port_or_known_default().unwrap_or(443)).await
+                    let port = url
+                        .port_or_known_default()
+                        .unwrap_or(if url.scheme() == "tls" { 6514 } else { 443 });
+                    resolves_to_non_public(name, port).await
                 }
             };
             if private {

@@ -86,6 +86,8 @@ impl Encoding {
             seq: stored.seq,
             ts: stored.event.ts,
             id: event_id(&self.store, stored.seq, stored.event.ts),
+            event_type: stored.event.event_type(),
+            severity: stored.event.severity(),
         }
     }
 

@@ -22,6 +22,7 @@ use reqwest::header::{self, HeaderValue};
 use url::{Host, Url};
 
 use super::request::Request;
+use super::syslog::{ClientIdentity, SyslogClient};
 use crate::config::DeliveryConfig;
 use crate::human;
 
@@ -50,6 +51,8 @@ pub struct DeliverySettings {
     pub connect_timeout: Duration,
     /// The whole attempt: connecting, sending and reading the answer.
     pub request_timeout: Duration,
+    /// The certificate a syslog destination shows a receiver that asks for one.
+    pub client_identity: Option<ClientIdentity>,
 }
 
 impl Default for DeliverySettings {
@@ -60,6 +63,7 @@ impl Default for DeliverySettings {
             allow_http_endpoints: false,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            client_identity: None,
         }
     }
 }
@@ -73,6 +77,7 @@ impl DeliverySettings {
             allow_http_endpoints: config.allow_http_endpoints,
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
+            client_identity: None,
         }
     }
 }
@@ -103,11 +108,21 @@ impl SendOutcome {
     }
 }
 
-/// One destination's HTTP client. Cheap to clone; connections are pooled per client.
-#[derive(Debug, Clone)]
+/// One destination's client: HTTP, pooled, or a syslog connection (`tls://` endpoints).
+/// Cheap to clone; clones share connections.
+#[derive(Clone)]
 pub struct DeliveryClient {
     client: reqwest::Client,
+    syslog: SyslogClient,
     settings: DeliverySettings,
+}
+
+impl std::fmt::Debug for DeliveryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryClient")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeliveryClient {
@@ -125,6 +140,7 @@ impl DeliveryClient {
         }
         Ok(Self {
             client: builder.build()?,
+            syslog: SyslogClient::new(settings.clone()),
             settings,
         })
     }
@@ -136,6 +152,9 @@ impl DeliveryClient {
     /// Sends one built request, behind the guard: an endpoint it forbids, or a header value HTTP
     /// cannot carry, is a failed attempt that never left.
     pub async fn send(&self, request: Request) -> SendOutcome {
+        if request.endpoint.starts_with("tls://") {
+            return self.send_syslog(request).await;
+        }
         let url = match self.check_endpoint(&request.endpoint) {
             Ok(url) => url,
             Err(refused) => return SendOutcome::transport(TransportError::Refused, refused),
@@ -165,6 +184,24 @@ impl DeliveryClient {
                 SendOutcome::transport(kind, message)
             }
         }
+    }
+
+    /// A syslog batch: the messages, inflated, written to the destination's connection.
+    async fn send_syslog(&self, request: Request) -> SendOutcome {
+        let messages = if request.content_encoding == Some("gzip") {
+            let mut plain = Vec::with_capacity(request.body.len() * 4);
+            let mut reader = flate2::read::MultiGzDecoder::new(&request.body[..]);
+            if let Err(e) = std::io::Read::read_to_end(&mut reader, &mut plain) {
+                return SendOutcome::transport(
+                    TransportError::Protocol,
+                    format!("the batch does not inflate: {e}"),
+                );
+            }
+            Bytes::from(plain)
+        } else {
+            request.body
+        };
+        self.syslog.send(&request.endpoint, messages).await
     }
 
     /// The checks the resolver cannot make: reqwest connects to an IP-literal host without

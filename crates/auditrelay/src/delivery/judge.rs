@@ -224,8 +224,9 @@ async fn await_ack(
         let answer = client.send(query).await;
         let ack = match answer.attempt {
             Attempt::Response { status, .. } => judge::judge_ack(status, &answer.body, id),
-            // The network hiccuped: the batch may still be indexed.
-            Attempt::Transport(_) => Ack::Pending,
+            // The network hiccuped: the batch may still be indexed. (No stream receiver
+            // acknowledges.)
+            Attempt::Transport(_) | Attempt::Written => Ack::Pending,
         };
         match ack {
             Ack::Indexed => return Ok(()),

@@ -306,7 +306,7 @@ impl Lane {
     /// Sends a batch with its retries (building the next one meanwhile), records the outcome,
     /// and on failure waits for the next probe. `Ok(false)` when the lane must stop.
     async fn deliver(&mut self, setup: &Setup, mut built: Built) -> Result<bool, StoreError> {
-        let client = client_for(&mut self.client, &self.shared, &setup.destination);
+        let client = client_for(&mut self.client, &self.shared, setup);
         if setup.destination.skip_ssl_verification {
             tracing::warn!(
                 webhook = %self.label,
@@ -344,6 +344,7 @@ impl Lane {
             };
             self.failed_from = match sent.attempt {
                 Attempt::Response { status, .. } if (200..300).contains(&status) => None,
+                Attempt::Written => None,
                 _ => Some(batch.first_seq),
             };
             let attempt = logged(

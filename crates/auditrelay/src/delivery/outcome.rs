@@ -34,6 +34,7 @@ pub(super) fn nothing_sent(batch: &Batch, endpoint: &str, at: Timestamp) -> Deli
             batch.refused.len()
         )),
         duration_ms: 0,
+        delivered: false,
     }
 }
 
@@ -106,6 +107,13 @@ pub(super) fn logged(
         code: sent.code,
         message: sent.message.clone(),
         duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        delivered: matches!(
+            sent.attempt,
+            Attempt::Response {
+                status: 200..=299,
+                ..
+            } | Attempt::Written
+        ),
     }
 }
 
@@ -126,5 +134,6 @@ pub(super) fn attempt_outcome(sent: &SendOutcome) -> &'static str {
             TransportError::Refused => "refused",
             TransportError::Other => "other",
         },
+        Attempt::Written => "written",
     }
 }

@@ -170,7 +170,7 @@ async fn step(
             taken,
             resume: (resume.ts, resume.seq),
         };
-        let client = client_for(&mut cached_client, shared, &setup.destination);
+        let client = client_for(&mut cached_client, shared, &setup);
         // The batches after this one are signed while it is on its way; its progress is saved
         // as soon as the SIEM took it.
         let sent = tokio::select! {

@@ -179,7 +179,11 @@ fn credential_header(kind: &Kind, credential: &str) -> Option<Header> {
             credential.to_owned(),
             "the authorization value",
         ),
-        Kind::Elasticsearch | Kind::Loki(_) | Kind::SumoLogic(_) => return None,
+        // A syslog destination's credential is its client certificate's private key, shown
+        // to nobody: it stays in the TLS handshake.
+        Kind::Elasticsearch | Kind::Loki(_) | Kind::SumoLogic(_) | Kind::Syslog(_) => {
+            return None;
+        }
     };
     Some(Header {
         name,

@@ -86,7 +86,7 @@ async fn step(
     // Those that did not fit stay marked, for the next batch.
     events.truncate(batch.taken());
     let mut hand = InHand::new(batch, encoding, events);
-    let client = client_for(client, shared, &setup.destination);
+    let client = client_for(client, shared, &setup);
     // Shown in the delivery log; the hand is borrowed mutably below.
     let endpoint = hand.encoding.endpoint.clone();
     let sender = format!("resend/{run}");

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::http::{DeliveryClient, DeliverySettings};
 use super::request::Request;
+use super::setup::client_identity;
 use crate::clock;
 use crate::config::DeliveryConfig;
 use crate::keys::KeyRing;
@@ -63,6 +64,8 @@ pub async fn send(
         seq: 0,
         ts: event.ts,
         id: Uuid::new_v4(),
+        event_type: event.event_type(),
+        severity: event.severity(),
     };
     let mut line = Vec::new();
     sign_event_with_id(target.format, event, Some(meta.id), format, key, &mut line);
@@ -80,8 +83,9 @@ pub async fn send(
         .push(0, &record)
         .expect("the first record of a batch always fits");
     let batch = batch.finish().expect("one record");
-    let client = DeliveryClient::new(DeliverySettings::new(config, target.skip_ssl_verification))
-        .expect("a client with these settings always builds");
+    let mut settings = DeliverySettings::new(config, target.skip_ssl_verification);
+    settings.client_identity = client_identity(target.kind, target.authorization);
+    let client = DeliveryClient::new(settings).expect("a client with these settings always builds");
     let trace = event.trace_id.as_deref().unwrap_or_default();
     let key = idempotency_key(&format!("connection-test/{trace}"), 0, 0);
     let started = Instant::now();
@@ -101,6 +105,8 @@ pub async fn send(
         took: started.elapsed(),
         delivered: false,
     };
+    // A syslog receiver says nothing: written on an open connection is all there is.
+    answer.delivered = sent.attempt == Attempt::Written;
     if let Attempt::Response { status, .. } = sent.attempt {
         answer.delivered = match target.kind.judge(status, &sent.body, &[meta]) {
             Judgement::Whole | Judgement::AwaitAck(_) => (200..300).contains(&status),

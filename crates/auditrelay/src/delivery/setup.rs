@@ -5,19 +5,24 @@
 use std::collections::BTreeMap;
 
 use auditrelay_core::Timestamp;
+use auditrelay_core::kind::Kind;
 
 use super::http::{DeliveryClient, DeliverySettings};
 use super::shared::Shared;
+use super::syslog::ClientIdentity;
 use crate::store::{Destination, Scope, StoreError, Webhook};
 
-/// The client for a destination's certificate choice, kept in `cache` while that choice holds
-/// (connections are pooled per client).
+/// The client for a destination's certificate choices (the server's it takes, the one it
+/// shows), kept in `cache` while they hold: connections are pooled per client, and a syslog
+/// client holds its connection and unconfirmed tail.
 pub(super) fn client_for(
     cache: &mut Option<DeliveryClient>,
     shared: &Shared,
-    destination: &Destination,
+    setup: &Setup,
 ) -> DeliveryClient {
-    let settings = DeliverySettings::new(&shared.config, destination.skip_ssl_verification);
+    let destination = &setup.destination;
+    let mut settings = DeliverySettings::new(&shared.config, destination.skip_ssl_verification);
+    settings.client_identity = client_identity(&destination.kind, &setup.authorization);
     match cache {
         Some(client) if client.settings() == &settings => client.clone(),
         _ => cache
@@ -25,6 +30,18 @@ pub(super) fn client_for(
                 DeliveryClient::new(settings).expect("a client with these settings always builds"),
             )
             .clone(),
+    }
+}
+
+/// The certificate a syslog destination shows: its settings' chain with the key sealed as its
+/// `authorization`.
+pub(super) fn client_identity(kind: &Kind, authorization: &str) -> Option<ClientIdentity> {
+    match kind {
+        Kind::Syslog(syslog) if !authorization.is_empty() => Some(ClientIdentity {
+            certificate_pem: syslog.client_certificate.clone()?,
+            key_pem: authorization.to_owned(),
+        }),
+        _ => None,
     }
 }
 

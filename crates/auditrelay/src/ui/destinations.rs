@@ -191,9 +191,11 @@ impl DestinationData {
                 .get(&format!("s.{kind}.{}", field.name))
                 .map_or("", |v| v.trim());
             let value = match field.input {
+                // The key goes as the authorization (`typed_authorization`).
+                FieldInput::Key => continue,
                 FieldInput::Check => Value::Bool(!typed.is_empty()),
                 _ if typed.is_empty() => continue,
-                FieldInput::Text => typed.into(),
+                FieldInput::Text | FieldInput::Pem => typed.into(),
                 FieldInput::Number => typed
                     .parse::<u64>()
                     .map_or_else(|_| typed.into(), Value::from),
@@ -210,6 +212,16 @@ impl DestinationData {
             settings.insert(field.name.into(), value);
         }
         Some(Value::Object(settings))
+    }
+
+    /// The authorization typed: a syslog destination's is its client key, typed in its own
+    /// multi-line field.
+    fn typed_authorization(&self) -> String {
+        if self.kind() == "syslog" {
+            let key = self.rest.get("s.syslog.client_key");
+            return key.map_or("", |v| v.trim()).to_owned();
+        }
+        self.authorization.clone()
     }
 
     /// Adds the kind and its settings to an API body: always on an edit (the kind may have
@@ -265,8 +277,9 @@ impl DestinationData {
             body.insert("audit_log_destination_id".into(), id.to_string().into());
         }
         body.insert("endpoint".into(), self.endpoint.clone().into());
-        if !self.authorization.is_empty() || saved.is_none() {
-            body.insert("authorization".into(), self.authorization.clone().into());
+        let authorization = self.typed_authorization();
+        if !authorization.is_empty() || saved.is_none() {
+            body.insert("authorization".into(), authorization.into());
         }
         if !self.log_format.is_empty() {
             body.insert("log_format".into(), self.log_format.clone().into());
@@ -295,8 +308,9 @@ impl DestinationData {
             "skip_ssl_verification".into(),
             self.skip_ssl_verification.is_some().into(),
         );
-        let authorization = if !self.authorization.is_empty() {
-            Some(self.authorization.clone())
+        let typed = self.typed_authorization();
+        let authorization = if !typed.is_empty() {
+            Some(typed)
         } else if !editing {
             Some(String::new())
         } else {

@@ -242,13 +242,14 @@ impl DestinationForm {
 }
 
 /// The kinds of destination, by API name, as the form offers them.
-pub const KINDS: [(&str, &str); 6] = [
+pub const KINDS: [(&str, &str); 7] = [
     ("webhook", "Webhook (Konnect's format)"),
     ("splunk_hec", "Splunk HTTP Event Collector"),
     ("datadog", "Datadog Logs"),
     ("elasticsearch", "Elasticsearch / OpenSearch"),
     ("sumo_logic", "Sumo Logic HTTP Source"),
     ("loki", "Grafana Loki"),
+    ("syslog", "Syslog over TLS (RFC 5425)"),
 ];
 
 /// One of a kind's own settings, as the destination form shows it.
@@ -268,6 +269,11 @@ pub enum FieldInput {
     Check,
     /// `name=value` per line (Loki's labels).
     Pairs,
+    /// A PEM document (a certificate chain).
+    Pem,
+    /// A PEM private key: not a setting but the destination's `authorization`, which a
+    /// one-line field cannot hold.
+    Key,
 }
 
 impl KindField {
@@ -281,6 +287,23 @@ impl KindField {
 
     pub fn is_check(&self) -> bool {
         self.input == FieldInput::Check
+    }
+
+    /// What an empty multi-line field shows.
+    pub fn placeholder(&self) -> &'static str {
+        match self.input {
+            FieldInput::Pem => "-----BEGIN CERTIFICATE-----",
+            FieldInput::Key => "-----BEGIN PRIVATE KEY-----",
+            _ => "env=prod",
+        }
+    }
+
+    /// The range a number field takes.
+    pub fn number_range(&self) -> (u32, u32) {
+        match self.name {
+            "max_message_bytes" => (2048, 1 << 20),
+            _ => (1, 600),
+        }
     }
 }
 
@@ -393,6 +416,41 @@ pub const KIND_FIELDS: &[KindField] = &[
         hint: "One name=value per line, added to source, org_id, region and portal_id. Values may use {region}, {org_id} and {portal_id}.",
         input: FieldInput::Pairs,
     },
+    KindField {
+        kind: "syslog",
+        name: "framing",
+        label: "Framing",
+        hint: "octet_counting (RFC 5425, the default) or lf, for a receiver that only splits on newlines. Syslog has no acknowledgement: a batch counts as delivered once written on an open connection, and what was written in the last 5 seconds before a connection was lost is written again after reconnecting (at least once).",
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "syslog",
+        name: "hostname",
+        label: "Hostname",
+        hint: "The messages' HOSTNAME; - when empty.",
+        input: FieldInput::Text,
+    },
+    KindField {
+        kind: "syslog",
+        name: "max_message_bytes",
+        label: "Longest message (bytes)",
+        hint: "What the receiver takes (8192 when empty, rsyslog's default); a longer event is refused and listed, not truncated.",
+        input: FieldInput::Number,
+    },
+    KindField {
+        kind: "syslog",
+        name: "client_certificate",
+        label: "Client certificate",
+        hint: "For a receiver that asks for one (mutual TLS): the certificate and its chain, PEM.",
+        input: FieldInput::Pem,
+    },
+    KindField {
+        kind: "syslog",
+        name: "client_key",
+        label: "Client certificate's private key",
+        hint: "PEM. Stored encrypted as the destination's authorization, and never shown again; leave empty on an edit to keep the saved one.",
+        input: FieldInput::Key,
+    },
 ];
 
 pub const LOG_FORMATS: [(&str, &str); 4] = [
@@ -413,7 +471,7 @@ pub struct DestinationFormPage {
     /// The alert's first line when it lists several problems.
     pub alert_lead: &'static str,
     pub formats: [(&'static str, &'static str); 4],
-    pub kinds: [(&'static str, &'static str); 6],
+    pub kinds: [(&'static str, &'static str); 7],
     pub can_write: bool,
     pub role: &'static str,
     pub alert: Alert,

@@ -34,6 +34,7 @@ mod replay_cli;
 mod retention;
 mod self_audit;
 mod storage;
+mod syslog;
 mod test_connection;
 mod tls;
 mod ui;

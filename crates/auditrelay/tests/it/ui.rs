@@ -1948,6 +1948,47 @@ async fn kinds_through_the_form() {
     );
 }
 
+/// Syslog over TLS and OCSF lines through the form: the client certificate's key goes in a
+/// field of its own (PEM has several lines) and is saved as the authorization, never shown;
+/// the form says that syslog has no acknowledgement.
+#[tokio::test]
+async fn a_syslog_destination_with_ocsf_lines_through_the_form() {
+    let app = TestApp::spawn_with(dev).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.admin).await;
+    let page = browser.get("/ui/destinations/new").await;
+    page.assert_has(r#"<option value="syslog">Syslog over TLS (RFC 5425)</option>"#);
+    page.assert_has(r#"<option value="ocsf">OCSF 1.8.0"#);
+    page.assert_has("Syslog has no acknowledgement");
+    let generated = rcgen::generate_simple_self_signed(vec!["relay".to_owned()]).unwrap();
+    let (certificate, key) = (generated.cert.pem(), generated.signing_key.serialize_pem());
+    let form = [
+        ("name", "Collector"),
+        ("kind", "syslog"),
+        ("endpoint", "tls://127.0.0.1:6514"),
+        ("log_format", "ocsf"),
+        ("s.syslog.framing", "lf"),
+        ("s.syslog.hostname", "relay-1"),
+        ("s.syslog.client_certificate", certificate.as_str()),
+        ("s.syslog.client_key", key.as_str()),
+    ];
+    browser
+        .submit("/ui/destinations/new", "/ui/destinations", &form)
+        .await
+        .assert_redirect("/ui/destinations");
+    let (_, list) = api_get(&app, "/v3/audit-log-destinations").await;
+    let saved = &list["data"][0];
+    assert_eq!(saved["kind"], "syslog");
+    assert_eq!(saved["log_format"], "ocsf");
+    assert_eq!(saved["settings"]["framing"], "lf");
+    assert_eq!(saved["settings"]["hostname"], "relay-1");
+    assert_eq!(saved["settings"]["client_certificate"], certificate.trim());
+    let id = saved["id"].as_str().unwrap();
+    let page = browser.get(&format!("/ui/destinations/{id}/edit")).await;
+    page.assert_has(r#"<option value="syslog" selected>"#);
+    page.assert_lacks(key.lines().nth(1).unwrap());
+}
+
 /// A portal webhook whose receiver refused events shows them on its Status page, and *Send
 /// them again* sends them.
 #[tokio::test]

@@ -122,6 +122,7 @@ fn attempt(code: Option<u16>, message: &str) -> DeliveryAttempt {
         code,
         message: message.into(),
         duration_ms: 3,
+        delivered: code.is_some_and(|c| (200..300).contains(&c)),
     }
 }
 

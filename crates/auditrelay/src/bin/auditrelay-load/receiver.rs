@@ -25,6 +25,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ingest::request_len;
+use auditrelay::listen::tls::SelfSigned;
+
 use crate::kind::Kind;
 
 /// The largest decoded batch accepted: the largest `delivery.batch_max_bytes` a server allows,
@@ -101,7 +103,10 @@ impl Receiver {
     /// Starts a receiver of `kind` on a free loopback port, expecting `expected`.
     pub async fn start(epoch: Instant, expected: Expected, kind: Kind) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        let url = format!("http://{}/", listener.local_addr()?);
+        let url = match kind {
+            Kind::Syslog => format!("tls://{}", listener.local_addr()?),
+            _ => format!("http://{}/", listener.local_addr()?),
+        };
         let slots = expected.events as usize;
         let shared = Arc::new(Shared {
             epoch,
@@ -114,10 +119,20 @@ impl Receiver {
             }),
             unique: watch::Sender::new(0),
         });
+        let (stop, stopped) = oneshot::channel::<()>();
+        if kind == Kind::Syslog {
+            let acceptor = SelfSigned::generate()?.acceptor();
+            let task = tokio::spawn(syslog::serve(listener, acceptor, Arc::clone(&shared)));
+            return Ok(Self {
+                url,
+                shared,
+                stop: Some(stop),
+                task,
+            });
+        }
         let router = Router::new()
             .fallback(receive)
             .with_state(Arc::clone(&shared));
-        let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(
             listener,
             None,
@@ -254,6 +269,76 @@ async fn receive(
     };
     shared.take(&lines, &received, shared.epoch.elapsed(), started);
     shared.kind.answer()
+}
+
+/// The syslog side: a TLS listener taking octet-counted messages, each connection's stream
+/// counted as it comes, message by whole message.
+mod syslog {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use auditrelay::body::{Coding, Received};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::Shared;
+
+    pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, shared) = (acceptor.clone(), Arc::clone(&shared));
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut pending = Vec::new();
+                let mut chunk = vec![0u8; 256 << 10];
+                while let Ok(n) = tls.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let started = Instant::now();
+                    pending.extend_from_slice(&chunk[..n]);
+                    let whole = complete(&pending);
+                    if whole == 0 {
+                        continue;
+                    }
+                    let decoded: Vec<u8> = pending.drain(..whole).collect();
+                    let Some(lines) = shared.kind.lines(&decoded) else {
+                        eprintln!("\nreceiver: a syslog stream that is not octet-counted RFC 5424");
+                        return;
+                    };
+                    let received = Received {
+                        coding: Coding::Identity,
+                        compressed_len: decoded.len(),
+                        decoded: decoded.clone(),
+                    };
+                    shared.take(&lines, &received, shared.epoch.elapsed(), started);
+                }
+            });
+        }
+    }
+
+    /// How many bytes at the start of `stream` are whole octet-counted messages.
+    fn complete(stream: &[u8]) -> usize {
+        let mut at = 0;
+        loop {
+            let rest = &stream[at..];
+            let Some(space) = rest.iter().position(|b| *b == b' ') else {
+                return at;
+            };
+            let Some(len) = std::str::from_utf8(&rest[..space])
+                .ok()
+                .and_then(|d| d.parse::<usize>().ok())
+            else {
+                return at;
+            };
+            if rest.len() < space + 1 + len {
+                return at;
+            }
+            at += space + 1 + len;
+        }
+    }
 }
 
 /// The request and index in a line's trace id when the tool made it (`r{request}-{index}`);

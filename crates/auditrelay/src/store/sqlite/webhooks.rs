@@ -320,8 +320,8 @@ async fn append_to_log(
 ) -> Result<()> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO delivery_attempts
-             (scope_id, at, kind, endpoint, events, first_seq, last_seq, response_code, message, duration_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             (scope_id, at, kind, endpoint, events, first_seq, last_seq, response_code, message, duration_ms, delivered)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(scope_id)
     .bind(attempt.at.as_millis())
@@ -333,6 +333,7 @@ async fn append_to_log(
     .bind(attempt.code.map(i64::from))
     .bind(&attempt.message)
     .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+    .bind(attempt.delivered)
     .fetch_one(&mut *conn)
     .await?;
     // Ids grow, so the rows to forget are the scope's below the keep-th newest. One indexed
@@ -354,6 +355,7 @@ fn attempt_from_row(row: &SqliteRow) -> Result<LoggedAttempt> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("invalid delivery attempt {what}"));
     let kind: String = row.try_get("kind")?;
     let code: Option<i64> = row.try_get("response_code")?;
+    let delivered: Option<bool> = row.try_get("delivered")?;
     Ok(LoggedAttempt {
         id: row.try_get("id")?,
         attempt: DeliveryAttempt {
@@ -368,6 +370,8 @@ fn attempt_from_row(row: &SqliteRow) -> Result<LoggedAttempt> {
             message: row.try_get("message")?,
             duration_ms: u64::try_from(row.try_get::<i64, _>("duration_ms")?)
                 .map_err(|_| corrupt("duration"))?,
+            // Rows from before migration 0015: a 2xx was the only way to be delivered.
+            delivered: delivered.unwrap_or(code.is_some_and(|c| (200..300).contains(&c))),
         },
     })
 }

@@ -10,6 +10,7 @@ pub mod disk;
 pub mod events;
 pub mod process;
 pub mod receiver;
+pub mod rsyslog;
 pub mod siem;
 pub mod signing;
 

@@ -1,0 +1,478 @@
+//! The syslog transport (RFC 5425): one TLS connection per lane to a `tls://host:port`
+//! receiver, on which each batch's messages (framed by `kind::Framer`) are written as they are.
+//!
+//! Syslog has no acknowledgement of its own (DECISIONS.md S18). A batch counts as delivered
+//! once it is written and flushed on a connection that is still open; what that cannot prove is
+//! that the receiver read it, so the batches written in the last [`CONFIRM_AFTER`] stay in
+//! hand, unconfirmed. A batch is confirmed when the connection has stayed open that long after
+//! it was written: the connection's `TCP_USER_TIMEOUT` is that long, so by then the receiver's
+//! TCP has acknowledged it, and a receiver closing (a restart) has been seen by the task that
+//! reads the connection. When the connection is lost, the next attempt connects again and
+//! writes the unconfirmed tail first, then its batch: at least once, never silently skipped.
+//!
+//! The guard is the HTTP transport's (DECISIONS.md D10): every address the name resolves to
+//! must be public unless `delivery.allow_private_endpoints`; the certificate is checked as for
+//! HTTPS unless the destination skips that; a client certificate is shown when the destination
+//! has one.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use auditrelay_core::endpoint::{is_localhost, is_non_public};
+use auditrelay_core::retry::{Attempt, TransportError};
+use bytes::Bytes;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls_platform_verifier::BuilderVerifierExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use url::{Host, Url};
+
+use super::http::{DeliverySettings, SendOutcome};
+
+/// How long a written batch stays unconfirmed, and the connection's `TCP_USER_TIMEOUT`: bytes
+/// the receiver's TCP has not acknowledged in this time close the connection.
+pub const CONFIRM_AFTER: Duration = Duration::from_secs(5);
+
+/// The most unconfirmed bytes kept in hand; past it, a batch waits for the oldest to be
+/// confirmed before it is written.
+const MAX_TAIL_BYTES: usize = 64 << 20;
+
+/// How long a new connection must stay open after its handshake before anything is written
+/// on it. With TLS 1.3 a receiver refuses a client certificate (or its absence) only after the
+/// client's side of the handshake is done: written at once, a batch would go to a connection
+/// already being closed, and count as delivered.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// RFC 5425's port.
+pub const DEFAULT_PORT: u16 = 6514;
+
+/// A client certificate chain and its private key, both PEM, as the destination holds them
+/// (the certificate in its settings, the key sealed as its `authorization`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub certificate_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity { key: <redacted> }")
+    }
+}
+
+/// One lane's syslog connection and its unconfirmed tail. Cheap to clone; clones share both.
+#[derive(Clone)]
+pub struct SyslogClient {
+    settings: DeliverySettings,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    live: Option<Live>,
+    /// Batches written and not yet confirmed, oldest first.
+    tail: VecDeque<Written>,
+    tail_bytes: usize,
+    /// The endpoint the tail was written to: a tail is never sent anywhere else.
+    endpoint: String,
+}
+
+struct Live {
+    writer: WriteHalf<TlsStream<TcpStream>>,
+    /// Set by the reading task when the receiver closes or the connection fails.
+    closed: Arc<AtomicBool>,
+    /// How it ended, when the reading task was told (a TLS alert, a reset).
+    why: Arc<std::sync::Mutex<Option<String>>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+struct Written {
+    at: Instant,
+    bytes: Bytes,
+}
+
+impl State {
+    /// Lets go of the batches the open connection has held long enough.
+    fn confirm(&mut self) {
+        let open = self
+            .live
+            .as_ref()
+            .is_some_and(|l| !l.closed.load(Ordering::Acquire));
+        if !open {
+            return;
+        }
+        while let Some(oldest) = self.tail.front() {
+            if oldest.at.elapsed() < CONFIRM_AFTER {
+                break;
+            }
+            self.tail_bytes -= oldest.bytes.len();
+            self.tail.pop_front();
+        }
+    }
+}
+
+impl SyslogClient {
+    pub fn new(settings: DeliverySettings) -> Self {
+        Self {
+            settings,
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    /// Writes one batch's messages (`body`, not compressed) to `endpoint`, connecting first
+    /// if need be and then writing the unconfirmed tail of the lost connection.
+    pub async fn send(&self, endpoint: &str, body: Bytes) -> SendOutcome {
+        let mut state = self.state.lock().await;
+        if state.endpoint != endpoint {
+            // Another receiver: what the old one may have missed is not this one's.
+            *state = State {
+                endpoint: endpoint.to_owned(),
+                ..State::default()
+            };
+        }
+        state.confirm();
+        if state
+            .live
+            .as_ref()
+            .is_some_and(|l| l.closed.load(Ordering::Acquire))
+        {
+            state.live = None;
+        }
+        let mut resent = 0;
+        if state.live.is_none() {
+            let connecting = tokio::time::timeout(
+                self.settings.connect_timeout,
+                connect(&self.settings, endpoint),
+            );
+            let live = match connecting.await {
+                Ok(Ok(live)) => live,
+                Ok(Err((kind, message))) => return SendOutcome::transport(kind, message),
+                Err(_) => {
+                    return SendOutcome::transport(
+                        TransportError::Timeout,
+                        "timed out connecting to the syslog receiver",
+                    );
+                }
+            };
+            let state = &mut *state;
+            let live = state.live.insert(live);
+            for written in state.tail.iter_mut() {
+                if let Err(outcome) = write(&self.settings, live, &written.bytes).await {
+                    state.live = None;
+                    return outcome;
+                }
+                written.at = Instant::now();
+                resent += 1;
+            }
+        }
+        // Back-pressure: the tail is bounded, and only time on an open connection confirms it.
+        while state.tail_bytes > MAX_TAIL_BYTES {
+            let oldest = state.tail.front().map_or_else(Instant::now, |w| w.at);
+            tokio::time::sleep_until((oldest + CONFIRM_AFTER).into()).await;
+            state.confirm();
+            if state
+                .live
+                .as_ref()
+                .is_none_or(|l| l.closed.load(Ordering::Acquire))
+            {
+                state.live = None;
+                return SendOutcome::transport(
+                    TransportError::Connect,
+                    "the syslog receiver closed the connection",
+                );
+            }
+        }
+        let state = &mut *state;
+        let Some(live) = state.live.as_mut() else {
+            unreachable!("connected above");
+        };
+        if let Err(outcome) = write(&self.settings, live, &body).await {
+            state.live = None;
+            return outcome;
+        }
+        state.tail_bytes += body.len();
+        state.tail.push_back(Written {
+            at: Instant::now(),
+            bytes: body,
+        });
+        let message = match resent {
+            0 => "written (syslog has no acknowledgement)".to_owned(),
+            n => format!(
+                "written after {n} unconfirmed {} of the lost connection (syslog has no acknowledgement)",
+                if n == 1 { "batch" } else { "batches" }
+            ),
+        };
+        SendOutcome {
+            attempt: Attempt::Written,
+            code: None,
+            message,
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// Writes and flushes `bytes`, within the request timeout.
+async fn write(
+    settings: &DeliverySettings,
+    live: &mut Live,
+    bytes: &[u8],
+) -> Result<(), SendOutcome> {
+    let writing = async {
+        live.writer.write_all(bytes).await?;
+        live.writer.flush().await
+    };
+    match tokio::time::timeout(settings.request_timeout, writing).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(SendOutcome::transport(
+            TransportError::Connect,
+            format!("the syslog connection failed while writing: {e}"),
+        )),
+        Err(_) => Err(SendOutcome::transport(
+            TransportError::Timeout,
+            "timed out writing to the syslog receiver",
+        )),
+    }
+}
+
+type Failure = (TransportError, String);
+
+/// The host and port of a `tls://host[:port]` endpoint, behind the guard's checks that need
+/// no resolving.
+fn target(settings: &DeliverySettings, endpoint: &str) -> Result<(String, u16), Failure> {
+    let refused = |message: &str| (TransportError::Refused, message.to_owned());
+    let url =
+        Url::parse(endpoint).map_err(|_| refused("refused: the endpoint is not a valid URL"))?;
+    if url.scheme() != "tls" {
+        return Err(refused("refused: a syslog endpoint is tls://host:port"));
+    }
+    let private = match url.host() {
+        None => return Err(refused("refused: the endpoint is not a valid URL")),
+        Some(Host::Ipv4(ip)) => is_non_public(ip.into()),
+        Some(Host::Ipv6(ip)) => is_non_public(ip.into()),
+        Some(Host::Domain(name)) => is_localhost(name),
+    };
+    if private && !settings.allow_private_endpoints {
+        return Err(refused(PRIVATE));
+    }
+    let host = match url.host() {
+        Some(Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => unreachable!("checked above"),
+    };
+    Ok((host, url.port().unwrap_or(DEFAULT_PORT)))
+}
+
+const PRIVATE: &str = "refused: the endpoint resolves to a private address";
+
+/// Connects, checks every address the name resolves to first, and makes the TLS handshake.
+async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Failure> {
+    let (host, port) = target(settings, endpoint)?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| {
+            (
+                TransportError::Connect,
+                format!("{host} does not resolve: {e}"),
+            )
+        })?
+        .collect();
+    // All or nothing, as for HTTP: one private address among public ones could be the one.
+    if !settings.allow_private_endpoints && addrs.iter().any(|a| is_non_public(a.ip())) {
+        return Err((TransportError::Refused, PRIVATE.to_owned()));
+    }
+    let mut last = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                tcp = Some(stream);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some(tcp) = tcp else {
+        let why = last.map_or_else(|| "no address".to_owned(), |e| e.to_string());
+        return Err((
+            TransportError::Connect,
+            format!("could not connect to {host}:{port}: {why}"),
+        ));
+    };
+    let socket = socket2::SockRef::from(&tcp);
+    // Unacknowledged bytes close the connection after CONFIRM_AFTER (see the module comment);
+    // keepalives find a receiver that vanished while nothing was being sent.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let tuned = socket
+        .set_tcp_user_timeout(Some(CONFIRM_AFTER))
+        .and_then(|()| socket.set_tcp_keepalive(&keepalive))
+        .and_then(|()| tcp.set_nodelay(true));
+    if let Err(e) = tuned {
+        return Err((TransportError::Other, format!("socket options: {e}")));
+    }
+    let config = client_config(settings)?;
+    let name = ServerName::try_from(host.clone()).map_err(|_| {
+        (
+            TransportError::Refused,
+            format!("{host} is not a valid TLS name"),
+        )
+    })?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            (
+                TransportError::Tls,
+                format!("TLS handshake with {host} failed: {e}"),
+            )
+        })?;
+    let (mut reader, writer) = tokio::io::split(tls);
+    let closed = Arc::new(AtomicBool::new(false));
+    let why = Arc::new(std::sync::Mutex::new(None));
+    let reader = tokio::spawn({
+        let (closed, why) = (Arc::clone(&closed), Arc::clone(&why));
+        async move {
+            // A syslog receiver sends nothing: a read ends only when the connection does.
+            let mut buf = [0u8; 512];
+            let ended = loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) => break "the receiver closed the connection".to_owned(),
+                    Ok(_) => {}
+                    Err(e) => break format!("the connection failed: {e}"),
+                }
+            };
+            if let Ok(mut why) = why.lock() {
+                *why = Some(ended);
+            }
+            closed.store(true, Ordering::Release);
+        }
+    });
+    let live = Live {
+        writer,
+        closed,
+        why,
+        reader,
+    };
+    tokio::time::sleep(SETTLE).await;
+    if live.closed.load(Ordering::Acquire) {
+        let why = live
+            .why
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .unwrap_or_default();
+        return Err((
+            TransportError::Tls,
+            format!(
+                "{host} ended the connection right after the TLS handshake ({why}); does it require a client certificate?"
+            ),
+        ));
+    }
+    Ok(live)
+}
+
+/// The TLS client for the destination: the platform's roots (as for HTTPS), or any
+/// certificate when it skips verification; its client certificate when it has one.
+fn client_config(settings: &DeliverySettings) -> Result<ClientConfig, Failure> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls_error = |e: rustls::Error| (TransportError::Tls, format!("TLS set-up: {e}"));
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?;
+    let builder = if settings.skip_ssl_verification {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+    } else {
+        builder.with_platform_verifier().map_err(tls_error)?
+    };
+    let Some(identity) = &settings.client_identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let unreadable = |what: &str| {
+        (
+            TransportError::Protocol,
+            format!("the client certificate's {what} cannot be read"),
+        )
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.certificate_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|_| unreadable("chain"))?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|_| unreadable("private key"))?;
+    builder.with_client_auth_cert(chain, key).map_err(|e| {
+        (
+            TransportError::Protocol,
+            format!("the client certificate: {e}"),
+        )
+    })
+}
+
+/// `skip_ssl_verification`: any certificate is taken, but the handshake's signatures are still
+/// checked (a peer must hold the key of the certificate it shows).
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
