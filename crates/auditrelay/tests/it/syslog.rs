@@ -1,7 +1,8 @@
 //! The `syslog` kind against a real rsyslog (`support::rsyslog`): RFC 5425 over TLS, every
 //! event's signed line arriving as a message's MSG and still verifying; a receiver restarted
 //! mid-stream loses nothing (the unconfirmed tail is written again after reconnecting); a
-//! receiver that asks for a client certificate gets the destination's.
+//! receiver that asks for a client certificate gets the destination's; a connection test
+//! checks the receiver's certificate and sends one line.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -295,4 +296,38 @@ async fn syslog_destinations_are_checked_when_saved() {
     assert_eq!(created["kind"], "syslog");
     assert_eq!(created["settings"]["framing"], "lf");
     assert!(created.get("authorization").is_none(), "{created}");
+}
+
+/// *Test connection* to a syslog receiver: refused on its certificate, which the machine does
+/// not trust, unless verification is skipped; then one OCSF line arrives and verifies.
+#[tokio::test]
+async fn a_connection_test_checks_the_certificate_and_sends_one_ocsf_line() {
+    let Some(rsyslog) = Rsyslog::start(ClientAuth::Anonymous).await else {
+        return;
+    };
+    let app = TestApp::spawn_with(dev).await;
+    let test = |skip: bool| {
+        let body = json!({
+            "endpoint": rsyslog.endpoint(), "kind": "syslog", "log_format": "ocsf",
+            "skip_ssl_verification": skip,
+        });
+        let app = &app;
+        async move {
+            let path = "/v3/audit-log-destinations/test-connection";
+            expect_json(app.post(path, &app.admin, body).await, StatusCode::OK).await
+        }
+    };
+    let refused = test(false).await;
+    assert_eq!(refused["delivered"], false, "{refused}");
+    let message = refused["response_message"].as_str().unwrap().to_lowercase();
+    assert!(message.contains("certificate"), "{refused}");
+
+    let answer = test(true).await;
+    assert_eq!(answer["delivered"], true, "{answer}");
+    assert!(answer.get("response_code").is_none(), "{answer}");
+    let (_, keys) = jwks(&app).await;
+    let line = eventually(WAIT, || async { rsyslog.lines().into_iter().next() }).await;
+    verify_line(line.as_bytes(), &keys).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let object: Value = serde_json::from_str(&line).unwrap();
+    assert!(object["class_uid"].is_i64(), "{line}");
 }
