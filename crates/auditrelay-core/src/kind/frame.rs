@@ -189,12 +189,8 @@ impl Framer {
                 } else {
                     framer.close = b"\n".to_vec();
                 }
-                framer.shared = syslog
-                    .hostname
-                    .as_deref()
-                    .unwrap_or("-")
-                    .as_bytes()
-                    .to_vec();
+                let hostname = expand(&syslog.hostname).unwrap_or_else(|| "-".to_owned());
+                framer.shared = hostname.into_bytes();
             }
         }
         framer

@@ -196,7 +196,8 @@ pub struct DestinationBody {
     /// absent or `null` keeps them, an object replaces them all, `{}` removes them.
     pub headers: Option<BTreeMap<String, String>>,
     /// Our extension: `webhook` (the default: Konnect's request shape), `splunk_hec`,
-    /// `datadog`, `elasticsearch` (OpenSearch too), `sumo_logic` or `loki`.
+    /// `datadog`, `elasticsearch` (OpenSearch too), `sumo_logic`, `loki` or `syslog` (over
+    /// TLS, to a `tls://host:port` endpoint).
     pub kind: Option<String>,
     /// Our extension: the kind's own settings (see docs/API.md). On an update, absent keeps
     /// them unless the kind changes.
@@ -266,7 +267,7 @@ async fn create(
     }
     let authorization = problems.credential(kind_name, body.authorization.as_deref());
     if let (Some(kind), Some(key)) = (&kind, &authorization) {
-        problems.client_identity(kind, !key.is_empty());
+        problems.client_identity(kind, key);
     }
     let headers = problems.headers(body.headers.unwrap_or_default());
     problems.into_result()?;
@@ -395,6 +396,9 @@ async fn update(
             .with_source("body"),
         ));
     }
+    // A syslog destination's credential is a private key, another kind's a header value:
+    // neither means anything to the other.
+    let was_syslog = destination.kind.name() == KindName::Syslog;
     let mut problems = Problems::default();
     if let Some(name) = body.name.as_deref().map(|n| problems.name(n)) {
         destination.name = name.unwrap_or_default();
@@ -433,18 +437,27 @@ async fn update(
         Some(given) => {
             let authorization = problems.credential(kind_name, Some(given));
             if let Some(key) = &authorization {
-                problems.client_identity(&destination.kind, !key.is_empty());
+                problems.client_identity(&destination.kind, key);
             }
             destination.authorization_sealed = state
                 .secrets
                 .seal(&authorization.unwrap_or_default(), &id.to_string());
+        }
+        // Into or out of syslog without a new one: the old one is no credential of the new
+        // kind. It is forgotten, and a kind that needs one must be given one.
+        None if was_syslog != (kind_name == KindName::Syslog) => {
+            destination.authorization_sealed = state.secrets.seal("", &id.to_string());
+            if kind_name.requires_credential() {
+                problems.blank("authorization");
+            }
+            problems.client_identity(&destination.kind, "");
         }
         None if kind_name == KindName::Syslog => {
             let stored = state
                 .secrets
                 .open(&destination.authorization_sealed, &id.to_string())
                 .map_err(ApiError::internal)?;
-            problems.client_identity(&destination.kind, !stored.is_empty());
+            problems.client_identity(&destination.kind, &stored);
         }
         // A kind that needs a credential, given none before: it is blank.
         None if kind_name.requires_credential() => {
@@ -702,20 +715,31 @@ impl Problems {
         None
     }
 
-    /// A syslog client certificate and its key come together: one without the other could
-    /// never be shown.
-    pub(super) fn client_identity(&mut self, kind: &Kind, has_key: bool) {
+    /// A syslog client certificate and its key (`key`, PEM, or empty) come together, and
+    /// must belong together: a certificate that cannot be read, or a key that is not its own,
+    /// would fail every connection.
+    pub(super) fn client_identity(&mut self, kind: &Kind, key: &str) {
         let Kind::Syslog(syslog) = kind else {
             return;
         };
-        let reason = match (syslog.client_certificate.is_some(), has_key) {
-            (true, false) => "is required with settings.client_certificate: its private key (PEM)",
-            (false, true) => "is the private key of settings.client_certificate, which is not set",
-            _ => return,
+        let (field, reason) = match (&syslog.client_certificate, key.is_empty()) {
+            (Some(_), true) => (
+                "authorization",
+                "is required with settings.client_certificate: its private key (PEM)",
+            ),
+            (None, false) => (
+                "authorization",
+                "is the private key of settings.client_certificate, which is not set",
+            ),
+            (Some(pem), false) => match identity_problem(pem, key) {
+                Some(problem) => problem,
+                None => return,
+            },
+            (None, true) => return,
         };
         self.add(
             "Invalid parameters",
-            InvalidParameter::new("authorization", Some("invalid"), reason),
+            InvalidParameter::new(field, Some("invalid"), reason),
         );
     }
 
@@ -869,6 +893,36 @@ impl Problems {
             None => Ok(()),
             Some(detail) => Err(ApiError::bad_request(detail, self.parameters)),
         }
+    }
+}
+
+/// Why a client certificate chain (PEM) and a private key (PEM) cannot be shown together, if
+/// they cannot: the field to blame and the reason.
+fn identity_problem(chain: &str, key: &str) -> Option<(&'static str, &'static str)> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> =
+        match CertificateDer::pem_slice_iter(chain.as_bytes()).collect::<Result<Vec<_>, _>>() {
+            Ok(chain) if !chain.is_empty() => chain,
+            _ => {
+                return Some((
+                    "settings.client_certificate",
+                    "must be a PEM certificate chain that can be read",
+                ));
+            }
+        };
+    let Ok(key) = PrivateKeyDer::from_pem_slice(key.as_bytes()) else {
+        return Some((
+            "authorization",
+            "must be a PEM private key that can be read",
+        ));
+    };
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain, key, &provider) {
+        Ok(_) => None,
+        Err(_) => Some((
+            "authorization",
+            "is not the private key of settings.client_certificate",
+        )),
     }
 }
 

@@ -144,6 +144,9 @@ pub async fn test_connection(
         ),
         (None, None) => problems.credential(kind_name, None),
     };
+    if let (Some(kind), Some(key)) = (&kind, &authorization) {
+        problems.client_identity(kind, key);
+    }
     let headers = match (body.headers, &saved) {
         (Some(headers), _) => problems.headers(headers),
         (None, Some(saved)) => open_headers(&state, saved)?,

@@ -186,6 +186,17 @@ impl DeliveryClient {
         }
     }
 
+    /// Waits for what a syslog connection wrote to be confirmed (see `syslog.rs`); at once for
+    /// HTTP, whose answers confirm each batch. A replay job or a resend calls it before it ends.
+    pub async fn drain(&self) -> Result<(), String> {
+        self.syslog.drain(3).await
+    }
+
+    /// Takes over `old`'s unconfirmed syslog tail, as its replacement after a settings change.
+    pub fn adopt(&self, old: &DeliveryClient) {
+        self.syslog.adopt(&old.syslog);
+    }
+
     /// A syslog batch: the messages, inflated, written to the destination's connection.
     async fn send_syslog(&self, request: Request) -> SendOutcome {
         let messages = if request.content_encoding == Some("gzip") {

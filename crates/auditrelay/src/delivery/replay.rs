@@ -160,8 +160,13 @@ async fn step(
         // The events after those are read while this batch is sent.
         ahead.start_reading(max_events);
         let Some(signed) = ahead.settle().await else {
-            // Nothing more was read: the window is sent.
-            return finish(shared, job, None, stop).await;
+            // Nothing more was read: the window is sent, once a syslog receiver has had time
+            // to be seen taking the last batches (nothing would write them again after).
+            let unconfirmed = match &cached_client {
+                Some(client) => client.drain().await.err(),
+                None => None,
+            };
+            return finish(shared, job, unconfirmed, stop).await;
         };
         let taken = signed.events.len();
         let resume = Position::of(signed.events.last().expect("a batch takes events"));

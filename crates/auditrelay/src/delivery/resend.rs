@@ -35,7 +35,16 @@ pub async fn run(shared: Arc<Shared>, scope: Scope, mut stop: watch::Receiver<bo
     loop {
         match step(&shared, &scope, run, &mut client, &mut stop).await {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => {
+                // A syslog receiver's last batches confirmed (nothing would write them again).
+                if let Some(Err(why)) = match &client {
+                    Some(client) => Some(client.drain().await),
+                    None => None,
+                } {
+                    tracing::warn!(webhook = %label(&scope), reason = %why, "events sent again may not have reached the syslog receiver");
+                }
+                return;
+            }
             Err(e) => {
                 tracing::warn!(webhook = %label(&scope), error = %e, "sending refused events again hit a store error; will retry");
                 tokio::select! {

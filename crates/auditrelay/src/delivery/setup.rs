@@ -25,11 +25,15 @@ pub(super) fn client_for(
     settings.client_identity = client_identity(&destination.kind, &setup.authorization);
     match cache {
         Some(client) if client.settings() == &settings => client.clone(),
-        _ => cache
-            .insert(
-                DeliveryClient::new(settings).expect("a client with these settings always builds"),
-            )
-            .clone(),
+        _ => {
+            let client =
+                DeliveryClient::new(settings).expect("a client with these settings always builds");
+            if let Some(old) = cache.as_ref() {
+                // A syslog receiver's unconfirmed batches are not forgotten with the old client.
+                client.adopt(old);
+            }
+            cache.insert(client).clone()
+        }
     }
 }
 

@@ -3,12 +3,17 @@
 //!
 //! Syslog has no acknowledgement of its own (DECISIONS.md S18). A batch counts as delivered
 //! once it is written and flushed on a connection that is still open; what that cannot prove is
-//! that the receiver read it, so the batches written in the last [`CONFIRM_AFTER`] stay in
-//! hand, unconfirmed. A batch is confirmed when the connection has stayed open that long after
-//! it was written: the connection's `TCP_USER_TIMEOUT` is that long, so by then the receiver's
-//! TCP has acknowledged it, and a receiver closing (a restart) has been seen by the task that
-//! reads the connection. When the connection is lost, the next attempt connects again and
-//! writes the unconfirmed tail first, then its batch: at least once, never silently skipped.
+//! that the receiver read it, so the batches written in the last [`CONFIRM_AFTER`] (10 s) stay
+//! in hand, unconfirmed. A batch is confirmed when the connection has stayed open that long
+//! after it was written: the connection's `TCP_USER_TIMEOUT` is 3 s, so by then the receiver's
+//! TCP has acknowledged it (or the connection would have been closed), and a receiver closing
+//! (a restart, a crash) has been seen by the task that reads the connection. When the
+//! connection is lost, the next attempt connects again and writes the unconfirmed tail first,
+//! then its batch: at least once. What this cannot see is a receiver that stops reading for
+//! longer than 10 s while its TCP keeps taking bytes, and is then killed: RELP, which
+//! acknowledges, would be the fix. A replay job or a resend waits for its tail to be confirmed
+//! before it ends ([`SyslogClient::drain`]); a lane's client hands its tail to the next when
+//! its certificates change ([`SyslogClient::adopt`]).
 //!
 //! The guard is the HTTP transport's (DECISIONS.md D10): every address the name resolves to
 //! must be public unless `delivery.allow_private_endpoints`; the certificate is checked as for
@@ -40,19 +45,25 @@ use url::{Host, Url};
 
 use super::http::{DeliverySettings, SendOutcome};
 
-/// How long a written batch stays unconfirmed, and the connection's `TCP_USER_TIMEOUT`: bytes
-/// the receiver's TCP has not acknowledged in this time close the connection.
-pub const CONFIRM_AFTER: Duration = Duration::from_secs(5);
+/// The connection's `TCP_USER_TIMEOUT`: bytes the receiver's TCP has not acknowledged in this
+/// time close the connection.
+const USER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a written batch stays unconfirmed: the user timeout with room to spare (for the
+/// reading task to see a close, for bytes still in our send buffer when the batch was written).
+pub const CONFIRM_AFTER: Duration = Duration::from_secs(10);
 
 /// The most unconfirmed bytes kept in hand; past it, a batch waits for the oldest to be
 /// confirmed before it is written.
 const MAX_TAIL_BYTES: usize = 64 << 20;
 
 /// How long a new connection must stay open after its handshake before anything is written
-/// on it. With TLS 1.3 a receiver refuses a client certificate (or its absence) only after the
-/// client's side of the handshake is done: written at once, a batch would go to a connection
-/// already being closed, and count as delivered.
-const SETTLE: Duration = Duration::from_millis(250);
+/// on it: twice the handshake's time, at least [`SETTLE_MIN`] and at most [`SETTLE_MAX`]. With
+/// TLS 1.3 a receiver refuses a client certificate (or its absence) only after the client's
+/// side of the handshake is done, a round trip later: written at once, a batch would go to a
+/// connection already being closed, and count as delivered.
+const SETTLE_MIN: Duration = Duration::from_millis(250);
+const SETTLE_MAX: Duration = Duration::from_secs(3);
 
 /// RFC 5425's port.
 pub const DEFAULT_PORT: u16 = 6514;
@@ -109,13 +120,15 @@ struct Written {
 }
 
 impl State {
+    fn is_open(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|l| !l.closed.load(Ordering::Acquire))
+    }
+
     /// Lets go of the batches the open connection has held long enough.
     fn confirm(&mut self) {
-        let open = self
-            .live
-            .as_ref()
-            .is_some_and(|l| !l.closed.load(Ordering::Acquire));
-        if !open {
+        if !self.is_open() {
             return;
         }
         while let Some(oldest) = self.tail.front() {
@@ -136,62 +149,33 @@ impl SyslogClient {
         }
     }
 
+    /// Takes over `old`'s unconfirmed tail (its connection is not taken: this client's
+    /// settings differ), so that a change of certificates does not forget what the receiver may
+    /// not have read. The tail is written on this client's first connection. Both clients are
+    /// their lane's alone and idle between batches, so neither lock can be held.
+    pub fn adopt(&self, old: &SyslogClient) {
+        if let (Ok(mut old), Ok(mut state)) = (old.state.try_lock(), self.state.try_lock()) {
+            state.tail = std::mem::take(&mut old.tail);
+            state.tail_bytes = std::mem::take(&mut old.tail_bytes);
+        }
+    }
+
     /// Writes one batch's messages (`body`, not compressed) to `endpoint`, connecting first
-    /// if need be and then writing the unconfirmed tail of the lost connection.
+    /// if need be and then writing the unconfirmed tail of the lost connection. The tail goes
+    /// wherever the stream now goes: a re-pointed webhook's new receiver gets what the old one
+    /// may have missed, rather than nobody.
     pub async fn send(&self, endpoint: &str, body: Bytes) -> SendOutcome {
         let mut state = self.state.lock().await;
-        if state.endpoint != endpoint {
-            // Another receiver: what the old one may have missed is not this one's.
-            *state = State {
-                endpoint: endpoint.to_owned(),
-                ..State::default()
-            };
-        }
-        state.confirm();
-        if state
-            .live
-            .as_ref()
-            .is_some_and(|l| l.closed.load(Ordering::Acquire))
-        {
-            state.live = None;
-        }
-        let mut resent = 0;
-        if state.live.is_none() {
-            let connecting = tokio::time::timeout(
-                self.settings.connect_timeout,
-                connect(&self.settings, endpoint),
-            );
-            let live = match connecting.await {
-                Ok(Ok(live)) => live,
-                Ok(Err((kind, message))) => return SendOutcome::transport(kind, message),
-                Err(_) => {
-                    return SendOutcome::transport(
-                        TransportError::Timeout,
-                        "timed out connecting to the syslog receiver",
-                    );
-                }
-            };
-            let state = &mut *state;
-            let live = state.live.insert(live);
-            for written in state.tail.iter_mut() {
-                if let Err(outcome) = write(&self.settings, live, &written.bytes).await {
-                    state.live = None;
-                    return outcome;
-                }
-                written.at = Instant::now();
-                resent += 1;
-            }
-        }
+        let resent = match self.connected(&mut state, endpoint).await {
+            Ok(resent) => resent,
+            Err(outcome) => return outcome,
+        };
         // Back-pressure: the tail is bounded, and only time on an open connection confirms it.
         while state.tail_bytes > MAX_TAIL_BYTES {
             let oldest = state.tail.front().map_or_else(Instant::now, |w| w.at);
             tokio::time::sleep_until((oldest + CONFIRM_AFTER).into()).await;
             state.confirm();
-            if state
-                .live
-                .as_ref()
-                .is_none_or(|l| l.closed.load(Ordering::Acquire))
-            {
+            if !state.is_open() {
                 state.live = None;
                 return SendOutcome::transport(
                     TransportError::Connect,
@@ -200,13 +184,15 @@ impl SyslogClient {
             }
         }
         let state = &mut *state;
-        let Some(live) = state.live.as_mut() else {
+        // Out of the state while it is written: a write cut short (its attempt cancelled)
+        // leaves half a message on the connection, which then must not be used again.
+        let Some(mut live) = state.live.take() else {
             unreachable!("connected above");
         };
-        if let Err(outcome) = write(&self.settings, live, &body).await {
-            state.live = None;
+        if let Err(outcome) = write(&self.settings, &mut live, &body).await {
             return outcome;
         }
+        state.live = Some(live);
         state.tail_bytes += body.len();
         state.tail.push_back(Written {
             at: Instant::now(),
@@ -225,6 +211,77 @@ impl SyslogClient {
             message,
             body: Bytes::new(),
         }
+    }
+
+    /// Waits until every batch written is confirmed, connecting again and writing the tail
+    /// when the connection is lost meanwhile: what a replay job or a resend does before it
+    /// ends, since nothing would write its tail again after. Gives up after `tries` lost
+    /// connections, saying why.
+    pub async fn drain(&self, tries: u32) -> Result<(), String> {
+        let mut lost = 0;
+        loop {
+            let mut state = self.state.lock().await;
+            let endpoint = state.endpoint.clone();
+            state.confirm();
+            let Some(oldest) = state.tail.front().map(|w| w.at) else {
+                return Ok(());
+            };
+            if !state.is_open() {
+                lost += 1;
+                if lost > tries {
+                    return Err(format!(
+                        "{} batches written to the syslog receiver could not be confirmed: the connection was lost {tries} times",
+                        state.tail.len()
+                    ));
+                }
+                match self.connected(&mut state, &endpoint).await {
+                    Ok(_) => {}
+                    Err(outcome) if lost == tries => return Err(outcome.message),
+                    Err(_) => {
+                        drop(state);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                continue;
+            }
+            drop(state);
+            tokio::time::sleep_until((oldest + CONFIRM_AFTER).into()).await;
+        }
+    }
+
+    /// An open connection to `endpoint`: the one there is, or a new one with the unconfirmed
+    /// tail written on it first; returns how many batches of the tail were written again.
+    async fn connected(&self, state: &mut State, endpoint: &str) -> Result<usize, SendOutcome> {
+        state.confirm();
+        if state.endpoint != endpoint || !state.is_open() {
+            state.live = None;
+            state.endpoint = endpoint.to_owned();
+        }
+        if state.live.is_some() {
+            return Ok(0);
+        }
+        let connecting = tokio::time::timeout(
+            self.settings.connect_timeout + SETTLE_MAX,
+            connect(&self.settings, endpoint),
+        );
+        let mut live = match connecting.await {
+            Ok(Ok(live)) => live,
+            Ok(Err((kind, message))) => return Err(SendOutcome::transport(kind, message)),
+            Err(_) => {
+                return Err(SendOutcome::transport(
+                    TransportError::Timeout,
+                    "timed out connecting to the syslog receiver",
+                ));
+            }
+        };
+        let mut resent = 0;
+        for written in state.tail.iter_mut() {
+            write(&self.settings, &mut live, &written.bytes).await?;
+            written.at = Instant::now();
+            resent += 1;
+        }
+        state.live = Some(live);
+        Ok(resent)
     }
 }
 
@@ -316,13 +373,13 @@ async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Fa
         ));
     };
     let socket = socket2::SockRef::from(&tcp);
-    // Unacknowledged bytes close the connection after CONFIRM_AFTER (see the module comment);
+    // Unacknowledged bytes close the connection after USER_TIMEOUT (see the module comment);
     // keepalives find a receiver that vanished while nothing was being sent.
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(30))
         .with_interval(Duration::from_secs(10));
     let tuned = socket
-        .set_tcp_user_timeout(Some(CONFIRM_AFTER))
+        .set_tcp_user_timeout(Some(USER_TIMEOUT))
         .and_then(|()| socket.set_tcp_keepalive(&keepalive))
         .and_then(|()| tcp.set_nodelay(true));
     if let Err(e) = tuned {
@@ -335,6 +392,7 @@ async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Fa
             format!("{host} is not a valid TLS name"),
         )
     })?;
+    let handshake = Instant::now();
     let tls = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
@@ -371,7 +429,7 @@ async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Fa
         why,
         reader,
     };
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep((handshake.elapsed() * 2).clamp(SETTLE_MIN, SETTLE_MAX)).await;
     if live.closed.load(Ordering::Acquire) {
         let why = live
             .why

@@ -157,9 +157,11 @@ impl DestinationData {
                 .collect(),
             clear_headers: self.clear_headers.is_some(),
             kind: self.kind().to_owned(),
+            // A syslog client key is shown again to nobody: typed once more after an error.
             settings: self
                 .rest
                 .iter()
+                .filter(|(key, _)| key.as_str() != "s.syslog.client_key")
                 .filter_map(|(key, value)| {
                     Some((key.strip_prefix("s.")?.to_owned(), value.clone()))
                 })

@@ -241,6 +241,11 @@ pub fn connection_summary(test: &wire::ConnectionTest) -> String {
             "The endpoint answered {code} {} in {took}: it did not accept the line.",
             test.response_message
         ),
+        // A syslog receiver answers nothing: written on an open connection is all there is.
+        None if test.delivered => format!(
+            "It works: the line was {} in {took}.",
+            test.response_message
+        ),
         None => format!(
             "No answer from the endpoint after {took}: {}.",
             test.response_message

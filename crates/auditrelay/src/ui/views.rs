@@ -420,7 +420,7 @@ pub const KIND_FIELDS: &[KindField] = &[
         kind: "syslog",
         name: "framing",
         label: "Framing",
-        hint: "octet_counting (RFC 5425, the default) or lf, for a receiver that only splits on newlines. Syslog has no acknowledgement: a batch counts as delivered once written on an open connection, and what was written in the last 5 seconds before a connection was lost is written again after reconnecting (at least once).",
+        hint: "octet_counting (RFC 5425, the default) or lf, for a receiver that only splits on newlines. Syslog has no acknowledgement: a batch counts as delivered once written on an open connection, and what was written in the last 10 seconds before a connection was lost is written again after reconnecting (at least once).",
         input: FieldInput::Text,
     },
     KindField {

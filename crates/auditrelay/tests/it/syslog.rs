@@ -285,6 +285,20 @@ async fn syslog_destinations_are_checked_when_saved() {
         "{problem}"
     );
 
+    // A key that is not the certificate's.
+    let other_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let mismatched = with(json!({
+        "settings": {"client_certificate": rsyslog_free_pair.0},
+        "authorization": other_key,
+    }));
+    let problem = create(mismatched).await;
+    assert!(
+        fields(&problem)
+            .iter()
+            .any(|f| f.contains("is not the private key")),
+        "{problem}"
+    );
+
     let settings = json!({"client_certificate": rsyslog_free_pair.0, "framing": "lf"});
     let body = with(json!({"settings": settings, "authorization": rsyslog_free_pair.1}));
     let created = expect_json(
@@ -296,6 +310,52 @@ async fn syslog_destinations_are_checked_when_saved() {
     assert_eq!(created["kind"], "syslog");
     assert_eq!(created["settings"]["framing"], "lf");
     assert!(created.get("authorization").is_none(), "{created}");
+
+    // Out of syslog: the key is no Datadog API key, so one must be given.
+    let path = format!(
+        "/v3/audit-log-destinations/{}",
+        created["id"].as_str().unwrap()
+    );
+    let to_datadog = json!({"kind": "datadog", "endpoint": "https://127.0.0.1:9/api/v2/logs"});
+    let resp = app
+        .request(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(to_datadog),
+        )
+        .await;
+    let problem = expect_json(resp, StatusCode::BAD_REQUEST).await;
+    assert!(
+        fields(&problem)
+            .iter()
+            .any(|f| f.starts_with("\"authorization")),
+        "{problem}"
+    );
+    // Into syslog from a webhook: its header value is forgotten, not taken for a key.
+    let hook =
+        json!({"name": "h", "endpoint": "https://127.0.0.1:9/hook", "authorization": "Bearer x"});
+    let hook = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, hook)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let path = format!(
+        "/v3/audit-log-destinations/{}",
+        hook["id"].as_str().unwrap()
+    );
+    let to_syslog = json!({"kind": "syslog", "endpoint": "tls://127.0.0.1:6514"});
+    let resp = app
+        .request(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(to_syslog),
+        )
+        .await;
+    let updated = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(updated["kind"], "syslog", "{updated}");
 }
 
 /// *Test connection* to a syslog receiver: refused on its certificate, which the machine does

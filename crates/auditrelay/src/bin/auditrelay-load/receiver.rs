@@ -301,6 +301,10 @@ mod syslog {
                     pending.extend_from_slice(&chunk[..n]);
                     let whole = complete(&pending);
                     if whole == 0 {
+                        if pending.len() > 8 << 20 {
+                            eprintln!("\nreceiver: a syslog stream that is not octet-counted");
+                            return;
+                        }
                         continue;
                     }
                     let decoded: Vec<u8> = pending.drain(..whole).collect();
