@@ -10,6 +10,7 @@
 //! them in a loop with `b'\n'` pushed in between.
 
 mod cef;
+mod error;
 mod json;
 pub mod ocsf;
 pub mod parse;
@@ -23,9 +24,8 @@ use crate::signing::{SigningKey, push_signature_b64};
 use record::View;
 use uuid::Uuid;
 
-pub use parse::{
-    ParseError, ParsedLine, Signed, VerifyError, parse_line, verify_line, verify_line_or_entry,
-};
+pub use error::{ParseError, VerifyError};
+pub use parse::{ParsedLine, Signed, parse_line, verify_line, verify_line_or_entry};
 
 /// The characters no line we write carries raw, in any format: the C0 controls (NUL, TAB, ESC,
 /// LF, …), DEL, the C1 controls (NEL among them) and the Unicode line and paragraph separators.

@@ -38,6 +38,7 @@ pub mod sample;
 mod setup;
 mod shared;
 mod syslog;
+mod transport;
 
 pub use engine::Delivery;
 pub use shared::Shared;

@@ -18,8 +18,8 @@ use std::net::IpAddr;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
+use super::error::{ParseError, VerifyError};
 use super::json::{escape_into, write_str};
-use super::parse::{ParseError, VerifyError};
 use super::pull::{parse_object, write_canonical_object};
 use super::record::{FormatConfig, push_int};
 use crate::event::{AuthenticationOutcome, AuthenticationType, Event, EventDetail};

@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 
 use super::cef::unescape;
+use super::error::{ParseError, VerifyError};
 use super::record::{Extension, Header, Kind, Record, Value, kind_of, order_for_name};
 use super::{CPS_PREFIX, Format};
 use crate::signing::{Kid, PublicKey, decode_signature_b64, find_signer};
@@ -29,34 +30,6 @@ pub struct ParsedLine<'a> {
     pub signed: Cow<'a, [u8]>,
     /// The `sig` value as written (base64url), when the line has one.
     pub signature: Option<Cow<'a, str>>,
-}
-
-/// Why a line is not one of ours.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("the line is not UTF-8")]
-    NotUtf8,
-    #[error("the line is neither CEF, JSON, CPS nor OCSF")]
-    UnknownFormat,
-    #[error("malformed CEF: {0}")]
-    Cef(&'static str),
-    #[error("malformed JSON at byte {at}: {what}")]
-    Json { at: usize, what: &'static str },
-    #[error("field `{key}`: {what}")]
-    Field { key: String, what: &'static str },
-}
-
-/// Why a line's signature was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    #[error("unparsable line: {0}")]
-    Unparsable(#[from] ParseError),
-    #[error("the line has no signature")]
-    NoSignature,
-    #[error("the signature is not base64url (no padding) of 64 bytes")]
-    BadBase64,
-    #[error("no known key verifies the signature")]
-    NoKeyMatches,
 }
 
 /// Takes one line (without its newline) apart.

@@ -12,8 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
+use super::error::VerifyError;
 use super::json::write_str;
-use super::parse::VerifyError;
 use crate::event::{Event, EventDetail};
 use crate::signing::{Kid, PublicKey, SigningKey, decode_signature_b64, find_signer};
 
@@ -101,7 +101,7 @@ pub fn write_signed_pull_entry(event: &Event, key: &SigningKey, out: &mut Vec<u8
 
 /// Verifies an entry as served by the pull API (any key order or spacing) and names its key.
 pub fn verify_pull_entry(entry: &[u8], keys: &[PublicKey]) -> Result<Kid, VerifyError> {
-    let unparsable = |what| super::ParseError::Json { at: 0, what };
+    let unparsable = |what| super::error::ParseError::Json { at: 0, what };
     let mut object = parse_object(entry).map_err(unparsable)?;
     let signature = match object.remove("signature") {
         Some(Json::String(s)) => s,

@@ -18,10 +18,11 @@ use auditrelay_core::kind::{Ack, Item, Judgement, Kind, RecordMeta, judge};
 use auditrelay_core::retry::{Attempt, RetryPolicy, TransportError, Verdict};
 
 use super::encode::{Encoding, narrow};
-use super::http::{DeliveryClient, SendOutcome};
+use super::http::DeliveryClient;
 use super::request::Request;
 use super::setup::Setup;
 use super::shared::Shared;
+use super::transport::SendOutcome;
 use crate::store::StoredEvent;
 
 /// A batch in hand, across its attempts.

@@ -31,11 +31,12 @@ use tokio::sync::watch;
 
 use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
 use super::encode::Encoding;
-use super::http::{DeliveryClient, SendOutcome};
+use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, nothing_sent, record_refused};
 use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
 use super::shared::{STORE_RETRY, Shared, label};
+use super::transport::SendOutcome;
 use crate::clock;
 use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError};
 

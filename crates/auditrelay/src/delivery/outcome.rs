@@ -9,8 +9,8 @@ use auditrelay_core::retry::{Attempt, TransportError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::http::SendOutcome;
 use super::shared::{STORE_RETRY, Shared, label};
+use super::transport::{SendOutcome, truncate};
 use crate::clock;
 use crate::store::{AttemptKind, DeliveryAttempt, RefusedEvent, Scope, StoreError};
 
@@ -29,7 +29,7 @@ pub(super) fn nothing_sent(batch: &Batch, endpoint: &str, at: Timestamp) -> Deli
         first_seq: batch.first_seq,
         last_seq: batch.last_seq,
         code: None,
-        message: super::http::truncate(format!(
+        message: truncate(format!(
             "not sent: {} events refused before sending ({reason})",
             batch.refused.len()
         )),

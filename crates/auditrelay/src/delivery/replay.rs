@@ -18,11 +18,12 @@ use tokio::sync::watch;
 
 use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
 use super::encode::Encoding;
-use super::http::{DeliveryClient, SendOutcome};
+use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, record_refused};
 use super::setup::{Setup, Stamp, client_for, load_setup};
 use super::shared::{STORE_RETRY, Shared, label};
+use super::transport::SendOutcome;
 use crate::clock;
 use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError};
 

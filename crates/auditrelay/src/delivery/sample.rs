@@ -17,9 +17,10 @@ use auditrelay_core::{Event, FormatConfig};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::http::{DeliveryClient, DeliverySettings};
+use super::http::DeliveryClient;
 use super::request::Request;
 use super::setup::client_identity;
+use super::transport::{DeliverySettings, truncate};
 use crate::clock;
 use crate::config::DeliveryConfig;
 use crate::keys::KeyRing;
@@ -113,7 +114,7 @@ pub async fn send(
             Judgement::PerRecord(items) => match items.into_iter().next() {
                 Some(Item::Delivered) => true,
                 Some(Item::Refused(reason)) => {
-                    answer.message = super::http::truncate(reason);
+                    answer.message = truncate(reason);
                     false
                 }
                 Some(Item::Retry) | None => false,

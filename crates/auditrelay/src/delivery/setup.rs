@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use auditrelay_core::Timestamp;
 use auditrelay_core::kind::Kind;
 
-use super::http::{DeliveryClient, DeliverySettings};
+use super::http::DeliveryClient;
 use super::shared::Shared;
-use super::syslog::ClientIdentity;
+use super::transport::{ClientIdentity, DeliverySettings};
 use crate::store::{Destination, Scope, StoreError, Webhook};
 
 /// The client for a destination's certificate choices (the server's it takes, the one it

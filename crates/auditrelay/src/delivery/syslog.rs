@@ -43,7 +43,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use url::{Host, Url};
 
-use super::http::{DeliverySettings, SendOutcome};
+use super::transport::{DeliverySettings, SendOutcome};
 
 /// The connection's `TCP_USER_TIMEOUT`: bytes the receiver's TCP has not acknowledged in this
 /// time close the connection.
@@ -67,20 +67,6 @@ const SETTLE_MAX: Duration = Duration::from_secs(3);
 
 /// RFC 5425's port.
 pub const DEFAULT_PORT: u16 = 6514;
-
-/// A client certificate chain and its private key, both PEM, as the destination holds them
-/// (the certificate in its settings, the key sealed as its `authorization`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
-    pub certificate_pem: String,
-    pub key_pem: String,
-}
-
-impl std::fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientIdentity { key: <redacted> }")
-    }
-}
 
 /// One lane's syslog connection and its unconfirmed tail. Cheap to clone; clones share both.
 #[derive(Clone)]
