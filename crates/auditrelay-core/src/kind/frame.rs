@@ -189,7 +189,13 @@ impl Framer {
                 } else {
                     framer.close = b"\n".to_vec();
                 }
-                let hostname = expand(&syslog.hostname).unwrap_or_else(|| "-".to_owned());
+                // Expanded, it may be empty (`{portal_id}` for the organization's events) or
+                // longer than RFC 5424's 255: the nil value, or the first 255 bytes (ASCII).
+                let mut hostname = expand(&syslog.hostname).unwrap_or_default();
+                hostname.truncate(255);
+                if hostname.is_empty() {
+                    hostname.push('-');
+                }
                 framer.shared = hostname.into_bytes();
             }
         }

@@ -134,7 +134,12 @@ pub async fn test_connection(
     if let Some(endpoint) = &endpoint {
         problems.endpoint_of(kind_name, endpoint);
     }
-    let authorization = match (body.authorization.as_deref(), &saved) {
+    // A syslog destination's credential is a key, another kind's a header value: tested as
+    // the other, the saved one is none.
+    let saved_credential = saved
+        .as_ref()
+        .filter(|s| (s.kind.name() == KindName::Syslog) == (kind_name == KindName::Syslog));
+    let authorization = match (body.authorization.as_deref(), &saved_credential) {
         (Some(value), _) => problems.credential(kind_name, Some(value)),
         (None, Some(saved)) => Some(
             state

@@ -625,8 +625,9 @@ async fn plan_inline(
         .authorization
         .as_deref()
         .filter(|_| kind != Kind::Webhook)
+        && let Some(key) = problems.credential(kind.name(), Some(given))
     {
-        problems.credential(kind.name(), Some(given));
+        problems.client_identity(&kind, &key);
     }
     let managed = Destination {
         id,

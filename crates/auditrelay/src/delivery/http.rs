@@ -84,6 +84,8 @@ impl DeliveryClient {
         if request.endpoint.starts_with("tls://") {
             return self.send_syslog(request).await;
         }
+        // A destination that spoke syslog until now: its connection and tail go.
+        self.syslog.forget();
         let url = match self.check_endpoint(&request.endpoint) {
             Ok(url) => url,
             Err(refused) => return SendOutcome::transport(TransportError::Refused, refused),

@@ -38,8 +38,10 @@ enum Ended {
 /// Runs `job` until it ends or `stop` turns true.
 pub async fn run(shared: Arc<Shared>, mut job: ReplayJob, mut stop: watch::Receiver<bool>) {
     let webhook = label(&job.scope);
+    // Kept across a store error's retry: a syslog client holds the unconfirmed tail.
+    let mut client: Option<DeliveryClient> = None;
     loop {
-        match step(&shared, &mut job, &mut stop).await {
+        match step(&shared, &mut job, &mut client, &mut stop).await {
             Ok(Ended::Finished) => {
                 tracing::info!(
                     webhook = %webhook,
@@ -106,6 +108,7 @@ async fn finish(
 async fn step(
     shared: &Arc<Shared>,
     job: &mut ReplayJob,
+    cached_client: &mut Option<DeliveryClient>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Ended, StoreError> {
     if job.status == ReplayStatus::Accepted {
@@ -129,7 +132,6 @@ async fn step(
             return Ok(ended);
         }
     }
-    let mut cached_client: Option<DeliveryClient> = None;
     let max_events = shared.config.batch_max_events;
     // The batches after the one being sent, read and signed ahead in the window's order, each
     // under the configuration it was built with.
@@ -163,8 +165,11 @@ async fn step(
         let Some(signed) = ahead.settle().await else {
             // Nothing more was read: the window is sent, once a syslog receiver has had time
             // to be seen taking the last batches (nothing would write them again after).
-            let unconfirmed = match &cached_client {
-                Some(client) => client.drain().await.err(),
+            let unconfirmed = match cached_client.as_ref() {
+                Some(client) => tokio::select! {
+                    drained = client.drain() => drained.err(),
+                    _ = stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
+                },
                 None => None,
             };
             return finish(shared, job, unconfirmed, stop).await;
@@ -176,7 +181,7 @@ async fn step(
             taken,
             resume: (resume.ts, resume.seq),
         };
-        let client = client_for(&mut cached_client, shared, &setup);
+        let client = client_for(cached_client, shared, &setup);
         // The batches after this one are signed while it is on its way; its progress is saved
         // as soon as the SIEM took it.
         let sent = tokio::select! {

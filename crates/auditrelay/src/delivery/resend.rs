@@ -36,11 +36,16 @@ pub async fn run(shared: Arc<Shared>, scope: Scope, mut stop: watch::Receiver<bo
         match step(&shared, &scope, run, &mut client, &mut stop).await {
             Ok(true) => {}
             Ok(false) => {
-                // A syslog receiver's last batches confirmed (nothing would write them again).
-                if let Some(Err(why)) = match &client {
-                    Some(client) => Some(client.drain().await),
-                    None => None,
-                } {
+                // A syslog receiver's last batches confirmed (nothing would write them again),
+                // unless the server is stopping.
+                let drained = match &client {
+                    Some(client) if !*stop.borrow() => tokio::select! {
+                        drained = client.drain() => drained,
+                        _ = stop.wait_for(|stop| *stop) => Ok(()),
+                    },
+                    _ => Ok(()),
+                };
+                if let Err(why) = drained {
                     tracing::warn!(webhook = %label(&scope), reason = %why, "events sent again may not have reached the syslog receiver");
                 }
                 return;

@@ -28,7 +28,7 @@ pub(super) fn client_for(
         _ => {
             let client =
                 DeliveryClient::new(settings).expect("a client with these settings always builds");
-            if let Some(old) = cache.as_ref() {
+            if let (Some(old), Kind::Syslog(_)) = (cache.as_ref(), &destination.kind) {
                 // A syslog receiver's unconfirmed batches are not forgotten with the old client.
                 client.adopt(old);
             }

@@ -81,7 +81,7 @@ struct State {
     /// Batches written and not yet confirmed, oldest first.
     tail: VecDeque<Written>,
     tail_bytes: usize,
-    /// The endpoint the tail was written to: a tail is never sent anywhere else.
+    /// The endpoint last written to: its connection is kept while the stream goes there.
     endpoint: String,
 }
 
@@ -143,6 +143,19 @@ impl SyslogClient {
         if let (Ok(mut old), Ok(mut state)) = (old.state.try_lock(), self.state.try_lock()) {
             state.tail = std::mem::take(&mut old.tail);
             state.tail_bytes = std::mem::take(&mut old.tail_bytes);
+            state.endpoint = std::mem::take(&mut old.endpoint);
+        } else {
+            tracing::warn!("a syslog tail could not be handed to the new client: it is dropped");
+        }
+    }
+
+    /// Forgets the connection and the tail: the destination no longer speaks syslog, and a
+    /// syslog tail means nothing to its new receiver.
+    pub fn forget(&self) {
+        if let Ok(mut state) = self.state.try_lock()
+            && (state.live.is_some() || !state.tail.is_empty())
+        {
+            *state = State::default();
         }
     }
 

@@ -75,7 +75,7 @@ pub struct SendOutcome {
     /// (`connection refused`); at most [`MAX_MESSAGE_BYTES`].
     pub message: String,
     /// The answer's body, for a request that keeps it, as far as it was read (at most
-    /// [`MAX_JUDGED_BODY`]); empty otherwise, and when there was no answer.
+    /// the HTTP transport's limit); empty otherwise, and when there was no answer.
     pub body: Bytes,
 }
 
