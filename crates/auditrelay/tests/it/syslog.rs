@@ -17,7 +17,7 @@ use crate::support::rsyslog::{ClientAuth, Rsyslog};
 use crate::support::signing::jwks;
 use crate::support::{TestApp, bind_webhook, eventually, expect_json, now};
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(120);
 
 fn dev(c: &mut auditrelay::config::Config) {
     crate::support::dev(c);

@@ -80,11 +80,15 @@ impl Rsyslog {
         format!("tls://127.0.0.1:{}", self.port)
     }
 
-    /// The lines received so far, in order.
+    /// The lines received so far, in order: whole ones only, since rsyslog may be writing the
+    /// last one while it is read.
     pub fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("received.log"))
-            .unwrap_or_default()
-            .lines()
+        let text =
+            std::fs::read_to_string(self.dir.path().join("received.log")).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
+            .split('\n')
+            .filter(|line| !line.is_empty())
             .map(str::to_owned)
             .collect()
     }
