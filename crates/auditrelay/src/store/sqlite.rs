@@ -34,7 +34,7 @@ use sqlx::sqlite::SqliteRow;
 use super::backlog::Backlogs;
 use super::commits::Commits;
 use super::health::Health;
-use super::{FaultKind, Result, Scope, StoreError};
+use super::{FaultKind, PageQuery, Result, Scope, Seek, StoreError};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -165,6 +165,34 @@ fn restrict_permissions(path: &Path) {
 }
 
 /// A scope's `scopes.portal_id`: '' for an org scope (UNIQUE treats NULLs as distinct).
+impl SqliteStore {
+    /// One keyset page of a scope's rows: `sql` takes the scope as `?1`–`?3`, the seek bound
+    /// as `?4` and the limit as `?5`, and reads a backward page in reverse; the rows come back
+    /// in the list's order.
+    async fn scope_page<T>(
+        &self,
+        sql: &'static str,
+        scope: &Scope,
+        bound: i64,
+        page: &PageQuery,
+        from_row: impl Fn(&SqliteRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = sqlx::query(sql)
+            .bind(scope.org_id.to_string())
+            .bind(scope.region.as_str())
+            .bind(portal_key(scope))
+            .bind(bound)
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut list = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        if matches!(page.seek, Seek::Backward(_)) {
+            list.reverse();
+        }
+        Ok(list)
+    }
+}
+
 fn portal_key(scope: &Scope) -> String {
     scope.portal_id.map(|p| p.to_string()).unwrap_or_default()
 }

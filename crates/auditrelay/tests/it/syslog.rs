@@ -160,7 +160,14 @@ async fn a_receiver_restarted_mid_stream_loses_nothing() {
     stream(8, 20).await;
     // Hung: its TCP goes on taking batches (written, so counted delivered) that it never reads.
     rsyslog.freeze();
-    stream(6, 80).await;
+    stream(6, 20).await;
+    // Until the lane has written all of them (counted delivered) into the frozen receiver.
+    let status_path = format!("/v3/portals/{portal}/audit-log-webhook/status");
+    eventually(WAIT, || async {
+        let status = expect_json(app.get(&status_path, &app.admin).await, StatusCode::OK).await;
+        (status["lag_events"] == 0).then_some(())
+    })
+    .await;
     // And gone with them.
     rsyslog.kill().await;
     stream(2, 50).await;

@@ -54,22 +54,8 @@ impl SqliteStore {
                 *key,
             ),
         };
-        let rows = sqlx::query(sql)
-            .bind(scope.org_id.to_string())
-            .bind(scope.region.as_str())
-            .bind(portal_key(scope))
-            .bind(bound)
-            .bind(i64::from(page.limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut list = rows
-            .iter()
-            .map(refused_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        if matches!(page.seek, Seek::Backward(_)) {
-            list.reverse();
-        }
-        Ok(list)
+        self.scope_page(sql, scope, bound, page, refused_from_row)
+            .await
     }
 
     pub async fn count_refused(&self, scope: &Scope) -> Result<u64> {

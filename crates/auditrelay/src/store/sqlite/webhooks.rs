@@ -153,22 +153,8 @@ impl SqliteStore {
                 key.saturating_neg(),
             ),
         };
-        let rows = sqlx::query(sql)
-            .bind(scope.org_id.to_string())
-            .bind(scope.region.as_str())
-            .bind(portal_key(scope))
-            .bind(bound)
-            .bind(i64::from(page.limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut list = rows
-            .iter()
-            .map(attempt_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        if matches!(page.seek, Seek::Backward(_)) {
-            list.reverse();
-        }
-        Ok(list)
+        self.scope_page(sql, scope, bound, page, attempt_from_row)
+            .await
     }
 
     pub async fn rearm_webhook(&self, scope: &Scope, now: Timestamp) -> Result<bool> {
