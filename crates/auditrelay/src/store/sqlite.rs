@@ -31,6 +31,12 @@ use auditrelay_core::{OrgId, PortalId, Region};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+/// Rows SQLite's worker thread may hand over before the reader takes them: more than the
+/// largest read (a batch of 1,000 events, a page of 1,000), so that the worker never blocks on
+/// a full channel and is woken again for each row the reader takes (sqlx's default, 50, cost
+/// a futex round trip per row when delivery reads behind signing).
+const ROW_BUFFER: usize = 4096;
+
 use super::backlog::Backlogs;
 use super::commits::Commits;
 use super::health::Health;
@@ -71,6 +77,7 @@ impl SqliteStore {
             // 32 MiB of page cache per connection: a group commit's index pages stay cached
             // instead of spilling mid-transaction.
             .pragma("cache_size", "-32768")
+            .row_buffer_size(ROW_BUFFER)
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
