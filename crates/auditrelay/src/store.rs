@@ -7,6 +7,7 @@
 mod backlog;
 mod commits;
 mod health;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 pub use commits::Commits;
 pub use health::{Health, Refusing};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::Config;

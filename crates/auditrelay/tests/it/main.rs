@@ -21,6 +21,7 @@ mod jwks;
 mod keys;
 mod kinds;
 mod listen;
+mod nodes;
 mod openapi;
 mod ops;
 mod portals;

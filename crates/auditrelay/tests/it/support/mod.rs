@@ -8,6 +8,7 @@ pub mod browser;
 pub mod conformance;
 pub mod disk;
 pub mod events;
+pub mod postgres;
 pub mod process;
 pub mod receiver;
 pub mod rsyslog;
