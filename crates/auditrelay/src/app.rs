@@ -47,12 +47,17 @@ pub struct Started {
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     // Installed first: the store reports whether it accepts writes from the moment it opens.
     let metrics = telemetry::metrics_handle();
-    let store = Store::open(&config).await.with_context(|| {
-        format!(
-            "Failed to open the store in {}",
-            config.server.data_dir.display()
-        )
-    })?;
+    let location = config.store_location();
+    let store = Store::open(&config)
+        .await
+        .with_context(|| format!("Failed to open {location}"))?;
+    if !store.claim_serving().await? {
+        anyhow::bail!(
+            "Another `auditrelay serve` is already serving from {location}. Several nodes on one \
+             database are not supported yet: stop the other process, or give this one a \
+             database of its own."
+        );
+    }
     let (org, bootstrap_token) = bootstrap(&store).await?;
     let keys = KeyRing::open(&config.server.data_dir, clock::now()).with_context(|| {
         format!(

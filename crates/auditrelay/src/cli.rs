@@ -26,7 +26,7 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::client::{DEFAULT_URL, Token};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, StoreLocation};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -169,7 +169,11 @@ impl DataArgs {
     /// `--data-dir` is an error naming where they looked, not a new empty database.
     pub(crate) fn existing(&self) -> anyhow::Result<Config> {
         let config = self.config()?;
-        let database = config.database_path();
+        // A PostgreSQL database is there or not for the connection to say; a file is checked
+        // here, before opening would create an empty one.
+        let StoreLocation::Sqlite(database) = config.store_location() else {
+            return Ok(config);
+        };
         if !database.exists() {
             bail!(
                 "No auditrelay installation in {} (there is no {}). Point --data-dir (or \

@@ -20,6 +20,8 @@ pub const DEFAULT_TOML: &str = include_str!("../config.default.toml");
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     pub regions: RegionsConfig,
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
@@ -250,6 +252,78 @@ impl FormatSection {
     }
 }
 
+/// Where the records are (`[store]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: `auditrelay.db` in the data directory. A path, or `sqlite://PATH`: that SQLite
+    /// file. `postgres://…` (or `postgresql://…`): a PostgreSQL database several nodes share.
+    #[serde(default)]
+    pub url: StoreUrl,
+}
+
+/// `store.url`. A PostgreSQL URL may hold a password, so it is never printed whole.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(String);
+
+impl std::str::FromStr for StoreUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(Self(url.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    /// The password, in the user part or as a `password`/`sslpassword` parameter, as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            return write!(f, "{:?}", self.0);
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        let secret = |key: &str| matches!(key, "password" | "sslpassword");
+        if url.query_pairs().any(|(key, _)| secret(&key)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if secret(&key) {
+                        "***".into()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        write!(f, "{:?}", url.as_str())
+    }
+}
+
+/// Which backend `store.url` names, and where.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded default: one SQLite file, one process.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database that several `serve` processes share (the URL, as configured).
+    Postgres(String),
+}
+
+/// Where, in words, for messages: a PostgreSQL URL without its password.
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "the SQLite database {}", path.display()),
+            Self::Postgres(url) => {
+                write!(f, "the PostgreSQL database {:?}", StoreUrl(url.clone()))
+            }
+        }
+    }
+}
+
 /// Who may scrape `/metrics`, and where.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,6 +479,32 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        match self.store_location() {
+            StoreLocation::Postgres(url) => {
+                let parsed = url::Url::parse(&url);
+                if !parsed
+                    .as_ref()
+                    .is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+                {
+                    return invalid(
+                        "store.url is not a PostgreSQL URL: write postgres://USER:PASSWORD@HOST[:PORT]/DATABASE[?sslmode=verify-full]"
+                            .into(),
+                    );
+                }
+            }
+            StoreLocation::Sqlite(path) => {
+                let scheme = self.store.url.0.split_once("://").map(|(scheme, _)| scheme);
+                if scheme.is_some_and(|s| s != "sqlite") {
+                    return invalid(format!(
+                        "store.url names an unknown backend ({}://): use a path or sqlite://PATH for SQLite, postgres://… for PostgreSQL",
+                        scheme.unwrap_or_default()
+                    ));
+                }
+                if path.as_os_str().is_empty() {
+                    return invalid("store.url names no SQLite file after sqlite://".into());
+                }
+            }
+        }
         if self.regions.list.is_empty() {
             return invalid("regions.list must name at least one region".into());
         }
@@ -531,8 +631,21 @@ impl Config {
         Ok(())
     }
 
+    /// The SQLite file in the data directory: the store when `store.url` is empty.
     pub fn database_path(&self) -> PathBuf {
         self.server.data_dir.join("auditrelay.db")
+    }
+
+    /// The backend `store.url` names (checked by `validate`).
+    pub fn store_location(&self) -> StoreLocation {
+        let url = self.store.url.0.trim();
+        if url.is_empty() {
+            StoreLocation::Sqlite(self.database_path())
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            StoreLocation::Postgres(url.to_owned())
+        } else {
+            StoreLocation::Sqlite(PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)))
+        }
     }
 }
 

@@ -1,11 +1,14 @@
 //! Persistence: the one seam every caller goes through, and the only module that knows SQL.
 //!
-//! [`Store`] is an enum over backends with inherent async methods that dispatch, so adding the
-//! PostgreSQL backend means adding a variant and its module, not touching callers. The record
-//! types here are the store's vocabulary; SQL row structs stay private to each backend.
+//! [`Store`] holds a backend and what every backend shares: the commit feed delivery waits on
+//! ([`Commits`]), whether the store accepts writes ([`Health`]) and the webhooks' backlog
+//! summaries (`backlog.rs`). Its inherent async methods dispatch to the backend, so a backend is
+//! a variant of [`Backend`] and its module, never a change to callers. The record types here
+//! are the store's vocabulary; SQL row structs stay private to each backend.
 
 mod backlog;
 mod commits;
+mod fault;
 mod health;
 mod postgres;
 mod sqlite;
@@ -17,17 +20,43 @@ use auditrelay_core::kind::Kind;
 use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestamp};
 use uuid::Uuid;
 
+use backlog::Backlogs;
 pub use commits::Commits;
 pub use health::{Health, Refusing};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 
-/// The store, cheap to clone (every backend is a handle to shared state).
+/// The store, cheap to clone (a handle to shared state).
 #[derive(Clone)]
-pub enum Store {
+pub struct Store {
+    backend: Backend,
+    /// What was committed last, and when; the SQLite writer records into it.
+    commits: Arc<Commits>,
+    /// Whether the store's last write succeeded.
+    health: Arc<Health>,
+    /// Webhooks' backlog summaries, brought up to date by each [`Store::undelivered`].
+    backlogs: Arc<Backlogs>,
+}
+
+/// Where the records are.
+#[derive(Clone)]
+enum Backend {
+    /// One file, one process: the embedded default.
     Sqlite(Arc<SqliteStore>),
+    /// One database, any number of processes (DECISIONS.md S19).
+    Postgres(Arc<PgStore>),
+}
+
+/// Calls the same method on whichever backend the store has.
+macro_rules! backend {
+    ($store:expr, $s:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call,
+        }
+    };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +90,7 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match sqlite::fault_kind(&e) {
+        match fault::fault_kind(&e) {
             Some(kind) => Self::Unavailable { kind, source: e },
             None => Self::Database(e),
         }
@@ -80,6 +109,9 @@ pub enum FaultKind {
     ReadOnly,
     /// Another process holds the database longer than the busy timeout.
     Busy,
+    /// The database gave no answer, or no connection, in time: PostgreSQL down, restarting or
+    /// cut off, or any database overloaded.
+    NoAnswer,
 }
 
 impl FaultKind {
@@ -90,6 +122,7 @@ impl FaultKind {
             Self::Io => "io",
             Self::ReadOnly => "read_only",
             Self::Busy => "busy",
+            Self::NoAnswer => "no_answer",
         }
     }
 
@@ -97,9 +130,12 @@ impl FaultKind {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Full => "the disk holding the data directory is full",
-            Self::Io => "the disk holding the data directory reported an I/O error",
+            Self::Io => "the database's storage reported an I/O error",
             Self::ReadOnly => "the database has become read-only",
             Self::Busy => "another process holds the database's write lock",
+            Self::NoAnswer => {
+                "the database did not answer in time (it is down, restarting or overloaded)"
+            }
         }
     }
 }
@@ -508,115 +544,112 @@ pub struct StoredEvent {
 
 impl Store {
     /// Opens the embedded store in the configured data directory and applies migrations.
+    /// Opens the store `store.url` names (the SQLite file in the data directory by default)
+    /// and applies its migrations.
     pub async fn open(config: &Config) -> Result<Self> {
-        Ok(Self::Sqlite(Arc::new(
-            SqliteStore::open(&config.database_path()).await?,
-        )))
+        let (backend, commits, health) = match config.store_location() {
+            StoreLocation::Sqlite(path) => {
+                let sqlite = SqliteStore::open(&path).await?;
+                let shared = (Arc::clone(&sqlite.commits), Arc::clone(&sqlite.health));
+                (Backend::Sqlite(Arc::new(sqlite)), shared.0, shared.1)
+            }
+            StoreLocation::Postgres(url) => {
+                let postgres = PgStore::open(&url).await?;
+                let shared = (Arc::clone(&postgres.commits), Arc::clone(&postgres.health));
+                (Backend::Postgres(Arc::new(postgres)), shared.0, shared.1)
+            }
+        };
+        Ok(Self {
+            backend,
+            commits,
+            health,
+            backlogs: Arc::default(),
+        })
+    }
+
+    /// Makes this process the one serving from the store; `false` when another process does
+    /// (PostgreSQL; see [`PgStore::claim_serving`]). A SQLite file is this process's own.
+    pub async fn claim_serving(&self) -> Result<bool> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(s) => s.claim_serving().await,
+        }
     }
 
     /// Answers when the database can serve a query (readiness).
     pub async fn ping(&self) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.ping().await,
-        }
+        backend!(self, s => s.ping().await)
     }
 
     /// Stops the background writer after it has committed everything already submitted.
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(s) => s.close().await,
-        }
+        backend!(self, s => s.close().await)
     }
 
     /// The store's identity, made once when it was created: with a `seq`, it makes an event's
     /// stable id (DECISIONS.md D13).
     pub fn identity(&self) -> Uuid {
-        match self {
-            Self::Sqlite(s) => s.identity,
-        }
+        backend!(self, s => s.identity)
     }
 
     /// What was committed last, and when: delivery waits on it and measures latency from it.
     pub fn commits(&self) -> &Commits {
-        match self {
-            Self::Sqlite(s) => &s.commits,
-        }
+        &self.commits
     }
 
     /// Why the store refuses writes, and since when; `None` while it accepts them.
     pub fn refusing(&self) -> Option<Refusing> {
-        match self {
-            Self::Sqlite(s) => s.health.refusing(),
-        }
+        self.health.refusing()
     }
 
     /// The installation's organization, creating it on first use; `true` when it was created.
     pub async fn ensure_default_org(&self, name: &str, now: Timestamp) -> Result<(Org, bool)> {
-        match self {
-            Self::Sqlite(s) => s.ensure_default_org(name, now).await,
-        }
+        backend!(self, s => s.ensure_default_org(name, now).await)
     }
 
     pub async fn create_token(&self, token: NewToken) -> Result<TokenRecord> {
-        match self {
-            Self::Sqlite(s) => s.create_token(token).await,
-        }
+        backend!(self, s => s.create_token(token).await)
     }
 
     pub async fn find_token(&self, secret_hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
-        match self {
-            Self::Sqlite(s) => s.find_token(secret_hash).await,
-        }
+        backend!(self, s => s.find_token(secret_hash).await)
     }
 
     pub async fn list_tokens(&self, org: OrgId) -> Result<Vec<TokenRecord>> {
-        match self {
-            Self::Sqlite(s) => s.list_tokens(org).await,
-        }
+        backend!(self, s => s.list_tokens(org).await)
     }
 
     /// Revokes by token id; `false` when no live token has that id.
     pub async fn revoke_token(&self, id: Uuid, now: Timestamp) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.revoke_token(id, now).await,
-        }
+        backend!(self, s => s.revoke_token(id, now).await)
     }
 
     pub async fn create_portal(&self, portal: &Portal) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.create_portal(portal).await,
-        }
+        backend!(self, s => s.create_portal(portal).await)
     }
 
     pub async fn get_portal(&self, org: OrgId, id: PortalId) -> Result<Option<Portal>> {
-        match self {
-            Self::Sqlite(s) => s.get_portal(org, id).await,
-        }
+        backend!(self, s => s.get_portal(org, id).await)
     }
 
     pub async fn list_portals(&self, org: OrgId, page: &PageQuery) -> Result<Vec<Portal>> {
-        match self {
-            Self::Sqlite(s) => s.list_portals(org, page).await,
-        }
+        backend!(self, s => s.list_portals(org, page).await)
     }
 
     pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.delete_portal(org, id).await,
-        }
+        let deleted = backend!(self, s => s.delete_portal(org, id).await)?;
+        self.backlogs
+            .forget(|s| s.org_id == org && s.portal_id == Some(id));
+        Ok(deleted)
     }
 
     /// Creates a destination; `Conflict` when its name is taken in the organization.
     pub async fn create_destination(&self, destination: &Destination) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.create_destination(destination).await,
-        }
+        backend!(self, s => s.create_destination(destination).await)
     }
 
     pub async fn get_destination(&self, org: OrgId, id: Uuid) -> Result<Option<Destination>> {
-        match self {
-            Self::Sqlite(s) => s.get_destination(org, id).await,
-        }
+        backend!(self, s => s.get_destination(org, id).await)
     }
 
     pub async fn list_destinations(
@@ -625,24 +658,18 @@ impl Store {
         page: &PageQuery,
         filter: &DestinationFilter,
     ) -> Result<Vec<Destination>> {
-        match self {
-            Self::Sqlite(s) => s.list_destinations(org, page, filter).await,
-        }
+        backend!(self, s => s.list_destinations(org, page, filter).await)
     }
 
     /// Saves every field but `created_at` and re-arms the webhooks that use it (DECISIONS.md D4);
     /// `false` when it no longer exists; `Conflict` on a taken name.
     pub async fn update_destination(&self, destination: &Destination) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.update_destination(destination).await,
-        }
+        backend!(self, s => s.update_destination(destination).await)
     }
 
     /// `false` when it does not exist; `Conflict` while a webhook refers to it.
     pub async fn delete_destination(&self, org: OrgId, id: Uuid) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.delete_destination(org, id).await,
-        }
+        backend!(self, s => s.delete_destination(org, id).await)
     }
 
     /// The destination a region's v2 inline webhook writes to, if it has been made.
@@ -651,15 +678,11 @@ impl Store {
         org: OrgId,
         region: &Region,
     ) -> Result<Option<Destination>> {
-        match self {
-            Self::Sqlite(s) => s.get_managed_destination(org, region).await,
-        }
+        backend!(self, s => s.get_managed_destination(org, region).await)
     }
 
     pub async fn get_webhook(&self, scope: &Scope) -> Result<Option<Webhook>> {
-        match self {
-            Self::Sqlite(s) => s.get_webhook(scope).await,
-        }
+        backend!(self, s => s.get_webhook(scope).await)
     }
 
     /// In one transaction: saves the managed destinations (insert or update by id), then creates or
@@ -672,24 +695,18 @@ impl Store {
         managed: &[Destination],
         webhooks: &[WebhookConfig],
     ) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.configure_webhooks(managed, webhooks).await,
-        }
+        backend!(self, s => s.configure_webhooks(managed, webhooks).await)
     }
 
     /// Every configured webhook, of every organization.
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
-        match self {
-            Self::Sqlite(s) => s.list_webhooks().await,
-        }
+        backend!(self, s => s.list_webhooks().await)
     }
 
     /// Notes, before a batch is sent, the last `seq` it holds: after a crash the same range is
     /// sent again, with the same Idempotency-Key. `false` when the webhook no longer exists.
     pub async fn mark_in_flight(&self, scope: &Scope, through: i64) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.mark_in_flight(scope, through).await,
-        }
+        backend!(self, s => s.mark_in_flight(scope, through).await)
     }
 
     /// A scope's events after `after` (and up to `through`), in ingest order.
@@ -700,75 +717,73 @@ impl Store {
         through: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        match self {
-            Self::Sqlite(s) => s.events_to_deliver(scope, after, through, limit).await,
-        }
+        backend!(self, s => s.events_to_deliver(scope, after, through, limit).await)
     }
 
     /// Those of a scope's events whose `seq` is in `seqs` and that are still stored, in the
     /// order of `seqs`.
     pub async fn events_by_seq(&self, scope: &Scope, seqs: &[i64]) -> Result<Vec<StoredEvent>> {
-        match self {
-            Self::Sqlite(s) => s.events_by_seq(scope, seqs).await,
-        }
+        backend!(self, s => s.events_by_seq(scope, seqs).await)
     }
 
     /// Adds events to a scope's refused list (DECISIONS.md D14); one already there takes the
     /// new reason, and is no longer waiting to be sent again.
     pub async fn record_refused(&self, scope: &Scope, events: &[RefusedEvent]) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.record_refused(scope, events).await,
-        }
+        backend!(self, s => s.record_refused(scope, events).await)
     }
 
     /// A page of a scope's refused list, by `seq`.
     pub async fn list_refused(&self, scope: &Scope, page: &PageQuery) -> Result<Vec<RefusedEvent>> {
-        match self {
-            Self::Sqlite(s) => s.list_refused(scope, page).await,
-        }
+        backend!(self, s => s.list_refused(scope, page).await)
     }
 
     /// How many events a scope's refused list holds.
     pub async fn count_refused(&self, scope: &Scope) -> Result<u64> {
-        match self {
-            Self::Sqlite(s) => s.count_refused(scope).await,
-        }
+        backend!(self, s => s.count_refused(scope).await)
     }
 
     /// Marks every event of a scope's refused list to be sent again; how many were marked.
     pub async fn request_resend(&self, scope: &Scope, at: Timestamp) -> Result<u64> {
-        match self {
-            Self::Sqlite(s) => s.request_resend(scope, at).await,
-        }
+        backend!(self, s => s.request_resend(scope, at).await)
     }
 
     /// The scopes with refused events marked to be sent again.
     pub async fn scopes_to_resend(&self) -> Result<Vec<Scope>> {
-        match self {
-            Self::Sqlite(s) => s.scopes_to_resend().await,
-        }
+        backend!(self, s => s.scopes_to_resend().await)
     }
 
     /// The `seq` of up to `limit` refused events marked to be sent again, oldest first.
     pub async fn refused_to_resend(&self, scope: &Scope, limit: u32) -> Result<Vec<i64>> {
-        match self {
-            Self::Sqlite(s) => s.refused_to_resend(scope, limit).await,
-        }
+        backend!(self, s => s.refused_to_resend(scope, limit).await)
     }
 
     /// Removes events from a scope's refused list: delivered at last, or gone.
     pub async fn forget_refused(&self, scope: &Scope, seqs: &[i64]) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.forget_refused(scope, seqs).await,
-        }
+        backend!(self, s => s.forget_refused(scope, seqs).await)
     }
 
     /// How many of a scope's events come after `after`, and the oldest event time among them:
     /// a webhook's backlog, exact, at the cost of what changed since it was last measured.
     pub async fn undelivered(&self, scope: &Scope, after: i64) -> Result<(u64, Option<Timestamp>)> {
-        match self {
-            Self::Sqlite(s) => s.undelivered(scope, after).await,
+        let summary = self.backlogs.of(scope);
+        let mut summary = summary.lock().await;
+        // Measured on a copy that replaces the summary only once every read is in.
+        let mut backlog = summary.clone();
+        // Read before the events: a prune that lands during the reads shows next time. On
+        // PostgreSQL any node may have pruned, and the database says what.
+        let pruned = match &self.backend {
+            Backend::Sqlite(_) => self.backlogs.pruned(),
+            Backend::Postgres(s) => s.pruned().await?,
+        };
+        let head = backend!(self, s => s.scope_head(scope).await)?;
+        let mut read = Vec::new();
+        for span in backlog.advance(after, head, pruned) {
+            read.extend(backend!(self, s => s.backlog_buckets(scope, span).await)?);
         }
+        backlog.fill(read);
+        let (count, oldest) = backlog.totals();
+        *summary = backlog;
+        Ok((count, oldest.map(Timestamp::from_millis)))
     }
 
     /// Records a live delivery attempt, as it happens: the webhook's status shows it, and the
@@ -785,9 +800,7 @@ impl Store {
         outcome: AttemptOutcome,
         keep: u32,
     ) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.record_attempt(scope, attempt, outcome, keep).await,
-        }
+        backend!(self, s => s.record_attempt(scope, attempt, outcome, keep).await)
     }
 
     /// Adds a replay job's attempt to the scope's delivery log (trimmed to the newest `keep`);
@@ -798,9 +811,7 @@ impl Store {
         attempt: &DeliveryAttempt,
         keep: u32,
     ) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.log_attempt(scope, attempt, keep).await,
-        }
+        backend!(self, s => s.log_attempt(scope, attempt, keep).await)
     }
 
     /// A page of a scope's delivery log, newest first (`Seek::Forward(after)` by id, descending).
@@ -809,53 +820,41 @@ impl Store {
         scope: &Scope,
         page: &PageQuery,
     ) -> Result<Vec<LoggedAttempt>> {
-        match self {
-            Self::Sqlite(s) => s.list_attempts(scope, page).await,
-        }
+        backend!(self, s => s.list_attempts(scope, page).await)
     }
 
     /// Re-arms a webhook now ("Retry now"): `active`, the next attempt due at once. `false` when
     /// it does not exist.
     pub async fn rearm_webhook(&self, scope: &Scope, now: Timestamp) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.rearm_webhook(scope, now).await,
-        }
+        backend!(self, s => s.rearm_webhook(scope, now).await)
     }
 
     /// Deletes the webhooks of these scopes; returns how many existed.
     pub async fn delete_webhooks(&self, scopes: &[Scope]) -> Result<u64> {
-        match self {
-            Self::Sqlite(s) => s.delete_webhooks(scopes).await,
-        }
+        let deleted = backend!(self, s => s.delete_webhooks(scopes).await)?;
+        self.backlogs.forget(|s| scopes.contains(s));
+        Ok(deleted)
     }
 
     pub async fn get_replay_job(&self, scope: &Scope) -> Result<Option<ReplayJob>> {
-        match self {
-            Self::Sqlite(s) => s.get_replay_job(scope).await,
-        }
+        backend!(self, s => s.get_replay_job(scope).await)
     }
 
     /// Jobs that are accepted, pending or running, oldest first.
     pub async fn active_replay_jobs(&self) -> Result<Vec<ReplayJob>> {
-        match self {
-            Self::Sqlite(s) => s.active_replay_jobs().await,
-        }
+        backend!(self, s => s.active_replay_jobs().await)
     }
 
     /// Makes `job` the scope's job, unless its current one is still in progress (`false`):
     /// the check and the write are one statement. The job it replaces goes to the scope's
     /// history (the newest 20 are kept).
     pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.replace_replay_job(job).await,
-        }
+        backend!(self, s => s.replace_replay_job(job).await)
     }
 
     /// The scope's past jobs, newest first.
     pub async fn replay_history(&self, scope: &Scope, limit: u32) -> Result<Vec<ReplayJob>> {
-        match self {
-            Self::Sqlite(s) => s.replay_history(scope, limit).await,
-        }
+        backend!(self, s => s.replay_history(scope, limit).await)
     }
 
     /// Ends the scope's job in progress as `failed` with `reason`; `None` when none was in
@@ -866,16 +865,12 @@ impl Store {
         reason: &str,
         now: Timestamp,
     ) -> Result<Option<ReplayJob>> {
-        match self {
-            Self::Sqlite(s) => s.cancel_replay_job(scope, reason, now).await,
-        }
+        backend!(self, s => s.cancel_replay_job(scope, reason, now).await)
     }
 
     /// Saves a job's status and progress; `false` when it was replaced or cancelled meanwhile.
     pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
-        match self {
-            Self::Sqlite(s) => s.save_replay_job(job).await,
-        }
+        backend!(self, s => s.save_replay_job(job).await)
     }
 
     /// How many of a scope's events have `from <= ts <= to`, and the newest `seq` among
@@ -886,23 +881,28 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(u64, i64)> {
-        match self {
-            Self::Sqlite(s) => s.count_events_between(scope, from, to).await,
-        }
+        backend!(self, s => s.count_events_between(scope, from, to).await)
     }
 
     /// Appends events durably: when this returns `Ok`, they survive a crash of the process
     /// and of the machine. All or nothing.
     pub async fn append_events(&self, events: Vec<Event>) -> Result<()> {
-        match self {
-            Self::Sqlite(s) => s.append_events(events).await,
+        match &self.backend {
+            // Its writer commits in groups, and reports to the feed and the health itself.
+            Backend::Sqlite(s) => s.append_events(events).await,
+            Backend::Postgres(s) => {
+                let appended = s.append_events(&events).await;
+                self.health.observe(&appended);
+                if let Some(last) = appended? {
+                    self.commits.record_appended(last);
+                }
+                Ok(())
+            }
         }
     }
 
     pub async fn list_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        match self {
-            Self::Sqlite(s) => s.list_events(query).await,
-        }
+        backend!(self, s => s.list_events(query).await)
     }
 
     /// The last `query.limit` events before `(ts ms, seq)`, oldest first; `query.after` is
@@ -912,22 +912,23 @@ impl Store {
         query: &EventQuery,
         before: (i64, i64),
     ) -> Result<Vec<StoredEvent>> {
-        match self {
-            Self::Sqlite(s) => s.list_events_before(query, before).await,
-        }
+        backend!(self, s => s.list_events_before(query, before).await)
     }
 
     pub async fn count_events(&self) -> Result<u64> {
-        match self {
-            Self::Sqlite(s) => s.count_events().await,
-        }
+        backend!(self, s => s.count_events().await)
     }
 
     /// Deletes at most `chunk` events older than `cutoff`, never the newest event of all (whose
     /// `seq` must not be handed out again); returns how many it deleted.
     pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
-        match self {
-            Self::Sqlite(s) => s.prune_events(cutoff, chunk).await,
+        let deleted = backend!(self, s => s.prune_events(cutoff, chunk).await);
+        // After the deletes, never before: a backlog measured in between would keep counting
+        // what is gone. Also after a failure, which may come after some scopes were pruned (a
+        // note with nothing deleted costs a re-read, no more).
+        if deleted.as_ref().is_ok_and(|n| *n > 0) || deleted.is_err() {
+            self.backlogs.note_pruned(cutoff.as_millis());
         }
+        deleted
     }
 }

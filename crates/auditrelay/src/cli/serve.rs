@@ -2,7 +2,7 @@
 //! database up to date.
 
 use super::{MigrateArgs, ServeArgs};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, StoreLocation};
 use crate::store::Store;
 use crate::{app, telemetry};
 
@@ -41,9 +41,12 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     };
     let store = Store::open(&config).await?;
     store.close().await;
-    eprintln!(
-        "The database in {} is up to date.",
-        config.server.data_dir.display()
-    );
+    match config.store_location() {
+        StoreLocation::Sqlite(_) => eprintln!(
+            "The database in {} is up to date.",
+            config.server.data_dir.display()
+        ),
+        postgres => eprintln!("Migrated: {postgres} is up to date."),
+    }
     Ok(())
 }

@@ -106,20 +106,20 @@ impl Setup {
     }
 }
 
-/// Everything whose change must cut a wait short.
+/// Everything whose change must cut a wait short. The destination whole, not its `updated_at`:
+/// two changes within one millisecond (a rename, then the headers cleared) have the same time,
+/// and the second must not be missed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Stamp {
     webhook_updated: Timestamp,
     enabled: bool,
-    destination: uuid::Uuid,
-    destination_updated: Timestamp,
+    destination: Destination,
 }
 
 pub(super) fn stamp(webhook: &Webhook, destination: &Destination) -> Stamp {
     Stamp {
         webhook_updated: webhook.updated_at,
         enabled: webhook.enabled,
-        destination: destination.id,
-        destination_updated: destination.updated_at,
+        destination: destination.clone(),
     }
 }

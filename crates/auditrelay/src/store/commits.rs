@@ -49,6 +49,24 @@ impl Commits {
         self.newest.send_replace(seq);
     }
 
+    /// Called for an append another node committed (or this one, heard back from the
+    /// database), whose last event is `seq`. Appends to different scopes commit in any order
+    /// of their `seq`s, so this one may be older than the newest already heard of: it still
+    /// wakes every lane (its scope's lane has something new), and `seq` only ever grows.
+    pub fn record_appended(&self, seq: i64) {
+        let newest = *self.newest.borrow();
+        if seq > newest {
+            self.record(seq);
+        } else {
+            self.newest.send_modify(|_| {});
+        }
+    }
+
+    /// The newest `seq` known to be committed.
+    pub fn newest(&self) -> i64 {
+        *self.newest.borrow()
+    }
+
     /// The newest committed `seq`, which changes after every commit.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.newest.subscribe()

@@ -37,10 +37,9 @@ use sqlx::sqlite::SqliteRow;
 /// a futex round trip per row when delivery reads behind signing).
 const ROW_BUFFER: usize = 4096;
 
-use super::backlog::Backlogs;
 use super::commits::Commits;
 use super::health::Health;
-use super::{FaultKind, PageQuery, Result, Scope, Seek, StoreError};
+use super::{PageQuery, Result, Scope, Seek, StoreError};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -49,8 +48,6 @@ pub struct SqliteStore {
     /// `None` once closed; each write clones it so the writer drains in-flight work first.
     writer: Mutex<Option<events::Writer>>,
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
-    /// Webhooks' backlog summaries, brought up to date by each [`SqliteStore::undelivered`].
-    backlogs: Backlogs,
     /// Whether the writer's last commit succeeded.
     pub health: Arc<Health>,
     /// Made once by the migrations; with a `seq`, it makes an event's stable id.
@@ -106,7 +103,6 @@ impl SqliteStore {
             commits,
             writer: Mutex::new(Some(writer)),
             writer_task: tokio::sync::Mutex::new(Some(task)),
-            backlogs: Backlogs::default(),
             health,
             identity,
         })
@@ -123,38 +119,6 @@ impl SqliteStore {
             let _ = task.await;
         }
         self.pool.close().await;
-    }
-}
-
-/// Why SQLite could not do something, when the reason is the store's and not the request's:
-/// the primary result code of a database error (the low byte of the extended code), or a
-/// failure below SQLite.
-pub(super) fn fault_kind(e: &sqlx::Error) -> Option<FaultKind> {
-    // https://www.sqlite.org/rescode.html
-    const BUSY: i64 = 5;
-    const LOCKED: i64 = 6;
-    const READONLY: i64 = 8;
-    const IOERR: i64 = 10;
-    const FULL: i64 = 13;
-    const CANTOPEN: i64 = 14;
-    match e {
-        sqlx::Error::Database(db) => {
-            let code: i64 = db.code()?.parse().ok()?;
-            match code & 0xff {
-                FULL => Some(FaultKind::Full),
-                IOERR | CANTOPEN => Some(FaultKind::Io),
-                READONLY => Some(FaultKind::ReadOnly),
-                BUSY | LOCKED => Some(FaultKind::Busy),
-                _ => None,
-            }
-        }
-        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
-            Some(FaultKind::Full)
-        }
-        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => Some(FaultKind::Io),
-        // Every pooled connection stayed busy past the pool's timeout.
-        sqlx::Error::PoolTimedOut => Some(FaultKind::Busy),
-        _ => None,
     }
 }
 

@@ -131,7 +131,7 @@ async fn rotation_publishes_at_once_and_signs_after_the_activation_delay() {
 
     // Long enough that the server (which looks at the key directory once a second) publishes
     // the new key well before it signs.
-    let new = rotate(app.data_dir(), "3s").await;
+    let new = rotate(&app, "3s").await;
     assert_ne!(new, old);
     let keys = wait_for_published(&app, &new).await;
     assert_eq!(keys.len(), 2, "both keys are published");

@@ -274,7 +274,7 @@ async fn lines_of_both_keys_of_a_rotation_verify_with_their_own_kid() {
     let app = TestApp::spawn().await;
     let work = tempfile::tempdir().unwrap();
     let (old, _) = setup(&app, work.path()).await;
-    let new_kid = rotate(app.data_dir(), "0s").await;
+    let new_kid = rotate(&app, "0s").await;
     wait_for_published(&app, &new_kid).await;
     let new = signing_key(app.data_dir(), &new_kid);
     let file = write(

@@ -19,9 +19,10 @@ use auditrelay_core::{Event, Timestamp, stored};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
-use super::PgStore;
 use super::tx::PoolTx;
-use crate::store::{Result, Scope, StoreError, StoredEvent};
+use super::{PgStore, portal_key};
+use crate::store::backlog::{BUCKET_BITS, Bucket, Pruned, Span};
+use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
 
 impl PgStore {
     /// Stores `events` in one transaction, in their order; returns the `seq` of the last one
@@ -35,7 +36,7 @@ impl PgStore {
         let mut kinds = Vec::with_capacity(events.len());
         let mut bodies = Vec::with_capacity(events.len());
         for event in events {
-            scope_ids.push(self.scopes.id(&self.pool, &Scope::of(event)).await?);
+            scope_ids.push(self.scope_id(&Scope::of(event)).await?);
             ts.push(event.ts.as_millis());
             kinds.push(kind_column(event));
             let mut body = Vec::with_capacity(160);
@@ -46,7 +47,13 @@ impl PgStore {
         locked.sort_unstable();
         locked.dedup();
 
+        let started = std::time::Instant::now();
         let mut tx = PoolTx::begin(&self.pool).await?;
+        // Acknowledged means flushed to the WAL, whatever the role's or database's default:
+        // with `off`, a server crash would lose events already answered with 202.
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT id FROM scopes WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&locked)
             .fetch_all(&mut *tx)
@@ -67,7 +74,19 @@ impl PgStore {
         .bind(&bodies)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
+        let mut conn = tx.commit_keeping().await?;
+        // After the commit, not inside it: a notification in a transaction takes a lock that
+        // every notifying commit of the whole cluster shares until it is flushed, which would
+        // make appends to different scopes commit one at a time. Lost (a crash in between), it
+        // only delays a wake-up: every node also looks for new appends every second.
+        let _ = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::APPENDED)
+            .bind(last.to_string())
+            .execute(&mut *conn)
+            .await;
+        // The lock wait included: it is what an append costs with several nodes.
+        metrics::histogram!("auditrelay_store_commit_seconds").record(started.elapsed());
+        metrics::histogram!("auditrelay_store_commit_events").record(events.len() as f64);
         Ok(Some(last))
     }
 
@@ -80,7 +99,7 @@ impl PgStore {
         through: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let Some(scope_id) = self.scopes.existing(&self.pool, scope).await? else {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
             return Ok(Vec::new());
         };
         let rows = sqlx::query(
@@ -96,6 +115,220 @@ impl PgStore {
         .await?;
         rows.iter().map(|row| decode_row(scope, row)).collect()
     }
+
+    /// Up to `q.limit` events of the query's scope in `(ts, seq)` order, after `q.after`.
+    pub async fn list_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let scope = q.scope();
+        let Some(scope_id) = self.existing_scope_id(&scope).await? else {
+            return Ok(Vec::new());
+        };
+        let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, i64::MIN));
+        // The row comparison is SQLite's `(ts > ?6 OR seq > ?7)` given `ts >= ?6`, in a form
+        // PostgreSQL can seek with in `events_scope_ts (scope_id, ts, seq)`. The optional
+        // filters are typed: an untyped NULL parameter has no type for PostgreSQL to infer.
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, body FROM events
+             WHERE scope_id = $1 AND ts >= GREATEST($2, $6) AND ts <= $3
+               AND ($4::smallint IS NULL OR kind = $4)
+               AND (ts, seq) > ($6, $7)
+               AND ($8::bigint IS NULL OR seq <= $8)
+             ORDER BY ts, seq LIMIT $5",
+        )
+        .bind(scope_id)
+        .bind(q.ts_from.as_millis())
+        .bind(q.ts_to.as_millis())
+        .bind(kind_param(q))
+        .bind(i64::from(q.limit))
+        .bind(after_ts)
+        .bind(after_seq)
+        .bind(q.through_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| decode_row(&scope, row)).collect()
+    }
+
+    /// The last `q.limit` events before `(ts ms, seq)`, returned oldest first.
+    pub async fn list_events_before(
+        &self,
+        q: &EventQuery,
+        (before_ts, before_seq): (i64, i64),
+    ) -> Result<Vec<StoredEvent>> {
+        let scope = q.scope();
+        let Some(scope_id) = self.existing_scope_id(&scope).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, body FROM events
+             WHERE scope_id = $1 AND ts >= $2 AND ts <= LEAST($3, $6)
+               AND ($4::smallint IS NULL OR kind = $4)
+               AND (ts, seq) < ($6, $7)
+               AND ($8::bigint IS NULL OR seq <= $8)
+             ORDER BY ts DESC, seq DESC LIMIT $5",
+        )
+        .bind(scope_id)
+        .bind(q.ts_from.as_millis())
+        .bind(q.ts_to.as_millis())
+        .bind(kind_param(q))
+        .bind(i64::from(q.limit))
+        .bind(before_ts)
+        .bind(before_seq)
+        .bind(q.through_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows
+            .iter()
+            .map(|row| decode_row(&scope, row))
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    pub async fn count_events(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// The events of `scope` with these `seq`s, in the order asked (a missing one is left out).
+    pub async fn events_by_seq(&self, scope: &Scope, seqs: &[i64]) -> Result<Vec<StoredEvent>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        // One round trip rather than SQLite's one lookup per `seq` (a network hop each here);
+        // the ordinality keeps the order asked, and a repeated `seq` is repeated, as there.
+        let rows = sqlx::query(
+            "SELECT e.seq, e.ts, e.kind, e.body
+             FROM unnest($2::bigint[]) WITH ORDINALITY AS asked (seq, n)
+             JOIN events e ON e.seq = asked.seq AND e.scope_id = $1
+             ORDER BY asked.n",
+        )
+        .bind(scope_id)
+        .bind(seqs)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| decode_row(scope, row)).collect()
+    }
+
+    /// The newest `seq` of `scope`, 0 when it has no events: a backlog summary's head.
+    pub async fn scope_head(&self, scope: &Scope) -> Result<i64> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(0);
+        };
+        let head: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events WHERE scope_id = $1")
+                .bind(scope_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(head)
+    }
+
+    /// A scope's events in `(after, through]`, summed per backlog bucket.
+    pub async fn backlog_buckets(
+        &self,
+        scope: &Scope,
+        (after, through): Span,
+    ) -> Result<Vec<Bucket>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        // `bigint >> integer`: the shift is bound as an int4.
+        let rows = sqlx::query(
+            "SELECT seq >> $4 AS bucket, count(*) AS n, min(ts) AS oldest FROM events
+             WHERE scope_id = $1 AND seq > $2 AND seq <= $3
+             GROUP BY bucket",
+        )
+        .bind(scope_id)
+        .bind(after)
+        .bind(through)
+        .bind(BUCKET_SHIFT)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Bucket {
+                    key: row.try_get("bucket")?,
+                    count: row.try_get::<i64, _>("n")? as u64,
+                    oldest: row.try_get("oldest")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes up to `chunk` events older than `cutoff`, scope by scope; returns how many.
+    pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
+        let scopes: Vec<i64> = sqlx::query_scalar("SELECT id FROM scopes")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut deleted = 0;
+        for scope in scopes {
+            let room = u64::from(chunk) - deleted;
+            if room == 0 {
+                break;
+            }
+            let mut tx = PoolTx::begin(&self.pool).await?;
+            // The newest row of all is kept until a newer one arrives, even past its window, as
+            // on SQLite (where deleting it would hand its `seq` out again; `events_seq` never
+            // does, but the rule stays the same on both stores).
+            //
+            // `SKIP LOCKED`: two nodes pruning at once take different rows instead of waiting
+            // on each other's, which, locking in plan order, could deadlock. A skipped row is
+            // the other node's to delete (or the next prune's, if it rolls back).
+            let done = sqlx::query(
+                "DELETE FROM events WHERE seq IN
+                   (SELECT seq FROM events WHERE scope_id = $1 AND ts < $2
+                      AND seq < (SELECT max(seq) FROM events) LIMIT $3
+                    FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(scope)
+            .bind(cutoff.as_millis())
+            .bind(room as i64)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                // In the delete's transaction: every node's backlog summaries read `pruned`,
+                // and must see the prune no later than the delete itself (a backlog measured
+                // in between would keep counting what is gone).
+                sqlx::query(
+                    "UPDATE pruned SET deletes = deletes + 1, cutoff = GREATEST(cutoff, $1)",
+                )
+                .bind(cutoff.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                // A refused event that is gone can no longer be sent again.
+                sqlx::query(
+                    "DELETE FROM refused_events WHERE scope_id = $1 AND NOT EXISTS
+                       (SELECT 1 FROM events WHERE events.seq = refused_events.seq)",
+                )
+                .bind(scope)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            deleted += done.rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    /// What retention has deleted so far, on any node.
+    pub async fn pruned(&self) -> Result<Pruned> {
+        let (deletes, before): (i64, i64) = sqlx::query_as("SELECT deletes, cutoff FROM pruned")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Pruned {
+            deletes: deletes as u64,
+            before,
+        })
+    }
+}
+
+/// [`BUCKET_BITS`] as PostgreSQL's `>>` takes it.
+const BUCKET_SHIFT: i32 = BUCKET_BITS as i32;
+
+/// The query's `event_type` as the `kind` column holds it.
+fn kind_param(q: &EventQuery) -> Option<i16> {
+    q.event_type
+        .map(|t| i16::try_from(stored::kind_code(t)).expect("kind codes are small"))
 }
 
 impl Scope {
@@ -151,7 +384,7 @@ impl ScopeIds {
     /// The id of `scope`, creating its row on first use. The row is created and committed on
     /// its own, before any append locks it: created inside an append, a new scope's row would be
     /// held by that append while it waits for another's lock, which could wait for it in turn.
-    async fn id(&self, pool: &PgPool, scope: &Scope) -> Result<i64> {
+    pub(super) async fn id(&self, pool: &PgPool, scope: &Scope) -> Result<i64> {
         if let Some(id) = self.known(scope) {
             return Ok(id);
         }
@@ -172,7 +405,7 @@ impl ScopeIds {
     }
 
     /// The id of `scope` if it has a row (it has events, or had).
-    async fn existing(&self, pool: &PgPool, scope: &Scope) -> Result<Option<i64>> {
+    pub(super) async fn existing(&self, pool: &PgPool, scope: &Scope) -> Result<Option<i64>> {
         if let Some(id) = self.known(scope) {
             return Ok(Some(id));
         }
@@ -189,8 +422,4 @@ impl ScopeIds {
         }
         Ok(id)
     }
-}
-
-fn portal_key(scope: &Scope) -> String {
-    scope.portal_id.map(|p| p.to_string()).unwrap_or_default()
 }

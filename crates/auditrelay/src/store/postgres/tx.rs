@@ -19,24 +19,35 @@ use crate::store::Result;
 /// with `?`, a cancelled request), its connection is closed instead of going back to the pool,
 /// which rolls the transaction back and leaves no connection of unknown state behind.
 pub(super) struct PoolTx {
-    conn: PoolConnection<Postgres>,
+    /// `None` only once [`PoolTx::commit_keeping`] has handed it back.
+    conn: Option<PoolConnection<Postgres>>,
     open: bool,
 }
 
 impl PoolTx {
     pub async fn begin(pool: &PgPool) -> Result<Self> {
-        let mut tx = Self {
-            conn: pool.acquire().await?,
+        let mut conn = pool.acquire().await?;
+        conn.execute("BEGIN").await?;
+        Ok(Self {
+            conn: Some(conn),
             open: true,
-        };
-        tx.conn.execute("BEGIN").await?;
-        Ok(tx)
+        })
     }
 
-    /// `Ok` means durable (with the server's `synchronous_commit`) and visible to others.
-    pub async fn commit(mut self) -> Result<()> {
-        self.conn.execute("COMMIT").await?;
+    /// `Ok` means durable (with the session's `synchronous_commit`) and visible to others.
+    pub async fn commit(self) -> Result<()> {
+        self.commit_keeping().await.map(drop)
+    }
+
+    /// Commits, and hands the connection back (outside any transaction) for what follows.
+    pub async fn commit_keeping(mut self) -> Result<PoolConnection<Postgres>> {
+        self.execute_commit().await?;
         self.open = false;
+        Ok(self.conn.take().expect("a transaction has its connection"))
+    }
+
+    async fn execute_commit(&mut self) -> Result<()> {
+        self.deref_mut().execute("COMMIT").await?;
         Ok(())
     }
 }
@@ -45,20 +56,26 @@ impl Deref for PoolTx {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        &self.conn
+        self.conn
+            .as_ref()
+            .expect("a transaction has its connection")
     }
 }
 
 impl DerefMut for PoolTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
+        self.conn
+            .as_mut()
+            .expect("a transaction has its connection")
     }
 }
 
 impl Drop for PoolTx {
     fn drop(&mut self) {
-        if self.open {
-            self.conn.close_on_drop();
+        if self.open
+            && let Some(conn) = &mut self.conn
+        {
+            conn.close_on_drop();
         }
     }
 }

@@ -227,14 +227,9 @@ impl SqliteStore {
         Ok(events)
     }
 
-    pub async fn undelivered(&self, scope: &Scope, after: i64) -> Result<(u64, Option<Timestamp>)> {
-        let summary = self.backlogs.of(scope);
-        let mut summary = summary.lock().await;
-        // Measured on a copy that replaces the summary only once every read is in.
-        let mut backlog = summary.clone();
-        // Read before the events: a prune that lands during the reads shows next time.
-        let pruned = self.backlogs.pruned();
-        let head: i64 = sqlx::query_scalar(
+    /// The scope's newest `seq` (0 when it has none): how far its backlog reaches.
+    pub async fn scope_head(&self, scope: &Scope) -> Result<i64> {
+        Ok(sqlx::query_scalar(
             "SELECT coalesce(max(seq), 0) FROM events
              WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)",
         )
@@ -242,19 +237,15 @@ impl SqliteStore {
         .bind(scope.region.as_str())
         .bind(portal_key(scope))
         .fetch_one(&self.pool)
-        .await?;
-        let mut read = Vec::new();
-        for span in backlog.advance(after, head, pruned) {
-            read.extend(self.backlog_buckets(scope, span).await?);
-        }
-        backlog.fill(read);
-        let (count, oldest) = backlog.totals();
-        *summary = backlog;
-        Ok((count, oldest.map(Timestamp::from_millis)))
+        .await?)
     }
 
     /// A scope's events in `(after, through]`, summed per backlog bucket.
-    async fn backlog_buckets(&self, scope: &Scope, (after, through): Span) -> Result<Vec<Bucket>> {
+    pub async fn backlog_buckets(
+        &self,
+        scope: &Scope,
+        (after, through): Span,
+    ) -> Result<Vec<Bucket>> {
         let rows = sqlx::query(
             "SELECT seq >> ?6 AS bucket, count(*) AS n, min(ts) AS oldest FROM events
              WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
@@ -304,9 +295,6 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?;
             if done.rows_affected() > 0 {
-                // After the delete, never before: a backlog measured in between would keep
-                // counting what is gone.
-                self.backlogs.note_pruned(cutoff.as_millis());
                 // A refused event that is gone can no longer be sent again.
                 sqlx::query(
                     "DELETE FROM refused_events WHERE scope_id = ?1 AND NOT EXISTS

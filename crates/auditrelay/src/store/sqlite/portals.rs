@@ -93,8 +93,6 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.backlogs
-            .forget(|s| s.org_id == org && s.portal_id == Some(id));
         Ok(done.rows_affected() == 1)
     }
 }

@@ -187,7 +187,6 @@ impl SqliteStore {
             deleted += done.rows_affected();
         }
         tx.commit().await?;
-        self.backlogs.forget(|s| scopes.contains(s));
         Ok(deleted)
     }
 }

@@ -47,10 +47,19 @@ impl TestApp {
     }
 
     /// Spawns with a config adjusted by `adjust` (limits, regions, …).
+    ///
+    /// On SQLite in its data directory, or, with `AUDITRELAY_TEST_STORE=postgres`, on a
+    /// PostgreSQL database of its own (`support::postgres`): the whole suite runs on either.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_data_dir(dir.path()).expect("default config");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        if std::env::var("AUDITRELAY_TEST_STORE").as_deref() == Ok("postgres") {
+            let database = postgres::database()
+                .await
+                .expect("AUDITRELAY_TEST_STORE=postgres needs the PostgreSQL server binaries");
+            config.store.url = database.url.parse().unwrap();
+        }
         config.metrics.token = Some(MetricsToken::new(METRICS_TOKEN));
         adjust(&mut config);
         let started = app::start(config.clone()).await.expect("server starts");
@@ -92,6 +101,15 @@ impl TestApp {
             .state()
             .clock
             .advance(by);
+    }
+
+    /// `store.url` when it is not the SQLite default: what a command run beside the server
+    /// needs to reach the same store.
+    pub fn store_url(&self) -> Option<String> {
+        match self.config.store_location() {
+            auditrelay::config::StoreLocation::Postgres(url) => Some(url),
+            auditrelay::config::StoreLocation::Sqlite(_) => None,
+        }
     }
 
     pub fn store(&self) -> &Store {

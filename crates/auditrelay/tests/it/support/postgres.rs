@@ -9,7 +9,7 @@
 //!
 //! Absent binaries: [`database`] prints why and returns `None`, or fails under `CI=true`.
 
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::Mutex;
@@ -22,15 +22,18 @@ use sqlx::postgres::PgConnection;
 use tokio::sync::OnceCell;
 
 use super::process::free_port;
+use super::rsyslog::Certificates;
 use super::skip_unless_ci;
 
 /// The database every test's database is a copy of, migrated once.
 const TEMPLATE: &str = "auditrelay_template";
 
-/// The run's cluster: its port, and the pipe whose end stops it.
+/// The run's cluster: its port, the certificate authority of its TLS certificate, and the
+/// pipe whose end stops it.
 struct Cluster {
     port: u16,
     log: PathBuf,
+    ca: PathBuf,
     _stop: Mutex<ChildStdin>,
 }
 
@@ -41,6 +44,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub struct Database {
     pub url: String,
     port: u16,
+    /// PEM of the authority that signed the server's certificate (for 127.0.0.1).
+    pub ca: PathBuf,
 }
 
 impl Database {
@@ -87,6 +92,7 @@ pub async fn database() -> Option<Database> {
     Some(Database {
         url: url(cluster.port, &name),
         port: cluster.port,
+        ca: cluster.ca.clone(),
     })
 }
 
@@ -137,27 +143,26 @@ fn as_server_user(program: &Path, args: &[&str]) -> Command {
     }
 }
 
-async fn start() -> Option<Cluster> {
-    let Some(bin) = server_binaries() else {
-        skip_unless_ci(
-            "initdb and postgres are not installed (Debian package postgresql): the PostgreSQL store tests need a real server",
-        );
-        return None;
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("auditrelay-pg-")
-        .tempdir()
-        .unwrap()
-        .keep();
+/// Makes a cluster in `dir` (which it gives to the server user): TLS, as a production server
+/// would speak, with a certificate for 127.0.0.1 from an authority of its own, and trust for
+/// loopback connections. Returns the data directory and the authority's PEM file.
+fn init(bin: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let certificates = Certificates::generate();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &certificates.ca).unwrap();
+    std::fs::write(dir.join("server.pem"), &certificates.server).unwrap();
+    // The key must be the server user's alone.
+    let key = dir.join("server.key");
+    std::fs::write(&key, &certificates.server_key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     if running_as_root() {
         let status = Command::new("chown")
-            .args(["postgres:", dir.to_str().unwrap()])
+            .args(["-R", "postgres:", dir.to_str().unwrap()])
             .status()
             .unwrap();
         assert!(status.success(), "chown of {} failed", dir.display());
     }
     let data = dir.join("data");
-    let log = dir.join("postgres.log");
     let init = as_server_user(
         &bin.join("initdb"),
         &[
@@ -179,16 +184,47 @@ async fn start() -> Option<Cluster> {
         "initdb failed: {}",
         String::from_utf8_lossy(&init.stderr)
     );
+    (data, ca)
+}
+
+/// The server's settings. `fsync=off` spares the disk: the tests stop and kill servers and
+/// nodes, never the machine, and the operating system keeps what PostgreSQL wrote (its WAL
+/// included, which a server stopped by `immediate` replays when it starts again).
+fn server_options(dir: &Path, port: u16) -> String {
+    format!(
+        "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
+         -c max_connections=300 -c ssl=on -c ssl_cert_file={dir}/server.pem \
+         -c ssl_key_file={dir}/server.key",
+        dir = dir.display()
+    )
+}
+
+fn binaries_or_skip() -> Option<PathBuf> {
+    let bin = server_binaries();
+    if bin.is_none() {
+        skip_unless_ci(
+            "initdb and postgres are not installed (Debian package postgresql): the PostgreSQL store tests need a real server",
+        );
+    }
+    bin
+}
+
+async fn start() -> Option<Cluster> {
+    let bin = binaries_or_skip()?;
+    let dir = tempfile::Builder::new()
+        .prefix("auditrelay-pg-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let (data, ca) = init(&bin, &dir);
+    let log = dir.join("postgres.log");
     let port = free_port();
-    // Durable enough for tests that kill nodes, not the server: the operating system keeps
-    // what PostgreSQL wrote. `fsync=off` spares the disk; a test of the server's own crash
-    // would turn it back on.
     let script = format!(
-        "{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off \
-         -c full_page_writes=off -c max_connections=300 >{log} 2>&1 & pid=$!; \
+        "{postgres} -D {data} {options} >{log} 2>&1 & pid=$!; \
          read _; kill -INT $pid; wait $pid; rm -rf {dir}",
         postgres = bin.join("postgres").display(),
         data = data.display(),
+        options = server_options(&dir, port),
         dir = dir.display(),
         log = log.display(),
     );
@@ -223,6 +259,109 @@ async fn start() -> Option<Cluster> {
     Some(Cluster {
         port,
         log,
+        ca,
         _stop: Mutex::new(stop),
     })
+}
+
+/// A cluster of one test's own, which it may stop and start again (the run's shared cluster
+/// must stay up for every other test). Stopped and deleted when dropped.
+pub struct OwnCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnCluster {
+    /// A running cluster with a database `auditrelay`, or `None` (the reason printed) where
+    /// the PostgreSQL server binaries are not installed.
+    pub async fn start() -> Option<Self> {
+        let bin = binaries_or_skip()?;
+        let dir = tempfile::Builder::new()
+            .prefix("auditrelay-pg-own-")
+            .tempdir()
+            .unwrap();
+        init(&bin, dir.path());
+        let cluster = Self {
+            bin,
+            dir,
+            port: free_port(),
+        };
+        cluster.start_again().await;
+        let mut admin = PgConnection::connect(&url(cluster.port, "postgres"))
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE DATABASE auditrelay")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        Some(cluster)
+    }
+
+    pub fn url(&self) -> String {
+        url(self.port, "auditrelay")
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.path().join("data");
+        let mut all = vec!["-D", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = as_server_user(&self.bin.join("pg_ctl"), &all)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server at once, as a crash would: connections are cut, and what was
+    /// committed is recovered from the WAL at the next start.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+
+    /// Starts the server (again) on the same port, and waits until it accepts connections.
+    pub async fn start_again(&self) {
+        let log = self.dir.path().join("postgres.log");
+        let options = server_options(self.dir.path(), self.port);
+        let bin = self.bin.clone();
+        let data = self.dir.path().join("data");
+        let command = tokio::task::spawn_blocking(move || {
+            as_server_user(
+                &bin.join("pg_ctl"),
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-l",
+                    log.to_str().unwrap(),
+                    "-o",
+                    &options,
+                    "-w",
+                    "start",
+                ],
+            )
+            .output()
+            .unwrap()
+        });
+        let out = command.await.unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = as_server_user(
+            &self.bin.join("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+        )
+        .output();
+    }
 }

@@ -209,17 +209,17 @@ action(type="omfile" file="{out}" template="msg")
 }
 
 /// A certificate authority, a server certificate for `localhost` and 127.0.0.1, and a client
-/// certificate, all PEM.
-struct Certificates {
-    ca: String,
-    server: String,
-    server_key: String,
-    client: String,
-    client_key: String,
+/// certificate, all PEM (also the test PostgreSQL's, for TLS).
+pub struct Certificates {
+    pub ca: String,
+    pub server: String,
+    pub server_key: String,
+    pub client: String,
+    pub client_key: String,
 }
 
 impl Certificates {
-    fn generate() -> Self {
+    pub fn generate() -> Self {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -54,21 +54,30 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// `keys rotate` against the app's data directory; returns the new kid.
-pub async fn rotate(data_dir: &Path, activation_delay: &str) -> String {
-    let dir = data_dir.to_str().unwrap();
-    let out = run(
-        &[
+/// `keys rotate` against the app's data directory (and its store); returns the new kid.
+pub async fn rotate(app: &TestApp, activation_delay: &str) -> String {
+    let dir = app.data_dir().to_str().unwrap();
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args([
             "keys",
             "rotate",
             "--data-dir",
             dir,
             "--activation-delay",
             activation_delay,
-        ],
-        None,
-    )
-    .await;
+        ])
+        .env_remove("RUST_LOG")
+        .env_remove("AUDITRELAY_URL")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(url) = app.store_url() {
+        command.env("AUDITRELAY_STORE__URL", url);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the binary finishes within a minute")
+        .expect("the binary runs");
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out).lines().last().expect("the kid").to_owned()
 }

@@ -1,0 +1,124 @@
+//! Portals on PostgreSQL: the same records and answers as the SQLite store's
+//! (`sqlite/portals.rs`).
+
+use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use super::tx::PoolTx;
+use crate::store::{PageQuery, Portal, Result, Seek, StoreError};
+
+impl PgStore {
+    /// A taken name is the `UNIQUE (org_id, name)` constraint's to find: of two nodes creating
+    /// one name at once, the second waits for the first and then fails, with no look first.
+    pub async fn create_portal(&self, p: &Portal) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO portals (id, org_id, name, region, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(p.id.to_string())
+        .bind(p.org_id.to_string())
+        .bind(&p.name)
+        .bind(p.region.as_str())
+        .bind(p.created_at.as_millis())
+        .bind(p.updated_at.as_millis())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict("portal name"))
+            }
+            other => other.map(drop).map_err(StoreError::from),
+        }
+    }
+
+    pub async fn get_portal(&self, org: OrgId, id: PortalId) -> Result<Option<Portal>> {
+        let row = sqlx::query("SELECT * FROM portals WHERE org_id = $1 AND id = $2")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(portal_from_row).transpose()
+    }
+
+    pub async fn list_portals(&self, org: OrgId, page: &PageQuery) -> Result<Vec<Portal>> {
+        let (sql, key) = match &page.seek {
+            Seek::Forward(after) => (
+                "SELECT * FROM portals WHERE org_id = $1 AND (created_at, id) > ($2, $3)
+                 ORDER BY created_at, id LIMIT $4",
+                after.clone().unwrap_or((i64::MIN, String::new())),
+            ),
+            Seek::Backward(before) => (
+                "SELECT * FROM portals WHERE org_id = $1 AND (created_at, id) < ($2, $3)
+                 ORDER BY created_at DESC, id DESC LIMIT $4",
+                before.clone(),
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(org.to_string())
+            .bind(key.0)
+            .bind(key.1)
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut portals = rows
+            .iter()
+            .map(portal_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if matches!(page.seek, Seek::Backward(_)) {
+            portals.reverse();
+        }
+        Ok(portals)
+    }
+
+    /// Deletes the portal and its webhook (its events stay until retention removes them).
+    ///
+    /// Every statement deletes what it finds when it runs, so no look can go stale: of two
+    /// nodes deleting one portal at once, the second waits on the first's row locks, then
+    /// finds nothing and answers `false`. Its scopes' rows stay, as on SQLite: a scope's id is
+    /// never reused, and every node keeps the ids it knows (`events::ScopeIds`).
+    pub async fn delete_portal(&self, org: OrgId, id: PortalId) -> Result<bool> {
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        // Its webhook, and that webhook's delivery log and refused list, which nothing could
+        // read any more.
+        for sql in [
+            "DELETE FROM webhooks WHERE scope_id IN
+                 (SELECT id FROM scopes WHERE org_id = $1 AND portal_id = $2)",
+            "DELETE FROM delivery_attempts WHERE scope_id IN
+                 (SELECT id FROM scopes WHERE org_id = $1 AND portal_id = $2)",
+            "DELETE FROM refused_events WHERE scope_id IN
+                 (SELECT id FROM scopes WHERE org_id = $1 AND portal_id = $2)",
+        ] {
+            sqlx::query(sql)
+                .bind(org.to_string())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM portals WHERE org_id = $1 AND id = $2")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        // `Store` drops the portal's backlog summaries after this (on this node only: another
+        // node's summaries of the portal are never read again, and go when it restarts).
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn portal_from_row(row: &PgRow) -> Result<Portal> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid portal {what}"));
+    let id: String = row.try_get("id")?;
+    let org: String = row.try_get("org_id")?;
+    let region: String = row.try_get("region")?;
+    Ok(Portal {
+        id: PortalId::parse(&id).ok_or_else(|| corrupt("id"))?,
+        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
+        name: row.try_get("name")?,
+        region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}

@@ -1,0 +1,259 @@
+//! Replay jobs on PostgreSQL: one row per scope, and the scope's past jobs.
+//!
+//! SQLite has one writer, so a read and the write that depends on it can never be split by
+//! another. Here several nodes write at READ COMMITTED, so each such rule is made atomic on its
+//! own: a replacement locks the current job (`FOR UPDATE`) before it decides, and a save or a
+//! cancel is one conditional `UPDATE`, whose condition PostgreSQL checks again on the row's
+//! newest version when it had to wait for another writer's lock.
+
+use auditrelay_core::Timestamp;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use super::tx::PoolTx;
+use super::{PgStore, scope_from_row};
+use crate::store::{ReplayJob, ReplayStatus, Result, Scope, StoreError};
+
+/// Past jobs kept per scope.
+const REPLAY_HISTORY: i64 = 20;
+
+impl PgStore {
+    pub async fn get_replay_job(&self, scope: &Scope) -> Result<Option<ReplayJob>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT j.*, s.org_id, s.region, s.portal_id
+             FROM replay_jobs j JOIN scopes s ON s.id = j.scope_id
+             WHERE j.scope_id = $1",
+        )
+        .bind(scope_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub async fn active_replay_jobs(&self) -> Result<Vec<ReplayJob>> {
+        let rows = sqlx::query(
+            "SELECT j.*, s.org_id, s.region, s.portal_id
+             FROM replay_jobs j JOIN scopes s ON s.id = j.scope_id
+             WHERE j.status IN ('accepted', 'pending', 'running') ORDER BY j.updated_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+        // Made and committed on its own, like an append's scopes (see `events::ScopeIds`); a
+        // refused replacement leaves the scope's row, which is harmless: rows are never deleted.
+        let scope = self.scope_id(&job.scope).await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        // The current job, locked until commit: another node's replacement waits here, and then
+        // sees this one's job, so two PUTs can never both replace an ended job (nor move it to
+        // the history twice). Saves and cancels of the job wait too, so the row copied to the
+        // history below is the one this decision was made on.
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM replay_jobs WHERE scope_id = $1 FOR UPDATE")
+                .bind(scope)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current
+            .as_deref()
+            .and_then(ReplayStatus::parse)
+            .is_some_and(ReplayStatus::in_progress)
+        {
+            // A job is in progress: nothing changes. Nothing was written, so committing only
+            // releases the lock, and keeps the connection (a dropped transaction closes it).
+            tx.commit().await?;
+            return Ok(false);
+        }
+        // The job being replaced, if it has ended, goes to the history; the newest
+        // REPLAY_HISTORY stay.
+        sqlx::query(
+            "INSERT INTO replay_history
+                 (id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                  batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                  through_seq)
+             SELECT id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                    batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                    through_seq
+             FROM replay_jobs WHERE scope_id = $1 AND status IN ('completed', 'failed')
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(scope)
+        .execute(&mut *tx)
+        .await?;
+        // `COLLATE "C"`: ties are broken by the id's bytes, as SQLite does, whatever the
+        // database's collation.
+        sqlx::query(
+            "DELETE FROM replay_history WHERE scope_id = $1 AND id NOT IN
+                 (SELECT id FROM replay_history WHERE scope_id = $1
+                  ORDER BY updated_at DESC, id COLLATE \"C\" DESC LIMIT $2)",
+        )
+        .bind(scope)
+        .bind(REPLAY_HISTORY)
+        .execute(&mut *tx)
+        .await?;
+        // The WHERE of the upsert is still the "one job at a time" rule: with no row to lock
+        // above, two nodes may both get here, and the second one's upsert waits for the first's
+        // row and then finds its job in progress.
+        let done = sqlx::query(
+            "INSERT INTO replay_jobs (scope_id, id, start_at, end_at, status, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (scope_id) DO UPDATE SET
+                 id = excluded.id, start_at = excluded.start_at, end_at = excluded.end_at,
+                 status = excluded.status, updated_at = excluded.updated_at,
+                 events_total = NULL, events_sent = 0, batches_sent = 0, started_at = NULL,
+                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL,
+                 through_seq = NULL
+             WHERE replay_jobs.status IN ('completed', 'failed')",
+        )
+        .bind(scope)
+        .bind(job.id.to_string())
+        .bind(job.start_at.as_millis())
+        .bind(job.end_at.as_millis())
+        .bind(job.status.as_str())
+        .bind(job.updated_at.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            // A job is in progress: nothing changes, the history included (dropping the
+            // transaction rolls it back).
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn replay_history(&self, scope: &Scope, limit: u32) -> Result<Vec<ReplayJob>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT h.*, s.org_id, s.region, s.portal_id
+             FROM replay_history h JOIN scopes s ON s.id = h.scope_id
+             WHERE h.scope_id = $1
+             ORDER BY h.updated_at DESC, h.id COLLATE \"C\" DESC LIMIT $2",
+        )
+        .bind(scope_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn cancel_replay_job(
+        &self,
+        scope: &Scope,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<ReplayJob>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(None);
+        };
+        // One statement: waiting for a concurrent save or replacement, PostgreSQL checks the
+        // status again on the row it left. The job is returned by the UPDATE itself: read
+        // afterwards, it could already be the next job, which another node put in its place
+        // once this one ended.
+        let row = sqlx::query(
+            "UPDATE replay_jobs j SET status = 'failed', failure_reason = $2, finished_at = $3,
+                                      updated_at = $3
+             FROM scopes s
+             WHERE j.scope_id = $1 AND s.id = j.scope_id
+               AND j.status IN ('accepted', 'pending', 'running')
+             RETURNING j.*, s.org_id, s.region, s.portal_id",
+        )
+        .bind(scope_id)
+        .bind(super::storable(reason))
+        .bind(now.as_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+        let Some(scope_id) = self.existing_scope_id(&job.scope).await? else {
+            return Ok(false);
+        };
+        // "Only if it is still the same job, in progress" is the UPDATE's own condition, checked
+        // again on the newest row if a replacement or a cancel held it: a job replaced or
+        // cancelled meanwhile is never overwritten by its old executor.
+        let done = sqlx::query(
+            "UPDATE replay_jobs SET status = $1, updated_at = $2, events_total = $3,
+                 events_sent = $4, batches_sent = $5, started_at = $6, finished_at = $7,
+                 failure_reason = $8, resume_ts = $9, resume_seq = $10, through_seq = $11
+             WHERE scope_id = $12 AND id = $13 AND status IN ('accepted', 'pending', 'running')",
+        )
+        .bind(job.status.as_str())
+        .bind(job.updated_at.as_millis())
+        .bind(job.events_total.map(|n| n as i64))
+        .bind(job.events_sent as i64)
+        .bind(job.batches_sent as i64)
+        .bind(job.started_at.map(Timestamp::as_millis))
+        .bind(job.finished_at.map(Timestamp::as_millis))
+        .bind(job.failure_reason.as_deref())
+        .bind(job.resume.map(|(ts, _)| ts))
+        .bind(job.resume.map(|(_, seq)| seq))
+        .bind(job.through_seq)
+        .bind(scope_id)
+        .bind(job.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn count_events_between(
+        &self,
+        scope: &Scope,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(u64, i64)> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok((0, 0));
+        };
+        // One statement, so the count and the newest `seq` come from one snapshot.
+        let (n, newest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), max(seq) FROM events WHERE scope_id = $1 AND ts >= $2 AND ts <= $3",
+        )
+        .bind(scope_id)
+        .bind(from.as_millis())
+        .bind(to.as_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((n as u64, newest.unwrap_or(0)))
+    }
+}
+
+/// A job from a `replay_jobs` or `replay_history` row joined with `scopes`.
+fn job_from_row(row: &PgRow) -> Result<ReplayJob> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid replay job {what}"));
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let millis = |name: &str| -> Result<Option<Timestamp>> {
+        Ok(row
+            .try_get::<Option<i64>, _>(name)?
+            .map(Timestamp::from_millis))
+    };
+    let resume_ts: Option<i64> = row.try_get("resume_ts")?;
+    let resume_seq: Option<i64> = row.try_get("resume_seq")?;
+    Ok(ReplayJob {
+        scope: scope_from_row(row, "replay job")?,
+        id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
+        start_at: Timestamp::from_millis(row.try_get("start_at")?),
+        end_at: Timestamp::from_millis(row.try_get("end_at")?),
+        status: ReplayStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        events_total: row
+            .try_get::<Option<i64>, _>("events_total")?
+            .map(|n| n as u64),
+        events_sent: row.try_get::<i64, _>("events_sent")? as u64,
+        batches_sent: row.try_get::<i64, _>("batches_sent")? as u64,
+        started_at: millis("started_at")?,
+        finished_at: millis("finished_at")?,
+        failure_reason: row.try_get("failure_reason")?,
+        resume: resume_ts.zip(resume_seq),
+        through_seq: row.try_get("through_seq")?,
+    })
+}
