@@ -20,9 +20,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditrelay_core::{OrgId, PortalId, Region};
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Row};
 use tokio::task::JoinHandle;
 
 use super::{Commits, Health, PageQuery, Result, Scope, Seek, StoreError};
@@ -299,21 +298,4 @@ fn storable(text: &str) -> std::borrow::Cow<'_, str> {
 /// A scope's `scopes.portal_id`: '' for an org scope (UNIQUE treats NULLs as distinct).
 fn portal_key(scope: &Scope) -> String {
     scope.portal_id.map(|p| p.to_string()).unwrap_or_default()
-}
-
-/// The scope of a row joined with `scopes` (`org_id`, `region`, `portal_id`); `what` names the
-/// record for the error.
-fn scope_from_row(row: &PgRow, what: &str) -> Result<Scope> {
-    let corrupt = |field: &str| StoreError::Corrupt(format!("invalid {what} {field}"));
-    let org: String = row.try_get("org_id")?;
-    let region: String = row.try_get("region")?;
-    let portal: String = row.try_get("portal_id")?;
-    Ok(Scope {
-        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
-        region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
-        portal_id: match portal.as_str() {
-            "" => None,
-            p => Some(PortalId::parse(p).ok_or_else(|| corrupt("portal id"))?),
-        },
-    })
 }

@@ -27,8 +27,6 @@ use sqlx::sqlite::{
 };
 use tokio::task::JoinHandle;
 
-use auditrelay_core::{OrgId, PortalId, Region};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 /// Rows SQLite's worker thread may hand over before the reader takes them: more than the
@@ -135,7 +133,6 @@ fn restrict_permissions(path: &Path) {
     }
 }
 
-/// A scope's `scopes.portal_id`: '' for an org scope (UNIQUE treats NULLs as distinct).
 impl SqliteStore {
     /// One keyset page of a scope's rows: `sql` takes the scope as `?1`–`?3`, the seek bound
     /// as `?4` and the limit as `?5`, and reads a backward page in reverse; the rows come back
@@ -164,23 +161,7 @@ impl SqliteStore {
     }
 }
 
+/// A scope's `scopes.portal_id`: '' for an org scope (UNIQUE treats NULLs as distinct).
 fn portal_key(scope: &Scope) -> String {
     scope.portal_id.map(|p| p.to_string()).unwrap_or_default()
-}
-
-/// The scope of a row joined with `scopes` (`org_id`, `region`, `portal_id`); `what` names the
-/// record for the error.
-fn scope_from_row(row: &SqliteRow, what: &str) -> Result<Scope> {
-    let corrupt = |field: &str| StoreError::Corrupt(format!("invalid {what} {field}"));
-    let org: String = row.try_get("org_id")?;
-    let region: String = row.try_get("region")?;
-    let portal: String = row.try_get("portal_id")?;
-    Ok(Scope {
-        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
-        region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
-        portal_id: match portal.as_str() {
-            "" => None,
-            p => Some(PortalId::parse(p).ok_or_else(|| corrupt("portal id"))?),
-        },
-    })
 }

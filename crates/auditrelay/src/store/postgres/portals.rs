@@ -1,12 +1,11 @@
 //! Portals on PostgreSQL: the same records and answers as the SQLite store's
 //! (`sqlite/portals.rs`).
 
-use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use auditrelay_core::{OrgId, PortalId};
 
 use super::PgStore;
 use super::tx::PoolTx;
+use crate::store::rows;
 use crate::store::{PageQuery, Portal, Result, Seek, StoreError};
 
 impl PgStore {
@@ -39,7 +38,7 @@ impl PgStore {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(portal_from_row).transpose()
+        row.as_ref().map(rows::portal).transpose()
     }
 
     pub async fn list_portals(&self, org: OrgId, page: &PageQuery) -> Result<Vec<Portal>> {
@@ -62,10 +61,7 @@ impl PgStore {
             .bind(i64::from(page.limit))
             .fetch_all(&self.pool)
             .await?;
-        let mut portals = rows
-            .iter()
-            .map(portal_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let mut portals = rows.iter().map(rows::portal).collect::<Result<Vec<_>>>()?;
         if matches!(page.seek, Seek::Backward(_)) {
             portals.reverse();
         }
@@ -106,19 +102,4 @@ impl PgStore {
         // node's summaries of the portal are never read again, and go when it restarts).
         Ok(done.rows_affected() == 1)
     }
-}
-
-fn portal_from_row(row: &PgRow) -> Result<Portal> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid portal {what}"));
-    let id: String = row.try_get("id")?;
-    let org: String = row.try_get("org_id")?;
-    let region: String = row.try_get("region")?;
-    Ok(Portal {
-        id: PortalId::parse(&id).ok_or_else(|| corrupt("id"))?,
-        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
-        name: row.try_get("name")?,
-        region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
 }

@@ -1,14 +1,13 @@
 //! Organizations, principals and tokens on PostgreSQL: the same records and answers as the
 //! SQLite store's (`sqlite/principals.rs`), safe with several nodes writing at once.
 
-use auditrelay_core::{Grant, OrgId, PortalId, Role, Timestamp};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use auditrelay_core::{OrgId, Timestamp};
 use uuid::Uuid;
 
 use super::PgStore;
 use super::tx::PoolTx;
-use crate::store::{NewToken, Org, Principal, PrincipalKind, Result, StoreError, TokenRecord};
+use crate::store::rows;
+use crate::store::{NewToken, Org, Principal, Result, TokenRecord};
 
 /// `SELECT <token columns> FROM tokens JOIN principals <tail>`, built at compile time so the
 /// query stays a `&'static str`.
@@ -30,7 +29,7 @@ impl PgStore {
     pub async fn ensure_default_org(&self, name: &str, now: Timestamp) -> Result<(Org, bool)> {
         // Every start but the first finds the org here, without taking the lock below.
         if let Some(row) = sqlx::query(OLDEST_ORG).fetch_optional(&self.pool).await? {
-            return Ok((org_from_row(&row)?, false));
+            return Ok((rows::org(&row)?, false));
         }
         let mut tx = PoolTx::begin(&self.pool).await?;
         // Nodes started together on an empty database all get here, and no row exists yet for
@@ -44,7 +43,7 @@ impl PgStore {
         if let Some(row) = sqlx::query(OLDEST_ORG).fetch_optional(&mut *tx).await? {
             // Nothing written: dropping the transaction rolls it back and releases the lock.
             drop(tx);
-            return Ok((org_from_row(&row)?, false));
+            return Ok((rows::org(&row)?, false));
         }
         let org = Org {
             id: OrgId::new_v4(),
@@ -113,7 +112,7 @@ impl PgStore {
             .bind(secret_hash.as_slice())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(token_from_row).transpose()
+        row.as_ref().map(rows::token).transpose()
     }
 
     pub async fn list_tokens(&self, org: OrgId) -> Result<Vec<TokenRecord>> {
@@ -122,7 +121,7 @@ impl PgStore {
             .bind(org.to_string())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(rows::token).collect()
     }
 
     /// One statement: of two nodes revoking a token at once, the second finds `revoked_at`
@@ -136,50 +135,4 @@ impl PgStore {
                 .await?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(format!("invalid {what}"))
-}
-
-fn org_from_row(row: &PgRow) -> Result<Org> {
-    let id: String = row.try_get("id")?;
-    Ok(Org {
-        id: OrgId::parse(&id).ok_or_else(|| corrupt("org id"))?,
-        name: row.try_get("name")?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-    })
-}
-
-fn token_from_row(row: &PgRow) -> Result<TokenRecord> {
-    let uuid = |col: &str| -> Result<Uuid> {
-        let s: String = row.try_get(col)?;
-        Uuid::try_parse(&s).map_err(|_| corrupt(col))
-    };
-    let ts = |col: &str| -> Result<Option<Timestamp>> {
-        Ok(row
-            .try_get::<Option<i64>, _>(col)?
-            .map(Timestamp::from_millis))
-    };
-    let role: String = row.try_get("role")?;
-    let role = Role::parse(&role).ok_or_else(|| corrupt("role"))?;
-    let portal = row
-        .try_get::<Option<String>, _>("portal_id")?
-        .map(|p| PortalId::parse(&p).ok_or_else(|| corrupt("portal id")))
-        .transpose()?;
-    let kind: String = row.try_get("kind")?;
-    Ok(TokenRecord {
-        id: uuid("id")?,
-        principal: Principal {
-            id: uuid("principal_id")?,
-            org_id: OrgId::from_uuid(uuid("org_id")?),
-            name: row.try_get("name")?,
-            kind: PrincipalKind::parse(&kind).ok_or_else(|| corrupt("principal kind"))?,
-            grant: Grant::new(role, portal).map_err(|_| corrupt("grant"))?,
-        },
-        prefix: row.try_get("prefix")?,
-        created_at: ts("created_at")?.ok_or_else(|| corrupt("created_at"))?,
-        expires_at: ts("expires_at")?,
-        revoked_at: ts("revoked_at")?,
-    })
 }

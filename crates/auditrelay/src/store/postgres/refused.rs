@@ -8,13 +8,11 @@
 //! a circle.
 
 use auditrelay_core::Timestamp;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
-use uuid::Uuid;
 
+use super::PgStore;
 use super::tx::PoolTx;
-use super::{PgStore, scope_from_row};
-use crate::store::{PageQuery, RefusedEvent, Result, Scope, Seek, StoreError};
+use crate::store::rows;
+use crate::store::{PageQuery, RefusedEvent, Result, Scope, Seek};
 
 impl PgStore {
     pub async fn record_refused(&self, scope: &Scope, events: &[RefusedEvent]) -> Result<()> {
@@ -65,7 +63,7 @@ impl PgStore {
                 *key,
             ),
         };
-        self.scope_page(sql, scope, bound, page, refused_from_row)
+        self.scope_page(sql, scope, bound, page, rows::refused)
             .await
     }
 
@@ -107,7 +105,7 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| scope_from_row(row, "refused event"))
+            .map(|row| rows::scope(row, "refused event"))
             .collect()
     }
 
@@ -145,20 +143,4 @@ impl PgStore {
         }
         tx.commit().await
     }
-}
-
-fn refused_from_row(row: &PgRow) -> Result<RefusedEvent> {
-    let replay: Option<String> = row.try_get("replay_id")?;
-    let event_ts: Option<i64> = row.try_get("event_ts")?;
-    Ok(RefusedEvent {
-        seq: row.try_get("seq")?,
-        event_ts: event_ts.map(Timestamp::from_millis),
-        refused_at: Timestamp::from_millis(row.try_get("refused_at")?),
-        endpoint: row.try_get("endpoint")?,
-        reason: row.try_get("reason")?,
-        replay_id: replay
-            .map(|r| Uuid::try_parse(&r))
-            .transpose()
-            .map_err(|_| StoreError::Corrupt("invalid refused event replay id".into()))?,
-    })
 }

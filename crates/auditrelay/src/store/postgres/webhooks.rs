@@ -15,16 +15,15 @@
 //!   group commits, `sqlite/events.rs`).
 
 use auditrelay_core::Timestamp;
-use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
-use uuid::Uuid;
+use sqlx::postgres::PgConnection;
 
 use super::destinations::save_destination;
 use super::tx::PoolTx;
-use super::{PgStore, portal_key, scope_from_row};
+use super::{PgStore, portal_key};
+use crate::store::rows;
 use crate::store::{
-    AttemptKind, AttemptOutcome, DeliveryAttempt, Destination, LastAttempt, LoggedAttempt,
-    PageQuery, Result, Scope, Seek, StoreError, Webhook, WebhookConfig, WebhookStatus,
+    AttemptOutcome, DeliveryAttempt, Destination, LoggedAttempt, PageQuery, Result, Scope, Seek,
+    StoreError, Webhook, WebhookConfig,
 };
 
 impl PgStore {
@@ -39,7 +38,7 @@ impl PgStore {
         .bind(portal_key(scope))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(webhook_from_row).transpose()
+        row.as_ref().map(rows::webhook).transpose()
     }
 
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
@@ -49,7 +48,7 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter().map(rows::webhook).collect()
     }
 
     pub async fn configure_webhooks(
@@ -234,7 +233,7 @@ impl PgStore {
                 key.saturating_neg(),
             ),
         };
-        self.scope_page(sql, scope, bound, page, attempt_from_row)
+        self.scope_page(sql, scope, bound, page, rows::attempt)
             .await
     }
 
@@ -277,34 +276,6 @@ impl PgStore {
         tx.commit().await?;
         Ok(deleted)
     }
-}
-
-fn webhook_from_row(row: &PgRow) -> Result<Webhook> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid webhook {what}"));
-    let destination: String = row.try_get("destination_id")?;
-    let status: String = row.try_get("status")?;
-    let attempt_at: Option<i64> = row.try_get("last_attempt_at")?;
-    let code: Option<i32> = row.try_get("last_response_code")?;
-    let message: Option<String> = row.try_get("last_response_message")?;
-    Ok(Webhook {
-        scope: scope_from_row(row, "webhook")?,
-        destination_id: Uuid::try_parse(&destination).map_err(|_| corrupt("destination id"))?,
-        enabled: row.try_get("enabled")?,
-        status: WebhookStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        cursor: row.try_get("cursor")?,
-        in_flight_through: row.try_get("in_flight_through")?,
-        last_attempt: attempt_at.map(|at| LastAttempt {
-            at: Timestamp::from_millis(at),
-            code: code.and_then(|c| u16::try_from(c).ok()),
-            message: message.unwrap_or_default(),
-        }),
-        consecutive_failures: u32::try_from(row.try_get::<i32, _>("consecutive_failures")?)
-            .map_err(|_| corrupt("failure count"))?,
-        next_attempt_at: row
-            .try_get::<Option<i64>, _>("next_attempt_at")?
-            .map(Timestamp::from_millis),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
 }
 
 /// Adds an attempt to a scope's delivery log, and forgets what is past the newest `keep`. The
@@ -351,30 +322,4 @@ async fn append_to_log(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn attempt_from_row(row: &PgRow) -> Result<LoggedAttempt> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid delivery attempt {what}"));
-    let kind: String = row.try_get("kind")?;
-    let code: Option<i32> = row.try_get("response_code")?;
-    let delivered: Option<bool> = row.try_get("delivered")?;
-    Ok(LoggedAttempt {
-        id: row.try_get("id")?,
-        attempt: DeliveryAttempt {
-            at: Timestamp::from_millis(row.try_get("at")?),
-            kind: AttemptKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
-            endpoint: row.try_get("endpoint")?,
-            events: u32::try_from(row.try_get::<i64, _>("events")?)
-                .map_err(|_| corrupt("event count"))?,
-            first_seq: row.try_get("first_seq")?,
-            last_seq: row.try_get("last_seq")?,
-            code: code.and_then(|c| u16::try_from(c).ok()),
-            message: row.try_get("message")?,
-            duration_ms: u64::try_from(row.try_get::<i64, _>("duration_ms")?)
-                .map_err(|_| corrupt("duration"))?,
-            // The column is nullable as on SQLite, where rows from before its migration 0015
-            // have none: a 2xx was then the only way to be delivered.
-            delivered: delivered.unwrap_or(code.is_some_and(|c| (200..300).contains(&c))),
-        },
-    })
 }

@@ -1,14 +1,13 @@
 //! Audit-log destinations in SQLite.
 
-use auditrelay_core::format::Format;
-use auditrelay_core::kind::{Kind, KindName};
-use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use auditrelay_core::kind::Kind;
+use auditrelay_core::{OrgId, Region};
+use sqlx::sqlite::SqliteConnection;
 use uuid::Uuid;
 
 use super::SqliteStore;
 use super::tx::PoolTx;
+use crate::store::rows;
 use crate::store::{Destination, DestinationFilter, PageQuery, Result, Seek, StoreError};
 
 impl SqliteStore {
@@ -27,7 +26,7 @@ impl SqliteStore {
             .bind(region.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(destination_from_row).transpose()
+        row.as_ref().map(rows::destination).transpose()
     }
 
     pub async fn get_destination(&self, org: OrgId, id: Uuid) -> Result<Option<Destination>> {
@@ -36,7 +35,7 @@ impl SqliteStore {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(destination_from_row).transpose()
+        row.as_ref().map(rows::destination).transpose()
     }
 
     pub async fn list_destinations(
@@ -75,7 +74,7 @@ impl SqliteStore {
             .await?;
         let mut list = rows
             .iter()
-            .map(destination_from_row)
+            .map(rows::destination)
             .collect::<Result<Vec<_>>>()?;
         if matches!(page.seek, Seek::Backward(_)) {
             list.reverse();
@@ -211,42 +210,6 @@ fn name_conflict(
 /// A kind's settings as the `kind_settings` column keeps them.
 fn kind_settings(kind: &Kind) -> Option<String> {
     kind.settings().map(|settings| settings.to_string())
-}
-
-fn destination_from_row(row: &SqliteRow) -> Result<Destination> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid destination {what}"));
-    let id: String = row.try_get("id")?;
-    let org: String = row.try_get("org_id")?;
-    let format: String = row.try_get("log_format")?;
-    let managed: Option<String> = row.try_get("managed_region")?;
-    let portal: Option<String> = row.try_get("portal_id")?;
-    let kind: String = row.try_get("kind")?;
-    let settings: Option<String> = row.try_get("kind_settings")?;
-    let settings = settings
-        .map(|s| serde_json::from_str::<serde_json::Value>(&s))
-        .transpose()
-        .map_err(|_| corrupt("kind settings"))?;
-    let kind = KindName::parse(&kind).ok_or_else(|| corrupt("kind"))?;
-    let kind = Kind::from_parts(kind, settings.as_ref()).map_err(|_| corrupt("kind settings"))?;
-    Ok(Destination {
-        id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
-        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
-        name: row.try_get("name")?,
-        endpoint: row.try_get("endpoint")?,
-        authorization_sealed: row.try_get("authorization_sealed")?,
-        log_format: Format::parse(&format).ok_or_else(|| corrupt("log format"))?,
-        skip_ssl_verification: row.try_get("skip_ssl_verification")?,
-        headers_sealed: row.try_get("headers_sealed")?,
-        kind,
-        managed_region: managed
-            .map(|r| Region::parse(&r).ok_or_else(|| corrupt("managed region")))
-            .transpose()?,
-        portal_id: portal
-            .map(|p| PortalId::parse(&p).ok_or_else(|| corrupt("portal id")))
-            .transpose()?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! Portals in SQLite.
 
-use auditrelay_core::{OrgId, PortalId, Region, Timestamp};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use auditrelay_core::{OrgId, PortalId};
 
 use super::SqliteStore;
 use super::tx::PoolTx;
+use crate::store::rows;
 use crate::store::{PageQuery, Portal, Result, Seek, StoreError};
 
 impl SqliteStore {
@@ -35,7 +34,7 @@ impl SqliteStore {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(portal_from_row).transpose()
+        row.as_ref().map(rows::portal).transpose()
     }
 
     pub async fn list_portals(&self, org: OrgId, page: &PageQuery) -> Result<Vec<Portal>> {
@@ -58,10 +57,7 @@ impl SqliteStore {
             .bind(i64::from(page.limit))
             .fetch_all(&self.pool)
             .await?;
-        let mut portals = rows
-            .iter()
-            .map(portal_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let mut portals = rows.iter().map(rows::portal).collect::<Result<Vec<_>>>()?;
         if matches!(page.seek, Seek::Backward(_)) {
             portals.reverse();
         }
@@ -95,19 +91,4 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-fn portal_from_row(row: &SqliteRow) -> Result<Portal> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid portal {what}"));
-    let id: String = row.try_get("id")?;
-    let org: String = row.try_get("org_id")?;
-    let region: String = row.try_get("region")?;
-    Ok(Portal {
-        id: PortalId::parse(&id).ok_or_else(|| corrupt("id"))?,
-        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
-        name: row.try_get("name")?,
-        region: Region::parse(&region).ok_or_else(|| corrupt("region"))?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
 }

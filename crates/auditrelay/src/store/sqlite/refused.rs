@@ -2,14 +2,12 @@
 //! (DECISIONS.md D14).
 
 use auditrelay_core::Timestamp;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-use uuid::Uuid;
 
 use super::events::scope_id;
 use super::tx::PoolTx;
-use super::{SqliteStore, portal_key, scope_from_row};
-use crate::store::{PageQuery, RefusedEvent, Result, Scope, Seek, StoreError};
+use super::{SqliteStore, portal_key};
+use crate::store::rows;
+use crate::store::{PageQuery, RefusedEvent, Result, Scope, Seek};
 
 impl SqliteStore {
     pub async fn record_refused(&self, scope: &Scope, events: &[RefusedEvent]) -> Result<()> {
@@ -54,7 +52,7 @@ impl SqliteStore {
                 *key,
             ),
         };
-        self.scope_page(sql, scope, bound, page, refused_from_row)
+        self.scope_page(sql, scope, bound, page, rows::refused)
             .await
     }
 
@@ -95,7 +93,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| scope_from_row(row, "refused event"))
+            .map(|row| rows::scope(row, "refused event"))
             .collect()
     }
 
@@ -127,20 +125,4 @@ impl SqliteStore {
         }
         tx.commit().await
     }
-}
-
-fn refused_from_row(row: &SqliteRow) -> Result<RefusedEvent> {
-    let replay: Option<String> = row.try_get("replay_id")?;
-    let event_ts: Option<i64> = row.try_get("event_ts")?;
-    Ok(RefusedEvent {
-        seq: row.try_get("seq")?,
-        event_ts: event_ts.map(Timestamp::from_millis),
-        refused_at: Timestamp::from_millis(row.try_get("refused_at")?),
-        endpoint: row.try_get("endpoint")?,
-        reason: row.try_get("reason")?,
-        replay_id: replay
-            .map(|r| Uuid::try_parse(&r))
-            .transpose()
-            .map_err(|_| StoreError::Corrupt("invalid refused event replay id".into()))?,
-    })
 }

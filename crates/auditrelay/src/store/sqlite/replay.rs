@@ -1,14 +1,12 @@
 //! Replay jobs in SQLite: one row per scope.
 
 use auditrelay_core::Timestamp;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-use uuid::Uuid;
 
 use super::events::scope_id;
 use super::tx::PoolTx;
-use super::{SqliteStore, portal_key, scope_from_row};
-use crate::store::{ReplayJob, ReplayStatus, Result, Scope, StoreError};
+use super::{SqliteStore, portal_key};
+use crate::store::rows;
+use crate::store::{ReplayJob, Result, Scope};
 
 /// Past jobs kept per scope.
 const REPLAY_HISTORY: i64 = 20;
@@ -25,7 +23,7 @@ impl SqliteStore {
         .bind(portal_key(scope))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(job_from_row).transpose()
+        row.as_ref().map(rows::replay_job).transpose()
     }
 
     pub async fn active_replay_jobs(&self) -> Result<Vec<ReplayJob>> {
@@ -36,7 +34,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(rows::replay_job).collect()
     }
 
     pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
@@ -109,7 +107,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(rows::replay_job).collect()
     }
 
     pub async fn cancel_replay_job(
@@ -191,35 +189,4 @@ impl SqliteStore {
         .await?;
         Ok((n as u64, newest.unwrap_or(0)))
     }
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<ReplayJob> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid replay job {what}"));
-    let id: String = row.try_get("id")?;
-    let status: String = row.try_get("status")?;
-    let millis = |name: &str| -> Result<Option<Timestamp>> {
-        Ok(row
-            .try_get::<Option<i64>, _>(name)?
-            .map(Timestamp::from_millis))
-    };
-    let resume_ts: Option<i64> = row.try_get("resume_ts")?;
-    let resume_seq: Option<i64> = row.try_get("resume_seq")?;
-    Ok(ReplayJob {
-        scope: scope_from_row(row, "replay job")?,
-        id: Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
-        start_at: Timestamp::from_millis(row.try_get("start_at")?),
-        end_at: Timestamp::from_millis(row.try_get("end_at")?),
-        status: ReplayStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-        events_total: row
-            .try_get::<Option<i64>, _>("events_total")?
-            .map(|n| n as u64),
-        events_sent: row.try_get::<i64, _>("events_sent")? as u64,
-        batches_sent: row.try_get::<i64, _>("batches_sent")? as u64,
-        started_at: millis("started_at")?,
-        finished_at: millis("finished_at")?,
-        failure_reason: row.try_get("failure_reason")?,
-        resume: resume_ts.zip(resume_seq),
-        through_seq: row.try_get("through_seq")?,
-    })
 }

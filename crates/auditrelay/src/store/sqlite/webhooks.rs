@@ -2,16 +2,16 @@
 
 use auditrelay_core::Timestamp;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use uuid::Uuid;
+use sqlx::sqlite::SqliteConnection;
 
 use super::destinations::save_destination;
 use super::events::scope_id;
 use super::tx::PoolTx;
-use super::{SqliteStore, portal_key, scope_from_row};
+use super::{SqliteStore, portal_key};
+use crate::store::rows;
 use crate::store::{
-    AttemptKind, AttemptOutcome, DeliveryAttempt, Destination, LastAttempt, LoggedAttempt,
-    PageQuery, Result, Scope, Seek, StoreError, Webhook, WebhookConfig, WebhookStatus,
+    AttemptOutcome, DeliveryAttempt, Destination, LoggedAttempt, PageQuery, Result, Scope, Seek,
+    StoreError, Webhook, WebhookConfig,
 };
 
 impl SqliteStore {
@@ -26,7 +26,7 @@ impl SqliteStore {
         .bind(portal_key(scope))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(webhook_from_row).transpose()
+        row.as_ref().map(rows::webhook).transpose()
     }
 
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
@@ -36,7 +36,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter().map(rows::webhook).collect()
     }
 
     pub async fn configure_webhooks(
@@ -153,7 +153,7 @@ impl SqliteStore {
                 key.saturating_neg(),
             ),
         };
-        self.scope_page(sql, scope, bound, page, attempt_from_row)
+        self.scope_page(sql, scope, bound, page, rows::attempt)
             .await
     }
 
@@ -189,34 +189,6 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(deleted)
     }
-}
-
-fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid webhook {what}"));
-    let destination: String = row.try_get("destination_id")?;
-    let status: String = row.try_get("status")?;
-    let attempt_at: Option<i64> = row.try_get("last_attempt_at")?;
-    let code: Option<i64> = row.try_get("last_response_code")?;
-    let message: Option<String> = row.try_get("last_response_message")?;
-    Ok(Webhook {
-        scope: scope_from_row(row, "webhook")?,
-        destination_id: Uuid::try_parse(&destination).map_err(|_| corrupt("destination id"))?,
-        enabled: row.try_get("enabled")?,
-        status: WebhookStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        cursor: row.try_get("cursor")?,
-        in_flight_through: row.try_get("in_flight_through")?,
-        last_attempt: attempt_at.map(|at| LastAttempt {
-            at: Timestamp::from_millis(at),
-            code: code.and_then(|c| u16::try_from(c).ok()),
-            message: message.unwrap_or_default(),
-        }),
-        consecutive_failures: u32::try_from(row.try_get::<i64, _>("consecutive_failures")?)
-            .map_err(|_| corrupt("failure count"))?,
-        next_attempt_at: row
-            .try_get::<Option<i64>, _>("next_attempt_at")?
-            .map(Timestamp::from_millis),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
 }
 
 /// A write to a webhook's delivery position, run by the writer task (see
@@ -334,29 +306,4 @@ async fn append_to_log(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn attempt_from_row(row: &SqliteRow) -> Result<LoggedAttempt> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("invalid delivery attempt {what}"));
-    let kind: String = row.try_get("kind")?;
-    let code: Option<i64> = row.try_get("response_code")?;
-    let delivered: Option<bool> = row.try_get("delivered")?;
-    Ok(LoggedAttempt {
-        id: row.try_get("id")?,
-        attempt: DeliveryAttempt {
-            at: Timestamp::from_millis(row.try_get("at")?),
-            kind: AttemptKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
-            endpoint: row.try_get("endpoint")?,
-            events: u32::try_from(row.try_get::<i64, _>("events")?)
-                .map_err(|_| corrupt("event count"))?,
-            first_seq: row.try_get("first_seq")?,
-            last_seq: row.try_get("last_seq")?,
-            code: code.and_then(|c| u16::try_from(c).ok()),
-            message: row.try_get("message")?,
-            duration_ms: u64::try_from(row.try_get::<i64, _>("duration_ms")?)
-                .map_err(|_| corrupt("duration"))?,
-            // Rows from before migration 0015: a 2xx was the only way to be delivered.
-            delivered: delivered.unwrap_or(code.is_some_and(|c| (200..300).contains(&c))),
-        },
-    })
 }
