@@ -11,6 +11,7 @@ mod commits;
 mod fault;
 mod health;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

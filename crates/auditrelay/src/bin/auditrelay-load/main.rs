@@ -86,6 +86,10 @@ struct Cli {
     /// The `auditrelay` binary to start (default: next to this one).
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
+    /// The `store.url` of the server started: an empty PostgreSQL database
+    /// (`postgres://USER@HOST:PORT/DATABASE`) to measure on PostgreSQL instead of SQLite.
+    #[arg(long, global = true, conflicts_with = "url")]
+    store_url: Option<String>,
     /// Print one JSON object with every figure to stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -400,9 +404,12 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let scenarios = match &cli.scenario {
-        Scenario::All(_) | Scenario::Kinds(_) if cli.url.is_some() => bail!(
-            "`all` and `kinds` start a fresh server for each scenario; run the scenarios one by one against --url"
-        ),
+        Scenario::All(_) | Scenario::Kinds(_) if cli.url.is_some() || cli.store_url.is_some() => {
+            bail!(
+                "`all` and `kinds` start a fresh server for each scenario; with --url or \
+                 --store-url (an empty database each), run the scenarios one by one"
+            )
+        }
         Scenario::All(all) => all.scenarios()?,
         Scenario::Kinds(kinds) => kinds.scenarios()?,
         one => vec![one.clone()],
@@ -456,7 +463,7 @@ async fn run(cli: &Cli, scenario: Scenario) -> anyhow::Result<Finished> {
             child: None,
             dir: None,
         },
-        _ => start_server(cli.server_bin.as_deref(), env).await?,
+        _ => start_server(cli.server_bin.as_deref(), env, cli.store_url.as_deref()).await?,
     };
     let result = match &scenario {
         Scenario::Ingest(args) => ingest::ingest(&target, args).await,
@@ -472,7 +479,10 @@ async fn run(cli: &Cli, scenario: Scenario) -> anyhow::Result<Finished> {
     let stopped = target.stop().await;
     let report = result?;
     let storage = match (stopped, data_dir_bytes) {
-        (Some(stopped), Some(before_stop)) => match measure_storage(&stopped, before_stop).await {
+        (Some(stopped), Some(before_stop)) => match match &cli.store_url {
+            Some(url) => measure_postgres(url, before_stop).await,
+            None => measure_storage(&stopped, before_stop).await,
+        } {
             Ok(storage) => Some(storage),
             Err(e) => {
                 eprintln!("storage not measured: {e:#}");
@@ -524,6 +534,30 @@ async fn measure_storage(stopped: &Stopped, data_dir_bytes: u64) -> anyhow::Resu
         checkpoint_busy: busy != 0,
         db_bytes: file_len(&db),
         rows: rows as u64,
+    })
+}
+
+/// On PostgreSQL: the events table with its indexes and TOAST, after a `VACUUM` has brought its
+/// statistics up to date, and its rows. (`data_dir_bytes` is then only the keys.)
+async fn measure_postgres(url: &str, data_dir_bytes: u64) -> anyhow::Result<Storage> {
+    use sqlx::Connection as _;
+
+    let mut conn = sqlx::postgres::PgConnection::connect(url)
+        .await
+        .context("connecting to the store")?;
+    sqlx::query("VACUUM events").execute(&mut conn).await?;
+    let (bytes, rows): (i64, i64) =
+        sqlx::query_as("SELECT pg_total_relation_size('events'), (SELECT count(*) FROM events)")
+            .fetch_one(&mut conn)
+            .await?;
+    conn.close().await?;
+    Ok(Storage {
+        data_dir_bytes_before_stop: data_dir_bytes,
+        wal_bytes_after_stop: 0,
+        clean_exit: true,
+        checkpoint_busy: false,
+        db_bytes: u64::try_from(bytes)?,
+        rows: u64::try_from(rows)?,
     })
 }
 
@@ -786,7 +820,16 @@ fn sample_event() -> Event {
 
 /// Starts `auditrelay serve` on a fresh data directory with `env` added to its environment,
 /// after minting an event producer's token and an org admin's.
-async fn start_server(bin: Option<&Path>, env: &[(&str, &str)]) -> anyhow::Result<Target> {
+async fn start_server(
+    bin: Option<&Path>,
+    env: &[(&str, &str)],
+    store_url: Option<&str>,
+) -> anyhow::Result<Target> {
+    // Every command the tool runs uses the same store.
+    let store: Vec<(&str, &str)> = store_url
+        .map(|url| ("AUDITRELAY_STORE__URL", url))
+        .into_iter()
+        .collect();
     let bin = match bin {
         Some(bin) => bin.to_owned(),
         None => std::env::current_exe()?.with_file_name("auditrelay"),
@@ -802,6 +845,7 @@ async fn start_server(bin: Option<&Path>, env: &[(&str, &str)]) -> anyhow::Resul
     let created = std::process::Command::new(&bin)
         .args(["migrate", "--create", "--data-dir"])
         .arg(dir.path())
+        .envs(store.iter().copied())
         .output()
         .context("Failed to run `auditrelay migrate --create`")?;
     if !created.status.success() {
@@ -810,8 +854,8 @@ async fn start_server(bin: Option<&Path>, env: &[(&str, &str)]) -> anyhow::Resul
             String::from_utf8_lossy(&created.stderr)
         );
     }
-    let token = create_token(&bin, dir.path(), "load", "event-producer", "system")?;
-    let admin_token = create_token(&bin, dir.path(), "load-admin", "org-admin", "user")?;
+    let token = create_token(&bin, dir.path(), &store, "load", "event-producer", "system")?;
+    let admin_token = create_token(&bin, dir.path(), &store, "load-admin", "org-admin", "user")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -825,6 +869,7 @@ async fn start_server(bin: Option<&Path>, env: &[(&str, &str)]) -> anyhow::Resul
         .arg(dir.path())
         .env("AUDITRELAY_LOG__LEVEL", "warn")
         .envs(env.iter().copied())
+        .envs(store.iter().copied())
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -861,6 +906,7 @@ async fn start_server(bin: Option<&Path>, env: &[(&str, &str)]) -> anyhow::Resul
 fn create_token(
     bin: &Path,
     data_dir: &Path,
+    store: &[(&str, &str)],
     name: &str,
     role: &str,
     kind: &str,
@@ -871,6 +917,7 @@ fn create_token(
         ])
         .arg("--data-dir")
         .arg(data_dir)
+        .envs(store.iter().copied())
         .output()
         .context("Failed to run `auditrelay token create`")?;
     if !out.status.success() {
