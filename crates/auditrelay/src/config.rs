@@ -275,16 +275,40 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
+/// The parameters a PostgreSQL URL may carry (those sqlx reads; it would log any other, value
+/// and all). Their values are shown, except a password's.
+const POSTGRES_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
 impl std::fmt::Debug for StoreUrl {
-    /// The password, in the user part or as a `password`/`sslpassword` parameter, as `***`.
+    /// The password, in the user part or as a `password` parameter, as `***`; the value of a
+    /// parameter not in [`POSTGRES_PARAMETERS`] too (`validate` refuses such a URL).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Ok(mut url) = url::Url::parse(&self.0) else {
-            return write!(f, "{:?}", self.0);
+            return f.write_str("\"(not a URL)\"");
         };
         if url.password().is_some() {
             let _ = url.set_password(Some("***"));
         }
-        let secret = |key: &str| matches!(key, "password" | "sslpassword");
+        let secret = |key: &str| key == "password" || !POSTGRES_PARAMETERS.contains(&key);
         if url.query_pairs().any(|(key, _)| secret(&key)) {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
@@ -481,15 +505,23 @@ impl Config {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         match self.store_location() {
             StoreLocation::Postgres(url) => {
-                let parsed = url::Url::parse(&url);
-                if !parsed
-                    .as_ref()
-                    .is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
-                {
+                let Ok(parsed) = url::Url::parse(&url) else {
                     return invalid(
                         "store.url is not a PostgreSQL URL: write postgres://USER:PASSWORD@HOST[:PORT]/DATABASE[?sslmode=verify-full]"
                             .into(),
                     );
+                };
+                if parsed.host_str().is_none_or(|h| h.is_empty()) {
+                    return invalid("store.url names no PostgreSQL host".into());
+                }
+                if let Some((key, _)) = parsed
+                    .query_pairs()
+                    .find(|(key, _)| !POSTGRES_PARAMETERS.contains(&key.as_ref()))
+                {
+                    return invalid(format!(
+                        "store.url has a parameter auditrelay does not know, {key}: the ones it reads are {}",
+                        POSTGRES_PARAMETERS.join(", ")
+                    ));
                 }
             }
             StoreLocation::Sqlite(path) => {
@@ -785,6 +817,41 @@ mod tests {
         assert_eq!(c.ui.session_max_age, Duration::from_secs(12 * 3600));
         assert_eq!(c.ui.product_name, "Konnect");
         assert_eq!(c.ui.secure_cookie, SecureCookie::Auto);
+    }
+
+    #[test]
+    fn store_url_names_the_backend_and_never_shows_a_password() {
+        let load = |url: &str| {
+            Config::load_with_env(
+                &Overrides::default(),
+                env(&[("AUDITRELAY_STORE__URL", url)]),
+            )
+        };
+        let c = Config::load_with_env(&Overrides::default(), env(&[])).unwrap();
+        assert!(c.store_location() == StoreLocation::Sqlite(c.database_path()));
+        let c = load("sqlite:///var/lib/a.db").unwrap();
+        assert!(c.store_location() == StoreLocation::Sqlite("/var/lib/a.db".into()));
+        let url =
+            "postgres://relay:hunter2@db.internal:5432/audit?sslmode=verify-full&password=hunter3";
+        let c = load(url).unwrap();
+        assert!(c.store_location() == StoreLocation::Postgres(url.into()));
+        for shown in [format!("{c:?}"), c.store_location().to_string()] {
+            assert!(!shown.contains("hunter"), "{shown}");
+            assert!(shown.contains("relay:***@db.internal"), "{shown}");
+        }
+        for (bad, says) in [
+            ("mysql://db/audit", "unknown backend"),
+            ("postgres:///audit", "names no PostgreSQL host"),
+            (
+                "postgres://db/audit?sslpassword=x",
+                "does not know, sslpassword",
+            ),
+            ("sqlite://", "names no SQLite file"),
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("=x"), "{e}");
+        }
     }
 
     #[test]

@@ -37,15 +37,13 @@ impl Commits {
 
     /// Called by the writer after a commit whose last event is `seq`.
     pub fn record(&self, seq: i64) {
+        let mut recent = self.recent.lock().expect("commit log poisoned");
+        if recent.commits.len() == REMEMBERED
+            && let Some((last, _)) = recent.commits.pop_front()
         {
-            let mut recent = self.recent.lock().expect("commit log poisoned");
-            if recent.commits.len() == REMEMBERED
-                && let Some((last, _)) = recent.commits.pop_front()
-            {
-                recent.floor = last;
-            }
-            recent.commits.push_back((seq, Instant::now()));
+            recent.floor = last;
         }
+        recent.commits.push_back((seq, Instant::now()));
         self.newest.send_replace(seq);
     }
 
@@ -54,9 +52,17 @@ impl Commits {
     /// of their `seq`s, so this one may be older than the newest already heard of: it still
     /// wakes every lane (its scope's lane has something new), and `seq` only ever grows.
     pub fn record_appended(&self, seq: i64) {
-        let newest = *self.newest.borrow();
-        if seq > newest {
-            self.record(seq);
+        // Under the lock of the recent commits, like every other change: two callers at once
+        // cannot move `newest` back, nor put the recent commits out of order.
+        let mut recent = self.recent.lock().expect("commit log poisoned");
+        if seq > *self.newest.borrow() {
+            if recent.commits.len() == REMEMBERED
+                && let Some((last, _)) = recent.commits.pop_front()
+            {
+                recent.floor = last;
+            }
+            recent.commits.push_back((seq, Instant::now()));
+            self.newest.send_replace(seq);
         } else {
             self.newest.send_modify(|_| {});
         }

@@ -20,8 +20,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection};
 use tokio::task::JoinHandle;
 
 use super::{Commits, Health, PageQuery, Result, Scope, Seek, StoreError};
@@ -143,10 +143,11 @@ impl PgStore {
 /// The serving lock on a connection of its own, or `None` when another session holds it.
 async fn take_serving_lock(options: &PgConnectOptions) -> Result<Option<PgConnection>> {
     let mut conn = options.connect().await?;
-    // The server must not close it for being idle: the lock would go with it.
-    sqlx::query("SET idle_session_timeout = 0")
+    // The server must not close it for being idle: the lock would go with it. (The setting
+    // is PostgreSQL 14's; on 13, which has no such timeout, the statement fails harmlessly.)
+    let _ = sqlx::query("SET idle_session_timeout = 0")
         .execute(&mut conn)
-        .await?;
+        .await;
     let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(SERVING_LOCK)
         .fetch_one(&mut conn)
@@ -154,28 +155,81 @@ async fn take_serving_lock(options: &PgConnectOptions) -> Result<Option<PgConnec
     Ok(claimed.then_some(conn))
 }
 
+/// Keeps the serving lock: checks its connection every [`PROBE_EVERY`] and, once that is lost,
+/// takes the lock again on a new one. The lost session may live on in the server a while (a
+/// connection cut on the way, not closed), still holding the lock: it is this process's own,
+/// and is ended rather than taken for another process's. Only a lock held by a session this
+/// process never had makes it exit.
 async fn hold_serving_lock(mut conn: PgConnection, options: PgConnectOptions) {
+    let mut ours = backend_pid(&mut conn).await;
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
-        if sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
+        let alive = tokio::time::timeout(PROBE_EVERY, sqlx::query("SELECT 1").execute(&mut conn));
+        if matches!(alive.await, Ok(Ok(_))) {
             continue;
         }
         tracing::warn!("the connection holding the serving lock was lost; taking the lock again");
+        drop(conn);
         conn = loop {
             match take_serving_lock(&options).await {
                 Ok(Some(conn)) => break conn,
-                Ok(None) => {
-                    tracing::error!(
-                        "another `auditrelay serve` took this database's serving lock while this \
-                         process had lost its connection; stopping, so that no webhook is \
-                         delivered by both"
-                    );
-                    std::process::exit(1);
+                Ok(None) => match serving_lock_holder(&options).await {
+                    Some(holder) if Some(holder) == ours => {
+                        end_session(&options, holder).await;
+                    }
+                    // Released meanwhile, or not learned: try again.
+                    None => tokio::time::sleep(PROBE_EVERY).await,
+                    Some(_) => {
+                        tracing::error!(
+                            "another `auditrelay serve` took this database's serving lock while \
+                             this process had lost its connection; stopping, so that no webhook \
+                             is delivered by both"
+                        );
+                        std::process::exit(1);
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "taking the serving lock again failed; retrying");
+                    tokio::time::sleep(PROBE_EVERY).await;
                 }
-                Err(_) => tokio::time::sleep(PROBE_EVERY).await,
             }
         };
+        ours = backend_pid(&mut conn).await;
         tracing::info!("the serving lock is held again");
+    }
+}
+
+async fn backend_pid(conn: &mut PgConnection) -> Option<i32> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .ok()
+}
+
+/// The server process of the session that holds the serving lock, if one does.
+async fn serving_lock_holder(options: &PgConnectOptions) -> Option<i32> {
+    let mut conn = options.connect().await.ok()?;
+    // A bigint advisory key is kept as two halves: its high and low 32 bits.
+    let holder = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid AND objsubid = 1",
+    )
+    .bind(SERVING_LOCK)
+    .fetch_optional(&mut conn)
+    .await
+    .ok()
+    .flatten();
+    let _ = conn.close().await;
+    holder
+}
+
+async fn end_session(options: &PgConnectOptions, pid: i32) {
+    if let Ok(mut conn) = options.connect().await {
+        let _ = sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
     }
 }
 
@@ -210,13 +264,23 @@ async fn follow_appends(mut listener: PgListener, commits: Arc<Commits>) {
 /// Wakes the lanes for appends no notification told of: a node that crashed between its
 /// commit and its `NOTIFY`, or notifications sent while the listening connection was down.
 /// Without it, a lane waiting for its scope's next event could wait until another one came.
+///
+/// Appends to different scopes commit in any order of their `seq`s, so a newest `seq` already
+/// heard of does not mean every lower one was: while `seq`s have been drawn that are not
+/// visible (appends still running, or rolled back), every look wakes the lanes.
 async fn look_for_appends(pool: PgPool, commits: Arc<Commits>) {
     loop {
         tokio::time::sleep(LOOK_EVERY).await;
-        if let Ok(seq) = newest_seq(&pool).await
-            && seq > commits.newest()
+        let looked: std::result::Result<(i64, i64), _> = sqlx::query_as(
+            "SELECT coalesce((SELECT max(seq) FROM events), 0),
+                    (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq)",
+        )
+        .fetch_one(&pool)
+        .await;
+        if let Ok((visible, drawn)) = looked
+            && (visible > commits.newest() || drawn > visible)
         {
-            commits.record_appended(seq);
+            commits.record_appended(visible);
         }
     }
 }

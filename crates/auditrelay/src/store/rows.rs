@@ -66,17 +66,18 @@ impl Columns for PgRow {
     /// PostgreSQL's integers have their width in their type: `BIGINT` for times and counters,
     /// `INTEGER` for response codes and failure counts, `SMALLINT` for an event's kind.
     fn int(&self, column: &str) -> Result<i64> {
-        self.maybe_int(column)?
-            .ok_or_else(|| StoreError::Corrupt(format!("{column} is missing")))
+        Ok(self.try_get(column).or_else(|e| match self.width(column) {
+            Some(4) => self.try_get::<i32, _>(column).map(i64::from),
+            Some(2) => self.try_get::<i16, _>(column).map(i64::from),
+            _ => Err(e),
+        })?)
     }
     fn maybe_int(&self, column: &str) -> Result<Option<i64>> {
-        if let Ok(value) = self.try_get::<Option<i64>, _>(column) {
-            return Ok(value);
-        }
-        if let Ok(value) = self.try_get::<Option<i32>, _>(column) {
-            return Ok(value.map(i64::from));
-        }
-        Ok(self.try_get::<Option<i16>, _>(column)?.map(i64::from))
+        Ok(self.try_get(column).or_else(|e| match self.width(column) {
+            Some(4) => Ok(self.try_get::<Option<i32>, _>(column)?.map(i64::from)),
+            Some(2) => Ok(self.try_get::<Option<i16>, _>(column)?.map(i64::from)),
+            _ => Err(e),
+        })?)
     }
     fn flag(&self, column: &str) -> Result<bool> {
         Ok(self.try_get(column)?)
@@ -89,6 +90,25 @@ impl Columns for PgRow {
     }
     fn maybe_bytes(&self, column: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.try_get(column)?)
+    }
+}
+
+/// PostgreSQL's narrower integer columns, by their width in bytes: `INTEGER` (response codes,
+/// failure counts) and `SMALLINT` (an event's kind); `None` for anything else, whose decoding
+/// error is then the one reported.
+trait Width {
+    fn width(&self, column: &str) -> Option<u8>;
+}
+
+impl Width for PgRow {
+    fn width(&self, column: &str) -> Option<u8> {
+        use sqlx::{Column as _, TypeInfo as _};
+        let column = self.columns().iter().find(|c| c.name() == column)?;
+        match column.type_info().name() {
+            "INT4" => Some(4),
+            "INT2" => Some(2),
+            _ => None,
+        }
     }
 }
 

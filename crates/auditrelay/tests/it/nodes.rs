@@ -325,3 +325,42 @@ async fn postgresql_restarted_mid_ingest_loses_nothing_acknowledged() {
     assert!(lost.is_empty(), "acknowledged, then lost: {lost:?}");
     app.stop().await;
 }
+
+/// When the answer to an append's `COMMIT` is lost with its connection, the append asks what
+/// became of its transaction before it answers the client: committed (the events are stored;
+/// saying otherwise would have them sent again as new events), rolled back, or still in
+/// progress until it ends.
+#[tokio::test]
+async fn the_fate_of_a_transaction_whose_commit_answer_was_lost_is_found() {
+    use sqlx::Executor as _;
+    let Some(database) = postgres::database().await else {
+        return;
+    };
+    let store = database.open().await;
+    let mut conn = database.connect().await;
+    let xid = async |conn: &mut sqlx::postgres::PgConnection| -> String {
+        conn.execute("BEGIN").await.unwrap();
+        sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+    };
+
+    let committed = xid(&mut conn).await;
+    conn.execute("COMMIT").await.unwrap();
+    assert_eq!(store.commit_outcome(&committed).await, Some(true));
+
+    let rolled_back = xid(&mut conn).await;
+    conn.execute("ROLLBACK").await.unwrap();
+    assert_eq!(store.commit_outcome(&rolled_back).await, Some(false));
+
+    // In progress when asked, committed a moment later: the answer waits for it.
+    let pending = xid(&mut conn).await;
+    let commit_later = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        conn.execute("COMMIT").await.unwrap();
+    });
+    assert_eq!(store.commit_outcome(&pending).await, Some(true));
+    commit_later.await.unwrap();
+    store.close().await;
+}

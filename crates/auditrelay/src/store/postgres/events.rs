@@ -74,20 +74,68 @@ impl PgStore {
         .bind(&bodies)
         .fetch_one(&mut *tx)
         .await?;
-        let mut conn = tx.commit_keeping().await?;
-        // After the commit, not inside it: a notification in a transaction takes a lock that
-        // every notifying commit of the whole cluster shares until it is flushed, which would
-        // make appends to different scopes commit one at a time. Lost (a crash in between), it
-        // only delays a wake-up: every node also looks for new appends every second.
-        let _ = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::APPENDED)
-            .bind(last.to_string())
-            .execute(&mut *conn)
-            .await;
+        // The transaction's id, to ask about it if the answer to `COMMIT` is lost.
+        let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+            .fetch_one(&mut *tx)
+            .await?;
+        match tx.commit().await {
+            Ok(()) => self.notify_appended(last),
+            // The connection failed around `COMMIT`: the append may have committed. Telling
+            // the client "not stored" then would have it send the events again, as new ones
+            // (new `seq`s, new ids): ask the database what became of the transaction.
+            Err(e @ StoreError::Unavailable { .. }) => match self.commit_outcome(&xid).await {
+                Some(true) => self.notify_appended(last),
+                Some(false) | None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
         // The lock wait included: it is what an append costs with several nodes.
         metrics::histogram!("auditrelay_store_commit_seconds").record(started.elapsed());
         metrics::histogram!("auditrelay_store_commit_events").record(events.len() as f64);
         Ok(Some(last))
+    }
+
+    /// Tells every listening node of an append that committed, in the background. Not inside
+    /// the append: a notifying transaction holds a lock every notifying commit of the cluster
+    /// shares until its commit is flushed, which would make appends to different scopes commit
+    /// one at a time; and not awaited by it, since even on its own that flush is one at a time
+    /// across the cluster (without `synchronous_commit`, as nothing rides on it). Lost (a crash
+    /// in between), it only delays a wake-up: every node also looks for appends every second.
+    fn notify_appended(&self, last: i64) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "BEGIN; SET LOCAL synchronous_commit = off; \
+                 NOTIFY {}, '{last}'; COMMIT",
+                super::APPENDED
+            )))
+            .execute(&pool)
+            .await;
+        });
+    }
+
+    /// Whether the transaction `xid` committed (`Some(true)`) or rolled back (`Some(false)`),
+    /// asked on a new connection for up to 10 s; `None` when that could not be learned (the
+    /// database stays out of reach, or the transaction is too old for PostgreSQL to remember).
+    pub async fn commit_outcome(&self, xid: &str) -> Option<bool> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let status: std::result::Result<Option<String>, _> =
+                sqlx::query_scalar("SELECT pg_xact_status($1::xid8)")
+                    .bind(xid)
+                    .fetch_one(&self.pool)
+                    .await;
+            match status.as_ref().map(|s| s.as_deref()) {
+                Ok(Some("committed")) => return Some(true),
+                Ok(Some("aborted")) => return Some(false),
+                // Gone from the commit log: no answer to give.
+                Ok(None) => return None,
+                // Still in progress (its backend has not noticed the lost connection yet), or
+                // the database is out of reach for now.
+                _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+        None
     }
 
     /// Up to `limit` events of `scope` after `after` and up to `through` (when given), in

@@ -19,35 +19,26 @@ use crate::store::Result;
 /// with `?`, a cancelled request), its connection is closed instead of going back to the pool,
 /// which rolls the transaction back and leaves no connection of unknown state behind.
 pub(super) struct PoolTx {
-    /// `None` only once [`PoolTx::commit_keeping`] has handed it back.
-    conn: Option<PoolConnection<Postgres>>,
+    conn: PoolConnection<Postgres>,
     open: bool,
 }
 
 impl PoolTx {
     pub async fn begin(pool: &PgPool) -> Result<Self> {
-        let mut conn = pool.acquire().await?;
-        conn.execute("BEGIN").await?;
-        Ok(Self {
-            conn: Some(conn),
+        // Counted open before `BEGIN` is sent: a `BEGIN` that fails or is cancelled after it
+        // left closes the connection, rather than return one to the pool inside a transaction.
+        let mut tx = Self {
+            conn: pool.acquire().await?,
             open: true,
-        })
+        };
+        tx.conn.execute("BEGIN").await?;
+        Ok(tx)
     }
 
     /// `Ok` means durable (with the session's `synchronous_commit`) and visible to others.
-    pub async fn commit(self) -> Result<()> {
-        self.commit_keeping().await.map(drop)
-    }
-
-    /// Commits, and hands the connection back (outside any transaction) for what follows.
-    pub async fn commit_keeping(mut self) -> Result<PoolConnection<Postgres>> {
-        self.execute_commit().await?;
+    pub async fn commit(mut self) -> Result<()> {
+        self.conn.execute("COMMIT").await?;
         self.open = false;
-        Ok(self.conn.take().expect("a transaction has its connection"))
-    }
-
-    async fn execute_commit(&mut self) -> Result<()> {
-        self.deref_mut().execute("COMMIT").await?;
         Ok(())
     }
 }
@@ -56,26 +47,20 @@ impl Deref for PoolTx {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        self.conn
-            .as_ref()
-            .expect("a transaction has its connection")
+        &self.conn
     }
 }
 
 impl DerefMut for PoolTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        self.conn
-            .as_mut()
-            .expect("a transaction has its connection")
+        &mut self.conn
     }
 }
 
 impl Drop for PoolTx {
     fn drop(&mut self) {
-        if self.open
-            && let Some(conn) = &mut self.conn
-        {
-            conn.close_on_drop();
+        if self.open {
+            self.conn.close_on_drop();
         }
     }
 }
