@@ -602,6 +602,16 @@ impl Problems {
         match name.chars().count() {
             0 => self.blank("name"),
             n if n > MAX_NAME => self.too_long("name", MAX_NAME),
+            // A name is shown in lists, logs and the UI, where a control character (a NUL,
+            // which PostgreSQL cannot even store) is nobody's intent.
+            _ if name.chars().any(auditrelay_core::format::is_control) => self.add(
+                "Invalid parameters",
+                InvalidParameter::new(
+                    "name",
+                    Some("invalid"),
+                    "must not contain control characters",
+                ),
+            ),
             _ => return Some(name.to_owned()),
         }
         None

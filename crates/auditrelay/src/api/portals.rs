@@ -79,13 +79,18 @@ pub async fn create_portal(
 ) -> Result<(StatusCode, Json<PortalResponse>), ApiError> {
     caller.authorize(Permission::ManagePortals, RESOURCE, "create")?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME {
+    // Control characters (a NUL, which PostgreSQL cannot even store) are nobody's intent in a
+    // name shown in lists, logs and the UI.
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME
+        || name.chars().any(auditrelay_core::format::is_control)
+    {
         return Err(ApiError::invalid(
             "Invalid portal name",
             InvalidParameter::new(
                 "name",
                 Some("invalid"),
-                format!("must be 1 to {MAX_NAME} characters"),
+                format!("must be 1 to {MAX_NAME} characters, without control characters"),
             )
             .with_source("body"),
         ));

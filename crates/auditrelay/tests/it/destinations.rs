@@ -276,6 +276,21 @@ async fn documented_bad_requests() {
     );
     assert_eq!(problem["invalid_parameters"][0]["maximum"], 255);
     check(Doc::V3, "POST", COLLECTION, 400, &problem);
+    // A control character (here a NUL, which PostgreSQL cannot store): the client's mistake.
+    let problem = expect_problem(
+        app.post(
+            "/v3/audit-log-destinations",
+            &app.admin,
+            with("name", json!("siem\u{0}prod")),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        invalid_fields(&problem),
+        [("name".to_owned(), "invalid".to_owned())]
+    );
     expect_json(
         app.post("/v3/audit-log-destinations", &app.admin, sumo())
             .await,

@@ -64,6 +64,13 @@ async fn crud() {
         StatusCode::BAD_REQUEST,
     )
     .await;
+    // A control character (a NUL, which PostgreSQL cannot store) is the client's mistake.
+    expect_problem(
+        app.post("/v3/portals", &app.admin, json!({"name": "dev\u{0}portal"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 
     let body = expect_problem(
         app.get("/v3/portals/not-a-uuid", &app.admin).await,
