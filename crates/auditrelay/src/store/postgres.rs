@@ -104,7 +104,7 @@ impl PgStore {
     /// Every serving process would start a lane for every enabled webhook and run every replay
     /// job, and each signs with the keys in its own data directory: until lanes and jobs have
     /// one owner each (issue 21), a second `serve` on the same database is refused at start
-    /// rather than let deliver everything twice. The lock is held by a connection of its own
+    /// rather than deliver everything twice. The lock is held by a connection of its own
     /// for as long as the process serves.
     ///
     /// A session's lock ends with its connection (a database restart, a failover, a network
