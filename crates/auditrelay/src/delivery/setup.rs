@@ -123,3 +123,60 @@ pub(super) fn stamp(webhook: &Webhook, destination: &Destination) -> Stamp {
         destination: destination.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use auditrelay_core::format::Format;
+    use auditrelay_core::{OrgId, Region};
+
+    use super::*;
+    use crate::store::WebhookStatus;
+
+    /// Two saves of a destination within one millisecond have the same `updated_at`: the
+    /// second (here, its extra headers cleared) must still read as a change, or a lane would
+    /// go on sending with the first's.
+    #[test]
+    fn a_change_within_the_same_millisecond_is_a_change() {
+        let at = Timestamp::from_millis(1_750_000_000_000);
+        let destination = Destination {
+            id: uuid::Uuid::new_v4(),
+            org_id: OrgId::new_v4(),
+            name: "siem".into(),
+            endpoint: "https://siem.example/".into(),
+            authorization_sealed: vec![1],
+            log_format: Format::Cef,
+            skip_ssl_verification: false,
+            kind: Kind::Webhook,
+            headers_sealed: Some(vec![2]),
+            managed_region: None,
+            portal_id: None,
+            created_at: at,
+            updated_at: at,
+        };
+        let webhook = Webhook {
+            scope: Scope {
+                org_id: destination.org_id,
+                region: Region::parse("us").unwrap(),
+                portal_id: None,
+            },
+            destination_id: destination.id,
+            enabled: true,
+            status: WebhookStatus::Active,
+            cursor: 0,
+            in_flight_through: None,
+            last_attempt: None,
+            consecutive_failures: 0,
+            next_attempt_at: None,
+            updated_at: at,
+        };
+        let cleared = Destination {
+            headers_sealed: None,
+            ..destination.clone()
+        };
+        assert_eq!(
+            stamp(&webhook, &destination),
+            stamp(&webhook, &destination.clone())
+        );
+        assert_ne!(stamp(&webhook, &destination), stamp(&webhook, &cleared));
+    }
+}
