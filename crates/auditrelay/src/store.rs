@@ -526,6 +526,17 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+impl Scope {
+    /// The scope an event belongs to.
+    pub fn of(event: &Event) -> Self {
+        Self {
+            org_id: event.org_id,
+            region: event.region.clone(),
+            portal_id: event.portal_id,
+        }
+    }
+}
+
 impl EventQuery {
     pub fn scope(&self) -> Scope {
         Scope {

@@ -354,13 +354,76 @@ async fn the_fate_of_a_transaction_whose_commit_answer_was_lost_is_found() {
     conn.execute("ROLLBACK").await.unwrap();
     assert_eq!(store.commit_outcome(&rolled_back).await, Some(false));
 
-    // In progress when asked, committed a moment later: the answer waits for it.
+    // In progress when asked, committed while the store keeps asking: the answer waits for
+    // the commit. The commit comes once the store's question is seen running in the server.
     let pending = xid(&mut conn).await;
-    let commit_later = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        conn.execute("COMMIT").await.unwrap();
+    let store = std::sync::Arc::new(store);
+    let asking = tokio::spawn({
+        let (store, pending) = (std::sync::Arc::clone(&store), pending.clone());
+        async move { store.commit_outcome(&pending).await }
     });
-    assert_eq!(store.commit_outcome(&pending).await, Some(true));
-    commit_later.await.unwrap();
+    let watcher = sqlx::postgres::PgPool::connect(&database.url)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), || {
+        let watcher = &watcher;
+        async move {
+            let asked: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_xact_status%'
+                   AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(watcher)
+            .await
+            .ok()?;
+            (asked > 0).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        !asking.is_finished(),
+        "answered while the transaction was still open"
+    );
+    conn.execute("COMMIT").await.unwrap();
+    assert_eq!(asking.await.unwrap(), Some(true));
     store.close().await;
+}
+
+/// The serving lock lives as long as its connection. When the server ends that connection (as
+/// a restart or a network cut would), the serving process takes the lock again on a new one,
+/// so a second node is still refused.
+#[tokio::test]
+async fn the_serving_lock_is_taken_again_after_its_connection_is_lost() {
+    let Some(database) = postgres::database().await else {
+        return;
+    };
+    let first = database.open().await;
+    assert!(first.claim_serving().await.unwrap());
+    let admin = sqlx::postgres::PgPool::connect(&database.url)
+        .await
+        .unwrap();
+    let holder = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1",
+        )
+        .fetch_optional(&admin)
+        .await
+        .unwrap()
+    };
+    let lost = holder().await.expect("the serving lock is held");
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(lost)
+        .execute(&admin)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), || async {
+        holder().await.filter(|pid| *pid != lost)
+    })
+    .await;
+    let second = database.open().await;
+    assert!(
+        !second.claim_serving().await.unwrap(),
+        "a second node served while the first did"
+    );
+    second.close().await;
+    first.close().await;
 }

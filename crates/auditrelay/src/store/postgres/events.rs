@@ -35,8 +35,21 @@ impl PgStore {
         let mut ts = Vec::with_capacity(events.len());
         let mut kinds = Vec::with_capacity(events.len());
         let mut bodies = Vec::with_capacity(events.len());
+        // Consecutive events nearly always share a scope; only a change needs a lookup.
+        let mut last: Option<(&Event, i64)> = None;
         for event in events {
-            scope_ids.push(self.scope_id(&Scope::of(event)).await?);
+            let scope_id = match last {
+                Some((prev, id))
+                    if prev.org_id == event.org_id
+                        && prev.portal_id == event.portal_id
+                        && prev.region == event.region =>
+                {
+                    id
+                }
+                _ => self.scope_id(&Scope::of(event)).await?,
+            };
+            last = Some((event, scope_id));
+            scope_ids.push(scope_id);
             ts.push(event.ts.as_millis());
             kinds.push(kind_column(event));
             let mut body = Vec::with_capacity(160);
@@ -377,16 +390,6 @@ const BUCKET_SHIFT: i32 = BUCKET_BITS as i32;
 fn kind_param(q: &EventQuery) -> Option<i16> {
     q.event_type
         .map(|t| i16::try_from(stored::kind_code(t)).expect("kind codes are small"))
-}
-
-impl Scope {
-    fn of(event: &Event) -> Self {
-        Self {
-            org_id: event.org_id,
-            region: event.region.clone(),
-            portal_id: event.portal_id,
-        }
-    }
 }
 
 fn kind_column(event: &Event) -> i16 {

@@ -545,11 +545,7 @@ async fn insert_events(
                 id
             }
             _ => {
-                let key = Scope {
-                    org_id: event.org_id,
-                    region: event.region.clone(),
-                    portal_id: event.portal_id,
-                };
+                let key = Scope::of(event);
                 match scopes.get(&key) {
                     Some(id) => *id,
                     None => {
