@@ -20,7 +20,8 @@ use crate::changes::Changes;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::{self, Delivery};
-use crate::keys::{KeyDir, KeyRing};
+use crate::keys::{KeyDir, KeyRing, SealedKeys, key_encryption_key};
+use crate::leases::{self, Leases};
 use crate::secrets::SecretBox;
 use crate::state::{AppState, Services};
 use crate::store::{PrincipalKind, Store};
@@ -51,31 +52,17 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let store = Store::open(&config)
         .await
         .with_context(|| format!("Failed to open {location}"))?;
-    if !store.claim_serving().await? {
-        anyhow::bail!(
-            "Another `auditrelay serve` is already serving from {location}. Several nodes on one \
-             database are not supported yet: stop the other process, or give this one a \
-             database of its own."
-        );
-    }
     let (org, bootstrap_token) = bootstrap(&store).await?;
-    let keys = KeyRing::open(&config.server.data_dir, clock::now()).with_context(|| {
-        format!(
-            "Failed to open the signing keys in {}",
-            KeyDir::in_data_dir(&config.server.data_dir)
-                .path()
-                .display()
-        )
-    })?;
-    let keys = Arc::new(keys);
-    let secrets = SecretBox::open_or_create(&config.server.data_dir)
-        .context("Failed to open the secrets key")?;
-    let secrets = Arc::new(secrets);
+    let (keys, secrets) = open_keys(&config, &store).await?;
+    let (keys, secrets) = (Arc::new(keys), Arc::new(secrets));
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let changes = Changes::new();
+    let announcer = store.clone();
+    changes.announce_with(move || announcer.announce_change());
+    let leases = Leases::new(store.clone(), config.store.lease_ttl, leases::node_name());
     let clock = Clock::default();
     let (router, state) = crate::router::service(
         config.clone(),
@@ -102,11 +89,19 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             policy: config.delivery.retry_policy(),
         },
         &changes,
+        leases.clone(),
         stopped.clone(),
     );
+    tokio::spawn(follow_changes(
+        store.changed_elsewhere(),
+        changes.clone(),
+        stopped.clone(),
+    ));
+    let keeping = tokio::spawn(leases.clone().keep(stopped.clone()));
     let retention = tokio::spawn(jobs::retention::run(
         store.clone(),
         config.retention.clone(),
+        leases,
         stopped.clone(),
     ));
     let grace = config.server.shutdown_grace;
@@ -158,6 +153,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         // Delivery stops mid-batch if it must: the batch stays in flight and is sent again,
         // with the same Idempotency-Key, after the restart.
         delivery.stopped().await;
+        // Its leases given up, this node says it is gone.
+        let _ = keeping.await;
         store.close().await;
         Ok(())
     });
@@ -176,6 +173,50 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         },
         bootstrap_token,
     })
+}
+
+/// The signing keys and the secrets key: in the data directory, or sealed in a store several
+/// nodes share (which needs the key-encryption key).
+async fn open_keys(config: &Config, store: &Store) -> anyhow::Result<(KeyRing, SecretBox)> {
+    let data_dir = &config.server.data_dir;
+    let Some(vault) = store.vault() else {
+        let keys = KeyRing::open(data_dir, clock::now()).with_context(|| {
+            let dir = KeyDir::in_data_dir(data_dir);
+            format!(
+                "Failed to open the signing keys in {}",
+                dir.path().display()
+            )
+        })?;
+        let secrets =
+            SecretBox::open_or_create(data_dir).context("Failed to open the secrets key")?;
+        return Ok((keys, secrets));
+    };
+    let sealed = SealedKeys::new(vault, &key_encryption_key(config)?);
+    let secrets = sealed
+        .secrets(data_dir)
+        .await
+        .context("Failed to open the secrets key in the database")?;
+    let keys = KeyRing::open_sealed(sealed, data_dir, clock::now())
+        .await
+        .context("Failed to open the signing keys in the database")?;
+    Ok((keys, secrets))
+}
+
+/// Passes the changes other nodes announce to this node's supervisor and lanes.
+async fn follow_changes(
+    mut elsewhere: watch::Receiver<u64>,
+    changes: Changes,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = elsewhere.changed() => match changed {
+                Ok(()) => changes.notify_here(),
+                Err(_) => return,
+            },
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// Ensures the organization exists; on the very first start also mints an admin token.

@@ -192,7 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Token(command) => token::run(command).await,
-        Command::Keys(command) => keys::run(command),
+        Command::Keys(command) => keys::run(command).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Listen(args) => crate::listen::run(args).await,
         Command::Emit(args) => emit::run(args).await,

@@ -26,6 +26,13 @@ impl Clock {
         Instant::now() + Duration::from_millis(self.advanced_ms.load(Ordering::Relaxed))
     }
 
+    /// The wall clock's time plus however far this clock was advanced: for intervals kept where
+    /// an `Instant` cannot go (sessions in a database several nodes share).
+    pub fn wall(&self) -> Timestamp {
+        let ms = i64::try_from(self.advanced_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        now().saturating_add_millis(ms)
+    }
+
     /// Moves this clock forward by `by`: what a test does instead of waiting for it to pass.
     /// The server itself never calls it.
     pub fn advance(&self, by: Duration) {

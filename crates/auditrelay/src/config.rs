@@ -253,14 +253,71 @@ impl FormatSection {
 }
 
 /// Where the records are (`[store]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// Empty: `auditrelay.db` in the data directory. A path, or `sqlite://PATH`: that SQLite
     /// file. `postgres://…` (or `postgresql://…`): a PostgreSQL database several nodes share.
     #[serde(default)]
     pub url: StoreUrl,
+    /// How long a node's hold on a webhook's lane, a replay job or the pruner lasts without
+    /// being renewed (DECISIONS.md S21): after a node dies, another takes over its work within
+    /// this and a fifth of it.
+    #[serde(deserialize_with = "duration", default = "default_lease_ttl")]
+    pub lease_ttl: Duration,
+    /// With PostgreSQL: the key-encryption key (32 bytes, base64) that seals the signing keys
+    /// and the secrets key in the database. Every node is given the same; it is never stored
+    /// beside the data (DECISIONS.md S22).
+    #[serde(default)]
+    pub key_encryption_key: Option<KeyEncryptionKey>,
 }
+
+/// `store.key_encryption_key`: never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct KeyEncryptionKey(String);
+
+impl KeyEncryptionKey {
+    /// The key's 32 bytes; `None` when the value is not base64 of 32 bytes.
+    pub fn bytes(&self) -> Option<[u8; 32]> {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        engine.decode(self.0.trim()).ok()?.try_into().ok()
+    }
+}
+
+impl std::str::FromStr for KeyEncryptionKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(key: &str) -> Result<Self, Self::Err> {
+        Ok(Self(key.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: StoreUrl::default(),
+            lease_ttl: default_lease_ttl(),
+            key_encryption_key: None,
+        }
+    }
+}
+
+/// The shortest lease: renewed every fifth of it, over a network and a busy database.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+/// The longest: a dead node's webhooks wait this long.
+const MAX_LEASE_TTL: Duration = Duration::from_secs(120);
 
 /// `store.url`. A PostgreSQL URL may hold a password, so it is never printed whole.
 #[derive(Clone, Default, Deserialize)]
@@ -576,6 +633,21 @@ impl Config {
             return invalid(
                 "server.header_read_timeout, server.idle_timeout and server.max_connections must be above zero".into(),
             );
+        }
+        if self
+            .store
+            .key_encryption_key
+            .as_ref()
+            .is_some_and(|key| key.bytes().is_none())
+        {
+            return invalid(
+                "store.key_encryption_key must be 32 bytes in base64 (for example the output of \
+                 `openssl rand -base64 32`)"
+                    .into(),
+            );
+        }
+        if !(MIN_LEASE_TTL..=MAX_LEASE_TTL).contains(&self.store.lease_ttl) {
+            return invalid("store.lease_ttl must be between 2s and 2m".into());
         }
         if self.retention.window < Duration::from_secs(3600) {
             return invalid("retention.window must be at least 1h".into());

@@ -13,6 +13,11 @@
 //! lines they signed can still be delivered or replayed. `auditrelay keys rotate` runs in its
 //! own process while a server runs, so [`KeyRing::snapshot`] re-reads the directory when its
 //! listing changed, checking at most once a second.
+//!
+//! With a store several nodes share (PostgreSQL), the keys are kept in it instead, sealed with
+//! the key-encryption key (`keys/sealed.rs`); the ring reads them there, by the same rules.
+
+mod sealed;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -27,6 +32,9 @@ use auditrelay_core::{Kid, PublicKey, SigningKey, Timestamp};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+pub use sealed::{SealedKeys, key_encryption_key};
 
 /// How often, at most, a running server looks at the key directory for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -51,6 +59,11 @@ pub enum KeyError {
     Invalid { path: PathBuf, reason: String },
     #[error("could not draw random bytes for a new key: {0}")]
     Random(getrandom::Error),
+    #[error("the keys in the database: {0}")]
+    Store(#[from] StoreError),
+    /// The sealed keys in the database do not open; never includes a key.
+    #[error("{reason}")]
+    Sealed { reason: String },
 }
 
 fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KeyError + 'a {
@@ -418,13 +431,29 @@ impl KeyDir {
     }
 }
 
-/// A running server's view of the key directory, refreshed when another process changed it.
-#[derive(Debug)]
+/// A running server's view of its keys, refreshed when another process changed them.
 pub struct KeyRing {
-    dir: KeyDir,
+    home: KeyHome,
     current: RwLock<Arc<KeySet>>,
     /// When the directory was last looked at; claimed by one caller at a time.
     checked: Mutex<Instant>,
+}
+
+/// Where the keys are kept.
+enum KeyHome {
+    /// Files in the data directory (SQLite).
+    Dir(KeyDir),
+    /// The shared store, sealed (PostgreSQL).
+    Sealed(SealedKeys),
+}
+
+impl std::fmt::Display for KeyHome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "{}", dir.path().display()),
+            Self::Sealed(_) => f.write_str("the database"),
+        }
+    }
 }
 
 impl KeyRing {
@@ -432,15 +461,26 @@ impl KeyRing {
     pub fn open(data_dir: &Path, now: Timestamp) -> Result<Self, KeyError> {
         let dir = KeyDir::in_data_dir(data_dir);
         let set = dir.open_or_create(now)?;
-        Ok(Self {
-            dir,
-            current: RwLock::new(Arc::new(set)),
-            checked: Mutex::new(Instant::now()),
-        })
+        Ok(Self::holding(KeyHome::Dir(dir), set))
     }
 
-    pub fn dir(&self) -> &KeyDir {
-        &self.dir
+    /// Opens the keys in a shared store, first bringing in `data_dir`'s (or making one) if it
+    /// has none.
+    pub async fn open_sealed(
+        keys: SealedKeys,
+        data_dir: &Path,
+        now: Timestamp,
+    ) -> Result<Self, KeyError> {
+        let set = keys.open_or_create(now, data_dir).await?;
+        Ok(Self::holding(KeyHome::Sealed(keys), set))
+    }
+
+    fn holding(home: KeyHome, set: KeySet) -> Self {
+        Self {
+            home,
+            current: RwLock::new(Arc::new(set)),
+            checked: Mutex::new(Instant::now()),
+        }
     }
 
     /// The current keys. Looks for changes on disk when the last look is older than
@@ -459,34 +499,40 @@ impl KeyRing {
         if !due {
             return known;
         }
-        let dir = self.dir.clone();
-        let base = known.clone();
-        let reloaded = tokio::task::spawn_blocking(move || dir.reload_if_changed(&base)).await;
+        let reloaded = match &self.home {
+            KeyHome::Dir(dir) => {
+                let (dir, base) = (dir.clone(), known.clone());
+                match tokio::task::spawn_blocking(move || dir.reload_if_changed(&base)).await {
+                    Ok(reloaded) => reloaded,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the signing key reload task failed");
+                        return known;
+                    }
+                }
+            }
+            KeyHome::Sealed(keys) => keys.reload_if_changed(&known).await,
+        };
         match reloaded {
-            Ok(Ok(Some(set))) => {
+            Ok(Some(set)) => {
                 let set = Arc::new(set);
                 tracing::info!(
                     keys.count = set.keys().len(),
-                    keys.dir = %self.dir.path().display(),
+                    keys.home = %self.home,
                     "signing keys reloaded"
                 );
                 *self.current.write().expect("key ring lock poisoned") = set.clone();
                 set
             }
-            Ok(Ok(None)) => known,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not reload the signing keys; keeping the known ones");
-                known
-            }
+            Ok(None) => known,
             Err(e) => {
-                tracing::warn!(error = %e, "the signing key reload task failed");
+                tracing::warn!(error = %e, "could not reload the signing keys; keeping the known ones");
                 known
             }
         }
     }
 }
 
-fn random_seed() -> Result<[u8; 32], KeyError> {
+pub(crate) fn random_seed() -> Result<[u8; 32], KeyError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(KeyError::Random)?;
     Ok(seed)

@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod human;
 pub mod jobs;
 pub mod keys;
+pub mod leases;
 pub mod listen;
 pub mod router;
 pub mod secrets;

@@ -47,6 +47,29 @@ impl std::fmt::Debug for SecretBox {
 }
 
 impl SecretBox {
+    /// Seals with `key` (the secrets key a shared store keeps sealed, `keys/sealed.rs`).
+    pub fn from_key(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: XChaCha20Poly1305::new(key.into()),
+        }
+    }
+
+    /// The key in the data directory, if there is one, without making one.
+    pub fn existing_key(data_dir: &Path) -> Result<Option<[u8; 32]>, SecretError> {
+        let path = data_dir.join(KEY_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(
+                bytes.try_into().map_err(|_| SecretError::BadKey(path))?,
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SecretError::Io {
+                action: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
     /// Reads the key from the data directory, creating it on first use.
     pub fn open_or_create(data_dir: &Path) -> Result<Self, SecretError> {
         let path = data_dir.join(KEY_FILE);

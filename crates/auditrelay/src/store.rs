@@ -10,11 +10,13 @@ mod backlog;
 mod commits;
 mod fault;
 mod health;
+mod lease;
 mod postgres;
 mod rows;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use auditrelay_core::format::Format;
 use auditrelay_core::kind::Kind;
@@ -24,6 +26,8 @@ use uuid::Uuid;
 use backlog::Backlogs;
 pub use commits::Commits;
 pub use health::{Health, Refusing};
+pub use lease::Fence;
+use lease::LocalLeases;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -39,6 +43,123 @@ pub struct Store {
     health: Arc<Health>,
     /// Webhooks' backlog summaries, brought up to date by each [`Store::undelivered`].
     backlogs: Arc<Backlogs>,
+    /// This process among the nodes sharing the store: the holder of its leases.
+    node: Uuid,
+    /// The leases of a SQLite store, which one process has to itself (PostgreSQL keeps them
+    /// in the database).
+    local_leases: Arc<LocalLeases>,
+}
+
+/// What only a store several nodes share keeps (PostgreSQL; DECISIONS.md S22): the
+/// installation's keys, sealed (what `keys/sealed.rs` reads and writes instead of files in a
+/// data directory), and the web UI's sessions (`ui/session.rs`, which keeps them in memory
+/// otherwise).
+#[derive(Clone)]
+pub struct Vault(Arc<PgStore>);
+
+/// A web UI session as a shared store keeps it (times in ms since the epoch).
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// The SHA-256 of the cookie's id.
+    pub key: [u8; 32],
+    pub principal: Uuid,
+    pub client: Option<String>,
+    /// The API token it calls with, sealed with the secrets key.
+    pub sealed_token: Vec<u8>,
+    pub csrf: String,
+    pub name: String,
+    pub grant: Grant,
+    pub created_at: i64,
+}
+
+/// When sessions end, and how many may be kept, for one step (times in ms since the epoch).
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// A session whose last request is no later than this is idle too long.
+    pub idle_before: i64,
+    /// A session signed in no later than this is too old.
+    pub created_before: i64,
+    pub per_principal: i64,
+    pub per_client: i64,
+    pub total: i64,
+}
+
+/// A signing key as the store keeps it: its seed sealed with the key-encryption key, its life in
+/// ms since the epoch.
+#[derive(Debug, Clone)]
+pub struct SealedKey {
+    pub number: i32,
+    pub kid: String,
+    pub sealed_seed: Vec<u8>,
+    pub created_at: i64,
+    pub active_from: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl Vault {
+    /// Every signing key, in creation order.
+    pub async fn signing_keys(&self) -> Result<Vec<SealedKey>> {
+        self.0.signing_keys().await
+    }
+
+    /// Number, activation and retirement of each signing key: what a rotation changes.
+    pub async fn signing_key_marks(&self) -> Result<Vec<(i32, i64, Option<i64>)>> {
+        self.0.signing_key_marks().await
+    }
+
+    /// Adds `key` unless its number is taken (`false`), retiring every older key still
+    /// signing at `retire_others_at`, in one transaction.
+    pub async fn add_signing_key(
+        &self,
+        key: &SealedKey,
+        retire_others_at: Option<i64>,
+    ) -> Result<bool> {
+        self.0.add_signing_key(key, retire_others_at).await
+    }
+
+    /// The sealed key `name`, storing `sealed` as it if there is none yet.
+    pub async fn sealed_key_or(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.0.sealed_key_or(name, sealed).await
+    }
+
+    /// Stores a new session, ending expired ones and making room first.
+    pub async fn create_session(&self, row: &SessionRow, limits: &SessionLimits) -> Result<()> {
+        self.0.create_session(row, limits).await
+    }
+
+    /// The live session `key`, its last request now; `Err(true)` when it expired (and was
+    /// ended), `Err(false)` when there is none.
+    pub async fn touch_session(
+        &self,
+        key: &[u8; 32],
+        now: i64,
+        limits: &SessionLimits,
+    ) -> Result<std::result::Result<SessionRow, bool>> {
+        self.0.touch_session(key, now, limits).await
+    }
+
+    pub async fn end_session(&self, key: &[u8; 32]) -> Result<()> {
+        self.0.end_session(key).await
+    }
+
+    pub async fn set_flash(&self, key: &[u8; 32], flash: &str) -> Result<()> {
+        self.0.set_flash(key, flash).await
+    }
+
+    /// The session's flash, taken (shown once, whichever node shows it).
+    pub async fn take_flash(&self, key: &[u8; 32]) -> Result<Option<String>> {
+        self.0.take_flash(key).await
+    }
+
+    /// Whether the session's page refresh is due to be audited, noting `now` if so.
+    pub async fn refresh_audit_due(
+        &self,
+        key: &[u8; 32],
+        now: i64,
+        due_before: i64,
+    ) -> Result<bool> {
+        self.0.refresh_audit_due(key, now, due_before).await
+    }
 }
 
 /// Where the records are.
@@ -70,6 +191,10 @@ pub enum StoreError {
     MissingReference(&'static str),
     #[error("the store is shutting down")]
     Closed,
+    /// A write carried the fence of a lease this node no longer holds (DECISIONS.md S21):
+    /// another node owns what it would have changed, and nothing was written.
+    #[error("this node no longer holds the lease {0}")]
+    LeaseLost(String),
     /// The store could not do what was asked for a reason of its own (a full disk, an I/O
     /// error): nothing was written, and trying again later may succeed.
     #[error("the store cannot write: {}", kind.describe())]
@@ -555,20 +680,26 @@ pub struct StoredEvent {
 }
 
 impl Store {
-    /// Opens the embedded store in the configured data directory and applies migrations.
     /// Opens the store `store.url` names (the SQLite file in the data directory by default)
     /// and applies its migrations.
     pub async fn open(config: &Config) -> Result<Self> {
-        let (backend, commits, health) = match config.store_location() {
+        let (backend, commits, health, node) = match config.store_location() {
             StoreLocation::Sqlite(path) => {
                 let sqlite = SqliteStore::open(&path).await?;
                 let shared = (Arc::clone(&sqlite.commits), Arc::clone(&sqlite.health));
-                (Backend::Sqlite(Arc::new(sqlite)), shared.0, shared.1)
+                let node = Uuid::new_v4();
+                (Backend::Sqlite(Arc::new(sqlite)), shared.0, shared.1, node)
             }
             StoreLocation::Postgres(url) => {
                 let postgres = PgStore::open(&url).await?;
                 let shared = (Arc::clone(&postgres.commits), Arc::clone(&postgres.health));
-                (Backend::Postgres(Arc::new(postgres)), shared.0, shared.1)
+                let node = postgres.node;
+                (
+                    Backend::Postgres(Arc::new(postgres)),
+                    shared.0,
+                    shared.1,
+                    node,
+                )
             }
         };
         Ok(Self {
@@ -576,15 +707,92 @@ impl Store {
             commits,
             health,
             backlogs: Arc::default(),
+            node,
+            local_leases: Arc::default(),
         })
     }
 
-    /// Makes this process the one serving from the store; `false` when another process does
-    /// (PostgreSQL; see [`PgStore::claim_serving`]). A SQLite file is this process's own.
-    pub async fn claim_serving(&self) -> Result<bool> {
+    /// This process among the nodes that share the store, made at open: the holder of the
+    /// leases it takes.
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
+    /// The sealed keys of a store several nodes share; `None` for SQLite, whose keys are files
+    /// in the data directory.
+    pub fn vault(&self) -> Option<Vault> {
         match &self.backend {
-            Backend::Sqlite(_) => Ok(true),
-            Backend::Postgres(s) => s.claim_serving().await,
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(s) => Some(Vault(Arc::clone(s))),
+        }
+    }
+
+    /// Takes the lease `name` for this node, for `ttl`, unless another holder has it; each
+    /// taking is a new epoch (DECISIONS.md S21).
+    pub async fn acquire_lease(&self, name: &str, ttl: Duration) -> Result<Option<Fence>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(self.local_leases.acquire(name, self.node, ttl)),
+            Backend::Postgres(s) => s.acquire_lease(name, self.node, ttl).await,
+        }
+    }
+
+    /// Extends those of `fences` this node still holds by `ttl` from now, and returns them;
+    /// one that expired meanwhile is lost, even if nobody else took it.
+    pub async fn renew_leases(&self, fences: &[Fence], ttl: Duration) -> Result<Vec<Fence>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(self.local_leases.renew(fences, ttl)),
+            Backend::Postgres(s) => s.renew_leases(fences, ttl).await,
+        }
+    }
+
+    /// Gives a lease up, for another node to take at once.
+    pub async fn release_lease(&self, fence: &Fence) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                self.local_leases.release(fence);
+                Ok(())
+            }
+            Backend::Postgres(s) => s.release_lease(fence).await,
+        }
+    }
+
+    /// Notes this node alive; returns how many nodes share the store now (seen within `ttl`).
+    pub async fn node_alive(&self, name: &str, ttl: Duration) -> Result<u64> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(1),
+            Backend::Postgres(s) => s.node_alive(self.node, name, ttl).await,
+        }
+    }
+
+    /// Forgets this node among those sharing the store: it is stopping.
+    pub async fn node_gone(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(s) => s.node_gone(self.node).await,
+        }
+    }
+
+    /// Tells the other nodes that a webhook, destination or replay job changed.
+    pub fn announce_change(&self) {
+        if let Backend::Postgres(s) = &self.backend {
+            s.announce_change();
+        }
+    }
+
+    /// Counts the changes other nodes announced (never, on SQLite).
+    pub fn changed_elsewhere(&self) -> tokio::sync::watch::Receiver<u64> {
+        match &self.backend {
+            Backend::Sqlite(_) => tokio::sync::watch::Sender::new(0).subscribe(),
+            Backend::Postgres(s) => s.changed_elsewhere(),
+        }
+    }
+
+    /// Checks a SQLite write's fence before it is submitted; a PostgreSQL write checks it in
+    /// its own transaction (`store/postgres/leases.rs`).
+    fn local_fence(&self, fence: &Fence) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.local_leases.check(fence),
+            Backend::Postgres(_) => Ok(()),
         }
     }
 
@@ -717,8 +925,12 @@ impl Store {
 
     /// Notes, before a batch is sent, the last `seq` it holds: after a crash the same range is
     /// sent again, with the same Idempotency-Key. `false` when the webhook no longer exists.
-    pub async fn mark_in_flight(&self, scope: &Scope, through: i64) -> Result<bool> {
-        backend!(self, s => s.mark_in_flight(scope, through).await)
+    pub async fn mark_in_flight(&self, fence: &Fence, scope: &Scope, through: i64) -> Result<bool> {
+        self.local_fence(fence)?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.mark_in_flight(scope, through).await,
+            Backend::Postgres(s) => s.mark_in_flight(fence, scope, through).await,
+        }
     }
 
     /// A scope's events after `after` (and up to `through`), in ingest order.
@@ -740,8 +952,17 @@ impl Store {
 
     /// Adds events to a scope's refused list (DECISIONS.md D14); one already there takes the
     /// new reason, and is no longer waiting to be sent again.
-    pub async fn record_refused(&self, scope: &Scope, events: &[RefusedEvent]) -> Result<()> {
-        backend!(self, s => s.record_refused(scope, events).await)
+    pub async fn record_refused(
+        &self,
+        fence: &Fence,
+        scope: &Scope,
+        events: &[RefusedEvent],
+    ) -> Result<()> {
+        self.local_fence(fence)?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.record_refused(scope, events).await,
+            Backend::Postgres(s) => s.record_refused(fence, scope, events).await,
+        }
     }
 
     /// A page of a scope's refused list, by `seq`.
@@ -770,8 +991,12 @@ impl Store {
     }
 
     /// Removes events from a scope's refused list: delivered at last, or gone.
-    pub async fn forget_refused(&self, scope: &Scope, seqs: &[i64]) -> Result<()> {
-        backend!(self, s => s.forget_refused(scope, seqs).await)
+    pub async fn forget_refused(&self, fence: &Fence, scope: &Scope, seqs: &[i64]) -> Result<()> {
+        self.local_fence(fence)?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.forget_refused(scope, seqs).await,
+            Backend::Postgres(s) => s.forget_refused(fence, scope, seqs).await,
+        }
     }
 
     /// How many of a scope's events come after `after`, and the oldest event time among them:
@@ -807,23 +1032,33 @@ impl Store {
     /// batch. `false` when the webhook no longer exists.
     pub async fn record_attempt(
         &self,
+        fence: &Fence,
         scope: &Scope,
         attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
         keep: u32,
     ) -> Result<bool> {
-        backend!(self, s => s.record_attempt(scope, attempt, outcome, keep).await)
+        self.local_fence(fence)?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.record_attempt(scope, attempt, outcome, keep).await,
+            Backend::Postgres(s) => s.record_attempt(fence, scope, attempt, outcome, keep).await,
+        }
     }
 
     /// Adds a replay job's attempt to the scope's delivery log (trimmed to the newest `keep`);
     /// the webhook's status is live delivery's and stays as it is.
     pub async fn log_attempt(
         &self,
+        fence: &Fence,
         scope: &Scope,
         attempt: &DeliveryAttempt,
         keep: u32,
     ) -> Result<()> {
-        backend!(self, s => s.log_attempt(scope, attempt, keep).await)
+        self.local_fence(fence)?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.log_attempt(scope, attempt, keep).await,
+            Backend::Postgres(s) => s.log_attempt(fence, scope, attempt, keep).await,
+        }
     }
 
     /// A page of a scope's delivery log, newest first (`Seek::Forward(after)` by id, descending).
@@ -881,8 +1116,12 @@ impl Store {
     }
 
     /// Saves a job's status and progress; `false` when it was replaced or cancelled meanwhile.
-    pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
-        backend!(self, s => s.save_replay_job(job).await)
+    pub async fn save_replay_job(&self, fence: &Fence, job: &ReplayJob) -> Result<bool> {
+        self.local_fence(fence)?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.save_replay_job(job).await,
+            Backend::Postgres(s) => s.save_replay_job(fence, job).await,
+        }
     }
 
     /// How many of a scope's events have `from <= ts <= to`, and the newest `seq` among

@@ -59,7 +59,15 @@ impl std::ops::Deref for UiState {
 /// The UI's routes; the caller adds the API as the fallback. Security headers and the log
 /// line apply to these routes only.
 pub fn router(app: AppState, api: Router) -> Router {
-    let sessions = Sessions::new(&app.config.ui, app.clock.clone());
+    let sessions = match app.store.vault() {
+        Some(vault) => Sessions::shared(
+            &app.config.ui,
+            app.clock.clone(),
+            vault,
+            app.secrets.clone(),
+        ),
+        None => Sessions::new(&app.config.ui, app.clock.clone()),
+    };
     let timeout = app.config.server.request_timeout;
     let state = UiState(Arc::new(UiInner { app, api, sessions }));
     Router::new()

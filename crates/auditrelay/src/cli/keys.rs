@@ -1,24 +1,23 @@
-//! `auditrelay keys list|rotate`: the signing keys in the data directory. A running server
-//! notices a rotation within a second.
+//! `auditrelay keys list|rotate`: the signing keys, in the data directory or (PostgreSQL) sealed
+//! in the database. A running server, every node of one, notices a rotation within a second.
 
 use anyhow::{Context as _, bail};
 
 use super::KeysCommand;
+use crate::config::Config;
 use crate::config::parse_duration;
-use crate::keys::KeyDir;
+use crate::keys::{KeyDir, KeySet, SealedKeys, StoredKey, key_encryption_key};
+use crate::store::Store;
 use crate::{clock, human};
 
 /// Below this, a rotation outruns verifiers that refresh the JWKS every few minutes.
 const MIN_SAFE_ACTIVATION: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub fn run(command: KeysCommand) -> anyhow::Result<()> {
+pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List(data) => {
             let config = data.existing()?;
-            let dir = KeyDir::in_data_dir(&config.server.data_dir);
-            let set = dir
-                .open_or_create(clock::now())
-                .with_context(|| format!("Failed to open the keys in {}", dir.path().display()))?;
+            let set = Keys::open(&config).await?.read(&config).await?;
             let now = clock::now();
             println!(
                 "{:<40}  {:<20}  {:<20}  {:<20}  STATE",
@@ -63,10 +62,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
                     human::setting(config.signing.activation_delay)
                 );
             }
-            let dir = KeyDir::in_data_dir(&config.server.data_dir);
-            let key = dir.rotate(clock::now(), delay).with_context(|| {
-                format!("Failed to rotate the keys in {}", dir.path().display())
-            })?;
+            let key = Keys::open(&config).await?.rotate(&config, delay).await?;
             eprintln!(
                 "Created key {}: published now, signing from {}.",
                 key.kid(),
@@ -74,6 +70,59 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
             );
             println!("{}", key.kid());
             Ok(())
+        }
+    }
+}
+
+/// Where the installation's keys are: its data directory, or its shared store.
+enum Keys {
+    Dir(KeyDir),
+    Sealed(Store, SealedKeys),
+}
+
+impl Keys {
+    async fn open(config: &Config) -> anyhow::Result<Self> {
+        let store_url = config.store_location();
+        if !matches!(store_url, crate::config::StoreLocation::Postgres(_)) {
+            return Ok(Self::Dir(KeyDir::in_data_dir(&config.server.data_dir)));
+        }
+        let kek = key_encryption_key(config)?;
+        let store = Store::open(config)
+            .await
+            .with_context(|| format!("Failed to open {store_url}"))?;
+        let vault = store.vault().expect("a PostgreSQL store has a vault");
+        Ok(Self::Sealed(store, SealedKeys::new(vault, &kek)))
+    }
+
+    async fn read(self, config: &Config) -> anyhow::Result<KeySet> {
+        let now = clock::now();
+        match self {
+            Self::Dir(dir) => dir
+                .open_or_create(now)
+                .with_context(|| format!("Failed to open the keys in {}", dir.path().display())),
+            Self::Sealed(store, keys) => {
+                let set = keys.open_or_create(now, &config.server.data_dir).await;
+                store.close().await;
+                set.context("Failed to open the keys in the database")
+            }
+        }
+    }
+
+    async fn rotate(
+        self,
+        config: &Config,
+        delay: std::time::Duration,
+    ) -> anyhow::Result<StoredKey> {
+        let now = clock::now();
+        match self {
+            Self::Dir(dir) => dir
+                .rotate(now, delay)
+                .with_context(|| format!("Failed to rotate the keys in {}", dir.path().display())),
+            Self::Sealed(store, keys) => {
+                let key = keys.rotate(now, delay, &config.server.data_dir).await;
+                store.close().await;
+                key.context("Failed to rotate the keys in the database")
+            }
         }
     }
 }

@@ -35,9 +35,10 @@ use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, nothing_sent, record_refused};
 use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
-use super::shared::{STORE_RETRY, Shared, label};
+use super::shared::{Owner, STORE_RETRY, Shared, label};
 use super::transport::SendOutcome;
 use crate::clock;
+use crate::leases::Lease;
 use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError};
 
 /// Why a wait ended.
@@ -71,7 +72,9 @@ pub struct Lane {
     scope: Scope,
     label: String,
     changes: watch::Receiver<u64>,
-    stop: watch::Receiver<bool>,
+    /// This node's hold on the lane: every write carries its fence, nothing is sent without
+    /// it, and the lane stops when it is lost or given up, or the server stops.
+    owner: Owner,
     appended: watch::Receiver<i64>,
     client: Option<DeliveryClient>,
     /// The events after the batch being sent, read ahead, and the batches after it, signed
@@ -93,16 +96,16 @@ impl Lane {
         shared: Arc<Shared>,
         scope: Scope,
         changes: watch::Receiver<u64>,
-        stop: watch::Receiver<bool>,
+        lease: Lease,
     ) -> Self {
         let appended = shared.store.commits().subscribe();
         Self {
+            owner: Owner::new(lease),
             label: label(&scope),
             ahead: Ahead::new(Arc::clone(&shared), Source::Scope(scope.clone())),
             shared,
             scope,
             changes,
-            stop,
             appended,
             client: None,
             next: None,
@@ -114,7 +117,7 @@ impl Lane {
     /// Delivers until stopped, or until the webhook is disabled or deleted.
     pub async fn run(mut self) {
         loop {
-            if *self.stop.borrow() {
+            if self.owner.is_stopped() {
                 return;
             }
             let turn = match self.setup().await {
@@ -125,6 +128,8 @@ impl Lane {
             match turn {
                 Ok(true) => {}
                 Ok(false) => return,
+                // Another node delivers this webhook now.
+                Err(StoreError::LeaseLost(_)) => return self.owner.lease.refused(),
                 Err(e) => {
                     tracing::warn!(webhook = %self.label, error = %e, "delivery hit a store error; will retry");
                     // What the store says is the truth: start again from its cursor.
@@ -189,7 +194,10 @@ impl Lane {
                 Gathered::Vanished => {
                     // Nothing to send again, so the lane goes on from the cursor.
                     let store = &self.shared.store;
-                    return store.mark_in_flight(&self.scope, webhook.cursor).await;
+                    let fence = self.owner.fence();
+                    return store
+                        .mark_in_flight(fence, &self.scope, webhook.cursor)
+                        .await;
                 }
             },
         };
@@ -199,7 +207,7 @@ impl Lane {
             && !self
                 .shared
                 .store
-                .mark_in_flight(&self.scope, built.through)
+                .mark_in_flight(self.owner.fence(), &self.scope, built.through)
                 .await?
         {
             return Ok(false);
@@ -315,7 +323,7 @@ impl Lane {
                 "delivering without TLS certificate verification (skip_ssl_verification)"
             );
         }
-        let mut stop = self.stop.clone();
+        let mut stop = self.owner.stop.clone();
         let started = Instant::now();
         let mut retries = 0;
         loop {
@@ -324,6 +332,11 @@ impl Lane {
                 let endpoint = &built.hand.encoding.endpoint;
                 let attempt = nothing_sent(&built.hand.batch, endpoint, clock::now());
                 return self.delivered(&built, &attempt, started).await;
+            }
+            // A node paused past its lease sends nothing more until it knows it still holds
+            // it: another node may have taken the webhook over.
+            if !self.owner.lease.wait_held().await {
+                return Ok(false);
             }
             let batch = &built.hand.batch;
             let kind = if self.probing.is_some() {
@@ -451,11 +464,11 @@ impl Lane {
         let endpoint = &attempt.endpoint;
         if !record_refused(
             &self.shared,
+            &mut self.owner,
             &self.scope,
             &built.hand.refused,
             endpoint,
             None,
-            &mut self.stop,
         )
         .await?
         {
@@ -507,7 +520,13 @@ impl Lane {
             match self
                 .shared
                 .store
-                .record_attempt(&self.scope, attempt, outcome, self.shared.config.log_size)
+                .record_attempt(
+                    self.owner.fence(),
+                    &self.scope,
+                    attempt,
+                    outcome,
+                    self.shared.config.log_size,
+                )
                 .await
             {
                 Ok(_) => return Ok(true),
@@ -533,7 +552,13 @@ impl Lane {
         let recorded = self
             .shared
             .store
-            .record_attempt(&self.scope, attempt, outcome, self.shared.config.log_size)
+            .record_attempt(
+                self.owner.fence(),
+                &self.scope,
+                attempt,
+                outcome,
+                self.shared.config.log_size,
+            )
             .await;
         if let Err(e) = recorded {
             tracing::warn!(webhook = %self.label, error = %e, "a failed attempt was not recorded");
@@ -555,7 +580,13 @@ impl Lane {
         };
         self.shared
             .store
-            .record_attempt(&self.scope, attempt, outcome, self.shared.config.log_size)
+            .record_attempt(
+                self.owner.fence(),
+                &self.scope,
+                attempt,
+                outcome,
+                self.shared.config.log_size,
+            )
             .await?;
         metrics::counter!("auditrelay_delivery_batches_total", "webhook" => self.label.clone(), "outcome" => "failed")
             .increment(1);
@@ -588,7 +619,7 @@ impl Lane {
         tokio::pin!(sleep);
         loop {
             let woke = tokio::select! {
-                _ = self.stop.wait_for(|stop| *stop) => Wake::Stopped,
+                _ = self.owner.stopped() => Wake::Stopped,
                 _ = &mut sleep => Wake::TimedOut,
                 changed = self.appended.changed(), if on_append => match changed {
                     Ok(()) => Wake::Appended,

@@ -6,10 +6,9 @@ use std::time::Duration;
 use auditrelay_core::Timestamp;
 use auditrelay_core::batch::Batch;
 use auditrelay_core::retry::{Attempt, TransportError};
-use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::shared::{STORE_RETRY, Shared, label};
+use super::shared::{Owner, STORE_RETRY, Shared, label};
 use super::transport::{SendOutcome, truncate};
 use crate::clock;
 use crate::store::{AttemptKind, DeliveryAttempt, RefusedEvent, Scope, StoreError};
@@ -44,11 +43,11 @@ pub(super) fn nothing_sent(batch: &Batch, endpoint: &str, at: Timestamp) -> Deli
 /// refused and recorded again, once.
 pub(super) async fn record_refused(
     shared: &Shared,
+    owner: &mut Owner,
     scope: &Scope,
     refused: &[(i64, String)],
     endpoint: &str,
     replay: Option<Uuid>,
-    stop: &mut watch::Receiver<bool>,
 ) -> Result<bool, StoreError> {
     if refused.is_empty() {
         return Ok(true);
@@ -66,11 +65,15 @@ pub(super) async fn record_refused(
         })
         .collect();
     loop {
-        match shared.store.record_refused(scope, &events).await {
+        match shared
+            .store
+            .record_refused(owner.fence(), scope, &events)
+            .await
+        {
             Ok(()) => break,
             Err(StoreError::Unavailable { .. }) => {
                 tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => return Ok(false),
+                    _ = owner.stopped() => return Ok(false),
                     _ = tokio::time::sleep(STORE_RETRY) => {}
                 }
             }

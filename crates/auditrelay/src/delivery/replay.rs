@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use auditrelay_core::retry::Verdict;
-use tokio::sync::watch;
 
 use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
 use super::encode::Encoding;
@@ -22,9 +21,10 @@ use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, record_refused};
 use super::setup::{Setup, Stamp, client_for, load_setup};
-use super::shared::{STORE_RETRY, Shared, label};
+use super::shared::{Owner, STORE_RETRY, Shared, label};
 use super::transport::SendOutcome;
 use crate::clock;
+use crate::leases::Lease;
 use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError};
 
 /// How a run ended.
@@ -35,13 +35,14 @@ enum Ended {
     Stopped,
 }
 
-/// Runs `job` until it ends or `stop` turns true.
-pub async fn run(shared: Arc<Shared>, mut job: ReplayJob, mut stop: watch::Receiver<bool>) {
+/// Runs `job` until it ends, or until its lease says stop.
+pub async fn run(shared: Arc<Shared>, mut job: ReplayJob, lease: Lease) {
+    let mut owner = Owner::new(lease);
     let webhook = label(&job.scope);
     // Kept across a store error's retry: a syslog client holds the unconfirmed tail.
     let mut client: Option<DeliveryClient> = None;
     loop {
-        match step(&shared, &mut job, &mut client, &mut stop).await {
+        match step(&shared, &mut job, &mut client, &mut owner).await {
             Ok(Ended::Finished) => {
                 tracing::info!(
                     webhook = %webhook,
@@ -53,10 +54,12 @@ pub async fn run(shared: Arc<Shared>, mut job: ReplayJob, mut stop: watch::Recei
                 return;
             }
             Ok(Ended::Stopped) => return,
+            // Another node runs the job now.
+            Err(StoreError::LeaseLost(_)) => return owner.lease.refused(),
             Err(e) => {
                 tracing::warn!(webhook = %webhook, replay.id = %job.id, error = %e, "replay hit a store error; will retry");
                 tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => return,
+                    _ = owner.stopped() => return,
                     _ = tokio::time::sleep(STORE_RETRY) => {}
                 }
             }
@@ -73,15 +76,15 @@ pub async fn run(shared: Arc<Shared>, mut job: ReplayJob, mut stop: watch::Recei
 async fn save(
     shared: &Shared,
     job: &mut ReplayJob,
-    stop: &mut watch::Receiver<bool>,
+    owner: &mut Owner,
 ) -> Result<Option<Ended>, StoreError> {
     job.updated_at = clock::now();
     loop {
-        match shared.store.save_replay_job(job).await {
+        match shared.store.save_replay_job(owner.fence(), job).await {
             Ok(saved) => return Ok((!saved).then_some(Ended::Stopped)),
             Err(StoreError::Unavailable { .. }) => {
                 tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => return Ok(Some(Ended::Stopped)),
+                    _ = owner.stopped() => return Ok(Some(Ended::Stopped)),
                     _ = tokio::time::sleep(STORE_RETRY) => {}
                 }
             }
@@ -94,7 +97,7 @@ async fn finish(
     shared: &Shared,
     job: &mut ReplayJob,
     failure: Option<String>,
-    stop: &mut watch::Receiver<bool>,
+    owner: &mut Owner,
 ) -> Result<Ended, StoreError> {
     job.status = match failure {
         None => ReplayStatus::Completed,
@@ -102,18 +105,18 @@ async fn finish(
     };
     job.failure_reason = failure;
     job.finished_at = Some(clock::now());
-    Ok(save(shared, job, stop).await?.unwrap_or(Ended::Finished))
+    Ok(save(shared, job, owner).await?.unwrap_or(Ended::Finished))
 }
 
 async fn step(
     shared: &Arc<Shared>,
     job: &mut ReplayJob,
     cached_client: &mut Option<DeliveryClient>,
-    stop: &mut watch::Receiver<bool>,
+    owner: &mut Owner,
 ) -> Result<Ended, StoreError> {
     if job.status == ReplayStatus::Accepted {
         job.status = ReplayStatus::Pending;
-        if let Some(ended) = save(shared, job, stop).await? {
+        if let Some(ended) = save(shared, job, owner).await? {
             return Ok(ended);
         }
     }
@@ -128,7 +131,7 @@ async fn step(
             .await?;
         job.events_total = Some(total);
         job.through_seq = Some(newest);
-        if let Some(ended) = save(shared, job, stop).await? {
+        if let Some(ended) = save(shared, job, owner).await? {
             return Ok(ended);
         }
     }
@@ -138,12 +141,12 @@ async fn step(
     let mut ahead: Ahead<Stamp> = Ahead::new(Arc::clone(shared), Source::Window(window(job)));
     ahead.restart_after(resume_position(job));
     loop {
-        if *stop.borrow() {
+        if owner.is_stopped() {
             return Ok(Ended::Stopped);
         }
         // The webhook's destination as it is now: a change applies from the next batch.
         let Some(setup) = load_setup(shared, &job.scope).await? else {
-            return finish(shared, job, Some("webhook is not enabled".into()), stop).await;
+            return finish(shared, job, Some("webhook is not enabled".into()), owner).await;
         };
         let stamp = setup.stamp();
         if ahead.tags().any(|built_under| *built_under != stamp) {
@@ -168,11 +171,11 @@ async fn step(
             let unconfirmed = match cached_client.as_ref() {
                 Some(client) => tokio::select! {
                     drained = client.drain() => drained.err(),
-                    _ = stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
+                    _ = owner.stopped() => return Ok(Ended::Stopped),
                 },
                 None => None,
             };
-            return finish(shared, job, unconfirmed, stop).await;
+            return finish(shared, job, unconfirmed, owner).await;
         };
         let taken = signed.events.len();
         let resume = Position::of(signed.events.last().expect("a batch takes events"));
@@ -184,11 +187,12 @@ async fn step(
         let client = client_for(cached_client, shared, &setup);
         // The batches after this one are signed while it is on its way; its progress is saved
         // as soon as the SIEM took it.
+        let lease = owner.lease.clone();
         let sent = tokio::select! {
-            sent = send(shared, &client, &setup, job, &mut signed) => sent,
-            _ = stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
+            sent = send(shared, &client, &setup, job, &lease, &mut signed) => sent,
+            _ = owner.stopped() => return Ok(Ended::Stopped),
         };
-        if let Some(ended) = sent_batch(shared, job, &signed, sent, stop).await? {
+        if let Some(ended) = sent_batch(shared, job, &signed, sent, owner).await? {
             return Ok(ended);
         }
     }
@@ -206,6 +210,7 @@ async fn send(
     client: &DeliveryClient,
     setup: &Setup,
     job: &ReplayJob,
+    lease: &Lease,
     signed: &mut Signed,
 ) -> Result<(), SendOutcome> {
     let webhook = label(&job.scope);
@@ -220,6 +225,10 @@ async fn send(
         if hand.is_spent() {
             // Every event left was refused before sending: nothing goes out.
             return Ok(());
+        }
+        if !lease.wait_held().await {
+            // The lease is lost: the caller stops on it.
+            return std::future::pending().await;
         }
         let (at, started) = (clock::now(), Instant::now());
         let (sent, judged) = hand.attempt(client, setup, &sender).await;
@@ -241,7 +250,7 @@ async fn send(
         );
         if let Err(e) = shared
             .store
-            .log_attempt(&job.scope, &attempt, shared.config.log_size)
+            .log_attempt(lease.fence(), &job.scope, &attempt, shared.config.log_size)
             .await
         {
             tracing::warn!(webhook = %webhook, error = %e, "a replay attempt was not logged");
@@ -267,7 +276,7 @@ async fn sent_batch(
     job: &mut ReplayJob,
     signed: &Signed,
     sent: Result<(), SendOutcome>,
-    stop: &mut watch::Receiver<bool>,
+    owner: &mut Owner,
 ) -> Result<Option<Ended>, StoreError> {
     let events = signed.taken;
     if let Err(sent) = sent {
@@ -279,16 +288,16 @@ async fn sent_batch(
             "a batch of {events} events was not delivered: {}{code}",
             sent.message
         );
-        return finish(shared, job, Some(reason), stop).await.map(Some);
+        return finish(shared, job, Some(reason), owner).await.map(Some);
     }
     let endpoint = &signed.hand.encoding.endpoint;
     if !record_refused(
         shared,
+        owner,
         &job.scope,
         &signed.hand.refused,
         endpoint,
         Some(job.id),
-        stop,
     )
     .await?
     {
@@ -300,7 +309,7 @@ async fn sent_batch(
     job.resume = Some(signed.resume);
     metrics::counter!("auditrelay_replay_events_total", "webhook" => label(&job.scope))
         .increment(events as u64);
-    save(shared, job, stop).await
+    save(shared, job, owner).await
 }
 
 /// The job's window, as stored when it started.

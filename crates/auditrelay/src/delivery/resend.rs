@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use auditrelay_core::retry::Verdict;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::encode::{Encoding, sign_batch};
@@ -24,24 +23,27 @@ use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{logged, record_refused};
 use super::setup::{client_for, load_setup};
-use super::shared::{STORE_RETRY, Shared, label};
+use super::shared::{Owner, STORE_RETRY, Shared, label};
 use crate::clock;
+use crate::leases::Lease;
 use crate::store::{AttemptKind, Scope, StoreError};
 
-/// Sends the scope's refused events marked to be sent again, until none is left or `stop`.
-pub async fn run(shared: Arc<Shared>, scope: Scope, mut stop: watch::Receiver<bool>) {
+/// Sends the scope's refused events marked to be sent again, until none is left, or until
+/// its lease says stop.
+pub async fn run(shared: Arc<Shared>, scope: Scope, lease: Lease) {
+    let mut owner = Owner::new(lease);
     let run = Uuid::new_v4();
     let mut client = None;
     loop {
-        match step(&shared, &scope, run, &mut client, &mut stop).await {
+        match step(&shared, &scope, run, &mut client, &mut owner).await {
             Ok(true) => {}
             Ok(false) => {
                 // A syslog receiver's last batches confirmed (nothing would write them again),
                 // unless the server is stopping.
                 let drained = match &client {
-                    Some(client) if !*stop.borrow() => tokio::select! {
+                    Some(client) if !owner.is_stopped() => tokio::select! {
                         drained = client.drain() => drained,
-                        _ = stop.wait_for(|stop| *stop) => Ok(()),
+                        _ = owner.stopped() => Ok(()),
                     },
                     _ => Ok(()),
                 };
@@ -50,10 +52,12 @@ pub async fn run(shared: Arc<Shared>, scope: Scope, mut stop: watch::Receiver<bo
                 }
                 return;
             }
+            // Another node sends them now.
+            Err(StoreError::LeaseLost(_)) => return owner.lease.refused(),
             Err(e) => {
                 tracing::warn!(webhook = %label(&scope), error = %e, "sending refused events again hit a store error; will retry");
                 tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => return,
+                    _ = owner.stopped() => return,
                     _ = tokio::time::sleep(STORE_RETRY) => {}
                 }
             }
@@ -67,19 +71,19 @@ async fn step(
     scope: &Scope,
     run: Uuid,
     client: &mut Option<DeliveryClient>,
-    stop: &mut watch::Receiver<bool>,
+    owner: &mut Owner,
 ) -> Result<bool, StoreError> {
     let store = &shared.store;
     let seqs = store
         .refused_to_resend(scope, shared.config.batch_max_events as u32)
         .await?;
-    if seqs.is_empty() || *stop.borrow() {
+    if seqs.is_empty() || owner.is_stopped() {
         return Ok(false);
     }
     let Some(setup) = load_setup(shared, scope).await? else {
         let why = "not sent again: the webhook is not enabled".to_owned();
         let unsent: Vec<(i64, String)> = seqs.iter().map(|s| (*s, why.clone())).collect();
-        record_refused(shared, scope, &unsent, "", None, stop).await?;
+        record_refused(shared, owner, scope, &unsent, "", None).await?;
         return Ok(false);
     };
     let mut events = store.events_by_seq(scope, &seqs).await?;
@@ -90,7 +94,7 @@ async fn step(
     let gone: Vec<i64> = seqs.into_iter().filter(|s| !found.contains(s)).collect();
     if !gone.is_empty() {
         tracing::warn!(webhook = %label(scope), events = gone.len(), "refused events deleted by retention before they were sent again");
-        store.forget_refused(scope, &gone).await?;
+        store.forget_refused(owner.fence(), scope, &gone).await?;
     }
     let encoding = Encoding::new(shared, &setup, Some(run));
     let (batch, mut events) = sign_batch(shared, &encoding, events).await;
@@ -106,11 +110,14 @@ async fn step(
     let sender = format!("resend/{run}");
     let mut retries = 0;
     while !hand.is_spent() {
+        if !owner.lease.wait_held().await {
+            return Ok(false);
+        }
         let (at, started) = (clock::now(), Instant::now());
         let (sent, judged) = tokio::select! {
             sent = hand.attempt(&client, &setup, &sender) => sent,
             // Still marked: sent again after a restart.
-            _ = stop.wait_for(|stop| *stop) => return Ok(false),
+            _ = owner.stopped() => return Ok(false),
         };
         let attempt = logged(
             &sent,
@@ -121,7 +128,7 @@ async fn step(
             started.elapsed(),
         );
         if let Err(e) = store
-            .log_attempt(scope, &attempt, shared.config.log_size)
+            .log_attempt(owner.fence(), scope, &attempt, shared.config.log_size)
             .await
         {
             tracing::warn!(webhook = %label(scope), error = %e, "a resend attempt was not logged");
@@ -133,7 +140,7 @@ async fn step(
             Verdict::RetryAfter(wait) => {
                 retries += 1;
                 tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => return Ok(false),
+                    _ = owner.stopped() => return Ok(false),
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -151,10 +158,12 @@ async fn step(
         }
     }
     // Refused first (it clears their marks), then the delivered ones leave the list.
-    if !record_refused(shared, scope, &hand.refused, &endpoint, None, stop).await? {
+    if !record_refused(shared, owner, scope, &hand.refused, &endpoint, None).await? {
         return Ok(false);
     }
-    store.forget_refused(scope, &hand.delivered).await?;
+    store
+        .forget_refused(owner.fence(), scope, &hand.delivered)
+        .await?;
     tracing::info!(
         webhook = %label(scope),
         delivered = hand.delivered.len(),

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use auditrelay_core::FormatConfig;
 use auditrelay_core::retry::RetryPolicy;
 
+use tokio::sync::watch;
+
 use crate::config::{DeliveryConfig, RetentionConfig};
 use crate::keys::KeyRing;
+use crate::leases::Lease;
 use crate::secrets::SecretBox;
-use crate::store::{Scope, Store};
+use crate::store::{Fence, Scope, Store};
 
 /// How long delivery waits after the store failed (or refused a write) before it tries again.
 pub const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -23,6 +26,36 @@ pub struct Shared {
     pub config: DeliveryConfig,
     pub retention: RetentionConfig,
     pub policy: RetryPolicy,
+}
+
+/// A lane's, replay job's or resend's hold on its work: the lease whose fence every write it
+/// makes carries, and the signal that it must stop (the server stops, or the lease is lost or
+/// given up).
+pub struct Owner {
+    pub lease: Lease,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Owner {
+    pub fn new(lease: Lease) -> Self {
+        Self {
+            stop: lease.stopped(),
+            lease,
+        }
+    }
+
+    pub fn fence(&self) -> &Fence {
+        self.lease.fence()
+    }
+
+    /// Waits until it must stop.
+    pub async fn stopped(&mut self) {
+        let _ = self.stop.wait_for(|stop| *stop).await;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
 }
 
 /// The metrics label of a webhook: `org/<region>` or `portal/<id>`.

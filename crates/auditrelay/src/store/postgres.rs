@@ -9,19 +9,23 @@
 
 mod destinations;
 mod events;
+mod leases;
 mod portals;
 mod principals;
 mod refused;
 mod replay;
+mod sessions;
 mod tx;
+mod vault;
 mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Commits, Health, PageQuery, Result, Scope, Seek, StoreError};
@@ -29,7 +33,11 @@ use super::{Commits, Health, PageQuery, Result, Scope, Seek, StoreError};
 /// The channel an append notifies, with its last `seq`, when it commits.
 const APPENDED: &str = "auditrelay_appended";
 
-/// How often a store that refuses writes tries one again, and the serving lock is checked.
+/// The channel a node notifies, with its id, when a webhook, destination or replay job changed
+/// through its API: every other node's lanes re-read their configuration, as its own do.
+const CHANGED: &str = "auditrelay_changed";
+
+/// How often a store that refuses writes tries one again.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// How often every node looks for appends it was not told of (a notification lost with a
@@ -46,16 +54,13 @@ pub struct PgStore {
     pub commits: Arc<Commits>,
     /// Whether the database accepts writes.
     pub health: Arc<Health>,
+    /// This process among the nodes: the holder of its leases, the sender of its changes.
+    pub node: uuid::Uuid,
+    /// Counts the changes other nodes announced.
+    changed_elsewhere: Arc<watch::Sender<u64>>,
     /// Following other nodes' appends, and probing while the database refuses writes.
     tasks: Vec<JoinHandle<()>>,
-    /// How to connect again, for the connection that holds [`PgStore::claim_serving`]'s lock.
-    options: PgConnectOptions,
-    /// The task that holds that lock, while this process serves.
-    serving: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
-
-/// The advisory lock a serving process holds (`auditrel` in ASCII).
-const SERVING_LOCK: i64 = 0x6175_6469_7472_656c;
 
 impl PgStore {
     /// Connects to `url` (`postgres://…`), applies the migrations this binary has and the
@@ -63,15 +68,23 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?
             .application_name("auditrelay")
+            // A node frozen (or cut off) inside a transaction would hold its locks, a lease's
+            // among them, until it woke: the server ends such a session instead. No transaction
+            // of ours waits between its statements for anything but the database.
+            .options([("idle_in_transaction_session_timeout", "5s")])
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(8)
             // A server that went away answers nothing: requests wait this long for a
             // connection, then get a 503 (`FaultKind::NoAnswer`), never hang.
             .acquire_timeout(Duration::from_secs(3))
-            .connect_with(options.clone())
+            .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        // During a rolling upgrade, a node of the older version may (re)start on a database a
+        // newer one migrated: migrations only add, so it works with what it knows.
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
         let identity: String = sqlx::query_scalar("SELECT id FROM store_identity")
             .fetch_one(&pool)
             .await?;
@@ -79,11 +92,18 @@ impl PgStore {
             .map_err(|_| StoreError::Corrupt("invalid store identity".into()))?;
         let commits = Arc::new(Commits::new(newest_seq(&pool).await?));
         let health = Arc::new(Health::new());
+        let node = uuid::Uuid::new_v4();
+        let changed_elsewhere = Arc::new(watch::Sender::new(0));
         // Listening before anything is served: no append after this point goes unheard.
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(APPENDED).await?;
+        listener.listen_all([APPENDED, CHANGED]).await?;
+        let heard = Heard {
+            commits: Arc::clone(&commits),
+            node,
+            changed_elsewhere: Arc::clone(&changed_elsewhere),
+        };
         let tasks = vec![
-            tokio::spawn(follow_appends(listener, Arc::clone(&commits))),
+            tokio::spawn(follow_notifications(listener, heard)),
             tokio::spawn(look_for_appends(pool.clone(), Arc::clone(&commits))),
             tokio::spawn(probe_while_refusing(pool.clone(), Arc::clone(&health))),
         ];
@@ -93,34 +113,33 @@ impl PgStore {
             identity,
             commits,
             health,
+            node,
+            changed_elsewhere,
             tasks,
-            options,
-            serving: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// Makes this process the one that serves from this database; `false` when another does.
-    ///
-    /// Every serving process would start a lane for every enabled webhook and run every replay
-    /// job, and each signs with the keys in its own data directory: until lanes and jobs have
-    /// one owner each (issue 21), a second `serve` on the same database is refused at start
-    /// rather than deliver everything twice. The lock is held by a connection of its own
-    /// for as long as the process serves.
-    ///
-    /// A session's lock ends with its connection (a database restart, a failover, a network
-    /// cut), and another process could then start serving. So the connection is checked every
-    /// [`PROBE_EVERY`] and, once lost, the lock taken again on a new one; if another process
-    /// holds it by then, this one exits rather than serve beside it.
-    pub async fn claim_serving(&self) -> Result<bool> {
-        let mut serving = self.serving.lock().await;
-        if serving.is_some() {
-            return Ok(true);
-        }
-        let Some(conn) = take_serving_lock(&self.options).await? else {
-            return Ok(false);
-        };
-        *serving = Some(tokio::spawn(hold_serving_lock(conn, self.options.clone())));
-        Ok(true)
+    /// Tells the other nodes that a webhook, destination or replay job changed, in the
+    /// background: the change is committed already, and a lost notification only delays them
+    /// until their next look.
+    pub fn announce_change(&self) {
+        let pool = self.pool.clone();
+        let node = self.node.to_string();
+        tokio::spawn(async move {
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGED)
+                .bind(node)
+                .execute(&pool)
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "telling the other nodes of a change failed");
+            }
+        });
+    }
+
+    /// Counts the changes other nodes announced.
+    pub fn changed_elsewhere(&self) -> watch::Receiver<u64> {
+        self.changed_elsewhere.subscribe()
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -132,104 +151,7 @@ impl PgStore {
         for task in &self.tasks {
             task.abort();
         }
-        if let Some(holder) = self.serving.lock().await.take() {
-            // Its connection closes with it, and the lock with the connection.
-            holder.abort();
-        }
         self.pool.close().await;
-    }
-}
-
-/// The serving lock on a connection of its own, or `None` when another session holds it.
-async fn take_serving_lock(options: &PgConnectOptions) -> Result<Option<PgConnection>> {
-    let mut conn = options.connect().await?;
-    // The server must not close it for being idle: the lock would go with it. (The setting
-    // is PostgreSQL 14's; on 13, which has no such timeout, the statement fails harmlessly.)
-    let _ = sqlx::query("SET idle_session_timeout = 0")
-        .execute(&mut conn)
-        .await;
-    let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(SERVING_LOCK)
-        .fetch_one(&mut conn)
-        .await?;
-    Ok(claimed.then_some(conn))
-}
-
-/// Keeps the serving lock: checks its connection every [`PROBE_EVERY`] and, once that is lost,
-/// takes the lock again on a new one. The lost session may live on in the server a while (a
-/// connection cut on the way, not closed), still holding the lock: it is this process's own,
-/// and is ended rather than taken for another process's. Only a lock held by a session this
-/// process never had makes it exit.
-async fn hold_serving_lock(mut conn: PgConnection, options: PgConnectOptions) {
-    let mut ours = backend_pid(&mut conn).await;
-    loop {
-        tokio::time::sleep(PROBE_EVERY).await;
-        let alive = tokio::time::timeout(PROBE_EVERY, sqlx::query("SELECT 1").execute(&mut conn));
-        if matches!(alive.await, Ok(Ok(_))) {
-            continue;
-        }
-        tracing::warn!("the connection holding the serving lock was lost; taking the lock again");
-        drop(conn);
-        conn = loop {
-            match take_serving_lock(&options).await {
-                Ok(Some(conn)) => break conn,
-                Ok(None) => match serving_lock_holder(&options).await {
-                    Some(holder) if Some(holder) == ours => {
-                        end_session(&options, holder).await;
-                    }
-                    // Released meanwhile, or not learned: try again.
-                    None => tokio::time::sleep(PROBE_EVERY).await,
-                    Some(_) => {
-                        tracing::error!(
-                            "another `auditrelay serve` took this database's serving lock while \
-                             this process had lost its connection; stopping, so that no webhook \
-                             is delivered by both"
-                        );
-                        std::process::exit(1);
-                    }
-                },
-                Err(e) => {
-                    tracing::debug!(error = %e, "taking the serving lock again failed; retrying");
-                    tokio::time::sleep(PROBE_EVERY).await;
-                }
-            }
-        };
-        ours = backend_pid(&mut conn).await;
-        tracing::info!("the serving lock is held again");
-    }
-}
-
-async fn backend_pid(conn: &mut PgConnection) -> Option<i32> {
-    sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(conn)
-        .await
-        .ok()
-}
-
-/// The server process of the session that holds the serving lock, if one does.
-async fn serving_lock_holder(options: &PgConnectOptions) -> Option<i32> {
-    let mut conn = options.connect().await.ok()?;
-    // A bigint advisory key is kept as two halves: its high and low 32 bits.
-    let holder = sqlx::query_scalar(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid AND objsubid = 1",
-    )
-    .bind(SERVING_LOCK)
-    .fetch_optional(&mut conn)
-    .await
-    .ok()
-    .flatten();
-    let _ = conn.close().await;
-    holder
-}
-
-async fn end_session(options: &PgConnectOptions, pid: i32) {
-    if let Ok(mut conn) = options.connect().await {
-        let _ = sqlx::query("SELECT pg_terminate_backend($1)")
-            .bind(pid)
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
     }
 }
 
@@ -241,18 +163,32 @@ async fn newest_seq(pool: &PgPool) -> Result<i64> {
     )
 }
 
-/// Tells this node's lanes of every append as it commits, this node's own included.
-async fn follow_appends(mut listener: PgListener, commits: Arc<Commits>) {
+/// What the listening connection passes on.
+struct Heard {
+    commits: Arc<Commits>,
+    node: uuid::Uuid,
+    changed_elsewhere: Arc<watch::Sender<u64>>,
+}
+
+/// Tells this node's lanes of every append as it commits, this node's own included, and of
+/// every change another node announces.
+async fn follow_notifications(mut listener: PgListener, heard: Heard) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(notification)) => {
-                if let Ok(seq) = notification.payload().parse() {
-                    commits.record_appended(seq);
+            Ok(Some(notification)) if notification.channel() == CHANGED => {
+                if notification.payload() != heard.node.to_string() {
+                    heard.changed_elsewhere.send_modify(|n| *n += 1);
                 }
             }
-            // The connection was lost and is back; what was sent meanwhile is gone, and
-            // `look_for_appends` finds it.
-            Ok(None) => {}
+            Ok(Some(notification)) => {
+                if let Ok(seq) = notification.payload().parse() {
+                    heard.commits.record_appended(seq);
+                }
+            }
+            // The connection was lost and is back; what was sent meanwhile is gone:
+            // `look_for_appends` finds the appends, and the lanes re-read their configuration
+            // in case something changed.
+            Ok(None) => heard.changed_elsewhere.send_modify(|n| *n += 1),
             Err(e) => {
                 tracing::debug!(error = %e, "listening for appends failed; trying again");
                 tokio::time::sleep(PROBE_EVERY).await;

@@ -117,7 +117,7 @@ impl<'a> Api<'a> {
             .await
             .map_err(|_| Failure::Problem(internal("The answer could not be read")))?;
         if status == StatusCode::UNAUTHORIZED {
-            session::end_session(self.sessions, &self.key);
+            session::end_session(self.sessions, &self.key).await;
             return Err(Failure::SignedOut);
         }
         Ok((status, bytes))

@@ -62,7 +62,7 @@ async fn list_page(ui: &UiState, user: &SignedIn, alert: Alert, status: StatusCo
         })
         .collect();
     let page = DestinationsPage {
-        chrome: Chrome::new(ui, user, Section::Destinations),
+        chrome: Chrome::showing_flash(ui, user, Section::Destinations).await,
         product: ui.app.config.ui.product_name.clone(),
         rows,
         can_write: user.who.may_write_destinations(),
@@ -423,7 +423,7 @@ async fn test_connection(
         Err(failure) => return failed(ui, user, failure),
     };
     let page = DestinationFormPage {
-        chrome: Chrome::new(ui, user, Section::Destinations),
+        chrome: Chrome::showing_flash(ui, user, Section::Destinations).await,
         heading,
         form,
         connection,
@@ -476,7 +476,8 @@ pub async fn create(
             user.flash(Flash(format!(
                 "Webhook destination “{}” created.",
                 destination.name
-            )));
+            )))
+            .await;
             see_other("/ui/destinations")
         }
         Err(Failure::Problem(problem)) => {
@@ -595,7 +596,8 @@ pub async fn update(
             user.flash(Flash(format!(
                 "Webhook destination “{}” saved.",
                 destination.name
-            )));
+            )))
+            .await;
             see_other("/ui/destinations")
         }
         Err(Failure::Problem(problem)) if problem.status == 404 => {
@@ -629,7 +631,8 @@ pub async fn delete(
         Err(Failure::Problem(problem)) if problem.status == 404 => {
             user.flash(Flash(
                 "That webhook destination was already deleted.".to_owned(),
-            ));
+            ))
+            .await;
             return see_other("/ui/destinations");
         }
         Err(failure) => return failed(&ui, &user, failure),
@@ -637,7 +640,7 @@ pub async fn delete(
     // Someone who may not delete it is refused by the API, not asked.
     if !data.given() && user.who.may_write_destinations() {
         let page = ConfirmPage {
-            chrome: Chrome::new(&ui, &user, Section::Destinations),
+            chrome: Chrome::showing_flash(&ui, &user, Section::Destinations).await,
             heading: format!("Delete “{}”?", destination.name),
             question: format!(
                 "The destination “{}” ({}) will be deleted. This cannot be undone.",
@@ -654,7 +657,8 @@ pub async fn delete(
             user.flash(Flash(format!(
                 "Webhook destination “{}” deleted.",
                 destination.name
-            )));
+            )))
+            .await;
             see_other("/ui/destinations")
         }
         Err(Failure::Problem(problem)) if problem.status == 409 => {

@@ -67,7 +67,7 @@ pub async fn overview(State(ui): State<UiState>, user: SignedIn) -> Response {
         })
         .collect();
     let page = OrgPage {
-        chrome: Chrome::new(&ui, &user, Section::Org),
+        chrome: Chrome::showing_flash(&ui, &user, Section::Org).await,
         product: ui.app.config.ui.product_name.clone(),
         cards,
     };

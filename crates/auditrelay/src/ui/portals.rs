@@ -85,7 +85,7 @@ pub async fn list(State(ui): State<UiState>, user: SignedIn) -> Response {
         })
         .collect();
     let page = PortalsPage {
-        chrome: Chrome::new(&ui, &user, Section::Portals),
+        chrome: Chrome::showing_flash(&ui, &user, Section::Portals).await,
         rows,
         can_write: may_write_some(&user),
         can_add_portal: user.who.may(Permission::ManagePortals),
@@ -161,7 +161,8 @@ pub async fn add_portal(
                 "Dev Portal “{}” added in {}. Set up its webhook here.",
                 portal.name,
                 messages::region_name(&portal.region)
-            )));
+            )))
+            .await;
             see_other(&format!("/ui/portals/{}/setup", portal.id))
         }
         Err(Failure::Problem(problem)) => {
@@ -227,7 +228,7 @@ async fn new_page(
         },
     };
     let page = NewPortalPage {
-        chrome: Chrome::new(ui, user, Section::Portals),
+        chrome: Chrome::showing_flash(ui, user, Section::Portals).await,
         form,
         regions: regions
             .iter()
@@ -301,7 +302,8 @@ pub async fn create(State(ui): State<UiState>, Form { user, data }: Form<NewData
             user.flash(Flash(format!(
                 "“{}” already has a webhook: it is shown here, unchanged. Change it on this page.",
                 portal.name
-            )));
+            )))
+            .await;
             return see_other(&format!("{}/setup", scope.base));
         }
         Ok(None) => {}
@@ -322,7 +324,8 @@ pub async fn create(State(ui): State<UiState>, Form { user, data }: Form<NewData
             } else {
                 "disabled"
             };
-            user.flash(Flash(format!("Saved: the {} is {state}.", scope.title)));
+            user.flash(Flash(format!("Saved: the {} is {state}.", scope.title)))
+                .await;
             see_other("/ui/portals")
         }
         Err(Failure::Problem(problem)) => {

@@ -187,7 +187,7 @@ async fn setup_page(
             .unwrap_or_default(),
     });
     let page = SetupPage {
-        chrome: Chrome::new(ui, user, scope.section),
+        chrome: Chrome::showing_flash(ui, user, scope.section).await,
         scope: scope.header(badge_of(&state), "setup"),
         form,
         destinations: destinations
@@ -229,7 +229,8 @@ pub async fn save_setup(
             } else {
                 "disabled"
             };
-            user.flash(Flash(format!("Saved: the {} is {state}.", scope.title)));
+            user.flash(Flash(format!("Saved: the {} is {state}.", scope.title)))
+                .await;
             see_other(&format!("{}/setup", scope.base))
         }
         Err(Failure::Problem(problem)) => {
@@ -253,7 +254,7 @@ pub async fn remove(
     // Someone who may not remove it is refused by the API, not asked.
     if !data.given() && user.who.may(scope.write) {
         let page = ConfirmPage {
-            chrome: Chrome::new(ui, user, scope.section),
+            chrome: Chrome::showing_flash(ui, user, scope.section).await,
             heading: format!("Remove the {}?", scope.title),
             question: format!(
                 "The {} stops sending, and its destination is free to delete. Events stay \
@@ -271,7 +272,8 @@ pub async fn remove(
             user.flash(Flash(format!(
                 "Removed: the {} no longer sends anything.",
                 scope.title
-            )));
+            )))
+            .await;
             see_other(&format!("{}/setup", scope.base))
         }
         Err(Failure::Problem(problem)) => {
@@ -385,7 +387,7 @@ async fn status_page(
             .collect(),
     };
     let page = StatusPage {
-        chrome: Chrome::new(ui, user, scope.section),
+        chrome: Chrome::showing_flash(ui, user, scope.section).await,
         scope: scope.header(badge_of(&state), "status"),
         status: view,
         connection,
@@ -459,7 +461,8 @@ pub async fn retry_now(
                 "Retrying now: the waiting batch is being sent again. Its answer appears below \
                  in a moment."
                     .to_owned(),
-            ));
+            ))
+            .await;
             see_other(&format!("{}/status", scope.base))
         }
         Err(Failure::Problem(problem)) => {
@@ -486,7 +489,7 @@ pub async fn resend_refused(
                     1 => "1 refused event".to_owned(),
                     n => format!("{} refused events", human::count(n)),
                 }
-            )));
+            ))).await;
             see_other(&format!("{}/status", scope.base))
         }
         Err(Failure::Problem(problem)) => {
@@ -562,7 +565,8 @@ pub async fn test_event(
                 "Test event sent with trace id {}. It reaches the endpoint with the next batch; \
                  refresh this page to see the attempt.",
                 sent.trace_id
-            )));
+            )))
+            .await;
             see_other(&format!("{}/status", scope.base))
         }
         Err(Failure::Problem(problem)) => {
@@ -589,7 +593,8 @@ pub async fn cancel_replay(
                 "Replay cancelled. What was sent stays sent; send another replay when you are \
                  ready."
                     .to_owned(),
-            ));
+            ))
+            .await;
             see_other(&format!("{}/replay", scope.base))
         }
         Err(Failure::Problem(problem)) => {
@@ -709,7 +714,7 @@ async fn replay_page(
         max: local_input(now),
     };
     let page = ReplayPage {
-        chrome: Chrome::new(ui, user, scope.section),
+        chrome: Chrome::showing_flash(ui, user, scope.section).await,
         scope: scope.header(badge_of(&state), "replay"),
         form,
         ranges: RANGES,
@@ -852,7 +857,8 @@ pub async fn send_replay(
                 "Replay requested ({label}: {} to {}, UTC). The table below shows its progress.",
                 messages::time(&job.start_at),
                 messages::time(&job.end_at)
-            )));
+            )))
+            .await;
             // The form keeps its choice: the same range, or the same custom times.
             let mut query = vec![("range", data.range.clone())];
             if minutes.is_none() {

@@ -6,8 +6,10 @@
 //! `HttpOnly; SameSite=Strict; Path=/`, and `Secure` when the request came over HTTPS (see
 //! [`crate::config::SecureCookie`]). A session ends on sign-out, after `ui.session_idle_timeout`
 //! without a request, `ui.session_max_age` after its sign-in, or as soon as the API stops
-//! accepting its token (revoked or expired). Sessions live in memory: a restart signs everyone
-//! out, which costs a sign-in and keeps tokens off the disk.
+//! accepting its token (revoked or expired). With SQLite, sessions live in memory: a restart
+//! signs everyone out, which costs a sign-in and keeps tokens off the disk. With a store several
+//! nodes share (PostgreSQL), they live in it, keyed the same way, the token sealed with the
+//! secrets key: a sign-in on one node works on every node, and a sign-out ends it everywhere.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +29,8 @@ use super::client::Api;
 use crate::api::{TokenHolder, Unaudited};
 use crate::clock::Clock;
 use crate::config::{SecureCookie, UiConfig};
+use crate::secrets::SecretBox;
+use crate::store::{SessionLimits, SessionRow, StoreError, Vault};
 
 pub const COOKIE: &str = "auditrelay_session";
 /// Sessions of one principal: a person on a few browsers and devices. The 17th sign-in ends
@@ -137,7 +141,7 @@ pub type Key = [u8; 32];
 pub struct Sessions(Arc<SessionsInner>);
 
 struct SessionsInner {
-    map: Mutex<HashMap<Key, Session>>,
+    keeper: Keeper,
     /// Where idle and maximum ages are measured (tests move it forward).
     clock: Clock,
     idle: Duration,
@@ -145,11 +149,25 @@ struct SessionsInner {
     secure: SecureCookie,
 }
 
+/// Where sessions are kept.
+enum Keeper {
+    /// In this process's memory (SQLite: one process).
+    Memory(Mutex<HashMap<Key, Session>>),
+    /// In the database several nodes share, the token sealed with the secrets key: a sign-in
+    /// on one node works on every node.
+    Shared {
+        vault: Vault,
+        secrets: Arc<SecretBox>,
+    },
+}
+
 /// What a cookie led to.
 enum Lookup {
     Found(Box<SignedInParts>),
     Expired,
     Missing,
+    /// The database did not answer.
+    Unavailable,
 }
 
 struct SignedInParts {
@@ -160,9 +178,19 @@ struct SignedInParts {
 }
 
 impl Sessions {
+    /// Sessions kept in memory.
     pub fn new(config: &UiConfig, clock: Clock) -> Self {
+        Self::keeping(Keeper::Memory(Mutex::new(HashMap::new())), config, clock)
+    }
+
+    /// Sessions kept in a shared store's `vault`, their tokens sealed by `secrets`.
+    pub fn shared(config: &UiConfig, clock: Clock, vault: Vault, secrets: Arc<SecretBox>) -> Self {
+        Self::keeping(Keeper::Shared { vault, secrets }, config, clock)
+    }
+
+    fn keeping(keeper: Keeper, config: &UiConfig, clock: Clock) -> Self {
         Self(Arc::new(SessionsInner {
-            map: Mutex::new(HashMap::new()),
+            keeper,
             clock,
             idle: config.session_idle_timeout,
             max_age: config.session_max_age,
@@ -170,33 +198,58 @@ impl Sessions {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Session>> {
+    fn lock(map: &Mutex<HashMap<Key, Session>>) -> MutexGuard<'_, HashMap<Key, Session>> {
         // Every operation is a single insert, lookup or removal: a panic cannot leave a
         // session half-written.
-        self.0.map.lock().unwrap_or_else(PoisonError::into_inner)
+        map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts a session for a token the API accepted, from `client`; returns the cookie value.
     /// Room is made within the same principal first, then the same client address, so signing
     /// in again and again signs out only the one doing it.
-    pub fn create(&self, token: &str, principal: &TokenHolder, client: Option<IpAddr>) -> String {
+    pub async fn create(
+        &self,
+        token: &str,
+        principal: &TokenHolder,
+        client: Option<IpAddr>,
+    ) -> Result<String, StoreError> {
         let id = hex::encode(random_bytes());
+        let csrf = hex::encode(random_bytes());
+        let who = Who {
+            name: principal.name.clone(),
+            grant: principal.grant,
+        };
+        let map = match &self.0.keeper {
+            Keeper::Memory(map) => map,
+            Keeper::Shared { vault, secrets } => {
+                let key = key_of(&id);
+                let row = SessionRow {
+                    key,
+                    principal: principal.id,
+                    client: client.map(|ip| ip.to_string()),
+                    sealed_token: secrets.seal(token, &hex::encode(key)),
+                    csrf,
+                    name: who.name,
+                    grant: who.grant,
+                    created_at: self.0.clock.wall().as_millis(),
+                };
+                vault.create_session(&row, &self.limits()).await?;
+                return Ok(id);
+            }
+        };
         let now = self.0.clock.instant();
         let session = Session {
             principal: principal.id,
             client,
             token: Secret(token.to_owned()),
-            csrf: hex::encode(random_bytes()),
-            who: Who {
-                name: principal.name.clone(),
-                grant: principal.grant,
-            },
+            csrf,
+            who,
             created: now,
             last_seen: now,
             flash: None,
             refresh_audited: None,
         };
-        let mut map = self.lock();
+        let mut map = Self::lock(map);
         // Sessions nobody comes back to would otherwise keep their tokens in memory.
         map.retain(|_, s| !self.expired(s, now));
         make_room(&mut map, MAX_PER_PRINCIPAL, |s| s.principal == principal.id);
@@ -205,7 +258,23 @@ impl Sessions {
         }
         make_room(&mut map, MAX_SESSIONS, |_| true);
         map.insert(key_of(&id), session);
-        id
+        Ok(id)
+    }
+
+    /// When a shared store's sessions end, as of now.
+    fn limits(&self) -> SessionLimits {
+        let now = self.0.clock.wall();
+        let before = |age: Duration| {
+            now.saturating_sub_millis(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+                .as_millis()
+        };
+        SessionLimits {
+            idle_before: before(self.0.idle),
+            created_before: before(self.0.max_age),
+            per_principal: MAX_PER_PRINCIPAL as i64,
+            per_client: MAX_PER_CLIENT as i64,
+            total: MAX_SESSIONS as i64,
+        }
     }
 
     fn expired(&self, session: &Session, now: Instant) -> bool {
@@ -213,10 +282,37 @@ impl Sessions {
             || now.duration_since(session.created) >= self.0.max_age
     }
 
-    fn lookup(&self, id: &str) -> Lookup {
+    async fn lookup(&self, id: &str) -> Lookup {
         let key = key_of(id);
+        let map = match &self.0.keeper {
+            Keeper::Memory(map) => map,
+            Keeper::Shared { vault, secrets } => {
+                let now = self.0.clock.wall().as_millis();
+                return match vault.touch_session(&key, now, &self.limits()).await {
+                    Ok(Ok(row)) => match secrets.open(&row.sealed_token, &hex::encode(key)) {
+                        Ok(token) => Lookup::Found(Box::new(SignedInParts {
+                            key,
+                            token: Secret(token),
+                            csrf: row.csrf,
+                            who: Who {
+                                name: row.name,
+                                grant: row.grant,
+                            },
+                        })),
+                        // Not this installation's seal: as good as no session.
+                        Err(_) => Lookup::Missing,
+                    },
+                    Ok(Err(true)) => Lookup::Expired,
+                    Ok(Err(false)) => Lookup::Missing,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a UI session could not be read");
+                        Lookup::Unavailable
+                    }
+                };
+            }
+        };
         let now = self.0.clock.instant();
-        let mut map = self.lock();
+        let mut map = Self::lock(map);
         let Some(session) = map.get_mut(&key) else {
             return Lookup::Missing;
         };
@@ -234,28 +330,60 @@ impl Sessions {
     }
 
     /// Ends a session (sign-out, or a token the API no longer accepts).
-    fn end(&self, key: &Key) {
-        self.lock().remove(key);
-    }
-
-    /// Ends the session a cookie names, if any.
-    pub fn end_by_cookie(&self, headers: &HeaderMap) {
-        if let Some(id) = cookie_value(headers) {
-            self.end(&key_of(&id));
+    async fn end(&self, key: &Key) {
+        match &self.0.keeper {
+            Keeper::Memory(map) => {
+                Self::lock(map).remove(key);
+            }
+            Keeper::Shared { vault, .. } => {
+                if let Err(e) = vault.end_session(key).await {
+                    tracing::warn!(error = %e, "a UI session could not be ended; it expires by itself");
+                }
+            }
         }
     }
 
-    fn set_flash(&self, key: &Key, flash: Flash) {
-        if let Some(session) = self.lock().get_mut(key) {
-            session.flash = Some(flash);
+    /// Ends the session a cookie names, if any.
+    pub async fn end_by_cookie(&self, headers: &HeaderMap) {
+        if let Some(id) = cookie_value(headers) {
+            self.end(&key_of(&id)).await;
+        }
+    }
+
+    async fn set_flash(&self, key: &Key, flash: Flash) {
+        match &self.0.keeper {
+            Keeper::Memory(map) => {
+                if let Some(session) = Self::lock(map).get_mut(key) {
+                    session.flash = Some(flash);
+                }
+            }
+            Keeper::Shared { vault, .. } => {
+                // A message not shown is not worth failing the request that saved something.
+                if let Err(e) = vault.set_flash(key, &flash.0).await {
+                    tracing::warn!(error = %e, "a UI message could not be kept for the next page");
+                }
+            }
         }
     }
 
     /// Whether a refresh of this session's page is due to be audited (and, if so, notes that
     /// it is).
-    fn refresh_audit_due(&self, key: &Key) -> bool {
+    async fn refresh_audit_due(&self, key: &Key) -> bool {
+        let map = match &self.0.keeper {
+            Keeper::Memory(map) => map,
+            Keeper::Shared { vault, .. } => {
+                let now = self.0.clock.wall();
+                let every = i64::try_from(REFRESH_AUDIT_EVERY.as_millis()).unwrap_or(i64::MAX);
+                let due_before = now.saturating_sub_millis(every).as_millis();
+                // In doubt, audited.
+                return vault
+                    .refresh_audit_due(key, now.as_millis(), due_before)
+                    .await
+                    .unwrap_or(true);
+            }
+        };
         let now = self.0.clock.instant();
-        let mut sessions = self.lock();
+        let mut sessions = Self::lock(map);
         let Some(session) = sessions.get_mut(key) else {
             return true;
         };
@@ -268,8 +396,17 @@ impl Sessions {
         due
     }
 
-    fn take_flash(&self, key: &Key) -> Option<Flash> {
-        self.lock().get_mut(key).and_then(|s| s.flash.take())
+    async fn take_flash(&self, key: &Key) -> Option<Flash> {
+        match &self.0.keeper {
+            Keeper::Memory(map) => Self::lock(map).get_mut(key).and_then(|s| s.flash.take()),
+            Keeper::Shared { vault, .. } => match vault.take_flash(key).await {
+                Ok(flash) => flash.map(Flash),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a UI message could not be read");
+                    None
+                }
+            },
+        }
     }
 
     /// The `Set-Cookie` value that hands the browser a session id.
@@ -399,16 +536,16 @@ impl SignedIn {
         )
     }
 
-    pub fn flash(&self, flash: Flash) {
-        self.sessions.set_flash(&self.key, flash);
+    pub async fn flash(&self, flash: Flash) {
+        self.sessions.set_flash(&self.key, flash).await;
     }
 
-    pub fn take_flash(&self) -> Option<Flash> {
-        self.sessions.take_flash(&self.key)
+    pub async fn take_flash(&self) -> Option<Flash> {
+        self.sessions.take_flash(&self.key).await
     }
 
-    pub fn sign_out(&self) {
-        self.sessions.end(&self.key);
+    pub async fn sign_out(&self) {
+        self.sessions.end(&self.key).await;
     }
 }
 
@@ -416,6 +553,8 @@ impl SignedIn {
 /// with the page to come back to.
 pub struct NotSignedIn {
     ended: Option<Ended>,
+    /// The sessions' database did not answer: not a sign-in's matter.
+    unavailable: bool,
     /// A form was submitted (and so not saved).
     unsaved: bool,
     /// The page to return to after signing in: the page itself for a read, the page the form
@@ -428,8 +567,8 @@ pub struct NotSignedIn {
 enum Ended {
     /// Idle or maximum age reached.
     Expired,
-    /// The server does not know it: it restarted (sessions live in memory), or the session made
-    /// room for others.
+    /// The server does not know it: it restarted (with SQLite, sessions live in memory), or the
+    /// session made room for others.
     Unknown,
 }
 
@@ -447,6 +586,7 @@ impl NotSignedIn {
         };
         Self {
             ended,
+            unavailable: false,
             unsaved: !reads,
             back: back.filter(|path| return_path(path).is_some()),
         }
@@ -473,6 +613,13 @@ pub fn return_path(path: &str) -> Option<&str> {
 
 impl IntoResponse for NotSignedIn {
     fn into_response(self) -> Response {
+        if self.unavailable {
+            return super::views::error_page(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a moment",
+                "The server could not reach its database to find your session.",
+            );
+        }
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         match self.ended {
             Some(Ended::Expired) => query.append_pair("expired", "1"),
@@ -507,12 +654,12 @@ impl FromRequestParts<UiState> for SignedIn {
         let Some(id) = cookie_value(&parts.headers) else {
             return Err(NotSignedIn::of(parts, None));
         };
-        match ui.sessions.lookup(&id) {
+        match ui.sessions.lookup(&id).await {
             Lookup::Found(found) => {
                 let quiet = match parts.headers.contains_key(REFRESH_HEADER) {
                     true => QuietReads {
                         refresh: true,
-                        allowance: AtomicBool::new(ui.sessions.refresh_audit_due(&found.key)),
+                        allowance: AtomicBool::new(ui.sessions.refresh_audit_due(&found.key).await),
                     },
                     false => QuietReads::audited(),
                 };
@@ -528,13 +675,17 @@ impl FromRequestParts<UiState> for SignedIn {
             }
             Lookup::Expired => Err(NotSignedIn::of(parts, Some(Ended::Expired))),
             Lookup::Missing => Err(NotSignedIn::of(parts, Some(Ended::Unknown))),
+            Lookup::Unavailable => Err(NotSignedIn {
+                unavailable: true,
+                ..NotSignedIn::of(parts, None)
+            }),
         }
     }
 }
 
 /// Ends the session behind an API client whose token stopped working.
-pub(super) fn end_session(sessions: &Sessions, key: &Key) {
-    sessions.end(key);
+pub(super) async fn end_session(sessions: &Sessions, key: &Key) {
+    sessions.end(key).await;
 }
 
 #[cfg(test)]
@@ -565,79 +716,97 @@ mod tests {
         }
     }
 
-    fn count(sessions: &Sessions, which: impl Fn(&Session) -> bool) -> usize {
-        sessions.lock().values().filter(|s| which(s)).count()
+    fn memory(sessions: &Sessions) -> MutexGuard<'_, HashMap<Key, Session>> {
+        match &sessions.0.keeper {
+            Keeper::Memory(map) => Sessions::lock(map),
+            Keeper::Shared { .. } => unreachable!("these tests keep sessions in memory"),
+        }
     }
 
-    #[test]
-    fn signing_in_again_and_again_signs_out_only_the_one_doing_it() {
+    fn count(sessions: &Sessions, which: impl Fn(&Session) -> bool) -> usize {
+        memory(sessions).values().filter(|s| which(s)).count()
+    }
+
+    #[tokio::test]
+    async fn signing_in_again_and_again_signs_out_only_the_one_doing_it() {
         let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
         let office: IpAddr = "192.0.2.1".parse().unwrap();
-        let others: Vec<String> = (0..5)
-            .map(|n| sessions.create("kpat_x", &principal_with(100 + n), Some(office)))
-            .collect();
+        let mut others = Vec::new();
+        for n in 0..5 {
+            let holder = principal_with(100 + n);
+            let id = sessions.create("kpat_x", &holder, Some(office)).await;
+            others.push(id.unwrap());
+        }
         let flooder = principal_with(1);
         let mut last = String::new();
         for _ in 0..MAX_SESSIONS + 1 {
-            last = sessions.create("kpat_f", &flooder, Some("198.51.100.7".parse().unwrap()));
+            let client = Some("198.51.100.7".parse().unwrap());
+            last = sessions.create("kpat_f", &flooder, client).await.unwrap();
         }
         assert_eq!(
             count(&sessions, |s| s.principal == flooder.id),
             MAX_PER_PRINCIPAL
         );
         assert!(
-            matches!(sessions.lookup(&last), Lookup::Found(_)),
+            matches!(sessions.lookup(&last).await, Lookup::Found(_)),
             "the newest stays"
         );
         for id in &others {
             assert!(
-                matches!(sessions.lookup(id), Lookup::Found(_)),
+                matches!(sessions.lookup(id).await, Lookup::Found(_)),
                 "others stay signed in"
             );
         }
     }
 
-    #[test]
-    fn one_client_address_makes_room_among_its_own_sessions() {
+    #[tokio::test]
+    async fn one_client_address_makes_room_among_its_own_sessions() {
         let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
-        let elsewhere = sessions.create(
-            "kpat_e",
-            &principal_with(999),
-            Some("203.0.113.5".parse().unwrap()),
-        );
+        let elsewhere = sessions
+            .create(
+                "kpat_e",
+                &principal_with(999),
+                Some("203.0.113.5".parse().unwrap()),
+            )
+            .await
+            .unwrap();
         let nat: IpAddr = "192.0.2.1".parse().unwrap();
         for n in 0..(MAX_PER_CLIENT as u128 * 2) {
-            sessions.create("kpat_n", &principal_with(n), Some(nat));
+            let holder = principal_with(n);
+            sessions.create("kpat_n", &holder, Some(nat)).await.unwrap();
         }
         assert_eq!(count(&sessions, |s| s.client == Some(nat)), MAX_PER_CLIENT);
-        assert!(matches!(sessions.lookup(&elsewhere), Lookup::Found(_)));
+        assert!(matches!(
+            sessions.lookup(&elsewhere).await,
+            Lookup::Found(_)
+        ));
     }
 
-    #[test]
-    fn ids_are_random_and_only_their_hash_is_kept() {
+    #[tokio::test]
+    async fn ids_are_random_and_only_their_hash_is_kept() {
         let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
-        let a = sessions.create("kpat_a", &principal(), None);
-        let b = sessions.create("kpat_a", &principal(), None);
+        let a = sessions.create("kpat_a", &principal(), None).await.unwrap();
+        let b = sessions.create("kpat_a", &principal(), None).await.unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
-        let map = sessions.lock();
+        let map = memory(&sessions);
         assert!(map.contains_key(&key_of(&a)));
         assert!(map.keys().all(|k| hex::encode(k) != a));
     }
 
-    #[test]
-    fn sessions_expire_and_end() {
+    #[tokio::test]
+    async fn sessions_expire_and_end() {
         let sessions = Sessions::new(&config(60_000, 60_000), Clock::default());
-        let id = sessions.create("kpat_a", &principal(), None);
-        assert!(matches!(sessions.lookup(&id), Lookup::Found(_)));
-        assert!(matches!(sessions.lookup("nope"), Lookup::Missing));
-        sessions.end(&key_of(&id));
-        assert!(matches!(sessions.lookup(&id), Lookup::Missing));
+        let id = sessions.create("kpat_a", &principal(), None).await.unwrap();
+        assert!(matches!(sessions.lookup(&id).await, Lookup::Found(_)));
+        assert!(matches!(sessions.lookup("nope").await, Lookup::Missing));
+        sessions.end(&key_of(&id)).await;
+        assert!(matches!(sessions.lookup(&id).await, Lookup::Missing));
 
         let sessions = Sessions::new(&config(0, 0), Clock::default());
-        let id = sessions.create("kpat_a", &principal(), None);
-        assert!(matches!(sessions.lookup(&id), Lookup::Expired));
-        assert!(matches!(sessions.lookup(&id), Lookup::Missing));
+        let id = sessions.create("kpat_a", &principal(), None).await.unwrap();
+        assert!(matches!(sessions.lookup(&id).await, Lookup::Expired));
+        assert!(matches!(sessions.lookup(&id).await, Lookup::Missing));
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
         }
         Ok(principal) => {
             // A new session every time; one the browser had before is over.
-            ui.sessions.end_by_cookie(&parts.headers);
+            ui.sessions.end_by_cookie(&parts.headers).await;
             // Behind a trusted proxy every browser shares its address: the per-address cap is
             // meant for the browser's own.
             let forwarded_for = parts
@@ -137,7 +137,17 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
                 forwarded_for,
                 &ui.app.config.server.trusted_proxies,
             );
-            let id = ui.sessions.create(token, &principal, address);
+            let id = match ui.sessions.create(token, &principal, address).await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a UI session could not be stored");
+                    return error_page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Sign-in failed",
+                        "The server could not store your session. Try again in a moment.",
+                    );
+                }
+            };
             tracing::info!(
                 principal.id = %principal.id,
                 principal.role = principal.grant.role().as_str(),
@@ -173,7 +183,7 @@ pub async fn submit(State(ui): State<UiState>, request: Request) -> Response {
 
 /// `POST /ui/sign-out`: the session ends here, whatever the browser does with the cookie.
 pub async fn sign_out(Form { user, .. }: Form<serde::de::IgnoredAny>) -> Response {
-    user.sign_out();
+    user.sign_out().await;
     let mut response = see_other("/ui/sign-in?signed_out=1");
     response
         .headers_mut()

@@ -84,7 +84,8 @@ impl Chrome {
         }
     }
 
-    /// A signed-in page in `section`; takes the session's pending message.
+    /// A signed-in page in `section`, without the session's pending message (a form shown
+    /// again, an error: the message waits for the page it was meant for).
     pub fn new(ui: &UiState, user: &SignedIn, section: Section) -> Self {
         let role = user.who.role();
         let tabs = [
@@ -108,11 +109,6 @@ impl Chrome {
             current: s == section,
         })
         .collect();
-        let flash = user.take_flash().map(|Flash(text)| FlashView {
-            class: "flash-success",
-            role: "status",
-            text,
-        });
         Self {
             assets: assets::hrefs(),
             who: Some(WhoView {
@@ -121,7 +117,21 @@ impl Chrome {
             }),
             csrf: user.csrf.clone(),
             tabs,
+            flash: None,
+        }
+    }
+
+    /// A signed-in page in `section` that shows the session's pending message (the page a
+    /// redirect after a change leads to), taking it.
+    pub async fn showing_flash(ui: &UiState, user: &SignedIn, section: Section) -> Self {
+        let flash = user.take_flash().await.map(|Flash(text)| FlashView {
+            class: "flash-success",
+            role: "status",
+            text,
+        });
+        Self {
             flash,
+            ..Self::new(ui, user, section)
         }
     }
 }

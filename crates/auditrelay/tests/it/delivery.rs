@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use auditrelay::config::Config;
 use auditrelay::store::{Destination, Scope};
 use auditrelay_core::Region;
-use auditrelay_core::format::{Format, Value as FieldValue, parse_line, verify_line};
+use auditrelay_core::format::{Format, parse_line, verify_line};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::listen::Listener;
-use crate::support::events::{access, authentication, authorization, ndjson, portal_login};
+use crate::support::events::{
+    access, authentication, authorization, ndjson, portal_login, trace_of,
+};
 use crate::support::process::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
 use crate::support::signing::{BIN, jwks};
@@ -75,20 +77,6 @@ pub(crate) async fn ingest(app: &TestApp, region: &str, n: usize, tag: &str) -> 
 }
 
 /// The `trace_id` of a delivered line.
-fn trace_of(line: &str) -> String {
-    let parsed = parse_line(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
-    let field = parsed
-        .record
-        .extensions
-        .iter()
-        .find(|e| e.key == "trace_id")
-        .map(|e| e.value.clone());
-    match field {
-        Some(FieldValue::Str(trace)) => trace,
-        other => panic!("no trace_id ({other:?}) in {line}"),
-    }
-}
-
 /// Waits until every one of `traces` was accepted by `receiver`; returns the accepted lines.
 async fn wait_for_traces(
     receiver: &TestReceiver,

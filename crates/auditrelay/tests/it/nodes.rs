@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use auditrelay::app;
-use auditrelay::config::Config;
-use auditrelay::store::Scope;
+use auditrelay::store::{RefusedEvent, Scope, StoreError};
 use auditrelay_core::{Event, EventDetail, OrgId, Region, Role};
 use reqwest::StatusCode;
 
-use crate::support::events::{authorization, ndjson};
+use crate::support::events::{authorization, ndjson, trace_counts};
+use crate::support::nodes::{Nodes, TAKEOVER};
 use crate::support::postgres::OwnCluster;
+use crate::support::process::bind_org_webhook;
+use crate::support::receiver::{Behaviour, TestReceiver};
+use crate::support::signing::{BIN, JWKS_PATH};
 use crate::support::{TestApp, eventually, now, postgres};
+use crate::ui::Browser;
 
 fn event(org: OrgId, trace: String) -> Event {
     Event {
@@ -137,43 +140,9 @@ async fn a_cursor_following_appends_from_three_nodes_misses_none() {
     assert_eq!(seen.len(), appended.len());
 }
 
-/// Until lanes and replay jobs have one owner each, a second `serve` on a database another
-/// process serves from is refused at start, saying why, instead of delivering everything twice;
-/// once the first stops, another may start.
-#[tokio::test]
-async fn a_second_node_is_refused_while_one_serves() {
-    let Some(database) = postgres::database().await else {
-        return;
-    };
-    let node = |dir: &std::path::Path| {
-        let mut config = Config::for_data_dir(dir).unwrap();
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        // The test cluster trusts loopback and ignores it: a password only to see it masked.
-        let with_password = database.url.replacen("postgres@", "postgres:s3cret-pw@", 1);
-        config.store.url = with_password.parse().unwrap();
-        config
-    };
-    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = app::start(node(one.path())).await.unwrap();
-    let refused = app::start(node(two.path())).await.err().expect("refused");
-    let message = format!("{refused:#}");
-    assert!(
-        message
-            .contains("Another `auditrelay serve` is already serving from the PostgreSQL database"),
-        "{message}"
-    );
-    assert!(
-        !message.contains("postgres://postgres@"),
-        "no credentials: {message}"
-    );
-    first.server.stop().await.unwrap();
-    let second = app::start(node(two.path())).await.unwrap();
-    second.server.stop().await.unwrap();
-}
-
 /// The store's behaviour on PostgreSQL: the modules of this suite that exercise the store
 /// through the API (configuration, ingest, pull, delivery, replay, retention, refused events,
-/// the delivery log), run again by this binary with every test server on a PostgreSQL database
+/// the delivery log, the web UI's sessions), run again by this binary with every test server on a PostgreSQL database
 /// of its own (`AUDITRELAY_TEST_STORE=postgres`). `cargo test` on its own runs them on SQLite.
 #[tokio::test]
 async fn the_store_behaviour_tests_pass_on_postgresql() {
@@ -197,6 +166,7 @@ async fn the_store_behaviour_tests_pass_on_postgresql() {
         "retention::",
         "self_audit::",
         "storage::",
+        "ui::",
         "webhooks::",
     ];
     let out = tokio::process::Command::new(std::env::current_exe().unwrap())
@@ -258,7 +228,11 @@ async fn postgresql_restarted_mid_ingest_loses_nothing_acknowledged() {
         return;
     };
     let url = cluster.url();
-    let app = TestApp::spawn_with(|c| c.store.url = url.parse().unwrap()).await;
+    let app = TestApp::spawn_with(|c| {
+        c.store.url = url.parse().unwrap();
+        c.store.key_encryption_key = Some(postgres::KEY_ENCRYPTION_KEY.parse().unwrap());
+    })
+    .await;
     let producer = app.token(Role::EventProducer, None).await;
     let mut acknowledged = Vec::new();
     let mut batch_no = 0;
@@ -388,42 +362,532 @@ async fn the_fate_of_a_transaction_whose_commit_answer_was_lost_is_found() {
     store.close().await;
 }
 
-/// The serving lock lives as long as its connection. When the server ends that connection (as
-/// a restart or a network cut would), the serving process takes the lock again on a new one,
-/// so a second node is still refused.
+/// Posts `traces` as authorization events to `base`; `true` when they were acknowledged (202).
+async fn ingest_at(client: &reqwest::Client, base: &str, token: &str, traces: &[String]) -> bool {
+    let events: Vec<serde_json::Value> = traces.iter().map(|t| authorization(now(), t)).collect();
+    let sent = client
+        .post(format!("{base}/us/v1/events"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson(&events))
+        .send()
+        .await;
+    sent.is_ok_and(|resp| resp.status() == StatusCode::ACCEPTED)
+}
+
+/// Waits until every one of `traces` arrived at least `times` times.
+async fn delivered(receiver: &TestReceiver, traces: &[String], times: usize) {
+    receiver
+        .wait_until(
+            Duration::from_secs(90),
+            "every acknowledged event",
+            |requests| {
+                let counts = trace_counts(requests);
+                traces
+                    .iter()
+                    .all(|t| counts.get(t).copied().unwrap_or(0) >= times)
+                    .then_some(())
+            },
+        )
+        .await;
+}
+
+/// Three `serve` processes share ingest, one webhook's lane runs on one of them; that node is
+/// killed (SIGKILL) mid-stream. Another node takes the lane over within the lease's bound (5 s
+/// and a fifth, stated as ≤ 10 s), and the SIEM ends with every acknowledged event, at most one
+/// batch of them twice.
 #[tokio::test]
-async fn the_serving_lock_is_taken_again_after_its_connection_is_lost() {
-    let Some(database) = postgres::database().await else {
+async fn a_killed_owner_is_taken_over_and_nothing_is_lost() {
+    let batch = 500;
+    let Some(mut nodes) =
+        Nodes::start(3, &[("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "500")]).await
+    else {
         return;
     };
-    let first = database.open().await;
-    assert!(first.claim_serving().await.unwrap());
-    let admin = sqlx::postgres::PgPool::connect(&database.url)
+    let receiver = TestReceiver::http().await;
+    let destination = serde_json::json!({"name": "siem", "endpoint": receiver.url(), "authorization": "Bearer siem"});
+    bind_org_webhook(&nodes.nodes[0].base, &nodes.token, destination).await;
+    let owner = eventually(TAKEOVER, || nodes.holder("lane/%")).await;
+
+    let client = reqwest::Client::new();
+    let mut acknowledged = Vec::new();
+    let mut killed = None;
+    for chunk in 0..24 {
+        if chunk == 8 {
+            nodes.kill(owner).await;
+            killed = Some(std::time::Instant::now());
+        }
+        let traces: Vec<String> = (0..250).map(|i| format!("n{chunk}-{i:03}")).collect();
+        // Spread over the nodes alive, as a load balancer would; a refusal is tried on the next.
+        for attempt in 0.. {
+            let node = (chunk + attempt) % 3;
+            if killed.is_some() && node == owner {
+                continue;
+            }
+            if ingest_at(&client, &nodes.nodes[node].base, &nodes.token, &traces).await {
+                break;
+            }
+            assert!(attempt < 10, "no node took chunk {chunk}");
+        }
+        acknowledged.extend(traces);
+    }
+    let new_owner = eventually(TAKEOVER, || async {
+        nodes.holder("lane/%").await.filter(|n| *n != owner)
+    })
+    .await;
+    let took = killed.unwrap().elapsed();
+    assert!(
+        took <= TAKEOVER,
+        "node {new_owner} took the lane over {took:?} after the kill"
+    );
+    delivered(&receiver, &acknowledged, 1).await;
+    let counts = trace_counts(&receiver.requests());
+    let twice = acknowledged.iter().filter(|t| counts[*t] > 1).count();
+    assert!(
+        twice <= batch,
+        "{twice} events arrived twice: more than one batch"
+    );
+}
+
+/// A replay job runs on one node, which is killed while it runs: another node takes the job
+/// over, resumes from the progress saved, and completes it; the SIEM has the whole window,
+/// at most one batch of it twice.
+#[tokio::test]
+async fn a_replay_job_whose_node_is_killed_completes_on_another() {
+    let batch = 200;
+    let Some(mut nodes) =
+        Nodes::start(3, &[("AUDITRELAY_DELIVERY__BATCH_MAX_EVENTS", "200")]).await
+    else {
+        return;
+    };
+    let receiver = TestReceiver::http().await;
+    let destination = serde_json::json!({"name": "siem", "endpoint": receiver.url(), "authorization": "Bearer siem"});
+    let base = nodes.nodes[0].base.clone();
+    bind_org_webhook(&base, &nodes.token, destination).await;
+    let client = reqwest::Client::new();
+    let mut window = Vec::new();
+    for chunk in 0..10 {
+        let traces: Vec<String> = (0..1000).map(|i| format!("r{chunk}-{i:03}")).collect();
+        let node = &nodes.nodes[chunk % 3].base;
+        assert!(ingest_at(&client, node, &nodes.token, &traces).await);
+        window.extend(traces);
+    }
+    delivered(&receiver, &window, 1).await;
+    // Slow enough that the job is still running when its node dies.
+    receiver.set_default(Behaviour::Delay(Duration::from_millis(100)));
+
+    let from = now().saturating_sub_millis(10 * 60_000).to_rfc3339_millis();
+    let to = now().to_rfc3339_millis();
+    let job = serde_json::json!({"start_at": from, "end_at": to});
+    let resp = client
+        .put(format!("{base}/us/v3/audit-log-replay-job"))
+        .bearer_auth(&nodes.token)
+        .json(&job)
+        .send()
         .await
         .unwrap();
-    let holder = || async {
-        sqlx::query_scalar::<_, i32>(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1",
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let token = nodes.token.clone();
+    let get = |base: String| {
+        let request = client
+            .get(format!("{base}/us/v3/audit-log-replay-job"))
+            .bearer_auth(&token)
+            .send();
+        async move { request.await.ok()?.json::<serde_json::Value>().await.ok() }
+    };
+    eventually(Duration::from_secs(60), || async {
+        let job = get(base.clone()).await?;
+        (job["status"] == "running" && job["events_sent"].as_u64() >= Some(1000)).then_some(())
+    })
+    .await;
+    let runner = nodes.holder("replay/%").await.expect("a node runs the job");
+    nodes.kill(runner).await;
+    let other = nodes.nodes[(runner + 1) % 3].base.clone();
+    let job = get(other.clone()).await.unwrap();
+    assert_eq!(job["status"], "running", "killed while it ran: {job}");
+
+    let job = eventually(Duration::from_secs(120), || async {
+        let job = get(other.clone()).await?;
+        (job["status"] != "running").then_some(job)
+    })
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert!(nodes.holder("replay/%").await.is_none_or(|n| n != runner));
+    delivered(&receiver, &window, 2).await;
+    let counts = trace_counts(&receiver.requests());
+    let thrice = window.iter().filter(|t| counts[*t] > 2).count();
+    assert!(
+        thrice <= batch,
+        "{thrice} events sent again: more than one batch"
+    );
+}
+
+/// The node that delivers a webhook is frozen (SIGSTOP) while a batch is on its way, and
+/// thawed after another node took the webhook over and delivered that batch and the rest. The
+/// thawed node then has the SIEM's answer to its old batch in hand, but it records nothing: the
+/// delivery log, the status and the cursor are as the new owner left them, and it sends
+/// nothing more.
+#[tokio::test]
+async fn a_frozen_lease_holder_moves_nothing_once_thawed() {
+    let Some(nodes) = Nodes::start(3, &[]).await else {
+        return;
+    };
+    let receiver = TestReceiver::http().await;
+    let destination = serde_json::json!({"name": "siem", "endpoint": receiver.url(), "authorization": "Bearer siem"});
+    let base = nodes.nodes[1].base.clone();
+    bind_org_webhook(&base, &nodes.token, destination).await;
+    let owner = eventually(TAKEOVER, || nodes.holder("lane/%")).await;
+    let epoch = nodes.epoch("lane/%").await.unwrap();
+    let client = reqwest::Client::new();
+    let first: Vec<String> = (0..20).map(|i| format!("before-{i}")).collect();
+    assert!(ingest_at(&client, &base, &nodes.token, &first).await);
+    delivered(&receiver, &first, 1).await;
+
+    // The next batch is held by the SIEM; its sender is frozen meanwhile.
+    receiver.script([Behaviour::Hold]);
+    let held: Vec<String> = (0..20).map(|i| format!("held-{i}")).collect();
+    let sent = receiver.requests().len();
+    assert!(ingest_at(&client, &base, &nodes.token, &held).await);
+    receiver
+        .wait_for_requests(sent + 1, Duration::from_secs(30))
+        .await;
+    nodes.freeze(owner);
+    let frozen = std::time::Instant::now();
+
+    let new_owner = eventually(TAKEOVER, || async {
+        nodes.holder("lane/%").await.filter(|n| *n != owner)
+    })
+    .await;
+    assert!(
+        frozen.elapsed() <= TAKEOVER,
+        "taken over after {:?}",
+        frozen.elapsed()
+    );
+    assert!(nodes.epoch("lane/%").await.unwrap() > epoch);
+    let live = nodes.nodes[new_owner].base.clone();
+    let after: Vec<String> = (0..20).map(|i| format!("after-{i}")).collect();
+    assert!(ingest_at(&client, &live, &nodes.token, &after).await);
+    delivered(&receiver, &held, 1).await;
+    delivered(&receiver, &after, 1).await;
+
+    // What the store holds of the webhook's delivery, read behind the API's back (a request
+    // would be audited, and its events delivered), once the new owner has delivered all there
+    // is.
+    let recorded = || async {
+        let mut conn = nodes.connect().await;
+        sqlx::query_as::<_, (i64, Option<i64>, Option<i64>, String, i64, i64)>(
+            "SELECT w.cursor, w.in_flight_through, w.last_attempt_at, w.status,
+                    (SELECT count(*) FROM delivery_attempts),
+                    (SELECT max(seq) FROM events)
+             FROM webhooks w",
         )
-        .fetch_optional(&admin)
+        .fetch_one(&mut conn)
         .await
         .unwrap()
     };
-    let lost = holder().await.expect("the serving lock is held");
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(lost)
-        .execute(&admin)
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(20), || async {
-        holder().await.filter(|pid| *pid != lost)
+    let before = eventually(Duration::from_secs(30), || async {
+        let state = recorded().await;
+        (state.0 == state.5).then_some((state, receiver.requests().len()))
     })
     .await;
-    let second = database.open().await;
-    assert!(
-        !second.claim_serving().await.unwrap(),
-        "a second node served while the first did"
+
+    // The SIEM answers the old batch (202) and the frozen node wakes to it.
+    receiver.release();
+    receiver
+        .wait_until(TAKEOVER, "the held batch answered", |requests| {
+            requests
+                .iter()
+                .all(|r| !matches!(r.answer, Behaviour::Hold))
+                .then_some(())
+        })
+        .await;
+    nodes.thaw(owner);
+    eventually(TAKEOVER, || async {
+        (nodes.metric(owner, "auditrelay_leases_lost_total").await >= 1.0).then_some(())
+    })
+    .await;
+    let after_thaw = (recorded().await, receiver.requests().len());
+    assert_eq!(
+        after_thaw, before,
+        "the thawed node changed what the new owner recorded"
     );
-    second.close().await;
-    first.close().await;
+    assert_eq!(
+        nodes.holder("lane/%").await,
+        Some(new_owner),
+        "the lane stays with the node that took it over"
+    );
+}
+
+/// A lease's fence, as the store checks it: a write under a lease its node still holds goes
+/// through; once the lease expired and another node took it, a write under the old epoch is
+/// refused (`LeaseLost`) and changes nothing, while the new holder's goes through.
+#[tokio::test]
+async fn a_write_under_a_lost_lease_is_refused() {
+    let Some(database) = postgres::database().await else {
+        return;
+    };
+    let (one, two) = (database.open().await, database.open().await);
+    let (node_one, node_two) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let ttl = Duration::from_secs(1);
+    let scope = Scope {
+        org_id: OrgId::new_v4(),
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    let refusal = |seq| RefusedEvent {
+        seq,
+        event_ts: None,
+        refused_at: now(),
+        endpoint: "https://siem.example/".into(),
+        reason: "mapping".into(),
+        replay_id: None,
+    };
+    let first = one
+        .acquire_lease("lane/test", node_one, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        two.acquire_lease("lane/test", node_two, ttl)
+            .await
+            .unwrap()
+            .is_none(),
+        "held"
+    );
+    one.record_refused(&first, &scope, &[refusal(1)])
+        .await
+        .unwrap();
+
+    let second = eventually(Duration::from_secs(10), || async {
+        two.acquire_lease("lane/test", node_two, ttl).await.unwrap()
+    })
+    .await;
+    assert_eq!(second.epoch, first.epoch + 1);
+    let refused = one.record_refused(&first, &scope, &[refusal(2)]).await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        one.count_refused(&scope).await.unwrap(),
+        1,
+        "nothing written"
+    );
+    assert!(
+        one.renew_leases(std::slice::from_ref(&first), ttl)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a lost lease is not renewed"
+    );
+    two.record_refused(&second, &scope, &[refusal(3)])
+        .await
+        .unwrap();
+    assert_eq!(two.count_refused(&scope).await.unwrap(), 2);
+    one.close().await;
+    two.close().await;
+}
+
+/// Every node signs with the keys in the database and opens the credentials sealed there,
+/// whichever node stored them: the JWKS is the same on each, a rotation made with the CLI
+/// reaches both, and no node keeps a seed or the secrets key on its own disk. A node without
+/// the key-encryption key, or with another one, does not start, and says why.
+#[tokio::test]
+async fn every_node_signs_with_the_keys_and_secrets_in_the_database() {
+    let Some(nodes) = Nodes::start(2, &[]).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let jwks = |i: usize| {
+        let url = format!("{}{JWKS_PATH}", nodes.nodes[i].base);
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let (one, two) = (jwks(0).await, jwks(1).await);
+    assert_eq!(one, two, "one signing identity");
+    for node in &nodes.nodes {
+        let dir = node.data.path();
+        assert!(!dir.join("keys").exists() && !dir.join("secret.key").exists());
+    }
+
+    // A credential sealed by node 0 opens on whichever node delivers.
+    let receiver = TestReceiver::http().await;
+    let destination = serde_json::json!({
+        "name": "siem", "endpoint": receiver.url(), "authorization": "Bearer from-node-0",
+    });
+    bind_org_webhook(&nodes.nodes[0].base, &nodes.token, destination).await;
+    let traces: Vec<String> = (0..10).map(|i| format!("k-{i}")).collect();
+    assert!(ingest_at(&client, &nodes.nodes[1].base, &nodes.token, &traces).await);
+    delivered(&receiver, &traces, 1).await;
+    let keys = auditrelay_core::signing::parse_jwks(one.as_bytes()).unwrap();
+    for request in receiver.requests() {
+        assert_eq!(request.authorization(), Some("Bearer from-node-0"));
+        for line in &request.lines {
+            auditrelay_core::format::verify_line(line.as_bytes(), &keys)
+                .unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+    }
+
+    // A rotation with the CLI, on the shared database, reaches every node.
+    let data = tempfile::tempdir().unwrap();
+    let rotated = std::process::Command::new(BIN)
+        .args(["keys", "rotate", "--activation-delay", "1h", "--data-dir"])
+        .arg(data.path())
+        .env_remove("RUST_LOG")
+        .envs(nodes.env().iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let kid = String::from_utf8(rotated.stdout).unwrap().trim().to_owned();
+    for i in 0..2 {
+        eventually(Duration::from_secs(10), || async {
+            jwks(i).await.contains(&kid).then_some(())
+        })
+        .await;
+    }
+
+    // Without the key-encryption key, or with another one, a node does not start.
+    let refused = |kek: Option<&str>| {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env_remove("RUST_LOG")
+            .envs(nodes.env().iter().map(|(k, v)| (k, v)))
+            .env_remove("AUDITRELAY_STORE__KEY_ENCRYPTION_KEY");
+        if let Some(kek) = kek {
+            command.env("AUDITRELAY_STORE__KEY_ENCRYPTION_KEY", kek);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = refused(None);
+    assert!(
+        missing.contains("store.key_encryption_key is missing"),
+        "{missing}"
+    );
+    let other = refused(Some("b3RoZXIga2V5LCBub3QgdGhlIG5vZGVzJyBrZXk6KSE="));
+    assert!(
+        other.contains("does not open the keys in the database"),
+        "{other}"
+    );
+    assert!(!other.contains(postgres::KEY_ENCRYPTION_KEY), "{other}");
+}
+
+/// A sign-in on one node works on every node, and a sign-out on any ends it everywhere: the
+/// web UI's sessions are in the database.
+#[tokio::test]
+async fn a_ui_session_started_on_one_node_works_on_another() {
+    let Some(nodes) = Nodes::start(2, &[]).await else {
+        return;
+    };
+    let (one, two) = (nodes.nodes[0].base.clone(), nodes.nodes[1].base.clone());
+    let mut browser = Browser::at(&one);
+    browser.sign_in(&nodes.token).await;
+    browser.base = two.clone();
+    let page = browser.get("/ui/destinations").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let csrf = page.csrf();
+
+    let id = browser.session_id().unwrap();
+    let signed_out = browser.post("/ui/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    // The cookie kept from before, sent to the node it was made on.
+    let mut kept = Browser::with_session(&one, id);
+    let page = kept.get("/ui/destinations").await;
+    assert_eq!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "signed out on the other node"
+    );
+}
+
+/// PostgreSQL stopped while three nodes take ingest, as by a crash, then started again: every
+/// node answers 503 while it is down (never 202, never 500), finds the database again by
+/// itself, and the SIEM ends with every event any node acknowledged.
+#[tokio::test]
+async fn several_nodes_ride_out_a_postgresql_restart() {
+    let Some(cluster) = OwnCluster::start().await else {
+        return;
+    };
+    let nodes = Nodes::on(&cluster.url(), 3, &[]).await;
+    let receiver = TestReceiver::http().await;
+    let destination = serde_json::json!({
+        "name": "siem", "endpoint": receiver.url(), "authorization": "Bearer siem",
+    });
+    bind_org_webhook(&nodes.nodes[0].base, &nodes.token, destination).await;
+    let client = reqwest::Client::new();
+    let mut acknowledged = Vec::new();
+    let mut round = 0;
+    let mut ingest = async |nodes: &Nodes, acknowledged: &mut Vec<String>| {
+        round += 1;
+        let mut statuses = Vec::new();
+        for (i, node) in nodes.nodes.iter().enumerate() {
+            let traces: Vec<String> = (0..20).map(|n| format!("pg{round}-{i}-{n}")).collect();
+            let events: Vec<_> = traces.iter().map(|t| authorization(now(), t)).collect();
+            let status = client
+                .post(format!("{}/us/v1/events", node.base))
+                .bearer_auth(&nodes.token)
+                .header("content-type", "application/x-ndjson")
+                .body(ndjson(&events))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == StatusCode::ACCEPTED {
+                acknowledged.extend(traces);
+            }
+            statuses.push(status);
+        }
+        statuses
+    };
+    for _ in 0..3 {
+        let statuses = ingest(&nodes, &mut acknowledged).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::ACCEPTED),
+            "{statuses:?}"
+        );
+    }
+
+    cluster.stop();
+    let mut refused = 0;
+    for _ in 0..2 {
+        for status in ingest(&nodes, &mut acknowledged).await {
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                // Committed just before the stop.
+                StatusCode::ACCEPTED => {}
+                other => panic!("ingest with PostgreSQL down answered {other}"),
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "every node acknowledged with the database down"
+    );
+    let down = acknowledged.len();
+    cluster.start_again().await;
+    for node in &nodes.nodes {
+        let ready = format!("{}/readyz", node.base);
+        eventually(Duration::from_secs(30), || async {
+            let status = client.get(&ready).send().await.ok()?.status();
+            (status == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    for _ in 0..3 {
+        let statuses = ingest(&nodes, &mut acknowledged).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::ACCEPTED),
+            "{statuses:?}"
+        );
+    }
+    assert!(acknowledged.len() > down);
+    delivered(&receiver, &acknowledged, 1).await;
 }

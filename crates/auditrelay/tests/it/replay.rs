@@ -3,7 +3,6 @@
 //! beside a long replay. Every answer of a documented operation is checked against Konnect's
 //! OpenAPI documents.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use auditrelay::config::Config;
@@ -15,11 +14,13 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::conformance::{Doc, check};
-use crate::support::events::{authorization, ndjson, portal_login};
+use crate::support::events::{authorization, ndjson, portal_login, trace_counts, trace_of};
 use crate::support::process::{bind_org_webhook, create_token, free_port, serve_dev};
-use crate::support::receiver::{Behaviour, ReceivedRequest, TestReceiver};
+use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::jwks;
-use crate::support::{TestApp, eventually, expect_json, expect_problem, invalid_fields, now};
+use crate::support::{
+    TestApp, eventually, expect_json, expect_problem, fence, invalid_fields, now,
+};
 
 const JOB: &str = "/audit-log-replay-job";
 const PORTAL_JOB: &str = "/portals/{portalId}/audit-log-replay-job";
@@ -85,38 +86,11 @@ async fn ingest(app: &TestApp, path: &str, body: String) {
 }
 
 /// The `trace_id` of a delivered line.
-fn trace_of(line: &str) -> String {
-    let parsed = parse_line(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
-    parsed
-        .record
-        .extensions
-        .iter()
-        .find(|e| e.key == "trace_id")
-        .map(|e| match &e.value {
-            auditrelay_core::format::Value::Str(s) => s.clone(),
-            other => panic!("trace_id {other:?}"),
-        })
-        .unwrap_or_default()
-}
-
-/// How often each trace id arrived in accepted requests.
-fn counts(requests: &[ReceivedRequest]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for line in requests
-        .iter()
-        .filter(|r| r.accepted())
-        .flat_map(|r| &r.lines)
-    {
-        *counts.entry(trace_of(line)).or_default() += 1;
-    }
-    counts
-}
-
 /// Waits until every one of `traces` arrived at least `times` times.
 async fn wait_until_delivered(receiver: &TestReceiver, traces: &[String], times: usize) {
     receiver
         .wait_until(Duration::from_secs(60), "deliveries", |requests| {
-            let counts = counts(requests);
+            let counts = trace_counts(requests);
             traces
                 .iter()
                 .all(|t| counts.get(t).copied().unwrap_or(0) >= times)
@@ -194,7 +168,7 @@ async fn a_job_replays_the_window_as_stored_when_it_started() {
     assert_eq!(job["events_sent"], job["events_total"], "{job}");
     wait_until_delivered(&receiver, &early, 2).await;
     wait_until_delivered(&receiver, &late, 1).await;
-    let counts = counts(&receiver.requests());
+    let counts = trace_counts(&receiver.requests());
     for t in &late {
         assert_eq!(counts[t], 1, "{t} was stored after the job started");
     }
@@ -304,7 +278,7 @@ async fn the_seeds_scenario_for_the_org() {
     assert!(job["started_at"].is_string() && job["finished_at"].is_string());
 
     wait_until_delivered(&receiver, &lost, 2).await;
-    let counts = counts(&receiver.requests());
+    let counts = trace_counts(&receiver.requests());
     for t in before.iter().chain(&after) {
         assert_eq!(counts[t], 1, "{t} is outside the window");
     }
@@ -361,7 +335,7 @@ async fn the_seeds_scenario_for_a_portal() {
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["events_sent"], 60);
     wait_until_delivered(&receiver, &lost, 2).await;
-    let counts = counts(&receiver.requests());
+    let counts = trace_counts(&receiver.requests());
     assert!(outside.iter().all(|t| counts[t] == 1));
     assert!(org.iter().all(|t| !counts.contains_key(t)));
     let v2 = expect_json(
@@ -510,6 +484,7 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
         resume: None,
         through_seq: None,
     };
+    let fenced = fence(&store).await;
     let mut current = job(ReplayStatus::Accepted);
     assert!(store.replace_replay_job(&current).await.unwrap());
     for status in [
@@ -520,7 +495,7 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
         ReplayStatus::Failed,
     ] {
         current.status = status;
-        assert!(store.save_replay_job(&current).await.unwrap());
+        assert!(store.save_replay_job(&fenced, &current).await.unwrap());
         let next = job(ReplayStatus::Accepted);
         let replaced = store.replace_replay_job(&next).await.unwrap();
         assert_eq!(replaced, !status.in_progress(), "{status:?}");
@@ -766,7 +741,7 @@ async fn sigkill_while_running_then_the_job_completes() {
     .await;
     server.start_kill().unwrap();
     server.wait().await.unwrap();
-    let sent_before = counts(&receiver.requests())
+    let sent_before = trace_counts(&receiver.requests())
         .values()
         .filter(|n| **n >= 2)
         .count();
@@ -785,7 +760,7 @@ async fn sigkill_while_running_then_the_job_completes() {
     wait_until_delivered(&receiver, &traces, 2).await;
     // Counted over the window's events only: the server's own events of one request share a
     // trace id, so theirs count several times without any resend.
-    let counts = counts(&receiver.requests());
+    let counts = trace_counts(&receiver.requests());
     let thrice = traces.iter().filter(|t| counts[*t] > 2).count();
     assert!(
         thrice <= 200,
@@ -856,7 +831,7 @@ async fn a_running_job_can_be_cancelled_and_past_jobs_are_kept() {
     let (second, _) = wait_for_job(&app, "/us/v3/audit-log-replay-job", Doc::V3, JOB).await;
     assert_eq!(second["status"], "completed", "{second}");
     wait_until_delivered(&receiver, &old, 1).await;
-    let sent = counts(&receiver.requests());
+    let sent = trace_counts(&receiver.requests());
     let old_lines: usize = old.iter().map(|t| sent.get(t).copied().unwrap_or(0)).sum();
     assert!(
         (500..=700).contains(&old_lines),

@@ -7,7 +7,7 @@ use auditrelay::jobs::retention;
 use auditrelay::store::{EventQuery, Scope, Store};
 use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
 
-use crate::support::now;
+use crate::support::{fence, now};
 
 fn event(org: auditrelay_core::OrgId, ts: Timestamp, trace: &str) -> Event {
     Event {
@@ -296,7 +296,11 @@ async fn refused_events_go_with_their_events() {
             replay_id: None,
         })
         .collect();
-    store.record_refused(&scope, &refused).await.unwrap();
+    let fenced = fence(&store).await;
+    store
+        .record_refused(&fenced, &scope, &refused)
+        .await
+        .unwrap();
     assert_eq!(store.count_refused(&scope).await.unwrap(), 2);
 
     let deleted = retention::prune_once(&store, &config.retention)

@@ -14,7 +14,7 @@ use crate::support::conformance::{Doc, check};
 use crate::support::process::{create_token, free_port, serve_with};
 use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::{BIN, event};
-use crate::support::{TestApp, expect_json, expect_problem, invalid_fields, now};
+use crate::support::{TestApp, expect_json, expect_problem, fence, invalid_fields, now};
 
 /// Sends `"METHOD path"` as `token`, asserts the status (and problem+json for errors), and
 /// validates the body against the operation the path names in Konnect's documents (see
@@ -671,6 +671,7 @@ async fn positions_are_written_between_group_commits() {
     .await;
     let scope = org_scope(&app, "us");
     let store = app.store().clone();
+    let fenced = fence(&store).await;
     let start = store.get_webhook(&scope).await.unwrap().unwrap().cursor;
 
     // Four producers keep the writer busy with group commits of another organization's events.
@@ -701,7 +702,7 @@ async fn positions_are_written_between_group_commits() {
         };
         assert!(
             store
-                .record_attempt(&scope, &attempt, outcome, 100)
+                .record_attempt(&fenced, &scope, &attempt, outcome, 100)
                 .await
                 .unwrap()
         );
@@ -776,10 +777,11 @@ async fn status_follows_konnects_table() {
 
     // Delivery records a failed batch (the delivery engine's call).
     let scope = org_scope(&app, "us");
+    let fenced = fence(app.store()).await;
     let unauthorized = attempt(Some(401), "Unauthorized");
     assert!(
         app.store()
-            .record_attempt(&scope, &unauthorized, failed(), 100)
+            .record_attempt(&fenced, &scope, &unauthorized, failed(), 100)
             .await
             .unwrap()
     );
@@ -795,7 +797,7 @@ async fn status_follows_konnects_table() {
 
     // Turned off after the failure: false × inactive.
     app.store()
-        .record_attempt(&scope, &unauthorized, failed(), 100)
+        .record_attempt(&fenced, &scope, &unauthorized, failed(), 100)
         .await
         .unwrap();
     let off = app
@@ -815,7 +817,7 @@ async fn status_follows_konnects_table() {
     assert_eq!(s["last_response_code"], 401);
     // A failure recorded while disabled (a probe in flight) shows as false × inactive.
     app.store()
-        .record_attempt(&scope, &unauthorized, failed(), 100)
+        .record_attempt(&fenced, &scope, &unauthorized, failed(), 100)
         .await
         .unwrap();
     assert_eq!(status().await["webhook_status"], "inactive");
@@ -823,7 +825,7 @@ async fn status_follows_konnects_table() {
     // Fixing the destination re-arms every webhook that uses it.
     patch(json!({"enabled": true})).await;
     app.store()
-        .record_attempt(&scope, &unauthorized, failed(), 100)
+        .record_attempt(&fenced, &scope, &unauthorized, failed(), 100)
         .await
         .unwrap();
     assert_eq!(status().await["webhook_status"], "inactive");
@@ -841,7 +843,7 @@ async fn status_follows_konnects_table() {
     // A transport failure has no response code.
     let refused = attempt(None, "connection refused");
     app.store()
-        .record_attempt(&scope, &refused, failed(), 100)
+        .record_attempt(&fenced, &scope, &refused, failed(), 100)
         .await
         .unwrap();
     let s = status().await;
@@ -851,6 +853,7 @@ async fn status_follows_konnects_table() {
     let ok = attempt(Some(202), "Accepted");
     app.store()
         .record_attempt(
+            &fenced,
             &scope,
             &ok,
             AttemptOutcome::Delivered {

@@ -10,12 +10,18 @@
 use auditrelay_core::Timestamp;
 
 use super::PgStore;
+use super::leases::check_fence;
 use super::tx::PoolTx;
 use crate::store::rows;
-use crate::store::{PageQuery, RefusedEvent, Result, Scope, Seek};
+use crate::store::{Fence, PageQuery, RefusedEvent, Result, Scope, Seek};
 
 impl PgStore {
-    pub async fn record_refused(&self, scope: &Scope, events: &[RefusedEvent]) -> Result<()> {
+    pub async fn record_refused(
+        &self,
+        fence: &Fence,
+        scope: &Scope,
+        events: &[RefusedEvent],
+    ) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -24,6 +30,7 @@ impl PgStore {
         let mut events: Vec<&RefusedEvent> = events.iter().collect();
         events.sort_by_key(|event| event.seq);
         let mut tx = PoolTx::begin(&self.pool).await?;
+        check_fence(&mut tx, fence).await?;
         for event in events {
             sqlx::query(
                 "INSERT INTO refused_events (scope_id, seq, refused_at, endpoint, reason, replay_id)
@@ -125,7 +132,7 @@ impl PgStore {
         Ok(seqs)
     }
 
-    pub async fn forget_refused(&self, scope: &Scope, seqs: &[i64]) -> Result<()> {
+    pub async fn forget_refused(&self, fence: &Fence, scope: &Scope, seqs: &[i64]) -> Result<()> {
         // A scope without a row has no refused list.
         let Some(scope_id) = self.existing_scope_id(scope).await? else {
             return Ok(());
@@ -134,6 +141,7 @@ impl PgStore {
         seqs.sort_unstable();
         seqs.dedup();
         let mut tx = PoolTx::begin(&self.pool).await?;
+        check_fence(&mut tx, fence).await?;
         for seq in seqs {
             sqlx::query("DELETE FROM refused_events WHERE scope_id = $1 AND seq = $2")
                 .bind(scope_id)

@@ -9,9 +9,10 @@
 use auditrelay_core::Timestamp;
 
 use super::PgStore;
+use super::leases::check_fence;
 use super::tx::PoolTx;
 use crate::store::rows;
-use crate::store::{ReplayJob, ReplayStatus, Result, Scope};
+use crate::store::{Fence, ReplayJob, ReplayStatus, Result, Scope};
 
 /// Past jobs kept per scope.
 const REPLAY_HISTORY: i64 = 20;
@@ -171,13 +172,15 @@ impl PgStore {
         row.as_ref().map(rows::replay_job).transpose()
     }
 
-    pub async fn save_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+    pub async fn save_replay_job(&self, fence: &Fence, job: &ReplayJob) -> Result<bool> {
         let Some(scope_id) = self.existing_scope_id(&job.scope).await? else {
             return Ok(false);
         };
         // "Only if it is still the same job, in progress" is the UPDATE's own condition, checked
         // again on the newest row if a replacement or a cancel held it: a job replaced or
         // cancelled meanwhile is never overwritten by its old executor.
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        check_fence(&mut tx, fence).await?;
         let done = sqlx::query(
             "UPDATE replay_jobs SET status = $1, updated_at = $2, events_total = $3,
                  events_sent = $4, batches_sent = $5, started_at = $6, finished_at = $7,
@@ -197,8 +200,9 @@ impl PgStore {
         .bind(job.through_seq)
         .bind(scope_id)
         .bind(job.id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

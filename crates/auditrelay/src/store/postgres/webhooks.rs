@@ -18,12 +18,13 @@ use auditrelay_core::Timestamp;
 use sqlx::postgres::PgConnection;
 
 use super::destinations::save_destination;
+use super::leases::check_fence;
 use super::tx::PoolTx;
 use super::{PgStore, portal_key};
 use crate::store::rows;
 use crate::store::{
-    AttemptOutcome, DeliveryAttempt, Destination, LoggedAttempt, PageQuery, Result, Scope, Seek,
-    StoreError, Webhook, WebhookConfig,
+    AttemptOutcome, DeliveryAttempt, Destination, Fence, LoggedAttempt, PageQuery, Result, Scope,
+    Seek, StoreError, Webhook, WebhookConfig,
 };
 
 impl PgStore {
@@ -131,20 +132,24 @@ impl PgStore {
         tx.commit().await
     }
 
-    pub async fn mark_in_flight(&self, scope: &Scope, through: i64) -> Result<bool> {
+    pub async fn mark_in_flight(&self, fence: &Fence, scope: &Scope, through: i64) -> Result<bool> {
         let Some(scope_id) = self.existing_scope_id(scope).await? else {
             return Ok(false);
         };
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        check_fence(&mut tx, fence).await?;
         let done = sqlx::query("UPDATE webhooks SET in_flight_through = $1 WHERE scope_id = $2")
             .bind(through)
             .bind(scope_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn record_attempt(
         &self,
+        fence: &Fence,
         scope: &Scope,
         attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
@@ -161,6 +166,7 @@ impl PgStore {
             AttemptOutcome::Failed { next_at } => (None, None, Some(next_at.as_millis())),
         };
         let mut tx = PoolTx::begin(&self.pool).await?;
+        check_fence(&mut tx, fence).await?;
         // The update holds the webhook's row until the commit: the delivery log's lock (module
         // doc). It re-reads the row if another transaction changed it first, so `GREATEST`
         // compares with the latest cursor, which therefore never moves back.
@@ -196,12 +202,14 @@ impl PgStore {
 
     pub async fn log_attempt(
         &self,
+        fence: &Fence,
         scope: &Scope,
         attempt: &DeliveryAttempt,
         keep: u32,
     ) -> Result<()> {
         let scope_id = self.scope_id(scope).await?;
         let mut tx = PoolTx::begin(&self.pool).await?;
+        check_fence(&mut tx, fence).await?;
         // The delivery log's lock (module doc), as `record_attempt` holds it. A scope without a
         // webhook (deleted while a replay was sending) has nothing to lock; its log is still
         // trimmed, if not exactly while two appends to it overlap (see `append_to_log`).

@@ -1,7 +1,12 @@
 //! Sample events in the ingest shape (Konnect's v3 pull API entries without `signature`).
 
+use std::collections::HashMap;
+
+use auditrelay_core::format::parse_line;
 use auditrelay_core::{PortalId, Timestamp};
 use serde_json::{Value, json};
+
+use super::receiver::ReceivedRequest;
 
 pub fn authorization(ts: Timestamp, trace_id: &str) -> Value {
     json!({
@@ -69,4 +74,32 @@ pub fn authentication(ts: Timestamp, trace_id: &str) -> Value {
 
 pub fn ndjson(events: &[Value]) -> String {
     events.iter().map(|e| format!("{e}\n")).collect()
+}
+
+/// The trace id a delivered line carries ("" for none).
+pub fn trace_of(line: &str) -> String {
+    let parsed = parse_line(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    parsed
+        .record
+        .extensions
+        .iter()
+        .find(|e| e.key == "trace_id")
+        .map(|e| match &e.value {
+            auditrelay_core::format::Value::Str(s) => s.clone(),
+            other => panic!("trace_id {other:?}"),
+        })
+        .unwrap_or_default()
+}
+
+/// How often each trace id arrived in accepted requests.
+pub fn trace_counts(requests: &[ReceivedRequest]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for line in requests
+        .iter()
+        .filter(|r| r.accepted())
+        .flat_map(|r| &r.lines)
+    {
+        *counts.entry(trace_of(line)).or_default() += 1;
+    }
+    counts
 }

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod conformance;
 pub mod disk;
 pub mod events;
+pub mod nodes;
 pub mod postgres;
 pub mod process;
 pub mod receiver;
@@ -59,6 +60,7 @@ impl TestApp {
                 .await
                 .expect("AUDITRELAY_TEST_STORE=postgres needs the PostgreSQL server binaries");
             config.store.url = database.url.parse().unwrap();
+            config.store.key_encryption_key = Some(postgres::KEY_ENCRYPTION_KEY.parse().unwrap());
         }
         config.metrics.token = Some(MetricsToken::new(METRICS_TOKEN));
         adjust(&mut config);
@@ -352,4 +354,15 @@ where
 
 pub fn now() -> Timestamp {
     clock::now()
+}
+
+/// A fence of a lease of the test's own, for calling the store's fenced writes (DECISIONS.md
+/// S21) as delivery would.
+pub async fn fence(store: &auditrelay::store::Store) -> auditrelay::store::Fence {
+    let name = format!("test/{}", uuid::Uuid::new_v4());
+    store
+        .acquire_lease(&name, Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .expect("a lease of the test's own is free")
 }

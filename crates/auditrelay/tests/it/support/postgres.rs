@@ -25,6 +25,9 @@ use super::process::free_port;
 use super::rsyslog::Certificates;
 use super::skip_unless_ci;
 
+/// The key-encryption key every test server on PostgreSQL is given (`store.key_encryption_key`).
+pub const KEY_ENCRYPTION_KEY: &str = "YXVkaXRyZWxheSB0ZXN0czogbm90IGEgcmVhbCBrZXk=";
+
 /// The database every test's database is a copy of, migrated once.
 const TEMPLATE: &str = "auditrelay_template";
 

@@ -53,6 +53,8 @@ pub enum Behaviour {
     /// Read the request and keep it waiting until [`TestReceiver::release`]; then answer 202,
     /// and the recorded answer becomes `Status(202)`.
     Hold,
+    /// Answer 202 after this long: a slow SIEM.
+    Delay(Duration),
 }
 
 impl Behaviour {
@@ -123,6 +125,7 @@ impl ReceivedRequest {
     /// Whether it was answered with a 2xx and kept, that is, delivered (not `Discard`ed).
     pub fn accepted(&self) -> bool {
         matches!(self.answer, Behaviour::Status(s) | Behaviour::StatusWithRetryAfter(s, _) if (200..300).contains(&s))
+            || matches!(self.answer, Behaviour::Delay(_))
     }
 }
 
@@ -333,7 +336,10 @@ async fn receive(
         ),
         Err(e) => {
             if matches!(answer, Behaviour::Status(s) if (200..300).contains(&s))
-                || matches!(answer, Behaviour::Discard | Behaviour::Hold)
+                || matches!(
+                    answer,
+                    Behaviour::Discard | Behaviour::Hold | Behaviour::Delay(_)
+                )
             {
                 answer = Behaviour::Status(e.status().as_u16());
             }
@@ -375,6 +381,10 @@ async fn receive(
             std::future::pending().await
         }
         Behaviour::Discard => StatusCode::ACCEPTED.into_response(),
+        Behaviour::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            StatusCode::ACCEPTED.into_response()
+        }
         Behaviour::Hold => {
             // The sender gone (it timed out) drops this future: nothing to record then.
             let _ = released.changed().await;

@@ -72,7 +72,10 @@ pub async fn rotate(app: &TestApp, activation_delay: &str) -> String {
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if let Some(url) = app.store_url() {
-        command.env("AUDITRELAY_STORE__URL", url);
+        command.env("AUDITRELAY_STORE__URL", url).env(
+            "AUDITRELAY_STORE__KEY_ENCRYPTION_KEY",
+            super::postgres::KEY_ENCRYPTION_KEY,
+        );
     }
     let out = tokio::time::timeout(Duration::from_secs(60), command.output())
         .await

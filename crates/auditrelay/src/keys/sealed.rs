@@ -1,0 +1,255 @@
+//! The keys of an installation whose store several nodes share (PostgreSQL; DECISIONS.md S22):
+//! the signing keys and the secrets key live in the database, each sealed with the
+//! key-encryption key every node is given by configuration (`store.key_encryption_key`) and
+//! that is never stored beside the data. A node without it does not start; one given another
+//! key finds that the keys do not open, and does not start either.
+//!
+//! The first node to start on a database without keys brings its data directory's, if it has
+//! any (an installation that ran on one node with its keys on disk keeps its signing identity
+//! and its destinations' credentials), or makes new ones. Nodes that start at once agree: a key
+//! is added only under a number nobody took, and the secrets key only if there is none.
+
+use std::path::Path;
+
+use auditrelay_core::{SigningKey, Timestamp};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::{Fingerprint, KeyDir, KeyError, KeySet, StoredKey, random_seed};
+use crate::config::Config;
+use crate::secrets::SecretBox;
+use crate::store::{SealedKey, Vault};
+
+/// The name of the sealed secrets key.
+const SECRETS: &str = "secrets";
+
+/// The key-encryption key `config` gives, or why a node on a shared store cannot start.
+pub fn key_encryption_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    let Some(key) = &config.store.key_encryption_key else {
+        anyhow::bail!(
+            "store.key_encryption_key is missing. With PostgreSQL, the signing keys and the \
+             destinations' credentials are kept in the database, sealed with a key-encryption \
+             key that every node must be given (32 random bytes in base64, for example from \
+             `openssl rand -base64 32`), through AUDITRELAY_STORE__KEY_ENCRYPTION_KEY or the \
+             configuration file. Give every node the same one, and keep it apart from the \
+             database's backups."
+        );
+    };
+    key.bytes()
+        .ok_or_else(|| anyhow::anyhow!("store.key_encryption_key must be 32 bytes in base64"))
+}
+
+/// The installation's keys in a shared store.
+pub struct SealedKeys {
+    vault: Vault,
+    /// Seals the keys in the vault.
+    kek: SecretBox,
+}
+
+impl SealedKeys {
+    pub fn new(vault: Vault, key_encryption_key: &[u8; 32]) -> Self {
+        Self {
+            vault,
+            kek: SecretBox::from_key(key_encryption_key),
+        }
+    }
+
+    /// The secrets key (what seals destinations' credentials): the stored one, else
+    /// `data_dir`'s `secret.key`, else a new one.
+    pub async fn secrets(&self, data_dir: &Path) -> Result<SecretBox, KeyError> {
+        let key = match SecretBox::existing_key(data_dir).map_err(secrets_error)? {
+            Some(key) => key,
+            None => random_seed()?,
+        };
+        let offered = self.kek.seal(&URL_SAFE_NO_PAD.encode(key), SECRETS);
+        let stored = self.vault.sealed_key_or(SECRETS, &offered).await?;
+        let key = self.open_bytes(&stored, SECRETS)?;
+        Ok(SecretBox::from_key(&key))
+    }
+
+    /// Reads the signing keys, first adding one when there are none: `data_dir`'s, if it has
+    /// keys, else a new key that signs from `now`.
+    pub async fn open_or_create(
+        &self,
+        now: Timestamp,
+        data_dir: &Path,
+    ) -> Result<KeySet, KeyError> {
+        if let Some(set) = self.load().await? {
+            return Ok(set);
+        }
+        let on_disk = KeyDir::in_data_dir(data_dir);
+        let brought = match on_disk.path().exists() {
+            true => on_disk.load()?.map(|set| set.keys().to_vec()),
+            false => None,
+        };
+        match brought {
+            Some(keys) => {
+                tracing::info!(keys.count = keys.len(), keys.dir = %on_disk.path().display(), "signing keys brought into the database");
+                for (i, key) in keys.iter().enumerate() {
+                    // Another node bringing its own first: the database's stay.
+                    let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
+                    if !self
+                        .vault
+                        .add_signing_key(&self.seal(key, number), None)
+                        .await?
+                    {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let seed = random_seed()?;
+                let key = stored(SigningKey::from_seed(&seed), now, now, None, 1);
+                self.vault
+                    .add_signing_key(&self.seal(&key, 1), None)
+                    .await?;
+            }
+        }
+        self.load().await?.ok_or_else(|| KeyError::Sealed {
+            reason: "the first signing key vanished right after it was stored".into(),
+        })
+    }
+
+    /// Adds a key that is published now and signs from `now + activation_delay`, retiring
+    /// every other at that moment (DECISIONS.md D6), as [`KeyDir::rotate`] does on disk.
+    pub async fn rotate(
+        &self,
+        now: Timestamp,
+        activation_delay: std::time::Duration,
+        data_dir: &Path,
+    ) -> Result<StoredKey, KeyError> {
+        let current = self.open_or_create(now, data_dir).await?;
+        let delay_ms = i64::try_from(activation_delay.as_millis()).unwrap_or(i64::MAX);
+        let active_from = now.saturating_add_millis(delay_ms);
+        let seed = random_seed()?;
+        let mut number = current.keys().iter().map(number_of).max().unwrap_or(0) + 1;
+        loop {
+            let key = stored(SigningKey::from_seed(&seed), now, active_from, None, number);
+            let sealed = self.seal(&key, number);
+            if self
+                .vault
+                .add_signing_key(&sealed, Some(active_from.as_millis()))
+                .await?
+            {
+                return Ok(key);
+            }
+            // Another rotation took this number first: take the next.
+            number += 1;
+        }
+    }
+
+    /// Every signing key; `None` when there is none.
+    pub async fn load(&self) -> Result<Option<KeySet>, KeyError> {
+        let rows = self.vault.signing_keys().await?;
+        let fingerprint = fingerprint(rows.iter().map(|k| (k.number, k.active_from, k.retired_at)));
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            keys.push(self.open(row)?);
+        }
+        Ok((!keys.is_empty()).then(|| KeySet::new(keys, fingerprint)))
+    }
+
+    /// Reads the keys again only if one was added or retired since `known` was read.
+    pub async fn reload_if_changed(&self, known: &KeySet) -> Result<Option<KeySet>, KeyError> {
+        let marks = self.vault.signing_key_marks().await?;
+        if fingerprint(marks.into_iter()) == known.fingerprint {
+            return Ok(None);
+        }
+        self.load().await
+    }
+
+    fn seal(&self, key: &StoredKey, number: i32) -> SealedKey {
+        let kid = key.kid().to_string();
+        SealedKey {
+            number,
+            sealed_seed: self.kek.seal(
+                &URL_SAFE_NO_PAD.encode(key.key.to_seed()),
+                &seed_context(&kid),
+            ),
+            kid,
+            created_at: key.created_at.as_millis(),
+            active_from: key.active_from.as_millis(),
+            retired_at: key.retired_at.map(Timestamp::as_millis),
+        }
+    }
+
+    fn open(&self, row: &SealedKey) -> Result<StoredKey, KeyError> {
+        let seed = self.open_bytes(&row.sealed_seed, &seed_context(&row.kid))?;
+        let key = SigningKey::from_seed(&seed);
+        if key.kid().as_str() != row.kid {
+            return Err(KeyError::Sealed {
+                reason: format!("signing key {} does not match its kid", row.number),
+            });
+        }
+        Ok(stored(
+            key,
+            Timestamp::from_millis(row.created_at),
+            Timestamp::from_millis(row.active_from),
+            row.retired_at.map(Timestamp::from_millis),
+            row.number,
+        ))
+    }
+
+    /// Opens 32 sealed bytes; a failure means this node was given another key-encryption
+    /// key than the one the keys were sealed with.
+    fn open_bytes(&self, sealed: &[u8], context: &str) -> Result<[u8; 32], KeyError> {
+        let wrong_key = || KeyError::Sealed {
+            reason: "store.key_encryption_key does not open the keys in the database: this \
+                     node was given another key-encryption key than the nodes that stored them"
+                .into(),
+        };
+        let text = self.kek.open(sealed, context).map_err(|_| wrong_key())?;
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(wrong_key)
+    }
+}
+
+/// A seed is sealed bound to its key's id: a sealed seed copied onto another row does not
+/// open.
+fn seed_context(kid: &str) -> String {
+    format!("signing-key/{kid}")
+}
+
+fn stored(
+    key: SigningKey,
+    created_at: Timestamp,
+    active_from: Timestamp,
+    retired_at: Option<Timestamp>,
+    number: i32,
+) -> StoredKey {
+    StoredKey {
+        key,
+        created_at,
+        active_from,
+        retired_at,
+        file: format!("{number:04}.json"),
+    }
+}
+
+/// A key's number: its place in creation order, as in its on-disk name `NNNN.json`.
+fn number_of(key: &StoredKey) -> i32 {
+    key.file
+        .strip_suffix(".json")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fingerprint(marks: impl Iterator<Item = (i32, i64, Option<i64>)>) -> Fingerprint {
+    Fingerprint(
+        marks
+            .map(|(number, active_from, retired_at)| {
+                let retired = retired_at.unwrap_or(i64::MIN);
+                (format!("{number:04}.json"), 0, 0, active_from, retired)
+            })
+            .collect(),
+    )
+}
+
+fn secrets_error(e: crate::secrets::SecretError) -> KeyError {
+    KeyError::Sealed {
+        reason: e.to_string(),
+    }
+}
