@@ -52,6 +52,13 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let store = Store::open(&config)
         .await
         .with_context(|| format!("Failed to open {location}"))?;
+    if !store.join_serving().await? {
+        anyhow::bail!(
+            "An auditrelay of an earlier version is serving from {location} as its only \
+             process. Stop it before starting nodes of this version, which share the database \
+             with leases (docs/OPERATIONS.md, rolling upgrades)."
+        );
+    }
     let (org, bootstrap_token) = bootstrap(&store).await?;
     let (keys, secrets) = open_keys(&config, &store).await?;
     let (keys, secrets) = (Arc::new(keys), Arc::new(secrets));
@@ -78,6 +85,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     );
 
     let (stop, stopped) = watch::channel(false);
+    // Counted before delivery takes work, so that its first look takes no more than a share.
+    leases.count_nodes().await;
     let delivery = Delivery::start(
         delivery::Shared {
             store: store.clone(),

@@ -221,6 +221,12 @@ impl Leases {
                 }
             }
         }
+        self.count_nodes().await;
+        metrics::gauge!("auditrelay_leases_held").set(self.held() as f64);
+    }
+
+    /// Says this node is alive, and counts the nodes that are.
+    pub async fn count_nodes(&self) {
         // A node alive renews every look; one not seen for two is counted out, before the
         // leases it held expire, so that the others' shares have grown when they do.
         let alive_within = self.look_every() * 2;
@@ -238,7 +244,6 @@ impl Leases {
             }
             Err(e) => tracing::debug!(error = %e, "this node could not say it is alive"),
         }
-        metrics::gauge!("auditrelay_leases_held").set(self.held() as f64);
     }
 
     fn lost(&self, lease: &Lease, why: &str) {

@@ -117,6 +117,22 @@ impl Vault {
         self.0.add_signing_key(key, retire_others_at).await
     }
 
+    /// Adds `keys` in one transaction if there is no signing key yet; `false` when there is.
+    pub async fn add_first_signing_keys(&self, keys: &[SealedKey]) -> Result<bool> {
+        self.0.add_first_signing_keys(keys).await
+    }
+
+    /// The sealed key `name`, if there is one.
+    pub async fn sealed_key(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.0.sealed_key(name).await
+    }
+
+    /// Whether the database holds destinations or events: made under keys that were kept
+    /// somewhere else before, which new keys would not open or verify.
+    pub async fn holds_records(&self) -> Result<bool> {
+        self.0.holds_records().await
+    }
+
     /// The sealed key `name`, storing `sealed` as it if there is none yet.
     pub async fn sealed_key_or(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
         self.0.sealed_key_or(name, sealed).await
@@ -718,6 +734,15 @@ impl Store {
         self.node
     }
 
+    /// Joins the processes serving from the store; `false` while one of an earlier version
+    /// serves from it alone (PostgreSQL; see [`PgStore::join_serving`]).
+    pub async fn join_serving(&self) -> Result<bool> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(s) => s.join_serving().await,
+        }
+    }
+
     /// The sealed keys of a store several nodes share; `None` for SQLite, whose keys are files
     /// in the data directory.
     pub fn vault(&self) -> Option<Vault> {
@@ -742,6 +767,14 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => Ok(self.local_leases.renew(fences, ttl)),
             Backend::Postgres(s) => s.renew_leases(fences, ttl).await,
+        }
+    }
+
+    /// The names of the leases some node holds now.
+    pub async fn held_leases(&self) -> Result<std::collections::HashSet<String>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(self.local_leases.held()),
+            Backend::Postgres(s) => s.held_leases().await,
         }
     }
 

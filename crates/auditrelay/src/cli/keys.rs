@@ -17,7 +17,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List(data) => {
             let config = data.existing()?;
-            let set = Keys::open(&config).await?.read(&config).await?;
+            let set = Keys::open(&config).await?.read().await?;
             let now = clock::now();
             println!(
                 "{:<40}  {:<20}  {:<20}  {:<20}  STATE",
@@ -94,16 +94,19 @@ impl Keys {
         Ok(Self::Sealed(store, SealedKeys::new(vault, &kek)))
     }
 
-    async fn read(self, config: &Config) -> anyhow::Result<KeySet> {
+    async fn read(self) -> anyhow::Result<KeySet> {
         let now = clock::now();
         match self {
             Self::Dir(dir) => dir
                 .open_or_create(now)
                 .with_context(|| format!("Failed to open the keys in {}", dir.path().display())),
             Self::Sealed(store, keys) => {
-                let set = keys.open_or_create(now, &config.server.data_dir).await;
+                // Read only: the first node to start makes or brings the keys, not a listing.
+                let set = keys.load().await;
                 store.close().await;
-                set.context("Failed to open the keys in the database")
+                set.context("Failed to open the keys in the database")?.context(
+                    "The database holds no signing keys yet: the first node to start makes them",
+                )
             }
         }
     }

@@ -13,7 +13,7 @@
 //! lanes. It also looks every [`Leases::look_every`], so work whose node died is taken over,
 //! and a change made by the CLI is picked up too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -110,10 +110,16 @@ async fn supervise(
                 // Rounded up, so that the shares of the nodes alive cover all there is.
                 let share = wanted.div_ceil(usize::try_from(leases.nodes()).unwrap_or(1).max(1));
                 stop_unwanted(&shared, &enabled, &jobs, &mut work);
+                let room = share.saturating_sub(work.count());
+                let held_elsewhere = match room {
+                    0 => HashSet::new(),
+                    _ => shared.store.held_leases().await.unwrap_or_default(),
+                };
                 let mut taker = Taker {
                     shared: &shared,
                     leases: &leases,
-                    room: share.saturating_sub(work.count()),
+                    room,
+                    held_elsewhere,
                 };
                 taker.lanes(&changes, &enabled, &mut work.lanes).await;
                 taker.replays(jobs, &mut work.replays).await;
@@ -195,12 +201,14 @@ struct Taker<'a> {
     shared: &'a Arc<Shared>,
     leases: &'a Leases,
     room: usize,
+    /// The leases some node held at the start of the look: not worth asking for.
+    held_elsewhere: HashSet<String>,
 }
 
 impl Taker<'_> {
     /// The lease `name`, if this node has room and no node holds it.
     async fn take(&mut self, name: &str) -> Option<Lease> {
-        if self.room == 0 {
+        if self.room == 0 || self.held_elsewhere.contains(name) {
             return None;
         }
         match self.leases.acquire(name).await {
@@ -216,12 +224,16 @@ impl Taker<'_> {
         }
     }
 
-    /// Runs `work` under `lease`, and gives the lease up once it has stopped.
+    /// Runs `work` under `lease`, and gives the lease up once it has stopped, however it
+    /// stopped: a panic in it too (its own task catches that), else the work would stay held
+    /// here, and taken nowhere, until the process ends.
     fn spawn(&self, lease: Lease, work: impl Future<Output = ()> + Send + 'static) -> Running {
         let leases = self.leases.clone();
         let held = lease.clone();
         let task = tokio::spawn(async move {
-            work.await;
+            if let Err(e) = tokio::spawn(work).await {
+                tracing::error!(lease = %held.fence().name, error = %e, "work under a lease ended abnormally; it is given up for a node to take again");
+            }
             leases.release(&held).await;
         });
         Running { lease, task }

@@ -57,9 +57,15 @@ impl SealedKeys {
     /// The secrets key (what seals destinations' credentials): the stored one, else
     /// `data_dir`'s `secret.key`, else a new one.
     pub async fn secrets(&self, data_dir: &Path) -> Result<SecretBox, KeyError> {
+        if let Some(stored) = self.vault.sealed_key(SECRETS).await? {
+            return Ok(SecretBox::from_key(&self.open_bytes(&stored, SECRETS)?));
+        }
         let key = match SecretBox::existing_key(data_dir).map_err(secrets_error)? {
             Some(key) => key,
-            None => random_seed()?,
+            None => {
+                self.refuse_new_keys("secret.key", data_dir).await?;
+                random_seed()?
+            }
         };
         let offered = self.kek.seal(&URL_SAFE_NO_PAD.encode(key), SECRETS);
         let stored = self.vault.sealed_key_or(SECRETS, &offered).await?;
@@ -82,31 +88,43 @@ impl SealedKeys {
             true => on_disk.load()?.map(|set| set.keys().to_vec()),
             false => None,
         };
-        match brought {
-            Some(keys) => {
-                tracing::info!(keys.count = keys.len(), keys.dir = %on_disk.path().display(), "signing keys brought into the database");
-                for (i, key) in keys.iter().enumerate() {
-                    // Another node bringing its own first: the database's stay.
-                    let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
-                    if !self
-                        .vault
-                        .add_signing_key(&self.seal(key, number), None)
-                        .await?
-                    {
-                        break;
-                    }
-                }
-            }
+        let bringing = brought.is_some();
+        let keys = match brought {
+            Some(keys) => keys,
             None => {
+                self.refuse_new_keys("keys/", data_dir).await?;
                 let seed = random_seed()?;
-                let key = stored(SigningKey::from_seed(&seed), now, now, None, 1);
-                self.vault
-                    .add_signing_key(&self.seal(&key, 1), None)
-                    .await?;
+                vec![stored(SigningKey::from_seed(&seed), now, now, None, 1)]
             }
+        };
+        let sealed: Vec<SealedKey> = (1..)
+            .zip(&keys)
+            .map(|(number, key)| self.seal(key, number))
+            .collect();
+        // All of them or none: another node's stay, if it stored its own first.
+        if self.vault.add_first_signing_keys(&sealed).await? && bringing {
+            tracing::info!(keys.count = keys.len(), keys.dir = %on_disk.path().display(), "signing keys brought into the database");
         }
         self.load().await?.ok_or_else(|| KeyError::Sealed {
             reason: "the first signing key vanished right after it was stored".into(),
+        })
+    }
+
+    /// New keys for a database that holds destinations or events would not open their
+    /// credentials, or not verify what was delivered: it was used by a version that kept its
+    /// keys in a data directory, and the node that has them must bring them first.
+    async fn refuse_new_keys(&self, what: &str, data_dir: &Path) -> Result<(), KeyError> {
+        if !self.vault.holds_records().await? {
+            return Ok(());
+        }
+        Err(KeyError::Sealed {
+            reason: format!(
+                "the database holds destinations or events but no keys, and {} has no {what}: \
+                 it was used by a version that kept its keys in a data directory. Start a node \
+                 whose data directory holds them (keys/ and secret.key) first; it brings them \
+                 into the database.",
+                data_dir.display()
+            ),
         })
     }
 

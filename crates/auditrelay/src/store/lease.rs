@@ -73,6 +73,16 @@ impl LocalLeases {
         renewed
     }
 
+    pub fn held(&self) -> std::collections::HashSet<String> {
+        let leases = self.0.lock().expect("leases lock");
+        let now = Instant::now();
+        leases
+            .iter()
+            .filter(|(_, lease)| lease.expires > now)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
     pub fn release(&self, fence: &Fence) {
         let mut leases = self.0.lock().expect("leases lock");
         if let Some(lease) = leases.get_mut(&fence.name)

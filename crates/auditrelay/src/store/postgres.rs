@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
+use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -47,6 +47,9 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// A handle to the shared database, cheap to share behind an `Arc`.
 pub struct PgStore {
     pool: PgPool,
+    /// Renewing this node's leases and saying it is alive, on connections of their own: a
+    /// pool busy with ingest must not make a node lose its leases.
+    lease_pool: PgPool,
     scopes: events::ScopeIds,
     /// Made once by the migrations; with a `seq` and time, it makes an event's stable id.
     pub identity: uuid::Uuid,
@@ -58,6 +61,10 @@ pub struct PgStore {
     pub node: uuid::Uuid,
     /// Counts the changes other nodes announced.
     changed_elsewhere: Arc<watch::Sender<u64>>,
+    /// How to connect again, for the connection that holds [`PgStore::join_serving`]'s lock.
+    options: PgConnectOptions,
+    /// The task that holds that lock, while this process serves.
+    serving: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     /// Following other nodes' appends, and probing while the database refuses writes.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -71,14 +78,19 @@ impl PgStore {
             // A node frozen (or cut off) inside a transaction would hold its locks, a lease's
             // among them, until it woke: the server ends such a session instead. No transaction
             // of ours waits between its statements for anything but the database.
-            .options([("idle_in_transaction_session_timeout", "5s")])
+            .options([("idle_in_transaction_session_timeout", "2s")])
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(8)
             // A server that went away answers nothing: requests wait this long for a
             // connection, then get a 503 (`FaultKind::NoAnswer`), never hang.
             .acquire_timeout(Duration::from_secs(3))
-            .connect_with(options)
+            .connect_with(options.clone())
+            .await?;
+        let lease_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options.clone())
             .await?;
         let mut migrator = sqlx::migrate!("./migrations/postgres");
         // During a rolling upgrade, a node of the older version may (re)start on a database a
@@ -109,6 +121,7 @@ impl PgStore {
         ];
         Ok(Self {
             pool,
+            lease_pool,
             scopes: events::ScopeIds::default(),
             identity,
             commits,
@@ -116,6 +129,8 @@ impl PgStore {
             node,
             changed_elsewhere,
             tasks,
+            options,
+            serving: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -142,6 +157,24 @@ impl PgStore {
         self.changed_elsewhere.subscribe()
     }
 
+    /// Joins the nodes serving from this database; `false` while a process of an earlier
+    /// version serves from it. Those held the advisory lock [`SERVING_LOCK`] alone, as the one
+    /// serving process, and delivered without leases; nodes of this version hold it shared, so
+    /// that neither kind starts while the other serves (an upgrade stops the old process first).
+    /// The lock is held on a connection of its own, checked every [`PROBE_EVERY`] and taken
+    /// again when lost.
+    pub async fn join_serving(&self) -> Result<bool> {
+        let mut serving = self.serving.lock().await;
+        if serving.is_some() {
+            return Ok(true);
+        }
+        let Some(conn) = take_serving_lock(&self.options).await? else {
+            return Ok(false);
+        };
+        *serving = Some(tokio::spawn(hold_serving_lock(conn, self.options.clone())));
+        Ok(true)
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -151,7 +184,54 @@ impl PgStore {
         for task in &self.tasks {
             task.abort();
         }
+        if let Some(holder) = self.serving.lock().await.take() {
+            // Its connection closes with it, and the lock with the connection.
+            holder.abort();
+        }
         self.pool.close().await;
+        self.lease_pool.close().await;
+    }
+}
+
+/// The advisory lock serving processes hold (`auditrel` in ASCII): alone in the version before
+/// leases, shared since.
+const SERVING_LOCK: i64 = 0x6175_6469_7472_656c;
+
+/// The serving lock, shared, on a connection of its own; `None` while a process holds it alone.
+async fn take_serving_lock(options: &PgConnectOptions) -> Result<Option<sqlx::PgConnection>> {
+    let mut conn = options.connect().await?;
+    // The server must not close it for being idle: the lock would go with it. (The setting
+    // is PostgreSQL 14's; on 13, which has no such timeout, the statement fails harmlessly.)
+    let _ = sqlx::query("SET idle_session_timeout = 0")
+        .execute(&mut conn)
+        .await;
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)")
+        .bind(SERVING_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(taken.then_some(conn))
+}
+
+/// Keeps the shared serving lock: checks its connection every [`PROBE_EVERY`] and, once that is
+/// lost, takes the lock again on a new one.
+async fn hold_serving_lock(mut conn: sqlx::PgConnection, options: PgConnectOptions) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let alive = tokio::time::timeout(PROBE_EVERY, sqlx::query("SELECT 1").execute(&mut conn));
+        if matches!(alive.await, Ok(Ok(_))) {
+            continue;
+        }
+        drop(conn);
+        conn = loop {
+            match take_serving_lock(&options).await {
+                Ok(Some(conn)) => break conn,
+                Ok(None) => tracing::error!(
+                    "an auditrelay of an earlier version serves from this database alone; stop it"
+                ),
+                Err(e) => tracing::debug!(error = %e, "taking the serving lock again failed"),
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        };
     }
 }
 

@@ -891,3 +891,63 @@ async fn several_nodes_ride_out_a_postgresql_restart() {
     assert!(acknowledged.len() > down);
     delivered(&receiver, &acknowledged, 1).await;
 }
+
+/// A node of this version does not start beside a process of the version before, which served
+/// alone (holding the serving lock alone) and delivered without leases; and it does not make
+/// new keys for a database that holds destinations or events whose keys were kept in a data
+/// directory, which new keys would not open or verify.
+#[tokio::test]
+async fn a_node_refuses_to_serve_beside_an_older_version_or_to_replace_keys() {
+    let Some(database) = postgres::database().await else {
+        return;
+    };
+    // Bounded: a node that wrongly started would serve on.
+    let serve = |data: &std::path::Path| {
+        std::process::Command::new("timeout")
+            .args(["20", BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env_remove("RUST_LOG")
+            .env("AUDITRELAY_STORE__URL", &database.url)
+            .env(
+                "AUDITRELAY_STORE__KEY_ENCRYPTION_KEY",
+                postgres::KEY_ENCRYPTION_KEY,
+            )
+            .output()
+            .unwrap()
+    };
+    let mut old = database.connect().await;
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(0x6175_6469_7472_656c_i64)
+        .fetch_one(&mut old)
+        .await
+        .unwrap();
+    assert!(held);
+    let data = tempfile::tempdir().unwrap();
+    let refused = serve(data.path());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(message.contains("earlier version is serving"), "{message}");
+    drop(old);
+
+    // A database an earlier version used: records, and the keys in a data directory.
+    let store = database.open().await;
+    let org = store.ensure_default_org("default", now()).await.unwrap().0;
+    store
+        .append_events(&[event(org.id, "before".into())])
+        .await
+        .unwrap();
+    store.close().await;
+    let refused = serve(data.path());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        message.contains("holds destinations or events but no keys"),
+        "{message}"
+    );
+    let mut conn = database.connect().await;
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0, "no key was made");
+}

@@ -88,11 +88,13 @@ pub fn request_len(events: u64, batch: u64, request: u64) -> u64 {
     batch.min(events.saturating_sub(request * batch))
 }
 
-/// A client that posts events to one server with one token. Cheap to clone.
+/// A client that posts events with one token, to one server or to each of several nodes in
+/// turn. Cheap to clone.
 #[derive(Clone)]
 pub struct Producer {
     client: reqwest::Client,
-    url: Arc<str>,
+    /// Each node's ingest URL: request `n` goes to the `n`-th, round the nodes.
+    urls: Arc<[String]>,
     token: Arc<str>,
     stamps: Stamps,
 }
@@ -105,7 +107,11 @@ impl Producer {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(connections)
                 .build()?,
-            url: format!("{}/v1/events", target.url).into(),
+            urls: target
+                .urls
+                .iter()
+                .map(|url| format!("{url}/v1/events"))
+                .collect(),
             token: target.token.as_str().into(),
             stamps,
         })
@@ -114,14 +120,24 @@ impl Producer {
     /// Sends request `request` of `len` events; fails unless the server answers 202 (durably
     /// stored).
     pub async fn post(&self, len: u64, request: u64) -> anyhow::Result<()> {
-        let resp = self
-            .client
-            .post(&*self.url)
-            .bearer_auth(&self.token)
-            .header("content-type", "application/x-ndjson")
-            .body(body(len, request, self.stamps))
-            .send()
-            .await?;
+        // As a load balancer would: a node that does not take the connection is skipped.
+        let nodes = self.urls.len();
+        let mut tried = 0;
+        let resp = loop {
+            let url = &self.urls[(request as usize + tried) % nodes];
+            let sent = self
+                .client
+                .post(url)
+                .bearer_auth(&self.token)
+                .header("content-type", "application/x-ndjson")
+                .body(body(len, request, self.stamps))
+                .send()
+                .await;
+            match sent {
+                Err(e) if e.is_connect() && tried + 1 < nodes => tried += 1,
+                sent => break sent?,
+            }
+        };
         let what = format!("request {request}");
         expect_status(resp, reqwest::StatusCode::ACCEPTED, &what).await?;
         Ok(())

@@ -33,6 +33,10 @@ pub struct LatencyArgs {
     /// Events per request.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     batch: u64,
+    /// With --nodes: kill (SIGKILL) the node that delivers the webhook this many seconds into
+    /// the run, to measure failover (events keep going to the other nodes).
+    #[arg(long)]
+    kill_owner_after: Option<u64>,
     #[command(flatten)]
     webhook: WebhookArgs,
 }
@@ -65,8 +69,24 @@ pub async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<Repo
         let sent = sent_so_far.clone();
         move || sent.load(Ordering::Relaxed)
     });
+    let kill_at = args.kill_owner_after.map(Duration::from_secs);
+    if kill_at.is_some() && target.urls.len() < 2 {
+        anyhow::bail!("--kill-owner-after needs --nodes 2 or more");
+    }
+    let mut killed: Option<Duration> = None;
     for request in 0..requests {
         let tick = ticks.tick().await;
+        if let Some(at) = kill_at
+            && killed.is_none()
+            && epoch.elapsed() >= at
+        {
+            let pid = target.kill_lane_owner().await?;
+            killed = Some(epoch.elapsed());
+            eprintln!(
+                "killed node pid {pid}, the webhook's owner, {:.1} s into the run",
+                at.as_secs_f64()
+            );
+        }
         late = late.max(tick.elapsed());
         let producer = producer.clone();
         let len = request_len(events, batch, request);
@@ -98,6 +118,8 @@ pub async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<Repo
     let mut from_send = Vec::with_capacity(events as usize);
     let mut windows: Vec<Vec<Duration>> = Vec::new();
     let mut before_ack = 0u64;
+    // After a kill: the slowest event sent from then on, and when the first arrived.
+    let mut after_kill: Vec<Duration> = Vec::new();
     for (request, sending) in (0..requests).zip(&sendings) {
         let window = ((sending.sent - first_sent).as_secs() / WINDOW.as_secs()) as usize;
         if windows.len() <= window {
@@ -111,6 +133,9 @@ pub async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<Repo
             from_ack.push(at.saturating_sub(sending.acked));
             from_send.push(at.saturating_sub(sending.sent));
             windows[window].push(at.saturating_sub(sending.acked));
+            if killed.is_some_and(|k| sending.sent >= k) {
+                after_kill.push(at.saturating_sub(sending.acked));
+            }
         }
     }
     from_ack.sort();
@@ -145,6 +170,16 @@ pub async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<Repo
             "         {before_ack} events arrived before their request's 202 reached the tool (counted as 0 ms)"
         );
     }
+    let failover_ms = killed.map(|_| {
+        let worst = after_kill.iter().max().copied().unwrap_or_default();
+        worst.as_secs_f64() * 1000.0
+    });
+    if let Some(ms) = failover_ms {
+        eprintln!(
+            "         failover: the slowest event sent after the kill took {:.1} s from its 202 to receipt",
+            ms / 1000.0
+        );
+    }
     let mut details = run.tally();
     let own = json!({
         "rate": rate,
@@ -156,6 +191,9 @@ pub async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<Repo
         "latency_from_202_p99_ms_by_window": p99_by_window,
         "window_seconds": WINDOW.as_secs(),
         "events_received_before_their_202": before_ack,
+        "nodes": target.urls.len(),
+        "killed_owner_at_s": killed.map(|k| k.as_secs_f64()),
+        "failover_slowest_202_to_receipt_ms": failover_ms,
     });
     extend(&mut details, own);
     Ok(Report {

@@ -90,6 +90,11 @@ struct Cli {
     /// (`postgres://USER@HOST:PORT/DATABASE`) to measure on PostgreSQL instead of SQLite.
     #[arg(long, global = true, conflicts_with = "url")]
     store_url: Option<String>,
+    /// How many `serve` processes to start on the --store-url database; events are sent to
+    /// each in turn, as a load balancer would.
+    #[arg(long, global = true, default_value_t = 1, requires = "store_url",
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    nodes: u32,
     /// Print one JSON object with every figure to stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -217,13 +222,24 @@ impl Scenario {
 
 /// A server to load, and the tokens to do it with.
 pub struct Target {
+    /// Where webhooks are configured: the first node.
     pub url: String,
+    /// Every node events are sent to, in turn (one unless --nodes).
+    pub urls: Vec<String>,
     /// Ingests (an event producer's token, or --token).
     pub token: String,
     /// Configures webhooks (an org admin's token, or --token).
     pub admin_token: String,
-    child: Option<Child>,
-    dir: Option<tempfile::TempDir>,
+    /// The servers this tool started (none with --url).
+    servers: Vec<Server>,
+    /// The shared store's URL, with --store-url.
+    store_url: Option<String>,
+}
+
+/// One `auditrelay serve` this tool started, and its data directory.
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
 }
 
 impl Target {
@@ -236,59 +252,117 @@ impl Target {
         ApiClient::new(&self.url, token, USER_AGENT, Duration::from_secs(60))
     }
 
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
+    /// The process ids of the servers still running that this tool started.
+    fn pids(&self) -> Vec<u32> {
+        self.servers.iter().filter_map(|s| s.child.id()).collect()
     }
 
-    /// The server's CPU seconds so far, when this tool started it.
+    /// The servers' CPU seconds so far, added up, when this tool started them.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        self.pid().and_then(cpu_seconds)
+        let pids = self.pids();
+        (!pids.is_empty()).then(|| pids.into_iter().filter_map(cpu_seconds).sum())
     }
 
-    /// The server's peak resident set size in MB, when this tool started it.
+    /// The highest peak resident set size of the servers, in MB, when this tool started them.
     pub fn peak_rss_mb(&self) -> Option<f64> {
-        self.pid().and_then(peak_rss_mb)
+        self.pids()
+            .into_iter()
+            .filter_map(peak_rss_mb)
+            .reduce(f64::max)
     }
 
-    /// Lowers the server's recorded peak RSS to its current RSS (Linux: `5` written to
+    /// Lowers each server's recorded peak RSS to its current RSS (Linux: `5` written to
     /// `/proc/<pid>/clear_refs`), so that [`Self::peak_rss_mb`] covers only what follows;
     /// whether it did.
     pub fn reset_peak_rss(&self) -> bool {
-        self.pid()
-            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+        let pids = self.pids();
+        !pids.is_empty()
+            && pids
+                .into_iter()
+                .all(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
     }
 
-    /// The size of the data directory's files, when this tool made it.
+    /// The size of the data directories' files, when this tool made them.
     fn data_dir_bytes(&self) -> Option<u64> {
-        self.dir.as_ref().map(|d| dir_size(d.path()))
+        let dirs = self.servers.iter().map(|s| dir_size(s.dir.path()));
+        (!self.servers.is_empty()).then(|| dirs.sum())
     }
 
-    /// Stops a server this tool started as an operator would, with SIGTERM, and waits for it
-    /// to exit (killing it after [`STOP_GRACE`]); its data directory, which lives as long as
-    /// the result. `None` for a `--url` server, which is left alone.
+    /// Kills (SIGKILL) the node that holds the webhook's lane lease now, as a crash would; its
+    /// process id. (A node's name in the store ends with its process id.)
+    pub async fn kill_lane_owner(&self) -> anyhow::Result<u32> {
+        use sqlx::Connection as _;
+        let url = self.store_url().context("failover needs --store-url")?;
+        let mut conn = sqlx::postgres::PgConnection::connect(url).await?;
+        let name: String = sqlx::query_scalar(
+            "SELECT n.name FROM leases l JOIN nodes n ON n.id = l.holder
+             WHERE l.name LIKE 'lane/%' AND l.expires_at > clock_timestamp()",
+        )
+        .fetch_optional(&mut conn)
+        .await?
+        .context("no node holds the webhook's lane")?;
+        conn.close().await?;
+        let pid: u32 = name
+            .rsplit(' ')
+            .next()
+            .and_then(|pid| pid.parse().ok())
+            .with_context(|| format!("no process id in the node's name {name:?}"))?;
+        if !self.pids().contains(&pid) {
+            bail!("the webhook's owner (pid {pid}) is not one of this tool's nodes");
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(killed.success(), "kill -KILL {pid} failed");
+        Ok(pid)
+    }
+
+    /// The shared store's URL, with --store-url.
+    pub fn store_url(&self) -> Option<&str> {
+        self.store_url.as_deref()
+    }
+
+    /// Stops the servers this tool started as an operator would, with SIGTERM, and waits for
+    /// each to exit (killing it after [`STOP_GRACE`]); the first one's data directory, which
+    /// lives as long as the result. `None` for a `--url` server, which is left alone.
     async fn stop(mut self) -> Option<Stopped> {
-        let mut child = self.child.take()?;
-        let dir = self.dir.take()?;
-        let terminated = child.id().is_some_and(|pid| {
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-        let exited = if terminated {
-            tokio::time::timeout(STOP_GRACE, child.wait()).await.ok()
-        } else {
-            None
-        };
-        let clean_exit = match exited {
-            Some(Ok(status)) => status.success(),
-            _ => {
-                eprintln!("the server did not stop on SIGTERM: killed");
-                let _ = child.kill().await;
-                false
-            }
-        };
-        Some(Stopped { dir, clean_exit })
+        let mut servers = std::mem::take(&mut self.servers).into_iter();
+        let first = servers.next()?;
+        for other in servers {
+            stop_server(other.child).await;
+        }
+        let clean_exit = stop_server(first.child).await;
+        Some(Stopped {
+            dir: first.dir,
+            clean_exit,
+        })
+    }
+}
+
+/// Stops one server with SIGTERM, killing it after [`STOP_GRACE`]; whether it exited cleanly
+/// (not one the scenario killed).
+async fn stop_server(mut child: Child) -> bool {
+    if let Ok(Some(_)) = child.try_wait() {
+        return false;
+    }
+    let terminated = child.id().is_some_and(|pid| {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let exited = if terminated {
+        tokio::time::timeout(STOP_GRACE, child.wait()).await.ok()
+    } else {
+        None
+    };
+    match exited {
+        Some(Ok(status)) => status.success(),
+        _ => {
+            eprintln!("the server did not stop on SIGTERM: killed");
+            let _ = child.kill().await;
+            false
+        }
     }
 }
 
@@ -458,12 +532,16 @@ async fn run(cli: &Cli, scenario: Scenario) -> anyhow::Result<Finished> {
     let target = match (&cli.url, &cli.token) {
         (Some(url), Some(token)) => Target {
             url: url.clone(),
+            urls: vec![url.clone()],
             token: token.clone(),
             admin_token: token.clone(),
-            child: None,
-            dir: None,
+            servers: Vec::new(),
+            store_url: None,
         },
-        _ => start_server(cli.server_bin.as_deref(), env, cli.store_url.as_deref()).await?,
+        _ => {
+            let bin = cli.server_bin.as_deref();
+            start_servers(bin, env, cli.store_url.as_deref(), cli.nodes).await?
+        }
     };
     let result = match &scenario {
         Scenario::Ingest(args) => ingest::ingest(&target, args).await,
@@ -818,18 +896,28 @@ fn sample_event() -> Event {
     }
 }
 
-/// Starts `auditrelay serve` on a fresh data directory with `env` added to its environment,
-/// after minting an event producer's token and an org admin's.
-async fn start_server(
+/// Starts `nodes` `auditrelay serve` processes, each on a fresh data directory, with `env` added
+/// to their environment, after minting an event producer's token and an org admin's. More than
+/// one needs a shared store (`store_url`).
+async fn start_servers(
     bin: Option<&Path>,
     env: &[(&str, &str)],
     store_url: Option<&str>,
+    nodes: u32,
 ) -> anyhow::Result<Target> {
-    // Every command the tool runs uses the same store.
-    let store: Vec<(&str, &str)> = store_url
-        .map(|url| ("AUDITRELAY_STORE__URL", url))
-        .into_iter()
-        .collect();
+    // Every command the tool runs uses the same store, and on PostgreSQL a key-encryption key
+    // made for the run.
+    let kek = store_url.map(|_| {
+        use base64::Engine as _;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the operating system's random source failed");
+        base64::engine::general_purpose::STANDARD.encode(key)
+    });
+    let mut store: Vec<(&str, &str)> = Vec::new();
+    if let (Some(url), Some(kek)) = (store_url, kek.as_deref()) {
+        store.push(("AUDITRELAY_STORE__URL", url));
+        store.push(("AUDITRELAY_STORE__KEY_ENCRYPTION_KEY", kek));
+    }
     let bin = match bin {
         Some(bin) => bin.to_owned(),
         None => std::env::current_exe()?.with_file_name("auditrelay"),
@@ -856,17 +944,47 @@ async fn start_server(
     }
     let token = create_token(&bin, dir.path(), &store, "load", "event-producer", "system")?;
     let admin_token = create_token(&bin, dir.path(), &store, "load-admin", "org-admin", "user")?;
+    let mut servers = Vec::new();
+    let mut urls = Vec::new();
+    let mut dir = Some(dir);
+    for _ in 0..nodes {
+        // The first node gets the directory the tokens were made in (SQLite's store is there).
+        let dir = match dir.take() {
+            Some(dir) => dir,
+            None => tempfile::tempdir()?,
+        };
+        let (url, child) = start_server(&bin, dir.path(), env, &store).await?;
+        urls.push(url);
+        servers.push(Server { child, dir });
+    }
+    Ok(Target {
+        url: urls[0].clone(),
+        urls,
+        token,
+        admin_token,
+        servers,
+        store_url: store_url.map(str::to_owned),
+    })
+}
+
+/// Starts one `auditrelay serve` on `dir` and waits until it is ready; its URL.
+async fn start_server(
+    bin: &Path,
+    dir: &Path,
+    env: &[(&str, &str)],
+    store: &[(&str, &str)],
+) -> anyhow::Result<(String, Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(dir)
         .env("AUDITRELAY_LOG__LEVEL", "warn")
         .envs(env.iter().copied())
         .envs(store.iter().copied())
@@ -891,15 +1009,9 @@ async fn start_server(
     eprintln!(
         "started {} on {url} (data in {})",
         bin.display(),
-        dir.path().display()
+        dir.display()
     );
-    Ok(Target {
-        url,
-        token,
-        admin_token,
-        child: Some(child),
-        dir: Some(dir),
-    })
+    Ok((url, child))
 }
 
 /// Runs `auditrelay token create` on `data_dir` and returns the token it prints last.

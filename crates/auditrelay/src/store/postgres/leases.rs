@@ -8,6 +8,7 @@
 //! is seen by it, or is refused. The lease row is the first lock a fenced write takes, before
 //! the lock order of `webhooks.rs`; taking, renewing and releasing a lease lock nothing else.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnection;
@@ -18,32 +19,58 @@ use crate::store::{Fence, Result, StoreError};
 
 impl PgStore {
     /// Takes the lease `name` for `holder` if nobody holds it (or its holder let it expire);
-    /// each taking is a new epoch.
+    /// each taking is a new epoch. A lease held is left alone without being locked (an
+    /// `UPDATE` skips a row its condition rules out; an upsert would lock it), so asking costs
+    /// its owner nothing; an expired one locked by a fenced write is taken once that commits.
     pub async fn acquire_lease(
         &self,
         name: &str,
         holder: Uuid,
         ttl: Duration,
     ) -> Result<Option<Fence>> {
-        let epoch: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO leases AS l (name, holder, epoch, expires_at)
-             VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => $3))
-             ON CONFLICT (name) DO UPDATE
-                 SET holder = excluded.holder, epoch = l.epoch + 1,
-                     expires_at = excluded.expires_at
-                 WHERE l.expires_at <= clock_timestamp()
+        let holder_text = holder.to_string();
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE leases SET holder = $2, epoch = epoch + 1,
+                 expires_at = clock_timestamp() + make_interval(secs => $3)
+             WHERE name = $1 AND expires_at <= clock_timestamp()
              RETURNING epoch",
         )
         .bind(name)
-        .bind(holder.to_string())
+        .bind(&holder_text)
         .bind(ttl.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
+        let epoch = match taken {
+            Some(epoch) => Some(epoch),
+            // Never taken before, or held: a new row, unless there is one.
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO leases (name, holder, epoch, expires_at)
+                     VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => $3))
+                     ON CONFLICT (name) DO NOTHING
+                     RETURNING epoch",
+                )
+                .bind(name)
+                .bind(&holder_text)
+                .bind(ttl.as_secs_f64())
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
         Ok(epoch.map(|epoch| Fence {
             name: name.into(),
             holder,
             epoch,
         }))
+    }
+
+    /// The names of the leases some node holds now.
+    pub async fn held_leases(&self) -> Result<HashSet<String>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM leases WHERE expires_at > clock_timestamp()")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(names.into_iter().collect())
     }
 
     /// Extends those of `fences` that are still held to `ttl` from now; returns them. One that
@@ -65,7 +92,7 @@ impl PgStore {
         .bind(&names)
         .bind(&epochs)
         .bind(ttl.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.lease_pool)
         .await?;
         Ok(fences
             .iter()
@@ -83,7 +110,7 @@ impl PgStore {
         .bind(&*fence.name)
         .bind(fence.holder.to_string())
         .bind(fence.epoch)
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await?;
         Ok(())
     }
@@ -98,17 +125,21 @@ impl PgStore {
         )
         .bind(id.to_string())
         .bind(name)
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await?;
         let live: i64 = sqlx::query_scalar(
             "WITH gone AS (
                  DELETE FROM nodes WHERE seen_at < clock_timestamp() - interval '1 day'
+             ), done AS (
+                 -- A replay job's lease outlives it; its id is never used again.
+                 DELETE FROM leases WHERE name LIKE 'replay/%'
+                     AND expires_at < clock_timestamp() - interval '1 day'
              )
              SELECT count(*) FROM nodes
              WHERE seen_at > clock_timestamp() - make_interval(secs => $1)",
         )
         .bind(ttl.as_secs_f64())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.lease_pool)
         .await?;
         Ok(u64::try_from(live).unwrap_or(0).max(1))
     }
@@ -117,7 +148,7 @@ impl PgStore {
     pub async fn node_gone(&self, id: Uuid) -> Result<()> {
         sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await?;
         Ok(())
     }

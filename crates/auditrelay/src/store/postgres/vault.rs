@@ -84,6 +84,59 @@ impl PgStore {
         Ok(true)
     }
 
+    /// Adds `keys` (numbered from 1) in one transaction if there is no signing key yet;
+    /// `false` when there is one (another node's came first).
+    pub async fn add_first_signing_keys(&self, keys: &[SealedKey]) -> Result<bool> {
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        // Nodes starting at once wait here for each other; the first one's keys stay.
+        sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM signing_keys)")
+            .fetch_one(&mut *tx)
+            .await?;
+        if any {
+            return Ok(false);
+        }
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO signing_keys
+                     (number, kid, sealed_seed, created_at, active_from, retired_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(key.number)
+            .bind(&key.kid)
+            .bind(&key.sealed_seed)
+            .bind(key.created_at)
+            .bind(key.active_from)
+            .bind(key.retired_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The sealed key `name`, if there is one.
+    pub async fn sealed_key(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed FROM sealed_keys WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether the database holds what keys made before sealed or signed: destinations (their
+    /// credentials) or events (lines signed and delivered already).
+    pub async fn holds_records(&self) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM destinations) OR EXISTS (SELECT 1 FROM events)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The sealed key `name`, storing `sealed` first if there is none: of nodes starting at
     /// once, the first one's is every node's.
     pub async fn sealed_key_or(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
