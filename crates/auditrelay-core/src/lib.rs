@@ -17,12 +17,14 @@
 //! and it is enforced by its dependency list (no tokio, axum, sqlx or reqwest).
 
 pub mod batch;
+pub mod checkpoint;
 pub mod endpoint;
 pub mod event;
 pub mod format;
 pub mod ids;
 pub mod intake;
 pub mod kind;
+pub mod merkle;
 pub mod rbac;
 pub mod retry;
 pub mod signing;
