@@ -517,18 +517,7 @@ impl Lane {
         outcome: AttemptOutcome,
     ) -> Result<bool, StoreError> {
         loop {
-            match self
-                .shared
-                .store
-                .record_attempt(
-                    self.owner.fence(),
-                    &self.scope,
-                    attempt,
-                    outcome,
-                    self.shared.config.log_size,
-                )
-                .await
-            {
+            match self.record(attempt, outcome).await {
                 Ok(_) => return Ok(true),
                 Err(StoreError::Unavailable { .. }) => {
                     if let Wake::Stopped = self.wait(None, false, None, STORE_RETRY).await {
@@ -540,6 +529,19 @@ impl Lane {
         }
     }
 
+    /// Records an attempt under this lane's lease (`Store::record_attempt`).
+    async fn record(
+        &self,
+        attempt: &DeliveryAttempt,
+        outcome: AttemptOutcome,
+    ) -> Result<bool, StoreError> {
+        let store = &self.shared.store;
+        let keep = self.shared.config.log_size;
+        store
+            .record_attempt(self.owner.fence(), &self.scope, attempt, outcome, keep)
+            .await
+    }
+
     /// Records a failed attempt that will be retried after `wait`. The batch is in hand and
     /// goes again whatever the store says, so a store fault here is logged, not fatal: the
     /// status catches up with the next attempt it can record.
@@ -549,18 +551,7 @@ impl Lane {
                 .at
                 .saturating_add_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
         };
-        let recorded = self
-            .shared
-            .store
-            .record_attempt(
-                self.owner.fence(),
-                &self.scope,
-                attempt,
-                outcome,
-                self.shared.config.log_size,
-            )
-            .await;
-        if let Err(e) = recorded {
+        if let Err(e) = self.record(attempt, outcome).await {
             tracing::warn!(webhook = %self.label, error = %e, "a failed attempt was not recorded");
         }
     }
@@ -578,16 +569,7 @@ impl Lane {
                 .at
                 .saturating_add_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
         };
-        self.shared
-            .store
-            .record_attempt(
-                self.owner.fence(),
-                &self.scope,
-                attempt,
-                outcome,
-                self.shared.config.log_size,
-            )
-            .await?;
+        self.record(attempt, outcome).await?;
         metrics::counter!("auditrelay_delivery_batches_total", "webhook" => self.label.clone(), "outcome" => "failed")
             .increment(1);
         tracing::warn!(

@@ -10,7 +10,7 @@ use auditrelay::store::{RefusedEvent, Scope, StoreError};
 use auditrelay_core::{Event, EventDetail, OrgId, Region, Role};
 use reqwest::StatusCode;
 
-use crate::support::events::{authorization, ndjson, trace_counts};
+use crate::support::events::{authorization, ndjson, trace_counts, wait_until_delivered};
 use crate::support::nodes::{Nodes, TAKEOVER};
 use crate::support::postgres::OwnCluster;
 use crate::support::process::bind_org_webhook;
@@ -375,23 +375,6 @@ async fn ingest_at(client: &reqwest::Client, base: &str, token: &str, traces: &[
     sent.is_ok_and(|resp| resp.status() == StatusCode::ACCEPTED)
 }
 
-/// Waits until every one of `traces` arrived at least `times` times.
-async fn delivered(receiver: &TestReceiver, traces: &[String], times: usize) {
-    receiver
-        .wait_until(
-            Duration::from_secs(90),
-            "every acknowledged event",
-            |requests| {
-                let counts = trace_counts(requests);
-                traces
-                    .iter()
-                    .all(|t| counts.get(t).copied().unwrap_or(0) >= times)
-                    .then_some(())
-            },
-        )
-        .await;
-}
-
 /// Three `serve` processes share ingest, one webhook's lane runs on one of them; that node is
 /// killed (SIGKILL) mid-stream. Another node takes the lane over within the lease's bound (5 s
 /// and a fifth, stated as ≤ 10 s), and the SIEM ends with every acknowledged event, at most one
@@ -440,7 +423,7 @@ async fn a_killed_owner_is_taken_over_and_nothing_is_lost() {
         took <= TAKEOVER,
         "node {new_owner} took the lane over {took:?} after the kill"
     );
-    delivered(&receiver, &acknowledged, 1).await;
+    wait_until_delivered(&receiver, &acknowledged, 1).await;
     let counts = trace_counts(&receiver.requests());
     let twice = acknowledged.iter().filter(|t| counts[*t] > 1).count();
     assert!(
@@ -472,7 +455,7 @@ async fn a_replay_job_whose_node_is_killed_completes_on_another() {
         assert!(ingest_at(&client, node, &nodes.token, &traces).await);
         window.extend(traces);
     }
-    delivered(&receiver, &window, 1).await;
+    wait_until_delivered(&receiver, &window, 1).await;
     // Slow enough that the job is still running when its node dies.
     receiver.set_default(Behaviour::Delay(Duration::from_millis(100)));
 
@@ -513,7 +496,7 @@ async fn a_replay_job_whose_node_is_killed_completes_on_another() {
     .await;
     assert_eq!(job["status"], "completed", "{job}");
     assert!(nodes.holder("replay/%").await.is_none_or(|n| n != runner));
-    delivered(&receiver, &window, 2).await;
+    wait_until_delivered(&receiver, &window, 2).await;
     let counts = trace_counts(&receiver.requests());
     let thrice = window.iter().filter(|t| counts[*t] > 2).count();
     assert!(
@@ -541,7 +524,7 @@ async fn a_frozen_lease_holder_moves_nothing_once_thawed() {
     let client = reqwest::Client::new();
     let first: Vec<String> = (0..20).map(|i| format!("before-{i}")).collect();
     assert!(ingest_at(&client, &base, &nodes.token, &first).await);
-    delivered(&receiver, &first, 1).await;
+    wait_until_delivered(&receiver, &first, 1).await;
 
     // The next batch is held by the SIEM; its sender is frozen meanwhile.
     receiver.script([Behaviour::Hold]);
@@ -567,8 +550,8 @@ async fn a_frozen_lease_holder_moves_nothing_once_thawed() {
     let live = nodes.nodes[new_owner].base.clone();
     let after: Vec<String> = (0..20).map(|i| format!("after-{i}")).collect();
     assert!(ingest_at(&client, &live, &nodes.token, &after).await);
-    delivered(&receiver, &held, 1).await;
-    delivered(&receiver, &after, 1).await;
+    wait_until_delivered(&receiver, &held, 1).await;
+    wait_until_delivered(&receiver, &after, 1).await;
 
     // What the store holds of the webhook's delivery, read behind the API's back (a request
     // would be audited, and its events delivered), once the new owner has delivered all there
@@ -718,7 +701,7 @@ async fn every_node_signs_with_the_keys_and_secrets_in_the_database() {
     bind_org_webhook(&nodes.nodes[0].base, &nodes.token, destination).await;
     let traces: Vec<String> = (0..10).map(|i| format!("k-{i}")).collect();
     assert!(ingest_at(&client, &nodes.nodes[1].base, &nodes.token, &traces).await);
-    delivered(&receiver, &traces, 1).await;
+    wait_until_delivered(&receiver, &traces, 1).await;
     let keys = auditrelay_core::signing::parse_jwks(one.as_bytes()).unwrap();
     for request in receiver.requests() {
         assert_eq!(request.authorization(), Some("Bearer from-node-0"));
@@ -889,7 +872,7 @@ async fn several_nodes_ride_out_a_postgresql_restart() {
         );
     }
     assert!(acknowledged.len() > down);
-    delivered(&receiver, &acknowledged, 1).await;
+    wait_until_delivered(&receiver, &acknowledged, 1).await;
 }
 
 /// A node of this version does not start beside a process of the version before, which served

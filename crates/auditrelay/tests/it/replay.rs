@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::conformance::{Doc, check};
-use crate::support::events::{authorization, ndjson, portal_login, trace_counts, trace_of};
+use crate::support::events::{
+    authorization, ndjson, portal_login, trace_counts, trace_of, wait_until_delivered,
+};
 use crate::support::process::{bind_org_webhook, create_token, free_port, serve_dev};
 use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::jwks;
@@ -83,20 +85,6 @@ fn stamped(
 async fn ingest(app: &TestApp, path: &str, body: String) {
     let resp = app.ingest_ndjson(path, &app.admin, body).await;
     expect_json(resp, StatusCode::ACCEPTED).await;
-}
-
-/// The `trace_id` of a delivered line.
-/// Waits until every one of `traces` arrived at least `times` times.
-async fn wait_until_delivered(receiver: &TestReceiver, traces: &[String], times: usize) {
-    receiver
-        .wait_until(Duration::from_secs(60), "deliveries", |requests| {
-            let counts = trace_counts(requests);
-            traces
-                .iter()
-                .all(|t| counts.get(t).copied().unwrap_or(0) >= times)
-                .then_some(())
-        })
-        .await;
 }
 
 /// Polls the job until it ends, checking every answer against the contract; returns it and

@@ -3,7 +3,7 @@
 //! happen above the store (`keys/sealed.rs`); here they are bytes.
 
 use sqlx::Row as _;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 
 use super::PgStore;
 use super::tx::PoolTx;
@@ -52,22 +52,7 @@ impl PgStore {
         retire_others_at: Option<i64>,
     ) -> Result<bool> {
         let mut tx = PoolTx::begin(&self.pool).await?;
-        let added = sqlx::query(
-            "INSERT INTO signing_keys
-                 (number, kid, sealed_seed, created_at, active_from, retired_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(key.number)
-        .bind(&key.kid)
-        .bind(&key.sealed_seed)
-        .bind(key.created_at)
-        .bind(key.active_from)
-        .bind(key.retired_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !added {
+        if !insert_signing_key(&mut tx, key).await? {
             return Ok(false);
         }
         if let Some(at) = retire_others_at {
@@ -99,19 +84,7 @@ impl PgStore {
             return Ok(false);
         }
         for key in keys {
-            sqlx::query(
-                "INSERT INTO signing_keys
-                     (number, kid, sealed_seed, created_at, active_from, retired_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(key.number)
-            .bind(&key.kid)
-            .bind(&key.sealed_seed)
-            .bind(key.created_at)
-            .bind(key.active_from)
-            .bind(key.retired_at)
-            .execute(&mut *tx)
-            .await?;
+            insert_signing_key(&mut tx, key).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -154,4 +127,21 @@ impl PgStore {
                 .await?,
         )
     }
+}
+
+/// Inserts `key` unless its number is taken; whether it did.
+async fn insert_signing_key(tx: &mut PgConnection, key: &SealedKey) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO signing_keys (number, kid, sealed_seed, created_at, active_from, retired_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(key.number)
+    .bind(&key.kid)
+    .bind(&key.sealed_seed)
+    .bind(key.created_at)
+    .bind(key.active_from)
+    .bind(key.retired_at)
+    .execute(tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
 }

@@ -103,3 +103,24 @@ pub fn trace_counts(requests: &[ReceivedRequest]) -> HashMap<String, usize> {
     }
     counts
 }
+
+/// Waits until every one of `traces` arrived, in accepted requests, at least `times` times.
+pub async fn wait_until_delivered(
+    receiver: &super::receiver::TestReceiver,
+    traces: &[String],
+    times: usize,
+) {
+    receiver
+        .wait_until(
+            std::time::Duration::from_secs(90),
+            "every event delivered",
+            |requests| {
+                let counts = trace_counts(requests);
+                traces
+                    .iter()
+                    .all(|t| counts.get(t).copied().unwrap_or(0) >= times)
+                    .then_some(())
+            },
+        )
+        .await;
+}
