@@ -207,6 +207,13 @@ pub enum StoreError {
     MissingReference(&'static str),
     #[error("the store is shutting down")]
     Closed,
+    /// A process of an earlier version (one serving process per database, no leases) serves
+    /// from this PostgreSQL database: nothing was changed.
+    #[error(
+        "an auditrelay of an earlier version is serving from this database as its only process; \
+         stop it before starting this version (docs/OPERATIONS.md, rolling upgrades)"
+    )]
+    OlderVersionServing,
     /// A write carried the fence of a lease this node no longer holds (DECISIONS.md S21):
     /// another node owns what it would have changed, and nothing was written.
     #[error("this node no longer holds the lease {0}")]

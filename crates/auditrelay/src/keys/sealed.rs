@@ -63,7 +63,11 @@ impl SealedKeys {
         let key = match SecretBox::existing_key(data_dir).map_err(secrets_error)? {
             Some(key) => key,
             None => {
-                self.refuse_new_keys("secret.key", data_dir).await?;
+                if let Err(refused) = self.refuse_new_keys("secret.key", data_dir).await {
+                    // Another node starting at once may have stored it meanwhile.
+                    let stored = self.vault.sealed_key(SECRETS).await?.ok_or(refused)?;
+                    return Ok(SecretBox::from_key(&self.open_bytes(&stored, SECRETS)?));
+                }
                 random_seed()?
             }
         };
@@ -92,7 +96,10 @@ impl SealedKeys {
         let keys = match brought {
             Some(keys) => keys,
             None => {
-                self.refuse_new_keys("keys/", data_dir).await?;
+                if let Err(refused) = self.refuse_new_keys("keys/", data_dir).await {
+                    // Another node starting at once may have stored them meanwhile.
+                    return self.load().await?.ok_or(refused);
+                }
                 let seed = random_seed()?;
                 vec![stored(SigningKey::from_seed(&seed), now, now, None, 1)]
             }

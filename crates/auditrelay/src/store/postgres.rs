@@ -92,6 +92,11 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options.clone())
             .await?;
+        // Before anything changes: a process of the version before leases, serving alone, could
+        // not even restart on a database migrated past it.
+        if older_version_serving(&pool).await? {
+            return Err(StoreError::OlderVersionServing);
+        }
         let mut migrator = sqlx::migrate!("./migrations/postgres");
         // During a rolling upgrade, a node of the older version may (re)start on a database a
         // newer one migrated: migrations only add, so it works with what it knows.
@@ -225,14 +230,34 @@ async fn hold_serving_lock(mut conn: sqlx::PgConnection, options: PgConnectOptio
         conn = loop {
             match take_serving_lock(&options).await {
                 Ok(Some(conn)) => break conn,
-                Ok(None) => tracing::error!(
-                    "an auditrelay of an earlier version serves from this database alone; stop it"
-                ),
+                Ok(None) => {
+                    tracing::error!(
+                        "an auditrelay of an earlier version took this database's serving lock \
+                         while this node had lost its connection; stopping, so that no webhook \
+                         is delivered by both"
+                    );
+                    std::process::exit(1);
+                }
                 Err(e) => tracing::debug!(error = %e, "taking the serving lock again failed"),
             }
             tokio::time::sleep(PROBE_EVERY).await;
         };
     }
+}
+
+/// Whether a process holds [`SERVING_LOCK`] alone: one of the version before leases, serving.
+async fn older_version_serving(pool: &PgPool) -> Result<bool> {
+    // A bigint advisory key is kept as two halves: its high and low 32 bits.
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid
+               AND objsubid = 1)",
+    )
+    .bind(SERVING_LOCK)
+    .fetch_one(pool)
+    .await?)
 }
 
 async fn newest_seq(pool: &PgPool) -> Result<i64> {

@@ -120,7 +120,8 @@ impl Producer {
     /// Sends request `request` of `len` events; fails unless the server answers 202 (durably
     /// stored).
     pub async fn post(&self, len: u64, request: u64) -> anyhow::Result<()> {
-        // As a load balancer would: a node that does not take the connection is skipped.
+        // As a load balancer would: a node that does not take the connection, or dies with the
+        // request (`latency --kill-owner-after`), is skipped, and the request sent to the next.
         let nodes = self.urls.len();
         let mut tried = 0;
         let resp = loop {
@@ -134,7 +135,7 @@ impl Producer {
                 .send()
                 .await;
             match sent {
-                Err(e) if e.is_connect() && tried + 1 < nodes => tried += 1,
+                Err(_) if tried + 1 < nodes => tried += 1,
                 sent => break sent?,
             }
         };

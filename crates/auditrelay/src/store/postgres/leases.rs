@@ -131,9 +131,14 @@ impl PgStore {
             "WITH gone AS (
                  DELETE FROM nodes WHERE seen_at < clock_timestamp() - interval '1 day'
              ), done AS (
-                 -- A replay job's lease outlives it; its id is never used again.
-                 DELETE FROM leases WHERE name LIKE 'replay/%'
-                     AND expires_at < clock_timestamp() - interval '1 day'
+                 -- A replay job's lease outlives it; once the job is over, it never runs
+                 -- again, and its lease can go.
+                 DELETE FROM leases l WHERE l.name LIKE 'replay/%'
+                     AND l.expires_at < clock_timestamp()
+                     AND NOT EXISTS (
+                         SELECT 1 FROM replay_jobs j
+                         WHERE l.name = 'replay/' || j.id
+                           AND j.status IN ('accepted', 'pending', 'running'))
              )
              SELECT count(*) FROM nodes
              WHERE seen_at > clock_timestamp() - make_interval(secs => $1)",
