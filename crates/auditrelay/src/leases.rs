@@ -17,6 +17,7 @@
 //! join get work and a node that restarts gets its share back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,8 @@ struct Inner {
     held: Mutex<HashMap<Arc<str>, Lease>>,
     /// How many nodes share the store, as last counted (1 until then).
     nodes: watch::Sender<u64>,
+    /// Whether the last renewal failed.
+    renewing_fails: AtomicBool,
 }
 
 /// A lease this node holds, and the stop signal of the work it covers. Cheap to clone.
@@ -133,6 +136,7 @@ impl Leases {
                 name,
                 held: Mutex::default(),
                 nodes: watch::Sender::new(1),
+                renewing_fails: AtomicBool::new(false),
             }),
         }
     }
@@ -206,6 +210,9 @@ impl Leases {
         let fences: Vec<Fence> = held.iter().map(|lease| lease.0.fence.clone()).collect();
         match self.inner.store.renew_leases(&fences, self.inner.ttl).await {
             Ok(renewed) => {
+                if self.inner.renewing_fails.swap(false, Ordering::Relaxed) {
+                    tracing::info!("leases are renewed again");
+                }
                 for lease in &held {
                     if renewed.contains(&lease.0.fence) {
                         *lease.0.until.lock().expect("lease lock") = self.deadline(asked);
@@ -215,7 +222,10 @@ impl Leases {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "leases could not be renewed; will retry");
+                // Said once per outage; each lease it costs is said as it is lost.
+                if !self.inner.renewing_fails.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "leases could not be renewed; will retry every look");
+                }
                 for lease in held.iter().filter(|lease| !lease.is_held()) {
                     self.lost(lease, "the store could not renew it in time");
                 }

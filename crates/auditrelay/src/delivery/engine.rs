@@ -99,12 +99,17 @@ async fn supervise(
     let mut generation = changes.subscribe();
     let mut work = Work::default();
     let mut gauges_at = Instant::now();
+    // Whether the last look failed to read the work: said once, not every look.
+    let mut failing = false;
     loop {
         let webhooks = shared.store.list_webhooks().await;
         let jobs = shared.store.active_replay_jobs().await;
         let scopes = shared.store.scopes_to_resend().await;
         match (webhooks, jobs, scopes) {
             (Ok(webhooks), Ok(jobs), Ok(scopes)) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("delivery reads its work again");
+                }
                 let enabled: Vec<&Webhook> = webhooks.iter().filter(|w| w.enabled).collect();
                 let wanted = enabled.len() + jobs.len() + scopes.len();
                 // Rounded up, so that the shares of the nodes alive cover all there is.
@@ -131,7 +136,11 @@ async fn supervise(
                 }
             }
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                tracing::warn!(error = %e, "delivery could not read its work; will retry");
+                // Said once: the store's own log line says why and when it is back.
+                if !failing {
+                    tracing::warn!(error = %e, "delivery could not read its work; will retry every look");
+                }
+                failing = true;
             }
         }
         tokio::select! {
