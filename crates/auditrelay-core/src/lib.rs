@@ -23,6 +23,7 @@ pub mod event;
 pub mod format;
 pub mod ids;
 pub mod intake;
+pub mod integrity;
 pub mod kind;
 pub mod merkle;
 pub mod rbac;

@@ -328,3 +328,56 @@ fn a_checkpoint_is_a_signed_note() {
     );
     assert!(Checkpoint::parse("origin\n8\nnot base64\n").is_err());
 }
+
+/// An event's leaf is the canonical JSON of its pull-API entry with its id and its place in
+/// its log: pinned here byte for byte, since every checkpoint ever signed depends on it.
+#[test]
+fn an_events_leaf_is_its_canonical_entry_with_its_place() {
+    use auditrelay_core::integrity::{event_leaf, event_leaf_hash};
+    let event = crate::support::authorization();
+    let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+    let leaf = String::from_utf8(event_leaf("auditrelay.example/org/us", 7, &id, &event)).unwrap();
+    let mut entry = Vec::new();
+    auditrelay_core::format::pull::write_pull_entry(&event, &mut entry);
+    let entry: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&entry).unwrap();
+    let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&leaf).unwrap();
+    // The entry's fields, and three more.
+    for (key, value) in &entry {
+        assert_eq!(parsed.get(key), Some(value), "{key}");
+    }
+    assert_eq!(parsed.len(), entry.len() + 3);
+    assert_eq!(parsed["event_id"], "01234567-89ab-cdef-0123-456789abcdef");
+    assert_eq!(parsed["log"], "auditrelay.example/org/us");
+    assert_eq!(parsed["log_index"], 7);
+    // Canonical: keys in byte order, no whitespace.
+    let keys: Vec<&String> = parsed.keys().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert!(!leaf.contains(": ") && !leaf.contains(", "));
+    assert_eq!(
+        leaf,
+        concat!(
+            r#"{"action":"edit","actor_id":"user_abcdef1234567890","client_ip":"172.71.232.22","#,
+            r#""event_id":"01234567-89ab-cdef-0123-456789abcdef","granted":false,"#,
+            r#""kong_initiated":true,"log":"auditrelay.example/org/us","log_index":7,"#,
+            r#""org_id":"998db3e4-5cb7-4dd5-b51c-9878096a6999","#,
+            r#""principal_id":"a3d2699a-0ed3-4417-bb10-d8e74a1513a4","#,
+            r#""principal_name":"Ops \"bot\"\\svc\nline=2|x","#,
+            r#""resource":"control-planes/7f3c|a=b","service":"konnect","#,
+            r#""ts":"2025-06-23T14:28:47.556Z","type":"authorization","#,
+            r#""user_agent":"grpc-node-js/1.12.4"}"#
+        )
+    );
+    // Its place and log are part of it.
+    let hash = event_leaf_hash("auditrelay.example/org/us", 7, &id, &event);
+    assert_eq!(hash, leaf_hash(leaf.as_bytes()));
+    assert_ne!(
+        hash,
+        event_leaf_hash("auditrelay.example/org/us", 8, &id, &event)
+    );
+    assert_ne!(
+        hash,
+        event_leaf_hash("auditrelay.example/org/eu", 7, &id, &event)
+    );
+}
