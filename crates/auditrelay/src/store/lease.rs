@@ -108,3 +108,48 @@ impl LocalLeases {
 fn held(lease: &Local, fence: &Fence, now: Instant) -> bool {
     lease.holder == fence.holder && lease.epoch == fence.epoch && lease.expires > now
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn fence(leases: &LocalLeases, name: &str, holder: Uuid) -> Fence {
+        leases.acquire(name, holder, TTL).expect("free")
+    }
+
+    #[test]
+    fn one_holder_at_a_time_and_each_taking_a_new_epoch() {
+        let leases = LocalLeases::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = fence(&leases, "lane/x", a);
+        assert_eq!(first.epoch, 1);
+        assert!(leases.acquire("lane/x", b, TTL).is_none(), "held");
+        assert!(leases.check(&first).is_ok());
+        leases.release(&first);
+        assert!(leases.check(&first).is_err(), "released");
+        let second = fence(&leases, "lane/x", b);
+        assert_eq!(second.epoch, 2, "epochs never go back");
+        assert!(matches!(
+            leases.check(&first),
+            Err(StoreError::LeaseLost(_))
+        ));
+        // A release under the old epoch leaves the new holder alone.
+        leases.release(&first);
+        assert!(leases.check(&second).is_ok());
+        assert_eq!(leases.held(), ["lane/x".to_string()].into());
+    }
+
+    #[test]
+    fn an_expired_lease_is_neither_renewed_nor_a_fence() {
+        let leases = LocalLeases::default();
+        let a = Uuid::new_v4();
+        let short = leases.acquire("replay/1", a, Duration::ZERO).unwrap();
+        assert!(leases.check(&short).is_err());
+        assert!(leases.renew(std::slice::from_ref(&short), TTL).is_empty());
+        let again = fence(&leases, "replay/1", a);
+        assert_eq!(again.epoch, short.epoch + 1);
+        assert_eq!(leases.renew(std::slice::from_ref(&again), TTL), vec![again]);
+    }
+}
