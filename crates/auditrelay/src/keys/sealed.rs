@@ -57,24 +57,28 @@ impl SealedKeys {
     /// The secrets key (what seals destinations' credentials): the stored one, else
     /// `data_dir`'s `secret.key`, else a new one.
     pub async fn secrets(&self, data_dir: &Path) -> Result<SecretBox, KeyError> {
-        if let Some(stored) = self.vault.sealed_key(SECRETS).await? {
-            return Ok(SecretBox::from_key(&self.open_bytes(&stored, SECRETS)?));
-        }
+        let stored = match self.vault.sealed_key(SECRETS).await? {
+            Some(stored) => stored,
+            None => self.store_secrets_key(data_dir).await?,
+        };
+        Ok(SecretBox::from_key(&self.open_bytes(&stored, SECRETS)?))
+    }
+
+    /// Stores `data_dir`'s secrets key, or a new one, unless another node stored one first;
+    /// the sealed key the database then holds.
+    async fn store_secrets_key(&self, data_dir: &Path) -> Result<Vec<u8>, KeyError> {
         let key = match SecretBox::existing_key(data_dir).map_err(secrets_error)? {
             Some(key) => key,
             None => {
                 if let Err(refused) = self.refuse_new_keys("secret.key", data_dir).await {
                     // Another node starting at once may have stored it meanwhile.
-                    let stored = self.vault.sealed_key(SECRETS).await?.ok_or(refused)?;
-                    return Ok(SecretBox::from_key(&self.open_bytes(&stored, SECRETS)?));
+                    return self.vault.sealed_key(SECRETS).await?.ok_or(refused);
                 }
                 random_seed()?
             }
         };
         let offered = self.kek.seal(&URL_SAFE_NO_PAD.encode(key), SECRETS);
-        let stored = self.vault.sealed_key_or(SECRETS, &offered).await?;
-        let key = self.open_bytes(&stored, SECRETS)?;
-        Ok(SecretBox::from_key(&key))
+        Ok(self.vault.sealed_key_or(SECRETS, &offered).await?)
     }
 
     /// Reads the signing keys, first adding one when there are none: `data_dir`'s, if it has
