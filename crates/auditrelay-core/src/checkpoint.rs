@@ -168,3 +168,139 @@ pub fn verifier_key(name: &str, key: &PublicKey) -> String {
         .collect();
     format!("{name}+{hash}+{}", STANDARD.encode(raw))
 }
+
+/// Reads a verifier key written by [`verifier_key`]: its name and public key.
+pub fn parse_verifier_key(text: &str) -> Result<(String, PublicKey), NoteError> {
+    let bad = NoteError::Malformed("a verifier key is `name+hash+base64(0x01 ‖ key)`");
+    let mut parts = text.trim().rsplitn(3, '+');
+    let (Some(raw), Some(hash), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad);
+    };
+    let raw = STANDARD.decode(raw).map_err(|_| bad.clone())?;
+    let key = match raw.split_first() {
+        Some((&ED25519, key)) => <&[u8; 32]>::try_from(key)
+            .ok()
+            .and_then(|key| PublicKey::from_bytes(key).ok())
+            .ok_or(bad.clone())?,
+        _ => return Err(NoteError::Malformed("a verifier key is not an Ed25519 key")),
+    };
+    if name.is_empty() || verifier_key(name, &key) != text.trim() || hash.len() != 8 {
+        return Err(NoteError::Malformed(
+            "a verifier key's hash does not match its name and key",
+        ));
+    }
+    Ok((name.to_owned(), key))
+}
+
+/// What opens a `c2sp.org/tlog-proof@v1` bundle.
+const PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+
+/// An inclusion proof that verifies offline, as a `c2sp.org/tlog-proof@v1` bundle: the leaf's
+/// index, its audit path and the signed checkpoint of the tree it leads to. Our `extra` is the
+/// leaf itself (an event's canonical encoding, `integrity::event_leaf`), so the bundle names
+/// the event it proves and needs nothing else beside the log's verifier key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionBundle {
+    pub leaf: Vec<u8>,
+    pub index: u64,
+    pub path: Vec<Hash>,
+    /// The checkpoint as a signed note.
+    pub note: String,
+}
+
+/// What a bundle proves once it verifies: the leaf, its place, and the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Included {
+    pub leaf: Vec<u8>,
+    pub index: u64,
+    pub checkpoint: Checkpoint,
+}
+
+/// Why a bundle does not prove its leaf.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("not a c2sp.org/tlog-proof@v1 bundle: {0}")]
+    Malformed(&'static str),
+    #[error("its checkpoint: {0}")]
+    Checkpoint(#[from] NoteError),
+    #[error("its inclusion proof: {0}")]
+    Proof(#[from] crate::merkle::ProofError),
+}
+
+impl InclusionBundle {
+    /// The bundle's text.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{PROOF_HEADER}\nextra {}\nindex {}\n",
+            STANDARD.encode(&self.leaf),
+            self.index
+        );
+        for hash in &self.path {
+            out.push_str(&STANDARD.encode(hash));
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str(&self.note);
+        out
+    }
+
+    /// Reads a bundle's text.
+    pub fn parse(text: &str) -> Result<Self, BundleError> {
+        let (head, note) = text.split_once("\n\n").ok_or(BundleError::Malformed(
+            "no empty line before the checkpoint",
+        ))?;
+        let mut lines = head.split('\n');
+        if lines.next() != Some(PROOF_HEADER) {
+            return Err(BundleError::Malformed("its first line is not the header"));
+        }
+        let leaf = lines
+            .next()
+            .and_then(|l| l.strip_prefix("extra "))
+            .and_then(|l| STANDARD.decode(l).ok())
+            .ok_or(BundleError::Malformed(
+                "no `extra` line with the leaf in base64",
+            ))?;
+        let index = lines
+            .next()
+            .and_then(|l| l.strip_prefix("index "))
+            .filter(|n| !n.starts_with('0') || *n == "0")
+            .and_then(|n| n.parse().ok())
+            .ok_or(BundleError::Malformed(
+                "no `index` line with a decimal index",
+            ))?;
+        let path = lines
+            .map(|l| {
+                STANDARD
+                    .decode(l)
+                    .ok()
+                    .and_then(|h| Hash::try_from(h).ok())
+                    .ok_or(BundleError::Malformed(
+                        "a proof line is not base64 of 32 bytes",
+                    ))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            leaf,
+            index,
+            path,
+            note: note.to_owned(),
+        })
+    }
+
+    /// Checks the checkpoint's signature by `name`'s `key`, then the leaf's path to its root.
+    pub fn verify(&self, name: &str, key: &PublicKey) -> Result<Included, BundleError> {
+        let checkpoint = Checkpoint::open(&self.note, name, key)?;
+        crate::merkle::verify_inclusion(
+            &crate::merkle::leaf_hash(&self.leaf),
+            self.index,
+            checkpoint.size,
+            &self.path,
+            &checkpoint.root,
+        )?;
+        Ok(Included {
+            leaf: self.leaf.clone(),
+            index: self.index,
+            checkpoint,
+        })
+    }
+}

@@ -40,3 +40,136 @@ pub fn event_leaf(origin: &str, index: u64, id: &Uuid, event: &Event) -> Vec<u8>
 pub fn event_leaf_hash(origin: &str, index: u64, id: &Uuid, event: &Event) -> Hash {
     leaf_hash(&event_leaf(origin, index, id, event))
 }
+
+/// How many leaves a chunk of the stored log holds: `2^CHUNK_HEIGHT`. Chunk `c` holds leaves
+/// `[c·64, c·64 + 64)`, a perfect subtree of the log, so a full chunk's root stands for its
+/// leaves in every proof once retention has deleted them (DECISIONS.md S24).
+pub const CHUNK_HEIGHT: u32 = 6;
+/// `2^CHUNK_HEIGHT`.
+pub const CHUNK_LEAVES: u64 = 1 << CHUNK_HEIGHT;
+
+/// One chunk of a log as the store keeps it: its leaves' hashes, and the `seq` of the event
+/// each leaf is, so an event's place in its log is found from its `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The chunk's number: its first leaf is `number · CHUNK_LEAVES`.
+    pub number: u64,
+    /// The events' `seq`s, increasing, one per leaf.
+    pub seqs: Vec<i64>,
+    pub hashes: Vec<Hash>,
+}
+
+/// Why a stored chunk does not read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a stored log chunk is damaged: {0}")]
+pub struct ChunkError(&'static str);
+
+impl Chunk {
+    pub fn new(number: u64) -> Self {
+        Self {
+            number,
+            seqs: Vec::new(),
+            hashes: Vec::new(),
+        }
+    }
+
+    /// The index of the chunk's first leaf.
+    pub fn first_index(&self) -> u64 {
+        self.number * CHUNK_LEAVES
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.hashes.len() as u64 == CHUNK_LEAVES
+    }
+
+    /// Adds a leaf; the caller starts a new chunk once this one [`is_full`](Self::is_full).
+    pub fn push(&mut self, seq: i64, hash: Hash) {
+        debug_assert!(!self.is_full());
+        debug_assert!(self.seqs.last().is_none_or(|last| *last < seq));
+        self.seqs.push(seq);
+        self.hashes.push(hash);
+    }
+
+    /// The root of a full chunk's subtree.
+    pub fn root(&self) -> Option<Hash> {
+        self.is_full().then(|| crate::merkle::root(&self.hashes))
+    }
+
+    /// The `seq`s as stored: each after the first as its distance from the one before, in
+    /// LEB128 (one byte while events of one scope follow each other closely, as they do).
+    pub fn encode_seqs(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.seqs.len());
+        for pair in self.seqs.windows(2) {
+            let mut gap = (pair[1] - pair[0]) as u64;
+            loop {
+                let byte = (gap & 0x7f) as u8;
+                gap >>= 7;
+                if gap == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        out
+    }
+
+    /// The hashes as stored: concatenated.
+    pub fn encode_hashes(&self) -> Vec<u8> {
+        self.hashes.concat()
+    }
+
+    /// Reads a chunk back from its first `seq` and the two encodings.
+    pub fn decode(
+        number: u64,
+        first_seq: i64,
+        seqs: &[u8],
+        hashes: &[u8],
+    ) -> Result<Self, ChunkError> {
+        if hashes.is_empty()
+            || !hashes.len().is_multiple_of(32)
+            || hashes.len() as u64 > CHUNK_LEAVES * 32
+        {
+            return Err(ChunkError("its hashes are not 1 to 64 of 32 bytes"));
+        }
+        let hashes: Vec<Hash> = hashes
+            .chunks_exact(32)
+            .map(|h| h.try_into().expect("32 bytes"))
+            .collect();
+        let mut out = Vec::with_capacity(hashes.len());
+        out.push(first_seq);
+        let (mut gap, mut shift) = (0u64, 0u32);
+        for byte in seqs {
+            if shift > 56 {
+                return Err(ChunkError("a seq gap is too long"));
+            }
+            gap |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                let last = *out.last().expect("first_seq is there");
+                let next = i64::try_from(gap)
+                    .ok()
+                    .filter(|g| *g > 0)
+                    .and_then(|g| last.checked_add(g))
+                    .ok_or(ChunkError("a seq gap is out of range"))?;
+                out.push(next);
+                (gap, shift) = (0, 0);
+            } else {
+                shift += 7;
+            }
+        }
+        if shift != 0 || out.len() != hashes.len() {
+            return Err(ChunkError("it has not one seq per hash"));
+        }
+        Ok(Self {
+            number,
+            seqs: out,
+            hashes,
+        })
+    }
+
+    /// The index and leaf hash of the event `seq`, if it is in this chunk.
+    pub fn find(&self, seq: i64) -> Option<(u64, Hash)> {
+        let at = self.seqs.binary_search(&seq).ok()?;
+        Some((self.first_index() + at as u64, self.hashes[at]))
+    }
+}

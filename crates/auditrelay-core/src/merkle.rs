@@ -70,30 +70,88 @@ pub enum ProofError {
     RootMismatch,
 }
 
+/// Where proofs get the hashes they are made of: the roots of *perfect, aligned* subtrees,
+/// `2^height` leaves starting at `start` (a multiple of `2^height`). A log that keeps only
+/// some of its hashes (the store keeps each full chunk's root and the leaves of recent
+/// chunks) answers for what it has and `None` for the rest, and a proof that needs more fails
+/// as a whole rather than coming out wrong.
+pub trait Subtrees {
+    fn perfect(&self, start: u64, height: u32) -> Option<Hash>;
+}
+
+/// A slice of leaf hashes holds every subtree.
+impl Subtrees for [Hash] {
+    fn perfect(&self, start: u64, height: u32) -> Option<Hash> {
+        let start = usize::try_from(start).ok()?;
+        let end = start.checked_add(1 << height)?;
+        self.get(start..end).map(root)
+    }
+}
+
+/// The root of the `len` leaves from `start`, where `[start, start + len)` is a range RFC 6962's
+/// recursion visits (its start a multiple of the largest power of two below `len`): built from
+/// perfect subtrees, largest first.
+pub fn range_root(tree: &(impl Subtrees + ?Sized), start: u64, len: u64) -> Option<Hash> {
+    if len == 0 {
+        return Some(empty_root());
+    }
+    if len.is_power_of_two() && start.is_multiple_of(len) {
+        return tree.perfect(start, len.trailing_zeros());
+    }
+    let k = split64(len);
+    Some(node_hash(
+        &range_root(tree, start, k)?,
+        &range_root(tree, start + k, len - k)?,
+    ))
+}
+
+/// [`split`] for tree sizes as logs count them.
+fn split64(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+}
+
 /// The inclusion proof (audit path) of leaf `index` in the tree whose leaves hash to `leaves`:
 /// the hashes that, with the leaf's, recompute the root. `None` when `index` is not a leaf.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
+    inclusion_proof_in(leaves, index as u64, leaves.len() as u64)
+}
+
+/// The inclusion proof of leaf `index` in the first `size` leaves of `tree`; `None` when
+/// `index` is not among them or `tree` lacks a hash the proof needs.
+pub fn inclusion_proof_in(
+    tree: &(impl Subtrees + ?Sized),
+    index: u64,
+    size: u64,
+) -> Option<Vec<Hash>> {
+    if index >= size {
         return None;
     }
     let mut proof = Vec::new();
-    path(index, leaves, &mut proof);
+    path(tree, index, 0, size, &mut proof)?;
     Some(proof)
 }
 
-/// RFC 6962's `PATH(m, D[n])`, bottom first.
-fn path(m: usize, leaves: &[Hash], proof: &mut Vec<Hash>) {
-    if leaves.len() <= 1 {
-        return;
+/// RFC 6962's `PATH(m, D[start..start + n])`, bottom first.
+fn path(
+    tree: &(impl Subtrees + ?Sized),
+    m: u64,
+    start: u64,
+    n: u64,
+    proof: &mut Vec<Hash>,
+) -> Option<()> {
+    if n <= 1 {
+        return Some(());
     }
-    let k = split(leaves.len());
+    let k = split64(n);
     if m < k {
-        path(m, &leaves[..k], proof);
-        proof.push(root(&leaves[k..]));
+        path(tree, m, start, k, proof)?;
+        proof.push(range_root(tree, start + k, n - k)?);
     } else {
-        path(m - k, &leaves[k..], proof);
-        proof.push(root(&leaves[..k]));
+        path(tree, m - k, start + k, n - k, proof)?;
+        proof.push(range_root(tree, start, k)?);
     }
+    Some(())
 }
 
 /// Checks that `leaf` is leaf `index` of the tree of `size` leaves whose root is `root`
@@ -138,33 +196,50 @@ pub fn verify_inclusion(
 /// The consistency proof between the tree of the first `first` of `leaves` and the tree of
 /// all of them: what shows the second extends the first. Empty when `first` is 0 or all.
 pub fn consistency_proof(leaves: &[Hash], first: usize) -> Option<Vec<Hash>> {
-    if first > leaves.len() {
+    consistency_proof_in(leaves, first as u64, leaves.len() as u64)
+}
+
+/// The consistency proof between the first `first` and the first `size` leaves of `tree`;
+/// `None` when `first > size` or `tree` lacks a hash the proof needs.
+pub fn consistency_proof_in(
+    tree: &(impl Subtrees + ?Sized),
+    first: u64,
+    size: u64,
+) -> Option<Vec<Hash>> {
+    if first > size {
         return None;
     }
     let mut proof = Vec::new();
-    if first > 0 && first < leaves.len() {
-        subproof(first, leaves, true, &mut proof);
+    if first > 0 && first < size {
+        subproof(tree, first, 0, size, true, &mut proof)?;
     }
     Some(proof)
 }
 
-/// RFC 6962's `SUBPROOF(m, D[n], b)`, bottom first.
-fn subproof(m: usize, leaves: &[Hash], whole: bool, proof: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// RFC 6962's `SUBPROOF(m, D[start..start + n], b)`, bottom first.
+fn subproof(
+    tree: &(impl Subtrees + ?Sized),
+    m: u64,
+    start: u64,
+    n: u64,
+    whole: bool,
+    proof: &mut Vec<Hash>,
+) -> Option<()> {
     if m == n {
         if !whole {
-            proof.push(root(leaves));
+            proof.push(range_root(tree, start, n)?);
         }
-        return;
+        return Some(());
     }
-    let k = split(n);
+    let k = split64(n);
     if m <= k {
-        subproof(m, &leaves[..k], whole, proof);
-        proof.push(root(&leaves[k..]));
+        subproof(tree, m, start, k, whole, proof)?;
+        proof.push(range_root(tree, start + k, n - k)?);
     } else {
-        subproof(m - k, &leaves[k..], false, proof);
-        proof.push(root(&leaves[..k]));
+        subproof(tree, m - k, start + k, n - k, false, proof)?;
+        proof.push(range_root(tree, start, k)?);
     }
+    Some(())
 }
 
 /// Checks that the tree of `second` leaves with root `second_root` extends the tree of `first`

@@ -3,12 +3,15 @@
 //! and consistency proofs), and properties over trees of every shape: every proof the module
 //! makes verifies, and none survives a changed leaf, index, size, root or proof hash.
 
+use auditrelay_core::SigningKey;
 use auditrelay_core::checkpoint::{
-    Checkpoint, NoteError, NoteKey, sign_note, verifier_key, verify_note,
+    BundleError, Checkpoint, InclusionBundle, NoteError, NoteKey, parse_verifier_key, sign_note,
+    verifier_key, verify_note,
 };
+use auditrelay_core::integrity::{CHUNK_HEIGHT, CHUNK_LEAVES, Chunk};
 use auditrelay_core::merkle::{
-    Frontier, Hash, ProofError, consistency_proof, empty_root, inclusion_proof, leaf_hash, root,
-    verify_consistency, verify_inclusion,
+    Frontier, Hash, ProofError, Subtrees, consistency_proof, consistency_proof_in, empty_root,
+    inclusion_proof, inclusion_proof_in, leaf_hash, root, verify_consistency, verify_inclusion,
 };
 use proptest::prelude::*;
 
@@ -380,4 +383,132 @@ fn an_events_leaf_is_its_canonical_entry_with_its_place() {
         hash,
         event_leaf_hash("auditrelay.example/org/eu", 7, &id, &event)
     );
+}
+
+proptest! {
+    /// A chunk reads back exactly from its stored encodings, whatever the gaps between `seq`s.
+    #[test]
+    fn a_chunk_round_trips(first in 1i64..1 << 40, gaps in proptest::collection::vec(1i64..1 << 35, 0..63)) {
+        let mut chunk = Chunk::new(7);
+        let mut seq = first;
+        chunk.push(seq, leaf_hash(&seq.to_be_bytes()));
+        for gap in gaps {
+            seq += gap;
+            chunk.push(seq, leaf_hash(&seq.to_be_bytes()));
+        }
+        let back = Chunk::decode(7, first, &chunk.encode_seqs(), &chunk.encode_hashes()).unwrap();
+        prop_assert_eq!(&back, &chunk);
+        prop_assert_eq!(back.find(seq), Some((7 * 64 + chunk.seqs.len() as u64 - 1, chunk.hashes[chunk.seqs.len() - 1])));
+        prop_assert_eq!(back.find(seq + 1), None);
+    }
+
+    /// Proofs built from perfect subtrees only (a full chunk's root in place of its leaves, the
+    /// leaves of the chunks at the edges) are the proofs built from every leaf.
+    #[test]
+    fn proofs_from_chunk_roots_are_proofs_from_leaves(size in 1u64..700, index in 0u64..700, first in 0u64..700) {
+        let index = index % size;
+        let first = first % (size + 1);
+        let leaves: Vec<Hash> = (0..size).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let kept = |i: u64| i / CHUNK_LEAVES == index / CHUNK_LEAVES
+            || i / CHUNK_LEAVES == (size - 1) / CHUNK_LEAVES
+            || (first > 0 && i / CHUNK_LEAVES == (first - 1) / CHUNK_LEAVES);
+        let tiles = Tiles { leaves: &leaves, kept: &kept };
+        prop_assert_eq!(inclusion_proof_in(&tiles, index, size), inclusion_proof(&leaves, index as usize));
+        prop_assert_eq!(consistency_proof_in(&tiles, first, size), consistency_proof(&leaves, first as usize));
+    }
+}
+
+/// A log that keeps a chunk's leaves only where `kept` says, and every full chunk's root.
+struct Tiles<'a> {
+    leaves: &'a [Hash],
+    kept: &'a dyn Fn(u64) -> bool,
+}
+
+impl Subtrees for Tiles<'_> {
+    fn perfect(&self, start: u64, height: u32) -> Option<Hash> {
+        let end = start + (1 << height);
+        if height < CHUNK_HEIGHT && !(self.kept)(start) {
+            return None;
+        }
+        if height >= CHUNK_HEIGHT {
+            let roots: Vec<Hash> = (start..end)
+                .step_by(CHUNK_LEAVES as usize)
+                .map(|c| root(&self.leaves[c as usize..(c + CHUNK_LEAVES) as usize]))
+                .collect();
+            return Some(root(&roots));
+        }
+        self.leaves[start as usize..end as usize]
+            .try_into()
+            .ok()
+            .map(|l: &[Hash]| root(l))
+    }
+}
+
+/// A bundle made of a leaf, its path and the signed checkpoint reads back, verifies, and fails
+/// for a changed leaf, index, path, checkpoint or key.
+#[test]
+fn an_inclusion_bundle_verifies_offline_and_nothing_changed_passes() {
+    let key = SigningKey::from_seed(&[9; 32]);
+    let other = SigningKey::from_seed(&[8; 32]);
+    let name = "auditrelay.example/log";
+    let leaves_bytes: Vec<Vec<u8>> = (0..13u8).map(|i| vec![b'e', i]).collect();
+    let leaves: Vec<Hash> = leaves_bytes.iter().map(|l| leaf_hash(l)).collect();
+    let checkpoint = Checkpoint {
+        origin: "auditrelay.example/log/o/us".into(),
+        size: 13,
+        root: root(&leaves),
+    };
+    let note = checkpoint.sign(&NoteKey { name, key: &key });
+    let bundle = InclusionBundle {
+        leaf: leaves_bytes[5].clone(),
+        index: 5,
+        path: inclusion_proof(&leaves, 5).unwrap(),
+        note,
+    };
+    let text = bundle.text();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra ZQU=\nindex 5\n"));
+    let back = InclusionBundle::parse(&text).unwrap();
+    assert_eq!(back, bundle);
+    let public = key.public_key();
+    let included = back.verify(name, public).unwrap();
+    assert_eq!((included.index, included.checkpoint), (5, checkpoint));
+
+    let (vkey_name, vkey) = parse_verifier_key(&verifier_key(name, public)).unwrap();
+    assert_eq!(
+        (vkey_name.as_str(), vkey.to_bytes()),
+        (name, public.to_bytes())
+    );
+    assert!(
+        parse_verifier_key(&verifier_key(name, public).replacen("auditrelay", "x", 1)).is_err()
+    );
+
+    let mut changed = bundle.clone();
+    changed.leaf[1] = 6;
+    assert!(matches!(
+        changed.verify(name, public),
+        Err(BundleError::Proof(_))
+    ));
+    let mut changed = bundle.clone();
+    changed.index = 4;
+    assert!(matches!(
+        changed.verify(name, public),
+        Err(BundleError::Proof(_))
+    ));
+    let mut changed = bundle.clone();
+    changed.path[0][0] ^= 1;
+    assert!(matches!(
+        changed.verify(name, public),
+        Err(BundleError::Proof(_))
+    ));
+    let mut changed = bundle.clone();
+    changed.note = changed.note.replacen("\n13\n", "\n14\n", 1);
+    assert!(matches!(
+        changed.verify(name, public),
+        Err(BundleError::Checkpoint(_))
+    ));
+    assert!(matches!(
+        bundle.verify(name, other.public_key()),
+        Err(BundleError::Checkpoint(_))
+    ));
+    assert!(InclusionBundle::parse(&text.replacen("index 5", "index 05", 1)).is_err());
 }
