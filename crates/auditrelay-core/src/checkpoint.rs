@@ -172,8 +172,9 @@ pub fn verifier_key(name: &str, key: &PublicKey) -> String {
 /// Reads a verifier key written by [`verifier_key`]: its name and public key.
 pub fn parse_verifier_key(text: &str) -> Result<(String, PublicKey), NoteError> {
     let bad = NoteError::Malformed("a verifier key is `name+hash+base64(0x01 ‖ key)`");
-    let mut parts = text.trim().rsplitn(3, '+');
-    let (Some(raw), Some(hash), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+    // A name holds no `+`; the base64 key may.
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(hash), Some(raw)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad);
     };
     let raw = STANDARD.decode(raw).map_err(|_| bad.clone())?;
@@ -198,10 +199,12 @@ const PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
 /// An inclusion proof that verifies offline, as a `c2sp.org/tlog-proof@v1` bundle: the leaf's
 /// index, its audit path and the signed checkpoint of the tree it leads to. Our `extra` is the
 /// leaf itself (an event's canonical encoding, `integrity::event_leaf`), so the bundle names
-/// the event it proves and needs nothing else beside the log's verifier key.
+/// the event it proves and needs nothing else beside the log's verifier key. Once retention has
+/// deleted the event, the bundle has no `extra`, and the leaf's hash comes from elsewhere (the
+/// event's line in the SIEM carries it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InclusionBundle {
-    pub leaf: Vec<u8>,
+    pub leaf: Option<Vec<u8>>,
     pub index: u64,
     pub path: Vec<Hash>,
     /// The checkpoint as a signed note.
@@ -211,7 +214,8 @@ pub struct InclusionBundle {
 /// What a bundle proves once it verifies: the leaf, its place, and the checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Included {
-    pub leaf: Vec<u8>,
+    pub leaf: Option<Vec<u8>>,
+    pub leaf_hash: Hash,
     pub index: u64,
     pub checkpoint: Checkpoint,
 }
@@ -225,16 +229,20 @@ pub enum BundleError {
     Checkpoint(#[from] NoteError),
     #[error("its inclusion proof: {0}")]
     Proof(#[from] crate::merkle::ProofError),
+    #[error("it carries no leaf (retention deleted the event): give the leaf's hash")]
+    NoLeaf,
+    #[error("the leaf it carries is not the one given")]
+    OtherLeaf,
 }
 
 impl InclusionBundle {
     /// The bundle's text.
     pub fn text(&self) -> String {
-        let mut out = format!(
-            "{PROOF_HEADER}\nextra {}\nindex {}\n",
-            STANDARD.encode(&self.leaf),
-            self.index
-        );
+        let mut out = format!("{PROOF_HEADER}\n");
+        if let Some(leaf) = &self.leaf {
+            out.push_str(&format!("extra {}\n", STANDARD.encode(leaf)));
+        }
+        out.push_str(&format!("index {}\n", self.index));
         for hash in &self.path {
             out.push_str(&STANDARD.encode(hash));
             out.push('\n');
@@ -253,15 +261,19 @@ impl InclusionBundle {
         if lines.next() != Some(PROOF_HEADER) {
             return Err(BundleError::Malformed("its first line is not the header"));
         }
-        let leaf = lines
-            .next()
-            .and_then(|l| l.strip_prefix("extra "))
-            .and_then(|l| STANDARD.decode(l).ok())
-            .ok_or(BundleError::Malformed(
-                "no `extra` line with the leaf in base64",
-            ))?;
-        let index = lines
-            .next()
+        let mut line = lines.next();
+        let leaf = match line.and_then(|l| l.strip_prefix("extra ")) {
+            Some(extra) => {
+                line = lines.next();
+                Some(
+                    STANDARD
+                        .decode(extra)
+                        .map_err(|_| BundleError::Malformed("its `extra` is not base64"))?,
+                )
+            }
+            None => None,
+        };
+        let index = line
             .and_then(|l| l.strip_prefix("index "))
             .filter(|n| !n.starts_with('0') || *n == "0")
             .and_then(|n| n.parse().ok())
@@ -288,10 +300,26 @@ impl InclusionBundle {
     }
 
     /// Checks the checkpoint's signature by `name`'s `key`, then the leaf's path to its root.
-    pub fn verify(&self, name: &str, key: &PublicKey) -> Result<Included, BundleError> {
+    /// The leaf is the bundle's own, or `leaf_hash` when given (which must then be the hash of
+    /// the bundle's leaf, if it has one).
+    pub fn verify(
+        &self,
+        name: &str,
+        key: &PublicKey,
+        leaf_hash: Option<&Hash>,
+    ) -> Result<Included, BundleError> {
         let checkpoint = Checkpoint::open(&self.note, name, key)?;
+        let carried = self.leaf.as_deref().map(crate::merkle::leaf_hash);
+        let leaf_hash = match (carried, leaf_hash) {
+            (Some(carried), Some(given)) if carried != *given => {
+                return Err(BundleError::OtherLeaf);
+            }
+            (_, Some(given)) => *given,
+            (Some(carried), None) => carried,
+            (None, None) => return Err(BundleError::NoLeaf),
+        };
         crate::merkle::verify_inclusion(
-            &crate::merkle::leaf_hash(&self.leaf),
+            &leaf_hash,
             self.index,
             checkpoint.size,
             &self.path,
@@ -299,6 +327,7 @@ impl InclusionBundle {
         )?;
         Ok(Included {
             leaf: self.leaf.clone(),
+            leaf_hash,
             index: self.index,
             checkpoint,
         })

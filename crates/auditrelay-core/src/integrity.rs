@@ -19,7 +19,29 @@ use uuid::Uuid;
 
 use crate::event::Event;
 use crate::format::pull::{pull_entry, write_canonical_object};
+use crate::ids::{OrgId, PortalId, Region};
 use crate::merkle::{Hash, leaf_hash};
+
+/// The installation's name in the tamper-evident log: its checkpoint key's name, and the
+/// prefix of every log's origin. Made of the store's identity, so two installations never
+/// share a log's name.
+pub fn installation_name(store: &Uuid) -> String {
+    format!("auditrelay/{}", store.simple())
+}
+
+/// The origin of a scope's log (a checkpoint's first line): the installation's name, then the
+/// org and region, then the portal for a portal's log.
+pub fn log_origin(
+    installation: &str,
+    org: OrgId,
+    region: &Region,
+    portal: Option<PortalId>,
+) -> String {
+    match portal {
+        None => format!("{installation}/{org}/{region}"),
+        Some(portal) => format!("{installation}/{org}/{region}/{portal}"),
+    }
+}
 
 /// The keys the log adds to the entry's.
 const ADDED: [&str; 3] = ["event_id", "log", "log_index"];
@@ -42,9 +64,9 @@ pub fn event_leaf_hash(origin: &str, index: u64, id: &Uuid, event: &Event) -> Ha
 }
 
 /// How many leaves a chunk of the stored log holds: `2^CHUNK_HEIGHT`. Chunk `c` holds leaves
-/// `[c·64, c·64 + 64)`, a perfect subtree of the log, so a full chunk's root stands for its
+/// `[c·128, (c + 1)·128)`, a perfect subtree of the log, so a full chunk's root stands for its
 /// leaves in every proof once retention has deleted them (DECISIONS.md S24).
-pub const CHUNK_HEIGHT: u32 = 6;
+pub const CHUNK_HEIGHT: u32 = 7;
 /// `2^CHUNK_HEIGHT`.
 pub const CHUNK_LEAVES: u64 = 1 << CHUNK_HEIGHT;
 
@@ -130,7 +152,7 @@ impl Chunk {
             || !hashes.len().is_multiple_of(32)
             || hashes.len() as u64 > CHUNK_LEAVES * 32
         {
-            return Err(ChunkError("its hashes are not 1 to 64 of 32 bytes"));
+            return Err(ChunkError("its hashes are not 1 to 128 of 32 bytes"));
         }
         let hashes: Vec<Hash> = hashes
             .chunks_exact(32)

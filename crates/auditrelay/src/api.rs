@@ -12,6 +12,7 @@ mod deliveries;
 mod destinations;
 mod error;
 mod events;
+mod integrity;
 mod json;
 mod jwks;
 mod ops;
@@ -165,6 +166,13 @@ fn registered() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(portals::list_portals, portals::create_portal))
         .routes(routes!(portals::get_portal, portals::delete_portal))
+        .routes(routes!(integrity::get_checkpoint_key))
+        .routes(routes!(integrity::get_checkpoint))
+        .routes(routes!(integrity::get_inclusion_proof))
+        .routes(routes!(integrity::get_consistency_proof))
+        .routes(routes!(integrity::get_portal_checkpoint))
+        .routes(routes!(integrity::get_portal_inclusion_proof))
+        .routes(routes!(integrity::get_portal_consistency_proof))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use auditrelay_core::integrity::installation_name;
 use auditrelay_core::{Grant, Role};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use crate::changes::Changes;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::{self, Delivery};
+use crate::keys::note::NoteSigner;
 use crate::keys::{KeyDir, KeyRing, SealedKeys, key_encryption_key};
 use crate::leases::{self, Leases};
 use crate::secrets::SecretBox;
@@ -60,8 +62,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         );
     }
     let (org, bootstrap_token) = bootstrap(&store).await?;
-    let (keys, secrets) = open_keys(&config, &store).await?;
-    let (keys, secrets) = (Arc::new(keys), Arc::new(secrets));
+    let (keys, secrets, checkpoint_key) = open_keys(&config, &store).await?;
+    let (keys, secrets, checkpoint_key) =
+        (Arc::new(keys), Arc::new(secrets), Arc::new(checkpoint_key));
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", config.server.listen))?;
@@ -79,6 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             metrics,
             keys: keys.clone(),
             secrets: secrets.clone(),
+            checkpoint_key: checkpoint_key.clone(),
             delivery: changes.clone(),
             clock: clock.clone(),
         },
@@ -107,9 +111,17 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         stopped.clone(),
     ));
     let keeping = tokio::spawn(leases.clone().keep(stopped.clone()));
+    let integrity = tokio::spawn(jobs::integrity::run(
+        store.clone(),
+        checkpoint_key,
+        config.integrity.clone(),
+        leases.clone(),
+        stopped.clone(),
+    ));
     let retention = tokio::spawn(jobs::retention::run(
         store.clone(),
         config.retention.clone(),
+        config.integrity.keep_leaves,
         leases,
         stopped.clone(),
     ));
@@ -159,6 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             } => tracing::warn!(grace_s = grace.as_secs(), "requests still running after the shutdown grace period were cut off"),
         }
         let _ = retention.await;
+        let _ = integrity.await;
         // Delivery stops mid-batch if it must: the batch stays in flight and is sent again,
         // with the same Idempotency-Key, after the restart.
         delivery.stopped().await;
@@ -186,8 +199,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
 
 /// The signing keys and the secrets key: in the data directory, or sealed in a store several
 /// nodes share (which needs the key-encryption key).
-async fn open_keys(config: &Config, store: &Store) -> anyhow::Result<(KeyRing, SecretBox)> {
+async fn open_keys(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(KeyRing, SecretBox, NoteSigner)> {
     let data_dir = &config.server.data_dir;
+    let checkpoint_name = installation_name(&store.identity());
     let Some(vault) = store.vault() else {
         let keys = KeyRing::open(data_dir, clock::now()).with_context(|| {
             let dir = KeyDir::in_data_dir(data_dir);
@@ -198,17 +215,27 @@ async fn open_keys(config: &Config, store: &Store) -> anyhow::Result<(KeyRing, S
         })?;
         let secrets =
             SecretBox::open_or_create(data_dir).context("Failed to open the secrets key")?;
-        return Ok((keys, secrets));
+        let checkpoint_key = NoteSigner::in_data_dir(checkpoint_name, data_dir)
+            .context("Failed to open the checkpoint key")?;
+        return Ok((keys, secrets, checkpoint_key));
     };
     let sealed = SealedKeys::new(vault, &key_encryption_key(config)?);
     let secrets = sealed
         .secrets(data_dir)
         .await
         .context("Failed to open the secrets key in the database")?;
+    let checkpoint_seed = sealed
+        .checkpoint_seed(data_dir)
+        .await
+        .context("Failed to open the checkpoint key in the database")?;
     let keys = KeyRing::open_sealed(sealed, data_dir, clock::now())
         .await
         .context("Failed to open the signing keys in the database")?;
-    Ok((keys, secrets))
+    Ok((
+        keys,
+        secrets,
+        NoteSigner::new(checkpoint_name, &checkpoint_seed),
+    ))
 }
 
 /// Passes the changes other nodes announce to this node's supervisor and lanes.

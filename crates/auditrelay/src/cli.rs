@@ -82,6 +82,19 @@ pub struct VerifyArgs {
     /// A JWKS URL or file [default: $AUDITRELAY_URL, else http://127.0.0.1:8080, plus /v2/audit-log-webhook/jwks.json].
     #[arg(long, value_name = "URL|FILE")]
     pub jwks: Option<String>,
+    /// The key that signs the tamper-evident log's checkpoints: a verifier key
+    /// (`name+hash+key`), a file holding one, or a URL [default: $AUDITRELAY_URL, else
+    /// http://127.0.0.1:8080, plus /v3/audit-log-integrity/checkpoint-key].
+    #[arg(long, value_name = "KEY|URL|FILE")]
+    pub checkpoint_key: Option<String>,
+    /// Check an inclusion proof (a `c2sp.org/tlog-proof@v1` bundle from the proofs API)
+    /// instead of lines.
+    #[arg(long, value_name = "FILE", conflicts_with = "input")]
+    pub proof: Option<String>,
+    /// With --proof, the leaf's hash (base64, the `leaf_hash` of the event's line) for a bundle
+    /// that carries no leaf because retention deleted the event.
+    #[arg(long, value_name = "BASE64", requires = "proof")]
+    pub leaf_hash: Option<String>,
     /// The lines to check, one per line; `-` reads standard input.
     #[arg(value_name = "FILE", default_value = "-")]
     pub input: String,

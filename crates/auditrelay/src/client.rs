@@ -25,6 +25,8 @@ use serde_json::Value;
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 /// The JWKS path under a server's base URL.
 pub const JWKS_PATH: &str = "/v2/audit-log-webhook/jwks.json";
+/// The checkpoint key's path under a server's base URL.
+pub const CHECKPOINT_KEY_PATH: &str = "/v3/audit-log-integrity/checkpoint-key";
 
 /// An API token, kept out of `Debug` output so that printing the arguments cannot leak it.
 #[derive(Clone)]
@@ -256,6 +258,42 @@ impl ApiClient {
 }
 
 /// The keys of a JWKS at a URL (`http://`, `https://`) or in a file (`verify` and `listen`).
+/// The checkpoint key's name and public key from `source`: a verifier key itself, a file
+/// holding one (or the API's JSON), or a URL serving the API's JSON.
+pub async fn load_checkpoint_key(source: &str) -> anyhow::Result<(String, PublicKey)> {
+    use auditrelay_core::checkpoint::parse_verifier_key;
+    if let Ok(key) = parse_verifier_key(source) {
+        return Ok(key);
+    }
+    let document = if source.starts_with("http://") || source.starts_with("https://") {
+        let response = reqwest::Client::new()
+            .get(source)
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await
+            .with_context(|| format!("Failed to fetch the checkpoint key from {source}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("Failed to fetch the checkpoint key from {source}: HTTP {status}");
+        }
+        response
+            .text()
+            .await
+            .with_context(|| format!("Failed to read the checkpoint key from {source}"))?
+    } else {
+        std::fs::read_to_string(source)
+            .with_context(|| format!("Failed to read the checkpoint key file {source}"))?
+    };
+    let text = match serde_json::from_str::<serde_json::Value>(&document) {
+        Ok(json) => json["verifier_key"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{source} has no `verifier_key`"))?,
+        Err(_) => document,
+    };
+    parse_verifier_key(&text).with_context(|| format!("Bad checkpoint key from {source}"))
+}
+
 pub async fn load_jwks(source: &str) -> anyhow::Result<Vec<PublicKey>> {
     let document = if source.starts_with("http://") || source.starts_with("https://") {
         let response = reqwest::Client::new()

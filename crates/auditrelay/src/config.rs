@@ -25,6 +25,7 @@ pub struct Config {
     pub regions: RegionsConfig,
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
+    pub integrity: IntegrityConfig,
     pub delivery: DeliveryConfig,
     pub signing: SigningConfig,
     pub format: FormatSection,
@@ -174,6 +175,18 @@ pub struct RetentionConfig {
     #[serde(deserialize_with = "duration")]
     pub prune_interval: Duration,
     pub prune_chunk: u32,
+}
+
+/// The tamper-evident log (PRODUCT Decision 16, docs/INTEGRITY.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrityConfig {
+    /// How often every log's checkpoint is signed, also when nothing happened.
+    #[serde(deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+    /// How long leaf hashes and checkpoints outlive the events.
+    #[serde(deserialize_with = "duration")]
+    pub keep_leaves: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -651,6 +664,18 @@ impl Config {
         }
         if self.retention.window < Duration::from_secs(3600) {
             return invalid("retention.window must be at least 1h".into());
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+            .contains(&self.integrity.checkpoint_interval)
+        {
+            return invalid("integrity.checkpoint_interval must be between 1s and 1h".into());
+        }
+        if self.integrity.keep_leaves < self.retention.window {
+            return invalid(
+                "integrity.keep_leaves must be at least retention.window: proofs of events still \
+                 kept need their leaves"
+                    .into(),
+            );
         }
         if self.retention.prune_chunk == 0 || self.retention.prune_interval.is_zero() {
             return invalid(

@@ -17,6 +17,7 @@
 //! With a store several nodes share (PostgreSQL), the keys are kept in it instead, sealed with
 //! the key-encryption key (`keys/sealed.rs`); the ring reads them there, by the same rules.
 
+pub mod note;
 mod sealed;
 
 use std::fs::{self, File, OpenOptions};
@@ -64,6 +65,9 @@ pub enum KeyError {
     /// The sealed keys in the database do not open; never includes a key.
     #[error("{reason}")]
     Sealed { reason: String },
+    /// A key file beside the data (`checkpoint.key`) could not be read or made.
+    #[error(transparent)]
+    File(#[from] crate::secrets::SecretError),
 }
 
 fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KeyError + 'a {

@@ -43,6 +43,10 @@ pub fn replay(job: uuid::Uuid) -> String {
 /// The lease of the retention pruner: one node prunes at a time.
 pub const RETENTION: &str = "retention";
 
+/// The lease of the tamper-evident log's job: one node takes events into the logs and signs
+/// checkpoints at a time.
+pub const INTEGRITY: &str = "integrity";
+
 fn scope_key(scope: &Scope) -> String {
     match scope.portal_id {
         None => format!("{}/{}", scope.org_id, scope.region),

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod human;
+pub mod integrity;
 pub mod jobs;
 pub mod keys;
 pub mod leases;

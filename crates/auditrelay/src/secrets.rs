@@ -56,58 +56,12 @@ impl SecretBox {
 
     /// The key in the data directory, if there is one, without making one.
     pub fn existing_key(data_dir: &Path) -> Result<Option<[u8; 32]>, SecretError> {
-        let path = data_dir.join(KEY_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(
-                bytes.try_into().map_err(|_| SecretError::BadKey(path))?,
-            )),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SecretError::Io {
-                action: "read",
-                path,
-                source,
-            }),
-        }
+        existing_key_in(data_dir, KEY_FILE)
     }
 
     /// Reads the key from the data directory, creating it on first use.
     pub fn open_or_create(data_dir: &Path) -> Result<Self, SecretError> {
-        let path = data_dir.join(KEY_FILE);
-        let io = |action| {
-            move |source| SecretError::Io {
-                action,
-                path: data_dir.join(KEY_FILE),
-                source,
-            }
-        };
-        let key = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).expect("the operating system's random source failed");
-                // create_new: if another process made the key first, use that one.
-                match OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                {
-                    Ok(mut file) => {
-                        file.write_all(&key).map_err(io("write"))?;
-                        file.sync_all().map_err(io("sync"))?;
-                        key.to_vec()
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        fs::read(&path).map_err(io("read"))?
-                    }
-                    Err(e) => return Err(io("create")(e)),
-                }
-            }
-            Err(e) => return Err(io("read")(e)),
-        };
-        let cipher =
-            XChaCha20Poly1305::new_from_slice(&key).map_err(|_| SecretError::BadKey(path))?;
-        Ok(Self { cipher })
+        Ok(Self::from_key(&key_in(data_dir, KEY_FILE)?))
     }
 
     /// `nonce || ciphertext`, bound to `context` (the owning record's id).
@@ -173,6 +127,56 @@ impl SecretBox {
 
 fn headers_context(id: &str) -> String {
     format!("{id}/headers")
+}
+
+/// The 32-byte key in `data_dir/file`, if there is one, without making one.
+pub fn existing_key_in(data_dir: &Path, file: &str) -> Result<Option<[u8; 32]>, SecretError> {
+    let path = data_dir.join(file);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(
+            bytes.try_into().map_err(|_| SecretError::BadKey(path))?,
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SecretError::Io {
+            action: "read",
+            path,
+            source,
+        }),
+    }
+}
+
+/// The 32-byte key in `data_dir/file` (mode 0600), made of random bytes on first use; if
+/// another process makes it at the same moment, both use the one written first.
+pub fn key_in(data_dir: &Path, file: &str) -> Result<[u8; 32], SecretError> {
+    let path = data_dir.join(file);
+    let io = |action| {
+        move |source| SecretError::Io {
+            action,
+            path: data_dir.join(file),
+            source,
+        }
+    };
+    if let Some(key) = existing_key_in(data_dir, file)? {
+        return Ok(key);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the operating system's random source failed");
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            file.write_all(&key).map_err(io("write"))?;
+            file.sync_all().map_err(io("sync"))?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            existing_key_in(data_dir, file)?.ok_or(SecretError::BadKey(path))
+        }
+        Err(e) => Err(io("create")(e)),
+    }
 }
 
 #[cfg(test)]

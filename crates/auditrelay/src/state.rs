@@ -12,6 +12,7 @@ use crate::changes::Changes;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::keys::note::NoteSigner;
 use crate::secrets::SecretBox;
 use crate::store::{Org, Store};
 
@@ -29,6 +30,8 @@ pub struct AppStateInner {
     pub keys: Arc<KeyRing>,
     /// Seals destination authorization values at rest.
     pub secrets: Arc<SecretBox>,
+    /// Signs the tamper-evident log's checkpoints; published beside the JWKS.
+    pub checkpoint_key: Arc<NoteSigner>,
     /// Tells delivery that a webhook or destination changed.
     pub delivery: Changes,
     /// The names rendered into log lines (`[format]`).
@@ -53,6 +56,7 @@ pub struct Services {
     pub metrics: PrometheusHandle,
     pub keys: Arc<KeyRing>,
     pub secrets: Arc<SecretBox>,
+    pub checkpoint_key: Arc<NoteSigner>,
     pub delivery: Changes,
     pub clock: Clock,
 }
@@ -65,6 +69,7 @@ impl AppState {
             metrics,
             keys,
             secrets,
+            checkpoint_key,
             delivery,
             clock,
         } = services;
@@ -76,6 +81,7 @@ impl AppState {
             metrics,
             keys,
             secrets,
+            checkpoint_key,
             delivery,
             format,
             openapi_json,

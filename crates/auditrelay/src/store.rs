@@ -11,6 +11,7 @@ mod commits;
 mod fault;
 mod health;
 mod lease;
+mod log;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditrelay_core::format::Format;
+use auditrelay_core::integrity::Chunk;
 use auditrelay_core::kind::Kind;
 use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestamp};
 use uuid::Uuid;
@@ -28,6 +30,7 @@ pub use commits::Commits;
 pub use health::{Health, Refusing};
 pub use lease::Fence;
 use lease::LocalLeases;
+pub use log::{ChunkWrite, LogHead, LogTiles, StoredCheckpoint};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -1211,7 +1214,8 @@ impl Store {
     }
 
     /// Deletes at most `chunk` events older than `cutoff`, never the newest event of all (whose
-    /// `seq` must not be handed out again); returns how many it deleted.
+    /// `seq` must not be handed out again) nor one its scope's log has not taken yet (its leaf
+    /// is made from its content); returns how many it deleted.
     pub async fn prune_events(&self, cutoff: Timestamp, chunk: u32) -> Result<u64> {
         let deleted = backend!(self, s => s.prune_events(cutoff, chunk).await);
         // After the deletes, never before: a backlog measured in between would keep counting
@@ -1221,5 +1225,80 @@ impl Store {
             self.backlogs.note_pruned(cutoff.as_millis());
         }
         deleted
+    }
+
+    /// Every scope's tamper-evident log head (DECISIONS.md S24).
+    pub async fn log_heads(&self) -> Result<Vec<LogHead>> {
+        backend!(self, s => s.log_heads().await)
+    }
+
+    /// Chunks `from..to` of a scope's log that still hold their leaves, in order.
+    pub async fn log_chunks(&self, scope: &Scope, from: u64, to: u64) -> Result<Vec<Chunk>> {
+        backend!(self, s => s.log_chunks(scope, from, to).await)
+    }
+
+    /// The chunks holding a scope's events `first_seq..=last_seq`, in order.
+    pub async fn log_chunks_for_seqs(
+        &self,
+        scope: &Scope,
+        first_seq: i64,
+        last_seq: i64,
+    ) -> Result<Vec<Chunk>> {
+        backend!(self, s => s.log_chunks_for_seqs(scope, first_seq, last_seq).await)
+    }
+
+    /// What a proof ending at `size` in a scope's log is made of: every full chunk's root below
+    /// `size`, and the leaves of the chunks numbered in `reach`.
+    pub async fn log_tiles(&self, scope: &Scope, size: u64, reach: &[u64]) -> Result<LogTiles> {
+        let full = size / auditrelay_core::integrity::CHUNK_LEAVES;
+        let mut tiles = LogTiles {
+            roots: backend!(self, s => s.log_chunk_roots(scope, full).await)?,
+            ..LogTiles::default()
+        };
+        for &number in reach {
+            if tiles.leaves.contains_key(&number) {
+                continue;
+            }
+            let chunk = self.log_chunks(scope, number, number + 1).await?;
+            if let Some(chunk) = chunk.into_iter().next() {
+                tiles.leaves.insert(number, chunk.hashes);
+            }
+        }
+        Ok(tiles)
+    }
+
+    /// Writes `chunks` and moves the log's head to `head` if the log still has `from` leaves;
+    /// `false`, writing nothing, when another writer extended it first.
+    pub async fn extend_log(
+        &self,
+        from: u64,
+        chunks: &[ChunkWrite],
+        head: &LogHead,
+    ) -> Result<bool> {
+        backend!(self, s => s.extend_log(from, chunks, head).await)
+    }
+
+    pub async fn add_checkpoint(&self, scope: &Scope, checkpoint: &StoredCheckpoint) -> Result<()> {
+        backend!(self, s => s.add_checkpoint(scope, checkpoint).await)
+    }
+
+    /// A scope's newest checkpoint.
+    pub async fn latest_checkpoint(&self, scope: &Scope) -> Result<Option<StoredCheckpoint>> {
+        backend!(self, s => s.latest_checkpoint(scope).await)
+    }
+
+    /// The first checkpoint a scope's log had at `size` leaves.
+    pub async fn checkpoint_at(
+        &self,
+        scope: &Scope,
+        size: u64,
+    ) -> Result<Option<StoredCheckpoint>> {
+        backend!(self, s => s.checkpoint_at(scope, size).await)
+    }
+
+    /// Empties full chunks' leaves older than `cutoff` (their roots stay) and deletes older
+    /// checkpoints but each log's newest and the first at each size.
+    pub async fn prune_log(&self, cutoff: Timestamp) -> Result<u64> {
+        backend!(self, s => s.prune_log(cutoff).await)
     }
 }

@@ -388,7 +388,7 @@ fn an_events_leaf_is_its_canonical_entry_with_its_place() {
 proptest! {
     /// A chunk reads back exactly from its stored encodings, whatever the gaps between `seq`s.
     #[test]
-    fn a_chunk_round_trips(first in 1i64..1 << 40, gaps in proptest::collection::vec(1i64..1 << 35, 0..63)) {
+    fn a_chunk_round_trips(first in 1i64..1 << 40, gaps in proptest::collection::vec(1i64..1 << 35, 0..127)) {
         let mut chunk = Chunk::new(7);
         let mut seq = first;
         chunk.push(seq, leaf_hash(&seq.to_be_bytes()));
@@ -398,7 +398,7 @@ proptest! {
         }
         let back = Chunk::decode(7, first, &chunk.encode_seqs(), &chunk.encode_hashes()).unwrap();
         prop_assert_eq!(&back, &chunk);
-        prop_assert_eq!(back.find(seq), Some((7 * 64 + chunk.seqs.len() as u64 - 1, chunk.hashes[chunk.seqs.len() - 1])));
+        prop_assert_eq!(back.find(seq), Some((7 * CHUNK_LEAVES + chunk.seqs.len() as u64 - 1, chunk.hashes[chunk.seqs.len() - 1])));
         prop_assert_eq!(back.find(seq + 1), None);
     }
 
@@ -460,7 +460,7 @@ fn an_inclusion_bundle_verifies_offline_and_nothing_changed_passes() {
     };
     let note = checkpoint.sign(&NoteKey { name, key: &key });
     let bundle = InclusionBundle {
-        leaf: leaves_bytes[5].clone(),
+        leaf: Some(leaves_bytes[5].clone()),
         index: 5,
         path: inclusion_proof(&leaves, 5).unwrap(),
         note,
@@ -470,10 +470,42 @@ fn an_inclusion_bundle_verifies_offline_and_nothing_changed_passes() {
     let back = InclusionBundle::parse(&text).unwrap();
     assert_eq!(back, bundle);
     let public = key.public_key();
-    let included = back.verify(name, public).unwrap();
-    assert_eq!((included.index, included.checkpoint), (5, checkpoint));
+    let included = back.verify(name, public, None).unwrap();
+    assert_eq!(
+        (included.index, included.checkpoint.clone()),
+        (5, checkpoint.clone())
+    );
+    assert_eq!(included.leaf_hash, leaves[5]);
+
+    // Without its leaf (retention deleted the event), the leaf's hash is given.
+    let bare = InclusionBundle {
+        leaf: None,
+        ..bundle.clone()
+    };
+    let bare = InclusionBundle::parse(&bare.text()).unwrap();
+    assert_eq!(bare.leaf, None);
+    assert!(matches!(
+        bare.verify(name, public, None),
+        Err(BundleError::NoLeaf)
+    ));
+    assert!(bare.verify(name, public, Some(&leaves[5])).is_ok());
+    assert!(matches!(
+        bare.verify(name, public, Some(&leaves[6])),
+        Err(BundleError::Proof(_))
+    ));
+    assert!(matches!(
+        bundle.verify(name, public, Some(&leaves[6])),
+        Err(BundleError::OtherLeaf)
+    ));
 
     let (vkey_name, vkey) = parse_verifier_key(&verifier_key(name, public)).unwrap();
+    // Keys whose base64 holds a `+` read back too.
+    for seed in 0..32u8 {
+        let key = SigningKey::from_seed(&[seed; 32]);
+        let vkey = verifier_key(name, key.public_key());
+        let (_, back) = parse_verifier_key(&vkey).unwrap();
+        assert_eq!(back.to_bytes(), key.public_key().to_bytes(), "{vkey}");
+    }
     assert_eq!(
         (vkey_name.as_str(), vkey.to_bytes()),
         (name, public.to_bytes())
@@ -483,31 +515,31 @@ fn an_inclusion_bundle_verifies_offline_and_nothing_changed_passes() {
     );
 
     let mut changed = bundle.clone();
-    changed.leaf[1] = 6;
+    changed.leaf.as_mut().unwrap()[1] = 6;
     assert!(matches!(
-        changed.verify(name, public),
+        changed.verify(name, public, None),
         Err(BundleError::Proof(_))
     ));
     let mut changed = bundle.clone();
     changed.index = 4;
     assert!(matches!(
-        changed.verify(name, public),
+        changed.verify(name, public, None),
         Err(BundleError::Proof(_))
     ));
     let mut changed = bundle.clone();
     changed.path[0][0] ^= 1;
     assert!(matches!(
-        changed.verify(name, public),
+        changed.verify(name, public, None),
         Err(BundleError::Proof(_))
     ));
     let mut changed = bundle.clone();
     changed.note = changed.note.replacen("\n13\n", "\n14\n", 1);
     assert!(matches!(
-        changed.verify(name, public),
+        changed.verify(name, public, None),
         Err(BundleError::Checkpoint(_))
     ));
     assert!(matches!(
-        bundle.verify(name, other.public_key()),
+        bundle.verify(name, other.public_key(), None),
         Err(BundleError::Checkpoint(_))
     ));
     assert!(InclusionBundle::parse(&text.replacen("index 5", "index 05", 1)).is_err());

@@ -6,19 +6,23 @@ use std::io::{self, BufRead, BufReader, Read};
 
 use anyhow::{Context as _, bail};
 use auditrelay_core::PublicKey;
+use auditrelay_core::checkpoint::InclusionBundle;
 use auditrelay_core::format::{Signed, verify_line_or_entry};
+use auditrelay_core::merkle::Hash;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use flate2::read::MultiGzDecoder;
 
 use super::VerifyArgs;
-use crate::client::{DEFAULT_URL, JWKS_PATH, load_jwks};
+use crate::client::{CHECKPOINT_KEY_PATH, DEFAULT_URL, JWKS_PATH, load_checkpoint_key, load_jwks};
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    if let Some(proof) = &args.proof {
+        return verify_proof(proof, &args).await;
+    }
     let source = match args.jwks {
         Some(source) => source,
-        None => {
-            let base = std::env::var("AUDITRELAY_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-            format!("{}{JWKS_PATH}", base.trim_end_matches('/'))
-        }
+        None => server_url(JWKS_PATH),
     };
     let keys = load_jwks(&source).await?;
     let input = open_lines(&args.input)?;
@@ -30,6 +34,49 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         bail!("{invalid} of {total} lines failed verification");
     }
     eprintln!("{total} lines verified: all valid");
+    Ok(())
+}
+
+/// The server's URL for `path`, from `$AUDITRELAY_URL` or the default.
+fn server_url(path: &str) -> String {
+    let base = std::env::var("AUDITRELAY_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// Checks an inclusion bundle against the checkpoint key, and says what it proves.
+async fn verify_proof(path: &str, args: &VerifyArgs) -> anyhow::Result<()> {
+    let source = match &args.checkpoint_key {
+        Some(source) => source.clone(),
+        None => server_url(CHECKPOINT_KEY_PATH),
+    };
+    let (name, key) = load_checkpoint_key(&source).await?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {path}"))?;
+    let bundle = InclusionBundle::parse(&text).with_context(|| path.to_string())?;
+    let given = match &args.leaf_hash {
+        Some(b64) => Some(
+            STANDARD
+                .decode(b64.trim())
+                .ok()
+                .and_then(|h| Hash::try_from(h).ok())
+                .context("--leaf-hash is not base64 of 32 bytes")?,
+        ),
+        None => None,
+    };
+    let included = bundle
+        .verify(&name, &key, given.as_ref())
+        .with_context(|| format!("{path} does not prove its leaf"))?;
+    let checkpoint = &included.checkpoint;
+    println!(
+        "inclusion proof valid: leaf {} of {} is in its checkpoint of {} leaves (root {}), signed by {name}",
+        included.index,
+        checkpoint.origin,
+        checkpoint.size,
+        STANDARD.encode(checkpoint.root),
+    );
+    println!("leaf hash: {}", STANDARD.encode(included.leaf_hash));
+    if let Some(leaf) = &included.leaf {
+        println!("leaf: {}", String::from_utf8_lossy(leaf));
+    }
     Ok(())
 }
 

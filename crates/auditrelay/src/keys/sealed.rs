@@ -17,11 +17,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Fingerprint, KeyDir, KeyError, KeySet, StoredKey, random_seed};
 use crate::config::Config;
-use crate::secrets::SecretBox;
+use crate::secrets::{SecretBox, existing_key_in};
 use crate::store::{SealedKey, Vault};
 
 /// The name of the sealed secrets key.
 const SECRETS: &str = "secrets";
+/// The name of the sealed checkpoint (note) key.
+const CHECKPOINT: &str = "checkpoint";
 
 /// The key-encryption key `config` gives, or why a node on a shared store cannot start.
 pub fn key_encryption_key(config: &Config) -> anyhow::Result<[u8; 32]> {
@@ -79,6 +81,27 @@ impl SealedKeys {
         };
         let offered = self.kek.seal(&URL_SAFE_NO_PAD.encode(key), SECRETS);
         Ok(self.vault.sealed_key_or(SECRETS, &offered).await?)
+    }
+
+    /// The seed of the key that signs the tamper-evident log's checkpoints (`keys/note.rs`):
+    /// the stored one, else `data_dir`'s, else a new one. Unlike the signing keys, a new one
+    /// for a database with records is no loss: it signs checkpoints from now on, and each
+    /// checkpoint names its key.
+    pub async fn checkpoint_seed(&self, data_dir: &Path) -> Result<[u8; 32], KeyError> {
+        let stored = match self.vault.sealed_key(CHECKPOINT).await? {
+            Some(stored) => stored,
+            None => {
+                let seed = match existing_key_in(data_dir, super::note::KEY_FILE)
+                    .map_err(secrets_error)?
+                {
+                    Some(seed) => seed,
+                    None => random_seed()?,
+                };
+                let offered = self.kek.seal(&URL_SAFE_NO_PAD.encode(seed), CHECKPOINT);
+                self.vault.sealed_key_or(CHECKPOINT, &offered).await?
+            }
+        };
+        self.open_bytes(&stored, CHECKPOINT)
     }
 
     /// Reads the signing keys, first adding one when there are none: `data_dir`'s, if it has

@@ -10,6 +10,7 @@
 mod destinations;
 mod events;
 mod leases;
+mod log;
 mod portals;
 mod principals;
 mod refused;

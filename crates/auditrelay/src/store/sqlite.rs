@@ -9,6 +9,7 @@
 
 mod destinations;
 mod events;
+mod log;
 mod portals;
 mod principals;
 mod refused;

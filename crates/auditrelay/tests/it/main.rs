@@ -17,6 +17,7 @@ mod durability;
 mod emit;
 mod errors;
 mod ingest;
+mod integrity;
 mod jwks;
 mod keys;
 mod kinds;

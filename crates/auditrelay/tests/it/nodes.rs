@@ -158,6 +158,7 @@ async fn the_store_behaviour_tests_pass_on_postgresql() {
         "delivery_log::",
         "destinations::",
         "ingest::",
+        "integrity::",
         "kinds::",
         "portals::",
         "pull::",

@@ -135,6 +135,22 @@ async fn every_documented_operation_is_routed() {
         (Method::PUT, "/v2/portals/{portalId}/audit-log-replay-job"),
         (Method::GET, "/v3/portals/{portalId}/audit-log-replay-job"),
         (Method::PUT, "/v3/portals/{portalId}/audit-log-replay-job"),
+        (Method::GET, "/v3/audit-log-integrity/checkpoint-key"),
+        (Method::GET, "/v3/audit-log-integrity/checkpoint"),
+        (Method::GET, "/v3/audit-log-integrity/proofs/inclusion"),
+        (Method::GET, "/v3/audit-log-integrity/proofs/consistency"),
+        (
+            Method::GET,
+            "/v3/portals/{portalId}/audit-log-integrity/checkpoint",
+        ),
+        (
+            Method::GET,
+            "/v3/portals/{portalId}/audit-log-integrity/proofs/inclusion",
+        ),
+        (
+            Method::GET,
+            "/v3/portals/{portalId}/audit-log-integrity/proofs/consistency",
+        ),
         (Method::GET, "/v3/portals"),
         (Method::POST, "/v3/portals"),
         (Method::GET, "/v3/portals/{portalId}"),

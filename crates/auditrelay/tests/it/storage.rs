@@ -448,7 +448,20 @@ async fn delivery_and_replay_lose_and_skip_nothing_while_the_disk_is_full() {
     assert_eq!(put.status(), StatusCode::ACCEPTED);
 
     disk.fill_leaving(3 << 20);
-    let live = fill_until_refused(client, base, token, "live", 3).await;
+    // A few live events, and the lane's and the replay's batches in the SIEM's hands, before
+    // the disk fills: waited for, since how soon the disk fills depends on what else writes
+    // (the tamper-evident log does).
+    let mut live = Vec::new();
+    for i in 0..5 {
+        let (status, _, body, ids) = send(client, base, token, &format!("first-live{i}")).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        live.extend(ids);
+    }
+    eventually(Duration::from_secs(30), || async {
+        (receiver.requests().len() >= 2).then_some(())
+    })
+    .await;
+    live.extend(fill_until_refused(client, base, token, "live", 3).await);
     disk.fill_leaving(0);
 
     // Delivery goes on against a store that takes no writes: the cursor must never pass an

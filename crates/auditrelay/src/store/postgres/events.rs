@@ -338,7 +338,9 @@ impl PgStore {
             let done = sqlx::query(
                 "DELETE FROM events WHERE seq IN
                    (SELECT seq FROM events WHERE scope_id = $1 AND ts < $2
-                      AND seq < (SELECT max(seq) FROM events) LIMIT $3
+                      AND seq < (SELECT max(seq) FROM events)
+                      AND seq <= (SELECT coalesce(max(last_seq), 0) FROM logs WHERE scope_id = $1)
+                    LIMIT $3
                     FOR UPDATE SKIP LOCKED)",
             )
             .bind(scope)

@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::log::LogStep;
 use super::webhooks::{Position, write_position};
 use super::{SqliteStore, portal_key, tx};
 use crate::clock;
@@ -26,10 +27,17 @@ pub struct WriteJob {
     done: oneshot::Sender<Result<()>>,
 }
 
-/// One delivery position to write, and where to say whether its webhook still exists.
-pub struct PositionJob {
-    position: Position,
+/// A small write that goes ahead of queued appends, and where to say how it went.
+pub struct SideJob {
+    write: SideWrite,
     done: oneshot::Sender<Result<bool>>,
+}
+
+/// The small writes: a delivery position (`false` when its webhook no longer exists), and a
+/// step of a tamper-evident log (`false` when the log no longer has the size it was read at).
+pub enum SideWrite {
+    Position(Position),
+    Log(LogStep),
 }
 
 /// The writer task's two queues; each caller holds a clone, so the writer drains in-flight
@@ -37,7 +45,7 @@ pub struct PositionJob {
 #[derive(Clone)]
 pub struct Writer {
     appends: mpsc::Sender<WriteJob>,
-    positions: mpsc::Sender<PositionJob>,
+    side: mpsc::Sender<SideJob>,
 }
 
 impl Writer {
@@ -49,16 +57,10 @@ impl Writer {
         health: Arc<Health>,
     ) -> (Self, JoinHandle<()>) {
         let (appends, append_jobs) = mpsc::channel(1024);
-        let (positions, position_jobs) = mpsc::channel(1024);
+        let (side, side_jobs) = mpsc::channel(1024);
         let conn = WriterConn::new(conn, options);
-        let task = tokio::spawn(run_writer(
-            conn,
-            append_jobs,
-            position_jobs,
-            commits,
-            health,
-        ));
-        (Self { appends, positions }, task)
+        let task = tokio::spawn(run_writer(conn, append_jobs, side_jobs, commits, health));
+        (Self { appends, side }, task)
     }
 }
 
@@ -86,10 +88,15 @@ impl SqliteStore {
     /// Writes a webhook's delivery position on the writer's connection; `false` when the
     /// webhook no longer exists.
     pub(super) async fn write_position(&self, position: Position) -> Result<bool> {
+        self.side_write(SideWrite::Position(position)).await
+    }
+
+    /// A small write on the writer's connection, ahead of queued appends.
+    pub(super) async fn side_write(&self, write: SideWrite) -> Result<bool> {
         let (done, written) = oneshot::channel();
         self.writer()?
-            .positions
-            .send(PositionJob { position, done })
+            .side
+            .send(SideJob { write, done })
             .await
             .map_err(|_| StoreError::Closed)?;
         written.await.map_err(|_| StoreError::Closed)?
@@ -286,8 +293,10 @@ impl SqliteStore {
             // out again, to an event that every cursor already past it would never deliver.
             let done = sqlx::query(
                 "DELETE FROM events WHERE seq IN
-                   (SELECT seq FROM events WHERE scope_id = ? AND ts < ?
-                      AND seq < (SELECT max(seq) FROM events) LIMIT ?)",
+                   (SELECT seq FROM events WHERE scope_id = ?1 AND ts < ?2
+                      AND seq < (SELECT max(seq) FROM events)
+                      AND seq <= (SELECT coalesce(max(last_seq), 0) FROM logs WHERE scope_id = ?1)
+                    LIMIT ?3)",
             )
             .bind(scope)
             .bind(cutoff.as_millis())
@@ -337,7 +346,7 @@ fn decode_row(scope: &Scope, row: &SqliteRow) -> Result<StoredEvent> {
 async fn run_writer(
     mut conn: WriterConn,
     mut jobs: mpsc::Receiver<WriteJob>,
-    mut positions: mpsc::Receiver<PositionJob>,
+    mut side: mpsc::Receiver<SideJob>,
     commits: Arc<Commits>,
     health: Arc<Health>,
 ) {
@@ -353,19 +362,19 @@ async fn run_writer(
                 next_probe = tokio::time::Instant::now() + PROBE_EVERY;
                 continue;
             }
-            Some(job) = positions.recv() => {
-                let written = conn.write_position(&job.position).await;
+            Some(job) = side.recv() => {
+                let written = conn.side_write(&job.write).await;
                 health.observe(&written);
                 let _ = job.done.send(written);
                 continue;
             }
             job = jobs.recv() => match job {
                 Some(job) => job,
-                // Appends are closed; the positions still queued are written before stopping.
+                // Appends are closed; the small writes still queued are made before stopping.
                 None => {
-                    positions.close();
-                    while let Some(job) = positions.recv().await {
-                        let _ = job.done.send(conn.write_position(&job.position).await);
+                    side.close();
+                    while let Some(job) = side.recv().await {
+                        let _ = job.done.send(conn.side_write(&job.write).await);
                     }
                     conn.discard().await;
                     return;
@@ -498,10 +507,19 @@ impl WriterConn {
         result
     }
 
-    /// A delivery position, with its delivery-log row where it has one, in one transaction.
-    async fn write_position(&mut self, position: &Position) -> Result<bool> {
-        self.transaction(async |conn| write_position(conn, position).await)
-            .await
+    /// A small write in a transaction of its own: a delivery position (with its delivery-log
+    /// row where it has one), or a log step.
+    async fn side_write(&mut self, write: &SideWrite) -> Result<bool> {
+        match write {
+            SideWrite::Position(position) => {
+                self.transaction(async |conn| write_position(conn, position).await)
+                    .await
+            }
+            SideWrite::Log(step) => {
+                self.transaction(async |conn| super::log::extend_log(conn, step).await)
+                    .await
+            }
+        }
     }
 
     /// A small commit, to learn whether the store accepts writes again. It rewrites 64 KiB, so

@@ -1,0 +1,38 @@
+-- The tamper-evident log (PRODUCT Decision 16, DECISIONS.md S24): one Merkle log per scope,
+-- its leaves, and its signed checkpoints; the same records as the SQLite store's
+-- (migrations/sqlite/0016), in PostgreSQL's types.
+
+CREATE TABLE logs (
+    scope_id  BIGINT PRIMARY KEY REFERENCES scopes (id),
+    size      BIGINT NOT NULL,
+    last_seq  BIGINT NOT NULL,
+    frontier  BYTEA NOT NULL
+);
+
+CREATE TABLE log_chunks (
+    scope_id   BIGINT NOT NULL REFERENCES scopes (id),
+    number     BIGINT NOT NULL,
+    first_seq  BIGINT NOT NULL,
+    last_seq   BIGINT NOT NULL,
+    last_ts    BIGINT NOT NULL,
+    root       BYTEA,
+    seqs       BYTEA,
+    hashes     BYTEA,
+    PRIMARY KEY (scope_id, number)
+);
+-- Hashes do not compress: stored out of line as they are, without a try at compressing them.
+ALTER TABLE log_chunks ALTER COLUMN hashes SET STORAGE EXTERNAL;
+CREATE INDEX log_chunks_seq ON log_chunks (scope_id, last_seq);
+
+CREATE TABLE checkpoints (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope_id       BIGINT NOT NULL REFERENCES scopes (id),
+    size           BIGINT NOT NULL,
+    root           BYTEA NOT NULL,
+    frontier       BYTEA NOT NULL,
+    previous_size  BIGINT NOT NULL,
+    signed_at      BIGINT NOT NULL,
+    note           TEXT NOT NULL
+);
+CREATE INDEX checkpoints_scope ON checkpoints (scope_id, id);
+CREATE INDEX checkpoints_scope_size ON checkpoints (scope_id, size, id);

@@ -1,0 +1,324 @@
+//! The tamper-evident log (PRODUCT Decision 16; DECISIONS.md S24, S25): taking committed events
+//! into their scope's Merkle log, signing checkpoints, and the proofs the API serves.
+//!
+//! - **Taking events** ([`integrate`]): after events are committed, each scope's new events
+//!   are read in `seq` order (which is commit order in a scope, S19) and appended as leaves
+//!   (`auditrelay_core::integrity::event_leaf`) at the next indexes, with the log's frontier,
+//!   in one transaction that holds only if the log still had the size it was read at. Ingest
+//!   pays nothing for it, and both backends share this one algorithm.
+//! - **Checkpoints** ([`checkpoint_all`]): every interval, also when nothing happened, each
+//!   log's size and root are signed as a C2SP signed note with the checkpoint key
+//!   (`keys/note.rs`). The new root is computed from the previous checkpoint's frontier and the
+//!   stored leaves after it, and must equal the head's: a checkpoint is never signed for a tree
+//!   that does not extend the one signed before, or that the stored leaves do not make.
+//! - **Proofs** ([`inclusion`], [`consistency`]): built from full chunks' roots and the leaves
+//!   of the chunks a proof reaches into (`store::LogTiles`), so they keep working after
+//!   retention emptied old chunks.
+
+use std::time::Duration;
+
+use auditrelay_core::Timestamp;
+use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle};
+use auditrelay_core::ids::event_id;
+use auditrelay_core::integrity::{
+    CHUNK_LEAVES, Chunk, event_leaf, event_leaf_hash, installation_name, log_origin,
+};
+use auditrelay_core::merkle::{
+    Frontier, Hash, consistency_proof_in, inclusion_proof_in, leaf_hash,
+};
+
+use crate::keys::note::NoteSigner;
+use crate::store::{ChunkWrite, LogHead, Result, Scope, Store, StoreError, StoredCheckpoint};
+
+/// How many events one step takes into a log at most.
+const STEP: u32 = 4096;
+
+/// How many chunks are read at a time when a checkpoint's root is recomputed.
+const CHUNK_PAGE: u64 = 256;
+
+/// The origin of `scope`'s log in `store`.
+pub fn origin(store: &Store, scope: &Scope) -> String {
+    log_origin(
+        &installation_name(&store.identity()),
+        scope.org_id,
+        &scope.region,
+        scope.portal_id,
+    )
+}
+
+/// Takes every committed event not yet in its scope's log into it; returns how many.
+pub async fn integrate(store: &Store) -> Result<u64> {
+    let mut taken = 0;
+    for head in store.log_heads().await? {
+        taken += integrate_scope(store, head).await?;
+    }
+    if taken > 0 {
+        metrics::counter!("auditrelay_log_leaves_total").increment(taken);
+    }
+    Ok(taken)
+}
+
+async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
+    let origin = origin(store, &head.scope);
+    let identity = store.identity();
+    let mut taken = 0;
+    loop {
+        let events = store
+            .events_to_deliver(&head.scope, head.last_seq, None, STEP)
+            .await?;
+        if events.is_empty() {
+            return Ok(taken);
+        }
+        let from = head.size();
+        let mut chunk = tail_chunk(store, &head.scope, from).await?;
+        let mut writes = Vec::new();
+        let mut last_ts = i64::MIN;
+        for stored in &events {
+            if chunk.is_full() {
+                let next = Chunk::new(chunk.number + 1);
+                writes.push(ChunkWrite {
+                    chunk: std::mem::replace(&mut chunk, next),
+                    last_ts,
+                });
+                last_ts = i64::MIN;
+            }
+            let index = head.frontier.size();
+            let id = event_id(&identity, stored.seq, stored.event.ts);
+            let hash = event_leaf_hash(&origin, index, &id, &stored.event);
+            head.frontier.push(hash);
+            head.last_seq = stored.seq;
+            chunk.push(stored.seq, hash);
+            last_ts = last_ts.max(stored.event.ts.as_millis());
+        }
+        writes.push(ChunkWrite { chunk, last_ts });
+        if !store.extend_log(from, &writes, &head).await? {
+            // Another node took these events first; it carries on from here.
+            return Ok(taken);
+        }
+        taken += events.len() as u64;
+        if events.len() < STEP as usize {
+            return Ok(taken);
+        }
+    }
+}
+
+/// The chunk the leaf at `size` goes into: a new one, or the log's last, partly filled.
+async fn tail_chunk(store: &Store, scope: &Scope, size: u64) -> Result<Chunk> {
+    let number = size / CHUNK_LEAVES;
+    if size.is_multiple_of(CHUNK_LEAVES) {
+        return Ok(Chunk::new(number));
+    }
+    let chunk = store.log_chunks(scope, number, number + 1).await?.pop();
+    match chunk {
+        Some(chunk) if chunk.first_index() + chunk.hashes.len() as u64 == size => Ok(chunk),
+        _ => Err(StoreError::Corrupt(format!(
+            "the log of {} has {size} leaves but its last chunk does not end there",
+            origin(store, scope)
+        ))),
+    }
+}
+
+/// Signs a checkpoint of every log whose newest is older than half of `interval` (so a round
+/// that comes a little early still signs); returns how many it signed.
+pub async fn checkpoint_all(
+    store: &Store,
+    signer: &NoteSigner,
+    interval: Duration,
+    now: Timestamp,
+) -> Result<u64> {
+    let mut signed = 0;
+    let recent = now.saturating_sub_millis((interval.as_millis() / 2) as i64);
+    for head in store.log_heads().await? {
+        if head.size() == 0 {
+            continue;
+        }
+        let previous = store.latest_checkpoint(&head.scope).await?;
+        if previous.as_ref().is_some_and(|p| p.signed_at > recent) {
+            continue;
+        }
+        let checkpoint = next_checkpoint(store, signer, &head, previous.as_ref(), now).await?;
+        store.add_checkpoint(&head.scope, &checkpoint).await?;
+        signed += 1;
+    }
+    if signed > 0 {
+        metrics::counter!("auditrelay_checkpoints_signed_total").increment(signed);
+    }
+    Ok(signed)
+}
+
+/// The checkpoint after `previous` for the log at `head`: its root recomputed from the
+/// previous frontier and the stored leaves, and checked against the head's.
+async fn next_checkpoint(
+    store: &Store,
+    signer: &NoteSigner,
+    head: &LogHead,
+    previous: Option<&StoredCheckpoint>,
+    now: Timestamp,
+) -> Result<StoredCheckpoint> {
+    let origin = origin(store, &head.scope);
+    let inconsistent = |why: &str| {
+        metrics::counter!("auditrelay_checkpoints_refused_total").increment(1);
+        StoreError::Corrupt(format!(
+            "no checkpoint signed for {origin}: {why}; the log needs an operator's look"
+        ))
+    };
+    let mut frontier = match previous {
+        Some(p) if p.frontier.root() != p.root => {
+            return Err(inconsistent(
+                "the last checkpoint's frontier does not make its root",
+            ));
+        }
+        Some(p) if p.size() > head.size() => {
+            return Err(inconsistent("the log is smaller than its last checkpoint"));
+        }
+        Some(p) => p.frontier.clone(),
+        None => Frontier::new(),
+    };
+    extend_from_chunks(store, &head.scope, &mut frontier, head.size()).await?;
+    if frontier.size() != head.size() {
+        return Err(inconsistent("leaves after the last checkpoint are missing"));
+    }
+    let root = frontier.root();
+    if root != head.frontier.root() {
+        return Err(inconsistent("the stored leaves do not make the log's root"));
+    }
+    let note = signer.sign(&Checkpoint {
+        origin,
+        size: head.size(),
+        root,
+    });
+    Ok(StoredCheckpoint {
+        id: 0,
+        root,
+        frontier,
+        previous_size: previous.map_or(0, StoredCheckpoint::size),
+        signed_at: now,
+        note,
+    })
+}
+
+/// Pushes the stored leaves from `frontier.size()` up to `size` onto `frontier`, reading a page
+/// of chunks at a time; stops early at a chunk that is missing.
+async fn extend_from_chunks(
+    store: &Store,
+    scope: &Scope,
+    frontier: &mut Frontier,
+    size: u64,
+) -> Result<()> {
+    let last = size.div_ceil(CHUNK_LEAVES);
+    let mut number = frontier.size() / CHUNK_LEAVES;
+    while number < last {
+        let page = store
+            .log_chunks(scope, number, (number + CHUNK_PAGE).min(last))
+            .await?;
+        for chunk in &page {
+            if chunk.number != number || frontier.size() < chunk.first_index() {
+                return Ok(());
+            }
+            let skip = (frontier.size() - chunk.first_index()) as usize;
+            let take = (size - frontier.size()) as usize;
+            for hash in chunk.hashes.iter().skip(skip).take(take) {
+                frontier.push(*hash);
+            }
+            number += 1;
+        }
+        if page.is_empty() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Why a proof cannot be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofRefused {
+    #[error("the log has no checkpoint at that size")]
+    NoCheckpoint,
+    #[error("the log has no such leaf, or retention deleted it (integrity.keep_leaves)")]
+    NoLeaf,
+    #[error(
+        "the leaf is not in a checkpoint yet; the next one, within the checkpoint interval, has it"
+    )]
+    NotYetCheckpointed,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// The inclusion proof of leaf `index` of `scope`'s log, as a tlog-proof bundle against the
+/// latest checkpoint, or against the first checkpoint at `size` if given. The bundle carries
+/// the leaf while its event is kept; after retention deleted it, only the proof.
+pub async fn inclusion(
+    store: &Store,
+    scope: &Scope,
+    index: u64,
+    size: Option<u64>,
+) -> Result<InclusionBundle, ProofRefused> {
+    let checkpoint = checkpoint_for(store, scope, size).await?;
+    if index >= checkpoint.size() {
+        return Err(ProofRefused::NotYetCheckpointed);
+    }
+    let number = index / CHUNK_LEAVES;
+    let edge = (checkpoint.size() - 1) / CHUNK_LEAVES;
+    let tiles = store
+        .log_tiles(scope, checkpoint.size(), &[number, edge])
+        .await?;
+    let path = inclusion_proof_in(&tiles, index, checkpoint.size()).ok_or(ProofRefused::NoLeaf)?;
+    let chunk = store.log_chunks(scope, number, number + 1).await?.pop();
+    let at = (index % CHUNK_LEAVES) as usize;
+    let (seq, hash) = chunk
+        .as_ref()
+        .and_then(|c| Some((*c.seqs.get(at)?, c.hashes[at])))
+        .ok_or(ProofRefused::NoLeaf)?;
+    let leaf = match store.events_by_seq(scope, &[seq]).await?.pop() {
+        Some(stored) => {
+            let id = event_id(&store.identity(), seq, stored.event.ts);
+            let leaf = event_leaf(&origin(store, scope), index, &id, &stored.event);
+            // The event as stored now must still be the leaf taken into the log.
+            if leaf_hash(&leaf) != hash {
+                return Err(ProofRefused::Store(StoreError::Corrupt(format!(
+                    "leaf {index} of {} does not match its event",
+                    origin(store, scope)
+                ))));
+            }
+            Some(leaf)
+        }
+        None => None,
+    };
+    Ok(InclusionBundle {
+        leaf,
+        index,
+        path,
+        note: checkpoint.note,
+    })
+}
+
+/// The checkpoint at `size`, or the latest.
+pub async fn checkpoint_for(
+    store: &Store,
+    scope: &Scope,
+    size: Option<u64>,
+) -> Result<StoredCheckpoint, ProofRefused> {
+    let found = match size {
+        Some(size) => store.checkpoint_at(scope, size).await?,
+        None => store.latest_checkpoint(scope).await?,
+    };
+    found.ok_or(ProofRefused::NoCheckpoint)
+}
+
+/// The consistency proof between the checkpoints at `first` and `second` leaves.
+pub async fn consistency(
+    store: &Store,
+    scope: &Scope,
+    first: u64,
+    second: u64,
+) -> Result<(StoredCheckpoint, StoredCheckpoint, Vec<Hash>), ProofRefused> {
+    let older = checkpoint_for(store, scope, Some(first)).await?;
+    let newer = checkpoint_for(store, scope, Some(second)).await?;
+    let mut reach = vec![(second.max(1) - 1) / CHUNK_LEAVES];
+    if first > 0 {
+        reach.push((first - 1) / CHUNK_LEAVES);
+    }
+    let tiles = store.log_tiles(scope, second, &reach).await?;
+    let proof = consistency_proof_in(&tiles, first, second).ok_or(ProofRefused::NoLeaf)?;
+    Ok((older, newer, proof))
+}

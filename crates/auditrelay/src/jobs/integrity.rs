@@ -1,0 +1,99 @@
+//! The tamper-evident log's job (`integrity.rs`): takes committed events into their logs soon
+//! after each commit, and signs every log's checkpoint each `integrity.checkpoint_interval`.
+//!
+//! With several nodes one does it at a time, the holder of the integrity lease; a node that
+//! loses it stops at the next step. The lease saves work, not correctness: a log grows only from
+//! the size its writer read, and a checkpoint is signed only for a tree the stored leaves make.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::clock;
+use crate::config::IntegrityConfig;
+use crate::integrity::{checkpoint_all, integrate};
+use crate::keys::note::NoteSigner;
+use crate::leases::{self, Lease, Leases};
+use crate::store::Store;
+
+/// How long after a commit the log takes it: commits that come close together are taken in
+/// one step.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// How often the log looks for new events without being told (commits on other nodes).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    store: Store,
+    signer: Arc<NoteSigner>,
+    config: IntegrityConfig,
+    leases: Leases,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut commits = store.commits().subscribe();
+    let mut lease: Option<Lease> = None;
+    let mut failing = false;
+    let mut next_checkpoint = Instant::now();
+    loop {
+        if !lease.as_ref().is_some_and(Lease::is_held) {
+            lease = match leases.acquire(leases::INTEGRITY).await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the integrity lease could not be taken");
+                    None
+                }
+            };
+        }
+        if lease.is_some() {
+            let result = step(&store, &signer, &config, &mut next_checkpoint).await;
+            match (result, failing) {
+                (Err(e), false) => {
+                    failing = true;
+                    tracing::error!(error = %e, "the tamper-evident log could not be brought up to date; will retry");
+                }
+                (Ok(()), true) => {
+                    failing = false;
+                    tracing::info!("the tamper-evident log is up to date again");
+                }
+                _ => {}
+            }
+        }
+        let wait = next_checkpoint
+            .saturating_duration_since(Instant::now())
+            .min(LOOK_EVERY);
+        let stopping = async {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::select! {
+            _ = commits.changed() => tokio::time::sleep(GATHER).await,
+            _ = tokio::time::sleep(wait) => {}
+            () = stopping => break,
+        }
+    }
+    if let Some(lease) = lease {
+        leases.release(&lease).await;
+    }
+}
+
+/// Takes new events into their logs and, when one is due, signs the checkpoints.
+async fn step(
+    store: &Store,
+    signer: &NoteSigner,
+    config: &IntegrityConfig,
+    next_checkpoint: &mut Instant,
+) -> Result<(), crate::store::StoreError> {
+    // While the store refuses writes (a full disk), the log waits: its writes would compete
+    // with delivery's for what little room is left, and it catches up once there is room.
+    if store.refusing().is_some() {
+        return Ok(());
+    }
+    integrate(store).await?;
+    if Instant::now() >= *next_checkpoint {
+        checkpoint_all(store, signer, config.checkpoint_interval, clock::now()).await?;
+        *next_checkpoint = Instant::now() + config.checkpoint_interval;
+    }
+    Ok(())
+}

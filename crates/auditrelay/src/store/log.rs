@@ -1,0 +1,158 @@
+//! The records of the tamper-evident log (PRODUCT Decision 16, DECISIONS.md S24) as both
+//! backends store them: a log's head, its chunks of leaves, and its signed checkpoints. What
+//! goes into them is decided in `integrity.rs`; the store keeps them and guards one rule: a
+//! log only grows from the size its writer read (two writers cannot both extend it).
+
+use std::collections::HashMap;
+
+use auditrelay_core::Timestamp;
+use auditrelay_core::integrity::{CHUNK_HEIGHT, CHUNK_LEAVES, Chunk};
+use auditrelay_core::merkle::{Frontier, Hash, Subtrees, node_hash, root};
+
+use super::rows::Columns;
+use super::{Result, Scope, StoreError};
+
+/// A log's head: its size, the last event it took, and its frontier.
+#[derive(Debug, Clone)]
+pub struct LogHead {
+    pub scope: Scope,
+    /// The `seq` of the last event in the log (0 for an empty log).
+    pub last_seq: i64,
+    pub frontier: Frontier,
+}
+
+impl LogHead {
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+}
+
+/// A chunk to write, with the time of its newest event (leaf retention goes by it).
+#[derive(Debug, Clone)]
+pub struct ChunkWrite {
+    pub chunk: Chunk,
+    pub last_ts: i64,
+}
+
+/// A checkpoint as signed and kept.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub id: i64,
+    pub root: Hash,
+    /// The frontier at this checkpoint's size (its size is the frontier's).
+    pub frontier: Frontier,
+    /// The size of the checkpoint before this one (0 for the first).
+    pub previous_size: u64,
+    pub signed_at: Timestamp,
+    /// The signed note.
+    pub note: String,
+}
+
+impl StoredCheckpoint {
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+}
+
+/// The hashes a proof in a log of `size` leaves is made of: the root of every full chunk, and
+/// the leaves of the chunks a proof reaches into (the leaf's, and those at the tree sizes'
+/// edges). Enough for any inclusion or consistency proof ending at `size` that touches only
+/// those chunks (`merkle::Subtrees`).
+#[derive(Debug, Default)]
+pub struct LogTiles {
+    /// Full chunks' roots, chunk 0 first.
+    pub roots: Vec<Hash>,
+    /// Some chunks' leaves, by chunk number.
+    pub leaves: HashMap<u64, Vec<Hash>>,
+}
+
+impl Subtrees for LogTiles {
+    fn perfect(&self, start: u64, height: u32) -> Option<Hash> {
+        let number = start / CHUNK_LEAVES;
+        if height >= CHUNK_HEIGHT {
+            let first = usize::try_from(number).ok()?;
+            let count = 1usize << (height - CHUNK_HEIGHT);
+            return Some(root_of_roots(self.roots.get(first..first + count)?));
+        }
+        let leaves = self.leaves.get(&number)?;
+        let from = usize::try_from(start % CHUNK_LEAVES).ok()?;
+        Some(root(leaves.get(from..from + (1 << height))?))
+    }
+}
+
+/// The root of a perfect subtree given its children's roots (a power of two of them).
+fn root_of_roots(roots: &[Hash]) -> Hash {
+    match roots {
+        [one] => *one,
+        _ => {
+            let half = roots.len() / 2;
+            node_hash(
+                &root_of_roots(&roots[..half]),
+                &root_of_roots(&roots[half..]),
+            )
+        }
+    }
+}
+
+/// A frontier as stored: its subtrees' roots concatenated.
+pub(super) fn encode_frontier(frontier: &Frontier) -> Vec<u8> {
+    frontier.subtrees().concat()
+}
+
+pub(super) fn decode_frontier(size: i64, bytes: &[u8]) -> Result<Frontier> {
+    let corrupt = || StoreError::Corrupt(format!("a log frontier of size {size} is damaged"));
+    if !bytes.len().is_multiple_of(32) {
+        return Err(corrupt());
+    }
+    let subtrees = bytes
+        .chunks_exact(32)
+        .map(|h| h.try_into().expect("32 bytes"))
+        .collect();
+    Frontier::from_parts(u64::try_from(size).map_err(|_| corrupt())?, subtrees).ok_or_else(corrupt)
+}
+
+pub(super) fn decode_hash(bytes: &[u8], what: &str) -> Result<Hash> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// A log head from a row of `scopes` joined with `logs` (`size`, `last_seq`, `frontier`).
+pub(super) fn head(row: &impl Columns) -> Result<LogHead> {
+    Ok(LogHead {
+        scope: super::rows::scope(row, "log")?,
+        last_seq: row.int("last_seq")?,
+        frontier: decode_frontier(row.int("size")?, &row.bytes("frontier")?)?,
+    })
+}
+
+/// A chunk's leaves from its row, or `None` once retention emptied it.
+pub(super) fn chunk(row: &impl Columns) -> Result<Option<Chunk>> {
+    let number = row.int("number")?;
+    let (Some(seqs), Some(hashes)) = (row.maybe_bytes("seqs")?, row.maybe_bytes("hashes")?) else {
+        return Ok(None);
+    };
+    Chunk::decode(number as u64, row.int("first_seq")?, &seqs, &hashes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("log chunk {number}: {e}")))
+}
+
+/// The chunks of rows, skipping those retention emptied.
+pub(super) fn chunks<R: Columns>(rows: &[R]) -> Result<Vec<Chunk>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.extend(chunk(row)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn checkpoint(row: &impl Columns) -> Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        id: row.int("id")?,
+        root: decode_hash(&row.bytes("root")?, "a checkpoint's root")?,
+        frontier: decode_frontier(row.int("size")?, &row.bytes("frontier")?)?,
+        previous_size: row.int("previous_size")? as u64,
+        signed_at: Timestamp::from_millis(row.int("signed_at")?),
+        note: row.text("note")?,
+    })
+}

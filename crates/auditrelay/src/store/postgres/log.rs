@@ -1,0 +1,227 @@
+//! The tamper-evident log's records in PostgreSQL (`store/log.rs`). A log grows under its
+//! head row's lock, so two nodes extending it at once cannot both succeed.
+
+use auditrelay_core::Timestamp;
+use auditrelay_core::integrity::Chunk;
+use auditrelay_core::merkle::Hash;
+
+use super::PgStore;
+use super::tx::PoolTx;
+use crate::store::log::{
+    ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunks, decode_hash, encode_frontier, head,
+};
+use crate::store::{Result, Scope};
+
+impl PgStore {
+    /// Every scope's log head; a scope whose log has taken nothing yet has an empty one.
+    pub async fn log_heads(&self) -> Result<Vec<LogHead>> {
+        let rows = sqlx::query(
+            "SELECT s.org_id, s.region, s.portal_id, coalesce(l.size, 0) AS size,
+                    coalesce(l.last_seq, 0) AS last_seq, coalesce(l.frontier, '') AS frontier
+             FROM scopes s LEFT JOIN logs l ON l.scope_id = s.id ORDER BY s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(head).collect()
+    }
+
+    /// Chunks `from..to` of a scope's log that still hold their leaves, in order.
+    pub async fn log_chunks(&self, scope: &Scope, from: u64, to: u64) -> Result<Vec<Chunk>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT number, first_seq, seqs, hashes FROM log_chunks
+             WHERE scope_id = $1 AND number >= $2 AND number < $3 AND hashes IS NOT NULL
+             ORDER BY number",
+        )
+        .bind(scope_id)
+        .bind(from as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        chunks(&rows)
+    }
+
+    /// The chunks that hold the events `first_seq..=last_seq` of a scope, in order.
+    pub async fn log_chunks_for_seqs(
+        &self,
+        scope: &Scope,
+        first_seq: i64,
+        last_seq: i64,
+    ) -> Result<Vec<Chunk>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT number, first_seq, seqs, hashes FROM log_chunks
+             WHERE scope_id = $1 AND last_seq >= $2 AND first_seq <= $3 AND hashes IS NOT NULL
+             ORDER BY number",
+        )
+        .bind(scope_id)
+        .bind(first_seq)
+        .bind(last_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        chunks(&rows)
+    }
+
+    /// The roots of a scope's full chunks below `below`, chunk 0 first.
+    pub async fn log_chunk_roots(&self, scope: &Scope, below: u64) -> Result<Vec<Hash>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let roots: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT root FROM log_chunks WHERE scope_id = $1 AND number < $2 AND root IS NOT NULL
+             ORDER BY number",
+        )
+        .bind(scope_id)
+        .bind(below as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        roots
+            .iter()
+            .map(|r| decode_hash(r, "a chunk root"))
+            .collect()
+    }
+
+    /// Writes `chunks` and moves the log's head to `head`, if the log still has the size
+    /// `from`; `false` (nothing written) when it has not — another node extended it first.
+    pub async fn extend_log(
+        &self,
+        from: u64,
+        chunks: &[ChunkWrite],
+        head: &LogHead,
+    ) -> Result<bool> {
+        let scope_id = self.scope_id(&head.scope).await?;
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO logs (scope_id, size, last_seq, frontier) VALUES ($1, 0, 0, '')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(scope_id)
+        .execute(&mut *tx)
+        .await?;
+        let size: i64 = sqlx::query_scalar("SELECT size FROM logs WHERE scope_id = $1 FOR UPDATE")
+            .bind(scope_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if size as u64 != from {
+            // Dropped: the connection closes, which rolls the transaction back.
+            return Ok(false);
+        }
+        for write in chunks {
+            let chunk = &write.chunk;
+            sqlx::query(
+                "INSERT INTO log_chunks (scope_id, number, first_seq, last_seq, last_ts, root, seqs, hashes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (scope_id, number) DO UPDATE SET
+                   last_seq = excluded.last_seq,
+                   last_ts = GREATEST(log_chunks.last_ts, excluded.last_ts),
+                   root = excluded.root, seqs = excluded.seqs, hashes = excluded.hashes",
+            )
+            .bind(scope_id)
+            .bind(chunk.number as i64)
+            .bind(chunk.seqs[0])
+            .bind(*chunk.seqs.last().expect("a written chunk has a leaf"))
+            .bind(write.last_ts)
+            .bind(chunk.root().map(|r| r.to_vec()))
+            .bind(chunk.encode_seqs())
+            .bind(chunk.encode_hashes())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE logs SET size = $2, last_seq = $3, frontier = $4 WHERE scope_id = $1")
+            .bind(scope_id)
+            .bind(head.size() as i64)
+            .bind(head.last_seq)
+            .bind(encode_frontier(&head.frontier))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn add_checkpoint(&self, scope: &Scope, checkpoint: &StoredCheckpoint) -> Result<()> {
+        let scope_id = self.scope_id(scope).await?;
+        sqlx::query(
+            "INSERT INTO checkpoints (scope_id, size, root, frontier, previous_size, signed_at, note)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(scope_id)
+        .bind(checkpoint.size() as i64)
+        .bind(checkpoint.root.to_vec())
+        .bind(encode_frontier(&checkpoint.frontier))
+        .bind(checkpoint.previous_size as i64)
+        .bind(checkpoint.signed_at.as_millis())
+        .bind(&checkpoint.note)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A scope's newest checkpoint.
+    pub async fn latest_checkpoint(&self, scope: &Scope) -> Result<Option<StoredCheckpoint>> {
+        self.one_checkpoint(
+            "SELECT * FROM checkpoints WHERE scope_id = $1 AND $2 >= 0 ORDER BY id DESC LIMIT 1",
+            scope,
+            0,
+        )
+        .await
+    }
+
+    /// The first checkpoint a scope's log had at `size` leaves.
+    pub async fn checkpoint_at(
+        &self,
+        scope: &Scope,
+        size: u64,
+    ) -> Result<Option<StoredCheckpoint>> {
+        self.one_checkpoint(
+            "SELECT * FROM checkpoints WHERE scope_id = $1 AND size = $2 ORDER BY id LIMIT 1",
+            scope,
+            size,
+        )
+        .await
+    }
+
+    async fn one_checkpoint(
+        &self,
+        sql: &'static str,
+        scope: &Scope,
+        size: u64,
+    ) -> Result<Option<StoredCheckpoint>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(None);
+        };
+        let row = sqlx::query(sql)
+            .bind(scope_id)
+            .bind(size as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(checkpoint).transpose()
+    }
+
+    /// As the SQLite store's: empties old full chunks' leaves and deletes old checkpoints but
+    /// each log's newest and the first at each size.
+    pub async fn prune_log(&self, cutoff: Timestamp) -> Result<u64> {
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        let chunks = sqlx::query(
+            "UPDATE log_chunks SET seqs = NULL, hashes = NULL
+             WHERE last_ts < $1 AND root IS NOT NULL AND hashes IS NOT NULL",
+        )
+        .bind(cutoff.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        let checkpoints = sqlx::query(
+            "DELETE FROM checkpoints WHERE signed_at < $1
+               AND id <> (SELECT max(id) FROM checkpoints c WHERE c.scope_id = checkpoints.scope_id)
+               AND id <> (SELECT min(id) FROM checkpoints c
+                          WHERE c.scope_id = checkpoints.scope_id AND c.size = checkpoints.size)",
+        )
+        .bind(cutoff.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(chunks.rows_affected() + checkpoints.rows_affected())
+    }
+}

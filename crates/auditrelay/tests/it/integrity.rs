@@ -1,0 +1,481 @@
+//! The tamper-evident log (PRODUCT Decision 16): every event in its scope's Merkle log, signed
+//! checkpoints every interval (also when nothing happened), inclusion proofs that
+//! `auditrelay verify --proof` checks offline, consistency proofs between checkpoints, and
+//! proofs that outlive the events.
+
+use std::time::Duration;
+
+use auditrelay::config::Config;
+use auditrelay::integrity;
+use auditrelay::jobs::retention;
+use auditrelay::keys::note::NoteSigner;
+use auditrelay::store::{Scope, Store};
+use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle, parse_verifier_key};
+use auditrelay_core::integrity::installation_name;
+use auditrelay_core::merkle::{Hash, verify_consistency};
+use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::events::{authorization, ndjson, portal_login};
+use crate::support::signing::{run, stderr, stdout};
+use crate::support::{TestApp, eventually, expect_json, expect_problem, now};
+
+const CHECKPOINT: &str = "/v3/audit-log-integrity/checkpoint";
+const INCLUSION: &str = "/v3/audit-log-integrity/proofs/inclusion";
+const CONSISTENCY: &str = "/v3/audit-log-integrity/proofs/consistency";
+const KEY: &str = "/v3/audit-log-integrity/checkpoint-key";
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(|c| c.integrity.checkpoint_interval = Duration::from_secs(1)).await
+}
+
+/// The published checkpoint key: its name and public key, from the verifier key.
+async fn checkpoint_key(app: &TestApp) -> (String, auditrelay_core::PublicKey, String) {
+    let resp = app.client.get(app.url(KEY)).send().await.unwrap();
+    let key = expect_json(resp, StatusCode::OK).await;
+    let vkey = key["verifier_key"].as_str().unwrap().to_owned();
+    let (name, public) = parse_verifier_key(&vkey).unwrap();
+    assert_eq!(key["name"], name.as_str());
+    assert_eq!(
+        key["public_key"],
+        STANDARD.encode(public.to_bytes()).as_str()
+    );
+    (name, public, vkey)
+}
+
+#[tokio::test]
+async fn every_event_proves_its_inclusion_offline_and_checkpoints_extend_each_other() {
+    let app = spawn().await;
+    let work = tempfile::tempdir().unwrap();
+    let events: Vec<Value> = (0..300)
+        .map(|i| authorization(now(), &format!("integrity-{i}")))
+        .collect();
+    let resp = app
+        .ingest_ndjson("/v1/events", &app.admin, ndjson(&events))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // The checkpoint key is public, named after the installation, and not a line key.
+    let (name, public, vkey) = checkpoint_key(&app).await;
+    assert_eq!(name, installation_name(&app.store().identity()));
+    let jwks = expect_json(
+        app.client
+            .get(app.url("/v2/audit-log-webhook/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.to_bytes());
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["x"] != x.as_str()),
+        "the checkpoint key is not in the JWKS"
+    );
+
+    // A checkpoint that holds the 300 (and the requests' own audit events before them).
+    let first = eventually(Duration::from_secs(20), || async {
+        let resp = app.get(CHECKPOINT, &app.admin).await;
+        // 404 until the first checkpoint is signed.
+        (resp.status() == StatusCode::OK).then_some(())?;
+        let body: Value = resp.json().await.unwrap();
+        (body["size"].as_u64().unwrap() >= 300).then_some(body)
+    })
+    .await;
+    let origin = format!("{name}/{}/us", app.org());
+    assert_eq!(first["origin"], origin.as_str());
+    let opened = Checkpoint::open(first["note"].as_str().unwrap(), &name, &public).unwrap();
+    assert_eq!(opened.size, first["size"].as_u64().unwrap());
+    assert_eq!(
+        STANDARD.encode(opened.root),
+        first["root"].as_str().unwrap()
+    );
+
+    // Every ingested event's leaf proves its inclusion against that checkpoint.
+    let size = opened.size;
+    let mut found = 0;
+    for index in 0..size {
+        let resp = app
+            .get(
+                &format!("{INCLUSION}?log_index={index}&size={size}"),
+                &app.admin,
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let bundle = InclusionBundle::parse(&resp.text().await.unwrap()).unwrap();
+        let included = bundle.verify(&name, &public, None).unwrap();
+        let leaf: Value = serde_json::from_slice(included.leaf.as_ref().unwrap()).unwrap();
+        assert_eq!(leaf["log_index"], index);
+        assert_eq!(leaf["log"], origin.as_str());
+        if leaf["trace_id"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("integrity-"))
+        {
+            found += 1;
+        }
+        if index == 150 {
+            // The CLI checks the same bundle offline, with the key by value or by URL.
+            let file = work.path().join("150.tlog-proof");
+            std::fs::write(&file, bundle.text()).unwrap();
+            let path = file.to_str().unwrap();
+            let out = run(
+                &["verify", "--proof", path, "--checkpoint-key", &vkey],
+                None,
+            )
+            .await;
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(
+                stdout(&out).contains("inclusion proof valid: leaf 150"),
+                "{}",
+                stdout(&out)
+            );
+            let url = app.url(KEY);
+            let out = run(&["verify", "--proof", path, "--checkpoint-key", &url], None).await;
+            assert!(out.status.success(), "{}", stderr(&out));
+            // A changed bundle fails, naming why.
+            let tampered = bundle.text().replacen("index 150", "index 151", 1);
+            std::fs::write(&file, tampered).unwrap();
+            let out = run(
+                &["verify", "--proof", path, "--checkpoint-key", &vkey],
+                None,
+            )
+            .await;
+            assert_eq!(out.status.code(), Some(1));
+            assert!(
+                stderr(&out).contains("does not prove its leaf"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+    assert_eq!(found, 300, "each ingested event is a leaf, once");
+
+    // A later checkpoint extends it, and the consistency proof says so.
+    let later = eventually(Duration::from_secs(20), || async {
+        let body = expect_json(app.get(CHECKPOINT, &app.admin).await, StatusCode::OK).await;
+        (body["size"].as_u64().unwrap() > size).then_some(body)
+    })
+    .await;
+    let to = later["size"].as_u64().unwrap();
+    let proof = expect_json(
+        app.get(&format!("{CONSISTENCY}?from={size}&to={to}"), &app.admin)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let hashes: Vec<Hash> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    let newer = Checkpoint::open(proof["to"]["note"].as_str().unwrap(), &name, &public).unwrap();
+    verify_consistency(size, to, &opened.root, &newer.root, &hashes).unwrap();
+    assert!(later["previous_size"].as_u64().unwrap() >= size);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn proof_requests_that_cannot_be_answered_say_why() {
+    let app = spawn().await;
+    let size = eventually(Duration::from_secs(20), || async {
+        let resp = app.get(CHECKPOINT, &app.admin).await;
+        (resp.status() == StatusCode::OK).then_some(())?;
+        let body: Value = resp.json().await.unwrap();
+        body["size"].as_u64()
+    })
+    .await;
+    for (query, field) in [
+        ("", "log_index"),
+        ("log_index=abc", "log_index"),
+        ("log_index=-1", "log_index"),
+        ("log_index=1&log_index=2", "log_index"),
+        ("log_index=1&sise=2", "sise"),
+    ] {
+        let resp = app.get(&format!("{INCLUSION}?{query}"), &app.admin).await;
+        let problem = expect_problem(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(problem["invalid_parameters"][0]["field"], field, "{query}");
+    }
+    let resp = app
+        .get(&format!("{CONSISTENCY}?from=5&to=2"), &app.admin)
+        .await;
+    expect_problem(resp, StatusCode::BAD_REQUEST).await;
+    let resp = app.get(&format!("{CHECKPOINT}?size=x"), &app.admin).await;
+    expect_problem(resp, StatusCode::BAD_REQUEST).await;
+
+    // Not yet checkpointed, no such checkpoint: 404 with the reason.
+    let resp = app
+        .get(
+            &format!("{INCLUSION}?log_index={}&size={size}", size + 1000),
+            &app.admin,
+        )
+        .await;
+    let problem = expect_problem(resp, StatusCode::NOT_FOUND).await;
+    assert!(problem["detail"].as_str().unwrap().contains("checkpoint"));
+    let resp = app
+        .get(
+            &format!("{CHECKPOINT}?size={}", size + 1_000_000),
+            &app.admin,
+        )
+        .await;
+    expect_problem(resp, StatusCode::NOT_FOUND).await;
+
+    // A token that may not read audit logs may not read proofs either.
+    let producer = app.token(auditrelay_core::Role::EventProducer, None).await;
+    let resp = app.get(CHECKPOINT, &producer).await;
+    assert!(matches!(
+        resp.status(),
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED
+    ));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_quiet_log_is_checkpointed_every_interval_and_a_portal_has_its_own() {
+    let app = spawn().await;
+    let portal = app.create_portal("checkpointed", "us").await;
+    let events: Vec<Value> = (0..5)
+        .map(|i| portal_login(now(), portal, &format!("p-{i}")))
+        .collect();
+    let resp = app
+        .ingest_ndjson("/v1/events", &app.admin, ndjson(&events))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let scope = Scope {
+        org_id: app.org(),
+        region: Region::parse("us").unwrap(),
+        portal_id: Some(portal),
+    };
+    // Two checkpoints of the same five leaves, the second after the first: nothing happened
+    // in between, and it is signed all the same.
+    let (first, second) = eventually(Duration::from_secs(20), || async {
+        let latest = app.store().latest_checkpoint(&scope).await.unwrap()?;
+        let first = app.store().checkpoint_at(&scope, 5).await.unwrap()?;
+        (latest.id != first.id && latest.size() == 5).then_some((first, latest))
+    })
+    .await;
+    assert_eq!(second.previous_size, 5);
+    assert!(second.signed_at > first.signed_at);
+    assert_eq!(first.previous_size, 0);
+
+    let path = format!("/v3/portals/{portal}/audit-log-integrity/checkpoint");
+    let body = expect_json(app.get(&path, &app.admin).await, StatusCode::OK).await;
+    assert_eq!(body["size"], 5);
+    assert!(
+        body["origin"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/us/{portal}"))
+    );
+    let path = format!("/v3/portals/{portal}/audit-log-integrity/proofs/inclusion?log_index=4");
+    let resp = app.get(&path, &app.admin).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (name, public, _) = checkpoint_key(&app).await;
+    let bundle = InclusionBundle::parse(&resp.text().await.unwrap()).unwrap();
+    bundle.verify(&name, &public, None).unwrap();
+    app.stop().await;
+}
+
+fn event(org: OrgId, ts: Timestamp, trace: &str) -> Event {
+    Event {
+        ts,
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+        principal_id: Some("p".into()),
+        principal_name: None,
+        actor_id: None,
+        client_ip: None,
+        uri: None,
+        user_agent: None,
+        trace_id: Some(trace.into()),
+        detail: EventDetail::Authorization {
+            service: "s".into(),
+            resource: "r".into(),
+            action: "a".into(),
+            granted: true,
+            kong_initiated: None,
+        },
+    }
+}
+
+/// On a store of its own: retention deletes the events, then (much later) the old leaves, and
+/// proofs keep working from what stays — the bundle then carries no leaf, and the leaf's hash
+/// from the SIEM's line stands in for it.
+#[tokio::test]
+async fn proofs_outlive_the_events_and_their_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let org = OrgId::new_v4();
+    let scope = Scope {
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    const DAY_MS: i64 = 86_400_000;
+    let old: Vec<Event> = (0..300)
+        .map(|i| event(org, now().saturating_sub_millis(8 * DAY_MS - i), "old"))
+        .collect();
+    store.append_events(old).await.unwrap();
+    store
+        .append_events(vec![event(org, now(), "fresh")])
+        .await
+        .unwrap();
+    let signer = NoteSigner::new(installation_name(&store.identity()), &[7; 32]);
+    assert_eq!(integrity::integrate(&store).await.unwrap(), 301);
+    integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    let before = integrity::inclusion(&store, &scope, 10, None)
+        .await
+        .unwrap();
+    let leaf_hash = before
+        .verify(signer.name(), signer.public_key(), None)
+        .unwrap()
+        .leaf_hash;
+
+    // The events go; their leaves stay, and so does the proof, without its leaf.
+    assert_eq!(
+        retention::prune_once(&store, &config.retention)
+            .await
+            .unwrap(),
+        300
+    );
+    let after = integrity::inclusion(&store, &scope, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(after.leaf, None);
+    assert_eq!(after.path, before.path);
+    after
+        .verify(signer.name(), signer.public_key(), Some(&leaf_hash))
+        .unwrap();
+
+    // 400 days on, the old full chunks keep only their roots: the fresh event still proves
+    // its inclusion, through them, and a new checkpoint is still signed.
+    let later = now().saturating_add_millis(DAY_MS);
+    assert!(store.prune_log(later).await.unwrap() >= 2);
+    assert!(
+        integrity::inclusion(&store, &scope, 10, None)
+            .await
+            .is_err()
+    );
+    let fresh = integrity::inclusion(&store, &scope, 300, None)
+        .await
+        .unwrap();
+    let included = fresh
+        .verify(signer.name(), signer.public_key(), None)
+        .unwrap();
+    assert_eq!(included.checkpoint.size, 301);
+    store
+        .append_events(vec![event(org, now(), "fresher")])
+        .await
+        .unwrap();
+    assert_eq!(integrity::integrate(&store).await.unwrap(), 1);
+    let signed = integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), later)
+        .await
+        .unwrap();
+    assert_eq!(signed, 1);
+    store.close().await;
+}
+
+/// An event's leaf is made from its content: retention leaves alone what its log has not
+/// taken, and deletes it once the log has.
+#[tokio::test]
+async fn retention_deletes_no_event_its_log_has_not_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let org = OrgId::new_v4();
+    let old: Vec<Event> = (0..10)
+        .map(|i| event(org, now().saturating_sub_millis(8 * 86_400_000 - i), "old"))
+        .collect();
+    store.append_events(old).await.unwrap();
+    store
+        .append_events(vec![event(org, now(), "fresh")])
+        .await
+        .unwrap();
+    let cutoff = now().saturating_sub_millis(7 * 86_400_000);
+    assert_eq!(store.prune_events(cutoff, 100).await.unwrap(), 0);
+    assert_eq!(integrity::integrate(&store).await.unwrap(), 11);
+    assert_eq!(store.prune_events(cutoff, 100).await.unwrap(), 10);
+    store.close().await;
+}
+
+/// A checkpoint is signed only for the tree the stored leaves make, extending the last one:
+/// a changed leaf makes the next round refuse, and sign nothing.
+#[tokio::test]
+async fn no_checkpoint_is_signed_over_a_changed_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let org = OrgId::new_v4();
+    let scope = Scope {
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    let signer = NoteSigner::new(installation_name(&store.identity()), &[5; 32]);
+    let events: Vec<Event> = (0..20)
+        .map(|i| event(org, now(), &format!("e{i}")))
+        .collect();
+    store.append_events(events).await.unwrap();
+    integrity::integrate(&store).await.unwrap();
+    let interval = Duration::from_secs(60);
+    assert_eq!(
+        integrity::checkpoint_all(&store, &signer, interval, now())
+            .await
+            .unwrap(),
+        1
+    );
+    store
+        .append_events(vec![event(org, now(), "after")])
+        .await
+        .unwrap();
+    integrity::integrate(&store).await.unwrap();
+
+    // Someone with the database changes the leaf taken since the last checkpoint (older
+    // leaves are the signed tree's: a change to them fails every proof that uses them).
+    let db = dir.path().join("auditrelay.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    let mut hashes: Vec<u8> = sqlx::query_scalar("SELECT hashes FROM log_chunks")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    hashes[20 * 32] ^= 1;
+    sqlx::query("UPDATE log_chunks SET hashes = ?")
+        .bind(hashes)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let later = now().saturating_add_millis(61_000);
+    let refused = integrity::checkpoint_all(&store, &signer, interval, later).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let latest = store.latest_checkpoint(&scope).await.unwrap().unwrap();
+    assert_eq!(latest.size(), 20, "nothing signed after the change");
+    store.close().await;
+}
