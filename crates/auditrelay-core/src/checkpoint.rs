@@ -233,6 +233,8 @@ pub enum BundleError {
     NoLeaf,
     #[error("the leaf it carries is not the one given")]
     OtherLeaf,
+    #[error("the leaf it carries names another place ({0}) than the proof's")]
+    LeafElsewhere(String),
 }
 
 impl InclusionBundle {
@@ -275,6 +277,7 @@ impl InclusionBundle {
         };
         let index = line
             .and_then(|l| l.strip_prefix("index "))
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
             .filter(|n| !n.starts_with('0') || *n == "0")
             .and_then(|n| n.parse().ok())
             .ok_or(BundleError::Malformed(
@@ -318,6 +321,9 @@ impl InclusionBundle {
             (Some(carried), None) => carried,
             (None, None) => return Err(BundleError::NoLeaf),
         };
+        if let Some(leaf) = &self.leaf {
+            check_place(leaf, &checkpoint.origin, self.index)?;
+        }
         crate::merkle::verify_inclusion(
             &leaf_hash,
             self.index,
@@ -332,4 +338,27 @@ impl InclusionBundle {
             checkpoint,
         })
     }
+}
+
+/// An event's leaf names its log and index (`integrity::event_leaf`): a leaf proved at
+/// another place than the one it names does not pass. A leaf that is not an event's (no such
+/// fields) is taken as it is.
+fn check_place(leaf: &[u8], origin: &str, index: u64) -> Result<(), BundleError> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(leaf) else {
+        return Ok(());
+    };
+    let (log, log_index) = (fields.get("log"), fields.get("log_index"));
+    if log.is_none() && log_index.is_none() {
+        return Ok(());
+    }
+    if log.and_then(|l| l.as_str()) != Some(origin)
+        || log_index.and_then(|i| i.as_u64()) != Some(index)
+    {
+        return Err(BundleError::LeafElsewhere(format!(
+            "log {}, index {}",
+            log.map_or("none".into(), ToString::to_string),
+            log_index.map_or("none".into(), ToString::to_string)
+        )));
+    }
+    Ok(())
 }

@@ -257,7 +257,6 @@ impl ApiClient {
     }
 }
 
-/// The keys of a JWKS at a URL (`http://`, `https://`) or in a file (`verify` and `listen`).
 /// The checkpoint key's name and public key from `source`: a verifier key itself, a file
 /// holding one (or the API's JSON), or a URL serving the API's JSON.
 pub async fn load_checkpoint_key(source: &str) -> anyhow::Result<(String, PublicKey)> {
@@ -294,6 +293,7 @@ pub async fn load_checkpoint_key(source: &str) -> anyhow::Result<(String, Public
     parse_verifier_key(&text).with_context(|| format!("Bad checkpoint key from {source}"))
 }
 
+/// The keys of a JWKS at a URL (`http://`, `https://`) or in a file (`verify` and `listen`).
 pub async fn load_jwks(source: &str) -> anyhow::Result<Vec<PublicKey>> {
     let document = if source.starts_with("http://") || source.starts_with("https://") {
         let response = reqwest::Client::new()

@@ -46,16 +46,26 @@ pub fn origin(store: &Store, scope: &Scope) -> String {
     )
 }
 
-/// Takes every committed event not yet in its scope's log into it; returns how many.
+/// Takes every committed event not yet in its scope's log into it; returns how many. A scope
+/// that fails does not hold the others up: the first error is returned after all were tried.
 pub async fn integrate(store: &Store) -> Result<u64> {
     let mut taken = 0;
+    let mut failed = None;
     for head in store.log_heads().await? {
-        taken += integrate_scope(store, head).await?;
+        match integrate_scope(store, head).await {
+            Ok(n) => taken += n,
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
     }
     if taken > 0 {
         metrics::counter!("auditrelay_log_leaves_total").increment(taken);
     }
-    Ok(taken)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(taken),
+    }
 }
 
 async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
@@ -70,7 +80,10 @@ async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
             return Ok(taken);
         }
         let from = head.size();
-        let mut chunk = tail_chunk(store, &head.scope, from).await?;
+        let Some(mut chunk) = tail_chunk(store, &head.scope, from).await? else {
+            // Another writer extended the log since its head was read; it carries on.
+            return Ok(taken);
+        };
         let mut writes = Vec::new();
         let mut last_ts = i64::MIN;
         for stored in &events {
@@ -102,17 +115,20 @@ async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
     }
 }
 
-/// The chunk the leaf at `size` goes into: a new one, or the log's last, partly filled.
-async fn tail_chunk(store: &Store, scope: &Scope, size: u64) -> Result<Chunk> {
+/// The chunk the leaf at `size` goes into: a new one, or the log's last, partly filled;
+/// `None` when the log already holds more than `size` leaves (another writer was faster).
+async fn tail_chunk(store: &Store, scope: &Scope, size: u64) -> Result<Option<Chunk>> {
     let number = size / CHUNK_LEAVES;
-    if size.is_multiple_of(CHUNK_LEAVES) {
-        return Ok(Chunk::new(number));
-    }
     let chunk = store.log_chunks(scope, number, number + 1).await?.pop();
-    match chunk {
-        Some(chunk) if chunk.first_index() + chunk.hashes.len() as u64 == size => Ok(chunk),
-        _ => Err(StoreError::Corrupt(format!(
-            "the log of {} has {size} leaves but its last chunk does not end there",
+    let end = chunk.as_ref().map_or(number * CHUNK_LEAVES, |c| {
+        c.first_index() + c.hashes.len() as u64
+    });
+    match (chunk, end.cmp(&size)) {
+        (_, std::cmp::Ordering::Greater) => Ok(None),
+        (Some(chunk), std::cmp::Ordering::Equal) => Ok(Some(chunk)),
+        (None, std::cmp::Ordering::Equal) => Ok(Some(Chunk::new(number))),
+        (_, std::cmp::Ordering::Less) => Err(StoreError::Corrupt(format!(
+            "the log of {} has {size} leaves but its last chunk ends at {end}",
             origin(store, scope)
         ))),
     }
@@ -127,23 +143,44 @@ pub async fn checkpoint_all(
     now: Timestamp,
 ) -> Result<u64> {
     let mut signed = 0;
+    let mut failed = None;
     let recent = now.saturating_sub_millis((interval.as_millis() / 2) as i64);
     for head in store.log_heads().await? {
         if head.size() == 0 {
             continue;
         }
-        let previous = store.latest_checkpoint(&head.scope).await?;
-        if previous.as_ref().is_some_and(|p| p.signed_at > recent) {
-            continue;
+        match checkpoint_one(store, signer, &head, recent, now).await {
+            Ok(true) => signed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
-        let checkpoint = next_checkpoint(store, signer, &head, previous.as_ref(), now).await?;
-        store.add_checkpoint(&head.scope, &checkpoint).await?;
-        signed += 1;
     }
     if signed > 0 {
         metrics::counter!("auditrelay_checkpoints_signed_total").increment(signed);
     }
-    Ok(signed)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(signed),
+    }
+}
+
+/// Signs `head`'s log's checkpoint unless its newest was signed after `recent`; whether it did.
+async fn checkpoint_one(
+    store: &Store,
+    signer: &NoteSigner,
+    head: &LogHead,
+    recent: Timestamp,
+    now: Timestamp,
+) -> Result<bool> {
+    let previous = store.latest_checkpoint(&head.scope).await?;
+    if previous.as_ref().is_some_and(|p| p.signed_at > recent) {
+        return Ok(false);
+    }
+    let checkpoint = next_checkpoint(store, signer, head, previous.as_ref(), now).await?;
+    store.add_checkpoint(&head.scope, &checkpoint).await?;
+    Ok(true)
 }
 
 /// The checkpoint after `previous` for the log at `head`: its root recomputed from the
@@ -240,6 +277,8 @@ pub enum ProofRefused {
         "the leaf is not in a checkpoint yet; the next one, within the checkpoint interval, has it"
     )]
     NotYetCheckpointed,
+    #[error("the leaf is beyond that checkpoint's size")]
+    NotInThatCheckpoint,
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -255,7 +294,10 @@ pub async fn inclusion(
 ) -> Result<InclusionBundle, ProofRefused> {
     let checkpoint = checkpoint_for(store, scope, size).await?;
     if index >= checkpoint.size() {
-        return Err(ProofRefused::NotYetCheckpointed);
+        return Err(match size {
+            Some(_) => ProofRefused::NotInThatCheckpoint,
+            None => ProofRefused::NotYetCheckpointed,
+        });
     }
     let number = index / CHUNK_LEAVES;
     let edge = (checkpoint.size() - 1) / CHUNK_LEAVES;

@@ -145,14 +145,17 @@ pub fn existing_key_in(data_dir: &Path, file: &str) -> Result<Option<[u8; 32]>, 
     }
 }
 
-/// The 32-byte key in `data_dir/file` (mode 0600), made of random bytes on first use; if
-/// another process makes it at the same moment, both use the one written first.
+/// The 32-byte key in `data_dir/file` (mode 0600), made of random bytes on first use. The new
+/// key is written and synced under a name of its own, then linked into place, which fails if
+/// another process linked one first (that one is used): a reader never sees a half-written
+/// key, and a crash never leaves one.
 pub fn key_in(data_dir: &Path, file: &str) -> Result<[u8; 32], SecretError> {
     let path = data_dir.join(file);
-    let io = |action| {
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
         move |source| SecretError::Io {
             action,
-            path: data_dir.join(file),
+            path,
             source,
         }
     };
@@ -161,21 +164,31 @@ pub fn key_in(data_dir: &Path, file: &str) -> Result<[u8; 32], SecretError> {
     }
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).expect("the operating system's random source failed");
-    match OpenOptions::new()
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).expect("the operating system's random source failed");
+    let temp = data_dir.join(format!(".{file}.{}", u64::from_le_bytes(suffix)));
+    let mut written = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut file) => {
-            file.write_all(&key).map_err(io("write"))?;
-            file.sync_all().map_err(io("sync"))?;
+        .open(&temp)
+        .map_err(io("create", &temp))?;
+    written.write_all(&key).map_err(io("write", &temp))?;
+    written.sync_all().map_err(io("sync", &temp))?;
+    let linked = fs::hard_link(&temp, &path);
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            // The new name itself must survive a crash.
+            fs::File::open(data_dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io("sync", data_dir))?;
             Ok(key)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             existing_key_in(data_dir, file)?.ok_or(SecretError::BadKey(path))
         }
-        Err(e) => Err(io("create")(e)),
+        Err(e) => Err(io("link", &path)(e)),
     }
 }
 

@@ -1237,16 +1237,6 @@ impl Store {
         backend!(self, s => s.log_chunks(scope, from, to).await)
     }
 
-    /// The chunks holding a scope's events `first_seq..=last_seq`, in order.
-    pub async fn log_chunks_for_seqs(
-        &self,
-        scope: &Scope,
-        first_seq: i64,
-        last_seq: i64,
-    ) -> Result<Vec<Chunk>> {
-        backend!(self, s => s.log_chunks_for_seqs(scope, first_seq, last_seq).await)
-    }
-
     /// What a proof ending at `size` in a scope's log is made of: every full chunk's root below
     /// `size`, and the leaves of the chunks numbered in `reach`.
     pub async fn log_tiles(&self, scope: &Scope, size: u64, reach: &[u64]) -> Result<LogTiles> {
@@ -1296,9 +1286,14 @@ impl Store {
         backend!(self, s => s.checkpoint_at(scope, size).await)
     }
 
-    /// Empties full chunks' leaves older than `cutoff` (their roots stay) and deletes older
-    /// checkpoints but each log's newest and the first at each size.
-    pub async fn prune_log(&self, cutoff: Timestamp) -> Result<u64> {
-        backend!(self, s => s.prune_log(cutoff).await)
+    /// Prunes what the tamper-evident log no longer needs (DECISIONS.md S25):
+    /// - a full chunk's leaves, once its newest event is older than `keep_cutoff` and the log's
+    ///   newest checkpoint covers it, unless a checkpoint still kept ends inside it (a proof at
+    ///   that size needs them); the chunk's root stays;
+    /// - checkpoints signed before `window_cutoff` (the events' retention), but each log's
+    ///   newest and the first of each hour; and those signed before `keep_cutoff`, but each
+    ///   log's newest.
+    pub async fn prune_log(&self, window_cutoff: Timestamp, keep_cutoff: Timestamp) -> Result<u64> {
+        backend!(self, s => s.prune_log(window_cutoff, keep_cutoff).await)
     }
 }

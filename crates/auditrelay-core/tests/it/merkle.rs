@@ -544,3 +544,33 @@ fn an_inclusion_bundle_verifies_offline_and_nothing_changed_passes() {
     ));
     assert!(InclusionBundle::parse(&text.replacen("index 5", "index 05", 1)).is_err());
 }
+
+/// An event's leaf names its log and index: proved at another place, it does not pass.
+#[test]
+fn a_leaf_proved_elsewhere_than_it_names_does_not_pass() {
+    let key = SigningKey::from_seed(&[4; 32]);
+    let name = "auditrelay/x";
+    let origin = "auditrelay/x/o/us";
+    let leaf = |index: u64| format!(r#"{{"log":"{origin}","log_index":{index}}}"#).into_bytes();
+    // Leaf 1 names index 2: a log that put it at 1 cannot prove it there.
+    let leaves_bytes = [leaf(0), leaf(2), leaf(2)];
+    let leaves: Vec<Hash> = leaves_bytes.iter().map(|l| leaf_hash(l)).collect();
+    let note = Checkpoint {
+        origin: origin.into(),
+        size: 3,
+        root: root(&leaves),
+    }
+    .sign(&NoteKey { name, key: &key });
+    let bundle = |index: usize| InclusionBundle {
+        leaf: Some(leaves_bytes[index].clone()),
+        index: index as u64,
+        path: inclusion_proof(&leaves, index).unwrap(),
+        note: note.clone(),
+    };
+    assert!(bundle(0).verify(name, key.public_key(), None).is_ok());
+    assert!(bundle(2).verify(name, key.public_key(), None).is_ok());
+    assert!(matches!(
+        bundle(1).verify(name, key.public_key(), None),
+        Err(BundleError::LeafElsewhere(_))
+    ));
+}

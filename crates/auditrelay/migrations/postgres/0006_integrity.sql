@@ -34,5 +34,6 @@ CREATE TABLE checkpoints (
     signed_at      BIGINT NOT NULL,
     note           TEXT NOT NULL
 );
-CREATE INDEX checkpoints_scope ON checkpoints (scope_id, id);
+-- Retention keeps the first checkpoint of each hour past the events' window.
+CREATE INDEX checkpoints_scope_signed ON checkpoints (scope_id, signed_at);
 CREATE INDEX checkpoints_scope_size ON checkpoints (scope_id, size, id);

@@ -34,6 +34,8 @@ CREATE INDEX log_chunks_seq ON log_chunks (scope_id, last_seq);
 
 -- Signed checkpoints, append-only: a log's size and root at `signed_at`, the signed note, and
 -- the frontier at that size (from which the next checkpoint's root is computed and checked).
+-- Past the events' retention window only the first of each hour stays, past `keep_leaves`
+-- only a log's newest (DECISIONS.md S25).
 CREATE TABLE checkpoints (
     id             INTEGER PRIMARY KEY,
     scope_id       INTEGER NOT NULL REFERENCES scopes (id),
@@ -44,5 +46,6 @@ CREATE TABLE checkpoints (
     signed_at      INTEGER NOT NULL,
     note           TEXT NOT NULL
 );
-CREATE INDEX checkpoints_scope ON checkpoints (scope_id, id);
+-- Retention keeps the first checkpoint of each hour past the events' window.
+CREATE INDEX checkpoints_scope_signed ON checkpoints (scope_id, signed_at);
 CREATE INDEX checkpoints_scope_size ON checkpoints (scope_id, size, id);

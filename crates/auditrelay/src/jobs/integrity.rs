@@ -37,8 +37,11 @@ pub async fn run(
     let mut lease: Option<Lease> = None;
     let mut failing = false;
     let mut next_checkpoint = Instant::now();
+    let mut next_try = Instant::now();
     loop {
-        if !lease.as_ref().is_some_and(Lease::is_held) {
+        // Another node's lease is asked for once a look, not at every local commit.
+        if !lease.as_ref().is_some_and(Lease::is_held) && Instant::now() >= next_try {
+            next_try = Instant::now() + leases.look_every();
             lease = match leases.acquire(leases::INTEGRITY).await {
                 Ok(taken) => taken,
                 Err(e) => {
@@ -47,7 +50,7 @@ pub async fn run(
                 }
             };
         }
-        if lease.is_some() {
+        if lease.as_ref().is_some_and(Lease::is_held) {
             let result = step(&store, &signer, &config, &mut next_checkpoint).await;
             match (result, failing) {
                 (Err(e), false) => {
@@ -61,9 +64,12 @@ pub async fn run(
                 _ => {}
             }
         }
-        let wait = next_checkpoint
-            .saturating_duration_since(Instant::now())
-            .min(LOOK_EVERY);
+        // A checkpoint due but not signed (the store refused, or the round failed) is tried
+        // again a look later, not at once.
+        let wait = match next_checkpoint.saturating_duration_since(Instant::now()) {
+            Duration::ZERO => LOOK_EVERY,
+            until => until.min(LOOK_EVERY),
+        };
         let stopping = async {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };
@@ -90,10 +96,11 @@ async fn step(
     if store.refusing().is_some() {
         return Ok(());
     }
-    integrate(store).await?;
+    // A log that could not take its events is still checkpointed at the size it has.
+    let integrated = integrate(store).await;
     if Instant::now() >= *next_checkpoint {
         checkpoint_all(store, signer, config.checkpoint_interval, clock::now()).await?;
         *next_checkpoint = Instant::now() + config.checkpoint_interval;
     }
-    Ok(())
+    integrated.map(drop)
 }

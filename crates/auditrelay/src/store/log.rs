@@ -146,6 +146,21 @@ pub(super) fn chunks<R: Columns>(rows: &[R]) -> Result<Vec<Chunk>> {
     Ok(out)
 }
 
+/// Full chunks' roots from rows of `number, root`, which must be 0, 1, 2, … in order.
+pub(super) fn chunk_roots<R: Columns>(rows: &[R]) -> Result<Vec<Hash>> {
+    let mut roots = Vec::with_capacity(rows.len());
+    for (expected, row) in rows.iter().enumerate() {
+        let number = row.int("number")?;
+        if number != expected as i64 {
+            return Err(StoreError::Corrupt(format!(
+                "log chunk {expected} has no root, but chunk {number} has"
+            )));
+        }
+        roots.push(decode_hash(&row.bytes("root")?, "a chunk root")?);
+    }
+    Ok(roots)
+}
+
 pub(super) fn checkpoint(row: &impl Columns) -> Result<StoredCheckpoint> {
     Ok(StoredCheckpoint {
         id: row.int("id")?,

@@ -333,17 +333,31 @@ async fn proofs_outlive_the_events_and_their_leaves() {
         portal_id: None,
     };
     const DAY_MS: i64 = 86_400_000;
-    let old: Vec<Event> = (0..300)
-        .map(|i| event(org, now().saturating_sub_millis(8 * DAY_MS - i), "old"))
-        .collect();
-    store.append_events(old).await.unwrap();
+    let old = |from: i64, to: i64| -> Vec<Event> {
+        (from..to)
+            .map(|i| event(org, now().saturating_sub_millis(8 * DAY_MS - i), "old"))
+            .collect()
+    };
+    let signer = NoteSigner::new(installation_name(&store.identity()), &[7; 32]);
+    let minute = Duration::from_secs(60);
+    // A checkpoint at 200 leaves, inside chunk 1, and one at 301.
+    store.append_events(old(0, 200)).await.unwrap();
+    assert_eq!(integrity::integrate(&store).await.unwrap(), 200);
+    integrity::checkpoint_all(
+        &store,
+        &signer,
+        minute,
+        now().saturating_sub_millis(120_000),
+    )
+    .await
+    .unwrap();
+    store.append_events(old(200, 300)).await.unwrap();
     store
         .append_events(vec![event(org, now(), "fresh")])
         .await
         .unwrap();
-    let signer = NoteSigner::new(installation_name(&store.identity()), &[7; 32]);
-    assert_eq!(integrity::integrate(&store).await.unwrap(), 301);
-    integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), now())
+    assert_eq!(integrity::integrate(&store).await.unwrap(), 101);
+    integrity::checkpoint_all(&store, &signer, minute, now())
         .await
         .unwrap();
     let before = integrity::inclusion(&store, &scope, 10, None)
@@ -370,15 +384,26 @@ async fn proofs_outlive_the_events_and_their_leaves() {
         .verify(signer.name(), signer.public_key(), Some(&leaf_hash))
         .unwrap();
 
-    // 400 days on, the old full chunks keep only their roots: the fresh event still proves
-    // its inclusion, through them, and a new checkpoint is still signed.
+    // Long after, old full chunks keep only their roots, except chunk 1, where the checkpoint
+    // at 200 ends (a proof at that size needs its leaves): the fresh event still proves its
+    // inclusion through the roots, and the log at 301 its consistency with the log at 200.
     let later = now().saturating_add_millis(DAY_MS);
-    assert!(store.prune_log(later).await.unwrap() >= 2);
+    let keep_cutoff = now().saturating_sub_millis(DAY_MS);
+    assert_eq!(store.prune_log(later, keep_cutoff).await.unwrap(), 1);
     assert!(
         integrity::inclusion(&store, &scope, 10, None)
             .await
             .is_err()
     );
+    assert!(
+        integrity::inclusion(&store, &scope, 150, None)
+            .await
+            .is_ok()
+    );
+    let (older, newer, proof) = integrity::consistency(&store, &scope, 200, 301)
+        .await
+        .unwrap();
+    verify_consistency(200, 301, &older.root, &newer.root, &proof).unwrap();
     let fresh = integrity::inclusion(&store, &scope, 300, None)
         .await
         .unwrap();

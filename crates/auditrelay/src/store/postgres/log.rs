@@ -8,7 +8,7 @@ use auditrelay_core::merkle::Hash;
 use super::PgStore;
 use super::tx::PoolTx;
 use crate::store::log::{
-    ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunks, decode_hash, encode_frontier, head,
+    ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunk_roots, chunks, encode_frontier, head,
 };
 use crate::store::{Result, Scope};
 
@@ -43,46 +43,21 @@ impl PgStore {
         chunks(&rows)
     }
 
-    /// The chunks that hold the events `first_seq..=last_seq` of a scope, in order.
-    pub async fn log_chunks_for_seqs(
-        &self,
-        scope: &Scope,
-        first_seq: i64,
-        last_seq: i64,
-    ) -> Result<Vec<Chunk>> {
-        let Some(scope_id) = self.existing_scope_id(scope).await? else {
-            return Ok(Vec::new());
-        };
-        let rows = sqlx::query(
-            "SELECT number, first_seq, seqs, hashes FROM log_chunks
-             WHERE scope_id = $1 AND last_seq >= $2 AND first_seq <= $3 AND hashes IS NOT NULL
-             ORDER BY number",
-        )
-        .bind(scope_id)
-        .bind(first_seq)
-        .bind(last_seq)
-        .fetch_all(&self.pool)
-        .await?;
-        chunks(&rows)
-    }
-
-    /// The roots of a scope's full chunks below `below`, chunk 0 first.
+    /// The roots of a scope's full chunks below `below`, chunk 0 first; a gap in them is
+    /// damage, not a shorter log.
     pub async fn log_chunk_roots(&self, scope: &Scope, below: u64) -> Result<Vec<Hash>> {
         let Some(scope_id) = self.existing_scope_id(scope).await? else {
             return Ok(Vec::new());
         };
-        let roots: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT root FROM log_chunks WHERE scope_id = $1 AND number < $2 AND root IS NOT NULL
-             ORDER BY number",
+        let rows = sqlx::query(
+            "SELECT number, root FROM log_chunks
+             WHERE scope_id = $1 AND number < $2 AND root IS NOT NULL ORDER BY number",
         )
         .bind(scope_id)
         .bind(below as i64)
         .fetch_all(&self.pool)
         .await?;
-        roots
-            .iter()
-            .map(|r| decode_hash(r, "a chunk root"))
-            .collect()
+        chunk_roots(&rows)
     }
 
     /// Writes `chunks` and moves the log's head to `head`, if the log still has the size
@@ -163,7 +138,7 @@ impl PgStore {
     /// A scope's newest checkpoint.
     pub async fn latest_checkpoint(&self, scope: &Scope) -> Result<Option<StoredCheckpoint>> {
         self.one_checkpoint(
-            "SELECT * FROM checkpoints WHERE scope_id = $1 AND $2 >= 0 ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM checkpoints WHERE scope_id = $1 AND $2 >= 0 ORDER BY size DESC, id DESC LIMIT 1",
             scope,
             0,
         )
@@ -201,24 +176,33 @@ impl PgStore {
         row.as_ref().map(checkpoint).transpose()
     }
 
-    /// As the SQLite store's: empties old full chunks' leaves and deletes old checkpoints but
-    /// each log's newest and the first at each size.
-    pub async fn prune_log(&self, cutoff: Timestamp) -> Result<u64> {
+    /// Prunes the log records retention no longer needs (see [`Store::prune_log`]); returns
+    /// how many chunks and checkpoints it changed.
+    ///
+    /// [`Store::prune_log`]: crate::store::Store::prune_log
+    pub async fn prune_log(&self, window_cutoff: Timestamp, keep_cutoff: Timestamp) -> Result<u64> {
         let mut tx = PoolTx::begin(&self.pool).await?;
         let chunks = sqlx::query(
             "UPDATE log_chunks SET seqs = NULL, hashes = NULL
-             WHERE last_ts < $1 AND root IS NOT NULL AND hashes IS NOT NULL",
+             WHERE last_ts < $1 AND root IS NOT NULL AND hashes IS NOT NULL
+               AND (number + 1) * 128 <= (SELECT coalesce(max(size), 0) FROM checkpoints c
+                                          WHERE c.scope_id = log_chunks.scope_id)
+               AND NOT EXISTS (SELECT 1 FROM checkpoints c
+                               WHERE c.scope_id = log_chunks.scope_id
+                                 AND c.size > number * 128 AND c.size < (number + 1) * 128)",
         )
-        .bind(cutoff.as_millis())
+        .bind(keep_cutoff.as_millis())
         .execute(&mut *tx)
         .await?;
         let checkpoints = sqlx::query(
             "DELETE FROM checkpoints WHERE signed_at < $1
                AND id <> (SELECT max(id) FROM checkpoints c WHERE c.scope_id = checkpoints.scope_id)
-               AND id <> (SELECT min(id) FROM checkpoints c
-                          WHERE c.scope_id = checkpoints.scope_id AND c.size = checkpoints.size)",
+               AND (signed_at < $2 OR id <> (SELECT min(id) FROM checkpoints c
+                    WHERE c.scope_id = checkpoints.scope_id
+                      AND c.signed_at / 3600000 = checkpoints.signed_at / 3600000))",
         )
-        .bind(cutoff.as_millis())
+        .bind(window_cutoff.as_millis())
+        .bind(keep_cutoff.as_millis())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

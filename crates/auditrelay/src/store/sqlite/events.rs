@@ -19,7 +19,7 @@ use crate::clock;
 use crate::store::backlog::{BUCKET_BITS, Bucket, Span};
 use crate::store::commits::Commits;
 use crate::store::health::Health;
-use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
+use crate::store::{EventQuery, Result, Scope, StoreError, StoredCheckpoint, StoredEvent};
 
 /// One append request: its events, and where to say that they are committed.
 pub struct WriteJob {
@@ -33,11 +33,13 @@ pub struct SideJob {
     done: oneshot::Sender<Result<bool>>,
 }
 
-/// The small writes: a delivery position (`false` when its webhook no longer exists), and a
-/// step of a tamper-evident log (`false` when the log no longer has the size it was read at).
+/// The small writes: a delivery position (`false` when its webhook no longer exists), a step
+/// of a tamper-evident log (`false` when the log no longer has the size it was read at), and a
+/// signed checkpoint.
 pub enum SideWrite {
     Position(Position),
     Log(LogStep),
+    Checkpoint(Scope, StoredCheckpoint),
 }
 
 /// The writer task's two queues; each caller holds a clone, so the writer drains in-flight
@@ -518,6 +520,12 @@ impl WriterConn {
             SideWrite::Log(step) => {
                 self.transaction(async |conn| super::log::extend_log(conn, step).await)
                     .await
+            }
+            SideWrite::Checkpoint(scope, checkpoint) => {
+                self.transaction(async |conn| {
+                    super::log::add_checkpoint(conn, scope, checkpoint).await
+                })
+                .await
             }
         }
     }

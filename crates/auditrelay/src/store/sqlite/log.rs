@@ -10,7 +10,7 @@ use super::events::SideWrite;
 use super::tx::PoolTx;
 use super::{SqliteStore, portal_key};
 use crate::store::log::{
-    ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunks, decode_hash, encode_frontier, head,
+    ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunk_roots, chunks, encode_frontier, head,
 };
 use crate::store::{Result, Scope};
 
@@ -56,46 +56,21 @@ impl SqliteStore {
         chunks(&rows)
     }
 
-    /// The chunks that hold the events `first_seq..=last_seq` of a scope, in order.
-    pub async fn log_chunks_for_seqs(
-        &self,
-        scope: &Scope,
-        first_seq: i64,
-        last_seq: i64,
-    ) -> Result<Vec<Chunk>> {
-        let Some(scope_id) = self.existing_scope_id(scope).await? else {
-            return Ok(Vec::new());
-        };
-        let rows = sqlx::query(
-            "SELECT number, first_seq, seqs, hashes FROM log_chunks
-             WHERE scope_id = ?1 AND last_seq >= ?2 AND first_seq <= ?3 AND hashes IS NOT NULL
-             ORDER BY number",
-        )
-        .bind(scope_id)
-        .bind(first_seq)
-        .bind(last_seq)
-        .fetch_all(&self.pool)
-        .await?;
-        chunks(&rows)
-    }
-
-    /// The roots of a scope's full chunks below `below`, chunk 0 first.
+    /// The roots of a scope's full chunks below `below`, chunk 0 first; a gap in them is
+    /// damage, not a shorter log.
     pub async fn log_chunk_roots(&self, scope: &Scope, below: u64) -> Result<Vec<Hash>> {
         let Some(scope_id) = self.existing_scope_id(scope).await? else {
             return Ok(Vec::new());
         };
-        let roots: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT root FROM log_chunks WHERE scope_id = ? AND number < ? AND root IS NOT NULL
-             ORDER BY number",
+        let rows = sqlx::query(
+            "SELECT number, root FROM log_chunks
+             WHERE scope_id = ? AND number < ? AND root IS NOT NULL ORDER BY number",
         )
         .bind(scope_id)
         .bind(below as i64)
         .fetch_all(&self.pool)
         .await?;
-        roots
-            .iter()
-            .map(|r| decode_hash(r, "a chunk root"))
-            .collect()
+        chunk_roots(&rows)
     }
 
     /// Writes `chunks` and moves the log's head to `head`, if the log still has the size
@@ -116,29 +91,16 @@ impl SqliteStore {
         self.side_write(SideWrite::Log(step)).await
     }
 
+    /// Adds a signed checkpoint, on the writer's connection (as [`Self::extend_log`]).
     pub async fn add_checkpoint(&self, scope: &Scope, checkpoint: &StoredCheckpoint) -> Result<()> {
-        let mut tx = PoolTx::begin(&self.pool).await?;
-        let scope_id = super::events::scope_id(&mut tx, scope).await?;
-        sqlx::query(
-            "INSERT INTO checkpoints (scope_id, size, root, frontier, previous_size, signed_at, note)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(scope_id)
-        .bind(checkpoint.size() as i64)
-        .bind(checkpoint.root.to_vec())
-        .bind(encode_frontier(&checkpoint.frontier))
-        .bind(checkpoint.previous_size as i64)
-        .bind(checkpoint.signed_at.as_millis())
-        .bind(&checkpoint.note)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
+        let write = SideWrite::Checkpoint(scope.clone(), checkpoint.clone());
+        self.side_write(write).await.map(drop)
     }
 
     /// A scope's newest checkpoint.
     pub async fn latest_checkpoint(&self, scope: &Scope) -> Result<Option<StoredCheckpoint>> {
         self.one_checkpoint(
-            "SELECT * FROM checkpoints WHERE scope_id = ?1 ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM checkpoints WHERE scope_id = ?1 ORDER BY size DESC, id DESC LIMIT 1",
             scope,
             0,
         )
@@ -176,25 +138,33 @@ impl SqliteStore {
         row.as_ref().map(checkpoint).transpose()
     }
 
-    /// Empties the leaves of full chunks whose newest event is older than `cutoff`, and deletes
-    /// checkpoints older than it except each log's newest and the first at each size; returns
+    /// Prunes the log records retention no longer needs (see [`Store::prune_log`]); returns
     /// how many chunks and checkpoints it changed.
-    pub async fn prune_log(&self, cutoff: Timestamp) -> Result<u64> {
+    ///
+    /// [`Store::prune_log`]: crate::store::Store::prune_log
+    pub async fn prune_log(&self, window_cutoff: Timestamp, keep_cutoff: Timestamp) -> Result<u64> {
         let mut tx = PoolTx::begin(&self.pool).await?;
         let chunks = sqlx::query(
             "UPDATE log_chunks SET seqs = NULL, hashes = NULL
-             WHERE last_ts < ? AND root IS NOT NULL AND hashes IS NOT NULL",
+             WHERE last_ts < ?1 AND root IS NOT NULL AND hashes IS NOT NULL
+               AND (number + 1) * 128 <= (SELECT coalesce(max(size), 0) FROM checkpoints c
+                                          WHERE c.scope_id = log_chunks.scope_id)
+               AND NOT EXISTS (SELECT 1 FROM checkpoints c
+                               WHERE c.scope_id = log_chunks.scope_id
+                                 AND c.size > number * 128 AND c.size < (number + 1) * 128)",
         )
-        .bind(cutoff.as_millis())
+        .bind(keep_cutoff.as_millis())
         .execute(&mut *tx)
         .await?;
         let checkpoints = sqlx::query(
             "DELETE FROM checkpoints WHERE signed_at < ?1
                AND id <> (SELECT max(id) FROM checkpoints c WHERE c.scope_id = checkpoints.scope_id)
-               AND id <> (SELECT min(id) FROM checkpoints c
-                          WHERE c.scope_id = checkpoints.scope_id AND c.size = checkpoints.size)",
+               AND (signed_at < ?2 OR id <> (SELECT min(id) FROM checkpoints c
+                    WHERE c.scope_id = checkpoints.scope_id
+                      AND c.signed_at / 3600000 = checkpoints.signed_at / 3600000))",
         )
-        .bind(cutoff.as_millis())
+        .bind(window_cutoff.as_millis())
+        .bind(keep_cutoff.as_millis())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -251,6 +221,29 @@ pub(super) async fn extend_log(conn: &mut SqliteConnection, step: &LogStep) -> R
     .bind(head.size() as i64)
     .bind(head.last_seq)
     .bind(encode_frontier(&head.frontier))
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+/// Adds a checkpoint inside the writer's transaction.
+pub(super) async fn add_checkpoint(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    checkpoint: &StoredCheckpoint,
+) -> Result<bool> {
+    let scope_id = super::events::scope_id(conn, scope).await?;
+    sqlx::query(
+        "INSERT INTO checkpoints (scope_id, size, root, frontier, previous_size, signed_at, note)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(scope_id)
+    .bind(checkpoint.size() as i64)
+    .bind(checkpoint.root.to_vec())
+    .bind(encode_frontier(&checkpoint.frontier))
+    .bind(checkpoint.previous_size as i64)
+    .bind(checkpoint.signed_at.as_millis())
+    .bind(&checkpoint.note)
     .execute(&mut *conn)
     .await?;
     Ok(true)
