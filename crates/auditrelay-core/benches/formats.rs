@@ -12,7 +12,10 @@
 //! - `batch_1000/gzip/<format>`: a 1000-line delivery batch built and gzipped at the level
 //!   delivery uses (`GZIP_LEVEL`), and at the default level 6 for comparison;
 //! - `batch_1000/stored_to_batch/<format>`: the whole pure part of a delivery batch, 1000
-//!   stored events decoded, signed and gzipped.
+//!   stored events decoded, signed and gzipped;
+//! - `log/leaf_hash`: what the tamper-evident log spends per event (its leaf, the canonical
+//!   entry with id and place, hashed), and `log/stored_to_leaf` the same from the stored bytes,
+//!   as the log's job does it; `log/signed_line` is `line/render_sign/cef` beside them.
 //!
 //! The figure that matters is render + sign against raw signing: the product goal is that
 //! Ed25519 is the bottleneck, so the ratio should stay at or above 0.9.
@@ -23,6 +26,7 @@ use std::hint::black_box;
 
 use auditrelay_core::batch::{BatchBuilder, BatchLimits, GZIP_LEVEL};
 use auditrelay_core::format::{Format, parse_line, render_event, sign_event};
+use auditrelay_core::integrity::event_leaf_hash;
 use auditrelay_core::stored;
 use auditrelay_core::{Event, EventDetail, FormatConfig, OrgId, Region, SigningKey, Timestamp};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -194,5 +198,43 @@ fn formats(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, formats);
+/// The tamper-evident log's work per event, beside a signed line's.
+fn log(c: &mut Criterion) {
+    let event = event();
+    let id = uuid::Uuid::from_u128(7);
+    let origin = "auditrelay/0123456789abcdef0123456789abcdef/org/us";
+    let mut row = Vec::new();
+    stored::encode_body(&event, &mut row);
+    let columns = || stored::Row {
+        org_id: event.org_id,
+        region: &event.region,
+        portal_id: None,
+        ts: event.ts,
+        kind: stored::kind_code(event.event_type()),
+    };
+    let key = SigningKey::from_seed(&[42; 32]);
+    let cfg = FormatConfig::default();
+    let mut buf = Vec::with_capacity(1024);
+    let mut group = c.benchmark_group("log");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("leaf_hash", |b| {
+        b.iter(|| black_box(event_leaf_hash(origin, 12_345, &id, black_box(&event))))
+    });
+    group.bench_function("stored_to_leaf", |b| {
+        b.iter(|| {
+            let event = stored::decode_event(columns(), black_box(&row)).unwrap();
+            black_box(event_leaf_hash(origin, 12_345, &id, &event))
+        })
+    });
+    group.bench_function("signed_line", |b| {
+        b.iter(|| {
+            buf.clear();
+            sign_event(Format::Cef, black_box(&event), &cfg, &key, &mut buf);
+            black_box(buf.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, formats, log);
 criterion_main!(benches);

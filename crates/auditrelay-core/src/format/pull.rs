@@ -17,17 +17,44 @@ use super::json::write_str;
 use crate::event::{Event, EventDetail};
 use crate::signing::{Kid, PublicKey, SigningKey, decode_signature_b64, find_signer};
 
-/// The entry of `event`, as a JSON object, without `signature`.
-pub fn pull_entry(event: &Event) -> Map<String, Json> {
-    let mut entry = Map::new();
-    let mut put = |key: &str, value: Json| {
-        entry.insert(key.to_owned(), value);
-    };
-    put("type", event.event_type().as_str().into());
-    put("ts", event.ts.to_rfc3339_millis().into());
-    put("org_id", event.org_id.to_string().into());
+/// One member of an entry: text, a flag or a whole number.
+#[derive(Debug, Clone)]
+pub(crate) enum Member<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Flag(bool),
+    Number(u64),
+}
+
+impl Member<'_> {
+    fn to_json(&self) -> Json {
+        match self {
+            Self::Text(text) => Json::String(text.to_string()),
+            Self::Flag(flag) => Json::Bool(*flag),
+            Self::Number(n) => Json::from(*n),
+        }
+    }
+
+    /// Appends the member's value as canonical JSON writes it.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Text(text) => write_str(text, out),
+            Self::Flag(true) => out.extend_from_slice(b"true"),
+            Self::Flag(false) => out.extend_from_slice(b"false"),
+            Self::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        }
+    }
+}
+
+/// Calls `put` with every member of `event`'s entry, without `signature`, in no set order:
+/// the one list of what an entry holds, for the entry as a JSON object ([`pull_entry`]) and for
+/// writers that need no object (the tamper-evident log's leaf, `integrity::event_leaf`).
+pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(&'static str, Member<'a>)) {
+    use Member::{Flag, Number, Text};
+    put("type", Text(event.event_type().as_str().into()));
+    put("ts", Text(event.ts.to_rfc3339_millis().into()));
+    put("org_id", Text(event.org_id.to_string().into()));
     if let Some(portal) = event.portal_id {
-        put("portal_id", portal.to_string().into());
+        put("portal_id", Text(portal.to_string().into()));
     }
     let optional = [
         ("principal_id", &event.principal_id),
@@ -40,7 +67,7 @@ pub fn pull_entry(event: &Event) -> Map<String, Json> {
     ];
     for (key, value) in optional {
         if let Some(value) = value {
-            put(key, value.as_str().into());
+            put(key, Text(value.as_str().into()));
         }
     }
     match &event.detail {
@@ -48,9 +75,12 @@ pub fn pull_entry(event: &Event) -> Map<String, Json> {
             outcome,
             authentication_type,
         } => {
-            put("successful", outcome.is_success().into());
-            put("outcome", outcome.as_str().into());
-            put("authentication_type", authentication_type.as_str().into());
+            put("successful", Flag(outcome.is_success()));
+            put("outcome", Text(outcome.as_str().into()));
+            put(
+                "authentication_type",
+                Text(authentication_type.as_str().into()),
+            );
         }
         EventDetail::Authorization {
             service,
@@ -59,12 +89,12 @@ pub fn pull_entry(event: &Event) -> Map<String, Json> {
             granted,
             kong_initiated,
         } => {
-            put("service", service.as_str().into());
-            put("resource", resource.as_str().into());
-            put("action", action.as_str().into());
-            put("granted", (*granted).into());
+            put("service", Text(service.as_str().into()));
+            put("resource", Text(resource.as_str().into()));
+            put("action", Text(action.as_str().into()));
+            put("granted", Flag(*granted));
             if let Some(k) = kong_initiated {
-                put("kong_initiated", (*k).into());
+                put("kong_initiated", Flag(*k));
             }
         }
         EventDetail::Access {
@@ -73,15 +103,38 @@ pub fn pull_entry(event: &Event) -> Map<String, Json> {
             status_code,
             kong_initiated,
         } => {
-            put("method", method.as_str().into());
-            put("query", query.as_str().into());
-            put("status_code", (*status_code).into());
+            put("method", Text(method.as_str().into()));
+            put("query", Text(query.as_str().into()));
+            put("status_code", Number(u64::from(*status_code)));
             if let Some(k) = kong_initiated {
-                put("kong_initiated", (*k).into());
+                put("kong_initiated", Flag(*k));
             }
         }
     }
+}
+
+/// The entry of `event`, as a JSON object, without `signature`.
+pub fn pull_entry(event: &Event) -> Map<String, Json> {
+    let mut entry = Map::new();
+    entry_members(event, |key, value| {
+        entry.insert(key.to_owned(), value.to_json());
+    });
     entry
+}
+
+/// Appends members as one canonical JSON object: keys in byte order (each key once).
+pub(crate) fn write_canonical_members(members: &mut [(&str, Member<'_>)], out: &mut Vec<u8>) {
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (n, (key, value)) in members.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        value.write(out);
+    }
+    out.push(b'}');
 }
 
 /// Appends the canonical bytes of `event`'s entry without `signature`: what is signed.
