@@ -264,25 +264,9 @@ pub async fn load_checkpoint_key(source: &str) -> anyhow::Result<(String, Public
     if let Ok(key) = parse_verifier_key(source) {
         return Ok(key);
     }
-    let document = if source.starts_with("http://") || source.starts_with("https://") {
-        let response = reqwest::Client::new()
-            .get(source)
-            .timeout(std::time::Duration::from_secs(30))
-            .send()
-            .await
-            .with_context(|| format!("Failed to fetch the checkpoint key from {source}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("Failed to fetch the checkpoint key from {source}: HTTP {status}");
-        }
-        response
-            .text()
-            .await
-            .with_context(|| format!("Failed to read the checkpoint key from {source}"))?
-    } else {
-        std::fs::read_to_string(source)
-            .with_context(|| format!("Failed to read the checkpoint key file {source}"))?
-    };
+    let document = read_source(source, "the checkpoint key").await?;
+    let document = String::from_utf8(document)
+        .with_context(|| format!("Bad checkpoint key from {source}: not UTF-8"))?;
     let text = match serde_json::from_str::<serde_json::Value>(&document) {
         Ok(json) => json["verifier_key"]
             .as_str()
@@ -295,30 +279,36 @@ pub async fn load_checkpoint_key(source: &str) -> anyhow::Result<(String, Public
 
 /// The keys of a JWKS at a URL (`http://`, `https://`) or in a file (`verify` and `listen`).
 pub async fn load_jwks(source: &str) -> anyhow::Result<Vec<PublicKey>> {
-    let document = if source.starts_with("http://") || source.starts_with("https://") {
-        let response = reqwest::Client::new()
-            .get(source)
-            .timeout(std::time::Duration::from_secs(30))
-            .send()
-            .await
-            .with_context(|| format!("Failed to fetch the JWKS from {source}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("Failed to fetch the JWKS from {source}: HTTP {status}");
-        }
-        response
-            .bytes()
-            .await
-            .with_context(|| format!("Failed to read the JWKS from {source}"))?
-            .to_vec()
-    } else {
-        std::fs::read(source).with_context(|| format!("Failed to read the JWKS file {source}"))?
-    };
+    let document = read_source(source, "the JWKS").await?;
     let keys = parse_jwks(&document).with_context(|| format!("Bad JWKS from {source}"))?;
     if keys.is_empty() {
         bail!("The JWKS from {source} holds no Ed25519 key");
     }
     Ok(keys)
+}
+
+/// The document at `source`: fetched from a URL (`http://`, `https://`), else read from a file;
+/// `what` names it in errors.
+async fn read_source(source: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    if !(source.starts_with("http://") || source.starts_with("https://")) {
+        return std::fs::read(source)
+            .with_context(|| format!("Failed to read {what} file {source}"));
+    }
+    let response = reqwest::Client::new()
+        .get(source)
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("Failed to fetch {what} from {source}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("Failed to fetch {what} from {source}: HTTP {status}");
+    }
+    Ok(response
+        .bytes()
+        .await
+        .with_context(|| format!("Failed to read {what} from {source}"))?
+        .to_vec())
 }
 
 /// The innermost cause of an error ("Connection refused (os error 111)"), the part a user

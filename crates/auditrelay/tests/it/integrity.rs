@@ -13,13 +13,13 @@ use auditrelay::store::{Scope, Store};
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle, parse_verifier_key};
 use auditrelay_core::integrity::installation_name;
 use auditrelay_core::merkle::{Hash, verify_consistency};
-use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
+use auditrelay_core::{Event, OrgId, Region};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::events::{authorization, ndjson, portal_login};
+use crate::support::events::{authorization, ndjson, portal_login, stored_authorization};
 use crate::support::signing::{run, stderr, stdout};
 use crate::support::{TestApp, eventually, expect_json, expect_problem, now};
 
@@ -295,29 +295,6 @@ async fn a_quiet_log_is_checkpointed_every_interval_and_a_portal_has_its_own() {
     app.stop().await;
 }
 
-fn event(org: OrgId, ts: Timestamp, trace: &str) -> Event {
-    Event {
-        ts,
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-        principal_id: Some("p".into()),
-        principal_name: None,
-        actor_id: None,
-        client_ip: None,
-        uri: None,
-        user_agent: None,
-        trace_id: Some(trace.into()),
-        detail: EventDetail::Authorization {
-            service: "s".into(),
-            resource: "r".into(),
-            action: "a".into(),
-            granted: true,
-            kong_initiated: None,
-        },
-    }
-}
-
 /// On a store of its own: retention deletes the events, then (much later) the old leaves, and
 /// proofs keep working from what stays — the bundle then carries no leaf, and the leaf's hash
 /// from the SIEM's line stands in for it.
@@ -335,7 +312,7 @@ async fn proofs_outlive_the_events_and_their_leaves() {
     const DAY_MS: i64 = 86_400_000;
     let old = |from: i64, to: i64| -> Vec<Event> {
         (from..to)
-            .map(|i| event(org, now().saturating_sub_millis(8 * DAY_MS - i), "old"))
+            .map(|i| stored_authorization(org, now().saturating_sub_millis(8 * DAY_MS - i), "old"))
             .collect()
     };
     let signer = NoteSigner::new(installation_name(&store.identity()), &[7; 32]);
@@ -353,7 +330,7 @@ async fn proofs_outlive_the_events_and_their_leaves() {
     .unwrap();
     store.append_events(old(200, 300)).await.unwrap();
     store
-        .append_events(vec![event(org, now(), "fresh")])
+        .append_events(vec![stored_authorization(org, now(), "fresh")])
         .await
         .unwrap();
     assert_eq!(integrity::integrate(&store).await.unwrap(), 101);
@@ -412,7 +389,7 @@ async fn proofs_outlive_the_events_and_their_leaves() {
         .unwrap();
     assert_eq!(included.checkpoint.size, 301);
     store
-        .append_events(vec![event(org, now(), "fresher")])
+        .append_events(vec![stored_authorization(org, now(), "fresher")])
         .await
         .unwrap();
     assert_eq!(integrity::integrate(&store).await.unwrap(), 1);
@@ -432,11 +409,11 @@ async fn retention_deletes_no_event_its_log_has_not_taken() {
     let store = Store::open(&config).await.unwrap();
     let org = OrgId::new_v4();
     let old: Vec<Event> = (0..10)
-        .map(|i| event(org, now().saturating_sub_millis(8 * 86_400_000 - i), "old"))
+        .map(|i| stored_authorization(org, now().saturating_sub_millis(8 * 86_400_000 - i), "old"))
         .collect();
     store.append_events(old).await.unwrap();
     store
-        .append_events(vec![event(org, now(), "fresh")])
+        .append_events(vec![stored_authorization(org, now(), "fresh")])
         .await
         .unwrap();
     let cutoff = now().saturating_sub_millis(7 * 86_400_000);
@@ -461,7 +438,7 @@ async fn no_checkpoint_is_signed_over_a_changed_leaf() {
     };
     let signer = NoteSigner::new(installation_name(&store.identity()), &[5; 32]);
     let events: Vec<Event> = (0..20)
-        .map(|i| event(org, now(), &format!("e{i}")))
+        .map(|i| stored_authorization(org, now(), &format!("e{i}")))
         .collect();
     store.append_events(events).await.unwrap();
     integrity::integrate(&store).await.unwrap();
@@ -473,7 +450,7 @@ async fn no_checkpoint_is_signed_over_a_changed_leaf() {
         1
     );
     store
-        .append_events(vec![event(org, now(), "after")])
+        .append_events(vec![stored_authorization(org, now(), "after")])
         .await
         .unwrap();
     integrity::integrate(&store).await.unwrap();

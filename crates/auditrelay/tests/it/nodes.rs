@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use auditrelay::store::{RefusedEvent, Scope, StoreError};
-use auditrelay_core::{Event, EventDetail, OrgId, Region, Role};
+use auditrelay_core::{Event, OrgId, Region, Role};
 use reqwest::StatusCode;
 
-use crate::support::events::{authorization, ndjson, trace_counts, wait_until_delivered};
+use crate::support::events::{
+    authorization, ndjson, stored_authorization, trace_counts, wait_until_delivered,
+};
 use crate::support::nodes::{Nodes, TAKEOVER};
 use crate::support::postgres::OwnCluster;
 use crate::support::process::bind_org_webhook;
@@ -18,29 +20,6 @@ use crate::support::receiver::{Behaviour, TestReceiver};
 use crate::support::signing::{BIN, JWKS_PATH};
 use crate::support::{TestApp, eventually, now, postgres};
 use crate::ui::Browser;
-
-fn event(org: OrgId, trace: String) -> Event {
-    Event {
-        ts: now(),
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-        principal_id: Some("p".into()),
-        principal_name: None,
-        actor_id: None,
-        client_ip: None,
-        uri: None,
-        user_agent: None,
-        trace_id: Some(trace),
-        detail: EventDetail::Authorization {
-            service: "s".into(),
-            resource: "r".into(),
-            action: "a".into(),
-            granted: true,
-            kong_initiated: None,
-        },
-    }
-}
 
 /// Three nodes append to one scope at once, four writers each, while a reader follows the
 /// scope with a delivery cursor (`seq` > cursor, then the cursor moves to the last `seq` read).
@@ -77,7 +56,9 @@ async fn a_cursor_following_appends_from_three_nodes_misses_none() {
                     // 1 to 20 events an append, varying between writers and rounds.
                     let count = 1 + (w * 7 + round * 3 + n) % 20;
                     let batch: Vec<Event> = (0..count)
-                        .map(|i| event(org, format!("n{n}-w{w}-r{round}-{i}")))
+                        .map(|i| {
+                            stored_authorization(org, now(), &format!("n{n}-w{w}-r{round}-{i}"))
+                        })
                         .collect();
                     appended.extend(batch.iter().map(|e| e.trace_id.clone().unwrap()));
                     node.append_events(&batch).await.unwrap();
@@ -917,7 +898,7 @@ async fn a_node_refuses_to_serve_beside_an_older_version_or_to_replace_keys() {
     let store = database.open().await;
     let org = store.ensure_default_org("default", now()).await.unwrap().0;
     store
-        .append_events(&[event(org.id, "before".into())])
+        .append_events(&[stored_authorization(org.id, now(), "before")])
         .await
         .unwrap();
     store.close().await;

@@ -5,32 +5,10 @@
 use auditrelay::config::Config;
 use auditrelay::jobs::retention;
 use auditrelay::store::{EventQuery, Scope, Store};
-use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
+use auditrelay_core::{Event, OrgId, Region, Timestamp};
 
+use crate::support::events::stored_authorization;
 use crate::support::{fence, now};
-
-fn event(org: auditrelay_core::OrgId, ts: Timestamp, trace: &str) -> Event {
-    Event {
-        ts,
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-        principal_id: Some("p".into()),
-        principal_name: None,
-        actor_id: None,
-        client_ip: None,
-        uri: None,
-        user_agent: None,
-        trace_id: Some(trace.into()),
-        detail: EventDetail::Authorization {
-            service: "s".into(),
-            resource: "r".into(),
-            action: "a".into(),
-            granted: true,
-            kong_initiated: None,
-        },
-    }
-}
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -56,10 +34,10 @@ async fn prunes_expired_events_in_chunks() {
     let org = OrgId::new_v4();
     // Stored directly: ingest would rightly refuse events this old.
     let old: Vec<Event> = (0..30)
-        .map(|i| event(org, now().saturating_sub_millis(8 * DAY_MS + i), "old"))
+        .map(|i| stored_authorization(org, now().saturating_sub_millis(8 * DAY_MS + i), "old"))
         .collect();
     let fresh: Vec<Event> = (0..5)
-        .map(|i| event(org, now().saturating_sub_millis(6 * DAY_MS + i), "fresh"))
+        .map(|i| stored_authorization(org, now().saturating_sub_millis(6 * DAY_MS + i), "fresh"))
         .collect();
     store.append_events(old).await.unwrap();
     store.append_events(fresh).await.unwrap();
@@ -112,8 +90,12 @@ async fn a_webhooks_backlog_stays_exact_through_delivery_late_events_and_retenti
         } else {
             DAY_MS - i
         };
-        events.push(event(org, now().saturating_sub_millis(age), "org"));
-        events.push(event(other, now(), "other"));
+        events.push(stored_authorization(
+            org,
+            now().saturating_sub_millis(age),
+            "org",
+        ));
+        events.push(stored_authorization(other, now(), "other"));
     }
     store.append_events(events).await.unwrap();
     let afresh = async |after: i64| {
@@ -138,8 +120,10 @@ async fn a_webhooks_backlog_stays_exact_through_delivery_late_events_and_retenti
 
     // More arrive, one of them late: six days old, newer than the expired ones.
     let late = now().saturating_sub_millis(6 * DAY_MS);
-    let mut more: Vec<Event> = (0..3_000).map(|_| event(org, now(), "more")).collect();
-    more[1_500] = event(org, late, "late");
+    let mut more: Vec<Event> = (0..3_000)
+        .map(|_| stored_authorization(org, now(), "more"))
+        .collect();
+    more[1_500] = stored_authorization(org, late, "late");
     store.append_events(more).await.unwrap();
     let (count, oldest, _) = afresh(cursor).await;
     assert_eq!(count, 16_999);
@@ -175,7 +159,7 @@ async fn a_backlog_measurement_dropped_half_way_leaves_the_next_one_exact() {
     let (_, store, scope) = own_store(dir.path()).await;
     let org = scope.org_id;
     let events = (0..40_000)
-        .map(|i| event(org, now().saturating_sub_millis(i), "org"))
+        .map(|i| stored_authorization(org, now().saturating_sub_millis(i), "org"))
         .collect();
     store.append_events(events).await.unwrap();
     let all = store
@@ -224,13 +208,13 @@ async fn the_newest_event_is_kept_until_a_newer_one_so_no_seq_is_handed_out_twic
         events.iter().map(|e| e.seq).collect()
     };
     store
-        .append_events(vec![event(org, now(), "fresh")])
+        .append_events(vec![stored_authorization(org, now(), "fresh")])
         .await
         .unwrap();
     // Stored directly, as the newest row: ingest takes events up to the window's edge, which
     // expire moments later.
     store
-        .append_events(vec![event(
+        .append_events(vec![stored_authorization(
             org,
             now().saturating_sub_millis(8 * DAY_MS),
             "old",
@@ -247,7 +231,7 @@ async fn the_newest_event_is_kept_until_a_newer_one_so_no_seq_is_handed_out_twic
     assert_eq!(seqs().await, before);
 
     store
-        .append_events(vec![event(org, now(), "next")])
+        .append_events(vec![stored_authorization(org, now(), "next")])
         .await
         .unwrap();
     let with_next = seqs().await;
@@ -258,7 +242,7 @@ async fn the_newest_event_is_kept_until_a_newer_one_so_no_seq_is_handed_out_twic
         "a newer event arrived: the expired one goes"
     );
     store
-        .append_events(vec![event(org, now(), "after")])
+        .append_events(vec![stored_authorization(org, now(), "after")])
         .await
         .unwrap();
     let after = seqs().await;
@@ -275,8 +259,8 @@ async fn refused_events_go_with_their_events() {
     use auditrelay::store::{PageQuery, RefusedEvent, Seek};
     let dir = tempfile::tempdir().unwrap();
     let (config, store, scope) = own_store(dir.path()).await;
-    let old = event(scope.org_id, now().saturating_sub_millis(8 * DAY_MS), "old");
-    let fresh = event(scope.org_id, now(), "fresh");
+    let old = stored_authorization(scope.org_id, now().saturating_sub_millis(8 * DAY_MS), "old");
+    let fresh = stored_authorization(scope.org_id, now(), "fresh");
     store.append_events(vec![old, fresh]).await.unwrap();
     let seqs: Vec<i64> = store
         .events_to_deliver(&scope, 0, None, 10)

@@ -3,10 +3,35 @@
 use std::collections::HashMap;
 
 use auditrelay_core::format::parse_line;
-use auditrelay_core::{PortalId, Timestamp};
+use auditrelay_core::{Event, EventDetail, OrgId, PortalId, Region, Timestamp};
 use serde_json::{Value, json};
 
 use super::receiver::ReceivedRequest;
+
+/// An authorization event of `org` in `us`, as the store takes it (for tests that append to a
+/// store directly, bypassing ingest: events older than ingest accepts, several stores at once).
+pub fn stored_authorization(org: OrgId, ts: Timestamp, trace_id: &str) -> Event {
+    Event {
+        ts,
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+        principal_id: Some("p".into()),
+        principal_name: None,
+        actor_id: None,
+        client_ip: None,
+        uri: None,
+        user_agent: None,
+        trace_id: Some(trace_id.into()),
+        detail: EventDetail::Authorization {
+            service: "s".into(),
+            resource: "r".into(),
+            action: "a".into(),
+            granted: true,
+            kong_initiated: None,
+        },
+    }
+}
 
 pub fn authorization(ts: Timestamp, trace_id: &str) -> Value {
     json!({
