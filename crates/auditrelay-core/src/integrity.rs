@@ -72,6 +72,15 @@ pub const CHUNK_HEIGHT: u32 = 7;
 /// `2^CHUNK_HEIGHT`.
 pub const CHUNK_LEAVES: u64 = 1 << CHUNK_HEIGHT;
 
+/// How many chunks a group holds: group `g` is chunks `[128g, 128g + 128)`, leaves
+/// `[16384g, 16384g + 16384)`, a perfect subtree whose root the store keeps, so that a proof
+/// reads a group's root where it would otherwise read 128 chunks' (DECISIONS.md S24).
+pub const GROUP_CHUNKS: u64 = 128;
+/// The height of a group's subtree: `CHUNK_HEIGHT + 7`.
+pub const GROUP_HEIGHT: u32 = CHUNK_HEIGHT + GROUP_CHUNKS.trailing_zeros();
+/// The leaves of a group.
+pub const GROUP_LEAVES: u64 = CHUNK_LEAVES * GROUP_CHUNKS;
+
 /// One chunk of a log as the store keeps it: its leaves' hashes, and the `seq` of the event
 /// each leaf is, so an event's place in its log is found from its `seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -51,6 +51,22 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// The root of a perfect subtree given the roots of its equal parts, left to right (a power of
+/// two of them): a stored chunk's or group's root from its chunks'.
+pub fn root_of_parts(parts: &[Hash]) -> Hash {
+    debug_assert!(parts.len().is_power_of_two());
+    match parts {
+        [one] => *one,
+        _ => {
+            let half = parts.len() / 2;
+            node_hash(
+                &root_of_parts(&parts[..half]),
+                &root_of_parts(&parts[half..]),
+            )
+        }
+    }
+}
+
 /// The largest power of two below `n` (n ≥ 2): where a tree of `n` leaves splits.
 fn split(n: usize) -> usize {
     debug_assert!(n >= 2);

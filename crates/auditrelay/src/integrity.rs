@@ -21,10 +21,10 @@ use auditrelay_core::Timestamp;
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle};
 use auditrelay_core::ids::event_id;
 use auditrelay_core::integrity::{
-    CHUNK_LEAVES, Chunk, event_leaf, event_leaf_hash, installation_name, log_origin,
+    CHUNK_LEAVES, Chunk, GROUP_CHUNKS, event_leaf, event_leaf_hash, installation_name, log_origin,
 };
 use auditrelay_core::merkle::{
-    Frontier, Hash, consistency_proof_in, inclusion_proof_in, leaf_hash,
+    Frontier, Hash, consistency_proof_in, inclusion_proof_in, leaf_hash, root_of_parts,
 };
 
 use crate::keys::note::NoteSigner;
@@ -92,6 +92,7 @@ async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
                 writes.push(ChunkWrite {
                     chunk: std::mem::replace(&mut chunk, next),
                     last_ts,
+                    group_root: None,
                 });
                 last_ts = i64::MIN;
             }
@@ -103,7 +104,12 @@ async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
             chunk.push(stored.seq, hash);
             last_ts = last_ts.max(stored.event.ts.as_millis());
         }
-        writes.push(ChunkWrite { chunk, last_ts });
+        writes.push(ChunkWrite {
+            chunk,
+            last_ts,
+            group_root: None,
+        });
+        add_group_roots(store, &head.scope, &mut writes).await?;
         if !store.extend_log(from, &writes, &head).await? {
             // Another node took these events first; it carries on from here.
             return Ok(taken);
@@ -113,6 +119,35 @@ async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
             return Ok(taken);
         }
     }
+}
+
+/// Gives each write that completes a group (its chunk full and the group's last) the group's
+/// root, from the chunks' roots: those stored before and those being written.
+async fn add_group_roots(store: &Store, scope: &Scope, writes: &mut [ChunkWrite]) -> Result<()> {
+    for at in 0..writes.len() {
+        let number = writes[at].chunk.number;
+        if !writes[at].chunk.is_full() || !(number + 1).is_multiple_of(GROUP_CHUNKS) {
+            continue;
+        }
+        let first = number + 1 - GROUP_CHUNKS;
+        let written: Vec<Hash> = writes[..=at]
+            .iter()
+            .filter(|w| w.chunk.number >= first)
+            .filter_map(|w| w.chunk.root())
+            .collect();
+        let stored_to = first + GROUP_CHUNKS - written.len() as u64;
+        let mut roots = store.log_chunk_roots(scope, first, stored_to).await?;
+        roots.extend(written);
+        if roots.len() as u64 != GROUP_CHUNKS {
+            return Err(StoreError::Corrupt(format!(
+                "group {} of the log of {} lacks chunk roots",
+                number / GROUP_CHUNKS,
+                origin(store, scope)
+            )));
+        }
+        writes[at].group_root = Some(root_of_parts(&roots));
+    }
+    Ok(())
 }
 
 /// The chunk the leaf at `size` goes into: a new one, or the log's last, partly filled;
@@ -300,9 +335,8 @@ pub async fn inclusion(
         });
     }
     let number = index / CHUNK_LEAVES;
-    let edge = (checkpoint.size() - 1) / CHUNK_LEAVES;
     let tiles = store
-        .log_tiles(scope, checkpoint.size(), &[number, edge])
+        .log_tiles(scope, checkpoint.size(), &[index, checkpoint.size() - 1])
         .await?;
     let path = inclusion_proof_in(&tiles, index, checkpoint.size()).ok_or(ProofRefused::NoLeaf)?;
     let chunk = store.log_chunks(scope, number, number + 1).await?.pop();
@@ -356,9 +390,9 @@ pub async fn consistency(
 ) -> Result<(StoredCheckpoint, StoredCheckpoint, Vec<Hash>), ProofRefused> {
     let older = checkpoint_for(store, scope, Some(first)).await?;
     let newer = checkpoint_for(store, scope, Some(second)).await?;
-    let mut reach = vec![(second.max(1) - 1) / CHUNK_LEAVES];
+    let mut reach = vec![second.max(1) - 1];
     if first > 0 {
-        reach.push((first - 1) / CHUNK_LEAVES);
+        reach.push(first - 1);
     }
     let tiles = store.log_tiles(scope, second, &reach).await?;
     let proof = consistency_proof_in(&tiles, first, second).ok_or(ProofRefused::NoLeaf)?;

@@ -1237,21 +1237,41 @@ impl Store {
         backend!(self, s => s.log_chunks(scope, from, to).await)
     }
 
-    /// What a proof ending at `size` in a scope's log is made of: every full chunk's root below
-    /// `size`, and the leaves of the chunks numbered in `reach`.
+    /// The roots of a scope's full chunks `from..to`, in order (fewer when the log has fewer).
+    pub async fn log_chunk_roots(
+        &self,
+        scope: &Scope,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<auditrelay_core::merkle::Hash>> {
+        backend!(self, s => s.log_chunk_roots(scope, from, to).await)
+    }
+
+    /// What a proof ending at `size` in a scope's log is made of (`LogTiles`): the roots of
+    /// the full groups below `size`, and for each leaf index in `reach`, its group's chunk
+    /// roots and its chunk's leaves. A proof reads O(size / 16,384 + 3 · 128) rows, not
+    /// O(size / 128).
     pub async fn log_tiles(&self, scope: &Scope, size: u64, reach: &[u64]) -> Result<LogTiles> {
-        let full = size / auditrelay_core::integrity::CHUNK_LEAVES;
+        use auditrelay_core::integrity::{CHUNK_LEAVES, GROUP_CHUNKS, GROUP_LEAVES};
         let mut tiles = LogTiles {
-            roots: backend!(self, s => s.log_chunk_roots(scope, full).await)?,
+            groups: backend!(self, s => s.log_group_roots(scope, size / GROUP_LEAVES).await)?,
             ..LogTiles::default()
         };
-        for &number in reach {
-            if tiles.leaves.contains_key(&number) {
-                continue;
+        let full_chunks = size / CHUNK_LEAVES;
+        for &index in reach {
+            let group = index / GROUP_LEAVES;
+            let first = group * GROUP_CHUNKS;
+            if !tiles.roots.contains_key(&first) {
+                let to = (first + GROUP_CHUNKS).min(full_chunks);
+                let roots = self.log_chunk_roots(scope, first, to).await?;
+                tiles.roots.extend((first..).zip(roots));
             }
-            let chunk = self.log_chunks(scope, number, number + 1).await?;
-            if let Some(chunk) = chunk.into_iter().next() {
-                tiles.leaves.insert(number, chunk.hashes);
+            let number = index / CHUNK_LEAVES;
+            if let std::collections::hash_map::Entry::Vacant(slot) = tiles.leaves.entry(number) {
+                let chunk = self.log_chunks(scope, number, number + 1).await?;
+                if let Some(chunk) = chunk.into_iter().next() {
+                    slot.insert(chunk.hashes);
+                }
             }
         }
         Ok(tiles)

@@ -24,6 +24,15 @@ CREATE TABLE log_chunks (
 ALTER TABLE log_chunks ALTER COLUMN hashes SET STORAGE EXTERNAL;
 CREATE INDEX log_chunks_seq ON log_chunks (scope_id, last_seq);
 
+-- The roots of groups of 128 full chunks (16,384 leaves each): a proof reads a group's root
+-- instead of its 128 chunks' roots, so its cost grows with the log's size / 16,384.
+CREATE TABLE log_groups (
+    scope_id  BIGINT NOT NULL REFERENCES scopes (id),
+    number    BIGINT NOT NULL,
+    root      BYTEA NOT NULL,
+    PRIMARY KEY (scope_id, number)
+);
+
 CREATE TABLE checkpoints (
     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     scope_id       BIGINT NOT NULL REFERENCES scopes (id),

@@ -32,6 +32,15 @@ CREATE TABLE log_chunks (
 -- Finding an event's chunk from its `seq` (delivery, proofs by event id).
 CREATE INDEX log_chunks_seq ON log_chunks (scope_id, last_seq);
 
+-- The roots of groups of 128 full chunks (16,384 leaves each): a proof reads a group's root
+-- instead of its 128 chunks' roots, so its cost grows with the log's size / 16,384.
+CREATE TABLE log_groups (
+    scope_id  INTEGER NOT NULL REFERENCES scopes (id),
+    number    INTEGER NOT NULL,
+    root      BLOB NOT NULL,
+    PRIMARY KEY (scope_id, number)
+);
+
 -- Signed checkpoints, append-only: a log's size and root at `signed_at`, the signed note, and
 -- the frontier at that size (from which the next checkpoint's root is computed and checked).
 -- Past the events' retention window only the first of each hour stays, past `keep_leaves`

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use auditrelay_core::Timestamp;
-use auditrelay_core::integrity::{CHUNK_HEIGHT, CHUNK_LEAVES, Chunk};
-use auditrelay_core::merkle::{Frontier, Hash, Subtrees, node_hash, root};
+use auditrelay_core::integrity::{CHUNK_HEIGHT, CHUNK_LEAVES, Chunk, GROUP_HEIGHT, GROUP_LEAVES};
+use auditrelay_core::merkle::{Frontier, Hash, Subtrees, root, root_of_parts};
 
 use super::rows::Columns;
 use super::{Result, Scope, StoreError};
@@ -27,11 +27,13 @@ impl LogHead {
     }
 }
 
-/// A chunk to write, with the time of its newest event (leaf retention goes by it).
+/// A chunk to write, with the time of its newest event (leaf retention goes by it), and the
+/// root of its group when it is the group's last chunk.
 #[derive(Debug, Clone)]
 pub struct ChunkWrite {
     pub chunk: Chunk,
     pub last_ts: i64,
+    pub group_root: Option<Hash>,
 }
 
 /// A checkpoint as signed and kept.
@@ -54,43 +56,38 @@ impl StoredCheckpoint {
     }
 }
 
-/// The hashes a proof in a log of `size` leaves is made of: the root of every full chunk, and
-/// the leaves of the chunks a proof reaches into (the leaf's, and those at the tree sizes'
-/// edges). Enough for any inclusion or consistency proof ending at `size` that touches only
-/// those chunks (`merkle::Subtrees`).
+/// The hashes a proof in a log of `size` leaves is made of: the root of every full group below
+/// `size`, and, for the groups and chunks a proof reaches into (the leaf's, and those at the
+/// tree sizes' edges), their chunks' roots and their leaves. Enough for any inclusion or
+/// consistency proof ending at `size` that touches only those (`merkle::Subtrees`).
 #[derive(Debug, Default)]
 pub struct LogTiles {
-    /// Full chunks' roots, chunk 0 first.
-    pub roots: Vec<Hash>,
+    /// Full groups' roots, group 0 first.
+    pub groups: Vec<Hash>,
+    /// Some full chunks' roots, by chunk number.
+    pub roots: HashMap<u64, Hash>,
     /// Some chunks' leaves, by chunk number.
     pub leaves: HashMap<u64, Vec<Hash>>,
 }
 
 impl Subtrees for LogTiles {
     fn perfect(&self, start: u64, height: u32) -> Option<Hash> {
+        if height >= GROUP_HEIGHT {
+            let first = usize::try_from(start / GROUP_LEAVES).ok()?;
+            let count = 1usize << (height - GROUP_HEIGHT);
+            return Some(root_of_parts(self.groups.get(first..first + count)?));
+        }
         let number = start / CHUNK_LEAVES;
         if height >= CHUNK_HEIGHT {
-            let first = usize::try_from(number).ok()?;
-            let count = 1usize << (height - CHUNK_HEIGHT);
-            return Some(root_of_roots(self.roots.get(first..first + count)?));
+            let count = 1u64 << (height - CHUNK_HEIGHT);
+            let roots: Option<Vec<Hash>> = (number..number + count)
+                .map(|n| self.roots.get(&n).copied())
+                .collect();
+            return Some(root_of_parts(&roots?));
         }
         let leaves = self.leaves.get(&number)?;
         let from = usize::try_from(start % CHUNK_LEAVES).ok()?;
         Some(root(leaves.get(from..from + (1 << height))?))
-    }
-}
-
-/// The root of a perfect subtree given its children's roots (a power of two of them).
-fn root_of_roots(roots: &[Hash]) -> Hash {
-    match roots {
-        [one] => *one,
-        _ => {
-            let half = roots.len() / 2;
-            node_hash(
-                &root_of_roots(&roots[..half]),
-                &root_of_roots(&roots[half..]),
-            )
-        }
     }
 }
 
@@ -146,17 +143,19 @@ pub(super) fn chunks<R: Columns>(rows: &[R]) -> Result<Vec<Chunk>> {
     Ok(out)
 }
 
-/// Full chunks' roots from rows of `number, root`, which must be 0, 1, 2, … in order.
-pub(super) fn chunk_roots<R: Columns>(rows: &[R]) -> Result<Vec<Hash>> {
+/// Roots from rows of `number, root`, which must be `first`, `first + 1`, … in order: a gap is
+/// damage, not a shorter log.
+pub(super) fn numbered_roots<R: Columns>(rows: &[R], first: u64, what: &str) -> Result<Vec<Hash>> {
     let mut roots = Vec::with_capacity(rows.len());
-    for (expected, row) in rows.iter().enumerate() {
+    for (at, row) in rows.iter().enumerate() {
+        let expected = first + at as u64;
         let number = row.int("number")?;
         if number != expected as i64 {
             return Err(StoreError::Corrupt(format!(
-                "log chunk {expected} has no root, but chunk {number} has"
+                "log {what} {expected} has no root, but {what} {number} has"
             )));
         }
-        roots.push(decode_hash(&row.bytes("root")?, "a chunk root")?);
+        roots.push(decode_hash(&row.bytes("root")?, "a log root")?);
     }
     Ok(roots)
 }

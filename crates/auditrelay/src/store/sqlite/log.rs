@@ -1,7 +1,7 @@
 //! The tamper-evident log's records in SQLite (`store/log.rs`).
 
 use auditrelay_core::Timestamp;
-use auditrelay_core::integrity::Chunk;
+use auditrelay_core::integrity::{Chunk, GROUP_CHUNKS};
 use auditrelay_core::merkle::Hash;
 
 use sqlx::sqlite::SqliteConnection;
@@ -10,7 +10,8 @@ use super::events::SideWrite;
 use super::tx::PoolTx;
 use super::{SqliteStore, portal_key};
 use crate::store::log::{
-    ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunk_roots, chunks, encode_frontier, head,
+    ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunks, encode_frontier, head,
+    numbered_roots,
 };
 use crate::store::{Result, Scope};
 
@@ -56,21 +57,39 @@ impl SqliteStore {
         chunks(&rows)
     }
 
-    /// The roots of a scope's full chunks below `below`, chunk 0 first; a gap in them is
-    /// damage, not a shorter log.
-    pub async fn log_chunk_roots(&self, scope: &Scope, below: u64) -> Result<Vec<Hash>> {
+    /// The roots of a scope's full chunks `from..to`, in order; fewer when the log has
+    /// fewer, never with a gap.
+    pub async fn log_chunk_roots(&self, scope: &Scope, from: u64, to: u64) -> Result<Vec<Hash>> {
         let Some(scope_id) = self.existing_scope_id(scope).await? else {
             return Ok(Vec::new());
         };
         let rows = sqlx::query(
             "SELECT number, root FROM log_chunks
-             WHERE scope_id = ? AND number < ? AND root IS NOT NULL ORDER BY number",
+             WHERE scope_id = ?1 AND number >= ?2 AND number < ?3 AND root IS NOT NULL
+             ORDER BY number",
         )
         .bind(scope_id)
-        .bind(below as i64)
+        .bind(from as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
         .fetch_all(&self.pool)
         .await?;
-        chunk_roots(&rows)
+        numbered_roots(&rows, from, "chunk")
+    }
+
+    /// The roots of a scope's full groups below `below`, group 0 first, never with a gap.
+    pub async fn log_group_roots(&self, scope: &Scope, below: u64) -> Result<Vec<Hash>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT number, root FROM log_groups WHERE scope_id = ?1 AND number < ?2
+             ORDER BY number",
+        )
+        .bind(scope_id)
+        .bind(below.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        numbered_roots(&rows, 0, "group")
     }
 
     /// Writes `chunks` and moves the log's head to `head`, if the log still has the size
@@ -210,6 +229,17 @@ pub(super) async fn extend_log(conn: &mut SqliteConnection, step: &LogStep) -> R
         .bind(chunk.encode_hashes())
         .execute(&mut *conn)
         .await?;
+        if let Some(root) = write.group_root {
+            sqlx::query(
+                "INSERT INTO log_groups (scope_id, number, root) VALUES (?, ?, ?)
+                 ON CONFLICT (scope_id, number) DO UPDATE SET root = excluded.root",
+            )
+            .bind(scope_id)
+            .bind((chunk.number / GROUP_CHUNKS) as i64)
+            .bind(root.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        }
     }
     let head = &step.head;
     sqlx::query(
