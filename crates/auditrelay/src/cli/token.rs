@@ -42,6 +42,11 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             if args.name.trim().is_empty() {
                 bail!("--name cannot be empty");
             }
+            // The name is every audit event's `principal_name` and a column of `token list`:
+            // a newline or an escape sequence in it would forge lines in a terminal.
+            if args.name.chars().any(auditrelay_core::format::is_control) {
+                bail!("--name cannot contain control characters (newlines, tabs, escapes)");
+            }
             let store = Store::open(&config).await?;
             let (org, _) = store
                 .ensure_default_org(app::DEFAULT_ORG_NAME, clock::now())

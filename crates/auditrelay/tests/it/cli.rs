@@ -44,6 +44,14 @@ fn token_create_list_revoke() {
 
     for bad in [
         &["token", "create", "--name", "x", "--role", "superuser"][..],
+        &[
+            "token",
+            "create",
+            "--name",
+            "ops\n\x1b[2J",
+            "--role",
+            "org-admin",
+        ][..],
         &["token", "create", "--name", "x", "--role", "portal-admin"][..],
         &[
             "token",
