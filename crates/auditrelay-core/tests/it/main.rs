@@ -7,6 +7,7 @@ mod support;
 
 mod errors;
 mod golden;
+mod integrity_doc;
 mod jwks;
 mod konnect_samples;
 mod merkle;
