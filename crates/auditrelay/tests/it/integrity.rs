@@ -549,3 +549,52 @@ async fn proofs_in_a_log_of_several_groups() {
     verify_consistency(20_000, 40_000, &older.root, &newer.root, &proof).unwrap();
     store.close().await;
 }
+
+/// Two writers taking the same events into the log at once (two nodes, or retention beside
+/// the job) never fork it: one wins each step, the other stops, and the log ends with every
+/// event once, in order, its stored leaves making its root.
+#[tokio::test]
+async fn two_writers_at_once_leave_one_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = own_store(dir.path()).await;
+    let org = OrgId::new_v4();
+    let scope = Scope {
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    let signer = NoteSigner::new(installation_name(&store.identity()), &[3; 32]);
+    for round in 0..5 {
+        let events: Vec<Event> = (0..3_000)
+            .map(|i| stored_authorization(org, now(), &format!("r{round}-{i}")))
+            .collect();
+        store.append_events(events).await.unwrap();
+        let (a, b) = tokio::join!(integrity::integrate(&store), integrity::integrate(&store));
+        assert_eq!(
+            a.unwrap() + b.unwrap(),
+            3_000,
+            "round {round}: each event once"
+        );
+    }
+    assert_eq!(integrity::integrate(&store).await.unwrap(), 0);
+    let head = store
+        .log_heads()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|h| h.scope == scope)
+        .unwrap();
+    assert_eq!(head.size(), 15_000);
+    integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    for index in [0, 2_999, 3_000, 7_777, 14_999] {
+        let bundle = integrity::inclusion(&store, &scope, index, None)
+            .await
+            .unwrap();
+        bundle
+            .verify(signer.name(), signer.public_key(), None)
+            .unwrap();
+    }
+    store.close().await;
+}
