@@ -214,8 +214,9 @@ async fn checkpoint_one(
         return Ok(false);
     }
     let checkpoint = next_checkpoint(store, signer, head, previous.as_ref(), now).await?;
-    store.add_checkpoint(&head.scope, &checkpoint).await?;
-    Ok(true)
+    let after = previous.as_ref().map_or(0, |p| p.id);
+    // `false`: another node signed one meanwhile; this one is dropped unsigned-for.
+    store.add_checkpoint(&head.scope, &checkpoint, after).await
 }
 
 /// The checkpoint after `previous` for the log at `head`: its root recomputed from the

@@ -1288,8 +1288,15 @@ impl Store {
         backend!(self, s => s.extend_log(from, chunks, head).await)
     }
 
-    pub async fn add_checkpoint(&self, scope: &Scope, checkpoint: &StoredCheckpoint) -> Result<()> {
-        backend!(self, s => s.add_checkpoint(scope, checkpoint).await)
+    /// Adds a signed checkpoint unless the scope has one newer than `after` (the id of the one
+    /// it follows, 0 for none) or larger: `false` when another writer was faster.
+    pub async fn add_checkpoint(
+        &self,
+        scope: &Scope,
+        checkpoint: &StoredCheckpoint,
+        after: i64,
+    ) -> Result<bool> {
+        backend!(self, s => s.add_checkpoint(scope, checkpoint, after).await)
     }
 
     /// A scope's newest checkpoint.

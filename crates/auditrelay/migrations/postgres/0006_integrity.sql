@@ -22,7 +22,6 @@ CREATE TABLE log_chunks (
 );
 -- Hashes do not compress: stored out of line as they are, without a try at compressing them.
 ALTER TABLE log_chunks ALTER COLUMN hashes SET STORAGE EXTERNAL;
-CREATE INDEX log_chunks_seq ON log_chunks (scope_id, last_seq);
 
 -- The roots of groups of 128 full chunks (16,384 leaves each): a proof reads a group's root
 -- instead of its 128 chunks' roots, so its cost grows with the log's size / 16,384.
@@ -45,4 +44,6 @@ CREATE TABLE checkpoints (
 );
 -- Retention keeps the first checkpoint of each hour past the events' window.
 CREATE INDEX checkpoints_scope_signed ON checkpoints (scope_id, signed_at);
+-- A log's newest checkpoint.
+CREATE INDEX checkpoints_scope ON checkpoints (scope_id, id);
 CREATE INDEX checkpoints_scope_size ON checkpoints (scope_id, size, id);

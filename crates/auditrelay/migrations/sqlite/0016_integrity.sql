@@ -29,8 +29,6 @@ CREATE TABLE log_chunks (
     hashes     BLOB,
     PRIMARY KEY (scope_id, number)
 );
--- Finding an event's chunk from its `seq` (delivery, proofs by event id).
-CREATE INDEX log_chunks_seq ON log_chunks (scope_id, last_seq);
 
 -- The roots of groups of 128 full chunks (16,384 leaves each): a proof reads a group's root
 -- instead of its 128 chunks' roots, so its cost grows with the log's size / 16,384.
@@ -57,4 +55,6 @@ CREATE TABLE checkpoints (
 );
 -- Retention keeps the first checkpoint of each hour past the events' window.
 CREATE INDEX checkpoints_scope_signed ON checkpoints (scope_id, signed_at);
+-- A log's newest checkpoint.
+CREATE INDEX checkpoints_scope ON checkpoints (scope_id, id);
 CREATE INDEX checkpoints_scope_size ON checkpoints (scope_id, size, id);

@@ -41,9 +41,15 @@ pub async fn run(
     let mut next_checkpoint = Instant::now();
     let mut next_try = Instant::now();
     loop {
-        // Another node's lease is asked for once a look, not at every local commit.
-        if !lease.as_ref().is_some_and(Lease::is_held) && Instant::now() >= next_try {
+        // A lease this node has not lost (a renewal is late) is waited for, not asked for
+        // again: the store would answer that it is held, by this node. One lost, or never
+        // taken, is asked for once a look, not at every local commit.
+        let lost = lease.as_ref().is_none_or(|l| *l.stopped().borrow());
+        if lost && Instant::now() >= next_try {
             next_try = Instant::now() + leases.look_every();
+            if let Some(old) = lease.take() {
+                leases.release(&old).await;
+            }
             lease = match leases.acquire(leases::INTEGRITY).await {
                 Ok(taken) => taken,
                 Err(e) => {
@@ -100,9 +106,12 @@ async fn step(
     }
     // A log that could not take its events is still checkpointed at the size it has.
     let integrated = integrate(store).await;
+    let mut signed = Ok(0);
     if Instant::now() >= *next_checkpoint {
-        checkpoint_all(store, signer, config.checkpoint_interval, clock::now()).await?;
+        signed = checkpoint_all(store, signer, config.checkpoint_interval, clock::now()).await;
+        // Whatever the round did: a log whose checkpoint failed is tried again next interval,
+        // and the others are not signed twice as often meanwhile.
         *next_checkpoint = Instant::now() + config.checkpoint_interval;
     }
-    integrated.map(drop)
+    integrated.and(signed).map(drop)
 }

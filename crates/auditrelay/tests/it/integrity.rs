@@ -13,7 +13,7 @@ use auditrelay::store::{Scope, Store};
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle, parse_verifier_key};
 use auditrelay_core::integrity::installation_name;
 use auditrelay_core::merkle::{Hash, verify_consistency};
-use auditrelay_core::{Event, OrgId, Region};
+use auditrelay_core::{Event, OrgId, Region, Timestamp};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
@@ -588,6 +588,14 @@ async fn two_writers_at_once_leave_one_log() {
     integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), now())
         .await
         .unwrap();
+    // Two checkpoint rounds at once sign one checkpoint, not two after the same one.
+    let later = now().saturating_add_millis(61_000);
+    let minute = Duration::from_secs(60);
+    let (a, b) = tokio::join!(
+        integrity::checkpoint_all(&store, &signer, minute, later),
+        integrity::checkpoint_all(&store, &signer, minute, later)
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
     for index in [0, 2_999, 3_000, 7_777, 14_999] {
         let bundle = integrity::inclusion(&store, &scope, index, None)
             .await
@@ -596,5 +604,60 @@ async fn two_writers_at_once_leave_one_log() {
             .verify(signer.name(), signer.public_key(), None)
             .unwrap();
     }
+    store.close().await;
+}
+
+/// Past the events' window, a log's checkpoints are thinned to the first of each hour and its
+/// newest; past `keep_leaves`, to its newest.
+#[tokio::test]
+async fn old_checkpoints_are_thinned_to_one_an_hour_then_to_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let org = OrgId::new_v4();
+    let signer = NoteSigner::new(installation_name(&store.identity()), &[2; 32]);
+    store
+        .append_events(vec![stored_authorization(org, now(), "only")])
+        .await
+        .unwrap();
+    integrity::integrate(&store).await.unwrap();
+    const HOUR: i64 = 3_600_000;
+    let hour = Timestamp::from_millis((now().as_millis() / HOUR - 48) * HOUR);
+    // Minutes 1, 11 and 21 of one hour, 1 and 11 of the next.
+    let minutes = [1, 11, 21, 61, 71];
+    for minute in minutes {
+        let at = hour.saturating_add_millis(minute * 60_000);
+        let signed = integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), at)
+            .await
+            .unwrap();
+        assert_eq!(signed, 1);
+    }
+    let db = dir.path().join("auditrelay.db");
+    let signed_minutes = || async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            db.display()
+        ))
+        .await
+        .unwrap();
+        let times: Vec<i64> = sqlx::query_scalar("SELECT signed_at FROM checkpoints ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        times
+            .into_iter()
+            .map(|t| (t - hour.as_millis()) / 60_000)
+            .collect::<Vec<_>>()
+    };
+    let window_cutoff = hour.saturating_add_millis(3 * HOUR);
+    let keep_cutoff = hour.saturating_sub_millis(HOUR);
+    store.prune_log(window_cutoff, keep_cutoff).await.unwrap();
+    assert_eq!(
+        signed_minutes().await,
+        [1, 61, 71],
+        "first of each hour, and the newest"
+    );
+    store.prune_log(window_cutoff, window_cutoff).await.unwrap();
+    assert_eq!(signed_minutes().await, [71], "the newest");
     store.close().await;
 }

@@ -2,7 +2,7 @@
 //! head row's lock, so two nodes extending it at once cannot both succeed.
 
 use auditrelay_core::Timestamp;
-use auditrelay_core::integrity::{Chunk, GROUP_CHUNKS};
+use auditrelay_core::integrity::{CHUNK_LEAVES, Chunk, GROUP_CHUNKS};
 use auditrelay_core::merkle::Hash;
 
 use super::PgStore;
@@ -127,7 +127,7 @@ impl PgStore {
             if let Some(root) = write.group_root {
                 sqlx::query(
                     "INSERT INTO log_groups (scope_id, number, root) VALUES ($1, $2, $3)
-                     ON CONFLICT (scope_id, number) DO UPDATE SET root = excluded.root",
+                     ON CONFLICT (scope_id, number) DO NOTHING",
                 )
                 .bind(scope_id)
                 .bind((chunk.number / GROUP_CHUNKS) as i64)
@@ -147,11 +147,25 @@ impl PgStore {
         Ok(true)
     }
 
-    pub async fn add_checkpoint(&self, scope: &Scope, checkpoint: &StoredCheckpoint) -> Result<()> {
+    /// Adds a signed checkpoint unless the scope has one newer than `after` (an id) or larger
+    /// (another node was faster); whether it did.
+    pub async fn add_checkpoint(
+        &self,
+        scope: &Scope,
+        checkpoint: &StoredCheckpoint,
+        after: i64,
+    ) -> Result<bool> {
         let scope_id = self.scope_id(scope).await?;
-        sqlx::query(
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        // The log's head row orders two writers: the second sees the first's checkpoint.
+        sqlx::query("SELECT 1 FROM logs WHERE scope_id = $1 FOR UPDATE")
+            .bind(scope_id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(
             "INSERT INTO checkpoints (scope_id, size, root, frontier, previous_size, signed_at, note)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS
+               (SELECT 1 FROM checkpoints WHERE scope_id = $1 AND (id > $8 OR size > $2))",
         )
         .bind(scope_id)
         .bind(checkpoint.size() as i64)
@@ -160,9 +174,11 @@ impl PgStore {
         .bind(checkpoint.previous_size as i64)
         .bind(checkpoint.signed_at.as_millis())
         .bind(&checkpoint.note)
-        .execute(&self.pool)
+        .bind(after)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A scope's newest checkpoint.
@@ -215,21 +231,24 @@ impl PgStore {
         let chunks = sqlx::query(
             "UPDATE log_chunks SET seqs = NULL, hashes = NULL
              WHERE last_ts < $1 AND root IS NOT NULL AND hashes IS NOT NULL
-               AND (number + 1) * 128 <= (SELECT coalesce(max(size), 0) FROM checkpoints c
-                                          WHERE c.scope_id = log_chunks.scope_id)
+               AND (number + 1) * $2 <= (SELECT coalesce(max(size), 0) FROM checkpoints c
+                                         WHERE c.scope_id = log_chunks.scope_id)
                AND NOT EXISTS (SELECT 1 FROM checkpoints c
                                WHERE c.scope_id = log_chunks.scope_id
-                                 AND c.size > number * 128 AND c.size < (number + 1) * 128)",
+                                 AND c.size > number * $2 AND c.size < (number + 1) * $2)",
         )
         .bind(keep_cutoff.as_millis())
+        .bind(CHUNK_LEAVES as i64)
         .execute(&mut *tx)
         .await?;
+        // As on SQLite: past the window, a log's newest and the first of each hour stay.
         let checkpoints = sqlx::query(
             "DELETE FROM checkpoints WHERE signed_at < $1
-               AND id <> (SELECT max(id) FROM checkpoints c WHERE c.scope_id = checkpoints.scope_id)
-               AND (signed_at < $2 OR id <> (SELECT min(id) FROM checkpoints c
+               AND id < (SELECT max(id) FROM checkpoints c WHERE c.scope_id = checkpoints.scope_id)
+               AND (signed_at < $2 OR EXISTS (SELECT 1 FROM checkpoints c
                     WHERE c.scope_id = checkpoints.scope_id
-                      AND c.signed_at / 3600000 = checkpoints.signed_at / 3600000))",
+                      AND c.signed_at >= checkpoints.signed_at - checkpoints.signed_at % 3600000
+                      AND c.signed_at <= checkpoints.signed_at AND c.id < checkpoints.id))",
         )
         .bind(window_cutoff.as_millis())
         .bind(keep_cutoff.as_millis())

@@ -39,7 +39,7 @@ pub struct SideJob {
 pub enum SideWrite {
     Position(Position),
     Log(LogStep),
-    Checkpoint(Scope, StoredCheckpoint),
+    Checkpoint(Scope, StoredCheckpoint, i64),
 }
 
 /// The writer task's two queues; each caller holds a clone, so the writer drains in-flight
@@ -521,9 +521,9 @@ impl WriterConn {
                 self.transaction(async |conn| super::log::extend_log(conn, step).await)
                     .await
             }
-            SideWrite::Checkpoint(scope, checkpoint) => {
+            SideWrite::Checkpoint(scope, checkpoint, after) => {
                 self.transaction(async |conn| {
-                    super::log::add_checkpoint(conn, scope, checkpoint).await
+                    super::log::add_checkpoint(conn, scope, checkpoint, *after).await
                 })
                 .await
             }

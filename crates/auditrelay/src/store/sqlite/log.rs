@@ -1,7 +1,7 @@
 //! The tamper-evident log's records in SQLite (`store/log.rs`).
 
 use auditrelay_core::Timestamp;
-use auditrelay_core::integrity::{Chunk, GROUP_CHUNKS};
+use auditrelay_core::integrity::{CHUNK_LEAVES, Chunk, GROUP_CHUNKS};
 use auditrelay_core::merkle::Hash;
 
 use sqlx::sqlite::SqliteConnection;
@@ -110,10 +110,16 @@ impl SqliteStore {
         self.side_write(SideWrite::Log(step)).await
     }
 
-    /// Adds a signed checkpoint, on the writer's connection (as [`Self::extend_log`]).
-    pub async fn add_checkpoint(&self, scope: &Scope, checkpoint: &StoredCheckpoint) -> Result<()> {
-        let write = SideWrite::Checkpoint(scope.clone(), checkpoint.clone());
-        self.side_write(write).await.map(drop)
+    /// Adds a signed checkpoint unless the scope has one newer than `after` (an id) or larger,
+    /// on the writer's connection (as [`Self::extend_log`]); whether it did.
+    pub async fn add_checkpoint(
+        &self,
+        scope: &Scope,
+        checkpoint: &StoredCheckpoint,
+        after: i64,
+    ) -> Result<bool> {
+        let write = SideWrite::Checkpoint(scope.clone(), checkpoint.clone(), after);
+        self.side_write(write).await
     }
 
     /// A scope's newest checkpoint.
@@ -166,21 +172,26 @@ impl SqliteStore {
         let chunks = sqlx::query(
             "UPDATE log_chunks SET seqs = NULL, hashes = NULL
              WHERE last_ts < ?1 AND root IS NOT NULL AND hashes IS NOT NULL
-               AND (number + 1) * 128 <= (SELECT coalesce(max(size), 0) FROM checkpoints c
-                                          WHERE c.scope_id = log_chunks.scope_id)
+               AND (number + 1) * ?2 <= (SELECT coalesce(max(size), 0) FROM checkpoints c
+                                         WHERE c.scope_id = log_chunks.scope_id)
                AND NOT EXISTS (SELECT 1 FROM checkpoints c
                                WHERE c.scope_id = log_chunks.scope_id
-                                 AND c.size > number * 128 AND c.size < (number + 1) * 128)",
+                                 AND c.size > number * ?2 AND c.size < (number + 1) * ?2)",
         )
         .bind(keep_cutoff.as_millis())
+        .bind(CHUNK_LEAVES as i64)
         .execute(&mut *tx)
         .await?;
+        // Past the window, a checkpoint stays if it is its log's newest or the first of its
+        // hour: no other checkpoint of the log before it in the same hour. Both are ranges
+        // the scope's indexes answer, not a computation on every row.
         let checkpoints = sqlx::query(
             "DELETE FROM checkpoints WHERE signed_at < ?1
-               AND id <> (SELECT max(id) FROM checkpoints c WHERE c.scope_id = checkpoints.scope_id)
-               AND (signed_at < ?2 OR id <> (SELECT min(id) FROM checkpoints c
+               AND id < (SELECT max(id) FROM checkpoints c WHERE c.scope_id = checkpoints.scope_id)
+               AND (signed_at < ?2 OR EXISTS (SELECT 1 FROM checkpoints c
                     WHERE c.scope_id = checkpoints.scope_id
-                      AND c.signed_at / 3600000 = checkpoints.signed_at / 3600000))",
+                      AND c.signed_at >= checkpoints.signed_at - checkpoints.signed_at % 3600000
+                      AND c.signed_at <= checkpoints.signed_at AND c.id < checkpoints.id))",
         )
         .bind(window_cutoff.as_millis())
         .bind(keep_cutoff.as_millis())
@@ -232,7 +243,7 @@ pub(super) async fn extend_log(conn: &mut SqliteConnection, step: &LogStep) -> R
         if let Some(root) = write.group_root {
             sqlx::query(
                 "INSERT INTO log_groups (scope_id, number, root) VALUES (?, ?, ?)
-                 ON CONFLICT (scope_id, number) DO UPDATE SET root = excluded.root",
+                 ON CONFLICT (scope_id, number) DO NOTHING",
             )
             .bind(scope_id)
             .bind((chunk.number / GROUP_CHUNKS) as i64)
@@ -256,16 +267,19 @@ pub(super) async fn extend_log(conn: &mut SqliteConnection, step: &LogStep) -> R
     Ok(true)
 }
 
-/// Adds a checkpoint inside the writer's transaction.
+/// Adds a checkpoint inside the writer's transaction, unless one newer than `after` or larger
+/// is there already (another writer was faster); whether it did.
 pub(super) async fn add_checkpoint(
     conn: &mut SqliteConnection,
     scope: &Scope,
     checkpoint: &StoredCheckpoint,
+    after: i64,
 ) -> Result<bool> {
     let scope_id = super::events::scope_id(conn, scope).await?;
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO checkpoints (scope_id, size, root, frontier, previous_size, signed_at, note)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS
+           (SELECT 1 FROM checkpoints WHERE scope_id = ?1 AND (id > ?8 OR size > ?2))",
     )
     .bind(scope_id)
     .bind(checkpoint.size() as i64)
@@ -274,7 +288,8 @@ pub(super) async fn add_checkpoint(
     .bind(checkpoint.previous_size as i64)
     .bind(checkpoint.signed_at.as_millis())
     .bind(&checkpoint.note)
+    .bind(after)
     .execute(&mut *conn)
     .await?;
-    Ok(true)
+    Ok(done.rows_affected() == 1)
 }
