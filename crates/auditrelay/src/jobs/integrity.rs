@@ -72,8 +72,8 @@ pub async fn run(
                 _ => {}
             }
         }
-        // A checkpoint due but not signed (the store refused, or the round failed) is tried
-        // again a look later, not at once.
+        // A checkpoint round due but not run (the store refuses writes, or another node holds
+        // the lease) is looked at again a look later, not at once.
         let wait = match next_checkpoint.saturating_duration_since(Instant::now()) {
             Duration::ZERO => LOOK_EVERY,
             until => until.min(LOOK_EVERY),
