@@ -167,16 +167,20 @@ pub fn key_in(data_dir: &Path, file: &str) -> Result<[u8; 32], SecretError> {
     let mut suffix = [0u8; 8];
     getrandom::fill(&mut suffix).expect("the operating system's random source failed");
     let temp = data_dir.join(format!(".{file}.{}", u64::from_le_bytes(suffix)));
-    let mut written = OpenOptions::new()
+    let written = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&temp)
-        .map_err(io("create", &temp))?;
-    written.write_all(&key).map_err(io("write", &temp))?;
-    written.sync_all().map_err(io("sync", &temp))?;
-    let linked = fs::hard_link(&temp, &path);
+        .map_err(io("create", &temp))
+        .and_then(|mut file| {
+            file.write_all(&key).map_err(io("write", &temp))?;
+            file.sync_all().map_err(io("sync", &temp))
+        });
+    // The temporary name goes whatever happened: it must not keep a key nobody uses.
+    let linked = written.map(|()| fs::hard_link(&temp, &path));
     let _ = fs::remove_file(&temp);
+    let linked = linked?;
     match linked {
         Ok(()) => {
             // The new name itself must survive a crash.
@@ -195,6 +199,28 @@ pub fn key_in(data_dir: &Path, file: &str) -> Result<[u8; 32], SecretError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key file is made once, 0600, 32 bytes, with no temporary name left behind; the next
+    /// call reads the same key; a file that is not a key is an error, not replaced.
+    #[test]
+    fn a_key_file_is_made_once_and_whole() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let first = key_in(dir.path(), "checkpoint.key").unwrap();
+        assert_eq!(key_in(dir.path(), "checkpoint.key").unwrap(), first);
+        let meta = fs::metadata(dir.path().join("checkpoint.key")).unwrap();
+        assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (32, 0o600));
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["checkpoint.key"]);
+        fs::write(dir.path().join("short.key"), b"not a key").unwrap();
+        assert!(matches!(
+            key_in(dir.path(), "short.key"),
+            Err(SecretError::BadKey(_))
+        ));
+    }
 
     #[test]
     fn headers_are_sealed_apart_from_the_authorization() {

@@ -58,7 +58,9 @@ pub async fn run(
                 }
             };
         }
-        if lease.as_ref().is_some_and(Lease::is_held) {
+        // While the store refuses writes (a full disk), the log waits: its writes would compete
+        // with delivery's for what little room is left, and it catches up once there is room.
+        if lease.as_ref().is_some_and(Lease::is_held) && store.refusing().is_none() {
             let result = step(&store, &signer, &config, &mut next_checkpoint).await;
             match (result, failing) {
                 (Err(e), false) => {
@@ -99,11 +101,6 @@ async fn step(
     config: &IntegrityConfig,
     next_checkpoint: &mut Instant,
 ) -> Result<(), crate::store::StoreError> {
-    // While the store refuses writes (a full disk), the log waits: its writes would compete
-    // with delivery's for what little room is left, and it catches up once there is room.
-    if store.refusing().is_some() {
-        return Ok(());
-    }
     // A log that could not take its events is still checkpointed at the size it has.
     let integrated = integrate(store).await;
     let mut signed = Ok(0);

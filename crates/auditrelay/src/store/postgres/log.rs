@@ -101,7 +101,7 @@ impl PgStore {
             .fetch_one(&mut *tx)
             .await?;
         if size as u64 != from {
-            // Dropped: the connection closes, which rolls the transaction back.
+            tx.rollback().await;
             return Ok(false);
         }
         for write in chunks {

@@ -41,6 +41,14 @@ impl PoolTx {
         self.open = false;
         Ok(())
     }
+
+    /// Undoes the transaction, for a write that found nothing to do (a lost race) and returns
+    /// early; the connection goes back to the pool. If even that fails, it is closed on drop.
+    pub async fn rollback(mut self) {
+        if self.conn.execute("ROLLBACK").await.is_ok() {
+            self.open = false;
+        }
+    }
 }
 
 impl Deref for PoolTx {
