@@ -340,10 +340,10 @@ pub async fn inclusion(
         .log_tiles(scope, checkpoint.size(), &[index, checkpoint.size() - 1])
         .await?;
     let path = inclusion_proof_in(&tiles, index, checkpoint.size()).ok_or(ProofRefused::NoLeaf)?;
-    let chunk = store.log_chunks(scope, number, number + 1).await?.pop();
     let at = (index % CHUNK_LEAVES) as usize;
-    let (seq, hash) = chunk
-        .as_ref()
+    let (seq, hash) = tiles
+        .chunks
+        .get(&number)
         .and_then(|c| Some((*c.seqs.get(at)?, c.hashes[at])))
         .ok_or(ProofRefused::NoLeaf)?;
     let leaf = match store.events_by_seq(scope, &[seq]).await?.pop() {

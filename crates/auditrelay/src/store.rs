@@ -1260,17 +1260,17 @@ impl Store {
         let full_chunks = size / CHUNK_LEAVES;
         for &index in reach {
             let group = index / GROUP_LEAVES;
-            let first = group * GROUP_CHUNKS;
-            if !tiles.roots.contains_key(&first) {
+            if tiles.groups_reached.insert(group) {
+                let first = group * GROUP_CHUNKS;
                 let to = (first + GROUP_CHUNKS).min(full_chunks);
                 let roots = self.log_chunk_roots(scope, first, to).await?;
                 tiles.roots.extend((first..).zip(roots));
             }
             let number = index / CHUNK_LEAVES;
-            if let std::collections::hash_map::Entry::Vacant(slot) = tiles.leaves.entry(number) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = tiles.chunks.entry(number) {
                 let chunk = self.log_chunks(scope, number, number + 1).await?;
                 if let Some(chunk) = chunk.into_iter().next() {
-                    slot.insert(chunk.hashes);
+                    slot.insert(chunk);
                 }
             }
         }

@@ -313,25 +313,20 @@ async fn consistency(
 }
 
 fn view(checkpoint: &StoredCheckpoint) -> Result<CheckpointView, ApiError> {
-    let origin = checkpoint
+    let text = checkpoint
         .note
-        .split_once('\n')
-        .map(|(origin, _)| origin.to_owned())
-        .filter(|_| Checkpoint::parse(note_text(&checkpoint.note)).is_ok())
-        .ok_or_else(|| ApiError::internal("a stored checkpoint note does not parse"))?;
+        .split_once("\n\n")
+        .map_or("", |(text, _)| text);
+    let signed = Checkpoint::parse(&format!("{text}\n"))
+        .map_err(|_| ApiError::internal("a stored checkpoint note does not parse"))?;
     Ok(CheckpointView {
-        origin,
+        origin: signed.origin,
         size: checkpoint.size(),
         root: STANDARD.encode(checkpoint.root),
         signed_at: checkpoint.signed_at.to_rfc3339_millis(),
         previous_size: checkpoint.previous_size,
         note: checkpoint.note.clone(),
     })
-}
-
-/// A note's text: what comes before the empty line that opens its signatures.
-fn note_text(note: &str) -> &str {
-    note.find("\n\n").map_or(note, |at| &note[..=at])
 }
 
 fn refused(e: ProofRefused) -> ApiError {

@@ -3,7 +3,7 @@
 //! goes into them is decided in `integrity.rs`; the store keeps them and guards one rule: a
 //! log only grows from the size its writer read (two writers cannot both extend it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use auditrelay_core::Timestamp;
 use auditrelay_core::integrity::{CHUNK_HEIGHT, CHUNK_LEAVES, Chunk, GROUP_HEIGHT, GROUP_LEAVES};
@@ -66,8 +66,10 @@ pub struct LogTiles {
     pub groups: Vec<Hash>,
     /// Some full chunks' roots, by chunk number.
     pub roots: HashMap<u64, Hash>,
-    /// Some chunks' leaves, by chunk number.
-    pub leaves: HashMap<u64, Vec<Hash>>,
+    /// Some chunks, with their leaves and their events' `seq`s, by chunk number.
+    pub chunks: HashMap<u64, Chunk>,
+    /// The groups whose chunks' roots are loaded (a group may have none full yet).
+    pub groups_reached: HashSet<u64>,
 }
 
 impl Subtrees for LogTiles {
@@ -85,7 +87,7 @@ impl Subtrees for LogTiles {
                 .collect();
             return Some(root_of_parts(&roots?));
         }
-        let leaves = self.leaves.get(&number)?;
+        let leaves = &self.chunks.get(&number)?.hashes;
         let from = usize::try_from(start % CHUNK_LEAVES).ok()?;
         Some(root(leaves.get(from..from + (1 << height))?))
     }

@@ -295,6 +295,15 @@ async fn a_quiet_log_is_checkpointed_every_interval_and_a_portal_has_its_own() {
     app.stop().await;
 }
 
+/// The org's log of region `us`.
+fn us(org: OrgId) -> Scope {
+    Scope {
+        org_id: org,
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    }
+}
+
 /// A store of its own, apart from any server's (whose jobs would race the test's steps): in
 /// the data directory, or on a PostgreSQL database of its own when the suite runs there.
 async fn own_store(dir: &std::path::Path) -> (Config, Store) {
@@ -317,11 +326,7 @@ async fn proofs_outlive_the_events_and_their_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let (config, store) = own_store(dir.path()).await;
     let org = OrgId::new_v4();
-    let scope = Scope {
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
+    let scope = us(org);
     const DAY_MS: i64 = 86_400_000;
     let old = |from: i64, to: i64| -> Vec<Event> {
         (from..to)
@@ -443,11 +448,7 @@ async fn no_checkpoint_is_signed_over_a_changed_leaf() {
     let config = Config::for_data_dir(dir.path()).unwrap();
     let store = Store::open(&config).await.unwrap();
     let org = OrgId::new_v4();
-    let scope = Scope {
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
+    let scope = us(org);
     let signer = NoteSigner::new(installation_name(&store.identity()), &[5; 32]);
     let events: Vec<Event> = (0..20)
         .map(|i| stored_authorization(org, now(), &format!("e{i}")))
@@ -501,11 +502,7 @@ async fn proofs_in_a_log_of_several_groups() {
     let dir = tempfile::tempdir().unwrap();
     let (_, store) = own_store(dir.path()).await;
     let org = OrgId::new_v4();
-    let scope = Scope {
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
+    let scope = us(org);
     let signer = NoteSigner::new(installation_name(&store.identity()), &[6; 32]);
     let minute = Duration::from_secs(60);
     let append = |n: usize| {
@@ -558,11 +555,7 @@ async fn two_writers_at_once_leave_one_log() {
     let dir = tempfile::tempdir().unwrap();
     let (_, store) = own_store(dir.path()).await;
     let org = OrgId::new_v4();
-    let scope = Scope {
-        org_id: org,
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
+    let scope = us(org);
     let signer = NoteSigner::new(installation_name(&store.identity()), &[3; 32]);
     for round in 0..5 {
         let events: Vec<Event> = (0..3_000)
