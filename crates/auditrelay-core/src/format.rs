@@ -9,6 +9,7 @@
 //! Every function appends to the buffer and writes no newline, so a batch is built by calling
 //! them in a loop with `b'\n'` pushed in between.
 
+pub mod carried;
 mod cef;
 mod error;
 mod json;
@@ -20,6 +21,7 @@ pub mod record;
 use std::fmt;
 
 use crate::event::Event;
+use crate::integrity::{CheckpointEvent, LogPlace};
 use crate::signing::{SigningKey, push_signature_b64};
 use record::View;
 use uuid::Uuid;
@@ -162,7 +164,7 @@ pub(crate) const CPS_PREFIX: &[u8] = b"{\"event\":";
 /// Appends the unsigned line of `event`.
 pub fn render_event(format: Format, event: &Event, cfg: &FormatConfig, out: &mut Vec<u8>) {
     match format {
-        Format::Ocsf => ocsf::render(event, None, cfg, out),
+        Format::Ocsf => ocsf::render(event, None, None, cfg, out),
         _ => write(format, &View::from_event(event, cfg), &cfg.host, None, out),
     }
 }
@@ -175,28 +177,69 @@ pub fn sign_event(
     key: &SigningKey,
     out: &mut Vec<u8>,
 ) {
-    sign_event_with_id(format, event, None, cfg, key, out);
+    sign_event_with_id(format, event, None, None, cfg, key, out);
 }
 
 /// Appends the signed line of `event`, naming it by its stable id (DECISIONS.md D13) where the
-/// format has a place for one: OCSF's `metadata.uid`. Konnect's formats do not change.
+/// format has a place for one: OCSF's `metadata.uid`. Konnect's formats do not change. With
+/// `place` (a destination with `integrity`, DECISIONS.md S27) the line also carries the event's
+/// log, index and leaf hash inside what it signs.
 pub fn sign_event_with_id(
     format: Format,
     event: &Event,
     id: Option<Uuid>,
+    place: Option<&LogPlace>,
+    cfg: &FormatConfig,
+    key: &SigningKey,
+    out: &mut Vec<u8>,
+) {
+    let mut leaf = [0u8; LEAF_B64];
+    let place = place.map(|p| (p, leaf_hash_b64(&p.leaf_hash, &mut leaf)));
+    match format {
+        Format::Ocsf => ocsf::sign(event, id, place, cfg, key, out),
+        _ => {
+            let view = View::from_event(event, cfg);
+            let view = match place {
+                Some((p, leaf)) => view.with_place(&p.log, p.index, leaf),
+                None => view,
+            };
+            write(format, &view, &cfg.host, Some(key), out)
+        }
+    }
+}
+
+/// The length of a 32-byte hash in standard base64.
+const LEAF_B64: usize = 44;
+
+/// `hash` in standard base64, written into `buf`.
+fn leaf_hash_b64<'b>(hash: &[u8; 32], buf: &'b mut [u8; LEAF_B64]) -> &'b str {
+    use base64::Engine as _;
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(hash, buf)
+        .expect("32 bytes fit 44 in base64");
+    std::str::from_utf8(&buf[..n]).expect("base64 is ASCII")
+}
+
+/// Appends the signed line of a checkpoint event (DECISIONS.md S27) in `format`.
+pub fn sign_checkpoint(
+    format: Format,
+    checkpoint: &CheckpointEvent,
     cfg: &FormatConfig,
     key: &SigningKey,
     out: &mut Vec<u8>,
 ) {
     match format {
-        Format::Ocsf => ocsf::sign(event, id, cfg, key, out),
-        _ => write(
-            format,
-            &View::from_event(event, cfg),
-            &cfg.host,
-            Some(key),
-            out,
-        ),
+        Format::Ocsf => ocsf::sign_checkpoint(checkpoint, cfg, key, out),
+        _ => {
+            let record = record::checkpoint_record(checkpoint, cfg);
+            write(
+                format,
+                &View::from_record(&record),
+                &cfg.host,
+                Some(key),
+                out,
+            )
+        }
     }
 }
 

@@ -206,3 +206,64 @@ impl Chunk {
         Some((self.first_index() + at as u64, self.hashes[at]))
     }
 }
+
+/// An event's place in its log, as the lines of a destination with `integrity` carry it
+/// inside their signed content (DECISIONS.md S27): the log's origin, the event's index there
+/// and its leaf hash. With the checkpoint events of the same stream, a verifier holding only
+/// the lines proves that none between two checkpoints is missing (`completeness`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPlace {
+    pub log: std::sync::Arc<str>,
+    pub index: u64,
+    pub leaf_hash: Hash,
+}
+
+/// A checkpoint as it travels in a stream (DECISIONS.md S27): the signed note, and what a
+/// verifier needs to recompute its root from the checkpoint before it and the leaves in
+/// between — that checkpoint's size and the frontier of the tree at that size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointEvent {
+    /// The log's origin (the note's first line).
+    pub log: String,
+    /// Whether the log is a portal's: its lines name the Dev Portal product. (Reading a line
+    /// back does not say: a verifier has no use for it, and gets `false`.)
+    pub portal: bool,
+    pub signed_at: crate::Timestamp,
+    /// The signed note (a `tlog-checkpoint` in `signed-note` form), newline-terminated.
+    pub note: String,
+    pub previous_size: u64,
+    /// The roots of the perfect subtrees of the tree of `previous_size` leaves, largest first.
+    pub previous_frontier: Vec<Hash>,
+    /// The installation's checkpoint interval, in seconds: a gap between two checkpoints
+    /// longer than about twice this is missing checkpoints.
+    pub interval_secs: u64,
+}
+
+impl CheckpointEvent {
+    /// `previous_frontier` as the lines carry it: standard base64, comma-separated.
+    pub fn frontier_text(&self) -> String {
+        use base64::Engine as _;
+        let encoded: Vec<String> = self
+            .previous_frontier
+            .iter()
+            .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+            .collect();
+        encoded.join(",")
+    }
+
+    /// Reads `previous_frontier` back from [`frontier_text`](Self::frontier_text)'s form.
+    pub fn parse_frontier(text: &str) -> Option<Vec<Hash>> {
+        use base64::Engine as _;
+        if text.is_empty() {
+            return Some(Vec::new());
+        }
+        text.split(',')
+            .map(|part| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(part)
+                    .ok()
+                    .and_then(|bytes| Hash::try_from(bytes).ok())
+            })
+            .collect()
+    }
+}

@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod completeness;
 pub mod endpoint;
 pub mod event;
 pub mod format;

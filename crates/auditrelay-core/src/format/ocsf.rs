@@ -23,6 +23,7 @@ use super::json::{escape_into, write_str};
 use super::pull::{parse_object, write_canonical_object};
 use super::record::{FormatConfig, push_int};
 use crate::event::{AuthenticationOutcome, AuthenticationType, Event, EventDetail};
+use crate::integrity::{CheckpointEvent, LogPlace};
 use crate::signing::{Kid, PublicKey, SigningKey, decode_signature_b64, find_signer};
 
 /// The schema version every line states in `metadata.version`.
@@ -138,8 +139,17 @@ fn auth_protocol(kind: AuthenticationType) -> (i64, &'static str) {
 }
 
 /// Appends the object of `event` without `sig`. `id` is the event's stable id
-/// (DECISIONS.md D13), written as `metadata.uid` when known.
-pub(crate) fn render(event: &Event, id: Option<Uuid>, cfg: &FormatConfig, out: &mut Vec<u8>) {
+/// (DECISIONS.md D13), written as `metadata.uid` when known. `place` is the event's place in
+/// its log and its leaf hash in base64, for a destination with `integrity` (DECISIONS.md S27):
+/// `metadata.log_name` and `metadata.sequence` are its log and index, `unmapped.leaf_hash` its
+/// leaf hash.
+pub(crate) fn render(
+    event: &Event,
+    id: Option<Uuid>,
+    place: Option<(&LogPlace, &str)>,
+    cfg: &FormatConfig,
+    out: &mut Vec<u8>,
+) {
     let (class, activity_id, activity_name) = classify(event);
     let (severity_id, severity_name) = severity(event.severity());
     let success = match &event.detail {
@@ -194,6 +204,9 @@ pub(crate) fn render(event: &Event, id: Option<Uuid>, cfg: &FormatConfig, out: &
         if let Some(trace) = known(&event.trace_id) {
             m.str("correlation_uid", trace);
         }
+        if let Some((place, _)) = place {
+            m.str("log_name", &place.log);
+        }
         m.obj("product", |p| {
             p.str("name", product);
             p.str("vendor_name", &cfg.vendor);
@@ -201,6 +214,9 @@ pub(crate) fn render(event: &Event, id: Option<Uuid>, cfg: &FormatConfig, out: &
         });
         if trace.is_some() {
             m.strs("profiles", &["trace"]);
+        }
+        if let Some((place, _)) = place {
+            m.int("sequence", i64::try_from(place.index).unwrap_or(i64::MAX));
         }
         m.uuid("tenant_uid", *event.org_id.as_uuid());
         if let Some(id) = id {
@@ -271,7 +287,12 @@ pub(crate) fn render(event: &Event, id: Option<Uuid>, cfg: &FormatConfig, out: &
         } => Some(authentication_type.as_str()),
         _ => None,
     };
-    if impersonator.is_some() || kong_initiated.is_some() || credential.is_some() {
+    let leaf_hash = place.map(|(_, leaf)| leaf);
+    if impersonator.is_some()
+        || kong_initiated.is_some()
+        || credential.is_some()
+        || leaf_hash.is_some()
+    {
         o.obj("unmapped", |u| {
             if let Some(actor) = impersonator {
                 u.str("actor_id", actor);
@@ -281,6 +302,9 @@ pub(crate) fn render(event: &Event, id: Option<Uuid>, cfg: &FormatConfig, out: &
             }
             if let Some(k) = kong_initiated {
                 u.bool("kong_initiated", k);
+            }
+            if let Some(leaf_hash) = leaf_hash {
+                u.str("leaf_hash", leaf_hash);
             }
         });
     }
@@ -475,12 +499,83 @@ pub fn verify(line: &[u8], keys: &[PublicKey]) -> Result<Kid, VerifyError> {
 pub(crate) fn sign(
     event: &Event,
     id: Option<Uuid>,
+    place: Option<(&LogPlace, &str)>,
     cfg: &FormatConfig,
     key: &SigningKey,
     out: &mut Vec<u8>,
 ) {
     let start = out.len();
-    render(event, id, cfg, out);
+    render(event, id, place, cfg, out);
+    append_signature(start, key, out);
+}
+
+/// Appends the object of a checkpoint event (DECISIONS.md S27) without `sig`: a Base Event
+/// [0] of activity Other, its log in `metadata.log_name`, and in `unmapped` the signed note
+/// (`checkpoint`), the interval, and the previous size and frontier.
+pub(crate) fn render_checkpoint(
+    checkpoint: &CheckpointEvent,
+    cfg: &FormatConfig,
+    out: &mut Vec<u8>,
+) {
+    let product = if checkpoint.portal {
+        &cfg.portal_product
+    } else {
+        &cfg.org_product
+    };
+    let mut o = Obj::open(out);
+    o.int("activity_id", 99);
+    o.str("activity_name", "Other");
+    o.str("category_name", "Uncategorized");
+    o.int("category_uid", 0);
+    o.str("class_name", "Base Event");
+    o.int("class_uid", 0);
+    o.text("message", |put| {
+        put("Checkpoint of the tamper-evident log ");
+        put(&checkpoint.log);
+    });
+    o.obj("metadata", |m| {
+        m.str("log_name", &checkpoint.log);
+        m.obj("product", |p| {
+            p.str("name", product);
+            p.str("vendor_name", &cfg.vendor);
+            p.str("version", &cfg.version);
+        });
+        m.str("version", OCSF_VERSION);
+    });
+    o.str("severity", "Informational");
+    o.int("severity_id", 1);
+    o.int("time", checkpoint.signed_at.as_millis());
+    o.str("type_name", "Base Event: Other");
+    o.int("type_uid", 99);
+    o.obj("unmapped", |u| {
+        u.str("checkpoint", &checkpoint.note);
+        u.int(
+            "checkpoint_interval",
+            i64::try_from(checkpoint.interval_secs).unwrap_or(i64::MAX),
+        );
+        u.str("previous_frontier", &checkpoint.frontier_text());
+        u.int(
+            "previous_size",
+            i64::try_from(checkpoint.previous_size).unwrap_or(i64::MAX),
+        );
+    });
+    o.close();
+}
+
+/// Appends the signed line of a checkpoint event.
+pub(crate) fn sign_checkpoint(
+    checkpoint: &CheckpointEvent,
+    cfg: &FormatConfig,
+    key: &SigningKey,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    render_checkpoint(checkpoint, cfg, out);
+    append_signature(start, key, out);
+}
+
+/// Signs the object written from `start` and appends `sig` as its last member.
+fn append_signature(start: usize, key: &SigningKey, out: &mut Vec<u8>) {
     let signature = key.sign(&out[start..]);
     out.pop();
     out.extend_from_slice(b",\"sig\":\"");
@@ -654,6 +749,7 @@ mod tests {
         render(
             event,
             Some(Uuid::from_u128(42)),
+            None,
             &FormatConfig::default(),
             &mut out,
         );
@@ -737,6 +833,7 @@ mod tests {
         sign(
             event,
             Some(Uuid::from_u128(42)),
+            None,
             &FormatConfig::default(),
             key,
             out,

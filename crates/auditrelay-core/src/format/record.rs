@@ -86,7 +86,7 @@ pub(crate) enum Kind {
 
 pub(crate) fn kind_of(key: &str) -> Kind {
     match key {
-        "rt" | "status" => Kind::Int,
+        "rt" | "status" | "log_index" | "previous_size" | "checkpoint_interval" => Kind::Int,
         "success" | "granted" => Kind::Bool,
         _ => Kind::Str,
     }
@@ -105,6 +105,10 @@ pub(crate) const AUTHENTICATION_ORDER: &[&str] = &[
     "trace_id",
     "user_agent",
     "principal_name",
+    // A destination with `integrity` adds the event's place in its log (DECISIONS.md S27).
+    "log",
+    "log_index",
+    "leaf_hash",
 ];
 pub(crate) const AUTHORIZATION_ORDER: &[&str] = &[
     "rt",
@@ -118,6 +122,10 @@ pub(crate) const AUTHORIZATION_ORDER: &[&str] = &[
     "trace_id",
     "user_agent",
     "principal_name",
+    // A destination with `integrity` adds the event's place in its log (DECISIONS.md S27).
+    "log",
+    "log_index",
+    "leaf_hash",
 ];
 pub(crate) const ACCESS_ORDER: &[&str] = &[
     "rt",
@@ -133,6 +141,10 @@ pub(crate) const ACCESS_ORDER: &[&str] = &[
     "query",
     "kong_initiated",
     "principal_name",
+    // A destination with `integrity` adds the event's place in its log (DECISIONS.md S27).
+    "log",
+    "log_index",
+    "leaf_hash",
 ];
 
 const AUTHENTICATION_CLASS_PREFIX: &str = "AUTHENTICATION_TYPE_";
@@ -140,6 +152,18 @@ const AUTHENTICATION_NAME_PREFIX: &str = "AUTHENTICATION_OUTCOME_";
 const AUTHORIZATION_NAME_PREFIX: &str = "Authz.";
 const ACCESS_CLASS: &str = "KongGateway";
 const ACCESS_NAME: &str = "Ingress";
+
+/// The class id and name of a checkpoint event (DECISIONS.md S27), and its keys in CEF order.
+pub(crate) const CHECKPOINT_CLASS: &str = "LogCheckpoint";
+pub(crate) const CHECKPOINT_NAME: &str = "Log checkpoint";
+pub(crate) const CHECKPOINT_ORDER: &[&str] = &[
+    "rt",
+    "log",
+    "previous_size",
+    "previous_frontier",
+    "checkpoint_interval",
+    "checkpoint",
+];
 
 /// The key order for a record with this CEF name; `None` for a name we do not produce.
 /// The name, not the class id, identifies the type (DECISIONS.md K9.2).
@@ -150,6 +174,8 @@ pub(crate) fn order_for_name(name: &str) -> Option<&'static [&'static str]> {
         Some(AUTHORIZATION_ORDER)
     } else if name == ACCESS_NAME {
         Some(ACCESS_ORDER)
+    } else if name == CHECKPOINT_NAME {
+        Some(CHECKPOINT_ORDER)
     } else {
         None
     }
@@ -166,6 +192,50 @@ impl Record {
             .iter()
             .find(|e| e.key == key)
             .map(|e| &e.value)
+    }
+}
+
+/// The record of a checkpoint event (DECISIONS.md S27): the header of an event of its log's
+/// product, then `rt` (when it was signed), `log`, `previous_size`, `previous_frontier`,
+/// `checkpoint_interval` (seconds) and `checkpoint` (the signed note).
+pub(crate) fn checkpoint_record(
+    checkpoint: &crate::integrity::CheckpointEvent,
+    cfg: &FormatConfig,
+) -> Record {
+    let product = if checkpoint.portal {
+        &cfg.portal_product
+    } else {
+        &cfg.org_product
+    };
+    let text = |key: &str, value: String| Extension {
+        key: key.to_owned(),
+        value: Value::Str(value),
+    };
+    let int = |key: &str, value: u64| Extension {
+        key: key.to_owned(),
+        value: Value::Int(i64::try_from(value).unwrap_or(i64::MAX)),
+    };
+    Record {
+        header: Header {
+            event_ts: checkpoint.signed_at.to_rfc3339_seconds(),
+            vendor: cfg.vendor.clone(),
+            product: product.clone(),
+            version: cfg.version.clone(),
+            event_class_id: CHECKPOINT_CLASS.to_owned(),
+            name: CHECKPOINT_NAME.to_owned(),
+            severity: 1,
+        },
+        extensions: vec![
+            Extension {
+                key: "rt".into(),
+                value: Value::Int(checkpoint.signed_at.as_millis()),
+            },
+            text("log", checkpoint.log.clone()),
+            int("previous_size", checkpoint.previous_size),
+            text("previous_frontier", checkpoint.frontier_text()),
+            int("checkpoint_interval", checkpoint.interval_secs),
+            text("checkpoint", checkpoint.note.clone()),
+        ],
     }
 }
 
@@ -193,8 +263,9 @@ pub(crate) enum ValueRef<'a> {
     Uuid(Uuid),
 }
 
-/// Longest extension list an event produces (an access event with every option set).
-const MAX_EVENT_EXTENSIONS: usize = 13;
+/// Longest extension list an event produces (an access event with every option set, and its
+/// place in its log).
+const MAX_EVENT_EXTENSIONS: usize = 16;
 
 #[derive(Debug, Clone)]
 #[expect(
@@ -345,6 +416,25 @@ impl<'a> View<'a> {
                 len: x.len,
             },
         }
+    }
+
+    /// Adds the event's place in its log (DECISIONS.md S27): `log`, `log_index` and
+    /// `leaf_hash` (standard base64, which the caller keeps), after every other extension.
+    pub(crate) fn with_place(mut self, log: &'a str, index: u64, leaf_hash: &'a str) -> Self {
+        if let Extensions::Inline { items, len } = &mut self.extensions {
+            let index = i64::try_from(index).unwrap_or(i64::MAX);
+            for item in [
+                ("log", ValueRef::Str(log)),
+                ("log_index", ValueRef::Int(index)),
+                ("leaf_hash", ValueRef::Str(leaf_hash)),
+            ] {
+                items[*len] = item;
+                *len += 1;
+            }
+        } else {
+            unreachable!("a place is added to an event's view, never to a record's");
+        }
+        self
     }
 
     pub(crate) fn from_record(record: &'a Record) -> Self {

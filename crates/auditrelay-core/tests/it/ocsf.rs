@@ -14,14 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use auditrelay_core::format::{Format, sign_event_with_id};
+use auditrelay_core::format::{Format, sign_checkpoint, sign_event_with_id};
+use auditrelay_core::integrity::LogPlace;
 use auditrelay_core::{
     AuthenticationOutcome, AuthenticationType, Event, EventDetail, FormatConfig, Timestamp,
 };
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::support::{access, authorization, key, org_authentication, portal_authentication};
+use crate::support::{
+    access, authorization, checkpoint_event, key, org_authentication, portal_authentication,
+};
 
 fn schema_dir() -> Option<PathBuf> {
     let dir =
@@ -397,6 +400,8 @@ fn check_line(schema: &Schema, line: &[u8]) -> Vec<String> {
     let name = match class_uid {
         3002 => "authentication",
         6003 => "api_activity",
+        // The tamper-evident log's checkpoint events (DECISIONS.md S27).
+        0 => "base_event",
         other => panic!("a class we do not render: {other}"),
     };
     let (shape, class) = schema.class(name);
@@ -408,8 +413,17 @@ fn check_line(schema: &Schema, line: &[u8]) -> Vec<String> {
             let parent = read(&schema.class_file(class["extends"].as_str().unwrap()));
             parent["category"].as_str().unwrap().to_owned()
         });
-    let category_uid = schema.categories[&category]["uid"].as_i64().unwrap();
-    let expected_class = category_uid * 1000 + class["uid"].as_i64().unwrap();
+    // The Base Event stands outside every category ("other", Uncategorized [0]) and has no
+    // uid of its own: its class_uid is 0.
+    let (category_uid, uid, category_caption) = if name == "base_event" {
+        (0, 0, Some("Uncategorized"))
+    } else {
+        let category = &schema.categories[&category];
+        let category_uid = category["uid"].as_i64().unwrap();
+        let caption = category["caption"].as_str();
+        (category_uid, class["uid"].as_i64().unwrap(), caption)
+    };
+    let expected_class = category_uid * 1000 + uid;
     if class_uid != expected_class {
         findings.add(
             "class_uid",
@@ -421,10 +435,7 @@ fn check_line(schema: &Schema, line: &[u8]) -> Vec<String> {
     }
     let captions = [
         ("class_name", class["caption"].as_str()),
-        (
-            "category_name",
-            schema.categories[&category]["caption"].as_str(),
-        ),
+        ("category_name", category_caption),
     ];
     for (key, caption) in captions {
         if object.get(key).and_then(Value::as_str) != caption {
@@ -550,18 +561,42 @@ fn every_rendered_sample_conforms_to_ocsf_1_8_0() {
     let schema = Schema::load(dir);
     let cfg = FormatConfig::default();
     let mut failures = Vec::new();
+    let mut lines = Vec::new();
     for (n, event) in samples().into_iter().enumerate() {
         let mut line = Vec::new();
         let ts = Timestamp::from_millis(1_750_688_927_556 + n as i64);
         let event = Event { ts, ..event };
-        sign_event_with_id(
-            Format::Ocsf,
-            &event,
-            Some(Uuid::from_u128(n as u128)),
-            &cfg,
-            &key(),
-            &mut line,
-        );
+        // Each event as Konnect's destinations get it, and with its place in the
+        // tamper-evident log (`integrity`).
+        let place = LogPlace {
+            log: "auditrelay/00/org/us".into(),
+            index: n as u64,
+            leaf_hash: [n as u8; 32],
+        };
+        for place in [None, Some(&place)] {
+            line.clear();
+            sign_event_with_id(
+                Format::Ocsf,
+                &event,
+                Some(Uuid::from_u128(n as u128)),
+                place,
+                &cfg,
+                &key(),
+                &mut line,
+            );
+            lines.push(line.clone());
+        }
+    }
+    let mut checkpoint = Vec::new();
+    sign_checkpoint(
+        Format::Ocsf,
+        &checkpoint_event(),
+        &cfg,
+        &key(),
+        &mut checkpoint,
+    );
+    lines.push(checkpoint);
+    for line in lines {
         let findings = check_line(&schema, &line);
         if !findings.is_empty() {
             failures.push(format!(
@@ -590,6 +625,7 @@ fn the_schema_check_finds_each_kind_of_fault() {
         Format::Ocsf,
         &access(),
         Some(Uuid::nil()),
+        None,
         &FormatConfig::default(),
         &key(),
         &mut line,

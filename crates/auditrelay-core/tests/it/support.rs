@@ -92,3 +92,19 @@ pub fn access() -> Event {
         })
     }
 }
+
+/// A checkpoint event of a log of three leaves, after one of two.
+pub fn checkpoint_event() -> auditrelay_core::integrity::CheckpointEvent {
+    auditrelay_core::integrity::CheckpointEvent {
+        log: format!("auditrelay/0123/{}/us", org()),
+        portal: false,
+        signed_at: Timestamp::from_millis(1_750_688_987_000),
+        note: format!(
+            "auditrelay/0123/{}/us\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} auditrelay/0123 AAAAAA==\n",
+            org()
+        ),
+        previous_size: 2,
+        previous_frontier: vec![[9; 32]],
+        interval_secs: 60,
+    }
+}

@@ -240,7 +240,7 @@ fn sign_lines(
                 let sign = |out: &mut Vec<u8>| {
                     let id = (encoding.format == Format::Ocsf).then(|| meta().id);
                     let (format, config) = (encoding.format, &shared.format);
-                    sign_event_with_id(format, &stored.event, id, config, key, out);
+                    sign_event_with_id(format, &stored.event, id, None, config, key, out);
                 };
                 if let Some(reason) = encoding.too_old(stored, now) {
                     share.refuse(stored.seq, reason);

@@ -69,7 +69,15 @@ pub async fn send(
         severity: event.severity(),
     };
     let mut line = Vec::new();
-    sign_event_with_id(target.format, event, Some(meta.id), format, key, &mut line);
+    sign_event_with_id(
+        target.format,
+        event,
+        Some(meta.id),
+        None,
+        format,
+        key,
+        &mut line,
+    );
     let stream = Stream {
         org_id: event.org_id,
         region: event.region.clone(),
