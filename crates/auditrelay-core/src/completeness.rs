@@ -30,12 +30,12 @@ use crate::signing::PublicKey;
 use crate::timestamp::Timestamp;
 
 /// The longest gap between two checkpoints that is not a checkpoint missing: the interval,
-/// and half of it again (at least ten seconds) for rounds that run late — a node taking the
+/// and half of it again (at least five seconds) for rounds that run late — a node taking the
 /// integrity job over, a store refusing writes for a moment. One missing checkpoint makes a
 /// gap of twice the interval.
 pub fn allowed_gap(interval_secs: u64) -> i64 {
     let ms = interval_secs.saturating_mul(1_000);
-    let slack = (ms / 2).max(10_000);
+    let slack = (ms / 2).max(5_000);
     i64::try_from(ms.saturating_add(slack)).unwrap_or(i64::MAX)
 }
 
@@ -318,8 +318,9 @@ fn check_log(
         }
         let interval = previous_size..size;
         if previous_size < first_leaf {
-            // The export starts inside this interval (or after it): what it holds of it
-            // proves nothing.
+            // The export starts inside this interval (or after it): its root cannot be proven
+            // without the leaves before, but from its first line on the export must be whole.
+            all_present(first_leaf.min(size)..size, &leaf, &mut missing);
             after_previous = None;
             continue;
         }
@@ -424,6 +425,17 @@ fn check_log(
     }
 }
 
+/// Whether every leaf of `range` is there; the absent ones are added to `missing`.
+fn all_present(
+    range: std::ops::Range<u64>,
+    leaf: &impl Fn(u64) -> Option<Hash>,
+    missing: &mut BTreeSet<u64>,
+) -> bool {
+    let before = missing.len();
+    missing.extend(range.filter(|i| leaf(*i).is_none()));
+    missing.len() == before
+}
+
 /// Adds the leaves of `range` to `frontier`; `false` (and the absent indices added to
 /// `missing`) when some are absent.
 fn extend(
@@ -432,9 +444,7 @@ fn extend(
     leaf: &impl Fn(u64) -> Option<Hash>,
     missing: &mut BTreeSet<u64>,
 ) -> bool {
-    let absent: Vec<u64> = range.clone().filter(|i| leaf(*i).is_none()).collect();
-    if !absent.is_empty() {
-        missing.extend(absent);
+    if !all_present(range.clone(), leaf, missing) {
         return false;
     }
     for index in range {
@@ -688,6 +698,21 @@ mod tests {
                 first: 25,
                 last: 39,
                 why: Unproven::BeforeFirstInterval
+            }]
+        );
+    }
+
+    #[test]
+    fn a_line_missing_after_the_first_line_of_an_export_is_named_even_in_its_first_interval() {
+        let stream = stream(100, &[10, 40, 77, 100]);
+        let mut skip: Vec<u64> = (0..25).collect();
+        skip.push(30);
+        let report = &stream.audit(&skip).finish(None)[0];
+        assert_eq!(
+            failures(report),
+            [&Finding::Missing {
+                first: 30,
+                last: 30
             }]
         );
     }

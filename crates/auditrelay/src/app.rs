@@ -100,6 +100,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             config: config.delivery.clone(),
             retention: config.retention.clone(),
             policy: config.delivery.retry_policy(),
+            checkpoint_interval: config.integrity.checkpoint_interval,
         },
         &changes,
         leases.clone(),

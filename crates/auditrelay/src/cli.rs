@@ -95,9 +95,15 @@ pub struct VerifyArgs {
     /// that carries no leaf because retention deleted the event.
     #[arg(long, value_name = "BASE64", requires = "proof")]
     pub leaf_hash: Option<String>,
-    /// The lines to check, one per line; `-` reads standard input.
+    /// Where the exported lines end, for lines of destinations with `integrity`: a stream
+    /// with no checkpoint from about one interval before then is cut off [RFC 3339; default:
+    /// now].
+    #[arg(long, value_name = "TIME", conflicts_with = "proof")]
+    pub until: Option<String>,
+    /// The lines to check, one per line, in any order and any mix of formats, gzipped or not;
+    /// `-` reads standard input.
     #[arg(value_name = "FILE", default_value = "-")]
-    pub input: String,
+    pub input: Vec<String>,
 }
 
 #[derive(Debug, Args)]

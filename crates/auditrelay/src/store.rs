@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditrelay_core::format::Format;
-use auditrelay_core::integrity::Chunk;
+use auditrelay_core::integrity::{Chunk, LogPlace};
 use auditrelay_core::kind::Kind;
 use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestamp};
 use uuid::Uuid;
@@ -385,6 +385,9 @@ pub struct Destination {
     /// Extra headers sent with every delivery (our extension), sealed: a JSON object of name →
     /// value. `None`: none.
     pub headers_sealed: Option<Vec<u8>>,
+    /// Whether its lines carry each event's place in the tamper-evident log and the log's
+    /// checkpoints travel with them (our extension, DECISIONS.md S27). Off: Konnect's bytes.
+    pub integrity: bool,
     /// The region whose v2 inline webhook owns this destination (DECISIONS.md D9); `None` for
     /// destinations made through the destinations API.
     pub managed_region: Option<Region>,
@@ -534,6 +537,9 @@ pub enum AttemptOutcome {
     Delivered {
         through: i64,
         next_in_flight: Option<i64>,
+        /// For a batch of checkpoint events (DECISIONS.md S27): the id of its last checkpoint,
+        /// past which the webhook's checkpoint cursor moves.
+        checkpoints_through: Option<i64>,
     },
     /// The attempt failed and the batch is tried again at `next_at`: a retry while the batch
     /// has retries left, else a probe of the now inactive webhook.
@@ -552,6 +558,9 @@ pub struct Webhook {
     pub cursor: i64,
     /// The last `seq` of the batch being sent (see [`Store::mark_in_flight`]).
     pub in_flight_through: Option<i64>,
+    /// The id of the last checkpoint event delivered, for a destination with `integrity`
+    /// (DECISIONS.md S27); `None` until one is.
+    pub checkpoint_cursor: Option<i64>,
     pub last_attempt: Option<LastAttempt>,
     /// Attempts that failed since the last delivered batch (or configuration change).
     pub consecutive_failures: u32,
@@ -703,6 +712,9 @@ impl EventQuery {
 pub struct StoredEvent {
     pub seq: i64,
     pub event: Event,
+    /// Its place in its scope's tamper-evident log, when delivery to a destination with
+    /// `integrity` looked it up (`delivery/ahead.rs`); the store never sets it.
+    pub place: Option<LogPlace>,
 }
 
 impl Store {
@@ -1311,6 +1323,29 @@ impl Store {
         size: u64,
     ) -> Result<Option<StoredCheckpoint>> {
         backend!(self, s => s.checkpoint_at(scope, size).await)
+    }
+
+    /// The chunks of a scope's log that hold the events after `after` up to `through`
+    /// (`seq`s), in order: a lane of a destination with `integrity` finds their places there.
+    pub async fn log_places(&self, scope: &Scope, after: i64, through: i64) -> Result<Vec<Chunk>> {
+        backend!(self, s => s.log_places(scope, after, through).await)
+    }
+
+    /// How many leaves of a scope's log are events up to `seq`.
+    pub async fn log_leaves_through(&self, scope: &Scope, seq: i64) -> Result<u64> {
+        backend!(self, s => s.log_leaves_through(scope, seq).await)
+    }
+
+    /// A scope's checkpoints of at most `max_size` leaves after the one of id `after`, oldest
+    /// first, at most `limit`; with no `after`, only the newest of them.
+    pub async fn checkpoints_after(
+        &self,
+        scope: &Scope,
+        after: Option<i64>,
+        max_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        backend!(self, s => s.checkpoints_after(scope, after, max_size, limit).await)
     }
 
     /// Prunes what the tamper-evident log no longer needs (DECISIONS.md S25):

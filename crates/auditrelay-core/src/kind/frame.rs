@@ -327,6 +327,18 @@ pub fn syslog_severity(cef: u8) -> u8 {
     }
 }
 
+/// Whether a destination of `kind` at `endpoint` gets its signed lines as they are, one per
+/// line: Konnect's framing, Sumo Logic's and Splunk's raw endpoint. These are the destinations
+/// that can have `integrity` so far (DECISIONS.md S27): a checkpoint event is a line like any
+/// other there, where the other kinds frame each record from its event's metadata.
+pub fn frames_lines(kind: &Kind, endpoint: &str) -> bool {
+    match kind {
+        Kind::Webhook | Kind::SumoLogic(_) => true,
+        Kind::SplunkHec(_) => is_hec_raw(endpoint),
+        Kind::Datadog(_) | Kind::Elasticsearch | Kind::Loki(_) | Kind::Syslog(_) => false,
+    }
+}
+
 /// Whether a Splunk endpoint is the raw one (`…/services/collector/raw`).
 pub fn is_hec_raw(endpoint: &str) -> bool {
     let path = endpoint.split(['?', '#']).next().unwrap_or(endpoint);

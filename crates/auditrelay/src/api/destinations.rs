@@ -98,6 +98,10 @@ pub struct DestinationResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
+    /// Our extension: `true` when lines carry each event's place in the tamper-evident log
+    /// and the log's checkpoints travel with them (docs/INTEGRITY.md); absent when off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub integrity: bool,
 }
 
 impl DestinationResponse {
@@ -123,6 +127,7 @@ impl From<&Destination> for DestinationResponse {
             header_names: Vec::new(),
             kind: (d.kind != Kind::Webhook).then(|| d.kind.name().as_str().to_owned()),
             settings: d.kind.settings(),
+            integrity: d.integrity,
         }
     }
 }
@@ -203,6 +208,10 @@ pub struct DestinationBody {
     /// them unless the kind changes.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
+    /// Our extension: lines carry each event's place in the tamper-evident log (its log,
+    /// index and leaf hash, inside what they sign), and the log's checkpoints travel after the
+    /// events they cover (docs/INTEGRITY.md). Off by default: Konnect's bytes exactly.
+    pub integrity: Option<bool>,
 }
 
 async fn list(
@@ -270,6 +279,10 @@ async fn create(
         problems.client_identity(kind, key);
     }
     let headers = problems.headers(body.headers.unwrap_or_default());
+    let integrity = body.integrity.unwrap_or(false);
+    if let (Some(kind), Some(endpoint)) = (&kind, &endpoint) {
+        problems.integrity(integrity, kind, endpoint);
+    }
     problems.into_result()?;
     let (Some(name), Some(endpoint), Some(authorization), Some(kind)) =
         (name, endpoint, authorization, kind)
@@ -287,6 +300,7 @@ async fn create(
         log_format: body.log_format.map_or(Format::Cef, Format::from),
         skip_ssl_verification: body.skip_ssl_verification.unwrap_or(false),
         headers_sealed: seal_headers(&state, id, &headers),
+        integrity,
         kind,
         managed_region: None,
         portal_id: owner,
@@ -475,6 +489,14 @@ async fn update(
         let headers = problems.headers(headers);
         destination.headers_sealed = seal_headers(&state, id, &headers);
     }
+    if let Some(integrity) = body.integrity {
+        destination.integrity = integrity;
+    }
+    problems.integrity(
+        destination.integrity,
+        &destination.kind,
+        &destination.endpoint,
+    );
     problems.into_result()?;
     if let Some(format) = body.log_format {
         destination.log_format = format.into();
@@ -586,6 +608,22 @@ impl Problems {
     pub(super) fn blank_once(&mut self, field: &str) {
         if !self.parameters.iter().any(|p| p.field == field) {
             self.blank(field);
+        }
+    }
+
+    /// `integrity` is for destinations whose records are the signed lines as they are, where a
+    /// checkpoint event is a line like the others (DECISIONS.md S27).
+    fn integrity(&mut self, integrity: bool, kind: &Kind, endpoint: &str) {
+        if integrity && !auditrelay_core::kind::frames_lines(kind, endpoint) {
+            self.add(
+                "Invalid parameters",
+                InvalidParameter::new(
+                    "integrity",
+                    None,
+                    "is available for the kinds webhook, sumo_logic and splunk_hec (its raw \
+                     endpoint), whose records are the signed lines as they are",
+                ),
+            );
         }
     }
 

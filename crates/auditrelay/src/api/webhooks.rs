@@ -638,6 +638,8 @@ async fn plan_inline(
         log_format,
         skip_ssl_verification,
         headers_sealed,
+        // Konnect's v2 body has no such field: what the destinations API set stays.
+        integrity: existing.as_ref().is_some_and(|d| d.integrity),
         kind,
         managed_region: Some(scope.region.clone()),
         portal_id: None,

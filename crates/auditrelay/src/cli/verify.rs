@@ -1,17 +1,23 @@
 //! `auditrelay verify`: checks the signatures of delivered lines and pull-API entries against a
-//! JWKS, naming every line that fails.
+//! JWKS, naming every line that fails; and, for the lines of destinations with `integrity`,
+//! that their logs are whole between checkpoints (`completeness` in the core), naming every
+//! index missing, altered or duplicated and every gap in checkpoints.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 
 use anyhow::{Context as _, bail};
 use auditrelay_core::PublicKey;
+use auditrelay_core::Timestamp;
 use auditrelay_core::checkpoint::InclusionBundle;
+use auditrelay_core::completeness::{Audit, LogReport};
+use auditrelay_core::format::carried::{Carried, carried};
 use auditrelay_core::format::{Signed, verify_line_or_entry};
 use auditrelay_core::merkle::Hash;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::read::MultiGzDecoder;
+use sha2::{Digest as _, Sha256};
 
 use super::VerifyArgs;
 use crate::client::{CHECKPOINT_KEY_PATH, DEFAULT_URL, JWKS_PATH, load_checkpoint_key, load_jwks};
@@ -20,21 +26,117 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     if let Some(proof) = &args.proof {
         return verify_proof(proof, &args).await;
     }
-    let source = match args.jwks {
-        Some(source) => source,
+    let source = match &args.jwks {
+        Some(source) => source.clone(),
         None => server_url(JWKS_PATH),
     };
     let keys = load_jwks(&source).await?;
-    let input = open_lines(&args.input)?;
-    let (total, invalid) = verify_lines(input, &keys, &mut io::stdout().lock())?;
-    if total == 0 {
-        bail!("no lines to verify in {}", args.input);
+    let mut seen = Seen::default();
+    let mut out = io::stdout().lock();
+    let named = args.input.len() > 1;
+    for input in &args.input {
+        let lines = open_lines(input)?;
+        let prefix = if named {
+            format!("{input}: ")
+        } else {
+            String::new()
+        };
+        verify_lines(lines, &keys, &prefix, &mut seen, &mut out)?;
     }
+    drop(out);
+    let Seen {
+        total,
+        invalid,
+        carried,
+    } = seen;
+    if total == 0 {
+        bail!("no lines to verify in {}", args.input.join(", "));
+    }
+    let mut failed = Vec::new();
     if invalid > 0 {
-        bail!("{invalid} of {total} lines failed verification");
+        failed.push(format!("{invalid} of {total} lines failed verification"));
+    }
+    if !carried.is_empty() {
+        // Lines of a destination with `integrity`: what they prove of their logs.
+        let source = match &args.checkpoint_key {
+            Some(source) => source.clone(),
+            None => server_url(CHECKPOINT_KEY_PATH),
+        };
+        let (name, key) = load_checkpoint_key(&source).await?;
+        let until = match &args.until {
+            Some(until) => Timestamp::parse_rfc3339(until)
+                .with_context(|| format!("--until {until} is not an RFC 3339 time"))?,
+            None => crate::clock::now(),
+        };
+        let mut audit = Audit::new(&name, key);
+        for line in carried {
+            line.feed(&mut audit);
+        }
+        for report in audit.finish(Some(until)) {
+            print_report(&report);
+            if !report.is_whole() {
+                failed.push(format!("the log {} is not whole", report.log));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
     }
     eprintln!("{total} lines verified: all valid");
     Ok(())
+}
+
+/// What the lines read so far added up to.
+#[derive(Default)]
+struct Seen {
+    total: u64,
+    invalid: u64,
+    /// What the lines of destinations with `integrity` carry of their logs.
+    carried: Vec<CarriedLine>,
+}
+
+/// A line's part in its log, and whether its signature held.
+struct CarriedLine {
+    carried: Carried,
+    valid: bool,
+    /// The line's bytes' digest: identical copies are told from the same event in another
+    /// format by it.
+    digest: [u8; 32],
+}
+
+impl CarriedLine {
+    fn feed(self, audit: &mut Audit) {
+        match (self.carried, self.valid) {
+            (
+                Carried::Leaf {
+                    log,
+                    index,
+                    leaf_hash,
+                },
+                true,
+            ) => audit.leaf(&log, index, leaf_hash, &self.digest),
+            (Carried::Leaf { log, index, .. }, false) => audit.altered_leaf(&log, index),
+            (Carried::Checkpoint(checkpoint), true) => audit.checkpoint(checkpoint),
+            (Carried::Checkpoint(checkpoint), false) => audit.altered_checkpoint(&checkpoint.log),
+        }
+    }
+}
+
+/// Prints what the completeness check found in one log.
+fn print_report(report: &LogReport) {
+    let verdict = match (report.is_whole(), report.proven) {
+        (true, Some((from, to))) => format!("whole from index {from} to {}", to.saturating_sub(1)),
+        (true, None) => "nothing proven missing, nothing proven whole".to_owned(),
+        (false, _) => "NOT WHOLE".to_owned(),
+    };
+    println!(
+        "log {}: {} events, {} checkpoints: {verdict}",
+        report.log, report.leaves, report.checkpoints
+    );
+    for finding in &report.findings {
+        let mark = if finding.is_failure() { "FAIL" } else { "note" };
+        println!("  {mark}: {finding}");
+    }
 }
 
 /// The server's URL for `path`, from `$AUDITRELAY_URL` or the default.
@@ -102,14 +204,17 @@ fn open_lines(input: &str) -> anyhow::Result<Box<dyn BufRead>> {
     })
 }
 
-/// Verifies every non-blank line, writing one verdict per line; returns (lines, invalid).
+/// Verifies every non-blank line, writing one verdict per line (after `prefix`), and keeps
+/// what lines of destinations with `integrity` carry of their logs in `seen`.
 fn verify_lines(
     mut input: impl BufRead,
     keys: &[PublicKey],
+    prefix: &str,
+    seen: &mut Seen,
     out: &mut impl io::Write,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<()> {
     let mut line = Vec::with_capacity(1024);
-    let (mut number, mut total, mut invalid) = (0u64, 0u64, 0u64);
+    let mut number = 0u64;
     loop {
         line.clear();
         if input
@@ -126,20 +231,31 @@ fn verify_lines(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        total += 1;
-        match verify_line_or_entry(&line, keys) {
-            Ok((kid, Signed::Line)) => writeln!(out, "line {number}: valid kid={kid}")?,
-            Ok((kid, Signed::PullEntry)) => {
-                writeln!(out, "line {number}: valid kid={kid} (pull-API entry)")?
-            }
+        seen.total += 1;
+        let verdict = verify_line_or_entry(&line, keys);
+        match &verdict {
+            Ok((kid, Signed::Line)) => writeln!(out, "{prefix}line {number}: valid kid={kid}")?,
+            Ok((kid, Signed::PullEntry)) => writeln!(
+                out,
+                "{prefix}line {number}: valid kid={kid} (pull-API entry)"
+            )?,
             Err(reason) => {
-                invalid += 1;
-                writeln!(out, "line {number}: invalid: {reason}")?;
+                seen.invalid += 1;
+                writeln!(out, "{prefix}line {number}: invalid: {reason}")?;
             }
+        }
+        // What the line says of its log counts once its signature holds; a line that does not
+        // verify but says where it was is named as altered there.
+        if let Ok(Some(carried)) = carried(&line) {
+            seen.carried.push(CarriedLine {
+                carried,
+                valid: matches!(verdict, Ok((_, Signed::Line))),
+                digest: Sha256::digest(&line).into(),
+            });
         }
     }
     out.flush()?;
-    Ok((total, invalid))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,8 +311,10 @@ mod tests {
         );
         let mut out = Vec::new();
         let keys = [key.public_key().clone()];
-        let (total, invalid) = verify_lines(&input[..], &keys, &mut out).unwrap();
-        assert_eq!((total, invalid), (5, 2));
+        let mut seen = Seen::default();
+        verify_lines(&input[..], &keys, "", &mut seen, &mut out).unwrap();
+        assert_eq!((seen.total, seen.invalid), (5, 2));
+        assert!(seen.carried.is_empty(), "Konnect's lines carry no log");
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], format!("line 1: valid kid={}", key.kid()));

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::encode::{Encoding, Signing};
 use super::shared::Shared;
 use crate::store::{EventQuery, Scope, StoreError, StoredEvent};
+use auditrelay_core::integrity::LogPlace;
 
 /// How many batches lanes and replay jobs sign ahead of the one they are sending: while that
 /// one waits on the SIEM and on the store (whose single writer is busy with ingest's group
@@ -58,20 +59,26 @@ impl Position {
 
 impl Source {
     /// Up to `limit` events after `after` (from the start when `None`), and up to `through`
-    /// (a scope's `seq`) when given.
+    /// (a scope's `seq`) when given. With `log` (the scope's log origin, for a destination with
+    /// `integrity`), each event comes with its place in the log, and the read stops before the
+    /// first event the log has not taken yet: such a line cannot be written until it has.
     async fn read(
         &self,
         shared: &Shared,
+        log: Option<&Arc<str>>,
         after: Option<Position>,
         through: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        match self {
+        let (scope, events) = match self {
             Self::Scope(scope) => {
                 let after = after.map_or(0, |p| p.seq);
                 let store = &shared.store;
-                store.events_to_deliver(scope, after, through, limit).await
+                let events = store
+                    .events_to_deliver(scope, after, through, limit)
+                    .await?;
+                (scope.clone(), events)
             }
             Self::Window(query) => {
                 let query = EventQuery {
@@ -79,10 +86,52 @@ impl Source {
                     limit,
                     ..query.clone()
                 };
-                shared.store.list_events(&query).await
+                let scope = Scope {
+                    org_id: query.org_id,
+                    region: query.region.clone(),
+                    portal_id: query.portal_id,
+                };
+                (scope, shared.store.list_events(&query).await?)
             }
+        };
+        match log {
+            Some(log) => place(shared, &scope, log, events).await,
+            None => Ok(events),
         }
     }
+}
+
+/// `events` with their places in `scope`'s log `log`, up to the first the log has not taken.
+async fn place(
+    shared: &Shared,
+    scope: &Scope,
+    log: &Arc<str>,
+    mut events: Vec<StoredEvent>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let (Some(first), Some(last)) = (
+        events.iter().map(|e| e.seq).min(),
+        events.iter().map(|e| e.seq).max(),
+    ) else {
+        return Ok(events);
+    };
+    let chunks = shared.store.log_places(scope, first - 1, last).await?;
+    let mut placed = 0;
+    for stored in &mut events {
+        // Chunks are in `seq` order: the one that may hold an event is the first whose last
+        // `seq` is not before it.
+        let at = chunks.partition_point(|c| c.seqs.last().is_some_and(|l| *l < stored.seq));
+        let Some((index, leaf_hash)) = chunks.get(at).and_then(|c| c.find(stored.seq)) else {
+            break;
+        };
+        stored.place = Some(LogPlace {
+            log: Arc::clone(log),
+            index,
+            leaf_hash,
+        });
+        placed += 1;
+    }
+    events.truncate(placed);
+    Ok(events)
 }
 
 /// A batch signed ahead: the events it took, in its order (refused ones too), how it was
@@ -104,6 +153,9 @@ struct Underway<T> {
 pub(super) struct Ahead<T> {
     shared: Arc<Shared>,
     source: Source,
+    /// The scope's log origin when the destination has `integrity`: events are read with
+    /// their places in the log, and only once it has taken them.
+    log: Option<Arc<str>>,
     /// Events read but in no batch yet, in order: at most one batch's worth, plus what a batch
     /// cut short left over.
     pending: VecDeque<StoredEvent>,
@@ -132,12 +184,21 @@ impl<T> Ahead<T> {
         Self {
             shared,
             source,
+            log: None,
             pending: VecDeque::new(),
             read_through: None,
             reading: None,
             signing: VecDeque::new(),
             record_bytes: None,
         }
+    }
+
+    /// Reads events with their places in the log `log` from the next read on, or without
+    /// (`None`). Whether that is a change: what was read before is then to be read again.
+    pub fn set_log(&mut self, log: Option<Arc<str>>) -> bool {
+        let changed = self.log != log;
+        self.log = log;
+        changed
     }
 
     /// Forgets the events read and the batches being signed: the next read starts after
@@ -187,9 +248,10 @@ impl<T> Ahead<T> {
         }
         let shared = Arc::clone(&self.shared);
         let source = self.source.clone();
+        let log = self.log.clone();
         let (after, room) = (self.read_through, max - self.pending.len());
         self.reading = Some(tokio::spawn(async move {
-            source.read(&shared, after, None, room).await
+            source.read(&shared, log.as_ref(), after, None, room).await
         }));
     }
 
@@ -241,7 +303,8 @@ impl<T> Ahead<T> {
             (read, floor) => read.or(floor),
         };
         let room = limit - self.pending.len();
-        let events = self.source.read(&self.shared, after, through, room).await?;
+        let log = self.log.as_ref();
+        let events = (self.source.read(&self.shared, log, after, through, room)).await?;
         self.add(events);
         Ok(())
     }
@@ -333,6 +396,7 @@ mod tests {
             config: config.delivery.clone(),
             retention: config.retention.clone(),
             policy: config.delivery.retry_policy(),
+            checkpoint_interval: config.integrity.checkpoint_interval,
         })
     }
 

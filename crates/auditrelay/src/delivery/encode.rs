@@ -10,9 +10,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use auditrelay_core::batch::{self, Batch, BatchLimits, GZIP_LEVEL, ShareBuilder};
-use auditrelay_core::format::{Format, sign_event_with_id};
+use auditrelay_core::batch::{self, Batch, BatchBuilder, BatchLimits, GZIP_LEVEL, ShareBuilder};
+use auditrelay_core::format::{Format, sign_checkpoint, sign_event_with_id};
 use auditrelay_core::ids::event_id;
+use auditrelay_core::integrity::CheckpointEvent;
 use auditrelay_core::kind::{Framer, RecordMeta, Stream};
 use auditrelay_core::{SigningKey, Timestamp};
 use uuid::Uuid;
@@ -153,6 +154,41 @@ pub(super) async fn narrow(
     (batch, events)
 }
 
+/// The batch of a stream's checkpoint events (DECISIONS.md S27), each a line of the
+/// destination's format signed like the events' lines, off the async workers. Its `seqs` are
+/// the checkpoints' ids (`ids`, in order): a checkpoint batch moves a webhook's checkpoint
+/// cursor, never its event cursor. As many as fit the limits are taken; `None` for none.
+pub(super) async fn sign_checkpoints(
+    shared: &Arc<Shared>,
+    encoding: &Arc<Encoding>,
+    checkpoints: Vec<(i64, CheckpointEvent)>,
+) -> Option<Batch> {
+    let keys = shared.keys.snapshot().await;
+    let shared = Arc::clone(shared);
+    let encoding = Arc::clone(encoding);
+    let signing = tokio::task::spawn_blocking(move || {
+        let key = &keys.signing_key_at(clock::now()).key;
+        let frame = encoding.framer.frame();
+        let mut batch = BatchBuilder::framed(encoding.limits, frame, GZIP_LEVEL);
+        let mut line = Vec::new();
+        for (id, checkpoint) in &checkpoints {
+            line.clear();
+            sign_checkpoint(encoding.format, checkpoint, &shared.format, key, &mut line);
+            if batch.push(*id, &line).is_err() {
+                break;
+            }
+        }
+        batch.finish()
+    });
+    match signing.await {
+        Ok(batch) => batch,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the signing task was cancelled: the runtime is shutting down"),
+        },
+    }
+}
+
 /// A batch being rendered, signed and gzipped on the blocking pool.
 ///
 /// Signing is most of a batch's cost (Ed25519, one signature per line), so it runs there, where
@@ -240,7 +276,8 @@ fn sign_lines(
                 let sign = |out: &mut Vec<u8>| {
                     let id = (encoding.format == Format::Ocsf).then(|| meta().id);
                     let (format, config) = (encoding.format, &shared.format);
-                    sign_event_with_id(format, &stored.event, id, None, config, key, out);
+                    let place = stored.place.as_ref();
+                    sign_event_with_id(format, &stored.event, id, place, config, key, out);
                 };
                 if let Some(reason) = encoding.too_old(stored, now) {
                     share.refuse(stored.seq, reason);

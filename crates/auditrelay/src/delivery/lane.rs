@@ -26,11 +26,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auditrelay_core::integrity::CheckpointEvent;
 use auditrelay_core::retry::{Attempt, Verdict};
 use tokio::sync::watch;
 
 use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
-use super::encode::Encoding;
+use super::encode::{Encoding, sign_checkpoints};
 use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, nothing_sent, record_refused};
@@ -38,6 +39,7 @@ use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
 use super::shared::{Owner, STORE_RETRY, Shared, label};
 use super::transport::SendOutcome;
 use crate::clock;
+use crate::integrity;
 use crate::leases::Lease;
 use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError};
 
@@ -57,6 +59,9 @@ struct Built {
     /// The last `seq` of the range the batch stands for: past it the cursor moves once the
     /// batch is delivered, even after the batch is narrowed to the records to send again.
     through: i64,
+    /// For a batch of checkpoint events: the id of its last checkpoint. Such a batch stands
+    /// for no events: `through` is the cursor as it was.
+    checkpoints: Option<i64>,
 }
 
 /// How gathering the next batch ended.
@@ -89,7 +94,18 @@ pub struct Lane {
     /// The first `seq` of the last batch that failed, until one is delivered: a batch sent again
     /// from there (after a reconfiguration, or "Retry now") is a retry in the delivery log.
     failed_from: Option<i64>,
+    /// For a destination with `integrity`: when the lane next looks for checkpoints to send.
+    next_checkpoint_look: Instant,
 }
+
+/// How often a lane of a destination with `integrity` looks for new checkpoints, and for
+/// events the log has taken since it last read: the log takes events shortly after they are
+/// committed, and no commit tells the lane.
+const INTEGRITY_LOOK: Duration = Duration::from_millis(500);
+
+/// The most checkpoint events one batch carries: a lane that was away for a while sends the
+/// checkpoints it owes in a few batches.
+const CHECKPOINTS_PER_BATCH: u32 = 100;
 
 impl Lane {
     pub fn new(
@@ -111,6 +127,7 @@ impl Lane {
             next: None,
             probing: None,
             failed_from: None,
+            next_checkpoint_look: Instant::now(),
         }
     }
 
@@ -171,7 +188,11 @@ impl Lane {
                         .is_some_and(|through| through != next.through)
             }) || self.ahead.tags().any(|built_under| *built_under != stamp);
             let read_through = self.ahead.read_through().map_or(0, |p| p.seq);
-            if webhook.cursor > read_through || stale {
+            // With `integrity`, events are read with their places in the log.
+            let log = (setup.destination.integrity)
+                .then(|| Arc::from(integrity::origin(&self.shared.store, &self.scope)));
+            let relog = self.ahead.set_log(log);
+            if webhook.cursor > read_through || stale || relog {
                 self.restart_from(webhook.cursor);
             }
         }
@@ -184,6 +205,13 @@ impl Lane {
         let webhook = &setup.webhook;
         if self.next.is_none() {
             self.settle().await;
+        }
+        // Checkpoints go out between batches of events, when none is ready to send.
+        if self.next.is_none()
+            && setup.destination.integrity
+            && let Some(built) = self.checkpoint_batch(setup).await?
+        {
+            return self.deliver(setup, built).await;
         }
         let built = match self.next.take() {
             Some(built) => built,
@@ -203,7 +231,8 @@ impl Lane {
         };
         // The batch after this one is signed while this one is noted, sent and recorded.
         self.sign_ahead(setup).await;
-        if webhook.in_flight_through != Some(built.through)
+        if built.checkpoints.is_none()
+            && webhook.in_flight_through != Some(built.through)
             && !self
                 .shared
                 .store
@@ -234,8 +263,17 @@ impl Lane {
                 break;
             }
             let Some(due) = self.due() else {
-                match self.wait(None, true, Some(&stamp), Duration::MAX).await {
-                    Wake::Appended | Wake::TimedOut => continue,
+                // A lane with `integrity` goes back to its turn now and then: for events the
+                // log took since, and for checkpoints to send.
+                let integrity = setup.destination.integrity;
+                let look = if integrity {
+                    INTEGRITY_LOOK
+                } else {
+                    Duration::MAX
+                };
+                match self.wait(None, true, Some(&stamp), look).await {
+                    Wake::Appended => continue,
+                    Wake::TimedOut if !integrity => continue,
                     other => return Ok(Gathered::Wake(other)),
                 }
             };
@@ -260,6 +298,74 @@ impl Lane {
             .next
             .take()
             .map_or(Gathered::Vanished, |built| Gathered::Batch(Box::new(built))))
+    }
+
+    /// The next batch of checkpoint events (DECISIONS.md S27), when one is due: the
+    /// checkpoints after the last one delivered whose events were all delivered, so that a
+    /// checkpoint never reaches the SIEM before the lines it covers. A stream that has sent none
+    /// yet starts with the newest checkpoint its delivered events reach. Nothing while a batch
+    /// of events is noted in flight: that one goes first, exactly as it was.
+    async fn checkpoint_batch(&mut self, setup: &Setup) -> Result<Option<Built>, StoreError> {
+        let webhook = &setup.webhook;
+        let now = Instant::now();
+        if now < self.next_checkpoint_look
+            || webhook
+                .in_flight_through
+                .is_some_and(|through| through > webhook.cursor)
+        {
+            return Ok(None);
+        }
+        self.next_checkpoint_look = now + INTEGRITY_LOOK;
+        let store = &self.shared.store;
+        let delivered = store
+            .log_leaves_through(&self.scope, webhook.cursor)
+            .await?;
+        let after = webhook.checkpoint_cursor;
+        let due = store
+            .checkpoints_after(&self.scope, after, delivered, CHECKPOINTS_PER_BATCH)
+            .await?;
+        if due.is_empty() {
+            return Ok(None);
+        }
+        let log = integrity::origin(store, &self.scope);
+        let mut events = Vec::with_capacity(due.len());
+        for checkpoint in due {
+            let previous_frontier = match checkpoint.previous_size {
+                0 => Vec::new(),
+                size => store
+                    .checkpoint_at(&self.scope, size)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "the checkpoint of size {size} before checkpoint {} is gone",
+                            checkpoint.id
+                        ))
+                    })?
+                    .frontier
+                    .subtrees()
+                    .to_vec(),
+            };
+            let event = CheckpointEvent {
+                log: log.clone(),
+                portal: self.scope.portal_id.is_some(),
+                signed_at: checkpoint.signed_at,
+                note: checkpoint.note,
+                previous_size: checkpoint.previous_size,
+                previous_frontier,
+                interval_secs: self.shared.checkpoint_interval.as_secs(),
+            };
+            events.push((checkpoint.id, event));
+        }
+        let encoding = Encoding::new(&self.shared, setup, None);
+        let Some(batch) = sign_checkpoints(&self.shared, &encoding, events).await else {
+            return Ok(None);
+        };
+        Ok(Some(Built {
+            checkpoints: Some(batch.last_seq),
+            through: webhook.cursor,
+            hand: InHand::new(batch, encoding, Vec::new()),
+            stamp: setup.stamp(),
+        }))
     }
 
     /// When the oldest pending event's batch is due; `None` when nothing is pending.
@@ -309,6 +415,7 @@ impl Lane {
             through: signed.batch.last_seq,
             hand: InHand::new(signed.batch, signed.encoding, signed.events),
             stamp: signed.tag,
+            checkpoints: None,
         });
     }
 
@@ -347,9 +454,15 @@ impl Lane {
                 AttemptKind::Live
             };
             let (at, attempt_started) = (clock::now(), Instant::now());
+            // A batch of checkpoints is keyed apart from the events' batches: its range is of
+            // checkpoint ids, which may equal some batch's `seq`s.
+            let sender = match built.checkpoints {
+                Some(_) => format!("{}/checkpoints", self.label),
+                None => self.label.clone(),
+            };
             let sending = async {
                 tokio::select! {
-                    sent = built.hand.attempt(&client, setup, &self.label) => Some(sent),
+                    sent = built.hand.attempt(&client, setup, &sender) => Some(sent),
                     _ = stop.wait_for(|stop| *stop) => None,
                 }
             };
@@ -477,12 +590,20 @@ impl Lane {
         let outcome = AttemptOutcome::Delivered {
             through: last,
             next_in_flight: self.next.as_ref().map(|next| next.through),
+            checkpoints_through: built.checkpoints,
         };
         if !self.record_delivered(attempt, outcome).await? {
             return Ok(false);
         }
         if self.probing.take().is_some() {
             tracing::info!(webhook = %self.label, "webhook is delivering again");
+        }
+        if built.checkpoints.is_some() {
+            let count = built.hand.delivered.len() as u64;
+            metrics::counter!("auditrelay_delivery_checkpoints_total", "webhook" => self.label.clone())
+                .increment(count);
+            tracing::debug!(webhook = %self.label, checkpoints = count, "checkpoints delivered");
+            return Ok(true);
         }
         let commits = self.shared.store.commits();
         let now = Instant::now();

@@ -24,6 +24,7 @@ use super::setup::{Setup, Stamp, client_for, load_setup};
 use super::shared::{Owner, STORE_RETRY, Shared, label};
 use super::transport::SendOutcome;
 use crate::clock;
+use crate::integrity;
 use crate::leases::Lease;
 use crate::store::{AttemptKind, EventQuery, ReplayJob, ReplayStatus, StoreError};
 
@@ -149,7 +150,11 @@ async fn step(
             return finish(shared, job, Some("webhook is not enabled".into()), owner).await;
         };
         let stamp = setup.stamp();
-        if ahead.tags().any(|built_under| *built_under != stamp) {
+        // With `integrity`, events are read with their places in the log.
+        let log = (setup.destination.integrity)
+            .then(|| Arc::from(integrity::origin(&shared.store, &job.scope)));
+        let relog = ahead.set_log(log);
+        if relog || ahead.tags().any(|built_under| *built_under != stamp) {
             ahead.restart_after(resume_position(job));
         }
         let encoding = Encoding::new(shared, &setup, Some(job.id));
@@ -166,6 +171,14 @@ async fn step(
         // The events after those are read while this batch is sent.
         ahead.start_reading(max_events);
         let Some(signed) = ahead.settle().await else {
+            if setup.destination.integrity && !log_took(shared, job).await? {
+                // The log has not taken the window's last events yet, and their lines carry
+                // their places in it: they wait for it.
+                tokio::select! {
+                    _ = tokio::time::sleep(LOG_WAIT) => continue,
+                    _ = owner.stopped() => return Ok(Ended::Stopped),
+                }
+            }
             // Nothing more was read: the window is sent, once a syslog receiver has had time
             // to be seen taking the last batches (nothing would write them again after).
             let unconfirmed = match cached_client.as_ref() {
@@ -196,6 +209,22 @@ async fn step(
             return Ok(ended);
         }
     }
+}
+
+/// How long a replay with `integrity` waits for the log to take the window's last events.
+const LOG_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether the scope's log has taken the window's newest event (there is none to take in an
+/// empty window).
+async fn log_took(shared: &Shared, job: &ReplayJob) -> Result<bool, StoreError> {
+    let Some(newest) = job.through_seq.filter(|seq| *seq > 0) else {
+        return Ok(true);
+    };
+    let chunks = shared
+        .store
+        .log_places(&job.scope, newest - 1, newest)
+        .await?;
+    Ok(chunks.iter().any(|c| c.find(newest).is_some()))
 }
 
 /// Where the job resumes: after the last event of the last batch the SIEM took.

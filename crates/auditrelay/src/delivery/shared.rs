@@ -26,6 +26,9 @@ pub struct Shared {
     pub config: DeliveryConfig,
     pub retention: RetentionConfig,
     pub policy: RetryPolicy,
+    /// `integrity.checkpoint_interval`: checkpoint events say it, so a verifier knows how far
+    /// apart they may be.
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// A lane's, replay job's or resend's hold on its work: the lease whose fence every write it

@@ -136,6 +136,29 @@ pub(super) fn chunk(row: &impl Columns) -> Result<Option<Chunk>> {
         .map_err(|e| StoreError::Corrupt(format!("log chunk {number}: {e}")))
 }
 
+/// How many leaves of a log are events up to `seq`, from the row of the last chunk whose first
+/// event is at or before it (`None`: no chunk is, so none).
+pub(super) fn leaves_through(row: Option<&impl Columns>, seq: i64) -> Result<u64> {
+    let Some(row) = row else {
+        return Ok(0);
+    };
+    let number = row.int("number")? as u64;
+    if seq >= row.int("last_seq")? {
+        // The whole chunk: retention empties only full ones.
+        let held = row
+            .maybe_bytes("hashes")?
+            .map_or(CHUNK_LEAVES, |h| h.len() as u64 / 32);
+        return Ok(number * CHUNK_LEAVES + held);
+    }
+    let chunk = chunk(row)?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "log chunk {number} was emptied while its events were not delivered"
+        ))
+    })?;
+    let within = chunk.seqs.partition_point(|s| *s <= seq) as u64;
+    Ok(chunk.first_index() + within)
+}
+
 /// The chunks of rows, skipping those retention emptied.
 pub(super) fn chunks<R: Columns>(rows: &[R]) -> Result<Vec<Chunk>> {
     let mut out = Vec::with_capacity(rows.len());

@@ -207,6 +207,7 @@ pub(super) fn destination(row: &impl Columns) -> Result<Destination> {
         log_format: Format::parse(&format).ok_or_else(|| bad("log format"))?,
         skip_ssl_verification: row.flag("skip_ssl_verification")?,
         headers_sealed: row.maybe_bytes("headers_sealed")?,
+        integrity: row.flag("integrity")?,
         kind,
         managed_region: row
             .maybe_text("managed_region")?
@@ -234,6 +235,7 @@ pub(super) fn webhook(row: &impl Columns) -> Result<Webhook> {
         status: WebhookStatus::parse(&status).ok_or_else(|| bad("status"))?,
         cursor: row.int("cursor")?,
         in_flight_through: row.maybe_int("in_flight_through")?,
+        checkpoint_cursor: row.maybe_int("checkpoint_cursor")?,
         last_attempt: maybe_millis(row, "last_attempt_at")?.map(|at| LastAttempt {
             at,
             code: code.and_then(|c| u16::try_from(c).ok()),

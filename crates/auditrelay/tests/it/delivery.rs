@@ -532,6 +532,7 @@ async fn a_destination_on_loopback_is_refused_at_connect_time() {
                 .seal("x", &id.to_string()),
             log_format: Format::Cef,
             skip_ssl_verification: false,
+            integrity: false,
             headers_sealed: None,
             kind: auditrelay_core::kind::Kind::Webhook,
             portal_id: None,

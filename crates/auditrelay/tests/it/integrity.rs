@@ -3,6 +3,7 @@
 //! `auditrelay verify --proof` checks offline, consistency proofs between checkpoints, and
 //! proofs that outlive the events.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use auditrelay::config::Config;
@@ -11,17 +12,19 @@ use auditrelay::jobs::retention;
 use auditrelay::keys::note::NoteSigner;
 use auditrelay::store::{Scope, Store};
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle, parse_verifier_key};
-use auditrelay_core::integrity::installation_name;
+use auditrelay_core::format::carried::{Carried, carried};
+use auditrelay_core::integrity::{CheckpointEvent, installation_name};
 use auditrelay_core::merkle::{Hash, verify_consistency};
 use auditrelay_core::{Event, OrgId, Region, Timestamp};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reqwest::StatusCode;
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 use crate::support::events::{authorization, ndjson, portal_login, stored_authorization};
+use crate::support::receiver::TestReceiver;
 use crate::support::signing::{run, stderr, stdout};
-use crate::support::{TestApp, eventually, expect_json, expect_problem, now};
+use crate::support::{TestApp, bind_webhook, eventually, expect_json, expect_problem, now};
 
 const CHECKPOINT: &str = "/v3/audit-log-integrity/checkpoint";
 const INCLUSION: &str = "/v3/audit-log-integrity/proofs/inclusion";
@@ -653,4 +656,289 @@ async fn old_checkpoints_are_thinned_to_one_an_hour_then_to_the_newest() {
     store.prune_log(window_cutoff, window_cutoff).await.unwrap();
     assert_eq!(signed_minutes().await, [71], "the newest");
     store.close().await;
+}
+
+/// The trace id of one of the test's JSON or CEF lines.
+fn trace_of(line: &str) -> Option<&str> {
+    let (_, rest) = line
+        .split_once("\"trace_id\":\"")
+        .or_else(|| line.split_once(" trace_id="))?;
+    rest.split(['"', ' ']).next()
+}
+
+/// What a line of an `integrity` stream carries, read back.
+fn carried_of(line: &str) -> Option<Carried> {
+    carried(line.as_bytes()).expect("our lines read back")
+}
+
+/// Runs `verify` on `lines` (written to a file in `dir`, gzipped when `gzip`) against the app's
+/// keys, judging the tail against `until`; returns whether it passed, and its output.
+async fn verify_stream(
+    app: &TestApp,
+    dir: &std::path::Path,
+    lines: &[String],
+    gzip: bool,
+    until: Timestamp,
+) -> (bool, String) {
+    use std::io::Write as _;
+    let path = dir.join(format!("export-{}.txt", uuid::Uuid::new_v4()));
+    let text = lines.join("\n");
+    if gzip {
+        let file = std::fs::File::create(&path).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap();
+    } else {
+        std::fs::write(&path, text).unwrap();
+    }
+    let jwks = app.url("/v2/audit-log-webhook/jwks.json");
+    let key = app.url(KEY);
+    let until = until.to_rfc3339_millis();
+    let args = [
+        "verify",
+        "--jwks",
+        &jwks,
+        "--checkpoint-key",
+        &key,
+        "--until",
+        &until,
+        path.to_str().unwrap(),
+    ];
+    let out = run(&args, None).await;
+    let report: String = stdout(&out)
+        .lines()
+        .filter(|l| !l.starts_with("line ") || l.contains("invalid"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (out.status.success(), format!("{report}{}", stderr(&out)))
+}
+
+/// Decision 16 end to end: destinations with `integrity` (JSON lines for one region's log,
+/// CEF lines for another's, one SIEM) get each event's place in its log inside its signed line
+/// and the checkpoints after the events they cover. From the exported lines alone, `verify`
+/// proves each log whole — shuffled and gzipped too — and names exactly a line removed from
+/// the middle, a line altered, a line sent twice, and a tail cut off with its checkpoints. A
+/// replayed window resends the same bytes, so the stream with it still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_proves_a_delivered_stream_whole_and_names_what_was_taken_from_it() {
+    let app = TestApp::spawn_with(|c| {
+        crate::support::dev(c);
+        c.regions.list = ["us", "eu"].map(|r| Region::parse(r).unwrap()).to_vec();
+        c.integrity.checkpoint_interval = Duration::from_secs(1);
+        c.delivery.batch_max_events = 300;
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let receiver = TestReceiver::http().await;
+    for (region, format) in [("us", "json"), ("eu", "cef")] {
+        let body = json!({
+            "name": format!("siem-{region}"), "endpoint": receiver.url(),
+            "authorization": "Bearer siem", "log_format": format, "integrity": true,
+        });
+        let resp = app
+            .post("/v3/audit-log-destinations", &app.admin, body)
+            .await;
+        let created = expect_json(resp, StatusCode::CREATED).await;
+        assert_eq!(created["integrity"], true, "{created}");
+        let id = created["id"].as_str().unwrap();
+        bind_webhook(&app, &format!("/{region}/v3/audit-log-webhook"), id, true).await;
+    }
+    let started = now();
+    // A few thousand events, in commits spread over several checkpoints.
+    let mut traces = Vec::new();
+    for round in 0..6 {
+        for (region, n) in [("us", 400), ("eu", 60)] {
+            let events: Vec<Value> = (0..n)
+                .map(|i| {
+                    let trace = format!("{region}-{round}-{i}");
+                    traces.push(trace.clone());
+                    authorization(now(), &trace)
+                })
+                .collect();
+            let resp = app
+                .ingest_ndjson(&format!("/{region}/v1/events"), &app.admin, ndjson(&events))
+                .await;
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Every event arrives with its place, and checkpoints cover them all and go on for a
+    // while after (the cut tail below takes several seconds of them).
+    let all_in = now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let lines = loop {
+        let lines = receiver.lines();
+        let seen: HashSet<&str> = lines.iter().filter_map(|l| trace_of(l)).collect();
+        let arrived = traces.iter().all(|t| seen.contains(t.as_str()));
+        // Per log: its leaves, its newest checkpoint's time, its largest checkpoint's size.
+        let mut logs: HashMap<String, (u64, Timestamp, u64)> = HashMap::new();
+        for line in &lines {
+            match carried_of(line) {
+                Some(Carried::Leaf { log, index, .. }) => {
+                    let entry = logs.entry(log).or_insert((0, Timestamp::ZERO, 0));
+                    entry.0 = entry.0.max(index + 1);
+                }
+                Some(Carried::Checkpoint(cp)) => {
+                    let text = cp.note.split_inclusive('\n').take(3).collect::<String>();
+                    let size = Checkpoint::parse(&text).unwrap().size;
+                    let entry = logs.entry(cp.log).or_insert((0, Timestamp::ZERO, 0));
+                    entry.1 = entry.1.max(cp.signed_at);
+                    entry.2 = entry.2.max(size);
+                }
+                None => {}
+            }
+        }
+        let settled = logs.len() == 2
+            && logs.values().all(|(leaves, newest, size)| {
+                *size >= *leaves && newest.as_millis() > all_in.as_millis() + 7_000
+            });
+        if arrived && settled {
+            break lines;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all arrived: {} lines, all events: {arrived}, logs: {logs:?}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let checkpoints: Vec<CheckpointEvent> = lines
+        .iter()
+        .filter_map(|l| match carried_of(l) {
+            Some(Carried::Checkpoint(cp)) => Some(cp),
+            _ => None,
+        })
+        .collect();
+    let until = checkpoints.iter().map(|c| c.signed_at).max().unwrap();
+    // Each line carries its place inside what it signs, and the event's leaf is the log's.
+    let places: Vec<(usize, String, u64)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(n, l)| match carried_of(l) {
+            Some(Carried::Leaf { log, index, .. }) => Some((n, log, index)),
+            _ => None,
+        })
+        .collect();
+    assert!(places.len() >= traces.len());
+    let us_log = places
+        .iter()
+        .find(|(n, ..)| lines[*n].contains("\"us-0-0\""))
+        .map(|(_, log, _)| log.clone())
+        .unwrap();
+    assert!(us_log.ends_with("/us"), "{us_log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("CEF:0|") && l.contains(" log_index="))
+    );
+
+    // The untouched export is whole, also shuffled and gzipped.
+    let (ok, report) = verify_stream(&app, work.path(), &lines, false, until).await;
+    assert!(ok, "{report}");
+    assert_eq!(report.matches(": whole from index ").count(), 2, "{report}");
+    let mut shuffled = lines.clone();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for i in (1..shuffled.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let (ok, report) = verify_stream(&app, work.path(), &shuffled, true, until).await;
+    assert!(ok, "shuffled: {report}");
+
+    // An event from the middle of the US log.
+    let (middle, _, index) = places
+        .iter()
+        .filter(|(_, log, _)| *log == us_log)
+        .nth(1_200)
+        .cloned()
+        .unwrap();
+    let mut removed = lines.clone();
+    removed.remove(middle);
+    let (ok, report) = verify_stream(&app, work.path(), &removed, false, until).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!("FAIL: index {index} is missing\n")),
+        "{report}"
+    );
+
+    let mut altered = lines.clone();
+    let line = &lines[middle];
+    let trace = line
+        .split("\"trace_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    altered[middle] = line.replace(trace, &format!("{trace}9"));
+    let (ok, report) = verify_stream(&app, work.path(), &altered, false, until).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!("FAIL: index {index} is altered")),
+        "{report}"
+    );
+
+    let mut doubled = lines.clone();
+    doubled.push(lines[middle].clone());
+    let (ok, report) = verify_stream(&app, work.path(), &doubled, false, until).await;
+    assert!(ok, "an identical copy is no failure: {report}");
+    assert!(
+        report.contains(&format!("note: index {index} came 2 times")),
+        "{report}"
+    );
+
+    // The last lines of the stream, checkpoints among them: everything received after the
+    // first checkpoint signed in the last six seconds.
+    let cut_at = lines
+        .iter()
+        .position(|l| {
+            matches!(carried_of(l), Some(Carried::Checkpoint(cp))
+                if cp.signed_at.as_millis() > until.as_millis() - 6_000)
+        })
+        .unwrap();
+    let (ok, report) = verify_stream(&app, work.path(), &lines[..cut_at], false, until).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("the tail of the stream is cut off"),
+        "{report}"
+    );
+
+    // A replay of the US window sends the same lines again, byte for byte.
+    let window = json!({
+        "start_at": started.saturating_sub_millis(60_000).to_rfc3339_seconds(),
+        "end_at": now().to_rfc3339_seconds(),
+    });
+    let resp = app
+        .request(
+            Method::PUT,
+            "/us/v3/audit-log-replay-job",
+            Some(&app.admin),
+            Some(window),
+        )
+        .await;
+    expect_json(resp, StatusCode::ACCEPTED).await;
+    eventually(Duration::from_secs(60), || async {
+        let job = expect_json(
+            app.get("/us/v3/audit-log-replay-job", &app.admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        (job["status"] == "completed").then_some(())
+    })
+    .await;
+    let after = receiver.lines();
+    let replayed: Vec<String> = after[lines.len()..]
+        .iter()
+        .filter(|l| l.contains("\"us-"))
+        .cloned()
+        .collect();
+    assert!(replayed.len() >= 2_400, "{}", replayed.len());
+    for line in &replayed {
+        assert!(lines.contains(line), "a replayed line differs: {line}");
+    }
+    let with_replay: Vec<String> = lines.iter().chain(&replayed).cloned().collect();
+    let (ok, report) = verify_stream(&app, work.path(), &with_replay, false, until).await;
+    assert!(ok, "with the replay: {report}");
+    assert!(report.contains("came 2 times"), "{report}");
 }

@@ -699,6 +699,7 @@ async fn positions_are_written_between_group_commits() {
         let outcome = AttemptOutcome::Delivered {
             through,
             next_in_flight: Some(through + 1),
+            checkpoints_through: None,
         };
         assert!(
             store
@@ -859,6 +860,7 @@ async fn status_follows_konnects_table() {
             AttemptOutcome::Delivered {
                 through: 1,
                 next_in_flight: None,
+                checkpoints_through: None,
             },
             100,
         )

@@ -119,7 +119,8 @@ impl PgStore {
         let result = sqlx::query(
             "UPDATE destinations SET name = $1, endpoint = $2, authorization_sealed = $3,
                                      log_format = $4, skip_ssl_verification = $5, updated_at = $6,
-                                     headers_sealed = $7, kind = $8, kind_settings = $9
+                                     headers_sealed = $7, kind = $8, kind_settings = $9,
+                                     integrity = $12
              WHERE org_id = $10 AND id = $11",
         )
         .bind(&d.name)
@@ -133,6 +134,7 @@ impl PgStore {
         .bind(kind_settings(&d.kind))
         .bind(d.org_id.to_string())
         .bind(d.id.to_string())
+        .bind(d.integrity)
         .execute(&mut *tx)
         .await;
         // On a taken name the transaction is aborted: `?` drops it, which rolls it back.
@@ -187,7 +189,8 @@ pub(super) async fn save_destination(conn: &mut PgConnection, d: &Destination) -
                 "UPDATE destinations SET name = $1, endpoint = $2, authorization_sealed = $3,
                                          log_format = $4, skip_ssl_verification = $5,
                                          managed_region = $6, updated_at = $7,
-                                         headers_sealed = $8, kind = $9, kind_settings = $10
+                                         headers_sealed = $8, kind = $9, kind_settings = $10,
+                                         integrity = $12
                  WHERE id = $11",
             )
             .bind(&d.name)
@@ -201,6 +204,7 @@ pub(super) async fn save_destination(conn: &mut PgConnection, d: &Destination) -
             .bind(d.kind.name().as_str())
             .bind(kind_settings(&d.kind))
             .bind(d.id.to_string())
+            .bind(d.integrity)
             .execute(&mut *conn)
             .await;
             return name_conflict(result).map(drop);
@@ -211,8 +215,8 @@ pub(super) async fn save_destination(conn: &mut PgConnection, d: &Destination) -
             "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed,
                                        log_format, skip_ssl_verification, managed_region,
                                        created_at, updated_at, portal_id, headers_sealed, kind,
-                                       kind_settings)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                       kind_settings, integrity)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(d.id.to_string())
@@ -229,6 +233,7 @@ pub(super) async fn save_destination(conn: &mut PgConnection, d: &Destination) -
         .bind(d.headers_sealed.as_deref())
         .bind(d.kind.name().as_str())
         .bind(kind_settings(&d.kind))
+        .bind(d.integrity)
         .execute(&mut *conn)
         .await;
         if name_conflict(result)?.rows_affected() == 1 {

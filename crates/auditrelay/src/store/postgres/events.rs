@@ -411,7 +411,11 @@ fn decode_row(scope: &Scope, row: &PgRow) -> Result<StoredEvent> {
     let body: &[u8] = row.try_get("body")?;
     let event = stored::decode_event(columns, body)
         .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-    Ok(StoredEvent { seq, event })
+    Ok(StoredEvent {
+        seq,
+        event,
+        place: None,
+    })
 }
 
 /// Scope ids, remembered once known: a scope's row is never deleted or renumbered.

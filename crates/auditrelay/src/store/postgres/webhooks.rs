@@ -113,6 +113,9 @@ impl PgStore {
                                    THEN excluded.cursor ELSE webhooks.cursor END,
                      in_flight_through = CASE WHEN excluded.enabled AND NOT webhooks.enabled
                                    THEN NULL ELSE webhooks.in_flight_through END,
+                     -- A stream that starts again starts its checkpoints again too.
+                     checkpoint_cursor = CASE WHEN excluded.enabled AND NOT webhooks.enabled
+                                   THEN NULL ELSE webhooks.checkpoint_cursor END,
                      updated_at = excluded.updated_at",
             )
             .bind(scope_id)
@@ -158,12 +161,13 @@ impl PgStore {
         let Some(scope_id) = self.existing_scope_id(scope).await? else {
             return Ok(false);
         };
-        let (through, next_in_flight, next_at) = match outcome {
+        let (through, next_in_flight, checkpoints, next_at) = match outcome {
             AttemptOutcome::Delivered {
                 through,
                 next_in_flight,
-            } => (Some(through), next_in_flight, None),
-            AttemptOutcome::Failed { next_at } => (None, None, Some(next_at.as_millis())),
+                checkpoints_through,
+            } => (Some(through), next_in_flight, checkpoints_through, None),
+            AttemptOutcome::Failed { next_at } => (None, None, None, Some(next_at.as_millis())),
         };
         let mut tx = PoolTx::begin(&self.pool).await?;
         check_fence(&mut tx, fence).await?;
@@ -178,7 +182,9 @@ impl PgStore {
                                         THEN consecutive_failures + 1 ELSE 0 END,
                  next_attempt_at = $5,
                  cursor = CASE WHEN $4::bigint IS NULL THEN cursor ELSE GREATEST(cursor, $4) END,
-                 in_flight_through = CASE WHEN $4::bigint IS NULL THEN in_flight_through ELSE $6 END
+                 in_flight_through = CASE WHEN $4::bigint IS NULL THEN in_flight_through ELSE $6 END,
+                 checkpoint_cursor = CASE WHEN $8::bigint IS NULL THEN checkpoint_cursor
+                                     ELSE GREATEST(coalesce(checkpoint_cursor, 0), $8) END
              WHERE scope_id = $7",
         )
         .bind(attempt.at.as_millis())
@@ -188,6 +194,7 @@ impl PgStore {
         .bind(next_at)
         .bind(next_in_flight)
         .bind(scope_id)
+        .bind(checkpoints)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

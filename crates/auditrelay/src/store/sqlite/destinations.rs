@@ -88,7 +88,7 @@ impl SqliteStore {
         let result = sqlx::query(
             "UPDATE destinations SET name = ?, endpoint = ?, authorization_sealed = ?, log_format = ?,
                                      skip_ssl_verification = ?, updated_at = ?, headers_sealed = ?,
-                                     kind = ?, kind_settings = ?
+                                     kind = ?, kind_settings = ?, integrity = ?
              WHERE org_id = ? AND id = ?",
         )
         .bind(&d.name)
@@ -100,6 +100,7 @@ impl SqliteStore {
         .bind(d.headers_sealed.as_deref())
         .bind(d.kind.name().as_str())
         .bind(kind_settings(&d.kind))
+        .bind(d.integrity)
         .bind(d.org_id.to_string())
         .bind(d.id.to_string())
         .execute(&mut *tx)
@@ -140,8 +141,8 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     let result = sqlx::query(
         "INSERT INTO destinations (id, org_id, name, endpoint, authorization_sealed, log_format,
                                    skip_ssl_verification, managed_region, created_at, updated_at,
-                                   portal_id, headers_sealed, kind, kind_settings)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   portal_id, headers_sealed, kind, kind_settings, integrity)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET
              name = excluded.name, endpoint = excluded.endpoint,
              authorization_sealed = excluded.authorization_sealed,
@@ -149,7 +150,7 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
              skip_ssl_verification = excluded.skip_ssl_verification,
              managed_region = excluded.managed_region, updated_at = excluded.updated_at,
              headers_sealed = excluded.headers_sealed, kind = excluded.kind,
-             kind_settings = excluded.kind_settings",
+             kind_settings = excluded.kind_settings, integrity = excluded.integrity",
     )
     .bind(d.id.to_string())
     .bind(d.org_id.to_string())
@@ -165,6 +166,7 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
     .bind(d.headers_sealed.as_deref())
     .bind(d.kind.name().as_str())
     .bind(kind_settings(&d.kind))
+    .bind(d.integrity)
     .execute(&mut *conn)
     .await;
     name_conflict(result).map(drop)

@@ -333,7 +333,11 @@ fn decode_row(scope: &Scope, row: &SqliteRow) -> Result<StoredEvent> {
     let body: &[u8] = row.try_get("body")?;
     let event = stored::decode_event(columns, body)
         .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-    Ok(StoredEvent { seq, event })
+    Ok(StoredEvent {
+        seq,
+        event,
+        place: None,
+    })
 }
 
 /// Commits submitted appends in groups, and writes delivery positions, until every sender is

@@ -11,7 +11,7 @@ use super::tx::PoolTx;
 use super::{SqliteStore, portal_key};
 use crate::store::log::{
     ChunkWrite, LogHead, StoredCheckpoint, checkpoint, chunks, encode_frontier, head,
-    numbered_roots,
+    leaves_through, numbered_roots,
 };
 use crate::store::{Result, Scope};
 
@@ -161,6 +161,74 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(checkpoint).transpose()
+    }
+
+    /// The chunks of a scope's log that hold the events after `after` up to `through` (`seq`s),
+    /// in order: where a lane finds their places.
+    pub async fn log_places(&self, scope: &Scope, after: i64, through: i64) -> Result<Vec<Chunk>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT number, first_seq, seqs, hashes FROM log_chunks
+             WHERE scope_id = ?1 AND last_seq > ?2 AND first_seq <= ?3 AND hashes IS NOT NULL
+             ORDER BY number",
+        )
+        .bind(scope_id)
+        .bind(after)
+        .bind(through)
+        .fetch_all(&self.pool)
+        .await?;
+        chunks(&rows)
+    }
+
+    /// How many leaves of a scope's log are events up to `seq`.
+    pub async fn log_leaves_through(&self, scope: &Scope, seq: i64) -> Result<u64> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(0);
+        };
+        let row = sqlx::query(
+            "SELECT number, first_seq, last_seq, seqs, hashes FROM log_chunks
+             WHERE scope_id = ?1 AND first_seq <= ?2 ORDER BY number DESC LIMIT 1",
+        )
+        .bind(scope_id)
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        leaves_through(row.as_ref(), seq)
+    }
+
+    /// A scope's checkpoints of at most `max_size` leaves after the one of id `after`, oldest
+    /// first, at most `limit`; with no `after`, only the newest of them.
+    pub async fn checkpoints_after(
+        &self,
+        scope: &Scope,
+        after: Option<i64>,
+        max_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let max_size = max_size.min(i64::MAX as u64) as i64;
+        let query = match after {
+            Some(after) => sqlx::query(
+                "SELECT * FROM checkpoints WHERE scope_id = ?1 AND id > ?2 AND size <= ?3
+                 ORDER BY id LIMIT ?4",
+            )
+            .bind(scope_id)
+            .bind(after)
+            .bind(max_size)
+            .bind(i64::from(limit)),
+            None => sqlx::query(
+                "SELECT * FROM checkpoints WHERE scope_id = ?1 AND size <= ?2
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(scope_id)
+            .bind(max_size),
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(checkpoint).collect()
     }
 
     /// Prunes the log records retention no longer needs (see [`Store::prune_log`]); returns

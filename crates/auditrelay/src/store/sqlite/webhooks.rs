@@ -75,6 +75,9 @@ impl SqliteStore {
                                    THEN excluded.cursor ELSE webhooks.cursor END,
                      in_flight_through = CASE WHEN excluded.enabled AND NOT webhooks.enabled
                                    THEN NULL ELSE webhooks.in_flight_through END,
+                     -- A stream that starts again starts its checkpoints again too.
+                     checkpoint_cursor = CASE WHEN excluded.enabled AND NOT webhooks.enabled
+                                   THEN NULL ELSE webhooks.checkpoint_cursor END,
                      updated_at = excluded.updated_at",
             )
             .bind(scope)
@@ -229,12 +232,15 @@ pub(super) async fn write_position(
             outcome,
             keep,
         } => {
-            let (through, next_in_flight, next_at) = match *outcome {
+            let (through, next_in_flight, checkpoints, next_at) = match *outcome {
                 AttemptOutcome::Delivered {
                     through,
                     next_in_flight,
-                } => (Some(through), next_in_flight, None),
-                AttemptOutcome::Failed { next_at } => (None, None, Some(next_at.as_millis())),
+                    checkpoints_through,
+                } => (Some(through), next_in_flight, checkpoints_through, None),
+                AttemptOutcome::Failed { next_at } => {
+                    (None, None, None, Some(next_at.as_millis()))
+                }
             };
             let done = sqlx::query(
                 "UPDATE webhooks SET
@@ -243,7 +249,9 @@ pub(super) async fn write_position(
                      consecutive_failures = CASE WHEN ?4 IS NULL THEN consecutive_failures + 1 ELSE 0 END,
                      next_attempt_at = ?9,
                      cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
-                     in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END
+                     in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END,
+                     checkpoint_cursor = CASE WHEN ?10 IS NULL THEN checkpoint_cursor
+                                         ELSE max(coalesce(checkpoint_cursor, 0), ?10) END
                  WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)
                  RETURNING scope_id",
             )
@@ -256,6 +264,7 @@ pub(super) async fn write_position(
             .bind(portal_key(scope))
             .bind(next_in_flight)
             .bind(next_at)
+            .bind(checkpoints)
             .fetch_optional(&mut *conn)
             .await?;
             let Some(row) = done else {
