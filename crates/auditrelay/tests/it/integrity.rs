@@ -942,3 +942,97 @@ async fn verify_proves_a_delivered_stream_whole_and_names_what_was_taken_from_it
     assert!(ok, "with the replay: {report}");
     assert!(report.contains("came 2 times"), "{report}");
 }
+
+/// `integrity` is off unless asked for (Konnect's answers stay as they were), is kept by the v2
+/// inline webhook, and is refused, changing nothing, for kinds that frame each record from its
+/// event: on create, and on an update that turns it on or changes the kind under it.
+#[tokio::test]
+async fn integrity_is_an_extension_field_for_kinds_that_send_lines_as_they_are() {
+    let app = spawn().await;
+    let create = |body: Value| app.post("/v3/audit-log-destinations", &app.admin, body);
+    let plain = json!({"name": "plain", "endpoint": "https://w.example/", "authorization": "k"});
+    let plain = expect_json(create(plain).await, StatusCode::CREATED).await;
+    assert!(plain.get("integrity").is_none(), "{plain}");
+
+    let datadog = json!({"name": "dd", "endpoint": "https://http-intake.logs.datadoghq.eu/api/v2/logs",
+                         "authorization": "key", "kind": "datadog", "integrity": true});
+    let problem = expect_problem(create(datadog).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        problem["invalid_parameters"][0]["field"], "integrity",
+        "{problem}"
+    );
+    let sumo = json!({"name": "sumo", "endpoint": "https://e.sumologic.com/receiver/v1/http/abc",
+                      "kind": "sumo_logic", "integrity": true});
+    let sumo = expect_json(create(sumo).await, StatusCode::CREATED).await;
+    assert_eq!(sumo["integrity"], true, "{sumo}");
+
+    // Turned on, and off, by an update; not under a kind that cannot carry it.
+    let path = format!(
+        "/v3/audit-log-destinations/{}",
+        plain["id"].as_str().unwrap()
+    );
+    let patch = |body: Value| app.request(Method::PATCH, &path, Some(&app.admin), Some(body));
+    let on = expect_json(patch(json!({"integrity": true})).await, StatusCode::OK).await;
+    assert_eq!(on["integrity"], true, "{on}");
+    let to_loki = json!({"kind": "loki", "endpoint": "https://l.example/loki/api/v1/push"});
+    let problem = expect_problem(patch(to_loki).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        problem["invalid_parameters"][0]["field"], "integrity",
+        "{problem}"
+    );
+    let stored = expect_json(app.get(&path, &app.admin).await, StatusCode::OK).await;
+    assert_eq!(
+        (stored.get("kind"), &stored["integrity"]),
+        (None, &json!(true))
+    );
+    let off = expect_json(patch(json!({"integrity": false})).await, StatusCode::OK).await;
+    assert!(off.get("integrity").is_none(), "{off}");
+
+    // The v2 inline webhook keeps what the destinations API set on its destination.
+    let v2 = json!({"endpoint": "https://v2.example/", "authorization": "k", "enabled": true});
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/v2/audit-log-webhook",
+            Some(&app.admin),
+            Some(v2.clone()),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let list = expect_json(
+        app.get("/v3/audit-log-destinations", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    let managed = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["endpoint"] == "https://v2.example/")
+        .unwrap()
+        .clone();
+    let managed_path = format!(
+        "/v3/audit-log-destinations/{}",
+        managed["id"].as_str().unwrap()
+    );
+    let resp = app
+        .request(
+            Method::PATCH,
+            &managed_path,
+            Some(&app.admin),
+            Some(json!({"integrity": true})),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/v2/audit-log-webhook",
+            Some(&app.admin),
+            Some(v2),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let managed = expect_json(app.get(&managed_path, &app.admin).await, StatusCode::OK).await;
+    assert_eq!(managed["integrity"], true, "{managed}");
+}
