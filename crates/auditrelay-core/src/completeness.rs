@@ -39,6 +39,11 @@ pub fn allowed_gap(interval_secs: u64) -> i64 {
     i64::try_from(ms.saturating_add(slack)).unwrap_or(i64::MAX)
 }
 
+/// The digest a line is told apart from others by ([`Audit::leaf`]).
+pub fn line_digest(line: &[u8]) -> [u8; 32] {
+    Sha256::digest(line).into()
+}
+
 /// What the check found in one log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -58,8 +63,14 @@ pub enum Finding {
     Inconsistent { size: u64 },
     /// The leaves up to a checkpoint do not give its root.
     WrongRoot { size: u64 },
-    /// Checkpoints are missing between two times.
+    /// Checkpoints are missing between two: the later one's previous size is not the earlier
+    /// one's size.
     CheckpointsMissing { after: Timestamp, before: Timestamp },
+    /// No checkpoint was signed between two times for longer than [`allowed_gap`], though none
+    /// is missing (their sizes chain): the service was not signing; not a failure.
+    Quiet { after: Timestamp, before: Timestamp },
+    /// No `until` was given, so a tail cut off would not show; not a failure.
+    TailNotJudged,
     /// No checkpoint after `last` up to `until`: the stream's tail is cut off.
     TailTruncated { last: Timestamp, until: Timestamp },
     /// Lines of the log but no checkpoint: nothing about completeness can be proven.
@@ -88,7 +99,13 @@ impl Finding {
     /// Whether the finding means the export is not whole (rather than telling what it
     /// cannot prove, or that a line came twice).
     pub fn is_failure(&self) -> bool {
-        !matches!(self, Self::Duplicated { .. } | Self::Unproven { .. })
+        !matches!(
+            self,
+            Self::Duplicated { .. }
+                | Self::Unproven { .. }
+                | Self::Quiet { .. }
+                | Self::TailNotJudged
+        )
     }
 }
 
@@ -131,6 +148,17 @@ impl fmt::Display for Finding {
                 "no checkpoint after {} up to {}: the tail of the stream is cut off",
                 last.to_rfc3339_seconds(),
                 until.to_rfc3339_seconds()
+            ),
+            Self::Quiet { after, before } => write!(
+                f,
+                "no checkpoint was signed between {} and {}, and none is missing",
+                after.to_rfc3339_seconds(),
+                before.to_rfc3339_seconds()
+            ),
+            Self::TailNotJudged => write!(
+                f,
+                "the tail is not judged: give the time the export ends (--until) to know it is \
+                 not cut off"
             ),
             Self::NoCheckpoint => write!(f, "no checkpoint: completeness cannot be proven"),
             Self::Duplicated { index, copies } => {
@@ -201,11 +229,12 @@ impl Audit {
         }
     }
 
-    /// A verified line of an event at `index` in `log`; `line` is its bytes, by which identical
-    /// copies are told from the same event in another format.
-    pub fn leaf(&mut self, log: &str, index: u64, leaf_hash: Hash, line: &[u8]) {
+    /// A verified line of an event at `index` in `log`; `line` is a digest of its bytes
+    /// ([`line_digest`]), by which identical copies are told from the same event in another
+    /// format.
+    pub fn leaf(&mut self, log: &str, index: u64, leaf_hash: Hash, line: [u8; 32]) {
         let lines = self.logs.entry(log.to_owned()).or_default();
-        let digest: [u8; 32] = Sha256::digest(line).into();
+        let digest = line;
         let leaf = lines.leaves.entry(index).or_insert_with(|| Leaf {
             hash: leaf_hash,
             lines: BTreeMap::new(),
@@ -270,16 +299,11 @@ fn check_log(
     let leaves = &lines.leaves;
     let leaf = |index: u64| leaves.get(&index).map(|l| l.hash);
 
-    // Where the export starts: the intervals before are not its to prove.
-    let first_leaf = leaves
-        .keys()
-        .chain(&lines.altered)
-        .min()
-        .copied()
-        .unwrap_or(0);
-
     // Each interval, in order of size.
     let mut proven_from = None;
+    // Below this, leaves are not proven: before the first checkpoint's interval, or in it when
+    // the export starts inside it.
+    let mut unproven_below = checkpoints.first().map_or(0, |cp| cp.event.previous_size);
     let mut after_previous: Option<Frontier> = None;
     let mut missing = BTreeSet::new();
     for n in 0..checkpoints.len() {
@@ -317,10 +341,17 @@ fn check_log(
             }
         }
         let interval = previous_size..size;
-        if previous_size < first_leaf {
-            // The export starts inside this interval (or after it): its root cannot be proven
-            // without the leaves before, but from its first line on the export must be whole.
-            all_present(first_leaf.min(size)..size, &leaf, &mut missing);
+        if n == 0 && interval.clone().any(|i| leaf(i).is_none()) {
+            // A stream starts with a checkpoint whose events it may have carried only in part
+            // (or not at all): the export starts inside this interval, whose root cannot be
+            // recomputed. From its first line on, it must be whole. Every later checkpoint
+            // comes after all of its lines, so every later interval is whole.
+            let first = interval
+                .clone()
+                .find(|i| leaf(*i).is_some())
+                .unwrap_or(size);
+            all_present(first..size, &leaf, &mut missing);
+            unproven_below = size;
             after_previous = None;
             continue;
         }
@@ -364,20 +395,31 @@ fn check_log(
             .map(|&index| Finding::Conflicting { index }),
     );
 
-    // Gaps in time.
+    // Gaps in time. Between two checkpoints whose sizes chain, none is missing that held
+    // events (the chain says so): a gap there is the log not being signed for a while (the
+    // service was down), which is worth saying but proves nothing removed. At the end, time is
+    // all there is: a tail cut off takes its checkpoints with it.
     checkpoints.sort_by_key(|cp| cp.event.signed_at);
     for pair in checkpoints.windows(2) {
         let (a, b) = (&pair[0].event, &pair[1].event);
         let allowed = allowed_gap(a.interval_secs.max(b.interval_secs));
-        let gap = Finding::CheckpointsMissing {
+        let missing = Finding::CheckpointsMissing {
             after: a.signed_at,
             before: b.signed_at,
         };
-        if b.signed_at.as_millis() - a.signed_at.as_millis() > allowed && !findings.contains(&gap) {
-            findings.push(gap);
+        if b.signed_at.as_millis() - a.signed_at.as_millis() > allowed
+            && !findings.contains(&missing)
+        {
+            findings.push(Finding::Quiet {
+                after: a.signed_at,
+                before: b.signed_at,
+            });
         }
     }
     let last = checkpoints.iter().max_by_key(|cp| cp.checkpoint.size);
+    if until.is_none() && !checkpoints.is_empty() {
+        findings.push(Finding::TailNotJudged);
+    }
     match (checkpoints.last(), until) {
         (Some(newest), Some(until))
             if until.as_millis() - newest.event.signed_at.as_millis()
@@ -394,8 +436,9 @@ fn check_log(
     if last.is_none() && (!leaves.is_empty() || !lines.altered.is_empty()) {
         findings.push(Finding::NoCheckpoint);
     }
-    let start = proven_from.unwrap_or(end);
-    let before: Vec<u64> = leaves.keys().copied().take_while(|i| *i < start).collect();
+    let before: Vec<u64> = (leaves.keys().copied())
+        .take_while(|i| *i < unproven_below)
+        .collect();
     if let (Some(&first), Some(&last)) = (before.first(), before.last()) {
         findings.push(Finding::Unproven {
             first,
@@ -481,7 +524,15 @@ fn verified_checkpoints(
             Err(e) => findings.push(Finding::BadCheckpoint { why: e.to_string() }),
         }
     }
-    verified.sort_by_key(|cp| (cp.checkpoint.size, cp.event.signed_at));
+    // Of one size, the checkpoint that grew the tree to it comes first (nodes' clocks may
+    // disagree about which was signed first).
+    verified.sort_by_key(|cp| {
+        (
+            cp.checkpoint.size,
+            cp.event.previous_size,
+            cp.event.signed_at,
+        )
+    });
     for pair in verified.windows(2) {
         let (a, b) = (&pair[0].checkpoint, &pair[1].checkpoint);
         if a.size == b.size && a.root != b.root {
@@ -553,7 +604,7 @@ mod tests {
             for (index, hash) in self.leaves.iter().enumerate() {
                 let index = index as u64;
                 if !skip.contains(&index) {
-                    audit.leaf(LOG, index, *hash, &index.to_be_bytes());
+                    audit.leaf(LOG, index, *hash, line_digest(&index.to_be_bytes()));
                 }
             }
             for checkpoint in &self.checkpoints {
@@ -613,12 +664,12 @@ mod tests {
     fn a_line_with_another_leaf_hash_is_caught() {
         let stream = stream(100, &[10, 40, 77, 100]);
         let mut audit = stream.audit(&[]);
-        audit.leaf(LOG, 20, [0; 32], b"forged");
+        audit.leaf(LOG, 20, [0; 32], line_digest(b"forged"));
         let report = &audit.finish(None)[0];
         assert_eq!(failures(report), [&Finding::Conflicting { index: 20 }]);
         // Alone, a forged leaf hash gives the wrong root.
         let mut audit = stream.audit(&[20]);
-        audit.leaf(LOG, 20, [0; 32], b"forged");
+        audit.leaf(LOG, 20, [0; 32], line_digest(b"forged"));
         let report = &audit.finish(None)[0];
         assert_eq!(failures(report), [&Finding::WrongRoot { size: 40 }]);
     }
@@ -669,13 +720,13 @@ mod tests {
     fn identical_copies_are_named_but_not_failed() {
         let stream = stream(20, &[10, 20]);
         let mut audit = stream.audit(&[]);
-        audit.leaf(LOG, 5, stream.leaves[5], &5u64.to_be_bytes());
+        audit.leaf(LOG, 5, stream.leaves[5], line_digest(&5u64.to_be_bytes()));
         // The same event in another format is no copy.
-        audit.leaf(LOG, 6, stream.leaves[6], b"another format");
+        audit.leaf(LOG, 6, stream.leaves[6], line_digest(b"another format"));
         for checkpoint in &stream.checkpoints {
             audit.checkpoint(checkpoint.clone());
         }
-        let report = &audit.finish(None)[0];
+        let report = &audit.finish(Some(Timestamp::from_millis(60_000)))[0];
         assert!(report.is_whole(), "{:?}", report.findings);
         assert_eq!(
             report.findings,
@@ -686,25 +737,37 @@ mod tests {
         );
     }
 
+    /// A stream starts with the newest checkpoint its events had reached: the export holds
+    /// that one and the lines after, and is proven from its next checkpoint on.
     #[test]
     fn a_stream_that_starts_inside_an_interval_proves_from_its_first_whole_one() {
-        let stream = stream(100, &[10, 40, 77, 100]);
+        let mut stream = stream(100, &[10, 40, 77, 100]);
+        stream.checkpoints.remove(0);
         let report = &stream.audit(&(0..25).collect::<Vec<_>>()).finish(None)[0];
         assert!(report.is_whole(), "{:?}", report.findings);
         assert_eq!(report.proven, Some((40, 100)));
         assert_eq!(
             report.findings,
-            [Finding::Unproven {
-                first: 25,
-                last: 39,
-                why: Unproven::BeforeFirstInterval
-            }]
+            [
+                Finding::TailNotJudged,
+                Finding::Unproven {
+                    first: 25,
+                    last: 39,
+                    why: Unproven::BeforeFirstInterval
+                }
+            ]
         );
+        // Only checkpoints, no line: nothing to prove, nothing missing.
+        let mut audit = Audit::new(NAME, note_key().public_key().clone());
+        audit.checkpoint(stream.checkpoints[0].clone());
+        let report = &audit.finish(None)[0];
+        assert!(report.is_whole(), "{:?}", report.findings);
     }
 
     #[test]
     fn a_line_missing_after_the_first_line_of_an_export_is_named_even_in_its_first_interval() {
-        let stream = stream(100, &[10, 40, 77, 100]);
+        let mut stream = stream(100, &[10, 40, 77, 100]);
+        stream.checkpoints.remove(0);
         let mut skip: Vec<u64> = (0..25).collect();
         skip.push(30);
         let report = &stream.audit(&skip).finish(None)[0];
@@ -713,6 +776,40 @@ mod tests {
             [&Finding::Missing {
                 first: 30,
                 last: 30
+            }]
+        );
+    }
+
+    /// Lines deleted from the start of an export whose checkpoints were kept: every interval
+    /// after the first checkpoint must be whole.
+    #[test]
+    fn lines_deleted_before_the_last_kept_checkpoint_are_named() {
+        let stream = stream(100, &[10, 40, 77, 100]);
+        let report = &stream.audit(&(0..40).collect::<Vec<_>>()).finish(None)[0];
+        assert_eq!(
+            failures(report),
+            [&Finding::Missing {
+                first: 10,
+                last: 39
+            }]
+        );
+    }
+
+    /// Checkpoints far apart in time whose sizes chain: the service did not sign for a while,
+    /// and nothing is missing.
+    #[test]
+    fn a_quiet_spell_is_said_but_not_failed() {
+        let mut stream = stream(100, &[10, 40, 77, 100]);
+        stream.checkpoints[3].signed_at = Timestamp::from_millis(3_600_000);
+        let report = &stream
+            .audit(&[])
+            .finish(Some(Timestamp::from_millis(3_600_000)))[0];
+        assert!(report.is_whole(), "{:?}", report.findings);
+        assert_eq!(
+            report.findings,
+            [Finding::Quiet {
+                after: Timestamp::from_millis(120_000),
+                before: Timestamp::from_millis(3_600_000)
             }]
         );
     }

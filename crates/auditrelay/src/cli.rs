@@ -96,8 +96,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "BASE64", requires = "proof")]
     pub leaf_hash: Option<String>,
     /// Where the exported lines end, for lines of destinations with `integrity`: a stream
-    /// with no checkpoint from about one interval before then is cut off [RFC 3339; default:
-    /// now].
+    /// with no checkpoint from about one interval before then is cut off [RFC 3339; without
+    /// it, the tail is not judged, and the report says so].
     #[arg(long, value_name = "TIME", conflicts_with = "proof")]
     pub until: Option<String>,
     /// The lines to check, one per line, in any order and any mix of formats, gzipped or not;

@@ -24,7 +24,8 @@ use auditrelay_core::integrity::{
     CHUNK_LEAVES, Chunk, GROUP_CHUNKS, event_leaf, event_leaf_hash, installation_name, log_origin,
 };
 use auditrelay_core::merkle::{
-    Frontier, Hash, consistency_proof_in, inclusion_proof_in, leaf_hash, root_of_parts,
+    Frontier, Hash, Subtrees as _, consistency_proof_in, inclusion_proof_in, leaf_hash,
+    root_of_parts,
 };
 
 use crate::keys::note::NoteSigner;
@@ -367,6 +368,34 @@ pub async fn inclusion(
         path,
         note: checkpoint.note,
     })
+}
+
+/// The frontier of `scope`'s log at `size` leaves: a kept checkpoint's at that size, else made
+/// from the stored subtrees' roots (retention thins old checkpoints; a stream that fell behind
+/// may still owe the one after a thinned one).
+pub async fn frontier_at(store: &Store, scope: &Scope, size: u64) -> Result<Frontier> {
+    if size == 0 {
+        return Ok(Frontier::new());
+    }
+    if let Some(checkpoint) = store.checkpoint_at(scope, size).await? {
+        return Ok(checkpoint.frontier);
+    }
+    let tiles = store.log_tiles(scope, size, &[size - 1]).await?;
+    let mut subtrees = Vec::with_capacity(size.count_ones() as usize);
+    let mut start = 0;
+    for height in (0..u64::BITS).rev() {
+        let len = 1u64 << height;
+        if size & len != 0 {
+            subtrees.push(tiles.perfect(start, height).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "the log of {} has no leaves or roots left for its first {size} leaves",
+                    origin(store, scope)
+                ))
+            })?);
+            start += len;
+        }
+    }
+    Ok(Frontier::from_parts(size, subtrees).expect("one subtree per set bit"))
 }
 
 /// The checkpoint at `size`, or the latest.

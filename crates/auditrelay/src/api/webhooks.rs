@@ -629,6 +629,10 @@ async fn plan_inline(
     {
         problems.client_identity(&kind, &key);
     }
+    // Konnect's v2 body has no `integrity`: what the destinations API set stays, while the
+    // kind and endpoint can carry it.
+    let integrity = existing.as_ref().is_some_and(|d| d.integrity)
+        && auditrelay_core::kind::frames_lines(&kind, &endpoint);
     let managed = Destination {
         id,
         org_id,
@@ -638,8 +642,7 @@ async fn plan_inline(
         log_format,
         skip_ssl_verification,
         headers_sealed,
-        // Konnect's v2 body has no such field: what the destinations API set stays.
-        integrity: existing.as_ref().is_some_and(|d| d.integrity),
+        integrity,
         kind,
         managed_region: Some(scope.region.clone()),
         portal_id: None,

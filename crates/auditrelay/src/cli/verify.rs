@@ -10,14 +10,13 @@ use anyhow::{Context as _, bail};
 use auditrelay_core::PublicKey;
 use auditrelay_core::Timestamp;
 use auditrelay_core::checkpoint::InclusionBundle;
-use auditrelay_core::completeness::{Audit, LogReport};
+use auditrelay_core::completeness::{Audit, LogReport, line_digest};
 use auditrelay_core::format::carried::{Carried, carried};
 use auditrelay_core::format::{Signed, verify_line_or_entry};
 use auditrelay_core::merkle::Hash;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::read::MultiGzDecoder;
-use sha2::{Digest as _, Sha256};
 
 use super::VerifyArgs;
 use crate::client::{CHECKPOINT_KEY_PATH, DEFAULT_URL, JWKS_PATH, load_checkpoint_key, load_jwks};
@@ -64,15 +63,17 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         };
         let (name, key) = load_checkpoint_key(&source).await?;
         let until = match &args.until {
-            Some(until) => Timestamp::parse_rfc3339(until)
-                .with_context(|| format!("--until {until} is not an RFC 3339 time"))?,
-            None => crate::clock::now(),
+            Some(until) => Some(
+                Timestamp::parse_rfc3339(until)
+                    .with_context(|| format!("--until {until} is not an RFC 3339 time"))?,
+            ),
+            None => None,
         };
         let mut audit = Audit::new(&name, key);
         for line in carried {
             line.feed(&mut audit);
         }
-        for report in audit.finish(Some(until)) {
+        for report in audit.finish(until) {
             print_report(&report);
             if !report.is_whole() {
                 failed.push(format!("the log {} is not whole", report.log));
@@ -114,7 +115,7 @@ impl CarriedLine {
                     leaf_hash,
                 },
                 true,
-            ) => audit.leaf(&log, index, leaf_hash, &self.digest),
+            ) => audit.leaf(&log, index, leaf_hash, self.digest),
             (Carried::Leaf { log, index, .. }, false) => audit.altered_leaf(&log, index),
             (Carried::Checkpoint(checkpoint), true) => audit.checkpoint(checkpoint),
             (Carried::Checkpoint(checkpoint), false) => audit.altered_checkpoint(&checkpoint.log),
@@ -250,7 +251,7 @@ fn verify_lines(
             seen.carried.push(CarriedLine {
                 carried,
                 valid: matches!(verdict, Ok((_, Signed::Line))),
-                digest: Sha256::digest(&line).into(),
+                digest: line_digest(&line),
             });
         }
     }

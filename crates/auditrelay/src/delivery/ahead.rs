@@ -102,7 +102,7 @@ impl Source {
 }
 
 /// `events` with their places in `scope`'s log `log`, up to the first the log has not taken.
-async fn place(
+pub(super) async fn place(
     shared: &Shared,
     scope: &Scope,
     log: &Arc<str>,
@@ -450,6 +450,7 @@ mod tests {
             max_age_ms: None,
             store: uuid::Uuid::nil(),
             endpoint: String::new(),
+            integrity: false,
         })
     }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use auditrelay_core::batch::{self, Batch, BatchBuilder, BatchLimits, GZIP_LEVEL, ShareBuilder};
 use auditrelay_core::format::{Format, sign_checkpoint, sign_event_with_id};
 use auditrelay_core::ids::event_id;
-use auditrelay_core::integrity::CheckpointEvent;
+use auditrelay_core::integrity::{CheckpointEvent, event_leaf_hash};
 use auditrelay_core::kind::{Framer, RecordMeta, Stream};
 use auditrelay_core::{SigningKey, Timestamp};
 use uuid::Uuid;
@@ -39,6 +39,9 @@ pub(super) struct Encoding {
     /// The destination's endpoint as the delivery log and the refused list show it (a Sumo
     /// Logic token masked).
     pub endpoint: String,
+    /// The destination has `integrity`: each line carries its event's place in the log, and an
+    /// event whose stored content no longer gives its leaf is refused, not signed.
+    pub integrity: bool,
 }
 
 impl Encoding {
@@ -78,6 +81,7 @@ impl Encoding {
             max_age_ms: limits.max_age_ms,
             store: shared.store.identity(),
             endpoint: destination.shown_endpoint(),
+            integrity: destination.integrity,
         })
     }
 
@@ -283,6 +287,12 @@ fn sign_lines(
                     share.refuse(stored.seq, reason);
                     continue;
                 }
+                if encoding.integrity
+                    && let Some(reason) = unlike_its_leaf(stored, &meta().id)
+                {
+                    share.refuse(stored.seq, reason);
+                    continue;
+                }
                 if framer.is_lines() && encoding.max_record_bytes.is_none() {
                     // Konnect's shape: the line is the record, written in place.
                     share.push_with(stored.seq, sign);
@@ -317,6 +327,28 @@ fn sign_lines(
     shares.sort_unstable_by_key(|(index, _)| *index);
     let shares = shares.into_iter().map(|(_, share)| share).collect();
     batch::join(shares, limits, encoding.framer.frame())
+}
+
+/// Why `stored` may not go to a destination with `integrity`, if it may not: its place in the
+/// log is not known (nothing reads it so), or its content as stored no longer gives the leaf
+/// the log took (it was changed in the store afterwards). Signing it would vouch for content
+/// the log never held, with the leaf hash of content it did: `verify` could not tell.
+fn unlike_its_leaf(stored: &StoredEvent, id: &Uuid) -> Option<String> {
+    let Some(place) = &stored.place else {
+        return Some("its place in the tamper-evident log is not known".to_owned());
+    };
+    if event_leaf_hash(&place.log, place.index, id, &stored.event) == place.leaf_hash {
+        return None;
+    }
+    tracing::error!(
+        log = %place.log,
+        log_index = place.index,
+        "an event's content no longer matches its leaf in the tamper-evident log: it was changed in the store after it was logged, and is refused, not signed"
+    );
+    Some(format!(
+        "its content no longer matches leaf {} of the tamper-evident log: it was changed in the store after it was logged",
+        place.index
+    ))
 }
 
 /// Below this many lines per share, handing a share to a thread costs more than it saves, and

@@ -59,9 +59,18 @@ struct Built {
     /// The last `seq` of the range the batch stands for: past it the cursor moves once the
     /// batch is delivered, even after the batch is narrowed to the records to send again.
     through: i64,
-    /// For a batch of checkpoint events: the id of its last checkpoint. Such a batch stands
-    /// for no events: `through` is the cursor as it was.
-    checkpoints: Option<i64>,
+    /// For a batch of checkpoint events: what it moves. Such a batch stands for no events:
+    /// `through` is the cursor as it was.
+    checkpoints: Option<CheckpointsBuilt>,
+}
+
+/// What a batch of checkpoint events moves, and what it leaves as it was.
+#[derive(Clone, Copy)]
+struct CheckpointsBuilt {
+    /// The id of its last checkpoint: past it the checkpoint cursor moves.
+    through: i64,
+    /// The batch of events noted in flight when it was built, which stays noted.
+    in_flight: Option<i64>,
 }
 
 /// How gathering the next batch ended.
@@ -203,15 +212,22 @@ impl Lane {
     /// stop.
     async fn turn(&mut self, setup: &Setup) -> Result<bool, StoreError> {
         let webhook = &setup.webhook;
-        if self.next.is_none() {
-            self.settle().await;
-        }
-        // Checkpoints go out between batches of events, when none is ready to send.
-        if self.next.is_none()
-            && setup.destination.integrity
+        // Checkpoints go out between batches of events, whatever is ready or noted in flight:
+        // a lane that always has a batch ready would otherwise never send one.
+        // (Not while probing: the probe is the batch in hand.)
+        let probe_in_hand = self.probing.is_some()
+            || self
+                .next
+                .as_ref()
+                .is_some_and(|next| next.checkpoints.is_some());
+        if setup.destination.integrity
+            && !probe_in_hand
             && let Some(built) = self.checkpoint_batch(setup).await?
         {
             return self.deliver(setup, built).await;
+        }
+        if self.next.is_none() {
+            self.settle().await;
         }
         let built = match self.next.take() {
             Some(built) => built,
@@ -301,18 +317,14 @@ impl Lane {
     }
 
     /// The next batch of checkpoint events (DECISIONS.md S27), when one is due: the
-    /// checkpoints after the last one delivered whose events were all delivered, so that a
-    /// checkpoint never reaches the SIEM before the lines it covers. A stream that has sent none
-    /// yet starts with the newest checkpoint its delivered events reach. Nothing while a batch
-    /// of events is noted in flight: that one goes first, exactly as it was.
+    /// checkpoints after the last one delivered whose events were all delivered (or refused), so
+    /// that a checkpoint does not reach the SIEM before the lines it covers. A stream that has
+    /// sent none yet starts with the newest checkpoint its delivered events reach. A batch of
+    /// events noted in flight stays noted, to go next exactly as it was.
     async fn checkpoint_batch(&mut self, setup: &Setup) -> Result<Option<Built>, StoreError> {
         let webhook = &setup.webhook;
         let now = Instant::now();
-        if now < self.next_checkpoint_look
-            || webhook
-                .in_flight_through
-                .is_some_and(|through| through > webhook.cursor)
-        {
+        if now < self.next_checkpoint_look {
             return Ok(None);
         }
         self.next_checkpoint_look = now + INTEGRITY_LOOK;
@@ -330,21 +342,8 @@ impl Lane {
         let log = integrity::origin(store, &self.scope);
         let mut events = Vec::with_capacity(due.len());
         for checkpoint in due {
-            let previous_frontier = match checkpoint.previous_size {
-                0 => Vec::new(),
-                size => store
-                    .checkpoint_at(&self.scope, size)
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "the checkpoint of size {size} before checkpoint {} is gone",
-                            checkpoint.id
-                        ))
-                    })?
-                    .frontier
-                    .subtrees()
-                    .to_vec(),
-            };
+            let previous = integrity::frontier_at(store, &self.scope, checkpoint.previous_size);
+            let previous_frontier = previous.await?.subtrees().to_vec();
             let event = CheckpointEvent {
                 log: log.clone(),
                 portal: self.scope.portal_id.is_some(),
@@ -361,7 +360,10 @@ impl Lane {
             return Ok(None);
         };
         Ok(Some(Built {
-            checkpoints: Some(batch.last_seq),
+            checkpoints: Some(CheckpointsBuilt {
+                through: batch.last_seq,
+                in_flight: webhook.in_flight_through,
+            }),
             through: webhook.cursor,
             hand: InHand::new(batch, encoding, Vec::new()),
             stamp: setup.stamp(),
@@ -448,7 +450,9 @@ impl Lane {
             let batch = &built.hand.batch;
             let kind = if self.probing.is_some() {
                 AttemptKind::Probe
-            } else if retries > 0 || self.failed_from == Some(batch.first_seq) {
+            } else if retries > 0
+                || (built.checkpoints.is_none() && self.failed_from == Some(batch.first_seq))
+            {
                 AttemptKind::Retry
             } else {
                 AttemptKind::Live
@@ -469,11 +473,14 @@ impl Lane {
             let Some((sent, judged)) = sending.await else {
                 return Ok(false);
             };
-            self.failed_from = match sent.attempt {
-                Attempt::Response { status, .. } if (200..300).contains(&status) => None,
-                Attempt::Written => None,
-                _ => Some(batch.first_seq),
-            };
+            // A batch of checkpoints has no `seq`s: it says nothing of the events' batches.
+            if built.checkpoints.is_none() {
+                self.failed_from = match sent.attempt {
+                    Attempt::Response { status, .. } if (200..300).contains(&status) => None,
+                    Attempt::Written => None,
+                    _ => Some(batch.first_seq),
+                };
+            }
             let attempt = logged(
                 &sent,
                 kind,
@@ -529,9 +536,10 @@ impl Lane {
                     let rounds = self.probing.unwrap_or(0);
                     let wait = self.shared.policy.probe_delay(rounds);
                     self.failed(&sent, &attempt, wait).await?;
-                    // The webhook is probed with this very batch; the one signed ahead is
+                    // The webhook is probed with this very batch; the ones signed ahead (and,
+                    // behind a batch of checkpoints, the batch of events that was next) are
                     // read again once it delivers.
-                    if self.ahead.signing() > 0 {
+                    if built.checkpoints.is_some() || self.ahead.signing() > 0 {
                         self.restart_from(built.through);
                     }
                     self.probing = Some(rounds + 1);
@@ -568,8 +576,9 @@ impl Lane {
             .map_or(built.hand.batch.first_seq, |e| e.seq);
         let last = built.through;
         // A batch signed ahead that is ready is noted in flight by this very statement; one
-        // still being signed is noted before it is sent.
-        if self.ahead.front_is_signed() {
+        // still being signed is noted before it is sent. (After a batch of checkpoints, the
+        // batch of events ready before it stays the next.)
+        if self.next.is_none() && self.ahead.front_is_signed() {
             self.settle().await;
         }
         // Before the cursor passes them, so that no crash between the two loses one: a batch
@@ -587,10 +596,17 @@ impl Lane {
         {
             return Ok(false);
         }
-        let outcome = AttemptOutcome::Delivered {
-            through: last,
-            next_in_flight: self.next.as_ref().map(|next| next.through),
-            checkpoints_through: built.checkpoints,
+        let outcome = match built.checkpoints {
+            Some(checkpoints) => AttemptOutcome::Delivered {
+                through: last,
+                next_in_flight: checkpoints.in_flight,
+                checkpoints_through: Some(checkpoints.through),
+            },
+            None => AttemptOutcome::Delivered {
+                through: last,
+                next_in_flight: self.next.as_ref().map(|next| next.through),
+                checkpoints_through: None,
+            },
         };
         if !self.record_delivered(attempt, outcome).await? {
             return Ok(false);

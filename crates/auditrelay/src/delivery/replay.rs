@@ -158,6 +158,10 @@ async fn step(
             ahead.restart_after(resume_position(job));
         }
         let encoding = Encoding::new(shared, &setup, Some(job.id));
+        // Asked before reading: once the log has taken the window's newest event, a read that
+        // comes back empty is the window's end (asked after, the log could have taken events
+        // the read did not see).
+        let log_took_all = !setup.destination.integrity || log_took(shared, job).await?;
         // The background read started with the previous batch has usually brought what this
         // reads, so the store is rarely waited on here.
         while ahead.signing() < SIGNED_AHEAD {
@@ -171,7 +175,7 @@ async fn step(
         // The events after those are read while this batch is sent.
         ahead.start_reading(max_events);
         let Some(signed) = ahead.settle().await else {
-            if setup.destination.integrity && !log_took(shared, job).await? {
+            if !log_took_all {
                 // The log has not taken the window's last events yet, and their lines carry
                 // their places in it: they wait for it.
                 tokio::select! {

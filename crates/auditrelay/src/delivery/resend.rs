@@ -18,6 +18,7 @@ use std::time::Instant;
 use auditrelay_core::retry::Verdict;
 use uuid::Uuid;
 
+use super::ahead::place;
 use super::encode::{Encoding, sign_batch};
 use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
@@ -25,6 +26,7 @@ use super::outcome::{logged, record_refused};
 use super::setup::{client_for, load_setup};
 use super::shared::{Owner, STORE_RETRY, Shared, label};
 use crate::clock;
+use crate::integrity;
 use crate::leases::Lease;
 use crate::store::{AttemptKind, Scope, StoreError};
 
@@ -95,6 +97,11 @@ async fn step(
     if !gone.is_empty() {
         tracing::warn!(webhook = %label(scope), events = gone.len(), "refused events deleted by retention before they were sent again");
         store.forget_refused(owner.fence(), scope, &gone).await?;
+    }
+    if setup.destination.integrity {
+        // Their lines carry their places in the log, as the lane's did.
+        let log = Arc::from(integrity::origin(store, scope));
+        events = place(shared, scope, &log, events).await?;
     }
     let encoding = Encoding::new(shared, &setup, Some(run));
     let (batch, mut events) = sign_batch(shared, &encoding, events).await;

@@ -1036,3 +1036,166 @@ async fn integrity_is_an_extension_field_for_kinds_that_send_lines_as_they_are()
     let managed = expect_json(app.get(&managed_path, &app.admin).await, StatusCode::OK).await;
     assert_eq!(managed["integrity"], true, "{managed}");
 }
+
+/// A destination with `integrity` and its org webhook (`us`) to `receiver`, in JSON; returns
+/// the destination's id.
+async fn integrity_webhook(app: &TestApp, receiver: &TestReceiver) -> String {
+    let body = json!({
+        "name": "siem", "endpoint": receiver.url(), "authorization": "Bearer siem",
+        "log_format": "json", "integrity": true,
+    });
+    let resp = app
+        .post("/v3/audit-log-destinations", &app.admin, body)
+        .await;
+    let id = expect_json(resp, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bind_webhook(app, "/us/v3/audit-log-webhook", &id, true).await;
+    id
+}
+
+/// An event changed in the store after the log took it is not signed with the leaf hash of
+/// what it was: a replay refuses it, and the refused list says why. (Here the leaf is the one
+/// changed, which is the same disagreement seen from the other side.)
+#[tokio::test]
+async fn an_event_that_no_longer_matches_its_leaf_is_refused_not_signed() {
+    let app = TestApp::spawn_with(|c| {
+        crate::support::dev(c);
+        c.integrity.checkpoint_interval = Duration::from_secs(1);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    integrity_webhook(&app, &receiver).await;
+    let started = now();
+    let events: Vec<Value> = (0..20)
+        .map(|i| authorization(now(), &format!("changed-{i}")))
+        .collect();
+    let resp = app
+        .ingest_ndjson("/us/v1/events", &app.admin, ndjson(&events))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(30), || async {
+        let lines = receiver.lines();
+        (0..20)
+            .all(|i| {
+                lines
+                    .iter()
+                    .any(|l| l.contains(&format!("\"changed-{i}\"")))
+            })
+            .then_some(())
+    })
+    .await;
+    // The first line's place, and its leaf changed in the store.
+    let lines = receiver.lines();
+    let first = lines.iter().find(|l| l.contains("\"changed-0\"")).unwrap();
+    let Some(Carried::Leaf { index, .. }) = carried_of(first) else {
+        panic!("{first}")
+    };
+    let db = app.data_dir().join("auditrelay.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    let mut hashes: Vec<u8> = sqlx::query_scalar("SELECT hashes FROM log_chunks WHERE number = 0")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    hashes[index as usize * 32] ^= 1;
+    sqlx::query("UPDATE log_chunks SET hashes = ? WHERE number = 0")
+        .bind(hashes)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let window = json!({
+        "start_at": started.saturating_sub_millis(60_000).to_rfc3339_seconds(),
+        "end_at": now().to_rfc3339_millis(),
+    });
+    let resp = app
+        .request(
+            Method::PUT,
+            "/us/v3/audit-log-replay-job",
+            Some(&app.admin),
+            Some(window),
+        )
+        .await;
+    expect_json(resp, StatusCode::ACCEPTED).await;
+    let refused = eventually(Duration::from_secs(30), || async {
+        let list = expect_json(
+            app.get("/v3/audit-log-webhook/refused-events", &app.admin)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        let data = list["data"].as_array().unwrap().clone();
+        (!data.is_empty()).then_some(data)
+    })
+    .await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let reason = refused[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("no longer matches leaf {index}")),
+        "{}",
+        refused[0]
+    );
+    // The others went again, byte for byte.
+    let again = receiver.lines();
+    let resent = again[lines.len()..]
+        .iter()
+        .filter(|l| l.contains("\"changed-"))
+        .count();
+    assert_eq!(resent, 19);
+}
+
+/// Turning `integrity` off and on again starts the stream's checkpoints afresh: the next one
+/// sent is the newest, not every one signed while the lines carried no places.
+#[tokio::test]
+async fn integrity_turned_on_again_starts_its_checkpoints_afresh() {
+    let app = TestApp::spawn_with(|c| {
+        crate::support::dev(c);
+        c.integrity.checkpoint_interval = Duration::from_secs(1);
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    let id = integrity_webhook(&app, &receiver).await;
+    let scope = us(app.org());
+    let cursor = || async {
+        let webhook = app.store().get_webhook(&scope).await.unwrap().unwrap();
+        webhook.checkpoint_cursor
+    };
+    eventually(Duration::from_secs(30), || async { cursor().await }).await;
+    let path = format!("/v3/audit-log-destinations/{id}");
+    let patch = |on: bool| {
+        app.request(
+            Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(json!({"integrity": on})),
+        )
+    };
+    expect_json(patch(false).await, StatusCode::OK).await;
+    let off_from = cursor().await.unwrap();
+    // Checkpoints go on being signed meanwhile.
+    eventually(Duration::from_secs(30), || async {
+        let newest = app.store().latest_checkpoint(&scope).await.unwrap()?;
+        (newest.id > off_from + 2).then_some(())
+    })
+    .await;
+    expect_json(patch(true).await, StatusCode::OK).await;
+    assert_eq!(cursor().await, None, "the stream's checkpoints start again");
+    let newest = app
+        .store()
+        .latest_checkpoint(&scope)
+        .await
+        .unwrap()
+        .unwrap();
+    let next = eventually(Duration::from_secs(30), || async { cursor().await }).await;
+    assert!(
+        next >= newest.id,
+        "{next} < {}: an old checkpoint was sent",
+        newest.id
+    );
+}

@@ -52,7 +52,7 @@ pub struct BacklogArgs {
 
 pub async fn backlog(target: &Target, args: &BacklogArgs) -> anyhow::Result<Report> {
     let endpoint = refused_endpoint()?;
-    configure(target, &endpoint, LogFormat::Cef, Kind::Webhook).await?;
+    configure(target, &endpoint, LogFormat::Cef, Kind::Webhook, false).await?;
     eprintln!("the org webhook (us) delivers to {endpoint}, where nothing listens");
 
     // An operator watching the status while the backlog grows.

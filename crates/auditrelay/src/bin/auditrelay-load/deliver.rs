@@ -49,6 +49,10 @@ pub struct WebhookArgs {
     /// The destination's kind: the receiver in this tool takes that kind's requests.
     #[arg(long, value_enum, default_value_t = Kind::Webhook)]
     pub kind: Kind,
+    /// The destination has `integrity`: each line carries its place in the tamper-evident log,
+    /// and checkpoint events travel with the lines (they count as the server's own lines).
+    #[arg(long)]
+    pub integrity: bool,
     /// Stop waiting for deliveries once no new event has arrived for this many seconds.
     #[arg(long, default_value_t = 30)]
     pub stall_seconds: u64,
@@ -93,11 +97,17 @@ impl Delivery {
     ) -> anyhow::Result<Self> {
         let epoch = Instant::now();
         let receiver = Receiver::start(epoch, Expected { events, batch }, webhook.kind).await?;
-        configure(target, &receiver.url, webhook.format, webhook.kind).await?;
+        let (format, kind) = (webhook.format, webhook.kind);
+        configure(target, &receiver.url, format, kind, webhook.integrity).await?;
         eprintln!(
-            "the org webhook (us) delivers {} as {} to {}",
+            "the org webhook (us) delivers {} as {}{} to {}",
             webhook.format.as_str(),
             webhook.kind.as_str(),
+            if webhook.integrity {
+                " with integrity"
+            } else {
+                ""
+            },
             receiver.url
         );
         Ok(Self {
@@ -127,19 +137,24 @@ impl Delivery {
         let mut details = tally(&self.receiver.tally(), self.events);
         details["format"] = json!(self.webhook.format.as_str());
         details["kind"] = json!(self.webhook.kind.as_str());
+        details["integrity"] = json!(self.webhook.integrity);
         details
     }
 }
 
-/// Creates a destination of `kind` for the receiver at `url` and binds the org webhook of `us`
-/// to it, enabled.
+/// Creates a destination of `kind` (with `integrity` when asked) for the receiver at `url` and
+/// binds the org webhook of `us` to it, enabled.
 pub async fn configure(
     target: &Target,
     url: &str,
     format: LogFormat,
     kind: Kind,
+    integrity: bool,
 ) -> anyhow::Result<()> {
-    let destination = kind.destination(url, format.as_str());
+    let mut destination = kind.destination(url, format.as_str());
+    if integrity {
+        destination["integrity"] = json!(true);
+    }
     target
         .admin_api()?
         .bind_new_destination(&Region::parse("us").expect("a region"), &destination)

@@ -49,6 +49,9 @@ pub struct ReplayArgs {
     /// The destination's kind: the receiver in this tool takes that kind's requests.
     #[arg(long, value_enum, default_value_t = Kind::Webhook)]
     kind: Kind,
+    /// The destination has `integrity`: each line carries its place in the tamper-evident log.
+    #[arg(long)]
+    integrity: bool,
     /// The events' timestamps are spread over this many minutes, ending a minute before the
     /// run starts.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
@@ -84,7 +87,14 @@ pub async fn replay(target: &Target, args: &ReplayArgs) -> anyhow::Result<Report
         start_at.to_rfc3339_millis(),
         end_at.to_rfc3339_millis()
     );
-    configure(target, &receiver.url, args.format, args.kind).await?;
+    configure(
+        target,
+        &receiver.url,
+        args.format,
+        args.kind,
+        args.integrity,
+    )
+    .await?;
     eprintln!(
         "the org webhook (us) delivers {} as {} to {}",
         args.format.as_str(),

@@ -175,7 +175,8 @@ pub(super) async fn save_destination(conn: &mut SqliteConnection, d: &Destinatio
 /// Before `d` is saved over its stored self: when its endpoint, credentials (authorization,
 /// extra headers), certificate checking or kind change, the webhooks bound to it forget their
 /// attempts, which say nothing about the new configuration (a 202 from the old endpoint must
-/// not read as the new one working).
+/// not read as the new one working). When it turns `integrity` on, their streams start their
+/// checkpoints afresh.
 async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destination) -> Result<()> {
     sqlx::query(
         "UPDATE webhooks SET status = 'active', last_attempt_at = NULL, last_response_code = NULL,
@@ -195,6 +196,18 @@ async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destinat
     .bind(kind_settings(&d.kind))
     .execute(&mut *conn)
     .await?;
+    // `integrity` turned on: each stream starts its checkpoints afresh (DECISIONS.md S27),
+    // rather than sending those of the time its lines carried no places.
+    if d.integrity {
+        sqlx::query(
+            "UPDATE webhooks SET checkpoint_cursor = NULL
+             WHERE destination_id = ?1
+               AND EXISTS (SELECT 1 FROM destinations WHERE id = ?1 AND NOT integrity)",
+        )
+        .bind(d.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 

@@ -75,8 +75,10 @@ impl SqliteStore {
                                    THEN excluded.cursor ELSE webhooks.cursor END,
                      in_flight_through = CASE WHEN excluded.enabled AND NOT webhooks.enabled
                                    THEN NULL ELSE webhooks.in_flight_through END,
-                     -- A stream that starts again starts its checkpoints again too.
-                     checkpoint_cursor = CASE WHEN excluded.enabled AND NOT webhooks.enabled
+                     -- A stream that starts again, or goes to another destination, starts
+                     -- its checkpoints again too.
+                     checkpoint_cursor = CASE WHEN (excluded.enabled AND NOT webhooks.enabled)
+                                                OR webhooks.destination_id != excluded.destination_id
                                    THEN NULL ELSE webhooks.checkpoint_cursor END,
                      updated_at = excluded.updated_at",
             )
