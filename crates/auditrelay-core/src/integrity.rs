@@ -52,7 +52,7 @@ pub fn event_leaf(origin: &str, index: u64, id: &Uuid, event: &Event) -> Vec<u8>
     let mut members: Vec<(&str, Member<'_>)> = Vec::with_capacity(24);
     entry_members(event, |key, value| members.push((key, value)));
     debug_assert!(members.iter().all(|(key, _)| !ADDED.contains(key)));
-    members.push(("event_id", Member::Text(id.to_string().into())));
+    members.push(("event_id", Member::Uuid(*id)));
     members.push(("log", Member::Text(origin.into())));
     members.push(("log_index", Member::Number(index)));
     let mut out = Vec::with_capacity(512);

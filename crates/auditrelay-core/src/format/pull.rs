@@ -14,15 +14,22 @@ use serde_json::{Map, Value as Json};
 
 use super::error::VerifyError;
 use super::json::write_str;
+use super::record::{push_int, rfc3339_seconds};
 use crate::event::{Event, EventDetail};
 use crate::signing::{Kid, PublicKey, SigningKey, decode_signature_b64, find_signer};
+use crate::timestamp::Timestamp;
 
-/// One member of an entry: text, a flag or a whole number.
+/// One member of an entry: text, a flag or a whole number; an id or a time is text written
+/// without first making a `String` of it (the log writes a leaf for every event).
 #[derive(Debug, Clone)]
 pub(crate) enum Member<'a> {
     Text(std::borrow::Cow<'a, str>),
     Flag(bool),
     Number(u64),
+    /// Text: the hyphenated lowercase form.
+    Uuid(uuid::Uuid),
+    /// Text: RFC 3339 UTC to the millisecond.
+    Millis(Timestamp),
 }
 
 impl Member<'_> {
@@ -31,6 +38,8 @@ impl Member<'_> {
             Self::Text(text) => Json::String(text.to_string()),
             Self::Flag(flag) => Json::Bool(*flag),
             Self::Number(n) => Json::from(*n),
+            Self::Uuid(id) => Json::String(id.hyphenated().to_string()),
+            Self::Millis(ts) => Json::String(ts.to_rfc3339_millis()),
         }
     }
 
@@ -40,7 +49,26 @@ impl Member<'_> {
             Self::Text(text) => write_str(text, out),
             Self::Flag(true) => out.extend_from_slice(b"true"),
             Self::Flag(false) => out.extend_from_slice(b"false"),
-            Self::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Self::Number(n) => push_int(i64::try_from(*n).unwrap_or(i64::MAX), out),
+            // Neither form has a character JSON escapes.
+            Self::Uuid(id) => {
+                out.push(b'"');
+                out.extend_from_slice(id.hyphenated().encode_lower(&mut [0; 36]).as_bytes());
+                out.push(b'"');
+            }
+            Self::Millis(ts) => {
+                out.push(b'"');
+                out.extend_from_slice(&rfc3339_seconds(*ts)[..19]);
+                let ms = ts.as_millis().rem_euclid(1000);
+                out.extend_from_slice(&[
+                    b'.',
+                    b'0' + (ms / 100) as u8,
+                    b'0' + (ms / 10 % 10) as u8,
+                    b'0' + (ms % 10) as u8,
+                    b'Z',
+                    b'"',
+                ]);
+            }
         }
     }
 }
@@ -49,12 +77,12 @@ impl Member<'_> {
 /// the one list of what an entry holds, for the entry as a JSON object ([`pull_entry`]) and for
 /// writers that need no object (the tamper-evident log's leaf, `integrity::event_leaf`).
 pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(&'static str, Member<'a>)) {
-    use Member::{Flag, Number, Text};
+    use Member::{Flag, Millis, Number, Text, Uuid};
     put("type", Text(event.event_type().as_str().into()));
-    put("ts", Text(event.ts.to_rfc3339_millis().into()));
-    put("org_id", Text(event.org_id.to_string().into()));
+    put("ts", Millis(event.ts));
+    put("org_id", Uuid(*event.org_id.as_uuid()));
     if let Some(portal) = event.portal_id {
-        put("portal_id", Text(portal.to_string().into()));
+        put("portal_id", Uuid(*portal.as_uuid()));
     }
     let optional = [
         ("principal_id", &event.principal_id),

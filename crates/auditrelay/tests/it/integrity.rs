@@ -1055,6 +1055,38 @@ async fn integrity_webhook(app: &TestApp, receiver: &TestReceiver) -> String {
     id
 }
 
+/// Changes the first byte of leaf `index`'s hash in the store (the only log: one scope).
+async fn flip_leaf(app: &TestApp, index: u64) {
+    use sqlx::Connection as _;
+    let at = i64::try_from(index * 32).unwrap();
+    if let Some(url) = app.store_url() {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "UPDATE log_chunks SET hashes = set_byte(hashes, $1, get_byte(hashes, $1) # 1)
+             WHERE number = 0",
+        )
+        .bind(i32::try_from(at).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        return;
+    }
+    let db = app.data_dir().join("auditrelay.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let mut hashes: Vec<u8> = sqlx::query_scalar("SELECT hashes FROM log_chunks WHERE number = 0")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    hashes[at as usize] ^= 1;
+    sqlx::query("UPDATE log_chunks SET hashes = ? WHERE number = 0")
+        .bind(hashes)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
 /// An event changed in the store after the log took it is not signed with the leaf hash of
 /// what it was: a replay refuses it, and the refused list says why. (Here the leaf is the one
 /// changed, which is the same disagreement seen from the other side.)
@@ -1092,23 +1124,7 @@ async fn an_event_that_no_longer_matches_its_leaf_is_refused_not_signed() {
     let Some(Carried::Leaf { index, .. }) = carried_of(first) else {
         panic!("{first}")
     };
-    let db = app.data_dir().join("auditrelay.db");
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        db.display()
-    ))
-    .await
-    .unwrap();
-    let mut hashes: Vec<u8> = sqlx::query_scalar("SELECT hashes FROM log_chunks WHERE number = 0")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    hashes[index as usize * 32] ^= 1;
-    sqlx::query("UPDATE log_chunks SET hashes = ? WHERE number = 0")
-        .bind(hashes)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    flip_leaf(&app, index).await;
 
     let window = json!({
         "start_at": started.saturating_sub_millis(60_000).to_rfc3339_seconds(),
