@@ -21,7 +21,8 @@ use auditrelay_core::Timestamp;
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle};
 use auditrelay_core::ids::event_id;
 use auditrelay_core::integrity::{
-    CHUNK_LEAVES, Chunk, GROUP_CHUNKS, event_leaf, event_leaf_hash, installation_name, log_origin,
+    CHUNK_LEAVES, CheckpointEvent, Chunk, GROUP_CHUNKS, event_leaf, event_leaf_hash,
+    installation_name, log_origin,
 };
 use auditrelay_core::merkle::{
     Frontier, Hash, Subtrees as _, consistency_proof_in, inclusion_proof_in, leaf_hash,
@@ -396,6 +397,33 @@ pub async fn frontier_at(store: &Store, scope: &Scope, size: u64) -> Result<Fron
         }
     }
     Ok(Frontier::from_parts(size, subtrees).expect("one subtree per set bit"))
+}
+
+/// `checkpoints` of `scope`'s log as a stream carries them (DECISIONS.md S27), each with its
+/// id: with the frontier of the tree at its previous size, from which a verifier recomputes its
+/// root.
+pub async fn checkpoint_events(
+    store: &Store,
+    scope: &Scope,
+    checkpoints: Vec<StoredCheckpoint>,
+    interval: std::time::Duration,
+) -> Result<Vec<(i64, CheckpointEvent)>> {
+    let log = origin(store, scope);
+    let mut events = Vec::with_capacity(checkpoints.len());
+    for checkpoint in checkpoints {
+        let previous = frontier_at(store, scope, checkpoint.previous_size).await?;
+        let event = CheckpointEvent {
+            log: log.clone(),
+            portal: scope.portal_id.is_some(),
+            signed_at: checkpoint.signed_at,
+            note: checkpoint.note,
+            previous_size: checkpoint.previous_size,
+            previous_frontier: previous.subtrees().to_vec(),
+            interval_secs: interval.as_secs(),
+        };
+        events.push((checkpoint.id, event));
+    }
+    Ok(events)
 }
 
 /// The checkpoint at `size`, or the latest.

@@ -1336,6 +1336,19 @@ impl Store {
         backend!(self, s => s.log_leaves_through(scope, seq).await)
     }
 
+    /// A scope's checkpoints signed from `from` to `to`, after the one of id `after`, oldest
+    /// first, at most `limit`: those a replay of that window sends again.
+    pub async fn checkpoints_signed_between(
+        &self,
+        scope: &Scope,
+        from: Timestamp,
+        to: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        backend!(self, s => s.checkpoints_signed_between(scope, from, to, after, limit).await)
+    }
+
     /// A scope's checkpoints of at most `max_size` leaves after the one of id `after`, oldest
     /// first, at most `limit`; with no `after`, only the newest of them.
     pub async fn checkpoints_after(

@@ -26,7 +26,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay_core::integrity::CheckpointEvent;
 use auditrelay_core::retry::{Attempt, Verdict};
 use tokio::sync::watch;
 
@@ -339,22 +338,8 @@ impl Lane {
         if due.is_empty() {
             return Ok(None);
         }
-        let log = integrity::origin(store, &self.scope);
-        let mut events = Vec::with_capacity(due.len());
-        for checkpoint in due {
-            let previous = integrity::frontier_at(store, &self.scope, checkpoint.previous_size);
-            let previous_frontier = previous.await?.subtrees().to_vec();
-            let event = CheckpointEvent {
-                log: log.clone(),
-                portal: self.scope.portal_id.is_some(),
-                signed_at: checkpoint.signed_at,
-                note: checkpoint.note,
-                previous_size: checkpoint.previous_size,
-                previous_frontier,
-                interval_secs: self.shared.checkpoint_interval.as_secs(),
-            };
-            events.push((checkpoint.id, event));
-        }
+        let interval = self.shared.checkpoint_interval;
+        let events = integrity::checkpoint_events(store, &self.scope, due, interval).await?;
         let encoding = Encoding::new(&self.shared, setup, None);
         let Some(batch) = sign_checkpoints(&self.shared, &encoding, events).await else {
             return Ok(None);

@@ -16,7 +16,7 @@ use std::time::Instant;
 use auditrelay_core::retry::Verdict;
 
 use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
-use super::encode::Encoding;
+use super::encode::{Encoding, sign_checkpoints};
 use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, record_refused};
@@ -183,6 +183,13 @@ async fn step(
                     _ = owner.stopped() => return Ok(Ended::Stopped),
                 }
             }
+            // The window's events are sent; with `integrity`, its checkpoints follow.
+            if setup.destination.integrity {
+                let client = client_for(cached_client, shared, &setup);
+                if let Some(ended) = send_checkpoints(shared, &client, &setup, job, owner).await? {
+                    return Ok(ended);
+                }
+            }
             // Nothing more was read: the window is sent, once a syslog receiver has had time
             // to be seen taking the last batches (nothing would write them again after).
             let unconfirmed = match cached_client.as_ref() {
@@ -200,6 +207,7 @@ async fn step(
             hand: InHand::new(signed.batch, signed.encoding, signed.events),
             taken,
             resume: (resume.ts, resume.seq),
+            checkpoints: false,
         };
         let client = client_for(cached_client, shared, &setup);
         // The batches after this one are signed while it is on its way; its progress is saved
@@ -217,6 +225,56 @@ async fn step(
 
 /// How long a replay with `integrity` waits for the log to take the window's last events.
 const LOG_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Sends again the checkpoints signed in the job's window and up to two intervals after it
+/// (the last of its events are covered by one signed after its end), after its events, so that
+/// a SIEM that lost a window with its checkpoints gets both back (DECISIONS.md S27). They do
+/// not count as events sent. `Some` when the run ends here.
+async fn send_checkpoints(
+    shared: &Arc<Shared>,
+    client: &DeliveryClient,
+    setup: &Setup,
+    job: &mut ReplayJob,
+    owner: &mut Owner,
+) -> Result<Option<Ended>, StoreError> {
+    let interval = shared.checkpoint_interval;
+    let slack = i64::try_from(interval.as_millis() * 2).unwrap_or(i64::MAX);
+    let to = job.end_at.saturating_add_millis(slack);
+    let mut after = 0;
+    loop {
+        let store = &shared.store;
+        let due = store
+            .checkpoints_signed_between(&job.scope, job.start_at, to, after, CHECKPOINTS_PER_BATCH)
+            .await?;
+        let Some(last) = due.last().map(|c| c.id) else {
+            return Ok(None);
+        };
+        after = last;
+        let events = integrity::checkpoint_events(store, &job.scope, due, interval).await?;
+        let encoding = Encoding::new(shared, setup, Some(job.id));
+        let Some(batch) = sign_checkpoints(shared, &encoding, events).await else {
+            return Ok(None);
+        };
+        let mut signed = Signed {
+            hand: InHand::new(batch, encoding, Vec::new()),
+            taken: 0,
+            // The events' progress stays where it is.
+            resume: job.resume.unwrap_or((0, 0)),
+            checkpoints: true,
+        };
+        let lease = owner.lease.clone();
+        let sent = tokio::select! {
+            sent = send(shared, client, setup, job, &lease, &mut signed) => sent,
+            _ = owner.stopped() => return Ok(Some(Ended::Stopped)),
+        };
+        if let Some(ended) = sent_batch(shared, job, &signed, sent, owner).await? {
+            return Ok(Some(ended));
+        }
+    }
+}
+
+/// The most checkpoint events one batch of a replay carries.
+const CHECKPOINTS_PER_BATCH: u32 = 100;
 
 /// Whether the scope's log has taken the window's newest event (there is none to take in an
 /// empty window).
@@ -251,7 +309,10 @@ async fn send(
     let endpoint = signed.hand.encoding.endpoint.clone();
     // Keyed by the job, so a SIEM that deduplicates does not drop a replay as a repeat of
     // what live delivery sent.
-    let sender = format!("replay/{}", job.id);
+    let sender = match signed.checkpoints {
+        false => format!("replay/{}", job.id),
+        true => format!("replay/{}/checkpoints", job.id),
+    };
     let hand = &mut signed.hand;
     let mut retries = 0;
     loop {
@@ -317,8 +378,12 @@ async fn sent_batch(
             .code
             .map(|c| format!(" (HTTP {c})"))
             .unwrap_or_default();
+        let what = match signed.checkpoints {
+            true => format!("{} checkpoints", signed.hand.batch.events),
+            false => format!("{events} events"),
+        };
         let reason = format!(
-            "a batch of {events} events was not delivered: {}{code}",
+            "a batch of {what} was not delivered: {}{code}",
             sent.message
         );
         return finish(shared, job, Some(reason), owner).await.map(Some);
@@ -368,4 +433,6 @@ struct Signed {
     taken: usize,
     /// `(ts ms, seq)` of the batch's last event: the next batch starts after it.
     resume: (i64, i64),
+    /// A batch of checkpoint events (its range is of checkpoint ids, keyed apart).
+    checkpoints: bool,
 }

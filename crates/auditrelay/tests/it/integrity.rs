@@ -941,6 +941,23 @@ async fn verify_proves_a_delivered_stream_whole_and_names_what_was_taken_from_it
     let (ok, report) = verify_stream(&app, work.path(), &with_replay, false, until).await;
     assert!(ok, "with the replay: {report}");
     assert!(report.contains("came 2 times"), "{report}");
+    // The replay sent the window's checkpoints after its events: on its own, it verifies.
+    // (Live delivery goes on meanwhile, with checkpoints signed after `until`.)
+    let replay_only: Vec<String> = after[lines.len()..]
+        .iter()
+        .filter(|l| match carried_of(l) {
+            Some(Carried::Leaf { log, .. }) => log == us_log,
+            Some(Carried::Checkpoint(cp)) => cp.log == us_log && cp.signed_at <= until,
+            None => false,
+        })
+        .cloned()
+        .collect();
+    assert!(
+        replay_only.iter().any(|l| l.contains("Log checkpoint")),
+        "the replay sent no checkpoint"
+    );
+    let (ok, report) = verify_stream(&app, work.path(), &replay_only, false, until).await;
+    assert!(ok, "the replay alone: {report}");
 }
 
 /// `integrity` is off unless asked for (Konnect's answers stay as they were), is kept by the v2

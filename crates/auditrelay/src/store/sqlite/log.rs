@@ -231,6 +231,34 @@ impl SqliteStore {
         rows.iter().map(checkpoint).collect()
     }
 
+    /// A scope's checkpoints signed from `from` to `to`, after the one of id `after`, oldest
+    /// first, at most `limit`.
+    pub async fn checkpoints_signed_between(
+        &self,
+        scope: &Scope,
+        from: Timestamp,
+        to: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM checkpoints
+             WHERE scope_id = ?1 AND signed_at >= ?2 AND signed_at <= ?3 AND id > ?4
+             ORDER BY id LIMIT ?5",
+        )
+        .bind(scope_id)
+        .bind(from.as_millis())
+        .bind(to.as_millis())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint).collect()
+    }
+
     /// Prunes the log records retention no longer needs (see [`Store::prune_log`]); returns
     /// how many chunks and checkpoints it changed.
     ///
