@@ -15,8 +15,10 @@
 //!   between two of them longer than [`allowed_gap`], or between the last one and `until`, is
 //!   checkpoints (and perhaps lines) removed: a truncated tail shows so.
 //!
-//! What no export can prove is said, not failed: the leaves before the export's first whole
-//! interval (a stream that started inside one), and those after its last checkpoint.
+//! From the export's first line to its last checkpoint, every index must be there. What no
+//! export can prove is said, not failed: the root of the interval the export starts in (a
+//! stream's first checkpoint may cover events sent before it began), and the leaves after its
+//! last checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -89,7 +91,8 @@ pub enum Finding {
 /// Why leaves are not proven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unproven {
-    /// Before the first whole interval: the export starts inside it.
+    /// In the interval the export starts in (or before it): there and signed, but that
+    /// interval's root needs the leaves before them.
     BeforeFirstInterval,
     /// After the last checkpoint.
     AfterLastCheckpoint,
@@ -167,7 +170,8 @@ impl fmt::Display for Finding {
             Self::Unproven { first, last, why } => {
                 let why = match why {
                     Unproven::BeforeFirstInterval => {
-                        "before the first whole interval between two checkpoints"
+                        "they are in the interval the export starts in, whose root needs the \
+                         leaves before them"
                     }
                     Unproven::AfterLastCheckpoint => "after the last checkpoint",
                 };
@@ -185,8 +189,9 @@ pub struct LogReport {
     pub leaves: u64,
     /// Distinct valid checkpoints.
     pub checkpoints: u64,
-    /// The indices proven whole, when the log is: from the first whole interval's start to
-    /// the last checkpoint's size (exclusive).
+    /// The indices proven whole, when the log is: from the export's first line to the last
+    /// checkpoint's size (exclusive). (Those in the interval the export starts in are all
+    /// there and signed, but that interval's root is not recomputed: see its `Unproven`.)
     pub proven: Option<(u64, u64)>,
     pub findings: Vec<Finding>,
 }
@@ -300,7 +305,6 @@ fn check_log(
     let leaf = |index: u64| leaves.get(&index).map(|l| l.hash);
 
     // Each interval, in order of size.
-    let mut proven_from = None;
     // Below this, leaves are not proven: before the first checkpoint's interval, or in it when
     // the export starts inside it.
     let mut unproven_below = checkpoints.first().map_or(0, |cp| cp.event.previous_size);
@@ -342,15 +346,11 @@ fn check_log(
         }
         let interval = previous_size..size;
         if n == 0 && interval.clone().any(|i| leaf(i).is_none()) {
-            // A stream starts with a checkpoint whose events it may have carried only in part
-            // (or not at all): the export starts inside this interval, whose root cannot be
-            // recomputed. From its first line on, it must be whole. Every later checkpoint
-            // comes after all of its lines, so every later interval is whole.
-            let first = interval
-                .clone()
-                .find(|i| leaf(*i).is_some())
-                .unwrap_or(size);
-            all_present(first..size, &leaf, &mut missing);
+            // A stream's first checkpoint covers its first line, and may cover events sent
+            // before the stream began (without places): the export starts inside this
+            // interval, whose root cannot be recomputed. From its first line on it must be
+            // whole (below). Every later checkpoint comes after all of its lines, so every
+            // later interval is whole.
             unproven_below = size;
             after_previous = None;
             continue;
@@ -358,13 +358,19 @@ fn check_log(
         let mut frontier = given;
         if extend(&mut frontier, interval.clone(), &leaf, &mut missing) {
             if frontier.root() == root {
-                proven_from.get_or_insert(previous_size);
                 after_previous = Some(frontier);
                 continue;
             }
             findings.push(Finding::WrongRoot { size });
         }
         after_previous = None;
+    }
+    // From the export's first line to its last checkpoint, every index: a line deleted after
+    // the first is missing whether or not the checkpoints around it were kept.
+    let first_line = leaves.keys().chain(&lines.altered).min().copied();
+    let last_size = checkpoints.iter().map(|cp| cp.checkpoint.size).max();
+    if let (Some(first), Some(end)) = (first_line, last_size) {
+        all_present(first..end, &leaf, &mut missing);
     }
     // Missing indices, the altered ones named as such.
     let mut ranges: Vec<(u64, u64)> = Vec::new();
@@ -463,7 +469,9 @@ fn check_log(
         log,
         leaves: leaves.len() as u64,
         checkpoints: checkpoints.len() as u64,
-        proven: proven_from.filter(|_| whole).map(|from| (from, end)),
+        proven: first_line
+            .filter(|_| whole)
+            .map(|from| (from, end.max(from))),
         findings,
     }
 }
@@ -737,15 +745,15 @@ mod tests {
         );
     }
 
-    /// A stream starts with the newest checkpoint its events had reached: the export holds
-    /// that one and the lines after, and is proven from its next checkpoint on.
+    /// A stream's first checkpoint covers its first line: the export is whole from that line,
+    /// and the roots are recomputed from its next checkpoint on.
     #[test]
-    fn a_stream_that_starts_inside_an_interval_proves_from_its_first_whole_one() {
+    fn a_stream_that_starts_inside_an_interval_is_whole_from_its_first_line() {
         let mut stream = stream(100, &[10, 40, 77, 100]);
         stream.checkpoints.remove(0);
         let report = &stream.audit(&(0..25).collect::<Vec<_>>()).finish(None)[0];
         assert!(report.is_whole(), "{:?}", report.findings);
-        assert_eq!(report.proven, Some((40, 100)));
+        assert_eq!(report.proven, Some((25, 100)));
         assert_eq!(
             report.findings,
             [
@@ -793,6 +801,15 @@ mod tests {
                 last: 39
             }]
         );
+    }
+
+    /// A line kept before the checkpoints that were kept does not let the lines between go.
+    #[test]
+    fn lines_deleted_after_the_first_line_with_their_checkpoints_are_named() {
+        let mut stream = stream(100, &[10, 40, 77, 100]);
+        stream.checkpoints.drain(..2);
+        let report = &stream.audit(&(1..40).collect::<Vec<_>>()).finish(None)[0];
+        assert_eq!(failures(report), [&Finding::Missing { first: 1, last: 39 }]);
     }
 
     /// Checkpoints far apart in time whose sizes chain: the service did not sign for a while,

@@ -126,6 +126,32 @@ pub(super) struct Judged {
     pub again: Vec<i64>,
 }
 
+impl Judged {
+    /// What an answer about each record means for a batch of checkpoint events: they are not
+    /// events, so none joins the refused list or is narrowed out to go again alone. The batch is
+    /// taken as answered; a checkpoint the receiver refused is missing from the SIEM, which
+    /// `verify` will name, and is said here.
+    pub fn for_checkpoints(self, webhook: &str) -> Self {
+        if !self.refused.is_empty() || !self.again.is_empty() {
+            tracing::warn!(
+                webhook,
+                refused = self.refused.len() + self.again.len(),
+                reason = self
+                    .refused
+                    .first()
+                    .map(|(_, why)| why.as_str())
+                    .unwrap_or("refused for now"),
+                "the receiver refused checkpoint events: the SIEM will lack them"
+            );
+        }
+        Self {
+            per_record: self.per_record,
+            refused: Vec::new(),
+            again: Vec::new(),
+        }
+    }
+}
+
 /// How long Splunk is given to acknowledge a batch when the destination does not say.
 const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest pause between two acknowledgement queries.

@@ -104,6 +104,11 @@ pub struct Lane {
     failed_from: Option<i64>,
     /// For a destination with `integrity`: when the lane next looks for checkpoints to send.
     next_checkpoint_look: Instant,
+    /// For a stream that has sent no checkpoint yet (its checkpoint cursor is NULL): the newest
+    /// checkpoint its events had reached when it started, under the configuration it started
+    /// with. It is not sent: the stream's first checkpoint is the one after it, which covers
+    /// the stream's first line.
+    checkpoint_floor: Option<(Stamp, Option<i64>)>,
 }
 
 /// How often a lane of a destination with `integrity` looks for new checkpoints, and for
@@ -136,6 +141,7 @@ impl Lane {
             probing: None,
             failed_from: None,
             next_checkpoint_look: Instant::now(),
+            checkpoint_floor: None,
         }
     }
 
@@ -318,8 +324,9 @@ impl Lane {
     /// The next batch of checkpoint events (DECISIONS.md S27), when one is due: the
     /// checkpoints after the last one delivered whose events were all delivered (or refused), so
     /// that a checkpoint does not reach the SIEM before the lines it covers. A stream that has
-    /// sent none yet starts with the newest checkpoint its delivered events reach. A batch of
-    /// events noted in flight stays noted, to go next exactly as it was.
+    /// sent none yet starts after the newest checkpoint its delivered events had reached: its
+    /// first checkpoint covers its first line. A batch of events noted in flight stays noted,
+    /// to go next exactly as it was.
     async fn checkpoint_batch(&mut self, setup: &Setup) -> Result<Option<Built>, StoreError> {
         let webhook = &setup.webhook;
         let now = Instant::now();
@@ -331,9 +338,26 @@ impl Lane {
         let delivered = store
             .log_leaves_through(&self.scope, webhook.cursor)
             .await?;
-        let after = webhook.checkpoint_cursor;
+        let after = match webhook.checkpoint_cursor {
+            Some(cursor) => cursor,
+            None => {
+                let stamp = setup.stamp();
+                let floor = match &self.checkpoint_floor {
+                    Some((under, floor)) if *under == stamp => *floor,
+                    _ => {
+                        let reached = store
+                            .checkpoints_after(&self.scope, None, delivered, 1)
+                            .await?;
+                        let floor = reached.first().map(|c| c.id);
+                        self.checkpoint_floor = Some((stamp, floor));
+                        floor
+                    }
+                };
+                floor.unwrap_or(0)
+            }
+        };
         let due = store
-            .checkpoints_after(&self.scope, after, delivered, CHECKPOINTS_PER_BATCH)
+            .checkpoints_after(&self.scope, Some(after), delivered, CHECKPOINTS_PER_BATCH)
             .await?;
         if due.is_empty() {
             return Ok(None);
@@ -375,7 +399,13 @@ impl Lane {
         let signed = self.ahead.signing() + usize::from(self.next.is_some());
         let full = self.ahead.pending().len() >= self.shared.config.batch_max_events;
         if signed < SIGNED_AHEAD && (full || self.due().is_some_and(|due| due <= Instant::now())) {
-            self.start_signing(setup, i64::MAX).await;
+            // With no batch in hand, a range noted in flight (after a restart, or behind a batch
+            // of checkpoints) is the next batch: it is built again exactly, no further.
+            let webhook = &setup.webhook;
+            let through = webhook
+                .in_flight_through
+                .filter(|through| self.next.is_none() && *through > webhook.cursor);
+            self.start_signing(setup, through.unwrap_or(i64::MAX)).await;
         }
         self.start_reading();
     }
@@ -455,9 +485,12 @@ impl Lane {
                     _ = stop.wait_for(|stop| *stop) => None,
                 }
             };
-            let Some((sent, judged)) = sending.await else {
+            let Some((sent, mut judged)) = sending.await else {
                 return Ok(false);
             };
+            if built.checkpoints.is_some() {
+                judged = judged.for_checkpoints(&self.label);
+            }
             // A batch of checkpoints has no `seq`s: it says nothing of the events' batches.
             if built.checkpoints.is_none() {
                 self.failed_from = match sent.attempt {

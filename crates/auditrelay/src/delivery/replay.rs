@@ -325,7 +325,10 @@ async fn send(
             return std::future::pending().await;
         }
         let (at, started) = (clock::now(), Instant::now());
-        let (sent, judged) = hand.attempt(client, setup, &sender).await;
+        let (sent, mut judged) = hand.attempt(client, setup, &sender).await;
+        if signed.checkpoints {
+            judged = judged.for_checkpoints(&webhook);
+        }
         metrics::counter!(
             "auditrelay_replay_attempts_total",
             "webhook" => webhook.clone(),

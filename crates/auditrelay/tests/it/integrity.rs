@@ -1232,3 +1232,69 @@ async fn integrity_turned_on_again_starts_its_checkpoints_afresh() {
         newest.id
     );
 }
+
+/// A stream that starts in a log that already has events and checkpoints (a webhook enabled
+/// later) does not send the checkpoint its first events had reached: its first checkpoint
+/// covers its first line, and `verify` proves it whole from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_started_in_a_busy_log_verifies_whole() {
+    let app = TestApp::spawn_with(|c| {
+        crate::support::dev(c);
+        c.integrity.checkpoint_interval = Duration::from_secs(1);
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let scope = us(app.org());
+    let ingest = |tag: &'static str| {
+        let events: Vec<Value> = (0..300)
+            .map(|i| authorization(now(), &format!("{tag}-{i}")))
+            .collect();
+        app.ingest_ndjson("/us/v1/events", &app.admin, ndjson(&events))
+    };
+    assert_eq!(ingest("before").await.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(30), || async {
+        let latest = app.store().latest_checkpoint(&scope).await.unwrap()?;
+        (latest.size() >= 300).then_some(())
+    })
+    .await;
+    let receiver = TestReceiver::http().await;
+    integrity_webhook(&app, &receiver).await;
+    assert_eq!(ingest("after").await.status(), StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (lines, until) = loop {
+        let lines = receiver.lines();
+        let arrived = (0..300).all(|i| {
+            let trace = format!("\"after-{i}\"");
+            lines.iter().any(|l| l.contains(&trace))
+        });
+        let leaves = lines
+            .iter()
+            .filter_map(|l| match carried_of(l) {
+                Some(Carried::Leaf { index, .. }) => Some(index + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let checkpoints: Vec<CheckpointEvent> = lines
+            .iter()
+            .filter_map(|l| match carried_of(l) {
+                Some(Carried::Checkpoint(cp)) => Some(cp),
+                _ => None,
+            })
+            .collect();
+        let covered = checkpoints.iter().any(|cp| {
+            let text = cp.note.split_inclusive('\n').take(3).collect::<String>();
+            Checkpoint::parse(&text).unwrap().size >= leaves
+        });
+        if arrived && covered {
+            let until = checkpoints.iter().map(|c| c.signed_at).max().unwrap();
+            break (lines, until);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not all arrived");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(!lines.iter().any(|l| l.contains("\"before-")));
+    let (ok, report) = verify_stream(&app, work.path(), &lines, false, until).await;
+    assert!(ok, "{report}");
+    assert!(report.contains(": whole from index "), "{report}");
+}
