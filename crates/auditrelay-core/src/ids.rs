@@ -113,6 +113,22 @@ pub fn event_id(store: &Uuid, seq: i64, ts: Timestamp) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The stable id of checkpoint `id` of the log `origin`, as a checkpoint event carries it
+/// where a kind has a place for an id (DECISIONS.md S27): made like [`event_id`], under another
+/// label, so it is never an event's.
+pub fn checkpoint_id(store: &Uuid, origin: &str, id: i64) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"auditrelay checkpoint-id v1\0");
+    hash.update(store.as_bytes());
+    hash.update(origin.as_bytes());
+    hash.update(b"\0");
+    hash.update(id.to_be_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash.finalize()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

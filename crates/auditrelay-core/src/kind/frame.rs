@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use super::settings::{Kind, LOKI_REPLAY_LABEL, SyslogFraming};
 use crate::batch::Frame;
-use crate::event::EventType;
 use crate::ids::{OrgId, PortalId, Region};
 use crate::timestamp::Timestamp;
 
@@ -45,8 +44,9 @@ pub struct RecordMeta {
     pub seq: i64,
     pub ts: Timestamp,
     pub id: Uuid,
-    /// The event's type and CEF severity (0–10): a syslog message's MSGID and PRI.
-    pub event_type: EventType,
+    /// A syslog message's MSGID (the event's type, or `checkpoint` for a checkpoint event) and
+    /// the CEF severity (0–10) its PRI is made from.
+    pub msgid: &'static str,
     pub severity: u8,
 }
 
@@ -302,7 +302,7 @@ impl Framer {
                     13 * 8 + syslog_severity(meta.severity),
                     meta.ts.to_rfc3339_millis(),
                     String::from_utf8_lossy(&self.shared),
-                    meta.event_type.as_str(),
+                    meta.msgid,
                 );
                 if octet_counting {
                     let len = header.len() + line.len();
@@ -324,18 +324,6 @@ pub fn syslog_severity(cef: u8) -> u8 {
         4..=6 => 4,
         7..=8 => 3,
         _ => 2,
-    }
-}
-
-/// Whether a destination of `kind` at `endpoint` gets its signed lines as they are, one per
-/// line: Konnect's framing, Sumo Logic's and Splunk's raw endpoint. These are the destinations
-/// that can have `integrity` so far (DECISIONS.md S27): a checkpoint event is a line like any
-/// other there, where the other kinds frame each record from its event's metadata.
-pub fn frames_lines(kind: &Kind, endpoint: &str) -> bool {
-    match kind {
-        Kind::Webhook | Kind::SumoLogic(_) => true,
-        Kind::SplunkHec(_) => is_hec_raw(endpoint),
-        Kind::Datadog(_) | Kind::Elasticsearch | Kind::Loki(_) | Kind::Syslog(_) => false,
     }
 }
 
@@ -369,6 +357,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::event::EventType;
     use crate::kind::settings::{Datadog, Loki, SplunkHec, SumoLogic};
 
     fn stream(replay: Option<Uuid>) -> Stream {
@@ -385,7 +374,7 @@ mod tests {
             seq,
             ts: Timestamp::from_millis(ts_ms),
             id: Uuid::from_u128(seq as u128),
-            event_type: EventType::Authentication,
+            msgid: EventType::Authentication.as_str(),
             severity: 1,
         }
     }
@@ -581,7 +570,7 @@ mod tests {
         let framer = Framer::new(&counted, &stream(None), "tls://siem:6514", Uuid::nil());
         let mut denied = meta(1_700_000_000_123, 2);
         denied.severity = 7;
-        denied.event_type = EventType::Authorization;
+        denied.msgid = EventType::Authorization.as_str();
         let mut out = Vec::new();
         framer.write_record(&meta(1_700_000_000_123, 1), b"CEF:0|a", &mut out);
         out.extend_from_slice(framer.frame().separator);

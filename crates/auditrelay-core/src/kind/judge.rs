@@ -291,7 +291,7 @@ mod tests {
                 seq: i as i64 + 1,
                 ts: Timestamp::from_millis(1_700_000_000_123),
                 id: Uuid::from_u128(i as u128),
-                event_type: crate::event::EventType::Access,
+                msgid: crate::event::EventType::Access.as_str(),
                 severity: 1,
             })
             .collect()

@@ -280,9 +280,6 @@ async fn create(
     }
     let headers = problems.headers(body.headers.unwrap_or_default());
     let integrity = body.integrity.unwrap_or(false);
-    if let (Some(kind), Some(endpoint)) = (&kind, &endpoint) {
-        problems.integrity(integrity, kind, endpoint);
-    }
     problems.into_result()?;
     let (Some(name), Some(endpoint), Some(authorization), Some(kind)) =
         (name, endpoint, authorization, kind)
@@ -492,11 +489,6 @@ async fn update(
     if let Some(integrity) = body.integrity {
         destination.integrity = integrity;
     }
-    problems.integrity(
-        destination.integrity,
-        &destination.kind,
-        &destination.endpoint,
-    );
     problems.into_result()?;
     if let Some(format) = body.log_format {
         destination.log_format = format.into();
@@ -608,22 +600,6 @@ impl Problems {
     pub(super) fn blank_once(&mut self, field: &str) {
         if !self.parameters.iter().any(|p| p.field == field) {
             self.blank(field);
-        }
-    }
-
-    /// `integrity` is for destinations whose records are the signed lines as they are, where a
-    /// checkpoint event is a line like the others (DECISIONS.md S27).
-    fn integrity(&mut self, integrity: bool, kind: &Kind, endpoint: &str) {
-        if integrity && !auditrelay_core::kind::frames_lines(kind, endpoint) {
-            self.add(
-                "Invalid parameters",
-                InvalidParameter::new(
-                    "integrity",
-                    None,
-                    "is available for the kinds webhook, sumo_logic and splunk_hec (its raw \
-                     endpoint), whose records are the signed lines as they are",
-                ),
-            );
         }
     }
 

@@ -629,10 +629,8 @@ async fn plan_inline(
     {
         problems.client_identity(&kind, &key);
     }
-    // Konnect's v2 body has no `integrity`: what the destinations API set stays, while the
-    // kind and endpoint can carry it.
-    let integrity = existing.as_ref().is_some_and(|d| d.integrity)
-        && auditrelay_core::kind::frames_lines(&kind, &endpoint);
+    // Konnect's v2 body has no `integrity`: what the destinations API set stays.
+    let integrity = existing.as_ref().is_some_and(|d| d.integrity);
     let managed = Destination {
         id,
         org_id,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use auditrelay_core::batch::{self, Batch, BatchBuilder, BatchLimits, GZIP_LEVEL, ShareBuilder};
 use auditrelay_core::format::{Format, sign_checkpoint, sign_event_with_id};
-use auditrelay_core::ids::event_id;
+use auditrelay_core::ids::{checkpoint_id, event_id};
 use auditrelay_core::integrity::{CheckpointEvent, event_leaf_hash};
 use auditrelay_core::kind::{Framer, RecordMeta, Stream};
 use auditrelay_core::{SigningKey, Timestamp};
@@ -91,7 +91,7 @@ impl Encoding {
             seq: stored.seq,
             ts: stored.event.ts,
             id: event_id(&self.store, stored.seq, stored.event.ts),
-            event_type: stored.event.event_type(),
+            msgid: stored.event.event_type().as_str(),
             severity: stored.event.severity(),
         }
     }
@@ -159,9 +159,11 @@ pub(super) async fn narrow(
 }
 
 /// The batch of a stream's checkpoint events (DECISIONS.md S27), each a line of the
-/// destination's format signed like the events' lines, off the async workers. Its `seqs` are
-/// the checkpoints' ids (`ids`, in order): a checkpoint batch moves a webhook's checkpoint
-/// cursor, never its event cursor. As many as fit the limits are taken; `None` for none.
+/// destination's format signed like the events' lines and framed for its kind, off the async
+/// workers. Its `seqs` are the checkpoints' ids, in order: a checkpoint batch moves a webhook's
+/// checkpoint cursor, never its event cursor. As many as fit the limits are taken; one older
+/// than the kind's maximum age is taken without a record (in `refused`, which the callers do
+/// not list: it is no event). `None` for none.
 pub(super) async fn sign_checkpoints(
     shared: &Arc<Shared>,
     encoding: &Arc<Encoding>,
@@ -171,14 +173,38 @@ pub(super) async fn sign_checkpoints(
     let shared = Arc::clone(shared);
     let encoding = Arc::clone(encoding);
     let signing = tokio::task::spawn_blocking(move || {
-        let key = &keys.signing_key_at(clock::now()).key;
-        let frame = encoding.framer.frame();
-        let mut batch = BatchBuilder::framed(encoding.limits, frame, GZIP_LEVEL);
-        let mut line = Vec::new();
+        let now = clock::now();
+        let key = &keys.signing_key_at(now).key;
+        let framer = &encoding.framer;
+        let mut batch = BatchBuilder::framed(encoding.limits, framer.frame(), GZIP_LEVEL);
+        let (mut line, mut record) = (Vec::new(), Vec::new());
         for (id, checkpoint) in &checkpoints {
             line.clear();
             sign_checkpoint(encoding.format, checkpoint, &shared.format, key, &mut line);
-            if batch.push(*id, &line).is_err() {
+            // Where a kind frames each record from its event's metadata, a checkpoint's is its
+            // own: its time, an id of its own, MSGID `checkpoint`, informational.
+            let meta = RecordMeta {
+                seq: *id,
+                ts: checkpoint.signed_at,
+                id: checkpoint_id(&encoding.store, &checkpoint.log, *id),
+                msgid: "checkpoint",
+                severity: 1,
+            };
+            let age = now.as_millis().saturating_sub(meta.ts.as_millis());
+            if encoding.max_age_ms.is_some_and(|max| age > max) {
+                // The receiver would drop it unseen: taken, not sent (`verify` will say a
+                // checkpoint is missing). Not an event, so the caller lists it nowhere.
+                batch.refuse(*id, "older than the receiver accepts".to_owned());
+                continue;
+            }
+            let record = if framer.is_lines() {
+                &line
+            } else {
+                record.clear();
+                framer.write_record(&meta, &line, &mut record);
+                &record
+            };
+            if batch.push(*id, record).is_err() {
                 break;
             }
         }

@@ -368,13 +368,17 @@ impl Lane {
         let Some(batch) = sign_checkpoints(&self.shared, &encoding, events).await else {
             return Ok(None);
         };
+        let through = batch.last_seq;
+        let mut hand = InHand::new(batch, encoding, Vec::new());
+        // A checkpoint too old for the receiver is no event for the refused list.
+        hand.refused.clear();
         Ok(Some(Built {
             checkpoints: Some(CheckpointsBuilt {
-                through: batch.last_seq,
+                through,
                 in_flight: webhook.in_flight_through,
             }),
             through: webhook.cursor,
-            hand: InHand::new(batch, encoding, Vec::new()),
+            hand,
             stamp: setup.stamp(),
         }))
     }

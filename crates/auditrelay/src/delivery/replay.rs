@@ -255,8 +255,11 @@ async fn send_checkpoints(
         let Some(batch) = sign_checkpoints(shared, &encoding, events).await else {
             return Ok(None);
         };
+        let mut hand = InHand::new(batch, encoding, Vec::new());
+        // A checkpoint too old for the receiver is no event for the refused list.
+        hand.refused.clear();
         let mut signed = Signed {
-            hand: InHand::new(batch, encoding, Vec::new()),
+            hand,
             taken: 0,
             // The events' progress stays where it is.
             resume: job.resume.unwrap_or((0, 0)),

@@ -65,7 +65,7 @@ pub async fn send(
         seq: 0,
         ts: event.ts,
         id: Uuid::new_v4(),
-        event_type: event.event_type(),
+        msgid: event.event_type().as_str(),
         severity: event.severity(),
     };
     let mut line = Vec::new();
