@@ -251,7 +251,7 @@ impl Lane {
             },
         };
         // The batch after this one is signed while this one is noted, sent and recorded.
-        self.sign_ahead(setup).await;
+        self.sign_ahead(setup, None).await;
         if built.checkpoints.is_none()
             && webhook.in_flight_through != Some(built.through)
             && !self
@@ -394,8 +394,8 @@ impl Lane {
     /// Starts signing the next batch if it is due (full, or its flush interval has passed)
     /// and fewer than [`SIGNED_AHEAD`] are. Signing never delays the batch being sent. A
     /// webhook being probed signs nothing ahead: the probe will most likely fail, and what was
-    /// signed ahead with it.
-    async fn sign_ahead(&mut self, setup: &Setup) {
+    /// signed ahead with it. `through` bounds the batch (a `seq`).
+    async fn sign_ahead(&mut self, setup: &Setup, through: Option<i64>) {
         if self.probing.is_some() {
             return;
         }
@@ -403,12 +403,6 @@ impl Lane {
         let signed = self.ahead.signing() + usize::from(self.next.is_some());
         let full = self.ahead.pending().len() >= self.shared.config.batch_max_events;
         if signed < SIGNED_AHEAD && (full || self.due().is_some_and(|due| due <= Instant::now())) {
-            // With no batch in hand, a range noted in flight (after a restart, or behind a batch
-            // of checkpoints) is the next batch: it is built again exactly, no further.
-            let webhook = &setup.webhook;
-            let through = webhook
-                .in_flight_through
-                .filter(|through| self.next.is_none() && *through > webhook.cursor);
             self.start_signing(setup, through.unwrap_or(i64::MAX)).await;
         }
         self.start_reading();
@@ -529,7 +523,16 @@ impl Lane {
                     // The events read meanwhile may make another batch to sign. (After a
                     // failed attempt the lane waits on the SIEM; what it signed then would
                     // likely be dropped.)
-                    self.sign_ahead(setup).await;
+                    // Behind a batch of checkpoints, with no batch of events in hand, a range
+                    // noted in flight (after a restart) is the next batch: it is built again
+                    // exactly, no further.
+                    let webhook = &setup.webhook;
+                    let in_flight = webhook.in_flight_through.filter(|through| {
+                        built.checkpoints.is_some()
+                            && self.next.is_none()
+                            && *through > webhook.cursor
+                    });
+                    self.sign_ahead(setup, in_flight).await;
                     return self.delivered(&built, &attempt, started).await;
                 }
                 Verdict::RetryAfter(wait) => {

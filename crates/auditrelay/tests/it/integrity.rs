@@ -658,6 +658,54 @@ async fn old_checkpoints_are_thinned_to_one_an_hour_then_to_the_newest() {
     store.close().await;
 }
 
+/// Waits until every trace of `traces` arrived in `lines()` and at least `checkpoints`
+/// checkpoint events cover every leaf the lines carry; returns the lines and the newest
+/// checkpoint's time (where the export ends).
+async fn settled_stream(
+    lines: impl Fn() -> Vec<String>,
+    traces: &[String],
+    checkpoints: usize,
+) -> (Vec<String>, Timestamp) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = lines();
+        let seen: HashSet<&str> = lines.iter().filter_map(|l| trace_of(l)).collect();
+        let arrived = traces.iter().all(|t| seen.contains(t.as_str()));
+        let leaves = lines
+            .iter()
+            .filter_map(|l| match carried_of(l) {
+                Some(Carried::Leaf { index, .. }) => Some(index + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let sent: Vec<CheckpointEvent> = lines
+            .iter()
+            .filter_map(|l| match carried_of(l) {
+                Some(Carried::Checkpoint(cp)) => Some(cp),
+                _ => None,
+            })
+            .collect();
+        let sizes: Vec<u64> = sent
+            .iter()
+            .map(|cp| {
+                let text = cp.note.split_inclusive('\n').take(3).collect::<String>();
+                Checkpoint::parse(&text).unwrap().size
+            })
+            .collect();
+        if arrived && sizes.iter().filter(|s| **s >= leaves).count() >= checkpoints {
+            let until = sent.iter().map(|c| c.signed_at).max().unwrap();
+            return (lines, until);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} lines, all events: {arrived}, checkpoint sizes {sizes:?}, leaves {leaves}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The trace id of one of the test's JSON or CEF lines.
 fn trace_of(line: &str) -> Option<&str> {
     let (_, rest) = line
@@ -1245,39 +1293,8 @@ async fn a_stream_started_in_a_busy_log_verifies_whole() {
     let receiver = TestReceiver::http().await;
     integrity_webhook(&app, &receiver).await;
     assert_eq!(ingest("after").await.status(), StatusCode::ACCEPTED);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let (lines, until) = loop {
-        let lines = receiver.lines();
-        let arrived = (0..300).all(|i| {
-            let trace = format!("\"after-{i}\"");
-            lines.iter().any(|l| l.contains(&trace))
-        });
-        let leaves = lines
-            .iter()
-            .filter_map(|l| match carried_of(l) {
-                Some(Carried::Leaf { index, .. }) => Some(index + 1),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
-        let checkpoints: Vec<CheckpointEvent> = lines
-            .iter()
-            .filter_map(|l| match carried_of(l) {
-                Some(Carried::Checkpoint(cp)) => Some(cp),
-                _ => None,
-            })
-            .collect();
-        let covered = checkpoints.iter().any(|cp| {
-            let text = cp.note.split_inclusive('\n').take(3).collect::<String>();
-            Checkpoint::parse(&text).unwrap().size >= leaves
-        });
-        if arrived && covered {
-            let until = checkpoints.iter().map(|c| c.signed_at).max().unwrap();
-            break (lines, until);
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not all arrived");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let traces: Vec<String> = (0..300).map(|i| format!("after-{i}")).collect();
+    let (lines, until) = settled_stream(|| receiver.lines(), &traces, 1).await;
     assert!(!lines.iter().any(|l| l.contains("\"before-")));
     let (ok, report) = verify_stream(&app, work.path(), &lines, false, until).await;
     assert!(ok, "{report}");
@@ -1335,47 +1352,10 @@ async fn every_kind_carries_the_log_and_verifies_whole() {
             .ingest_ndjson("/us/v1/events", &app.admin, ndjson(&events))
             .await;
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let (lines, until) = loop {
-            let lines: Vec<String> = siem.lines().into_values().collect();
-            let arrived = (0..200).all(|i| {
-                let trace = format!("\"{name}-{i}\"");
-                lines.iter().any(|l| l.contains(&trace))
-            });
-            let leaves = lines
-                .iter()
-                .filter_map(|l| match carried_of(l) {
-                    Some(Carried::Leaf { index, .. }) => Some(index + 1),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0);
-            let checkpoints: Vec<CheckpointEvent> = lines
-                .iter()
-                .filter_map(|l| match carried_of(l) {
-                    Some(Carried::Checkpoint(cp)) => Some(cp),
-                    _ => None,
-                })
-                .collect();
-            let sizes: Vec<u64> = checkpoints
-                .iter()
-                .map(|cp| {
-                    let text = cp.note.split_inclusive('\n').take(3).collect::<String>();
-                    Checkpoint::parse(&text).unwrap().size
-                })
-                .collect();
-            // Two checkpoints at the full size: the interval to it is recomputed.
-            if arrived && sizes.iter().filter(|s| **s >= leaves).count() >= 2 {
-                let until = checkpoints.iter().map(|c| c.signed_at).max().unwrap();
-                break (lines, until);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: {} lines, all events: {arrived}, checkpoint sizes {sizes:?}, leaves {leaves}",
-                lines.len()
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let traces: Vec<String> = (0..200).map(|i| format!("{name}-{i}")).collect();
+        // Two checkpoints at the full size: the interval to it is recomputed.
+        let indexed = || siem.lines().into_values().collect();
+        let (lines, until) = settled_stream(indexed, &traces, 2).await;
         let (ok, report) = verify_stream(&app, work.path(), &lines, false, until).await;
         assert!(ok, "{name}: {report}");
         assert!(report.contains(": whole from index "), "{name}: {report}");
