@@ -808,7 +808,19 @@ async fn verify_proves_a_delivered_stream_whole_and_names_what_was_taken_from_it
                 .await;
             assert_eq!(resp.status(), StatusCode::ACCEPTED);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The next round only once a new checkpoint was signed: the rounds span several.
+        let scope = us(app.org());
+        let before = app
+            .store()
+            .latest_checkpoint(&scope)
+            .await
+            .unwrap()
+            .map(|c| c.id);
+        eventually(Duration::from_secs(30), || async {
+            let latest = app.store().latest_checkpoint(&scope).await.unwrap()?;
+            (Some(latest.id) != before).then_some(())
+        })
+        .await;
     }
 
     // Every event arrives with its place, and checkpoints cover them all and go on for a
@@ -953,19 +965,7 @@ async fn verify_proves_a_delivered_stream_whole_and_names_what_was_taken_from_it
     );
 
     // A replay of the US window sends the same lines again, byte for byte.
-    let window = json!({
-        "start_at": started.saturating_sub_millis(60_000).to_rfc3339_seconds(),
-        "end_at": now().to_rfc3339_seconds(),
-    });
-    let resp = app
-        .request(
-            Method::PUT,
-            "/us/v3/audit-log-replay-job",
-            Some(&app.admin),
-            Some(window),
-        )
-        .await;
-    expect_json(resp, StatusCode::ACCEPTED).await;
+    replay_us_since(&app, started).await;
     eventually(Duration::from_secs(60), || async {
         let job = expect_json(
             app.get("/us/v3/audit-log-replay-job", &app.admin).await,
@@ -1105,6 +1105,23 @@ async fn integrity_webhook(app: &TestApp, receiver: &TestReceiver) -> String {
     id
 }
 
+/// Puts a replay job for the `us` org webhook: from a minute before `started` to now.
+async fn replay_us_since(app: &TestApp, started: Timestamp) {
+    let window = json!({
+        "start_at": started.saturating_sub_millis(60_000).to_rfc3339_seconds(),
+        "end_at": now().to_rfc3339_millis(),
+    });
+    let resp = app
+        .request(
+            Method::PUT,
+            "/us/v3/audit-log-replay-job",
+            Some(&app.admin),
+            Some(window),
+        )
+        .await;
+    expect_json(resp, StatusCode::ACCEPTED).await;
+}
+
 /// Changes the first byte of leaf `index`'s hash in the store (the only log: one scope).
 async fn flip_leaf(app: &TestApp, index: u64) {
     use sqlx::Connection as _;
@@ -1176,19 +1193,7 @@ async fn an_event_that_no_longer_matches_its_leaf_is_refused_not_signed() {
     };
     flip_leaf(&app, index).await;
 
-    let window = json!({
-        "start_at": started.saturating_sub_millis(60_000).to_rfc3339_seconds(),
-        "end_at": now().to_rfc3339_millis(),
-    });
-    let resp = app
-        .request(
-            Method::PUT,
-            "/us/v3/audit-log-replay-job",
-            Some(&app.admin),
-            Some(window),
-        )
-        .await;
-    expect_json(resp, StatusCode::ACCEPTED).await;
+    replay_us_since(&app, started).await;
     let refused = eventually(Duration::from_secs(30), || async {
         let list = expect_json(
             app.get("/v3/audit-log-webhook/refused-events", &app.admin)
