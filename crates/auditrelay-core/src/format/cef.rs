@@ -63,8 +63,8 @@ fn escape_extension(s: &str, out: &mut Vec<u8>) {
 
 /// Escapes `\`, LF, CR, the other control characters and the one delimiter of the context.
 fn escape(s: &str, out: &mut Vec<u8>, delimiter: u8) {
-    const HEADER: [bool; 256] = super::special_bytes(b"\\|");
-    const EXTENSION: [bool; 256] = super::special_bytes(b"\\=");
+    const HEADER: super::Specials = super::specials([b'\\', b'|']);
+    const EXTENSION: super::Specials = super::specials([b'\\', b'=']);
     let special = if delimiter == b'|' {
         &HEADER
     } else {

@@ -101,7 +101,7 @@ pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
 /// Appends the JSON-escaped body of `s`. Besides what JSON requires (`"`, `\\` and C0), DEL,
 /// the C1 controls and U+2028/U+2029 are escaped too (see [`super::is_control`]).
 pub(crate) fn escape_into(s: &str, out: &mut Vec<u8>) {
-    const SPECIAL: [bool; 256] = super::special_bytes(b"\"\\");
+    const SPECIAL: super::Specials = super::specials([b'"', b'\\']);
     super::escape_into(s, out, &SPECIAL, |b| match b {
         b'"' => Some(b"\\\""),
         b'\\' => Some(b"\\\\"),

@@ -73,25 +73,153 @@ impl Member<'_> {
     }
 }
 
+/// A key of an entry, or of the tamper-evident log's leaf, which adds `event_id`, `log` and
+/// `log_index` (`integrity::event_leaf`). Declared in the byte order of their names, so members
+/// written in the order of their keys are in canonical JSON's order without sorting them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    Action,
+    ActorId,
+    AuthenticationType,
+    ClientIp,
+    EventId,
+    Granted,
+    KongInitiated,
+    Log,
+    LogIndex,
+    Method,
+    OrgId,
+    Outcome,
+    PortalId,
+    PrincipalId,
+    PrincipalName,
+    Query,
+    Resource,
+    Service,
+    StatusCode,
+    Successful,
+    TraceId,
+    Ts,
+    Type,
+    Uri,
+    UserAgent,
+}
+
+impl Key {
+    /// Every key, in order: `Key::ALL[key as usize] == key`.
+    pub(crate) const ALL: [Self; 25] = [
+        Self::Action,
+        Self::ActorId,
+        Self::AuthenticationType,
+        Self::ClientIp,
+        Self::EventId,
+        Self::Granted,
+        Self::KongInitiated,
+        Self::Log,
+        Self::LogIndex,
+        Self::Method,
+        Self::OrgId,
+        Self::Outcome,
+        Self::PortalId,
+        Self::PrincipalId,
+        Self::PrincipalName,
+        Self::Query,
+        Self::Resource,
+        Self::Service,
+        Self::StatusCode,
+        Self::Successful,
+        Self::TraceId,
+        Self::Ts,
+        Self::Type,
+        Self::Uri,
+        Self::UserAgent,
+    ];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Action => "action",
+            Self::ActorId => "actor_id",
+            Self::AuthenticationType => "authentication_type",
+            Self::ClientIp => "client_ip",
+            Self::EventId => "event_id",
+            Self::Granted => "granted",
+            Self::KongInitiated => "kong_initiated",
+            Self::Log => "log",
+            Self::LogIndex => "log_index",
+            Self::Method => "method",
+            Self::OrgId => "org_id",
+            Self::Outcome => "outcome",
+            Self::PortalId => "portal_id",
+            Self::PrincipalId => "principal_id",
+            Self::PrincipalName => "principal_name",
+            Self::Query => "query",
+            Self::Resource => "resource",
+            Self::Service => "service",
+            Self::StatusCode => "status_code",
+            Self::Successful => "successful",
+            Self::TraceId => "trace_id",
+            Self::Ts => "ts",
+            Self::Type => "type",
+            Self::Uri => "uri",
+            Self::UserAgent => "user_agent",
+        }
+    }
+}
+
+/// The members of one object, each under its key, written in the keys' order: canonical JSON
+/// without sorting anything (the log writes a leaf for every event).
+pub(crate) struct Members<'a>([Option<Member<'a>>; Key::ALL.len()]);
+
+impl<'a> Members<'a> {
+    pub(crate) fn new() -> Self {
+        Self(std::array::from_fn(|_| None))
+    }
+
+    pub(crate) fn put(&mut self, key: Key, value: Member<'a>) {
+        let slot = &mut self.0[key as usize];
+        debug_assert!(slot.is_none(), "{key:?} given twice");
+        *slot = Some(value);
+    }
+
+    /// Appends the object. No key needs escaping.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let present = Key::ALL.iter().zip(&self.0);
+        for (n, (key, value)) in present
+            .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+            .enumerate()
+        {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(key.as_str().as_bytes());
+            out.extend_from_slice(b"\":");
+            value.write(out);
+        }
+        out.push(b'}');
+    }
+}
+
 /// Calls `put` with every member of `event`'s entry, without `signature`, in no set order:
 /// the one list of what an entry holds, for the entry as a JSON object ([`pull_entry`]) and for
 /// writers that need no object (the tamper-evident log's leaf, `integrity::event_leaf`).
-pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(&'static str, Member<'a>)) {
+pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(Key, Member<'a>)) {
     use Member::{Flag, Millis, Number, Text, Uuid};
-    put("type", Text(event.event_type().as_str().into()));
-    put("ts", Millis(event.ts));
-    put("org_id", Uuid(*event.org_id.as_uuid()));
+    put(Key::Type, Text(event.event_type().as_str().into()));
+    put(Key::Ts, Millis(event.ts));
+    put(Key::OrgId, Uuid(*event.org_id.as_uuid()));
     if let Some(portal) = event.portal_id {
-        put("portal_id", Uuid(*portal.as_uuid()));
+        put(Key::PortalId, Uuid(*portal.as_uuid()));
     }
     let optional = [
-        ("principal_id", &event.principal_id),
-        ("principal_name", &event.principal_name),
-        ("actor_id", &event.actor_id),
-        ("client_ip", &event.client_ip),
-        ("uri", &event.uri),
-        ("user_agent", &event.user_agent),
-        ("trace_id", &event.trace_id),
+        (Key::PrincipalId, &event.principal_id),
+        (Key::PrincipalName, &event.principal_name),
+        (Key::ActorId, &event.actor_id),
+        (Key::ClientIp, &event.client_ip),
+        (Key::Uri, &event.uri),
+        (Key::UserAgent, &event.user_agent),
+        (Key::TraceId, &event.trace_id),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
@@ -103,10 +231,10 @@ pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(&'static s
             outcome,
             authentication_type,
         } => {
-            put("successful", Flag(outcome.is_success()));
-            put("outcome", Text(outcome.as_str().into()));
+            put(Key::Successful, Flag(outcome.is_success()));
+            put(Key::Outcome, Text(outcome.as_str().into()));
             put(
-                "authentication_type",
+                Key::AuthenticationType,
                 Text(authentication_type.as_str().into()),
             );
         }
@@ -117,12 +245,12 @@ pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(&'static s
             granted,
             kong_initiated,
         } => {
-            put("service", Text(service.as_str().into()));
-            put("resource", Text(resource.as_str().into()));
-            put("action", Text(action.as_str().into()));
-            put("granted", Flag(*granted));
+            put(Key::Service, Text(service.as_str().into()));
+            put(Key::Resource, Text(resource.as_str().into()));
+            put(Key::Action, Text(action.as_str().into()));
+            put(Key::Granted, Flag(*granted));
             if let Some(k) = kong_initiated {
-                put("kong_initiated", Flag(*k));
+                put(Key::KongInitiated, Flag(*k));
             }
         }
         EventDetail::Access {
@@ -131,11 +259,11 @@ pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(&'static s
             status_code,
             kong_initiated,
         } => {
-            put("method", Text(method.as_str().into()));
-            put("query", Text(query.as_str().into()));
-            put("status_code", Number(u64::from(*status_code)));
+            put(Key::Method, Text(method.as_str().into()));
+            put(Key::Query, Text(query.as_str().into()));
+            put(Key::StatusCode, Number(u64::from(*status_code)));
             if let Some(k) = kong_initiated {
-                put("kong_initiated", Flag(*k));
+                put(Key::KongInitiated, Flag(*k));
             }
         }
     }
@@ -145,24 +273,9 @@ pub(crate) fn entry_members<'a>(event: &'a Event, mut put: impl FnMut(&'static s
 pub fn pull_entry(event: &Event) -> Map<String, Json> {
     let mut entry = Map::new();
     entry_members(event, |key, value| {
-        entry.insert(key.to_owned(), value.to_json());
+        entry.insert(key.as_str().to_owned(), value.to_json());
     });
     entry
-}
-
-/// Appends members as one canonical JSON object: keys in byte order (each key once).
-pub(crate) fn write_canonical_members(members: &mut [(&str, Member<'_>)], out: &mut Vec<u8>) {
-    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    out.push(b'{');
-    for (n, (key, value)) in members.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        write_str(key, out);
-        out.push(b':');
-        value.write(out);
-    }
-    out.push(b'}');
 }
 
 /// Appends the canonical bytes of `event`'s entry without `signature`: what is signed.
@@ -311,5 +424,98 @@ fn write_canonical(value: &Json, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Json::Object(object) => write_canonical_object(object, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{AuthenticationOutcome, AuthenticationType};
+    use crate::ids::{OrgId, PortalId, Region};
+    use crate::timestamp::Timestamp;
+
+    /// `Key`'s order is its names' byte order, and `ALL` holds each key at its own number:
+    /// what lets `Members` write canonical JSON without sorting.
+    #[test]
+    fn keys_are_declared_in_byte_order() {
+        for (n, key) in Key::ALL.iter().enumerate() {
+            assert_eq!(*key as usize, n, "{key:?}");
+        }
+        for pair in Key::ALL.windows(2) {
+            assert!(pair[0].as_str() < pair[1].as_str(), "{pair:?}");
+        }
+    }
+
+    /// Members written in their keys' order are the canonical object `write_canonical_object`
+    /// writes of the same entry, for every type of event, with and without optional fields.
+    #[test]
+    fn members_write_the_canonical_entry() {
+        let bare = Event {
+            ts: Timestamp::from_millis(1_750_280_466_889),
+            org_id: OrgId::parse("998db3e4-5cb7-4dd5-b51c-9878096a6999").unwrap(),
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+            principal_id: None,
+            principal_name: None,
+            actor_id: None,
+            client_ip: None,
+            uri: None,
+            user_agent: None,
+            trace_id: None,
+            detail: EventDetail::Authentication {
+                outcome: AuthenticationOutcome::Success,
+                authentication_type: AuthenticationType::Basic,
+            },
+        };
+        let mut full = bare.clone();
+        full.portal_id = Some(PortalId::parse("5f9e0a1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b").unwrap());
+        for (field, text) in [
+            (&mut full.principal_id, "p\"1"),
+            (&mut full.principal_name, "Ada\\ \u{7f}"),
+            (&mut full.actor_id, "a"),
+            (&mut full.client_ip, "::1"),
+            (&mut full.uri, "/x?y=1"),
+            (&mut full.user_agent, "curl/8 \u{2028}"),
+            (&mut full.trace_id, "7"),
+        ] {
+            *field = Some(text.into());
+        }
+        let details = [
+            EventDetail::Authentication {
+                outcome: AuthenticationOutcome::Success,
+                authentication_type: AuthenticationType::Basic,
+            },
+            EventDetail::Authorization {
+                service: "konnect".into(),
+                resource: "r".into(),
+                action: "edit".into(),
+                granted: true,
+                kong_initiated: Some(false),
+            },
+            EventDetail::Access {
+                method: "POST".into(),
+                query: "{\"a\":1}".into(),
+                status_code: 201,
+                kong_initiated: Some(true),
+            },
+        ];
+        for base in [bare, full] {
+            for detail in details.clone() {
+                let event = Event {
+                    detail,
+                    ..base.clone()
+                };
+                let mut members = Members::new();
+                entry_members(&event, |key, value| members.put(key, value));
+                let mut written = Vec::new();
+                members.write(&mut written);
+                let mut canonical = Vec::new();
+                write_pull_entry(&event, &mut canonical);
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    String::from_utf8(canonical).unwrap()
+                );
+            }
+        }
     }
 }
