@@ -12,7 +12,8 @@
 //! - `batch_1000/gzip/<format>`: a 1000-line delivery batch built and gzipped at the level
 //!   delivery uses (`GZIP_LEVEL`), and at the default level 6 for comparison;
 //! - `batch_1000/stored_to_batch/<format>`: the whole pure part of a delivery batch, 1000
-//!   stored events decoded, signed and gzipped;
+//!   stored events decoded, signed and gzipped; `stored_to_batch_integrity/<format>` the same
+//!   for a destination with `integrity` (each event's id and leaf checked, its place in the line);
 //! - `log/leaf_hash`: what the tamper-evident log spends per event (its leaf, the canonical
 //!   entry with id and place, hashed), and `log/stored_to_leaf` the same from the stored bytes,
 //!   as the log's job does it; `log/signed_line` is `line/render_sign/cef` beside them.
@@ -25,8 +26,9 @@
 use std::hint::black_box;
 
 use auditrelay_core::batch::{BatchBuilder, BatchLimits, GZIP_LEVEL};
-use auditrelay_core::format::{Format, parse_line, render_event, sign_event};
-use auditrelay_core::integrity::event_leaf_hash;
+use auditrelay_core::format::{Format, parse_line, render_event, sign_event, sign_event_with_id};
+use auditrelay_core::ids::event_id;
+use auditrelay_core::integrity::{LogPlace, event_leaf_hash};
 use auditrelay_core::stored;
 use auditrelay_core::{Event, EventDetail, FormatConfig, OrgId, Region, SigningKey, Timestamp};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -189,6 +191,43 @@ fn formats(c: &mut Criterion) {
                     line.clear();
                     let event = decode(black_box(*row));
                     sign_event(format, &event, &cfg, &key, &mut line);
+                    batch.push(seq, &line).unwrap();
+                }
+                black_box(batch.finish().unwrap().body.len())
+            })
+        });
+        // The same for a destination with `integrity`, as a lane does it: each event's id,
+        // its leaf checked against the one the log took, and its place in the line.
+        let log: std::sync::Arc<str> =
+            "auditrelay/0123456789abcdef0123456789abcdef/998db3e4-5cb7-4dd5-b51c-9878096a6999/us"
+                .into();
+        let store = uuid::Uuid::from_u128(7);
+        let places: Vec<LogPlace> = (0..)
+            .zip(&rows)
+            .map(|(seq, row)| {
+                let event = decode(*row);
+                let id = event_id(&store, seq, event.ts);
+                let index = 1_000_000 + seq as u64;
+                let leaf_hash = event_leaf_hash(&log, index, &id, &event);
+                LogPlace {
+                    log: log.clone(),
+                    index,
+                    leaf_hash,
+                }
+            })
+            .collect();
+        group.bench_function(format!("stored_to_batch_integrity/{format}"), |b| {
+            let mut line = Vec::with_capacity(1024);
+            b.iter(|| {
+                let mut batch = BatchBuilder::new(limits);
+                for ((seq, row), place) in (0..).zip(&rows).zip(&places) {
+                    line.clear();
+                    let event = decode(black_box(*row));
+                    let id = event_id(&store, seq, event.ts);
+                    let leaf = event_leaf_hash(&place.log, place.index, &id, &event);
+                    assert_eq!(leaf, place.leaf_hash);
+                    let id = (format == Format::Ocsf).then_some(id);
+                    sign_event_with_id(format, &event, id, Some(place), &cfg, &key, &mut line);
                     batch.push(seq, &line).unwrap();
                 }
                 black_box(batch.finish().unwrap().body.len())

@@ -1331,6 +1331,12 @@ impl Store {
         backend!(self, s => s.log_places(scope, after, through).await)
     }
 
+    /// The `seq` of the newest event a scope's log has taken; 0 before it took any. A lane of
+    /// a destination with `integrity` reads no event past it: it could not write its line.
+    pub async fn log_reach(&self, scope: &Scope) -> Result<i64> {
+        backend!(self, s => s.log_reach(scope).await)
+    }
+
     /// How many leaves of a scope's log are events up to `seq`.
     pub async fn log_leaves_through(&self, scope: &Scope, seq: i64) -> Result<u64> {
         backend!(self, s => s.log_leaves_through(scope, seq).await)

@@ -75,6 +75,18 @@ impl Source {
             Self::Scope(scope) => {
                 let after = after.map_or(0, |p| p.seq);
                 let store = &shared.store;
+                // With `integrity`, nothing past the log's reach: those events would be read,
+                // decoded and dropped again, as long as the lane keeps up with ingest.
+                let through = match log {
+                    Some(_) => {
+                        let reach = store.log_reach(scope).await?;
+                        if reach <= after {
+                            return Ok(Vec::new());
+                        }
+                        Some(through.map_or(reach, |t| t.min(reach)))
+                    }
+                    None => through,
+                };
                 let events = store
                     .events_to_deliver(scope, after, through, limit)
                     .await?;

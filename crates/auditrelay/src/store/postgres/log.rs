@@ -241,6 +241,19 @@ impl PgStore {
         chunks(&rows)
     }
 
+    /// The `seq` of the newest event a scope's log has taken; 0 before it took any.
+    pub async fn log_reach(&self, scope: &Scope) -> Result<i64> {
+        let Some(scope_id) = self.existing_scope_id(scope).await? else {
+            return Ok(0);
+        };
+        let reach: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM logs WHERE scope_id = $1")
+                .bind(scope_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(reach.unwrap_or(0))
+    }
+
     /// How many leaves of a scope's log are events up to `seq`.
     pub async fn log_leaves_through(&self, scope: &Scope, seq: i64) -> Result<u64> {
         let Some(scope_id) = self.existing_scope_id(scope).await? else {
