@@ -537,13 +537,24 @@ pub enum AttemptOutcome {
     Delivered {
         through: i64,
         next_in_flight: Option<i64>,
-        /// For a batch of checkpoint events (DECISIONS.md S27): the id of its last checkpoint,
-        /// past which the webhook's checkpoint cursor moves.
-        checkpoints_through: Option<i64>,
+        /// For a batch of checkpoint events (DECISIONS.md S27): how the webhook's checkpoint
+        /// cursor moves.
+        checkpoints: Option<CheckpointsSent>,
     },
     /// The attempt failed and the batch is tried again at `next_at`: a retry while the batch
     /// has retries left, else a probe of the now inactive webhook.
     Failed { next_at: Timestamp },
+}
+
+/// A batch of checkpoint events the SIEM took (DECISIONS.md S27). The webhook's checkpoint
+/// cursor moves from `from`, the cursor the batch was built after (`None`: a stream's first
+/// batch), to `through`, the id of its last checkpoint — only if it is still at `from`. A
+/// cursor reset meanwhile (`integrity` turned on again, the webhook re-enabled or rebound)
+/// starts a new stream, which the batch of the stream before it must not move on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointsSent {
+    pub from: Option<i64>,
+    pub through: i64,
 }
 
 /// A configured webhook: its binding, desired state, status and delivery cursor.

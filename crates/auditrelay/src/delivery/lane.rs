@@ -40,7 +40,9 @@ use super::transport::SendOutcome;
 use crate::clock;
 use crate::integrity;
 use crate::leases::Lease;
-use crate::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, Scope, StoreError};
+use crate::store::{
+    AttemptKind, AttemptOutcome, CheckpointsSent, DeliveryAttempt, Scope, StoreError,
+};
 
 /// Why a wait ended.
 enum Wake {
@@ -66,8 +68,9 @@ struct Built {
 /// What a batch of checkpoint events moves, and what it leaves as it was.
 #[derive(Clone, Copy)]
 struct CheckpointsBuilt {
-    /// The id of its last checkpoint: past it the checkpoint cursor moves.
-    through: i64,
+    /// The checkpoint cursor it was built after (`None` for a stream's first), and the id of
+    /// its last checkpoint: where the cursor moves, unless it was reset meanwhile.
+    sent: CheckpointsSent,
     /// The batch of events noted in flight when it was built, which stays noted.
     in_flight: Option<i64>,
 }
@@ -374,7 +377,10 @@ impl Lane {
         hand.refused.clear();
         Ok(Some(Built {
             checkpoints: Some(CheckpointsBuilt {
-                through,
+                sent: CheckpointsSent {
+                    from: webhook.checkpoint_cursor,
+                    through,
+                },
                 in_flight: webhook.in_flight_through,
             }),
             through: webhook.cursor,
@@ -625,12 +631,12 @@ impl Lane {
             Some(checkpoints) => AttemptOutcome::Delivered {
                 through: last,
                 next_in_flight: checkpoints.in_flight,
-                checkpoints_through: Some(checkpoints.through),
+                checkpoints: Some(checkpoints.sent),
             },
             None => AttemptOutcome::Delivered {
                 through: last,
                 next_in_flight: self.next.as_ref().map(|next| next.through),
-                checkpoints_through: None,
+                checkpoints: None,
             },
         };
         if !self.record_delivered(attempt, outcome).await? {

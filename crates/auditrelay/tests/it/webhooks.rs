@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use auditrelay::store::{AttemptKind, AttemptOutcome, DeliveryAttempt, EventQuery, Scope};
+use auditrelay::store::{
+    AttemptKind, AttemptOutcome, CheckpointsSent, DeliveryAttempt, EventQuery, Scope,
+};
 use auditrelay_core::{OrgId, PortalId, Region, Role, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -655,6 +657,67 @@ async fn app_whose_lane_records_nothing() -> (TestApp, TestReceiver) {
     (app, receiver)
 }
 
+/// A batch of checkpoint events moves the webhook's checkpoint cursor only from the cursor it
+/// was built after (DECISIONS.md S27). One of the stream before a reset (re-enabled, rebound,
+/// `integrity` turned on again), delivered after it, leaves the new stream's fresh start alone,
+/// which would otherwise go on from the old stream's checkpoints.
+#[tokio::test]
+async fn a_checkpoint_batch_moves_only_the_stream_it_was_built_for() {
+    let (app, receiver) = app_whose_lane_records_nothing().await;
+    let id = destination(&app, "siem", &receiver.url()).await;
+    let enable = |on: bool| {
+        call(
+            &app,
+            &app.admin,
+            "PATCH /us/v3/audit-log-webhook",
+            Some(json!({"audit_log_destination_id": id, "enabled": on})),
+            200,
+        )
+    };
+    enable(true).await;
+    let scope = org_scope(&app, "us");
+    let fenced = fence(app.store()).await;
+    let (app_ref, scope, fenced) = (&app, &scope, &fenced);
+    let delivered = |from: Option<i64>, through: i64| async move {
+        let app = app_ref;
+        let ok = attempt(Some(202), "Accepted");
+        let cursor = app
+            .store()
+            .get_webhook(scope)
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor;
+        let outcome = AttemptOutcome::Delivered {
+            through: cursor,
+            next_in_flight: None,
+            checkpoints: Some(CheckpointsSent { from, through }),
+        };
+        let recorded = app.store().record_attempt(fenced, scope, &ok, outcome, 100);
+        assert!(recorded.await.unwrap());
+        let webhook = app.store().get_webhook(scope).await.unwrap().unwrap();
+        webhook.checkpoint_cursor
+    };
+    assert_eq!(delivered(None, 5).await, Some(5), "a stream's first batch");
+    assert_eq!(delivered(Some(5), 9).await, Some(9));
+    assert_eq!(
+        delivered(Some(5), 12).await,
+        Some(9),
+        "built on a cursor since moved"
+    );
+    enable(false).await;
+    enable(true).await;
+    let webhook = app.store().get_webhook(scope).await.unwrap().unwrap();
+    assert_eq!(webhook.checkpoint_cursor, None, "re-enabled: a new stream");
+    assert_eq!(delivered(Some(9), 14).await, None, "the stream before it");
+    assert_eq!(
+        delivered(None, 3).await,
+        Some(3),
+        "the new stream's first batch"
+    );
+    app.stop().await;
+}
+
 /// Delivery positions are written by the store's writer between its group commits: recorded
 /// while appends stream in from other tasks, every one lands, in order, and the appends do too.
 #[tokio::test]
@@ -699,7 +762,7 @@ async fn positions_are_written_between_group_commits() {
         let outcome = AttemptOutcome::Delivered {
             through,
             next_in_flight: Some(through + 1),
-            checkpoints_through: None,
+            checkpoints: None,
         };
         assert!(
             store
@@ -860,7 +923,7 @@ async fn status_follows_konnects_table() {
             AttemptOutcome::Delivered {
                 through: 1,
                 next_in_flight: None,
-                checkpoints_through: None,
+                checkpoints: None,
             },
             100,
         )

@@ -167,8 +167,8 @@ impl PgStore {
             AttemptOutcome::Delivered {
                 through,
                 next_in_flight,
-                checkpoints_through,
-            } => (Some(through), next_in_flight, checkpoints_through, None),
+                checkpoints,
+            } => (Some(through), next_in_flight, checkpoints, None),
             AttemptOutcome::Failed { next_at } => (None, None, None, Some(next_at.as_millis())),
         };
         let mut tx = PoolTx::begin(&self.pool).await?;
@@ -185,8 +185,9 @@ impl PgStore {
                  next_attempt_at = $5,
                  cursor = CASE WHEN $4::bigint IS NULL THEN cursor ELSE GREATEST(cursor, $4) END,
                  in_flight_through = CASE WHEN $4::bigint IS NULL THEN in_flight_through ELSE $6 END,
-                 checkpoint_cursor = CASE WHEN $8::bigint IS NULL THEN checkpoint_cursor
-                                     ELSE GREATEST(coalesce(checkpoint_cursor, 0), $8) END
+                 checkpoint_cursor = CASE WHEN $8::bigint IS NOT NULL
+                                               AND checkpoint_cursor IS NOT DISTINCT FROM $9::bigint
+                                     THEN $8 ELSE checkpoint_cursor END
              WHERE scope_id = $7",
         )
         .bind(attempt.at.as_millis())
@@ -196,7 +197,8 @@ impl PgStore {
         .bind(next_at)
         .bind(next_in_flight)
         .bind(scope_id)
-        .bind(checkpoints)
+        .bind(checkpoints.map(|c| c.through))
+        .bind(checkpoints.and_then(|c| c.from))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -238,8 +238,8 @@ pub(super) async fn write_position(
                 AttemptOutcome::Delivered {
                     through,
                     next_in_flight,
-                    checkpoints_through,
-                } => (Some(through), next_in_flight, checkpoints_through, None),
+                    checkpoints,
+                } => (Some(through), next_in_flight, checkpoints, None),
                 AttemptOutcome::Failed { next_at } => {
                     (None, None, None, Some(next_at.as_millis()))
                 }
@@ -252,8 +252,8 @@ pub(super) async fn write_position(
                      next_attempt_at = ?9,
                      cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
                      in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END,
-                     checkpoint_cursor = CASE WHEN ?10 IS NULL THEN checkpoint_cursor
-                                         ELSE max(coalesce(checkpoint_cursor, 0), ?10) END
+                     checkpoint_cursor = CASE WHEN ?10 IS NOT NULL AND checkpoint_cursor IS ?11
+                                         THEN ?10 ELSE checkpoint_cursor END
                  WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)
                  RETURNING scope_id",
             )
@@ -266,7 +266,8 @@ pub(super) async fn write_position(
             .bind(portal_key(scope))
             .bind(next_in_flight)
             .bind(next_at)
-            .bind(checkpoints)
+            .bind(checkpoints.map(|c| c.through))
+            .bind(checkpoints.and_then(|c| c.from))
             .fetch_optional(&mut *conn)
             .await?;
             let Some(row) = done else {
