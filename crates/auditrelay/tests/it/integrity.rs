@@ -1366,3 +1366,63 @@ async fn every_kind_carries_the_log_and_verifies_whole() {
         assert!(report.contains(": whole from index "), "{name}: {report}");
     }
 }
+
+/// The `syslog` kind through a real rsyslog (RFC 5425 over TLS): each checkpoint event is a
+/// message of its own with MSGID `checkpoint`, each event's line one with its event's, and the
+/// lines rsyslog wrote (a portal's log, CEF) verify whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_through_rsyslog_verifies_whole() {
+    use crate::support::rsyslog::{ClientAuth, Rsyslog};
+    let Some(rsyslog) = Rsyslog::start(ClientAuth::Anonymous).await else {
+        return;
+    };
+    let app = TestApp::spawn_with(|c| {
+        crate::support::dev(c);
+        c.delivery.flush_interval = Duration::from_millis(100);
+        c.integrity.checkpoint_interval = Duration::from_secs(1);
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let portal = app.create_portal("syslog", "us").await;
+    let body = json!({
+        "name": "syslog", "endpoint": rsyslog.endpoint(), "kind": "syslog",
+        "settings": {"hostname": "relay-1"}, "log_format": "cef",
+        "skip_ssl_verification": true, "integrity": true,
+    });
+    let resp = app
+        .post("/v3/audit-log-destinations", &app.admin, body)
+        .await;
+    let created = expect_json(resp, StatusCode::CREATED).await;
+    let path = format!("/v3/portals/{portal}/audit-log-webhook");
+    bind_webhook(&app, &path, created["id"].as_str().unwrap(), true).await;
+    let traces: Vec<String> = (0..200).map(|i| format!("syslog-{i}")).collect();
+    let events: Vec<Value> = traces
+        .iter()
+        .map(|t| portal_login(now(), portal, t))
+        .collect();
+    let resp = app
+        .ingest_ndjson("/us/v1/events", &app.admin, ndjson(&events))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (lines, until) = settled_stream(|| rsyslog.lines(), &traces, 2).await;
+    let (ok, report) = verify_stream(&app, work.path(), &lines, false, until).await;
+    assert!(ok, "{report}\n{}", rsyslog.log());
+    assert!(report.contains(": whole from index "), "{report}");
+    let mut msgids = HashMap::new();
+    for (msgid, line) in rsyslog.messages() {
+        let carried = match carried_of(&line) {
+            Some(Carried::Checkpoint(_)) => "checkpoint",
+            Some(Carried::Leaf { .. }) => "event",
+            None => panic!("a line without its place: {line}"),
+        };
+        *msgids.entry((carried, msgid)).or_insert(0) += 1;
+    }
+    let checkpoints = msgids.get(&("checkpoint", "checkpoint".to_owned()));
+    assert!(checkpoints.is_some_and(|n| *n >= 2), "{msgids:?}");
+    assert_eq!(
+        msgids.get(&("event", "authentication".to_owned())),
+        Some(&200),
+        "{msgids:?}"
+    );
+    assert_eq!(msgids.len(), 2, "{msgids:?}");
+}

@@ -1,7 +1,7 @@
 //! A real rsyslog (Debian's `rsyslog` and `rsyslog-gnutls`): the syslog kind's receiver in the
 //! tests. Each one runs in a directory of its own with a generated certificate, listens for
 //! syslog over TLS (RFC 5425) on a loopback port, and writes each message's MSG — the signed
-//! line — to `received.log`, one per line. It can be stopped and started again on the same port,
+//! line — to `received.log`, one per line (and its MSGID with it to `messages.log`). It can be stopped and started again on the same port,
 //! as a receiver restarted mid-stream is.
 //!
 //! Absent packages: `start` prints why and returns `None`, or fails under `CI=true`.
@@ -90,6 +90,18 @@ impl Rsyslog {
             .split('\n')
             .filter(|line| !line.is_empty())
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// The messages received so far, as their MSGID and MSG, in order (whole ones only).
+    pub fn messages(&self) -> Vec<(String, String)> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
+            .split('\n')
+            .filter_map(|line| line.split_once(' '))
+            .map(|(msgid, msg)| (msgid.to_owned(), msg.to_owned()))
             .collect()
     }
 
@@ -199,12 +211,15 @@ module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.
 input(type="imtcp" address="127.0.0.1" port="{port}")
 template(name="msg" type="string" string="%msg%\n")
 action(type="omfile" file="{out}" template="msg")
+template(name="msgid" type="string" string="%msgid% %msg%\n")
+action(type="omfile" file="{messages}" template="msgid")
 "#,
         work = path("work").display(),
         ca = path("ca.pem").display(),
         cert = path("server.pem").display(),
         key = path("server.key").display(),
         out = path("received.log").display(),
+        messages = path("messages.log").display(),
     )
 }
 
