@@ -353,38 +353,53 @@ fn write_json(view: &View<'_>, key: Option<&SigningKey>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const SPECIALS: Specials = specials([b'"', b'|']);
+
+    fn escape(s: &str) -> String {
+        let mut out = Vec::new();
+        escape_into(s, &mut out, &SPECIALS, |b| (b == b'|').then_some(b"\\|"));
+        String::from_utf8(out).unwrap()
+    }
+
+    /// What escaping one character at a time gives. (`"` is special to the scan but has no
+    /// short form here: copied as it is.)
+    fn one_by_one(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                '|' => "\\|".to_owned(),
+                c if is_control(c) => format!("\\u{:04x}", u32::from(c)),
+                c => c.to_string(),
+            })
+            .collect()
+    }
 
     /// The word-at-a-time scan finds every special character wherever it stands in a long
     /// run of plain text, and passes over characters that are not special (`é`, U+00A0,
-    /// U+2027) as the byte-by-byte one did: the result is what escaping one character at a
-    /// time gives.
+    /// U+2027) as the byte-by-byte one did.
     #[test]
     fn escaping_finds_a_special_character_at_any_place() {
-        const SPECIALS: Specials = specials([b'"', b'|']);
-        let escape = |s: &str| {
-            let mut out = Vec::new();
-            escape_into(s, &mut out, &SPECIALS, |b| (b == b'|').then_some(b"\\|"));
-            String::from_utf8(out).unwrap()
-        };
-        let one_by_one = |s: &str| {
-            s.chars()
-                .map(|c| match c {
-                    '|' => "\\|".to_owned(),
-                    c if is_control(c) => format!("\\u{:04x}", u32::from(c)),
-                    c => c.to_string(),
-                })
-                .collect::<String>()
-        };
         let mut characters: Vec<char> = (0..0x20u8).map(char::from).collect();
         characters.extend(['|', '"', '\u{7f}', '\u{80}', '\u{85}', '\u{9f}', '\u{2028}']);
         characters.extend(['\u{2029}', 'é', '\u{a0}', '\u{2027}', '😀', '~', ' ', '!']);
         for c in characters {
             for at in 0..40 {
                 let text: String = (0..40).map(|i| if i == at { c } else { 'a' }).collect();
-                let expected = one_by_one(&text);
-                // `"` is special to the scan but has no short form here: copied as it is.
-                assert_eq!(escape(&text), expected, "{c:?} at {at}");
+                assert_eq!(escape(&text), one_by_one(&text), "{c:?} at {at}");
             }
+        }
+    }
+
+    proptest! {
+        /// Any mix, dense in the bytes at the scan's edges (0x00, 0x1f, 0x20, 0x7e, 0x7f, the
+        /// lead and continuation bytes of C1, U+00FF's 0xc3 0xbf, U+2028's 0xe2 0x80 0xa8, a
+        /// four-byte character), escapes as one character at a time does.
+        #[test]
+        fn escaping_a_word_at_a_time_is_escaping_one_character_at_a_time(
+            text in "[a \\x00\\x1f~\\x7f\\u{80}\\u{85}\\u{9f}\\u{a0}\\u{ff}\\u{2027}\\u{2028}\\u{2029}\\u{ffff}😀\"|=\\\\]{0,64}"
+        ) {
+            prop_assert_eq!(escape(&text), one_by_one(&text));
         }
     }
 }

@@ -548,11 +548,13 @@ pub enum AttemptOutcome {
 
 /// A batch of checkpoint events the SIEM took (DECISIONS.md S27). The webhook's checkpoint
 /// cursor moves from `from`, the cursor the batch was built after (`None`: a stream's first
-/// batch), to `through`, the id of its last checkpoint — only if it is still at `from`. A
-/// cursor reset meanwhile (`integrity` turned on again, the webhook re-enabled or rebound)
-/// starts a new stream, which the batch of the stream before it must not move on.
+/// batch), to `through`, the id of its last checkpoint — only if the webhook is still on the
+/// checkpoint stream `stream` and at `from`. A stream started afresh meanwhile (`integrity`
+/// turned on again, the webhook re-enabled or rebound) is another stream, which a batch of the
+/// one before it must not move, not even from its fresh start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointsSent {
+    pub stream: i64,
     pub from: Option<i64>,
     pub through: i64,
 }
@@ -572,6 +574,9 @@ pub struct Webhook {
     /// The id of the last checkpoint event delivered, for a destination with `integrity`
     /// (DECISIONS.md S27); `None` until one is.
     pub checkpoint_cursor: Option<i64>,
+    /// Which of the webhook's checkpoint streams is current: one more each time the stream
+    /// starts afresh ([`CheckpointsSent`]).
+    pub checkpoint_stream: i64,
     pub last_attempt: Option<LastAttempt>,
     /// Attempts that failed since the last delivered batch (or configuration change).
     pub consecutive_failures: u32,

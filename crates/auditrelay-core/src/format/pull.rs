@@ -177,7 +177,9 @@ impl<'a> Members<'a> {
 
     pub(crate) fn put(&mut self, key: Key, value: Member<'a>) {
         let slot = &mut self.0[key as usize];
-        debug_assert!(slot.is_none(), "{key:?} given twice");
+        // Twice would write the key twice: no longer canonical JSON, nor a leaf a verifier
+        // can rebuild.
+        assert!(slot.is_none(), "{key:?} given twice");
         *slot = Some(value);
     }
 

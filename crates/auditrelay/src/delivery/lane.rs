@@ -68,8 +68,9 @@ struct Built {
 /// What a batch of checkpoint events moves, and what it leaves as it was.
 #[derive(Clone, Copy)]
 struct CheckpointsBuilt {
-    /// The checkpoint cursor it was built after (`None` for a stream's first), and the id of
-    /// its last checkpoint: where the cursor moves, unless it was reset meanwhile.
+    /// The checkpoint stream and cursor it was built on (`None` for a stream's first batch),
+    /// and the id of its last checkpoint: where the cursor moves, unless the stream started
+    /// afresh meanwhile.
     sent: CheckpointsSent,
     /// The batch of events noted in flight when it was built, which stays noted.
     in_flight: Option<i64>,
@@ -378,6 +379,7 @@ impl Lane {
         Ok(Some(Built {
             checkpoints: Some(CheckpointsBuilt {
                 sent: CheckpointsSent {
+                    stream: webhook.checkpoint_stream,
                     from: webhook.checkpoint_cursor,
                     through,
                 },

@@ -166,6 +166,7 @@ mod tests {
             cursor: 0,
             in_flight_through: None,
             checkpoint_cursor: None,
+            checkpoint_stream: 0,
             last_attempt: None,
             consecutive_failures: 0,
             next_attempt_at: None,

@@ -236,6 +236,7 @@ pub(super) fn webhook(row: &impl Columns) -> Result<Webhook> {
         cursor: row.int("cursor")?,
         in_flight_through: row.maybe_int("in_flight_through")?,
         checkpoint_cursor: row.maybe_int("checkpoint_cursor")?,
+        checkpoint_stream: row.int("checkpoint_stream")?,
         last_attempt: maybe_millis(row, "last_attempt_at")?.map(|at| LastAttempt {
             at,
             code: code.and_then(|c| u16::try_from(c).ok()),

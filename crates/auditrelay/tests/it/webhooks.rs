@@ -657,10 +657,11 @@ async fn app_whose_lane_records_nothing() -> (TestApp, TestReceiver) {
     (app, receiver)
 }
 
-/// A batch of checkpoint events moves the webhook's checkpoint cursor only from the cursor it
-/// was built after (DECISIONS.md S27). One of the stream before a reset (re-enabled, rebound,
-/// `integrity` turned on again), delivered after it, leaves the new stream's fresh start alone,
-/// which would otherwise go on from the old stream's checkpoints.
+/// A batch of checkpoint events moves the webhook's checkpoint cursor only on the stream and
+/// from the cursor it was built on (DECISIONS.md S27). One of the stream before a fresh start
+/// (re-enabled, rebound, `integrity` turned on again), delivered after it, leaves the new
+/// stream alone — also a first batch, built on no cursor as the new stream's first is — which
+/// would otherwise go on from the old stream's checkpoints.
 #[tokio::test]
 async fn a_checkpoint_batch_moves_only_the_stream_it_was_built_for() {
     let (app, receiver) = app_whose_lane_records_nothing().await;
@@ -678,40 +679,54 @@ async fn a_checkpoint_batch_moves_only_the_stream_it_was_built_for() {
     let scope = org_scope(&app, "us");
     let fenced = fence(app.store()).await;
     let (app_ref, scope, fenced) = (&app, &scope, &fenced);
-    let delivered = |from: Option<i64>, through: i64| async move {
-        let app = app_ref;
+    let webhook = || async move { app_ref.store().get_webhook(scope).await.unwrap().unwrap() };
+    let delivered = |stream: i64, from: Option<i64>, through: i64| async move {
         let ok = attempt(Some(202), "Accepted");
-        let cursor = app
-            .store()
-            .get_webhook(scope)
-            .await
-            .unwrap()
-            .unwrap()
-            .cursor;
         let outcome = AttemptOutcome::Delivered {
-            through: cursor,
+            through: webhook().await.cursor,
             next_in_flight: None,
-            checkpoints: Some(CheckpointsSent { from, through }),
+            checkpoints: Some(CheckpointsSent {
+                stream,
+                from,
+                through,
+            }),
         };
-        let recorded = app.store().record_attempt(fenced, scope, &ok, outcome, 100);
+        let recorded = app_ref
+            .store()
+            .record_attempt(fenced, scope, &ok, outcome, 100);
         assert!(recorded.await.unwrap());
-        let webhook = app.store().get_webhook(scope).await.unwrap().unwrap();
-        webhook.checkpoint_cursor
+        webhook().await.checkpoint_cursor
     };
-    assert_eq!(delivered(None, 5).await, Some(5), "a stream's first batch");
-    assert_eq!(delivered(Some(5), 9).await, Some(9));
+    let first = webhook().await.checkpoint_stream;
     assert_eq!(
-        delivered(Some(5), 12).await,
+        delivered(first, None, 5).await,
+        Some(5),
+        "a stream's first batch"
+    );
+    assert_eq!(delivered(first, Some(5), 9).await, Some(9));
+    assert_eq!(
+        delivered(first, Some(5), 12).await,
         Some(9),
         "built on a cursor since moved"
     );
     enable(false).await;
     enable(true).await;
-    let webhook = app.store().get_webhook(scope).await.unwrap().unwrap();
-    assert_eq!(webhook.checkpoint_cursor, None, "re-enabled: a new stream");
-    assert_eq!(delivered(Some(9), 14).await, None, "the stream before it");
+    let second = webhook().await;
+    assert_eq!(second.checkpoint_cursor, None, "re-enabled: a new stream");
+    assert_ne!(second.checkpoint_stream, first);
+    let second = second.checkpoint_stream;
     assert_eq!(
-        delivered(None, 3).await,
+        delivered(first, Some(9), 14).await,
+        None,
+        "the stream before it"
+    );
+    assert_eq!(
+        delivered(first, None, 4).await,
+        None,
+        "its first batch, sent late"
+    );
+    assert_eq!(
+        delivered(second, None, 3).await,
         Some(3),
         "the new stream's first batch"
     );

@@ -114,10 +114,14 @@ impl PgStore {
                      in_flight_through = CASE WHEN excluded.enabled AND NOT webhooks.enabled
                                    THEN NULL ELSE webhooks.in_flight_through END,
                      -- A stream that starts again, or goes to another destination, starts
-                     -- its checkpoints again too.
+                     -- its checkpoints again too: a checkpoint stream of its own.
                      checkpoint_cursor = CASE WHEN (excluded.enabled AND NOT webhooks.enabled)
                                                 OR webhooks.destination_id <> excluded.destination_id
                                    THEN NULL ELSE webhooks.checkpoint_cursor END,
+                     checkpoint_stream = CASE WHEN (excluded.enabled AND NOT webhooks.enabled)
+                                                OR webhooks.destination_id <> excluded.destination_id
+                                   THEN webhooks.checkpoint_stream + 1
+                                   ELSE webhooks.checkpoint_stream END,
                      updated_at = excluded.updated_at",
             )
             .bind(scope_id)
@@ -186,6 +190,7 @@ impl PgStore {
                  cursor = CASE WHEN $4::bigint IS NULL THEN cursor ELSE GREATEST(cursor, $4) END,
                  in_flight_through = CASE WHEN $4::bigint IS NULL THEN in_flight_through ELSE $6 END,
                  checkpoint_cursor = CASE WHEN $8::bigint IS NOT NULL
+                                               AND checkpoint_stream = $10::bigint
                                                AND checkpoint_cursor IS NOT DISTINCT FROM $9::bigint
                                      THEN $8 ELSE checkpoint_cursor END
              WHERE scope_id = $7",
@@ -199,6 +204,7 @@ impl PgStore {
         .bind(scope_id)
         .bind(checkpoints.map(|c| c.through))
         .bind(checkpoints.and_then(|c| c.from))
+        .bind(checkpoints.map(|c| c.stream))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -200,7 +200,7 @@ async fn forget_attempts_if_redirected(conn: &mut SqliteConnection, d: &Destinat
     // rather than sending those of the time its lines carried no places.
     if d.integrity {
         sqlx::query(
-            "UPDATE webhooks SET checkpoint_cursor = NULL
+            "UPDATE webhooks SET checkpoint_cursor = NULL, checkpoint_stream = checkpoint_stream + 1
              WHERE destination_id = ?1
                AND EXISTS (SELECT 1 FROM destinations WHERE id = ?1 AND NOT integrity)",
         )

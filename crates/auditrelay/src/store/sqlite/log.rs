@@ -184,13 +184,16 @@ impl SqliteStore {
 
     /// The `seq` of the newest event a scope's log has taken; 0 before it took any.
     pub async fn log_reach(&self, scope: &Scope) -> Result<i64> {
-        let Some(scope_id) = self.existing_scope_id(scope).await? else {
-            return Ok(0);
-        };
-        let reach: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM logs WHERE scope_id = ?")
-            .bind(scope_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        // One query: a lane with `integrity` asks before each read.
+        let reach: Option<i64> = sqlx::query_scalar(
+            "SELECT l.last_seq FROM logs l JOIN scopes s ON s.id = l.scope_id
+             WHERE s.org_id = ? AND s.region = ? AND s.portal_id = ?",
+        )
+        .bind(scope.org_id.to_string())
+        .bind(scope.region.as_str())
+        .bind(portal_key(scope))
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(reach.unwrap_or(0))
     }
 

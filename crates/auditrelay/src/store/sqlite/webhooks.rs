@@ -76,10 +76,14 @@ impl SqliteStore {
                      in_flight_through = CASE WHEN excluded.enabled AND NOT webhooks.enabled
                                    THEN NULL ELSE webhooks.in_flight_through END,
                      -- A stream that starts again, or goes to another destination, starts
-                     -- its checkpoints again too.
+                     -- its checkpoints again too: a checkpoint stream of its own.
                      checkpoint_cursor = CASE WHEN (excluded.enabled AND NOT webhooks.enabled)
                                                 OR webhooks.destination_id != excluded.destination_id
                                    THEN NULL ELSE webhooks.checkpoint_cursor END,
+                     checkpoint_stream = CASE WHEN (excluded.enabled AND NOT webhooks.enabled)
+                                                OR webhooks.destination_id != excluded.destination_id
+                                   THEN webhooks.checkpoint_stream + 1
+                                   ELSE webhooks.checkpoint_stream END,
                      updated_at = excluded.updated_at",
             )
             .bind(scope)
@@ -252,7 +256,8 @@ pub(super) async fn write_position(
                      next_attempt_at = ?9,
                      cursor = CASE WHEN ?4 IS NULL THEN cursor ELSE max(cursor, ?4) END,
                      in_flight_through = CASE WHEN ?4 IS NULL THEN in_flight_through ELSE ?8 END,
-                     checkpoint_cursor = CASE WHEN ?10 IS NOT NULL AND checkpoint_cursor IS ?11
+                     checkpoint_cursor = CASE WHEN ?10 IS NOT NULL AND checkpoint_stream = ?12
+                                              AND checkpoint_cursor IS ?11
                                          THEN ?10 ELSE checkpoint_cursor END
                  WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?5 AND region = ?6 AND portal_id = ?7)
                  RETURNING scope_id",
@@ -268,6 +273,7 @@ pub(super) async fn write_position(
             .bind(next_at)
             .bind(checkpoints.map(|c| c.through))
             .bind(checkpoints.and_then(|c| c.from))
+            .bind(checkpoints.map(|c| c.stream))
             .fetch_optional(&mut *conn)
             .await?;
             let Some(row) = done else {
