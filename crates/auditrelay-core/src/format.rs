@@ -111,8 +111,8 @@ impl Specials {
 
 /// Appends `s` escaped, the one loop of every format: a byte `special` flags is replaced by
 /// what `short` gives for it, else a character of [`is_control`] starting there becomes
-/// `\uXXXX`; everything else is copied in runs (the bytes in between are never looked at one
-/// by one, which keeps rendering cheap).
+/// `\uXXXX`; everything else is copied in runs (the bytes in between are looked at eight at a
+/// time, [`Specials::find`], which keeps rendering cheap).
 pub(crate) fn escape_into(
     s: &str,
     out: &mut Vec<u8>,
