@@ -1373,37 +1373,19 @@ async fn every_kind_carries_the_log_and_verifies_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_through_rsyslog_verifies_whole() {
     use crate::support::rsyslog::{ClientAuth, Rsyslog};
+    use crate::syslog::{bind, dev, ingest};
     let Some(rsyslog) = Rsyslog::start(ClientAuth::Anonymous).await else {
         return;
     };
     let app = TestApp::spawn_with(|c| {
-        crate::support::dev(c);
-        c.delivery.flush_interval = Duration::from_millis(100);
+        dev(c);
         c.integrity.checkpoint_interval = Duration::from_secs(1);
     })
     .await;
     let work = tempfile::tempdir().unwrap();
-    let portal = app.create_portal("syslog", "us").await;
-    let body = json!({
-        "name": "syslog", "endpoint": rsyslog.endpoint(), "kind": "syslog",
-        "settings": {"hostname": "relay-1"}, "log_format": "cef",
-        "skip_ssl_verification": true, "integrity": true,
-    });
-    let resp = app
-        .post("/v3/audit-log-destinations", &app.admin, body)
-        .await;
-    let created = expect_json(resp, StatusCode::CREATED).await;
-    let path = format!("/v3/portals/{portal}/audit-log-webhook");
-    bind_webhook(&app, &path, created["id"].as_str().unwrap(), true).await;
-    let traces: Vec<String> = (0..200).map(|i| format!("syslog-{i}")).collect();
-    let events: Vec<Value> = traces
-        .iter()
-        .map(|t| portal_login(now(), portal, t))
-        .collect();
-    let resp = app
-        .ingest_ndjson("/us/v1/events", &app.admin, ndjson(&events))
-        .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let settings = json!({"hostname": "relay-1"});
+    let portal = bind(&app, "syslog", &rsyslog.endpoint(), settings, "", true).await;
+    let traces = ingest(&app, portal, "syslog", 200).await;
     // The messages with their MSGIDs, from the one file rsyslog writes them to together.
     let lines = || rsyslog.messages().into_iter().map(|(_, msg)| msg).collect();
     let (lines, until) = settled_stream(lines, &traces, 2).await;

@@ -19,25 +19,29 @@ use crate::support::{TestApp, bind_webhook, eventually, expect_json, now};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn dev(c: &mut auditrelay::config::Config) {
+pub(crate) fn dev(c: &mut auditrelay::config::Config) {
     crate::support::dev(c);
     c.delivery.flush_interval = Duration::from_millis(100);
 }
 
 /// A portal (named `name`) whose webhook delivers to a syslog destination with `settings` and
-/// `authorization`; returns the portal.
-async fn bind(
+/// `authorization` (and `integrity` when asked); returns the portal.
+pub(crate) async fn bind(
     app: &TestApp,
     name: &str,
     endpoint: &str,
     settings: Value,
     authorization: &str,
+    integrity: bool,
 ) -> PortalId {
     let portal = app.create_portal(name, "us").await;
-    let body = json!({
+    let mut body = json!({
         "name": name, "endpoint": endpoint, "kind": "syslog", "settings": settings,
         "authorization": authorization, "log_format": "cef", "skip_ssl_verification": true,
     });
+    if integrity {
+        body["integrity"] = json!(true);
+    }
     let created = expect_json(
         app.post("/v3/audit-log-destinations", &app.admin, body)
             .await,
@@ -50,7 +54,8 @@ async fn bind(
     portal
 }
 
-async fn ingest(app: &TestApp, portal: PortalId, tag: &str, n: usize) -> Vec<String> {
+/// Ingests `n` Dev Portal logins for `portal`, traced `<tag>-<n>`; returns their trace ids.
+pub(crate) async fn ingest(app: &TestApp, portal: PortalId, tag: &str, n: usize) -> Vec<String> {
     let traces: Vec<String> = (0..n).map(|i| format!("{tag}-{i:04}")).collect();
     let events: Vec<Value> = traces
         .iter()
@@ -108,7 +113,7 @@ async fn every_line_arrives_through_rsyslog_and_still_verifies() {
     };
     let app = TestApp::spawn_with(dev).await;
     let settings = json!({"hostname": "relay-1"});
-    let portal = bind(&app, "syslog", &rsyslog.endpoint(), settings, "").await;
+    let portal = bind(&app, "syslog", &rsyslog.endpoint(), settings, "", false).await;
     let traces = ingest(&app, portal, "s", 300).await;
     let (_, keys) = jwks(&app).await;
     let lines = all_received(&rsyslog, &keys, &traces, 0).await;
@@ -152,6 +157,7 @@ async fn a_receiver_restarted_mid_stream_loses_nothing() {
         &rsyslog.endpoint(),
         json!({"framing": "lf"}),
         "",
+        false,
     )
     .await;
     let (_, keys) = jwks(&app).await;
@@ -197,7 +203,7 @@ async fn a_receiver_that_asks_for_a_client_certificate_gets_the_destinations() {
     let (_, keys) = jwks(&app).await;
 
     // Without one, rsyslog refuses the connection: nothing arrives, and the status says so.
-    let anonymous = bind(&app, "anonymous", &rsyslog.endpoint(), json!({}), "").await;
+    let anonymous = bind(&app, "anonymous", &rsyslog.endpoint(), json!({}), "", false).await;
     ingest(&app, anonymous, "anon", 5).await;
     let path = format!("/v3/portals/{anonymous}/audit-log-webhook/status");
     let status = eventually(WAIT, || async {
@@ -214,6 +220,7 @@ async fn a_receiver_that_asks_for_a_client_certificate_gets_the_destinations() {
         &rsyslog.endpoint(),
         settings,
         &rsyslog.client_key,
+        false,
     )
     .await;
     let traces = ingest(&app, portal, "mtls", 20).await;
