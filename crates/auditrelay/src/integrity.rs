@@ -5,7 +5,9 @@
 //!   are read in `seq` order (which is commit order in a scope, S19) and appended as leaves
 //!   (`auditrelay_core::integrity::event_leaf`) at the next indexes, with the log's frontier,
 //!   in one transaction that holds only if the log still had the size it was read at. Ingest
-//!   pays nothing for it, and both backends share this one algorithm.
+//!   pays nothing for it, and both backends share this one algorithm. The events come from the
+//!   store ([`integrate_stored`]) or, on SQLite, straight from the writer's commit feed
+//!   ([`integrate_committed`]); both end in the same step, [`extend`].
 //! - **Checkpoints** ([`checkpoint_all`]): every interval, also when nothing happened, each
 //!   log's size and root are signed as a C2SP signed note with the checkpoint key
 //!   (`keys/note.rs`). The new root is computed from the previous checkpoint's frontier and the
@@ -15,9 +17,9 @@
 //!   of the chunks a proof reaches into (`store::LogTiles`), so they keep working after
 //!   retention emptied old chunks.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use auditrelay_core::Timestamp;
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle};
 use auditrelay_core::ids::event_id;
 use auditrelay_core::integrity::{
@@ -28,9 +30,12 @@ use auditrelay_core::merkle::{
     Frontier, Hash, Subtrees as _, consistency_proof_in, inclusion_proof_in, leaf_hash,
     root_of_parts,
 };
+use auditrelay_core::{Event, Timestamp};
 
 use crate::keys::note::NoteSigner;
-use crate::store::{ChunkWrite, LogHead, Result, Scope, Store, StoreError, StoredCheckpoint};
+use crate::store::{
+    ChunkWrite, Committed, LogHead, Result, Scope, Store, StoreError, StoredCheckpoint,
+};
 
 /// How many events one step takes into a log at most.
 const STEP: u32 = 4096;
@@ -51,26 +56,112 @@ pub fn origin(store: &Store, scope: &Scope) -> String {
 /// Takes every committed event not yet in its scope's log into it; returns how many. A scope
 /// that fails does not hold the others up: the first error is returned after all were tried.
 pub async fn integrate(store: &Store) -> Result<u64> {
-    let mut taken = 0;
+    integrate_stored(store).await.map(|round| round.taken)
+}
+
+/// How a round of taking events into the logs went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub taken: u64,
+    /// Every log took every event it was given (or, read from the store, every event the store
+    /// held when the round read it). `false` when another writer was faster somewhere.
+    pub whole: bool,
+}
+
+/// [`integrate`], and whether the round was whole.
+pub async fn integrate_stored(store: &Store) -> Result<Round> {
+    let mut round = Round {
+        taken: 0,
+        whole: true,
+    };
     let mut failed = None;
     for head in store.log_heads().await? {
         match integrate_scope(store, head).await {
-            Ok(n) => taken += n,
+            Ok(scope) => {
+                round.taken += scope.taken;
+                round.whole &= scope.whole;
+            }
             Err(e) => {
                 failed.get_or_insert(e);
             }
         }
     }
-    if taken > 0 {
-        metrics::counter!("auditrelay_log_leaves_total").increment(taken);
-    }
+    count_taken(round.taken);
     match failed {
         Some(e) => Err(e),
-        None => Ok(taken),
+        None => Ok(round),
     }
 }
 
-async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
+/// Takes the events of `commits` into their logs without reading them back from the store:
+/// `commits` must hold every event committed since a whole [`integrate_stored`] round began
+/// (the commit feed, `store/commits.rs`). Events a log already holds are passed over. Not
+/// whole when a log was extended by another writer meanwhile: the store must then be read.
+pub async fn integrate_committed(store: &Store, commits: &[Committed]) -> Result<Round> {
+    let mut round = Round {
+        taken: 0,
+        whole: true,
+    };
+    if commits.iter().all(|c| c.events.is_empty()) {
+        return Ok(round);
+    }
+    // Each scope's events, in `seq` order. Consecutive events nearly always share a scope.
+    let mut scopes: Vec<(Scope, Vec<(i64, &Event)>)> = Vec::new();
+    let mut at: HashMap<Scope, usize> = HashMap::new();
+    let mut last: Option<(&Event, usize)> = None;
+    for commit in commits {
+        for (seq, event) in (commit.first..).zip(&commit.events) {
+            let slot = match last {
+                Some((prev, slot)) if Scope::same(prev, event) => slot,
+                _ => *at.entry(Scope::of(event)).or_insert_with_key(|scope| {
+                    scopes.push((scope.clone(), Vec::new()));
+                    scopes.len() - 1
+                }),
+            };
+            scopes[slot].1.push((seq, event));
+            last = Some((event, slot));
+        }
+    }
+    let mut heads: HashMap<Scope, LogHead> = store
+        .log_heads()
+        .await?
+        .into_iter()
+        .map(|head| (head.scope.clone(), head))
+        .collect();
+    let identity = store.identity();
+    for (scope, events) in scopes {
+        let Some(mut head) = heads.remove(&scope) else {
+            // Its events were committed, so its scope exists: the store changed under us.
+            round.whole = false;
+            continue;
+        };
+        let origin = origin(store, &scope);
+        let fresh: Vec<(i64, &Event)> = events
+            .into_iter()
+            .filter(|(seq, _)| *seq > head.last_seq)
+            .collect();
+        for step in fresh.chunks(STEP as usize) {
+            match extend(store, &origin, &identity, head, step).await? {
+                Some(extended) => head = extended,
+                None => {
+                    round.whole = false;
+                    break;
+                }
+            }
+            round.taken += step.len() as u64;
+        }
+    }
+    count_taken(round.taken);
+    Ok(round)
+}
+
+fn count_taken(taken: u64) {
+    if taken > 0 {
+        metrics::counter!("auditrelay_log_leaves_total").increment(taken);
+    }
+}
+
+async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<Round> {
     let origin = origin(store, &head.scope);
     let identity = store.identity();
     let mut taken = 0;
@@ -79,48 +170,67 @@ async fn integrate_scope(store: &Store, mut head: LogHead) -> Result<u64> {
             .events_to_deliver(&head.scope, head.last_seq, None, STEP)
             .await?;
         if events.is_empty() {
-            return Ok(taken);
+            return Ok(Round { taken, whole: true });
         }
-        let from = head.size();
-        let Some(mut chunk) = tail_chunk(store, &head.scope, from).await? else {
-            // Another writer extended the log since its head was read; it carries on.
-            return Ok(taken);
+        let step: Vec<(i64, &Event)> = events.iter().map(|s| (s.seq, &s.event)).collect();
+        let Some(extended) = extend(store, &origin, &identity, head, &step).await? else {
+            // Another writer took these events first; it carries on from here.
+            return Ok(Round {
+                taken,
+                whole: false,
+            });
         };
-        let mut writes = Vec::new();
-        let mut last_ts = i64::MIN;
-        for stored in &events {
-            if chunk.is_full() {
-                let next = Chunk::new(chunk.number + 1);
-                writes.push(ChunkWrite {
-                    chunk: std::mem::replace(&mut chunk, next),
-                    last_ts,
-                    group_root: None,
-                });
-                last_ts = i64::MIN;
-            }
-            let index = head.frontier.size();
-            let id = event_id(&identity, stored.seq, stored.event.ts);
-            let hash = event_leaf_hash(&origin, index, &id, &stored.event);
-            head.frontier.push(hash);
-            head.last_seq = stored.seq;
-            chunk.push(stored.seq, hash);
-            last_ts = last_ts.max(stored.event.ts.as_millis());
-        }
-        writes.push(ChunkWrite {
-            chunk,
-            last_ts,
-            group_root: None,
-        });
-        add_group_roots(store, &head.scope, &mut writes).await?;
-        if !store.extend_log(from, &writes, &head).await? {
-            // Another node took these events first; it carries on from here.
-            return Ok(taken);
-        }
+        head = extended;
         taken += events.len() as u64;
         if events.len() < STEP as usize {
-            return Ok(taken);
+            return Ok(Round { taken, whole: true });
         }
     }
+}
+
+/// Appends `events`, the scope's next in `seq` order, to the log at `head` in one transaction;
+/// returns the log's new head, or `None` when another writer extended the log first.
+async fn extend(
+    store: &Store,
+    origin: &str,
+    identity: &uuid::Uuid,
+    mut head: LogHead,
+    events: &[(i64, &Event)],
+) -> Result<Option<LogHead>> {
+    let from = head.size();
+    let Some(mut chunk) = tail_chunk(store, &head.scope, from).await? else {
+        return Ok(None);
+    };
+    let mut writes = Vec::new();
+    let mut last_ts = i64::MIN;
+    for &(seq, event) in events {
+        if chunk.is_full() {
+            let next = Chunk::new(chunk.number + 1);
+            writes.push(ChunkWrite {
+                chunk: std::mem::replace(&mut chunk, next),
+                last_ts,
+                group_root: None,
+            });
+            last_ts = i64::MIN;
+        }
+        let index = head.frontier.size();
+        let id = event_id(identity, seq, event.ts);
+        let hash = event_leaf_hash(origin, index, &id, event);
+        head.frontier.push(hash);
+        head.last_seq = seq;
+        chunk.push(seq, hash);
+        last_ts = last_ts.max(event.ts.as_millis());
+    }
+    writes.push(ChunkWrite {
+        chunk,
+        last_ts,
+        group_root: None,
+    });
+    add_group_roots(store, &head.scope, &mut writes).await?;
+    Ok(store
+        .extend_log(from, &writes, &head)
+        .await?
+        .then_some(head))
 }
 
 /// Gives each write that completes a group (its chunk full and the group's last) the group's

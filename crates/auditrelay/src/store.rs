@@ -26,7 +26,7 @@ use auditrelay_core::{Event, EventType, Grant, OrgId, PortalId, Region, Timestam
 use uuid::Uuid;
 
 use backlog::Backlogs;
-pub use commits::Commits;
+pub use commits::{Commits, Committed, Taken};
 pub use health::{Health, Refusing};
 pub use lease::Fence;
 use lease::LocalLeases;
@@ -703,6 +703,11 @@ pub struct EventQuery {
 }
 
 impl Scope {
+    /// Whether two events belong to the same scope, without making either's.
+    pub fn same(a: &Event, b: &Event) -> bool {
+        a.org_id == b.org_id && a.portal_id == b.portal_id && a.region == b.region
+    }
+
     /// The scope an event belongs to.
     pub fn of(event: &Event) -> Self {
         Self {

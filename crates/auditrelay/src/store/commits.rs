@@ -1,15 +1,29 @@
 //! When events were committed: the newest `seq` (which delivery lanes wait on) and, for recent
 //! commits, the moment they became durable, so delivery can measure ingest → SIEM latency
 //! without storing a time with every event.
+//!
+//! It also keeps a **feed** of the committed events themselves, for the tamper-evident log
+//! (`jobs/integrity.rs`), which then need not read back and decode every event it takes. The
+//! feed vouches for completeness, or for nothing: it holds every event committed after it was
+//! opened, in `seq` order and without a gap, or it is broken and says so. Only the SQLite
+//! writer fills it, with what each of its transactions inserted; a commit it did not see (by
+//! another process on the same file, or any append on PostgreSQL, where several nodes commit)
+//! shows as a gap, and the log reads the store again.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use auditrelay_core::Event;
 use tokio::sync::watch;
 
 /// How many recent commits keep their time; older events fall back to their own `ts`.
 const REMEMBERED: usize = 65_536;
+
+/// How many events the feed holds at most. The log takes them every tenth of a second or so
+/// (about 15,000 at full ingest); a log that falls this far behind reads the store instead,
+/// rather than holding ever more events in memory.
+const FEED_CAP: usize = 131_072;
 
 pub struct Commits {
     newest: watch::Sender<i64>,
@@ -21,6 +35,34 @@ struct Recent {
     floor: i64,
     /// `(last seq of a commit, when it committed)`, oldest first.
     commits: VecDeque<(i64, Instant)>,
+    feed: Feed,
+}
+
+/// The events of one commit, which took the `seq`s from `first` on, one each, in order.
+pub struct Committed {
+    pub first: i64,
+    pub events: Vec<Event>,
+}
+
+/// Events committed since the feed was opened, for one reader.
+enum Feed {
+    Closed,
+    Open {
+        /// The `seq` the next commit must start at for the feed to stay whole.
+        next: i64,
+        commits: Vec<Committed>,
+        events: usize,
+    },
+    /// A commit it did not see, or more than [`FEED_CAP`] events waiting.
+    Broken,
+}
+
+/// What [`Commits::take_feed`] found.
+pub enum Taken {
+    /// Every event committed since the feed was opened or last taken, in `seq` order.
+    Whole(Vec<Committed>),
+    /// The feed is closed or broken: the store must be read.
+    Broken,
 }
 
 impl Commits {
@@ -31,20 +73,71 @@ impl Commits {
             recent: Mutex::new(Recent {
                 floor: newest,
                 commits: VecDeque::new(),
+                feed: Feed::Closed,
             }),
         }
     }
 
-    /// Called by the writer after a commit whose last event is `seq`.
-    pub fn record(&self, seq: i64) {
+    /// Called by the writer after a commit whose last event is `seq`, with the events it
+    /// inserted (the batches in the order they took their `seq`s).
+    pub fn record(&self, seq: i64, batches: Vec<Vec<Event>>) {
+        let unfed = {
+            let mut recent = self.recent.lock().expect("commit log poisoned");
+            if recent.commits.len() == REMEMBERED
+                && let Some((last, _)) = recent.commits.pop_front()
+            {
+                recent.floor = last;
+            }
+            recent.commits.push_back((seq, Instant::now()));
+            // Fed under the same lock that moves `newest`: a feed opened at `newest` misses
+            // no commit after it.
+            let unfed = recent.feed.push(seq, batches);
+            self.newest.send_replace(seq);
+            unfed
+        };
+        // Dropped outside the lock: a group commit may hold 50,000 events.
+        drop(unfed);
+    }
+
+    /// Opens the feed afresh (dropping whatever it held); returns the newest committed `seq`,
+    /// after which it holds every commit it sees.
+    pub fn open_feed(&self) -> i64 {
         let mut recent = self.recent.lock().expect("commit log poisoned");
-        if recent.commits.len() == REMEMBERED
-            && let Some((last, _)) = recent.commits.pop_front()
-        {
-            recent.floor = last;
+        let newest = *self.newest.borrow();
+        recent.feed = Feed::Open {
+            next: newest + 1,
+            commits: Vec::new(),
+            events: 0,
+        };
+        newest
+    }
+
+    /// Takes what the feed holds, leaving it open and empty, or says that it is broken (and
+    /// closes it).
+    pub fn take_feed(&self) -> Taken {
+        let mut recent = self.recent.lock().expect("commit log poisoned");
+        match &mut recent.feed {
+            Feed::Open {
+                commits, events, ..
+            } => {
+                *events = 0;
+                Taken::Whole(std::mem::take(commits))
+            }
+            Feed::Closed | Feed::Broken => {
+                recent.feed = Feed::Closed;
+                Taken::Broken
+            }
         }
-        recent.commits.push_back((seq, Instant::now()));
-        self.newest.send_replace(seq);
+    }
+
+    /// Closes the feed and drops what it held: its reader no longer takes it.
+    pub fn close_feed(&self) {
+        let old = {
+            let mut recent = self.recent.lock().expect("commit log poisoned");
+            std::mem::replace(&mut recent.feed, Feed::Closed)
+        };
+        // Outside the lock, like every drop of many events here.
+        drop(old);
     }
 
     /// Called for an append another node committed (or this one, heard back from the
@@ -55,6 +148,9 @@ impl Commits {
         // Under the lock of the recent commits, like every other change: two callers at once
         // cannot move `newest` back, nor put the recent commits out of order.
         let mut recent = self.recent.lock().expect("commit log poisoned");
+        // The feed cannot vouch for appends it was not given. What it held is dropped with
+        // the lock held: on PostgreSQL, where this is called, nothing feeds it.
+        drop(recent.feed.break_off());
         if seq > *self.newest.borrow() {
             if recent.commits.len() == REMEMBERED
                 && let Some((last, _)) = recent.commits.pop_front()
@@ -99,16 +195,148 @@ impl Commits {
     }
 }
 
+impl Feed {
+    /// Adds a commit whose last event is `last`. Gives back what it does not keep, to be
+    /// dropped outside the lock: the commit's events when it is closed or broken, and with
+    /// them everything it held when this commit breaks it.
+    fn push(&mut self, last: i64, batches: Vec<Vec<Event>>) -> (Vec<Vec<Event>>, Vec<Committed>) {
+        let Self::Open {
+            next,
+            commits,
+            events,
+        } = self
+        else {
+            return (batches, Vec::new());
+        };
+        let count: usize = batches.iter().map(Vec::len).sum();
+        // One transaction of the one writer: its events took consecutive `seq`s.
+        let first = last - count as i64 + 1;
+        if first != *next || *events + count > FEED_CAP {
+            return (batches, self.break_off());
+        }
+        *next = last + 1;
+        *events += count;
+        commits.extend(
+            batches
+                .into_iter()
+                .scan(first, |at, events| {
+                    let batch = Committed { first: *at, events };
+                    *at += batch.events.len() as i64;
+                    Some(batch)
+                })
+                .filter(|batch| !batch.events.is_empty()),
+        );
+        (Vec::new(), Vec::new())
+    }
+
+    /// Breaks an open feed; returns what it held.
+    fn break_off(&mut self) -> Vec<Committed> {
+        match std::mem::replace(self, Self::Broken) {
+            Self::Open { commits, .. } => commits,
+            closed @ Self::Closed => {
+                *self = closed;
+                Vec::new()
+            }
+            Self::Broken => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use auditrelay_core::{EventDetail, OrgId, Region, Timestamp};
+
     use super::*;
+
+    fn events(n: usize) -> Vec<Event> {
+        let event = Event {
+            ts: Timestamp::from_millis(1_750_280_466_889),
+            org_id: OrgId::nil(),
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+            principal_id: None,
+            principal_name: None,
+            actor_id: None,
+            client_ip: None,
+            uri: None,
+            user_agent: None,
+            trace_id: None,
+            detail: EventDetail::Access {
+                method: "GET".into(),
+                query: "{}".into(),
+                status_code: 200,
+                kong_initiated: None,
+            },
+        };
+        vec![event; n]
+    }
+
+    /// `(first seq, events)` of each commit the feed holds, or `None` when it is broken.
+    fn take(commits: &Commits) -> Option<Vec<(i64, usize)>> {
+        match commits.take_feed() {
+            Taken::Whole(held) => Some(held.iter().map(|c| (c.first, c.events.len())).collect()),
+            Taken::Broken => None,
+        }
+    }
+
+    #[test]
+    fn the_feed_holds_every_commit_after_it_was_opened_in_seq_order() {
+        let commits = Commits::new(10);
+        commits.record(12, vec![events(2)]);
+        assert_eq!(take(&commits), None, "never opened");
+        assert_eq!(commits.open_feed(), 12);
+        commits.record(15, vec![events(1), Vec::new(), events(2)]);
+        commits.record(16, vec![events(1)]);
+        assert_eq!(take(&commits), Some(vec![(13, 1), (14, 2), (16, 1)]));
+        assert_eq!(take(&commits), Some(vec![]), "taken, and still open");
+        commits.record(20, vec![events(4)]);
+        assert_eq!(take(&commits), Some(vec![(17, 4)]));
+        commits.close_feed();
+        commits.record(21, vec![events(1)]);
+        assert_eq!(take(&commits), None, "closed");
+    }
+
+    #[test]
+    fn the_feed_breaks_at_a_commit_it_did_not_see() {
+        let commits = Commits::new(0);
+        commits.open_feed();
+        commits.record(3, vec![events(3)]);
+        // Seq 4 was committed by someone else (another process on the same file).
+        commits.record(6, vec![events(2)]);
+        assert_eq!(take(&commits), None, "a gap");
+        assert_eq!(take(&commits), None, "closed once found broken");
+
+        commits.open_feed();
+        commits.record(7, vec![events(1)]);
+        commits.record_appended(9);
+        commits.record(10, vec![events(1)]);
+        assert_eq!(take(&commits), None, "an append it was not given");
+    }
+
+    #[test]
+    fn the_feed_breaks_rather_than_hold_too_many_events() {
+        let commits = Commits::new(0);
+        commits.open_feed();
+        let half = FEED_CAP / 2;
+        commits.record(half as i64, vec![events(half)]);
+        commits.record(FEED_CAP as i64, vec![events(FEED_CAP - half)]);
+        assert_eq!(
+            take(&commits),
+            Some(vec![(1, half), (half as i64 + 1, FEED_CAP - half)])
+        );
+        // What was taken no longer counts; one more than the cap waiting breaks it.
+        let cap = FEED_CAP as i64;
+        commits.record(cap + 1, vec![events(1)]);
+        commits.record(2 * cap + 1, vec![events(FEED_CAP)]);
+        assert_eq!(take(&commits), None, "one over the cap");
+    }
 
     #[test]
     fn finds_the_commit_of_a_seq() {
         let commits = Commits::new(3);
         let mut rx = commits.subscribe();
-        commits.record(10);
-        commits.record(25);
+        commits.record(10, Vec::new());
+        commits.record(25, Vec::new());
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 25);
         assert_eq!(

@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use auditrelay::config::Config;
-use auditrelay::integrity;
+use auditrelay::integrity::{self, Round};
 use auditrelay::jobs::retention;
 use auditrelay::keys::note::NoteSigner;
-use auditrelay::store::{Scope, Store};
+use auditrelay::store::{Scope, Store, Taken};
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle, parse_verifier_key};
 use auditrelay_core::format::carried::{Carried, carried};
 use auditrelay_core::integrity::{CheckpointEvent, installation_name};
@@ -593,6 +593,88 @@ async fn two_writers_at_once_leave_one_log() {
     );
     assert_eq!(a.unwrap() + b.unwrap(), 1);
     for index in [0, 2_999, 3_000, 7_777, 14_999] {
+        let bundle = integrity::inclusion(&store, &scope, index, None)
+            .await
+            .unwrap();
+        bundle
+            .verify(signer.name(), signer.public_key(), None)
+            .unwrap();
+    }
+    store.close().await;
+}
+
+/// The log takes events from the commit feed, as the writer committed them, rather than
+/// reading them back. The feed vouches for every event committed after it was opened, or
+/// breaks: an event committed by another process on the same file between two of the writer's
+/// commits breaks it, and the store is read, so no event is passed over. On PostgreSQL, where
+/// several nodes commit, it never vouches.
+#[tokio::test]
+async fn the_log_takes_the_commit_feed_and_reads_the_store_when_the_feed_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = own_store(dir.path()).await;
+    let postgres = std::env::var("AUDITRELAY_TEST_STORE").as_deref() == Ok("postgres");
+    let org = OrgId::new_v4();
+    let scope = us(org);
+    let batch = |name: &str, n: usize| -> Vec<Event> {
+        (0..n)
+            .map(|i| stored_authorization(org, now(), &format!("{name}-{i}")))
+            .collect()
+    };
+    let whole = |taken| Round { taken, whole: true };
+
+    store.append_events(batch("before", 100)).await.unwrap();
+    store.commits().open_feed();
+    assert_eq!(
+        integrity::integrate_stored(&store).await.unwrap(),
+        whole(100)
+    );
+    store.append_events(batch("fed", 3_000)).await.unwrap();
+    store.append_events(batch("fed-again", 10)).await.unwrap();
+    match store.commits().take_feed() {
+        Taken::Whole(committed) => {
+            assert!(!postgres, "the feed vouched on PostgreSQL");
+            let taken = integrity::integrate_committed(&store, &committed).await;
+            assert_eq!(taken.unwrap(), whole(3_010));
+            let again = integrity::integrate_committed(&store, &committed).await;
+            assert_eq!(
+                again.unwrap(),
+                whole(0),
+                "events in the log are passed over"
+            );
+        }
+        Taken::Broken => {
+            assert!(postgres, "the writer feeds every commit it makes");
+            assert_eq!(
+                integrity::integrate_stored(&store).await.unwrap(),
+                whole(3_010)
+            );
+        }
+    }
+    assert_eq!(integrity::integrate_stored(&store).await.unwrap(), whole(0));
+
+    // Another process (`auditrelay token create`, say) commits one event, then the server
+    // commits more: the feed, which never saw the first, breaks.
+    store.commits().open_feed();
+    let other = Store::open(&config).await.unwrap();
+    other.append_events(batch("other", 1)).await.unwrap();
+    other.close().await;
+    store.append_events(batch("after", 5)).await.unwrap();
+    assert!(matches!(store.commits().take_feed(), Taken::Broken));
+    assert_eq!(integrity::integrate_stored(&store).await.unwrap(), whole(6));
+
+    let head = store
+        .log_heads()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|h| h.scope == scope)
+        .unwrap();
+    assert_eq!(head.size(), 3_116, "every event once");
+    let signer = NoteSigner::new(installation_name(&store.identity()), &[3; 32]);
+    integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    for index in [0, 100, 3_109, 3_110, 3_115] {
         let bundle = integrity::inclusion(&store, &scope, index, None)
             .await
             .unwrap();

@@ -406,21 +406,23 @@ async fn run_writer(
             Ok(last) => {
                 metrics::histogram!("auditrelay_store_commit_seconds").record(started.elapsed());
                 metrics::histogram!("auditrelay_store_commit_events").record(total as f64);
-                commits.record(last);
-                for job in group {
-                    let _ = job.done.send(Ok(()));
+                let (batches, done): (Vec<_>, Vec<_>) =
+                    group.into_iter().map(|job| (job.events, job.done)).unzip();
+                commits.record(last, batches);
+                for done in done {
+                    let _ = done.send(Ok(()));
                 }
             }
             // One job must not fail the others that shared its transaction: each is tried
             // alone (on a nearly full disk, the smaller ones may still fit).
             Err(_) if group.len() > 1 => {
-                for job in group {
-                    let result = conn.commit(&mut scopes, &[&job.events]).await;
+                for WriteJob { events, done } in group {
+                    let result = conn.commit(&mut scopes, &[&events]).await;
                     health.observe(&result);
                     if let Ok(last) = result {
-                        commits.record(last);
+                        commits.record(last, vec![events]);
                     }
-                    let _ = job.done.send(result.map(drop));
+                    let _ = done.send(result.map(drop));
                 }
             }
             Err(e) => {
@@ -567,13 +569,7 @@ async fn insert_events(
     let mut last: Option<(&Event, i64)> = None;
     for event in batches.iter().flat_map(|b| b.iter()) {
         let scope = match last {
-            Some((prev, id))
-                if prev.org_id == event.org_id
-                    && prev.portal_id == event.portal_id
-                    && prev.region == event.region =>
-            {
-                id
-            }
+            Some((prev, id)) if Scope::same(prev, event) => id,
             _ => {
                 let key = Scope::of(event);
                 match scopes.get(&key) {
