@@ -361,16 +361,32 @@ impl Frontier {
 
     /// Adds the next leaf, by its hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_completing(leaf, 0);
+    }
+
+    /// Adds the next leaf, by its hash; returns the root of the perfect subtree of
+    /// `2^height` leaves that it completes, when the new size is a multiple of `2^height`. The
+    /// push works that root out on its way, so a log learns a full chunk's root without hashing
+    /// the chunk's leaves again.
+    pub fn push_completing(&mut self, leaf: Hash, height: u32) -> Option<Hash> {
         let mut carry = leaf;
-        // Each trailing set bit of the old size is a subtree the new leaf completes a pair with.
+        let mut completed = (height == 0).then_some(leaf);
+        // Each trailing set bit of the old size is a subtree the new leaf completes a pair with;
+        // after `h` of them, `carry` is the root of the `2^h` leaves ending with the new one.
         let mut size = self.size;
+        let mut merged = 0;
         while size & 1 == 1 {
             let left = self.subtrees.pop().expect("one subtree per set bit");
             carry = node_hash(&left, &carry);
+            merged += 1;
+            if merged == height {
+                completed = Some(carry);
+            }
             size >>= 1;
         }
         self.subtrees.push(carry);
         self.size += 1;
+        completed
     }
 
     /// The tree's root.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use auditrelay_core::checkpoint::{Checkpoint, InclusionBundle};
 use auditrelay_core::ids::event_id;
 use auditrelay_core::integrity::{
-    CHUNK_LEAVES, CheckpointEvent, Chunk, GROUP_CHUNKS, event_leaf, event_leaf_hash,
+    CHUNK_HEIGHT, CHUNK_LEAVES, CheckpointEvent, Chunk, GROUP_CHUNKS, event_leaf, event_leaf_hash,
     installation_name, log_origin,
 };
 use auditrelay_core::merkle::{
@@ -203,29 +203,27 @@ async fn extend(
     };
     let mut writes = Vec::new();
     let mut last_ts = i64::MIN;
+    // The chunk's root once its last leaf is pushed, as the frontier works it out.
+    let mut root = None;
     for &(seq, event) in events {
         if chunk.is_full() {
             let next = Chunk::new(chunk.number + 1);
-            writes.push(ChunkWrite {
-                chunk: std::mem::replace(&mut chunk, next),
+            writes.push(ChunkWrite::new(
+                std::mem::replace(&mut chunk, next),
+                root.take(),
                 last_ts,
-                group_root: None,
-            });
+            ));
             last_ts = i64::MIN;
         }
         let index = head.frontier.size();
         let id = event_id(identity, seq, event.ts);
         let hash = event_leaf_hash(origin, index, &id, event);
-        head.frontier.push(hash);
+        root = head.frontier.push_completing(hash, CHUNK_HEIGHT);
         head.last_seq = seq;
         chunk.push(seq, hash);
         last_ts = last_ts.max(event.ts.as_millis());
     }
-    writes.push(ChunkWrite {
-        chunk,
-        last_ts,
-        group_root: None,
-    });
+    writes.push(ChunkWrite::new(chunk, root, last_ts));
     add_group_roots(store, &head.scope, &mut writes).await?;
     Ok(store
         .extend_log(from, &writes, &head)
@@ -245,7 +243,7 @@ async fn add_group_roots(store: &Store, scope: &Scope, writes: &mut [ChunkWrite]
         let written: Vec<Hash> = writes[..=at]
             .iter()
             .filter(|w| w.chunk.number >= first)
-            .filter_map(|w| w.chunk.root())
+            .filter_map(|w| w.root)
             .collect();
         let stored_to = first + GROUP_CHUNKS - written.len() as u64;
         let mut roots = store.log_chunk_roots(scope, first, stored_to).await?;

@@ -151,6 +151,26 @@ fn leaves(n: usize, salt: u8) -> Vec<Hash> {
         .collect()
 }
 
+/// A push that completes a perfect subtree of the height asked for gives that subtree's root,
+/// the one its leaves make, and any other push gives none; the frontier grows as `push` does.
+#[test]
+fn a_push_gives_the_root_of_the_subtree_it_completes() {
+    let leaves = leaves(700, 9);
+    for height in [0, 1, 3, CHUNK_HEIGHT] {
+        let span = 1usize << height;
+        let mut frontier = Frontier::new();
+        for (i, leaf) in leaves.iter().enumerate() {
+            let size = i + 1;
+            let expected = size
+                .is_multiple_of(span)
+                .then(|| root(&leaves[size - span..size]));
+            let completed = frontier.push_completing(*leaf, height);
+            assert_eq!(completed, expected, "height {height}, size {size}");
+        }
+        assert_eq!(frontier.root(), root(&leaves), "height {height}");
+    }
+}
+
 /// `hash` with one bit flipped.
 fn flipped(hash: &Hash, bit: usize) -> Hash {
     let mut out = *hash;

@@ -27,13 +27,29 @@ impl LogHead {
     }
 }
 
-/// A chunk to write, with the time of its newest event (leaf retention goes by it), and the
-/// root of its group when it is the group's last chunk.
+/// A chunk to write, with its root once full, the time of its newest event (leaf retention
+/// goes by it), and the root of its group when it is the group's last chunk.
 #[derive(Debug, Clone)]
 pub struct ChunkWrite {
     pub chunk: Chunk,
+    /// `Some` exactly when the chunk is full.
+    pub root: Option<Hash>,
     pub last_ts: i64,
     pub group_root: Option<Hash>,
+}
+
+impl ChunkWrite {
+    /// `root`: the full chunk's root as the log's frontier worked it out while its leaves were
+    /// pushed (`Frontier::push_completing`), so they are not hashed again.
+    pub fn new(chunk: Chunk, root: Option<Hash>, last_ts: i64) -> Self {
+        debug_assert_eq!(root, chunk.root(), "a chunk's root is its leaves'");
+        Self {
+            chunk,
+            root,
+            last_ts,
+            group_root: None,
+        }
+    }
 }
 
 /// A checkpoint as signed and kept.

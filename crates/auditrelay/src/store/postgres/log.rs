@@ -119,7 +119,7 @@ impl PgStore {
             .bind(chunk.seqs[0])
             .bind(*chunk.seqs.last().expect("a written chunk has a leaf"))
             .bind(write.last_ts)
-            .bind(chunk.root().map(|r| r.to_vec()))
+            .bind(write.root.map(|r| r.to_vec()))
             .bind(chunk.encode_seqs())
             .bind(chunk.encode_hashes())
             .execute(&mut *tx)
