@@ -20,10 +20,10 @@ use tokio::sync::watch;
 /// How many recent commits keep their time; older events fall back to their own `ts`.
 const REMEMBERED: usize = 65_536;
 
-/// How many events the feed holds at most. The log takes them every tenth of a second or so
-/// (about 15,000 at full ingest); a log that falls this far behind reads the store instead,
-/// rather than holding ever more events in memory.
-const FEED_CAP: usize = 131_072;
+/// How many events the feed holds at most: about 50 MB of them. The log takes them a tenth of
+/// a second or so after a commit (up to 15,000 at full ingest); a log that falls further behind
+/// reads the store instead, rather than holding ever more events in memory.
+const FEED_CAP: usize = 32_768;
 
 pub struct Commits {
     newest: watch::Sender<i64>,
