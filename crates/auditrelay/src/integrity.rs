@@ -129,6 +129,8 @@ pub async fn integrate_committed(store: &Store, commits: &[Committed]) -> Result
         .map(|head| (head.scope.clone(), head))
         .collect();
     let identity = store.identity();
+    // A scope that fails does not hold the others up, as in `integrate_stored`.
+    let mut failed = None;
     for (scope, events) in scopes {
         let Some(mut head) = heads.remove(&scope) else {
             // Its events were committed, so its scope exists: the store changed under us.
@@ -141,10 +143,15 @@ pub async fn integrate_committed(store: &Store, commits: &[Committed]) -> Result
             .filter(|(seq, _)| *seq > head.last_seq)
             .collect();
         for step in fresh.chunks(STEP as usize) {
-            match extend(store, &origin, &identity, head, step).await? {
-                Some(extended) => head = extended,
-                None => {
+            match extend(store, &origin, &identity, head, step).await {
+                Ok(Some(extended)) => head = extended,
+                Ok(None) => {
                     round.whole = false;
+                    break;
+                }
+                Err(e) => {
+                    round.whole = false;
+                    failed.get_or_insert(e);
                     break;
                 }
             }
@@ -152,7 +159,10 @@ pub async fn integrate_committed(store: &Store, commits: &[Committed]) -> Result
         }
     }
     count_taken(round.taken);
-    Ok(round)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(round),
+    }
 }
 
 fn count_taken(taken: u64) {

@@ -3,10 +3,10 @@
 //!
 //! After a commit it takes the events from the commit feed (`store/commits.rs`), as the writer
 //! committed them, rather than reading and decoding them again, which was most of what the log
-//! cost delivery (DECISIONS.md S24). It reads the store instead whenever the feed cannot vouch for every event (on
-//! PostgreSQL, after a commit by another process, when it fell behind), at each look without a
-//! commit, and after any round that did not go as planned; each read opens the feed afresh
-//! first, so that the feed holds whatever the read may miss.
+//! cost delivery (DECISIONS.md S24). It reads the store instead whenever the feed cannot vouch
+//! for every event (on PostgreSQL, after a commit by another process, when it fell behind), at
+//! each look without a commit, and after any round that did not go as planned. Each read opens
+//! the feed afresh first, so that the feed holds whatever the read may miss.
 //!
 //! With several nodes one does it at a time, the holder of the integrity lease; a node that
 //! loses it stops at the next step. The lease saves work, not correctness: a log grows only from
@@ -137,21 +137,173 @@ async fn step(
         // and the others are not signed twice as often meanwhile.
         *next_checkpoint = Instant::now() + config.checkpoint_interval;
     }
-    let fed = integrated?;
+    let fed = integrated?.fed();
     signed.map(|_| fed)
 }
 
-/// Takes new events into their logs: from the feed when `from_feed` and it is whole, else
-/// from the store. Returns whether the feed holds every event committed after this round.
-async fn take_events(store: &Store, from_feed: bool) -> Result<bool, crate::store::StoreError> {
+/// Where a round took the new events from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Took {
+    /// The feed, which vouched for them all.
+    Feed,
+    /// The store; `whole` when every log took every event the round read.
+    Store { whole: bool },
+}
+
+impl Took {
+    /// Whether the feed now holds every event committed after the round.
+    fn fed(self) -> bool {
+        matches!(self, Self::Feed | Self::Store { whole: true })
+    }
+}
+
+/// Takes new events into their logs: from the feed when `from_feed` and it vouches for them,
+/// else from the store.
+async fn take_events(store: &Store, from_feed: bool) -> Result<Took, crate::store::StoreError> {
     let commits = store.commits();
     if from_feed
         && let Taken::Whole(committed) = commits.take_feed()
         && integrate_committed(store, &committed).await?.whole
     {
-        return Ok(true);
+        return Ok(Took::Feed);
     }
     // Opened before the read: what the read misses, committed after it began, the feed holds.
     commits.open_feed();
-    Ok(integrate_stored(store).await?.whole)
+    let whole = integrate_stored(store).await?.whole;
+    Ok(Took::Store { whole })
+}
+
+#[cfg(test)]
+mod tests {
+    use auditrelay_core::{Event, EventDetail, OrgId, Region};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Scope;
+
+    fn events(orgs: &[OrgId], n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| Event {
+                ts: clock::now(),
+                org_id: orgs[i % orgs.len()],
+                region: Region::parse("us").unwrap(),
+                portal_id: None,
+                principal_id: Some("p".into()),
+                principal_name: None,
+                actor_id: None,
+                client_ip: None,
+                uri: None,
+                user_agent: None,
+                trace_id: Some(format!("t{i}")),
+                detail: EventDetail::Authorization {
+                    service: "s".into(),
+                    resource: "r".into(),
+                    action: "a".into(),
+                    granted: true,
+                    kong_initiated: None,
+                },
+            })
+            .collect()
+    }
+
+    async fn sizes(store: &Store, orgs: &[OrgId]) -> Vec<u64> {
+        let heads = store.log_heads().await.unwrap();
+        orgs.iter()
+            .map(|org| {
+                let scope = Scope {
+                    org_id: *org,
+                    region: Region::parse("us").unwrap(),
+                    portal_id: None,
+                };
+                heads
+                    .iter()
+                    .find(|h| h.scope == scope)
+                    .map_or(0, |h| h.size())
+            })
+            .collect()
+    }
+
+    /// The job reads the store first, then takes the feed while it vouches (for scopes that
+    /// share a commit, one of them new, and more events than a step), and reads the store
+    /// again once another process has committed: no event is passed over.
+    #[tokio::test]
+    async fn takes_the_feed_while_it_vouches_and_the_store_when_it_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::for_data_dir(dir.path()).unwrap();
+        let store = Store::open(&config).await.unwrap();
+        let (a, b) = (OrgId::new_v4(), OrgId::new_v4());
+
+        store.append_events(events(&[a], 10)).await.unwrap();
+        let took = take_events(&store, true).await.unwrap();
+        assert_eq!(
+            took,
+            Took::Store { whole: true },
+            "the feed was never opened"
+        );
+        assert_eq!(sizes(&store, &[a, b]).await, [10, 0]);
+
+        store.append_events(events(&[a, b], 9_000)).await.unwrap();
+        store.append_events(events(&[a], 3)).await.unwrap();
+        assert_eq!(take_events(&store, true).await.unwrap(), Took::Feed);
+        assert_eq!(sizes(&store, &[a, b]).await, [4_513, 4_500]);
+        assert_eq!(take_events(&store, true).await.unwrap(), Took::Feed);
+
+        let other = Store::open(&config).await.unwrap();
+        other.append_events(events(&[a], 1)).await.unwrap();
+        other.close().await;
+        store.append_events(events(&[b], 2)).await.unwrap();
+        let took = take_events(&store, true).await.unwrap();
+        assert_eq!(
+            took,
+            Took::Store { whole: true },
+            "a commit the feed did not see"
+        );
+        assert_eq!(sizes(&store, &[a, b]).await, [4_514, 4_502]);
+
+        store.append_events(events(&[b], 1)).await.unwrap();
+        assert_eq!(take_events(&store, true).await.unwrap(), Took::Feed);
+        let took = take_events(&store, false).await.unwrap();
+        assert_eq!(took, Took::Store { whole: true }, "a look reads the store");
+        assert_eq!(sizes(&store, &[a, b]).await, [4_514, 4_503]);
+        store.close().await;
+    }
+
+    /// Rounds taken while commits keep coming: each store read opens the feed before it reads,
+    /// so a commit made during the read is in the feed, and no later round from the feed can
+    /// pass over it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rounds_during_commits_take_every_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::for_data_dir(dir.path()).unwrap();
+        let store = Store::open(&config).await.unwrap();
+        let (a, b) = (OrgId::new_v4(), OrgId::new_v4());
+        let appending = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..300 {
+                    store.append_events(events(&[a, b], 40)).await.unwrap();
+                }
+            })
+        };
+        let mut fed = false;
+        let mut rounds = 0;
+        while !appending.is_finished() {
+            // Every third round reads the store, as a look would.
+            fed = take_events(&store, fed && rounds % 3 != 0)
+                .await
+                .unwrap()
+                .fed();
+            rounds += 1;
+        }
+        appending.await.unwrap();
+        // The last commits: from the feed when it vouches, else (as a skipped event would stay
+        // skipped) from the store.
+        take_events(&store, fed).await.unwrap();
+        assert_eq!(
+            sizes(&store, &[a, b]).await,
+            [6_000, 6_000],
+            "after {rounds} rounds"
+        );
+        store.close().await;
+    }
 }

@@ -6,9 +6,10 @@
 //! (`jobs/integrity.rs`), which then need not read back and decode every event it takes. The
 //! feed vouches for completeness, or for nothing: it holds every event committed after it was
 //! opened, in `seq` order and without a gap, or it is broken and says so. Only the SQLite
-//! writer fills it, with what each of its transactions inserted; a commit it did not see (by
-//! another process on the same file, or any append on PostgreSQL, where several nodes commit)
-//! shows as a gap, and the log reads the store again.
+//! writer fills it, with what each of its transactions inserted. A commit it did not see (by
+//! another process on the same file) shows as a gap in `seq`s and breaks it; so does any
+//! append on PostgreSQL, where several nodes commit; so does falling too far behind. Then the
+//! log reads the store again. `auditrelay_log_feed_breaks_total{reason}` counts the breaks.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -20,10 +21,13 @@ use tokio::sync::watch;
 /// How many recent commits keep their time; older events fall back to their own `ts`.
 const REMEMBERED: usize = 65_536;
 
-/// How many events the feed holds at most: about 50 MB of them. The log takes them a tenth of
-/// a second or so after a commit (up to 15,000 at full ingest); a log that falls further behind
-/// reads the store instead, rather than holding ever more events in memory.
-const FEED_CAP: usize = 32_768;
+/// How much the feed holds at most, counted in the events' stored bytes (a decoded event takes
+/// two to three times as much memory): about 50,000 typical events, a group commit's most. The
+/// log takes them a tenth of a second or so after a commit (up to 15,000 events at full
+/// ingest); a log that falls further behind reads the store instead, rather than holding ever
+/// more events in memory. (While the log takes one feed's worth, the next one fills: twice this
+/// at most.)
+pub const FEED_CAP_BYTES: usize = 16 << 20;
 
 pub struct Commits {
     newest: watch::Sender<i64>,
@@ -51,9 +55,10 @@ enum Feed {
         /// The `seq` the next commit must start at for the feed to stay whole.
         next: i64,
         commits: Vec<Committed>,
-        events: usize,
+        /// The stored bytes of the events in `commits`.
+        bytes: usize,
     },
-    /// A commit it did not see, or more than [`FEED_CAP`] events waiting.
+    /// A commit it did not see, or more than [`FEED_CAP_BYTES`] waiting.
     Broken,
 }
 
@@ -79,19 +84,14 @@ impl Commits {
     }
 
     /// Called by the writer after a commit whose last event is `seq`, with the events it
-    /// inserted (the batches in the order they took their `seq`s).
-    pub fn record(&self, seq: i64, batches: Vec<Vec<Event>>) {
+    /// inserted (the batches in the order they took their `seq`s) and their stored size.
+    pub fn record(&self, seq: i64, batches: Vec<Vec<Event>>, bytes: usize) {
         let unfed = {
             let mut recent = self.recent.lock().expect("commit log poisoned");
-            if recent.commits.len() == REMEMBERED
-                && let Some((last, _)) = recent.commits.pop_front()
-            {
-                recent.floor = last;
-            }
-            recent.commits.push_back((seq, Instant::now()));
+            recent.remember(seq);
             // Fed under the same lock that moves `newest`: a feed opened at `newest` misses
             // no commit after it.
-            let unfed = recent.feed.push(seq, batches);
+            let unfed = recent.feed.push(seq, batches, bytes);
             self.newest.send_replace(seq);
             unfed
         };
@@ -102,13 +102,17 @@ impl Commits {
     /// Opens the feed afresh (dropping whatever it held); returns the newest committed `seq`,
     /// after which it holds every commit it sees.
     pub fn open_feed(&self) -> i64 {
-        let mut recent = self.recent.lock().expect("commit log poisoned");
-        let newest = *self.newest.borrow();
-        recent.feed = Feed::Open {
-            next: newest + 1,
-            commits: Vec::new(),
-            events: 0,
+        let (newest, old) = {
+            let mut recent = self.recent.lock().expect("commit log poisoned");
+            let newest = *self.newest.borrow();
+            let open = Feed::Open {
+                next: newest + 1,
+                commits: Vec::new(),
+                bytes: 0,
+            };
+            (newest, std::mem::replace(&mut recent.feed, open))
         };
+        drop(old);
         newest
     }
 
@@ -117,10 +121,8 @@ impl Commits {
     pub fn take_feed(&self) -> Taken {
         let mut recent = self.recent.lock().expect("commit log poisoned");
         match &mut recent.feed {
-            Feed::Open {
-                commits, events, ..
-            } => {
-                *events = 0;
+            Feed::Open { commits, bytes, .. } => {
+                *bytes = 0;
                 Taken::Whole(std::mem::take(commits))
             }
             Feed::Closed | Feed::Broken => {
@@ -150,14 +152,9 @@ impl Commits {
         let mut recent = self.recent.lock().expect("commit log poisoned");
         // The feed cannot vouch for appends it was not given. What it held is dropped with
         // the lock held: on PostgreSQL, where this is called, nothing feeds it.
-        drop(recent.feed.break_off());
+        drop(recent.feed.break_off("appended"));
         if seq > *self.newest.borrow() {
-            if recent.commits.len() == REMEMBERED
-                && let Some((last, _)) = recent.commits.pop_front()
-            {
-                recent.floor = last;
-            }
-            recent.commits.push_back((seq, Instant::now()));
+            recent.remember(seq);
             self.newest.send_replace(seq);
         } else {
             self.newest.send_modify(|_| {});
@@ -195,15 +192,32 @@ impl Commits {
     }
 }
 
+impl Recent {
+    /// Notes that a commit ended at `seq` now.
+    fn remember(&mut self, seq: i64) {
+        if self.commits.len() == REMEMBERED
+            && let Some((last, _)) = self.commits.pop_front()
+        {
+            self.floor = last;
+        }
+        self.commits.push_back((seq, Instant::now()));
+    }
+}
+
 impl Feed {
-    /// Adds a commit whose last event is `last`. Gives back what it does not keep, to be
-    /// dropped outside the lock: the commit's events when it is closed or broken, and with
-    /// them everything it held when this commit breaks it.
-    fn push(&mut self, last: i64, batches: Vec<Vec<Event>>) -> (Vec<Vec<Event>>, Vec<Committed>) {
+    /// Adds a commit whose last event is `last` and whose events take `size` stored bytes.
+    /// Gives back what it does not keep, to be dropped outside the lock: the commit's events
+    /// when it is closed or broken, and with them everything it held when this commit breaks it.
+    fn push(
+        &mut self,
+        last: i64,
+        batches: Vec<Vec<Event>>,
+        size: usize,
+    ) -> (Vec<Vec<Event>>, Vec<Committed>) {
         let Self::Open {
             next,
             commits,
-            events,
+            bytes,
         } = self
         else {
             return (batches, Vec::new());
@@ -211,11 +225,14 @@ impl Feed {
         let count: usize = batches.iter().map(Vec::len).sum();
         // One transaction of the one writer: its events took consecutive `seq`s.
         let first = last - count as i64 + 1;
-        if first != *next || *events + count > FEED_CAP {
-            return (batches, self.break_off());
+        if first != *next {
+            return (batches, self.break_off("gap"));
+        }
+        if *bytes + size > FEED_CAP_BYTES {
+            return (batches, self.break_off("behind"));
         }
         *next = last + 1;
-        *events += count;
+        *bytes += size;
         commits.extend(
             batches
                 .into_iter()
@@ -229,12 +246,16 @@ impl Feed {
         (Vec::new(), Vec::new())
     }
 
-    /// Breaks an open feed; returns what it held.
-    fn break_off(&mut self) -> Vec<Committed> {
+    /// Breaks an open feed, for `reason` (a metric label); returns what it held.
+    fn break_off(&mut self, reason: &'static str) -> Vec<Committed> {
         match std::mem::replace(self, Self::Broken) {
-            Self::Open { commits, .. } => commits,
-            closed @ Self::Closed => {
-                *self = closed;
+            Self::Open { commits, .. } => {
+                metrics::counter!("auditrelay_log_feed_breaks_total", "reason" => reason)
+                    .increment(1);
+                commits
+            }
+            Self::Closed => {
+                *self = Self::Closed;
                 Vec::new()
             }
             Self::Broken => Vec::new(),
@@ -282,17 +303,17 @@ mod tests {
     #[test]
     fn the_feed_holds_every_commit_after_it_was_opened_in_seq_order() {
         let commits = Commits::new(10);
-        commits.record(12, vec![events(2)]);
+        commits.record(12, vec![events(2)], 300);
         assert_eq!(take(&commits), None, "never opened");
         assert_eq!(commits.open_feed(), 12);
-        commits.record(15, vec![events(1), Vec::new(), events(2)]);
-        commits.record(16, vec![events(1)]);
+        commits.record(15, vec![events(1), Vec::new(), events(2)], 450);
+        commits.record(16, vec![events(1)], 150);
         assert_eq!(take(&commits), Some(vec![(13, 1), (14, 2), (16, 1)]));
         assert_eq!(take(&commits), Some(vec![]), "taken, and still open");
-        commits.record(20, vec![events(4)]);
+        commits.record(20, vec![events(4)], 600);
         assert_eq!(take(&commits), Some(vec![(17, 4)]));
         commits.close_feed();
-        commits.record(21, vec![events(1)]);
+        commits.record(21, vec![events(1)], 150);
         assert_eq!(take(&commits), None, "closed");
     }
 
@@ -300,43 +321,39 @@ mod tests {
     fn the_feed_breaks_at_a_commit_it_did_not_see() {
         let commits = Commits::new(0);
         commits.open_feed();
-        commits.record(3, vec![events(3)]);
+        commits.record(3, vec![events(3)], 450);
         // Seq 4 was committed by someone else (another process on the same file).
-        commits.record(6, vec![events(2)]);
+        commits.record(6, vec![events(2)], 300);
         assert_eq!(take(&commits), None, "a gap");
         assert_eq!(take(&commits), None, "closed once found broken");
 
         commits.open_feed();
-        commits.record(7, vec![events(1)]);
+        commits.record(7, vec![events(1)], 150);
         commits.record_appended(9);
-        commits.record(10, vec![events(1)]);
+        commits.record(10, vec![events(1)], 150);
         assert_eq!(take(&commits), None, "an append it was not given");
     }
 
     #[test]
-    fn the_feed_breaks_rather_than_hold_too_many_events() {
+    fn the_feed_breaks_rather_than_hold_too_much() {
         let commits = Commits::new(0);
         commits.open_feed();
-        let half = FEED_CAP / 2;
-        commits.record(half as i64, vec![events(half)]);
-        commits.record(FEED_CAP as i64, vec![events(FEED_CAP - half)]);
-        assert_eq!(
-            take(&commits),
-            Some(vec![(1, half), (half as i64 + 1, FEED_CAP - half)])
-        );
-        // What was taken no longer counts; one more than the cap waiting breaks it.
-        let cap = FEED_CAP as i64;
-        commits.record(cap + 1, vec![events(1)]);
-        commits.record(2 * cap + 1, vec![events(FEED_CAP)]);
-        assert_eq!(take(&commits), None, "one over the cap");
+        let half = FEED_CAP_BYTES / 2;
+        commits.record(2, vec![events(2)], half);
+        commits.record(3, vec![events(1)], FEED_CAP_BYTES - half);
+        assert_eq!(take(&commits), Some(vec![(1, 2), (3, 1)]), "up to the cap");
+        // What was taken no longer counts; one byte more than the cap waiting breaks it.
+        commits.record(4, vec![events(1)], 1);
+        commits.record(5, vec![events(1)], FEED_CAP_BYTES);
+        assert_eq!(take(&commits), None, "one byte over the cap");
     }
 
     #[test]
     fn finds_the_commit_of_a_seq() {
         let commits = Commits::new(3);
         let mut rx = commits.subscribe();
-        commits.record(10, Vec::new());
-        commits.record(25, Vec::new());
+        commits.record(10, Vec::new(), 0);
+        commits.record(25, Vec::new(), 0);
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 25);
         assert_eq!(

@@ -403,12 +403,12 @@ async fn run_writer(
         let result = conn.commit(&mut scopes, &batches).await;
         health.observe(&result);
         match result {
-            Ok(last) => {
+            Ok(Inserted { last, bytes }) => {
                 metrics::histogram!("auditrelay_store_commit_seconds").record(started.elapsed());
                 metrics::histogram!("auditrelay_store_commit_events").record(total as f64);
                 let (batches, done): (Vec<_>, Vec<_>) =
                     group.into_iter().map(|job| (job.events, job.done)).unzip();
-                commits.record(last, batches);
+                commits.record(last, batches, bytes);
                 for done in done {
                     let _ = done.send(Ok(()));
                 }
@@ -419,8 +419,8 @@ async fn run_writer(
                 for WriteJob { events, done } in group {
                     let result = conn.commit(&mut scopes, &[&events]).await;
                     health.observe(&result);
-                    if let Ok(last) = result {
-                        commits.record(last, vec![events]);
+                    if let Ok(Inserted { last, bytes }) = result {
+                        commits.record(last, vec![events], bytes);
                     }
                     let _ = done.send(result.map(drop));
                 }
@@ -496,12 +496,12 @@ impl WriterConn {
         result
     }
 
-    /// Commits the batches in one transaction; returns the `seq` of the last event.
+    /// Commits the batches in one transaction; returns what it inserted.
     async fn commit(
         &mut self,
         scopes: &mut HashMap<Scope, i64>,
         batches: &[&[Event]],
-    ) -> Result<i64> {
+    ) -> Result<Inserted> {
         let mut new_scopes = Vec::new();
         let result = self
             .transaction(async |conn| insert_events(conn, scopes, &mut new_scopes, batches).await)
@@ -553,14 +553,19 @@ impl WriterConn {
     }
 }
 
-/// Inserts the batches' events, creating scopes on first use (noted in `new_scopes`); returns
-/// the `seq` of the last event.
+/// What a commit inserted: up to which `seq`, and how many bytes of stored bodies.
+struct Inserted {
+    last: i64,
+    bytes: usize,
+}
+
+/// Inserts the batches' events, creating scopes on first use (noted in `new_scopes`).
 async fn insert_events(
     conn: &mut SqliteConnection,
     scopes: &mut HashMap<Scope, i64>,
     new_scopes: &mut Vec<Scope>,
     batches: &[&[Event]],
-) -> Result<i64> {
+) -> Result<Inserted> {
     let count = batches.iter().map(|b| b.len()).sum();
     // All bodies in one buffer: one allocation per commit, not one per event.
     let mut bodies = Vec::with_capacity(count * 160);
@@ -593,7 +598,11 @@ async fn insert_events(
             body: start..bodies.len(),
         });
     }
-    insert_rows(conn, &rows, &bodies).await
+    let last = insert_rows(conn, &rows, &bodies).await?;
+    Ok(Inserted {
+        last,
+        bytes: bodies.len(),
+    })
 }
 
 /// The id of a scope, creating the scope on first use.
