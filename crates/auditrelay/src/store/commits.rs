@@ -22,12 +22,12 @@ use tokio::sync::watch;
 const REMEMBERED: usize = 65_536;
 
 /// How much the feed holds at most, counted in the events' stored bytes (a decoded event takes
-/// two to three times as much memory): about 50,000 typical events, a group commit's most. The
-/// log takes them a tenth of a second or so after a commit (up to 15,000 events at full
+/// two to three times as much memory): about 100,000 typical events, more than a group commit
+/// holds (50,000). The log takes them a tenth of a second or so after a commit (up to 15,000 events at full
 /// ingest); a log that falls further behind reads the store instead, rather than holding ever
 /// more events in memory. (While the log takes one feed's worth, the next one fills: twice this
 /// at most.)
-pub const FEED_CAP_BYTES: usize = 16 << 20;
+const FEED_CAP_BYTES: usize = 16 << 20;
 
 pub struct Commits {
     newest: watch::Sender<i64>,
@@ -58,7 +58,8 @@ enum Feed {
         /// The stored bytes of the events in `commits`.
         bytes: usize,
     },
-    /// A commit it did not see, or more than [`FEED_CAP_BYTES`] waiting.
+    /// A commit it did not see or an append it was not given, or more than [`FEED_CAP_BYTES`]
+    /// waiting.
     Broken,
 }
 
