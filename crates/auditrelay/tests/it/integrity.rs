@@ -550,6 +550,24 @@ async fn proofs_in_a_log_of_several_groups() {
     store.close().await;
 }
 
+/// How many leaves `scope`'s log holds.
+async fn log_size(store: &Store, scope: &Scope) -> u64 {
+    let heads = store.log_heads().await.unwrap();
+    heads.iter().find(|h| &h.scope == scope).unwrap().size()
+}
+
+/// Each of `indexes` has an inclusion proof in `scope`'s newest checkpoint that verifies.
+async fn proves_inclusion(store: &Store, scope: &Scope, signer: &NoteSigner, indexes: &[u64]) {
+    for &index in indexes {
+        let bundle = integrity::inclusion(store, scope, index, None)
+            .await
+            .unwrap();
+        bundle
+            .verify(signer.name(), signer.public_key(), None)
+            .unwrap_or_else(|e| panic!("index {index}: {e}"));
+    }
+}
+
 /// Two writers taking the same events into the log at once (two nodes, or retention beside
 /// the job) never fork it: one wins each step, the other stops, and the log ends with every
 /// event once, in order, its stored leaves making its root.
@@ -573,14 +591,7 @@ async fn two_writers_at_once_leave_one_log() {
         );
     }
     assert_eq!(integrity::integrate(&store).await.unwrap(), 0);
-    let head = store
-        .log_heads()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|h| h.scope == scope)
-        .unwrap();
-    assert_eq!(head.size(), 15_000);
+    assert_eq!(log_size(&store, &scope).await, 15_000);
     integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), now())
         .await
         .unwrap();
@@ -592,14 +603,7 @@ async fn two_writers_at_once_leave_one_log() {
         integrity::checkpoint_all(&store, &signer, minute, later)
     );
     assert_eq!(a.unwrap() + b.unwrap(), 1);
-    for index in [0, 2_999, 3_000, 7_777, 14_999] {
-        let bundle = integrity::inclusion(&store, &scope, index, None)
-            .await
-            .unwrap();
-        bundle
-            .verify(signer.name(), signer.public_key(), None)
-            .unwrap();
-    }
+    proves_inclusion(&store, &scope, &signer, &[0, 2_999, 3_000, 7_777, 14_999]).await;
     store.close().await;
 }
 
@@ -662,26 +666,12 @@ async fn the_log_takes_the_commit_feed_and_reads_the_store_when_the_feed_breaks(
     assert!(matches!(store.commits().take_feed(), Taken::Broken));
     assert_eq!(integrity::integrate_stored(&store).await.unwrap(), whole(6));
 
-    let head = store
-        .log_heads()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|h| h.scope == scope)
-        .unwrap();
-    assert_eq!(head.size(), 3_116, "every event once");
+    assert_eq!(log_size(&store, &scope).await, 3_116, "every event once");
     let signer = NoteSigner::new(installation_name(&store.identity()), &[3; 32]);
     integrity::checkpoint_all(&store, &signer, Duration::from_secs(60), now())
         .await
         .unwrap();
-    for index in [0, 100, 3_109, 3_110, 3_115] {
-        let bundle = integrity::inclusion(&store, &scope, index, None)
-            .await
-            .unwrap();
-        bundle
-            .verify(signer.name(), signer.public_key(), None)
-            .unwrap();
-    }
+    proves_inclusion(&store, &scope, &signer, &[0, 100, 3_109, 3_110, 3_115]).await;
     store.close().await;
 }
 
