@@ -73,97 +73,58 @@ impl Member<'_> {
     }
 }
 
-/// A key of an entry, or of the tamper-evident log's leaf, which adds `event_id`, `log` and
-/// `log_index` (`integrity::event_leaf`). Declared in the byte order of their names, so members
-/// written in the order of their keys are in canonical JSON's order without sorting them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Key {
-    Action,
-    ActorId,
-    AuthenticationType,
-    ClientIp,
-    EventId,
-    Granted,
-    KongInitiated,
-    Log,
-    LogIndex,
-    Method,
-    OrgId,
-    Outcome,
-    PortalId,
-    PrincipalId,
-    PrincipalName,
-    Query,
-    Resource,
-    Service,
-    StatusCode,
-    Successful,
-    TraceId,
-    Ts,
-    Type,
-    Uri,
-    UserAgent,
+/// Declares [`Key`] from one list of `Variant => "name"`, in the names' byte order, with
+/// [`Key::ALL`] and [`Key::as_str`] made from the same list, so the three cannot drift apart.
+macro_rules! keys {
+    ($($variant:ident => $name:literal,)*) => {
+        /// A key of an entry, or of the tamper-evident log's leaf, which adds `event_id`, `log`
+        /// and `log_index` (`integrity::event_leaf`). Declared in the byte order of their names,
+        /// so members written in the order of their keys are in canonical JSON's order without
+        /// sorting them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Key {
+            $($variant,)*
+        }
+
+        impl Key {
+            /// Every key, in order: `Key::ALL[key as usize] == key`.
+            pub(crate) const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            pub(crate) const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl Key {
-    /// Every key, in order: `Key::ALL[key as usize] == key`.
-    pub(crate) const ALL: [Self; 25] = [
-        Self::Action,
-        Self::ActorId,
-        Self::AuthenticationType,
-        Self::ClientIp,
-        Self::EventId,
-        Self::Granted,
-        Self::KongInitiated,
-        Self::Log,
-        Self::LogIndex,
-        Self::Method,
-        Self::OrgId,
-        Self::Outcome,
-        Self::PortalId,
-        Self::PrincipalId,
-        Self::PrincipalName,
-        Self::Query,
-        Self::Resource,
-        Self::Service,
-        Self::StatusCode,
-        Self::Successful,
-        Self::TraceId,
-        Self::Ts,
-        Self::Type,
-        Self::Uri,
-        Self::UserAgent,
-    ];
-
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Self::Action => "action",
-            Self::ActorId => "actor_id",
-            Self::AuthenticationType => "authentication_type",
-            Self::ClientIp => "client_ip",
-            Self::EventId => "event_id",
-            Self::Granted => "granted",
-            Self::KongInitiated => "kong_initiated",
-            Self::Log => "log",
-            Self::LogIndex => "log_index",
-            Self::Method => "method",
-            Self::OrgId => "org_id",
-            Self::Outcome => "outcome",
-            Self::PortalId => "portal_id",
-            Self::PrincipalId => "principal_id",
-            Self::PrincipalName => "principal_name",
-            Self::Query => "query",
-            Self::Resource => "resource",
-            Self::Service => "service",
-            Self::StatusCode => "status_code",
-            Self::Successful => "successful",
-            Self::TraceId => "trace_id",
-            Self::Ts => "ts",
-            Self::Type => "type",
-            Self::Uri => "uri",
-            Self::UserAgent => "user_agent",
-        }
-    }
+keys! {
+    Action => "action",
+    ActorId => "actor_id",
+    AuthenticationType => "authentication_type",
+    ClientIp => "client_ip",
+    EventId => "event_id",
+    Granted => "granted",
+    KongInitiated => "kong_initiated",
+    Log => "log",
+    LogIndex => "log_index",
+    Method => "method",
+    OrgId => "org_id",
+    Outcome => "outcome",
+    PortalId => "portal_id",
+    PrincipalId => "principal_id",
+    PrincipalName => "principal_name",
+    Query => "query",
+    Resource => "resource",
+    Service => "service",
+    StatusCode => "status_code",
+    Successful => "successful",
+    TraceId => "trace_id",
+    Ts => "ts",
+    Type => "type",
+    Uri => "uri",
+    UserAgent => "user_agent",
 }
 
 /// The members of one object, each under its key, written in the keys' order: canonical JSON

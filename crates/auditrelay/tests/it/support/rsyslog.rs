@@ -1,8 +1,8 @@
 //! A real rsyslog (Debian's `rsyslog` and `rsyslog-gnutls`): the syslog kind's receiver in the
 //! tests. Each one runs in a directory of its own with a generated certificate, listens for
 //! syslog over TLS (RFC 5425) on a loopback port, and writes each message's MSG — the signed
-//! line — to `received.log`, one per line, and its MSGID and MSG to `messages.log`. It can be stopped and started again on the same port,
-//! as a receiver restarted mid-stream is.
+//! line — to `received.log`, one per line, and its MSGID and MSG to `messages.log`. It can be
+//! stopped and started again on the same port, as a receiver restarted mid-stream is.
 //!
 //! Absent packages: `start` prints why and returns `None`, or fails under `CI=true`.
 
