@@ -14,6 +14,7 @@ mod portals;
 mod principals;
 mod refused;
 mod replay;
+mod rows;
 mod tx;
 mod webhooks;
 

@@ -2,7 +2,7 @@
 //! is in doubt), range reads and retention deletes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use auditrelay_core::stored::{self, encode_body, kind_code};
@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::log::LogStep;
+use super::rows::{self, MultiRow};
 use super::webhooks::{Position, write_position};
 use super::{SqliteStore, portal_key, tx};
 use crate::clock;
@@ -68,10 +69,6 @@ impl Writer {
 
 /// How many events one group commit takes at most; more waits for the next commit.
 const MAX_GROUP_EVENTS: usize = 50_000;
-
-/// Rows per multi-row INSERT. Each statement is prepared once and cached; the tail of a batch
-/// uses the one-row statement.
-const ROWS_PER_INSERT: usize = 128;
 
 impl SqliteStore {
     pub async fn append_events(&self, events: Vec<Event>) -> Result<()> {
@@ -638,16 +635,15 @@ struct NewRow {
 
 /// Inserts the rows in order; returns the `seq` of the last.
 async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]) -> Result<i64> {
-    static MULTI_ROW: OnceLock<String> = OnceLock::new();
-    let multi: &'static str = MULTI_ROW.get_or_init(|| {
-        let values = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
-        format!("INSERT INTO events (scope_id, ts, kind, body) VALUES {values}")
-    });
+    static INSERT: MultiRow = MultiRow::new(
+        "INSERT INTO events (scope_id, ts, kind, body) VALUES",
+        "(?, ?, ?, ?)",
+        "",
+    );
     let mut last = 0;
-    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-    for chunk in &mut chunks {
-        let mut query = sqlx::query(multi);
-        for row in chunk {
+    for run in rows::runs(rows.len()) {
+        let mut query = sqlx::query(INSERT.sql(run.len()));
+        for row in &rows[run] {
             query = query
                 .bind(row.scope)
                 .bind(row.ts)
@@ -655,16 +651,6 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]
                 .bind(&bodies[row.body.clone()]);
         }
         last = query.execute(&mut *conn).await?.last_insert_rowid();
-    }
-    for row in chunks.remainder() {
-        last = sqlx::query("INSERT INTO events (scope_id, ts, kind, body) VALUES (?, ?, ?, ?)")
-            .bind(row.scope)
-            .bind(row.ts)
-            .bind(row.kind)
-            .bind(&bodies[row.body.clone()])
-            .execute(&mut *conn)
-            .await?
-            .last_insert_rowid();
     }
     Ok(last)
 }

@@ -7,6 +7,7 @@ use auditrelay_core::merkle::Hash;
 use sqlx::sqlite::SqliteConnection;
 
 use super::events::SideWrite;
+use super::rows::{self, MultiRow};
 use super::tx::PoolTx;
 use super::{SqliteStore, portal_key};
 use crate::store::log::{
@@ -332,32 +333,38 @@ pub(super) async fn extend_log(conn: &mut SqliteConnection, step: &LogStep) -> R
     if size as u64 != step.from {
         return Ok(false);
     }
+    static CHUNKS: MultiRow = MultiRow::new(
+        "INSERT INTO log_chunks (scope_id, number, first_seq, last_seq, last_ts, root, seqs, hashes)
+         VALUES",
+        "(?, ?, ?, ?, ?, ?, ?, ?)",
+        "ON CONFLICT (scope_id, number) DO UPDATE SET
+           last_seq = excluded.last_seq, last_ts = max(last_ts, excluded.last_ts),
+           root = excluded.root, seqs = excluded.seqs, hashes = excluded.hashes",
+    );
+    for run in rows::runs(step.chunks.len()) {
+        let mut query = sqlx::query(CHUNKS.sql(run.len()));
+        for write in &step.chunks[run] {
+            let chunk = &write.chunk;
+            query = query
+                .bind(scope_id)
+                .bind(chunk.number as i64)
+                .bind(chunk.seqs[0])
+                .bind(*chunk.seqs.last().expect("a written chunk has a leaf"))
+                .bind(write.last_ts)
+                .bind(write.root.map(|r| r.to_vec()))
+                .bind(chunk.encode_seqs())
+                .bind(chunk.encode_hashes());
+        }
+        query.execute(&mut *conn).await?;
+    }
     for write in &step.chunks {
-        let chunk = &write.chunk;
-        sqlx::query(
-            "INSERT INTO log_chunks (scope_id, number, first_seq, last_seq, last_ts, root, seqs, hashes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (scope_id, number) DO UPDATE SET
-               last_seq = excluded.last_seq, last_ts = max(last_ts, excluded.last_ts),
-               root = excluded.root, seqs = excluded.seqs, hashes = excluded.hashes",
-        )
-        .bind(scope_id)
-        .bind(chunk.number as i64)
-        .bind(chunk.seqs[0])
-        .bind(*chunk.seqs.last().expect("a written chunk has a leaf"))
-        .bind(write.last_ts)
-        .bind(write.root.map(|r| r.to_vec()))
-        .bind(chunk.encode_seqs())
-        .bind(chunk.encode_hashes())
-        .execute(&mut *conn)
-        .await?;
         if let Some(root) = write.group_root {
             sqlx::query(
                 "INSERT INTO log_groups (scope_id, number, root) VALUES (?, ?, ?)
                  ON CONFLICT (scope_id, number) DO NOTHING",
             )
             .bind(scope_id)
-            .bind((chunk.number / GROUP_CHUNKS) as i64)
+            .bind((write.chunk.number / GROUP_CHUNKS) as i64)
             .bind(root.to_vec())
             .execute(&mut *conn)
             .await?;
