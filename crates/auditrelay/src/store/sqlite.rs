@@ -74,6 +74,12 @@ impl SqliteStore {
             // 32 MiB of page cache per connection: a group commit's index pages stay cached
             // instead of spilling mid-transaction.
             .pragma("cache_size", "-32768")
+            // Checkpoint the WAL into the file every 8,000 pages (32 MiB), not SQLite's 1,000:
+            // every commit rewrites the same pages at the tables' and indexes' right edges, and a
+            // checkpoint copies each page once however often it was rewritten. Under full
+            // ingest that is about one checkpoint a second; delivery gained about 5 % (see
+            // docs/PERFORMANCE.md). The WAL file keeps its largest size, about 32 MiB.
+            .pragma("wal_autocheckpoint", "8000")
             .row_buffer_size(ROW_BUFFER)
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
