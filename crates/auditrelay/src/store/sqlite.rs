@@ -9,12 +9,12 @@
 
 mod destinations;
 mod events;
+mod inserts;
 mod log;
 mod portals;
 mod principals;
 mod refused;
 mod replay;
-mod rows;
 mod tx;
 mod webhooks;
 
@@ -74,11 +74,10 @@ impl SqliteStore {
             // 32 MiB of page cache per connection: a group commit's index pages stay cached
             // instead of spilling mid-transaction.
             .pragma("cache_size", "-32768")
-            // Checkpoint the WAL into the file every 8,000 pages (32 MiB), not SQLite's 1,000:
-            // every commit rewrites the same pages at the tables' and indexes' right edges, and a
-            // checkpoint copies each page once however often it was rewritten. Under full
-            // ingest that is about one checkpoint a second; delivery gained about 5 % (see
-            // docs/PERFORMANCE.md). The WAL file keeps its largest size, about 32 MiB.
+            // Checkpoint the WAL into the file every 8,000 pages (about 31 MiB), not SQLite's
+            // 1,000: every commit rewrites the same pages at the tables' and indexes' right
+            // edges, and a checkpoint copies each page once however often it was rewritten
+            // (docs/PERFORMANCE.md, session 17). The WAL file keeps the largest size it reached.
             .pragma("wal_autocheckpoint", "8000")
             .row_buffer_size(ROW_BUFFER)
             .disable_statement_logging();

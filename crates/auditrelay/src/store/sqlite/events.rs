@@ -12,8 +12,8 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::inserts::{self, MultiRow};
 use super::log::LogStep;
-use super::rows::{self, MultiRow};
 use super::webhooks::{Position, write_position};
 use super::{SqliteStore, portal_key, tx};
 use crate::clock;
@@ -641,7 +641,7 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], bodies: &[u8]
         "",
     );
     let mut last = 0;
-    for run in rows::runs(rows.len()) {
+    for run in inserts::runs(rows.len()) {
         let mut query = sqlx::query(INSERT.sql(run.len()));
         for row in &rows[run] {
             query = query

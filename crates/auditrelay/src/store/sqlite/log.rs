@@ -7,7 +7,7 @@ use auditrelay_core::merkle::Hash;
 use sqlx::sqlite::SqliteConnection;
 
 use super::events::SideWrite;
-use super::rows::{self, MultiRow};
+use super::inserts::{self, MultiRow};
 use super::tx::PoolTx;
 use super::{SqliteStore, portal_key};
 use crate::store::log::{
@@ -341,7 +341,7 @@ pub(super) async fn extend_log(conn: &mut SqliteConnection, step: &LogStep) -> R
            last_seq = excluded.last_seq, last_ts = max(last_ts, excluded.last_ts),
            root = excluded.root, seqs = excluded.seqs, hashes = excluded.hashes",
     );
-    for run in rows::runs(step.chunks.len()) {
+    for run in inserts::runs(step.chunks.len()) {
         let mut query = sqlx::query(CHUNKS.sql(run.len()));
         for write in &step.chunks[run] {
             let chunk = &write.chunk;
