@@ -1,7 +1,8 @@
 //! Multi-row `INSERT`s: many rows per statement, from a handful of distinct statements.
 //!
 //! Every statement is a round trip to sqlx's worker thread (a message, a wake-up, an answer),
-//! and in a busy writer those round trips cost more than the inserts. So rows go in runs of
+//! and under ingest whatever the writer does next (a delivery lane's position, the next
+//! request's commit) waits for all of a commit's round trips. So rows go in runs of
 //! [`MAX_RUN`], and what is left over in one run per power of two it needs: a commit of any
 //! size takes at most `len / MAX_RUN + 9` statements, and only ten distinct texts, each
 //! prepared once and cached by the connection.
