@@ -104,33 +104,36 @@ impl PgStore {
             tx.rollback().await;
             return Ok(false);
         }
+        // The step's chunks in one statement (one round trip to the database, not one each),
+        // column by column; their numbers are distinct, so no row is updated twice.
+        let last = |w: &ChunkWrite| *w.chunk.seqs.last().expect("a written chunk has a leaf");
+        sqlx::query(
+            "INSERT INTO log_chunks (scope_id, number, first_seq, last_seq, last_ts, root, seqs, hashes)
+             SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                      $6::bytea[], $7::bytea[], $8::bytea[])
+             ON CONFLICT (scope_id, number) DO UPDATE SET
+               last_seq = excluded.last_seq,
+               last_ts = GREATEST(log_chunks.last_ts, excluded.last_ts),
+               root = excluded.root, seqs = excluded.seqs, hashes = excluded.hashes",
+        )
+        .bind(scope_id)
+        .bind(chunks.iter().map(|w| w.chunk.number as i64).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|w| w.chunk.seqs[0]).collect::<Vec<_>>())
+        .bind(chunks.iter().map(last).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|w| w.last_ts).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|w| w.root.map(|r| r.to_vec())).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|w| w.chunk.encode_seqs()).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|w| w.chunk.encode_hashes()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
         for write in chunks {
-            let chunk = &write.chunk;
-            sqlx::query(
-                "INSERT INTO log_chunks (scope_id, number, first_seq, last_seq, last_ts, root, seqs, hashes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (scope_id, number) DO UPDATE SET
-                   last_seq = excluded.last_seq,
-                   last_ts = GREATEST(log_chunks.last_ts, excluded.last_ts),
-                   root = excluded.root, seqs = excluded.seqs, hashes = excluded.hashes",
-            )
-            .bind(scope_id)
-            .bind(chunk.number as i64)
-            .bind(chunk.seqs[0])
-            .bind(*chunk.seqs.last().expect("a written chunk has a leaf"))
-            .bind(write.last_ts)
-            .bind(write.root.map(|r| r.to_vec()))
-            .bind(chunk.encode_seqs())
-            .bind(chunk.encode_hashes())
-            .execute(&mut *tx)
-            .await?;
             if let Some(root) = write.group_root {
                 sqlx::query(
                     "INSERT INTO log_groups (scope_id, number, root) VALUES ($1, $2, $3)
                      ON CONFLICT (scope_id, number) DO NOTHING",
                 )
                 .bind(scope_id)
-                .bind((chunk.number / GROUP_CHUNKS) as i64)
+                .bind((write.chunk.number / GROUP_CHUNKS) as i64)
                 .bind(root.to_vec())
                 .execute(&mut *tx)
                 .await?;
