@@ -11,6 +11,7 @@ mod destinations;
 mod events;
 mod inserts;
 mod log;
+mod packed;
 mod portals;
 mod principals;
 mod refused;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::inserts::{self, MultiRow};
 use super::log::LogStep;
+use super::packed::{self, packed};
 use super::webhooks::{Position, write_position};
 use super::{SqliteStore, portal_key, tx};
 use crate::clock;
@@ -111,14 +112,14 @@ impl SqliteStore {
             return Ok(Vec::new());
         };
         let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, i64::MIN));
-        let rows = sqlx::query(
+        let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
             "SELECT seq, ts, kind, body FROM events
              WHERE scope_id = ?1 AND ts >= max(?2, ?6) AND ts <= ?3
                AND (?4 IS NULL OR kind = ?4)
                AND (ts > ?6 OR seq > ?7)
                AND (?8 IS NULL OR seq <= ?8)
-             ORDER BY ts, seq LIMIT ?5",
-        )
+             ORDER BY ts, seq LIMIT ?5"
+        ))
         .bind(scope_id)
         .bind(q.ts_from.as_millis())
         .bind(q.ts_to.as_millis())
@@ -127,10 +128,11 @@ impl SqliteStore {
         .bind(after_ts)
         .bind(after_seq)
         .bind(q.through_seq)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let scope = q.scope();
-        rows.iter().map(|row| decode_row(&scope, row)).collect()
+        let mut events = packed::unpack(&q.scope(), packed.as_deref())?;
+        events.sort_unstable_by_key(|e| (e.event.ts, e.seq));
+        Ok(events)
     }
 
     /// The last `q.limit` events before `(ts ms, seq)`, returned oldest first.
@@ -142,14 +144,14 @@ impl SqliteStore {
         let Some(scope_id) = self.scope_of(q).await? else {
             return Ok(Vec::new());
         };
-        let rows = sqlx::query(
+        let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
             "SELECT seq, ts, kind, body FROM events
              WHERE scope_id = ?1 AND ts >= ?2 AND ts <= min(?3, ?6)
                AND (?4 IS NULL OR kind = ?4)
                AND (ts < ?6 OR seq < ?7)
                AND (?8 IS NULL OR seq <= ?8)
-             ORDER BY ts DESC, seq DESC LIMIT ?5",
-        )
+             ORDER BY ts DESC, seq DESC LIMIT ?5"
+        ))
         .bind(scope_id)
         .bind(q.ts_from.as_millis())
         .bind(q.ts_to.as_millis())
@@ -158,14 +160,10 @@ impl SqliteStore {
         .bind(before_ts)
         .bind(before_seq)
         .bind(q.through_seq)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let scope = q.scope();
-        let mut events = rows
-            .iter()
-            .map(|row| decode_row(&scope, row))
-            .collect::<Result<Vec<_>>>()?;
-        events.reverse();
+        let mut events = packed::unpack(&q.scope(), packed.as_deref())?;
+        events.sort_unstable_by_key(|e| (e.event.ts, e.seq));
         Ok(events)
     }
 
@@ -194,21 +192,23 @@ impl SqliteStore {
         through: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(
+        let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
             "SELECT seq, ts, kind, body FROM events
              WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
                AND seq > ?4 AND seq <= ?5
-             ORDER BY seq LIMIT ?6",
-        )
+             ORDER BY seq LIMIT ?6"
+        ))
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())
         .bind(portal_key(scope))
         .bind(after)
         .bind(through.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        rows.iter().map(|row| decode_row(scope, row)).collect()
+        let mut events = packed::unpack(scope, packed.as_deref())?;
+        events.sort_unstable_by_key(|e| e.seq);
+        Ok(events)
     }
 
     pub async fn events_by_seq(&self, scope: &Scope, seqs: &[i64]) -> Result<Vec<StoredEvent>> {
