@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{
     AttemptKind, DeliveryAttempt, Destination, LastAttempt, LoggedAttempt, Org, Portal, Principal,
-    PrincipalKind, RefusedEvent, ReplayJob, ReplayStatus, Result, Scope, StoreError, TokenRecord,
-    Webhook, WebhookStatus,
+    PrincipalKind, RefusedEvent, ReplayJob, ReplayStatus, Result, Scope, StoreError, StoredEvent,
+    TokenRecord, Webhook, WebhookStatus,
 };
 
 /// A row's columns by name, in the store's own types: text, 64-bit integers (whatever width the
@@ -298,6 +298,31 @@ pub(super) fn replay_job(row: &impl Columns) -> Result<ReplayJob> {
             .maybe_int("resume_ts")?
             .zip(row.maybe_int("resume_seq")?),
         through_seq: row.maybe_int("through_seq")?,
+    })
+}
+
+/// A stored event of `scope` from its columns, however they were read: row by row, or packed
+/// into one value (`sqlite/packed.rs`).
+pub(super) fn event(
+    scope: &Scope,
+    seq: i64,
+    ts: i64,
+    kind: i64,
+    body: &[u8],
+) -> Result<StoredEvent> {
+    let columns = auditrelay_core::stored::Row {
+        org_id: scope.org_id,
+        region: &scope.region,
+        portal_id: scope.portal_id,
+        ts: Timestamp::from_millis(ts),
+        kind,
+    };
+    let event = auditrelay_core::stored::decode_event(columns, body)
+        .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+    Ok(StoredEvent {
+        seq,
+        event,
+        place: None,
     })
 }
 

@@ -22,7 +22,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use super::tx::PoolTx;
 use super::{PgStore, portal_key};
 use crate::store::backlog::{BUCKET_BITS, Bucket, Pruned, Span};
-use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent};
+use crate::store::{EventQuery, Result, Scope, StoreError, StoredEvent, rows};
 
 impl PgStore {
     /// Stores `events` in one transaction, in their order; returns the `seq` of the last one
@@ -399,23 +399,15 @@ fn kind_column(event: &Event) -> i16 {
 }
 
 fn decode_row(scope: &Scope, row: &PgRow) -> Result<StoredEvent> {
-    let seq: i64 = row.try_get("seq")?;
     let kind: i16 = row.try_get("kind")?;
-    let columns = stored::Row {
-        org_id: scope.org_id,
-        region: &scope.region,
-        portal_id: scope.portal_id,
-        ts: Timestamp::from_millis(row.try_get("ts")?),
-        kind: i64::from(kind),
-    };
     let body: &[u8] = row.try_get("body")?;
-    let event = stored::decode_event(columns, body)
-        .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-    Ok(StoredEvent {
-        seq,
-        event,
-        place: None,
-    })
+    rows::event(
+        scope,
+        row.try_get("seq")?,
+        row.try_get("ts")?,
+        i64::from(kind),
+        body,
+    )
 }
 
 /// Scope ids, remembered once known: a scope's row is never deleted or renumbered.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditrelay_core::stored::{self, encode_body, kind_code};
+use auditrelay_core::stored::{encode_body, kind_code};
 use auditrelay_core::{Event, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row};
@@ -21,6 +21,7 @@ use crate::clock;
 use crate::store::backlog::{BUCKET_BITS, Bucket, Span};
 use crate::store::commits::Commits;
 use crate::store::health::Health;
+use crate::store::rows;
 use crate::store::{EventQuery, Result, Scope, StoreError, StoredCheckpoint, StoredEvent};
 
 /// One append request: its events, and where to say that they are committed.
@@ -111,27 +112,33 @@ impl SqliteStore {
         let Some(scope_id) = self.scope_of(q).await? else {
             return Ok(Vec::new());
         };
-        let (after_ts, after_seq) = q.after.unwrap_or((i64::MIN, i64::MIN));
-        let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
-            "SELECT seq, ts, kind, body FROM events
-             WHERE scope_id = ?1 AND ts >= max(?2, ?6) AND ts <= ?3
-               AND (?4 IS NULL OR kind = ?4)
-               AND (ts > ?6 OR seq > ?7)
-               AND (?8 IS NULL OR seq <= ?8)
-             ORDER BY ts, seq LIMIT ?5"
-        ))
-        .bind(scope_id)
-        .bind(q.ts_from.as_millis())
-        .bind(q.ts_to.as_millis())
-        .bind(q.event_type.map(kind_code))
-        .bind(i64::from(q.limit))
-        .bind(after_ts)
-        .bind(after_seq)
-        .bind(q.through_seq)
-        .fetch_one(&self.pool)
-        .await?;
-        let mut events = packed::unpack(&q.scope(), packed.as_deref())?;
-        events.sort_unstable_by_key(|e| (e.event.ts, e.seq));
+        let scope = q.scope();
+        let scope = &scope;
+        let page = |(after_ts, after_seq): (i64, i64), rows: u32| async move {
+            let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
+                "SELECT seq, ts, kind, body FROM events
+                 WHERE scope_id = ?1 AND ts >= max(?2, ?6) AND ts <= ?3
+                   AND (?4 IS NULL OR kind = ?4)
+                   AND (ts > ?6 OR seq > ?7)
+                   AND (?8 IS NULL OR seq <= ?8)
+                 ORDER BY ts, seq LIMIT ?5"
+            ))
+            .bind(scope_id)
+            .bind(q.ts_from.as_millis())
+            .bind(q.ts_to.as_millis())
+            .bind(q.event_type.map(kind_code))
+            .bind(i64::from(rows))
+            .bind(after_ts)
+            .bind(after_seq)
+            .bind(q.through_seq)
+            .fetch_one(&self.pool)
+            .await?;
+            packed::unpack(scope, packed.as_deref())
+        };
+        let from = q.after.unwrap_or((i64::MIN, i64::MIN));
+        let last = |page: &[StoredEvent]| page.iter().map(position).max().unwrap_or(from);
+        let mut events = packed::in_pages(q.limit, from, page, last).await?;
+        events.sort_unstable_by_key(position);
         Ok(events)
     }
 
@@ -139,31 +146,37 @@ impl SqliteStore {
     pub async fn list_events_before(
         &self,
         q: &EventQuery,
-        (before_ts, before_seq): (i64, i64),
+        before: (i64, i64),
     ) -> Result<Vec<StoredEvent>> {
         let Some(scope_id) = self.scope_of(q).await? else {
             return Ok(Vec::new());
         };
-        let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
-            "SELECT seq, ts, kind, body FROM events
-             WHERE scope_id = ?1 AND ts >= ?2 AND ts <= min(?3, ?6)
-               AND (?4 IS NULL OR kind = ?4)
-               AND (ts < ?6 OR seq < ?7)
-               AND (?8 IS NULL OR seq <= ?8)
-             ORDER BY ts DESC, seq DESC LIMIT ?5"
-        ))
-        .bind(scope_id)
-        .bind(q.ts_from.as_millis())
-        .bind(q.ts_to.as_millis())
-        .bind(q.event_type.map(kind_code))
-        .bind(i64::from(q.limit))
-        .bind(before_ts)
-        .bind(before_seq)
-        .bind(q.through_seq)
-        .fetch_one(&self.pool)
-        .await?;
-        let mut events = packed::unpack(&q.scope(), packed.as_deref())?;
-        events.sort_unstable_by_key(|e| (e.event.ts, e.seq));
+        let scope = q.scope();
+        let scope = &scope;
+        let page = |(before_ts, before_seq): (i64, i64), rows: u32| async move {
+            let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
+                "SELECT seq, ts, kind, body FROM events
+                 WHERE scope_id = ?1 AND ts >= ?2 AND ts <= min(?3, ?6)
+                   AND (?4 IS NULL OR kind = ?4)
+                   AND (ts < ?6 OR seq < ?7)
+                   AND (?8 IS NULL OR seq <= ?8)
+                 ORDER BY ts DESC, seq DESC LIMIT ?5"
+            ))
+            .bind(scope_id)
+            .bind(q.ts_from.as_millis())
+            .bind(q.ts_to.as_millis())
+            .bind(q.event_type.map(kind_code))
+            .bind(i64::from(rows))
+            .bind(before_ts)
+            .bind(before_seq)
+            .bind(q.through_seq)
+            .fetch_one(&self.pool)
+            .await?;
+            packed::unpack(scope, packed.as_deref())
+        };
+        let first = |page: &[StoredEvent]| page.iter().map(position).min().unwrap_or(before);
+        let mut events = packed::in_pages(q.limit, before, page, first).await?;
+        events.sort_unstable_by_key(position);
         Ok(events)
     }
 
@@ -192,21 +205,25 @@ impl SqliteStore {
         through: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
-            "SELECT seq, ts, kind, body FROM events
-             WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
-               AND seq > ?4 AND seq <= ?5
-             ORDER BY seq LIMIT ?6"
-        ))
-        .bind(scope.org_id.to_string())
-        .bind(scope.region.as_str())
-        .bind(portal_key(scope))
-        .bind(after)
-        .bind(through.unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_one(&self.pool)
-        .await?;
-        let mut events = packed::unpack(scope, packed.as_deref())?;
+        let page = |after: i64, rows: u32| async move {
+            let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
+                "SELECT seq, ts, kind, body FROM events
+                 WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
+                   AND seq > ?4 AND seq <= ?5
+                 ORDER BY seq LIMIT ?6"
+            ))
+            .bind(scope.org_id.to_string())
+            .bind(scope.region.as_str())
+            .bind(portal_key(scope))
+            .bind(after)
+            .bind(through.unwrap_or(i64::MAX))
+            .bind(i64::from(rows))
+            .fetch_one(&self.pool)
+            .await?;
+            packed::unpack(scope, packed.as_deref())
+        };
+        let last = |page: &[StoredEvent]| page.iter().map(|e| e.seq).max().unwrap_or(after);
+        let mut events = packed::in_pages(limit, after, page, last).await?;
         events.sort_unstable_by_key(|e| e.seq);
         Ok(events)
     }
@@ -318,23 +335,20 @@ impl SqliteStore {
     }
 }
 
+/// An event's place in event-time order, as the window reads take it: `(ts ms, seq)`.
+fn position(event: &StoredEvent) -> (i64, i64) {
+    (event.event.ts.as_millis(), event.seq)
+}
+
 fn decode_row(scope: &Scope, row: &SqliteRow) -> Result<StoredEvent> {
-    let seq: i64 = row.try_get("seq")?;
-    let columns = stored::Row {
-        org_id: scope.org_id,
-        region: &scope.region,
-        portal_id: scope.portal_id,
-        ts: Timestamp::from_millis(row.try_get("ts")?),
-        kind: row.try_get("kind")?,
-    };
     let body: &[u8] = row.try_get("body")?;
-    let event = stored::decode_event(columns, body)
-        .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-    Ok(StoredEvent {
-        seq,
-        event,
-        place: None,
-    })
+    rows::event(
+        scope,
+        row.try_get("seq")?,
+        row.try_get("ts")?,
+        row.try_get("kind")?,
+        body,
+    )
 }
 
 /// Commits submitted appends in groups, and writes delivery positions, until every sender is

@@ -3,15 +3,13 @@
 //! sqlx hands each row of a result from its worker thread to the reading task through a
 //! channel, and the reading task, with nothing else to do, is woken for every one: a batch of
 //! 1,000 events cost 1,000 wake-ups and as many copies of each row's values. A read that asks
-//! SQLite for the page as one `group_concat` value is handed over once. Its frames are
+//! SQLite for the page as one `group_concat` value is handed over once ([`PAGE_ROWS`] rows at
+//! most, to bound the value's size). Its frames are
 //! `seq ts kind length ` in decimal, then `length` bytes of the body: the numbers say where
 //! each body ends, so a body may hold any bytes. Delivery lanes, replay jobs and the pull API
 //! read their pages this way (docs/PERFORMANCE.md, session 18).
 
-use auditrelay_core::Timestamp;
-use auditrelay_core::stored;
-
-use crate::store::{Result, Scope, StoreError, StoredEvent};
+use crate::store::{Result, Scope, StoreError, StoredEvent, rows};
 
 /// `SELECT seq, ts, kind, body …` (with its `ORDER BY` and `LIMIT`) as a query of one value
 /// holding every row it selects, framed for [`unpack`]; `NULL` when it selects none.
@@ -39,30 +37,49 @@ struct Frame<'a> {
     body: &'a [u8],
 }
 
+/// The most rows one packed value holds. One value may hold at most 1 GB (SQLite's
+/// `SQLITE_MAX_LENGTH`) and is copied twice on its way to us (by sqlx, then into our buffer);
+/// an event's body can reach about 200 KB (four texts of 8 KiB written as `\u00XX` escapes), so
+/// 256 of them stay near 50 MB. A typical page of 256 is about 100 KB, and the four statements
+/// of a batch of 1,000 cost far less than the thousand hand-overs they replace.
+pub(super) const PAGE_ROWS: u32 = 256;
+
+/// Up to `limit` events, read [`PAGE_ROWS`] at a time: `page(from, rows)` reads, packed, the
+/// next `rows` events from position `from` on, and `next` gives the position after a full page.
+/// The pages come in the order read; the caller sorts them.
+pub(super) async fn in_pages<P: Copy, F: Future<Output = Result<Vec<StoredEvent>>>>(
+    limit: u32,
+    mut from: P,
+    page: impl Fn(P, u32) -> F,
+    next: impl Fn(&[StoredEvent]) -> P,
+) -> Result<Vec<StoredEvent>> {
+    let mut events = Vec::new();
+    let mut left = limit;
+    while left > 0 {
+        let rows = left.min(PAGE_ROWS);
+        let read = page(from, rows).await?;
+        let full = read.len() == rows as usize;
+        if full {
+            from = next(&read);
+        }
+        events.extend(read);
+        if !full {
+            break;
+        }
+        left -= rows;
+    }
+    Ok(events)
+}
+
 /// The events of `scope` in a value read with [`packed!`], in no particular order.
 pub(super) fn unpack(scope: &Scope, packed: Option<&[u8]>) -> Result<Vec<StoredEvent>> {
-    let frames = frames(packed.unwrap_or_default())?;
-    frames
+    frames(packed.unwrap_or_default())?
         .into_iter()
-        .map(|frame| {
-            let columns = stored::Row {
-                org_id: scope.org_id,
-                region: &scope.region,
-                portal_id: scope.portal_id,
-                ts: Timestamp::from_millis(frame.ts),
-                kind: frame.kind,
-            };
-            let event = stored::decode_event(columns, frame.body)
-                .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", frame.seq)))?;
-            Ok(StoredEvent {
-                seq: frame.seq,
-                event,
-                place: None,
-            })
-        })
+        .map(|f| rows::event(scope, f.seq, f.ts, f.kind, f.body))
         .collect()
 }
 
+/// The frames of a packed value, in its order.
 fn frames(mut rest: &[u8]) -> Result<Vec<Frame<'_>>> {
     let mut frames = Vec::new();
     while !rest.is_empty() {
@@ -100,15 +117,19 @@ fn number(rest: &mut &[u8]) -> Result<i64> {
     Ok(n)
 }
 
+/// A packed value that is not what [`packed!`] writes: the database was changed by hand.
 fn damaged(what: &str) -> StoreError {
     StoreError::Corrupt(format!("a packed read of events holds {what}"))
 }
 
 #[cfg(test)]
 mod tests {
+    use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
     use sqlx::sqlite::SqlitePoolOptions;
 
     use super::*;
+    use crate::store::EventQuery;
+    use crate::store::sqlite::SqliteStore;
 
     /// Bodies that would fool framing by separators: spaces, digits, newlines, a NUL, bytes
     /// that are no UTF-8, a body stored as text with characters of several bytes, an empty one.
@@ -147,6 +168,15 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
+        // The extremes `printf('%d')` must write in full, and a time before 1970.
+        for (seq, ts) in [(7, i64::MIN), (8, i64::MAX), (9, -62_135_596_800_000)] {
+            sqlx::query("INSERT INTO events VALUES (?, ?, -1, x'20')")
+                .bind(seq)
+                .bind(ts)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
 
         let packed: Option<Vec<u8>> = sqlx::query_scalar(packed!(
             "SELECT seq, ts, kind, body FROM events ORDER BY seq"
@@ -176,6 +206,14 @@ mod tests {
             kind: 1,
             body: "é → ✓".as_bytes(),
         });
+        for (seq, ts) in [(7, i64::MIN), (8, i64::MAX), (9, -62_135_596_800_000)] {
+            want.push(Frame {
+                seq,
+                ts,
+                kind: -1,
+                body: b" ",
+            });
+        }
         assert_eq!(got, want);
 
         let none: Option<Vec<u8>> = sqlx::query_scalar(packed!(
@@ -185,6 +223,90 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(none, None);
+    }
+
+    /// Reads longer than a page come back whole and in order, forward and backward, with
+    /// events stored out of time order (so `seq` order is not event-time order).
+    #[tokio::test]
+    async fn reads_longer_than_a_page_are_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("auditrelay.db"))
+            .await
+            .unwrap();
+        let org = OrgId::new_v4();
+        let n = 3 * PAGE_ROWS as usize + 7;
+        // Event times go back and forth, and repeat, as `seq` rises.
+        let ts = |i: usize| 1_750_000_000_000 + i64::try_from((i * 7919) % 500).unwrap();
+        let events: Vec<Event> = (0..n).map(|i| event(org, ts(i), i)).collect();
+        store.append_events(events).await.unwrap();
+
+        let scope = Scope {
+            org_id: org,
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+        };
+        let all = (store.events_to_deliver(&scope, 0, None, u32::try_from(n).unwrap() + 10))
+            .await
+            .unwrap();
+        assert_eq!(all.len(), n);
+        let traces = |events: &[StoredEvent]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| e.event.trace_id.clone().unwrap())
+                .collect()
+        };
+        let mut by_time = all.clone();
+        by_time.sort_by_key(|e| (e.event.ts, e.seq));
+
+        let limit = 2 * PAGE_ROWS + 5;
+        let ahead = store
+            .events_to_deliver(&scope, 0, None, limit)
+            .await
+            .unwrap();
+        let want: Vec<String> = (0..limit as usize).map(|i| format!("t{i}")).collect();
+        assert_eq!(traces(&ahead), want, "in seq order");
+
+        let query = EventQuery {
+            org_id: org,
+            region: scope.region.clone(),
+            portal_id: None,
+            ts_from: Timestamp::from_millis(0),
+            ts_to: Timestamp::from_millis(i64::MAX / 2),
+            event_type: None,
+            after: None,
+            through_seq: None,
+            limit,
+        };
+        let forward = store.list_events(&query).await.unwrap();
+        assert_eq!(traces(&forward), traces(&by_time[..limit as usize]));
+
+        let end = by_time.last().unwrap();
+        let before = (end.event.ts.as_millis() + 1, 0);
+        let backward = store.list_events_before(&query, before).await.unwrap();
+        assert_eq!(traces(&backward), traces(&by_time[n - limit as usize..]));
+    }
+
+    fn event(org_id: OrgId, ts: i64, i: usize) -> Event {
+        Event {
+            ts: Timestamp::from_millis(ts),
+            org_id,
+            region: Region::parse("us").unwrap(),
+            portal_id: None,
+            principal_id: Some("p".into()),
+            principal_name: None,
+            actor_id: None,
+            client_ip: None,
+            uri: None,
+            user_agent: None,
+            trace_id: Some(format!("t{i}")),
+            detail: EventDetail::Authorization {
+                service: "s".into(),
+                resource: "r".into(),
+                action: "a".into(),
+                granted: true,
+                kong_initiated: None,
+            },
+        }
     }
 
     #[test]
