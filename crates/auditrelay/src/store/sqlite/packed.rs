@@ -4,10 +4,10 @@
 //! channel, and the reading task, with nothing else to do, is woken for every one: a batch of
 //! 1,000 events cost 1,000 wake-ups and as many copies of each row's values. A read that asks
 //! SQLite for the page as one `group_concat` value is handed over once ([`PAGE_ROWS`] rows at
-//! most, to bound the value's size). Its frames are
-//! `seq ts kind length ` in decimal, then `length` bytes of the body: the numbers say where
-//! each body ends, so a body may hold any bytes. Delivery lanes, replay jobs and the pull API
-//! read their pages this way (docs/PERFORMANCE.md, session 18).
+//! most, to bound the value's size). Its frames are `seq ts kind length ` in decimal, then
+//! `length` bytes of the body: the numbers say where each body ends, so a body may hold any
+//! bytes. Delivery lanes, replay jobs and the pull API read their pages this way
+//! (docs/PERFORMANCE.md, session 18).
 
 use crate::store::{Result, Scope, StoreError, StoredEvent, rows};
 
