@@ -11,6 +11,8 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+#[cfg(test)]
+mod fixtures;
 pub mod human;
 pub mod integrity;
 pub mod jobs;

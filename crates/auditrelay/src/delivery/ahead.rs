@@ -390,10 +390,11 @@ mod tests {
     use auditrelay_core::batch::BatchLimits;
     use auditrelay_core::format::Format;
     use auditrelay_core::kind::Framer;
-    use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
+    use auditrelay_core::{Event, OrgId, Region, Timestamp};
 
     use super::*;
     use crate::config::Config;
+    use crate::fixtures;
     use crate::keys::KeyRing;
     use crate::secrets::SecretBox;
     use crate::store::Store;
@@ -426,24 +427,12 @@ mod tests {
         let events = ts
             .iter()
             .map(|ts| Event {
-                ts: Timestamp::from_millis(*ts),
-                org_id: scope().org_id,
-                region: scope().region,
-                portal_id: None,
-                principal_id: Some("p".into()),
                 principal_name: Some("n".repeat(300)),
-                actor_id: None,
-                client_ip: None,
-                uri: None,
-                user_agent: None,
-                trace_id: Some(format!("t{ts}")),
-                detail: EventDetail::Authorization {
-                    service: "s".into(),
-                    resource: "r".into(),
-                    action: "a".into(),
-                    granted: true,
-                    kong_initiated: None,
-                },
+                ..fixtures::event(
+                    scope().org_id,
+                    Timestamp::from_millis(*ts),
+                    format!("t{ts}"),
+                )
             })
             .collect();
         shared.store.append_events(events).await.unwrap();

@@ -175,34 +175,16 @@ async fn take_events(store: &Store, from_feed: bool) -> Result<Took, crate::stor
 
 #[cfg(test)]
 mod tests {
-    use auditrelay_core::{Event, EventDetail, OrgId, Region};
+    use auditrelay_core::{Event, OrgId, Region};
 
     use super::*;
     use crate::config::Config;
+    use crate::fixtures;
     use crate::store::Scope;
 
     fn events(orgs: &[OrgId], n: usize) -> Vec<Event> {
         (0..n)
-            .map(|i| Event {
-                ts: clock::now(),
-                org_id: orgs[i % orgs.len()],
-                region: Region::parse("us").unwrap(),
-                portal_id: None,
-                principal_id: Some("p".into()),
-                principal_name: None,
-                actor_id: None,
-                client_ip: None,
-                uri: None,
-                user_agent: None,
-                trace_id: Some(format!("t{i}")),
-                detail: EventDetail::Authorization {
-                    service: "s".into(),
-                    resource: "r".into(),
-                    action: "a".into(),
-                    granted: true,
-                    kong_initiated: None,
-                },
-            })
+            .map(|i| fixtures::event(orgs[i % orgs.len()], clock::now(), format!("t{i}")))
             .collect()
     }
 

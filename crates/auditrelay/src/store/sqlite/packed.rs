@@ -124,10 +124,11 @@ fn damaged(what: &str) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use auditrelay_core::{Event, EventDetail, OrgId, Region, Timestamp};
+    use auditrelay_core::{Event, OrgId, Region, Timestamp};
     use sqlx::sqlite::SqlitePoolOptions;
 
     use super::*;
+    use crate::fixtures::event;
     use crate::store::EventQuery;
     use crate::store::sqlite::SqliteStore;
 
@@ -237,7 +238,9 @@ mod tests {
         let n = 3 * PAGE_ROWS as usize + 7;
         // Event times go back and forth, and repeat, as `seq` rises.
         let ts = |i: usize| 1_750_000_000_000 + i64::try_from((i * 7919) % 500).unwrap();
-        let events: Vec<Event> = (0..n).map(|i| event(org, ts(i), i)).collect();
+        let events: Vec<Event> = (0..n)
+            .map(|i| event(org, Timestamp::from_millis(ts(i)), format!("t{i}")))
+            .collect();
         store.append_events(events).await.unwrap();
 
         let scope = Scope {
@@ -284,29 +287,6 @@ mod tests {
         let before = (end.event.ts.as_millis() + 1, 0);
         let backward = store.list_events_before(&query, before).await.unwrap();
         assert_eq!(traces(&backward), traces(&by_time[n - limit as usize..]));
-    }
-
-    fn event(org_id: OrgId, ts: i64, i: usize) -> Event {
-        Event {
-            ts: Timestamp::from_millis(ts),
-            org_id,
-            region: Region::parse("us").unwrap(),
-            portal_id: None,
-            principal_id: Some("p".into()),
-            principal_name: None,
-            actor_id: None,
-            client_ip: None,
-            uri: None,
-            user_agent: None,
-            trace_id: Some(format!("t{i}")),
-            detail: EventDetail::Authorization {
-                service: "s".into(),
-                resource: "r".into(),
-                action: "a".into(),
-                granted: true,
-                kong_initiated: None,
-            },
-        }
     }
 
     #[test]
