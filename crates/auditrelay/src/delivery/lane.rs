@@ -254,6 +254,20 @@ impl Lane {
                 }
             },
         };
+        // A change saved since this turn read its setup applies to this batch too. A lane that
+        // found its batch due without waiting has not looked: under load, a batch went out
+        // with extra headers a PATCH had cleared before its events were even ingested. The
+        // batch is built again (exactly its range, if it is noted in flight). The change is
+        // marked seen before the store is read, as a wait would: one saved after that read is
+        // still seen later, and another webhook's change costs a busy lane one look, not one
+        // per batch.
+        if self.changes.has_changed().unwrap_or(false) {
+            self.changes.borrow_and_update();
+            if self.changed_since(&setup.stamp()).await {
+                self.restart_from(0);
+                return Ok(true);
+            }
+        }
         // The batch after this one is signed while this one is noted, sent and recorded.
         self.sign_ahead(setup, None).await;
         if built.checkpoints.is_none()
