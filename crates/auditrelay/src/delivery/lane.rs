@@ -264,6 +264,8 @@ impl Lane {
         if self.changes.has_changed().unwrap_or(false) {
             self.changes.borrow_and_update();
             if self.changed_since(&setup.stamp()).await {
+                // As after a change seen while waiting: a webhook being probed is re-armed.
+                self.probing = None;
                 self.restart_from(0);
                 return Ok(true);
             }
