@@ -342,11 +342,20 @@ fn sign_lines(
             done.push((index, share.finish(GZIP_LEVEL)));
         }
     };
+    // Threads of their own, not this one from tokio's blocking pool: a thread's priority,
+    // once lowered, cannot be raised again without privileges.
     let mut shares = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut shares = work();
-        for other in others {
-            shares.extend(other.join().expect("a signing thread panicked"));
+        let threads: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    yield_to_serving();
+                    work()
+                })
+            })
+            .collect();
+        let mut shares = Vec::new();
+        for thread in threads {
+            shares.extend(thread.join().expect("a signing thread panicked"));
         }
         shares
     });
@@ -354,6 +363,22 @@ fn sign_lines(
     let shares = shares.into_iter().map(|(_, share)| share).collect();
     batch::join(shares, limits, encoding.framer.frame())
 }
+
+/// Lowers the calling thread's CPU priority (nice 10) for the signing it does.
+///
+/// Signing is throughput work; requests, the store's writer and the lanes' sends and records
+/// are latency work, and both share the same cores. At equal priority, a batch signed ahead
+/// took the cores from ingest's group commits and the answers it waits on: ingest slowed as
+/// much as delivery gained. Lowered, signing takes what serving leaves, and serving does not
+/// wait for it (PERFORMANCE.md, session 19). Where the system refuses (a seccomp profile), it
+/// signs at the normal priority, as before.
+fn yield_to_serving() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SIGNING_NICE);
+}
+
+/// The nice value of signing threads: CFS gives a thread at 10 about a tenth of the weight of
+/// one at 0, so signing still progresses under full load, behind what serving needs.
+const SIGNING_NICE: i32 = 10;
 
 /// Why `stored` may not go to a destination with `integrity`, if it may not: its place in the
 /// log is not known (nothing reads it so), or its content as stored no longer gives the leaf
