@@ -31,6 +31,7 @@ pub mod http;
 mod judge;
 mod lane;
 mod outcome;
+mod records;
 mod replay;
 mod request;
 mod resend;

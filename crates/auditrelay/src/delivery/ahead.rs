@@ -160,6 +160,22 @@ struct Underway<T> {
     signing: Signing,
     encoding: Arc<Encoding>,
     tag: T,
+    /// How many events it was given, and the `seq` of the last: the batch takes them all
+    /// unless its byte limit cuts it short.
+    given: usize,
+    last_seq: i64,
+}
+
+/// A batch being signed, as far as is known before it is done: the events it was given, of a
+/// batch's worth at most.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Span {
+    /// It was given a whole batch's worth (its encoding's `max_events`).
+    pub whole: bool,
+    /// The `seq` of the last event it was given: it ends there or, cut short, before.
+    pub last_seq: i64,
+    /// A whole batch's worth of events under its encoding.
+    pub max_events: usize,
 }
 
 pub(super) struct Ahead<T> {
@@ -250,6 +266,15 @@ impl<T> Ahead<T> {
     /// The tags of the batches being signed.
     pub fn tags(&self) -> impl Iterator<Item = &T> {
         self.signing.iter().map(|s| &s.tag)
+    }
+
+    /// The batches being signed, oldest first.
+    pub fn spans(&self) -> impl Iterator<Item = Span> {
+        self.signing.iter().map(|s| Span {
+            whole: s.given == s.encoding.limits.max_events,
+            last_seq: s.last_seq,
+            max_events: s.encoding.limits.max_events,
+        })
     }
 
     /// Starts reading the events that top `pending` up to `max` in the background, so that
@@ -349,10 +374,13 @@ impl<T> Ahead<T> {
             return;
         }
         let events: Vec<StoredEvent> = self.pending.drain(..take).collect();
+        let last_seq = events.last().map_or(i64::MIN, |e| e.seq);
         self.signing.push_back(Underway {
             signing: Signing::start(&self.shared, &encoding, events).await,
             encoding,
             tag,
+            given: take,
+            last_seq,
         });
     }
 

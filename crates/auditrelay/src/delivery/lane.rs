@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 use auditrelay_core::retry::{Attempt, Verdict};
 use tokio::sync::watch;
 
-use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source};
+use super::ahead::{Ahead, Position, SIGNED_AHEAD, Source, Span};
 use super::encode::{Encoding, sign_checkpoints};
 use super::http::DeliveryClient;
 use super::judge::{InHand, verdict};
 use super::outcome::{attempt_outcome, logged, nothing_sent, record_refused};
+use super::records::Records;
 use super::setup::{Setup, Stamp, client_for, load_setup, stamp};
 use super::shared::{Owner, STORE_RETRY, Shared, label};
 use super::transport::SendOutcome;
@@ -60,6 +61,9 @@ struct Built {
     /// The last `seq` of the range the batch stands for: past it the cursor moves once the
     /// batch is delivered, even after the batch is narrowed to the records to send again.
     through: i64,
+    /// It took a whole batch's worth of events (its encoding's `max_events`): a range noted in
+    /// flight is cut into such batches again after a restart (DECISIONS.md S3).
+    whole: bool,
     /// For a batch of checkpoint events: what it moves. Such a batch stands for no events:
     /// `through` is the cursor as it was.
     checkpoints: Option<CheckpointsBuilt>,
@@ -113,6 +117,14 @@ pub struct Lane {
     /// with. It is not sent: the stream's first checkpoint is the one after it, which covers
     /// the stream's first line.
     checkpoint_floor: Option<(Stamp, Option<i64>)>,
+    /// The records of delivered batches, written behind the sends, and what the store holds
+    /// as in flight.
+    records: Records,
+}
+
+/// Whether `note` covers a batch ending at `through`, whole or not (see `Lane::is_noted`).
+fn noted(note: Option<i64>, through: i64, whole: bool) -> bool {
+    note.is_some_and(|note| through == note || (whole && through < note))
 }
 
 /// How often a lane of a destination with `integrity` looks for new checkpoints, and for
@@ -132,7 +144,14 @@ impl Lane {
         lease: Lease,
     ) -> Self {
         let appended = shared.store.commits().subscribe();
+        let records = Records::new(
+            shared.store.clone(),
+            scope.clone(),
+            shared.config.log_size,
+            lease.stopped(),
+        );
         Self {
+            records,
             owner: Owner::new(lease),
             label: label(&scope),
             ahead: Ahead::new(Arc::clone(&shared), Source::Scope(scope.clone())),
@@ -151,12 +170,30 @@ impl Lane {
 
     /// Delivers until stopped, or until the webhook is disabled or deleted.
     pub async fn run(mut self) {
+        self.deliver_until_stopped().await;
+        // The records still being written are waited for: a lane that stops (its webhook
+        // disabled, the server stopping) has them stored rather than sent again later.
+        if let Err(e) = self.records.written().await {
+            tracing::warn!(webhook = %self.label, error = %e, "a delivered batch was not recorded; it will be sent again");
+        }
+    }
+
+    async fn deliver_until_stopped(&mut self) {
+        let mut kept: Option<Setup> = None;
         loop {
             if self.owner.is_stopped() {
                 return;
             }
-            let turn = match self.setup().await {
-                Ok(Some(setup)) => self.turn(&setup).await,
+            let (setup, fresh) = match kept.take().filter(|setup| self.may_keep(setup)) {
+                Some(setup) => (Ok(Some(setup)), false),
+                None => (self.setup().await, true),
+            };
+            let turn = match setup {
+                Ok(Some(setup)) => {
+                    let turn = self.turn(&setup, fresh).await;
+                    kept = Some(setup);
+                    turn
+                }
                 Ok(None) => return,
                 Err(e) => Err(e),
             };
@@ -164,10 +201,14 @@ impl Lane {
                 Ok(true) => {}
                 Ok(false) => return,
                 // Another node delivers this webhook now.
-                Err(StoreError::LeaseLost(_)) => return self.owner.lease.refused(),
+                Err(StoreError::LeaseLost(_)) => {
+                    self.owner.lease.refused();
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(webhook = %self.label, error = %e, "delivery hit a store error; will retry");
                     // What the store says is the truth: start again from its cursor.
+                    kept = None;
                     self.restart_from(0);
                     if let Wake::Stopped = self.wait(None, false, None, STORE_RETRY).await {
                         return;
@@ -175,6 +216,20 @@ impl Lane {
                 }
             }
         }
+    }
+
+    /// Whether the next turn may go on with `setup`, read before, rather than read it again
+    /// once the records being written are stored: while they are, the store's cursor and
+    /// in-flight note lag behind the lane's, and it is the batches in hand that go next. A
+    /// change is signalled, so it ends the keeping; so do a probe, checkpoints (which start
+    /// from the stored cursor), and a lane with nothing in hand, which would gather from the
+    /// store's position.
+    fn may_keep(&self, setup: &Setup) -> bool {
+        self.records.pending()
+            && !self.changes.has_changed().unwrap_or(true)
+            && self.probing.is_none()
+            && !setup.destination.integrity
+            && (self.next.is_some() || self.ahead.signing() > 0)
     }
 
     /// Forgets every event read and every batch built: the next read starts after `through`
@@ -190,21 +245,19 @@ impl Lane {
         self.ahead.restart_after(Some(Position::seq(seq)));
     }
 
-    /// Reads the webhook and its destination; `None` when the webhook no longer delivers.
+    /// Reads the webhook and its destination, once the records being written are stored;
+    /// `None` when the webhook no longer delivers.
     async fn setup(&mut self) -> Result<Option<Setup>, StoreError> {
+        self.records.written().await?;
         let setup = load_setup(&self.shared, &self.scope).await?;
         if let Some(setup) = &setup {
             let webhook = &setup.webhook;
+            self.records.set(webhook.in_flight_through);
             let stamp = setup.stamp();
             // A webhook that moved on (re-enabled, so its cursor jumped) drops what it read.
-            // A batch built under another configuration, or for another range than the one
-            // noted in flight, is built again from the store.
-            let stale = self.next.as_ref().is_some_and(|next| {
-                next.stamp != stamp
-                    || webhook
-                        .in_flight_through
-                        .is_some_and(|through| through != next.through)
-            }) || self.ahead.tags().any(|built_under| *built_under != stamp);
+            // A batch built under another configuration is built again from the store.
+            let stale = self.next.as_ref().is_some_and(|next| next.stamp != stamp)
+                || self.ahead.tags().any(|built_under| *built_under != stamp);
             let read_through = self.ahead.read_through().map_or(0, |p| p.seq);
             // With `integrity`, events are read with their places in the log.
             let log = (setup.destination.integrity)
@@ -218,8 +271,8 @@ impl Lane {
     }
 
     /// One batch: gathered (or taken ready), sent, recorded. `Ok(false)` when the lane must
-    /// stop.
-    async fn turn(&mut self, setup: &Setup) -> Result<bool, StoreError> {
+    /// stop. `fresh`: `setup` was read once the records before were stored.
+    async fn turn(&mut self, setup: &Setup, fresh: bool) -> Result<bool, StoreError> {
         let webhook = &setup.webhook;
         // Checkpoints go out between batches of events, whatever is ready or noted in flight:
         // a lane that always has a batch ready would otherwise never send one.
@@ -240,17 +293,16 @@ impl Lane {
         }
         let built = match self.next.take() {
             Some(built) => built,
+            // Gathering starts from the stored cursor and note, which a setup kept while
+            // records were written shows behind: it is read again first.
+            None if !fresh => return Ok(true),
             None => match self.gather(setup).await? {
                 Gathered::Batch(built) => *built,
                 Gathered::Wake(Wake::Stopped) => return Ok(false),
                 Gathered::Wake(_) => return Ok(true),
                 Gathered::Vanished => {
                     // Nothing to send again, so the lane goes on from the cursor.
-                    let store = &self.shared.store;
-                    let fence = self.owner.fence();
-                    return store
-                        .mark_in_flight(fence, &self.scope, webhook.cursor)
-                        .await;
+                    return self.note_in_flight(webhook.cursor).await;
                 }
             },
         };
@@ -272,17 +324,85 @@ impl Lane {
         }
         // The batch after this one is signed while this one is noted, sent and recorded.
         self.sign_ahead(setup, None).await;
-        if built.checkpoints.is_none()
-            && webhook.in_flight_through != Some(built.through)
-            && !self
-                .shared
-                .store
-                .mark_in_flight(self.owner.fence(), &self.scope, built.through)
-                .await?
-        {
-            return Ok(false);
+        if built.checkpoints.is_none() {
+            // A record written behind the sends may have failed: then the lane starts again
+            // from what the store holds rather than send on.
+            self.records.check().await?;
+            if !self.is_noted(&built) {
+                // A record written behind the sends may note it: the first that does ends the
+                // wait, so that the lane need not wait for the others.
+                let whole = built.whole;
+                let through = built.through;
+                self.records
+                    .until_stored(|note| noted(note, through, whole))
+                    .await?;
+            }
+            if !self.is_noted(&built) {
+                // Noted together with the whole batches in hand after it, when it is whole
+                // itself, so that they can go while its record is written.
+                let note = match built.whole {
+                    true => self
+                        .held_reach()
+                        .map_or(built.through, |r| r.max(built.through)),
+                    false => built.through,
+                };
+                if !self.note_in_flight(note).await? {
+                    return Ok(false);
+                }
+            }
         }
         self.deliver(setup, built).await
+    }
+
+    /// Whether the store holds `built` as in flight, so that it may go now (DECISIONS.md S3):
+    /// the note covers it, and a batch that is not whole ends it. A restart cuts the noted
+    /// range into whole batches from the cursor, so only the last batch of it may be shorter.
+    fn is_noted(&self, built: &Built) -> bool {
+        noted(self.records.stored(), built.through, built.whole)
+    }
+
+    /// How far the batches in hand reach, to be noted in flight with the record of the one
+    /// delivered: the next batch, those being signed, and a whole batch's worth of the events
+    /// read after them, in order, up to and including the first that is not whole (a batch
+    /// that is not whole goes out only at the end of what is noted). `None` when no batch is
+    /// in hand.
+    fn held_reach(&self) -> Option<i64> {
+        let next = self.next.as_ref().map(|next| Span {
+            whole: next.whole && next.checkpoints.is_none(),
+            last_seq: next.through,
+            max_events: next.hand.encoding.limits.max_events,
+        });
+        let mut reach = None;
+        let mut last = None;
+        for span in next.into_iter().chain(self.ahead.spans()) {
+            reach = Some(span.last_seq);
+            if !span.whole {
+                return reach;
+            }
+            last = Some(span);
+        }
+        // The events read are the next batch's, cut as the last one was.
+        let pending = self.ahead.pending();
+        match last {
+            Some(span) if pending.len() >= span.max_events => {
+                Some(pending[span.max_events - 1].seq)
+            }
+            _ => reach,
+        }
+    }
+
+    /// Notes the range up to `through` in flight, once the records being written are stored
+    /// (a note may shrink only then). `Ok(false)` when the webhook is gone.
+    async fn note_in_flight(&mut self, through: i64) -> Result<bool, StoreError> {
+        self.records.written().await?;
+        let store = &self.shared.store;
+        let noted = store
+            .mark_in_flight(self.owner.fence(), &self.scope, through)
+            .await?;
+        if noted {
+            self.records.set(Some(through));
+        }
+        Ok(noted)
     }
 
     /// Waits until a batch is due (DECISIONS.md D5: full, or `flush_interval` after its first
@@ -402,6 +522,7 @@ impl Lane {
                 in_flight: webhook.in_flight_through,
             }),
             through: webhook.cursor,
+            whole: false,
             hand,
             stamp: setup.stamp(),
         }))
@@ -424,6 +545,13 @@ impl Lane {
             return;
         }
         self.ahead.take_read(false).await;
+        // Events noted in flight (after a restart) are cut into the batches they were sent
+        // in: whole ones, and the rest up to the note.
+        let through = through.or_else(|| {
+            let note = self.records.stored()?;
+            let first = self.ahead.pending().front()?;
+            (first.seq <= note).then_some(note)
+        });
         let signed = self.ahead.signing() + usize::from(self.next.is_some());
         let full = self.ahead.pending().len() >= self.shared.config.batch_max_events;
         if signed < SIGNED_AHEAD && (full || self.due().is_some_and(|due| due <= Instant::now())) {
@@ -452,6 +580,7 @@ impl Lane {
     async fn settle(&mut self) {
         self.next = self.ahead.settle().await.map(|signed| Built {
             through: signed.batch.last_seq,
+            whole: signed.batch.taken() == signed.encoding.limits.max_events,
             hand: InHand::new(signed.batch, signed.encoding, signed.events),
             stamp: signed.tag,
             checkpoints: None,
@@ -630,35 +759,58 @@ impl Lane {
         if self.next.is_none() && self.ahead.front_is_signed() {
             self.settle().await;
         }
-        // Before the cursor passes them, so that no crash between the two loses one: a batch
-        // sent again after a crash is refused again, and recorded once.
-        let endpoint = &attempt.endpoint;
-        if !record_refused(
-            &self.shared,
-            &mut self.owner,
-            &self.scope,
-            &built.hand.refused,
-            endpoint,
-            None,
-        )
-        .await?
-        {
-            return Ok(false);
-        }
-        let outcome = match built.checkpoints {
-            Some(checkpoints) => AttemptOutcome::Delivered {
-                through: last,
-                next_in_flight: checkpoints.in_flight,
-                checkpoints: Some(checkpoints.sent),
-            },
-            None => AttemptOutcome::Delivered {
-                through: last,
-                next_in_flight: self.next.as_ref().map(|next| next.through),
-                checkpoints: None,
-            },
+        let (outcome, note) = match built.checkpoints {
+            Some(checkpoints) => (
+                AttemptOutcome::Delivered {
+                    through: last,
+                    next_in_flight: checkpoints.in_flight,
+                    checkpoints: Some(checkpoints.sent),
+                },
+                checkpoints.in_flight,
+            ),
+            None => {
+                // The batches in hand are noted with it, so that they may go while it is
+                // recorded; a note written behind the sends never shrinks, since batches it
+                // covers may be out already.
+                let earlier = self.records.issued().filter(|issued| *issued > last);
+                let note = match (self.held_reach(), earlier) {
+                    (Some(reach), Some(earlier)) => Some(reach.max(earlier)),
+                    (reach, earlier) => reach.or(earlier),
+                };
+                let outcome = AttemptOutcome::Delivered {
+                    through: last,
+                    next_in_flight: note,
+                    checkpoints: None,
+                };
+                (outcome, note)
+            }
         };
-        if !self.record_delivered(attempt, outcome).await? {
-            return Ok(false);
+        // The common case, a batch of events with nothing refused, is recorded behind the
+        // sends. The others wait for their record, written after those before it.
+        if built.checkpoints.is_none() && built.hand.refused.is_empty() && self.probing.is_none() {
+            let fence = self.owner.fence().clone();
+            self.records.behind(fence, attempt.clone(), outcome);
+        } else {
+            self.records.written().await?;
+            // Before the cursor passes them, so that no crash between the two loses one: a
+            // batch sent again after a crash is refused again, and recorded once.
+            let endpoint = &attempt.endpoint;
+            if !record_refused(
+                &self.shared,
+                &mut self.owner,
+                &self.scope,
+                &built.hand.refused,
+                endpoint,
+                None,
+            )
+            .await?
+            {
+                return Ok(false);
+            }
+            if !self.record_delivered(attempt, outcome).await? {
+                return Ok(false);
+            }
+            self.records.set(note);
         }
         if self.probing.take().is_some() {
             tracing::info!(webhook = %self.label, "webhook is delivering again");
@@ -717,10 +869,12 @@ impl Lane {
 
     /// Records an attempt under this lane's lease (`Store::record_attempt`).
     async fn record(
-        &self,
+        &mut self,
         attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
     ) -> Result<bool, StoreError> {
+        // After the records written behind the sends, which are of earlier attempts.
+        self.records.written().await?;
         let store = &self.shared.store;
         let keep = self.shared.config.log_size;
         store
@@ -731,7 +885,7 @@ impl Lane {
     /// Records a failed attempt that will be retried after `wait`. The batch is in hand and
     /// goes again whatever the store says, so a store fault here is logged, not fatal: the
     /// status catches up with the next attempt it can record.
-    async fn record_failure(&self, attempt: &DeliveryAttempt, wait: Duration) {
+    async fn record_failure(&mut self, attempt: &DeliveryAttempt, wait: Duration) {
         let outcome = AttemptOutcome::Failed {
             next_at: attempt
                 .at
@@ -821,5 +975,26 @@ impl Lane {
             Ok(Some(destination)) => &self::stamp(&webhook, &destination) != stamp,
             _ => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::noted;
+
+    /// A restart cuts the range noted in flight into whole batches from the cursor, then what
+    /// is left up to the note: a batch that is not whole may go under a note only if it ends
+    /// it, or the restart would cut its events into other batches, under other keys.
+    #[test]
+    fn only_a_whole_batch_goes_under_a_note_that_reaches_past_it() {
+        assert!(noted(Some(300), 100, true));
+        assert!(noted(Some(300), 300, true));
+        assert!(noted(Some(300), 300, false));
+        assert!(
+            !noted(Some(300), 250, false),
+            "a short batch inside the range"
+        );
+        assert!(!noted(Some(300), 301, true), "a batch past the note");
+        assert!(!noted(None, 100, true), "nothing noted");
     }
 }

@@ -228,7 +228,14 @@ impl TestReceiver {
     /// Lets every `Hold`ing request answer 202, and accepts what comes next (the default
     /// becomes [`Behaviour::ACCEPT`]; queued behaviours still come first).
     pub fn release(&self) {
-        *lock(&self.shared.default) = Behaviour::ACCEPT;
+        self.release_then(Behaviour::ACCEPT);
+    }
+
+    /// Lets every `Hold`ing request answer 202; `next` becomes the default at the same time,
+    /// so that no request comes in between under the old one.
+    pub fn release_then(&self, next: Behaviour) {
+        next.check();
+        *lock(&self.shared.default) = next;
         self.shared.released.send_modify(|n| *n += 1);
     }
 
