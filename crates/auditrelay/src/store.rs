@@ -532,8 +532,8 @@ pub struct RefusedEvent {
 /// What a live delivery attempt did to its webhook ([`Store::record_attempt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// The SIEM took the batch ending at `through`; `next_in_flight` is the last `seq` of the
-    /// batch to be sent next, when it is already built.
+    /// The SIEM took the batch ending at `through`; `next_in_flight` is how far what the lane
+    /// holds next reaches (DECISIONS.md S3), `None` for nothing.
     Delivered {
         through: i64,
         next_in_flight: Option<i64>,
@@ -569,7 +569,8 @@ pub struct Webhook {
     /// The last event `seq` delivered (or skipped because it came before the webhook was
     /// enabled).
     pub cursor: i64,
-    /// The last `seq` of the batch being sent (see [`Store::mark_in_flight`]).
+    /// How far what may have been sent reaches past the cursor (see
+    /// [`Store::mark_in_flight`]).
     pub in_flight_through: Option<i64>,
     /// The id of the last checkpoint event delivered, for a destination with `integrity`
     /// (DECISIONS.md S27); `None` until one is.
@@ -999,8 +1000,10 @@ impl Store {
         backend!(self, s => s.list_webhooks().await)
     }
 
-    /// Notes, before a batch is sent, the last `seq` it holds: after a crash the same range is
-    /// sent again, with the same Idempotency-Key. `false` when the webhook no longer exists.
+    /// Notes, before a batch is sent, the last `seq` of the range in flight (the batch, and
+    /// those it is noted with): after a crash the range is sent again, cut into the same
+    /// batches, each with the same Idempotency-Key (DECISIONS.md S3). `false` when the webhook
+    /// no longer exists.
     pub async fn mark_in_flight(&self, fence: &Fence, scope: &Scope, through: i64) -> Result<bool> {
         self.local_fence(fence)?;
         match &self.backend {

@@ -373,11 +373,14 @@ fn sign_lines(
 /// wait for it (PERFORMANCE.md, session 19). Where the system refuses (a seccomp profile), it
 /// signs at the normal priority, as before.
 fn yield_to_serving() {
+    // Linux keeps the nice value per thread; elsewhere it is the whole process's.
+    #[cfg(target_os = "linux")]
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SIGNING_NICE);
 }
 
 /// The nice value of signing threads: CFS gives a thread at 10 about a tenth of the weight of
 /// one at 0, so signing still progresses under full load, behind what serving needs.
+#[cfg(target_os = "linux")]
 const SIGNING_NICE: i32 = 10;
 
 /// Why `stored` may not go to a destination with `integrity`, if it may not: its place in the

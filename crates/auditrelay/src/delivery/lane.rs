@@ -2,22 +2,24 @@
 //! once.
 //!
 //! Each turn reads the webhook and its destination afresh (so a change applies from the next
-//! batch), takes the events after the cursor, renders and signs them in the destination's format
-//! into one gzip batch, notes the batch's range as in flight, and sends it with the retries of
-//! DECISIONS.md D3. A 2xx moves the cursor past the batch in the same statement that records the
-//! attempt; a final failure records it, marks the webhook `inactive` and keeps the cursor, and the
-//! lane probes with the same batch until the SIEM answers again (DECISIONS.md D4). A change to the
-//! webhook or its destination cuts a wait short: the batch is rebuilt with the new configuration
-//! and sent at once.
+//! batch; while records are being written, see below, the lane keeps the one it read, and a
+//! change is signalled), takes the events after the cursor, renders and signs them in the
+//! destination's format into one gzip batch, makes sure the store holds the batch's range as in
+//! flight, and sends it with the retries of DECISIONS.md D3. A 2xx moves the cursor past the
+//! batch in the same statement that records the attempt; a final failure records it, marks the
+//! webhook `inactive` and keeps the cursor, and the lane probes with the same batch until the
+//! SIEM answers again (DECISIONS.md D4). A change to the webhook or its destination cuts a wait
+//! short: the batch is rebuilt with the new configuration and sent at once.
 //!
-//! Turns overlap. While batch N is on its way, the next two are signed (on the blocking pool,
-//! every core) and the events after them are read, all in the background: neither the SIEM's
-//! answer nor the store's writer (busy with ingest's group commits under load) leaves a core
-//! idle, and a backlog goes out as fast as the machine signs. N+1 is noted in flight by the
-//! very statement that records N's 2xx when it is ready by then (else just before it is sent),
-//! so the in-flight range is always the batch that goes next, and a restart sends exactly that
-//! batch again, under the same key. Whatever was read or signed ahead is thrown away when N
-//! fails or the configuration changes, and is read again from the store.
+//! Turns overlap. While batch N is on its way, the next two are signed (every core, at a lower
+//! priority than serving) and the events after them are read, all in the background. N's record
+//! is written behind the sends (`records.rs`), and notes in flight the batches the lane holds
+//! next: N+1 goes as soon as a stored note covers it, while N's record waits behind the store
+//! writer's group commit (DECISIONS.md S3). So neither the SIEM's answer nor the writer leaves a
+//! core idle, and a backlog goes out as fast as the machine signs. A restart sends the noted
+//! range again, cut into the same batches under the same keys: only whole batches go under a
+//! note that reaches past them. Whatever was read or signed ahead is thrown away when N fails or
+//! the configuration changes, and is read again from the store.
 //!
 //! Where the destination's kind judges records one by one (DECISIONS.md D14), those refused
 //! for good are recorded in the refused list before the cursor passes them, and those refused
@@ -248,7 +250,9 @@ impl Lane {
     /// Reads the webhook and its destination, once the records being written are stored;
     /// `None` when the webhook no longer delivers.
     async fn setup(&mut self) -> Result<Option<Setup>, StoreError> {
-        self.records.written().await?;
+        if !self.records.written().await? {
+            return Ok(None);
+        }
         let setup = load_setup(&self.shared, &self.scope).await?;
         if let Some(setup) = &setup {
             let webhook = &setup.webhook;
@@ -306,36 +310,25 @@ impl Lane {
                 }
             },
         };
-        // A change saved since this turn read its setup applies to this batch too. A lane that
-        // found its batch due without waiting has not looked: under load, a batch went out
-        // with extra headers a PATCH had cleared before its events were even ingested. The
-        // batch is built again (exactly its range, if it is noted in flight). The change is
-        // marked seen before the store is read, as a wait would: one saved after that read is
-        // still seen later, and another webhook's change costs a busy lane one look, not one
-        // per batch.
-        if self.changes.has_changed().unwrap_or(false) {
-            self.changes.borrow_and_update();
-            if self.changed_since(&setup.stamp()).await {
-                // As after a change seen while waiting: a webhook being probed is re-armed.
-                self.probing = None;
-                self.restart_from(0);
-                return Ok(true);
-            }
-        }
         // The batch after this one is signed while this one is noted, sent and recorded.
         self.sign_ahead(setup, None).await;
         if built.checkpoints.is_none() {
             // A record written behind the sends may have failed: then the lane starts again
             // from what the store holds rather than send on.
-            self.records.check().await?;
+            if !self.records.check().await? {
+                return Ok(false);
+            }
             if !self.is_noted(&built) {
                 // A record written behind the sends may note it: the first that does ends the
                 // wait, so that the lane need not wait for the others.
                 let whole = built.whole;
                 let through = built.through;
-                self.records
-                    .until_stored(|note| noted(note, through, whole))
-                    .await?;
+                let noting = self
+                    .records
+                    .until_stored(|note| noted(note, through, whole));
+                if !noting.await? {
+                    return Ok(false);
+                }
             }
             if !self.is_noted(&built) {
                 // Noted together with the whole batches in hand after it, when it is whole
@@ -349,6 +342,23 @@ impl Lane {
                 if !self.note_in_flight(note).await? {
                     return Ok(false);
                 }
+            }
+        }
+        // A change saved since this turn read its setup applies to this batch too (looked for
+        // last, after any wait for the store above). A lane that
+        // found its batch due without waiting has not looked: under load, a batch went out
+        // with extra headers a PATCH had cleared before its events were even ingested. The
+        // batch is built again (exactly its range, if it is noted in flight). The change is
+        // marked seen before the store is read, as a wait would: one saved after that read is
+        // still seen later, and another webhook's change costs a busy lane one look, not one
+        // per batch.
+        if self.changes.has_changed().unwrap_or(false) {
+            self.changes.borrow_and_update();
+            if self.changed_since(&setup.stamp()).await {
+                // As after a change seen while waiting: a webhook being probed is re-armed.
+                self.probing = None;
+                self.restart_from(0);
+                return Ok(true);
             }
         }
         self.deliver(setup, built).await
@@ -394,7 +404,9 @@ impl Lane {
     /// Notes the range up to `through` in flight, once the records being written are stored
     /// (a note may shrink only then). `Ok(false)` when the webhook is gone.
     async fn note_in_flight(&mut self, through: i64) -> Result<bool, StoreError> {
-        self.records.written().await?;
+        if !self.records.written().await? {
+            return Ok(false);
+        }
         let store = &self.shared.store;
         let noted = store
             .mark_in_flight(self.owner.fence(), &self.scope, through)
@@ -406,8 +418,8 @@ impl Lane {
     }
 
     /// Waits until a batch is due (DECISIONS.md D5: full, or `flush_interval` after its first
-    /// event), then builds it. A range noted in flight before a restart is built again exactly,
-    /// without waiting.
+    /// event), then builds it. A range noted in flight before a restart is built again without
+    /// waiting, cut as it was (whole batches from the cursor, then the rest up to the note).
     async fn gather(&mut self, setup: &Setup) -> Result<Gathered, StoreError> {
         let webhook = &setup.webhook;
         let stamp = setup.stamp();
@@ -690,6 +702,12 @@ impl Lane {
                 }
                 Verdict::RetryAfter(wait) => {
                     retries += 1;
+                    // The records written behind the sends first: one that failed sends the
+                    // lane back to what the store holds, which recording this failure (a
+                    // best effort) would not.
+                    if !self.records.written().await? {
+                        return Ok(false);
+                    }
                     // The status shows this failure now, not when the retries run out.
                     self.record_failure(&attempt, wait).await;
                     tracing::info!(
@@ -791,7 +809,9 @@ impl Lane {
             let fence = self.owner.fence().clone();
             self.records.behind(fence, attempt.clone(), outcome);
         } else {
-            self.records.written().await?;
+            if !self.records.written().await? {
+                return Ok(false);
+            }
             // Before the cursor passes them, so that no crash between the two loses one: a
             // batch sent again after a crash is refused again, and recorded once.
             let endpoint = &attempt.endpoint;
@@ -874,7 +894,9 @@ impl Lane {
         outcome: AttemptOutcome,
     ) -> Result<bool, StoreError> {
         // After the records written behind the sends, which are of earlier attempts.
-        self.records.written().await?;
+        if !self.records.written().await? {
+            return Ok(false);
+        }
         let store = &self.shared.store;
         let keep = self.shared.config.log_size;
         store

@@ -9,9 +9,9 @@
 //! sends again what is noted, cut into the same batches (`lane.rs`).
 //!
 //! Each write is a task that waits for the one before it, so the store takes them in the order
-//! the SIEM took the batches. While the store refuses writes (a full disk), a write is tried
-//! again every second until it is taken or the lane stops, as S3 asks; the lane meanwhile sends
-//! nothing past the stored note.
+//! the SIEM took the batches, and none is written after one that failed. While the store
+//! refuses writes (a full disk), a write is tried again every second until it is taken or the
+//! lane stops, as S3 asks; the lane meanwhile sends nothing past the stored note.
 
 use std::sync::Arc;
 
@@ -30,8 +30,8 @@ pub(super) struct Records {
     /// How many attempts the delivery log keeps.
     keep: u32,
     stop: watch::Receiver<bool>,
-    /// The last write issued; it waits for those before it.
-    last: Option<JoinHandle<Result<(), StoreError>>>,
+    /// The last write issued; it waits for those before it. `false`: the webhook is gone.
+    last: Option<JoinHandle<Result<bool, StoreError>>>,
     /// The in-flight note the last write issued leaves.
     issued: i64,
     /// The in-flight note the store certainly holds: the last one written (by a write that
@@ -101,22 +101,29 @@ impl Records {
         let (store, scope, keep) = (self.store.clone(), self.scope.clone(), self.keep);
         let (mut stop, stored) = (self.stop.clone(), Arc::clone(&self.stored));
         self.last = Some(tokio::spawn(async move {
-            if let Some(before) = before {
-                joined(before.await)?;
+            // A write after one that failed would move the cursor past a batch not recorded.
+            if let Some(before) = before
+                && !joined(before.await)?
+            {
+                return Ok(false);
             }
             loop {
                 match store
                     .record_attempt(&fence, &scope, &attempt, outcome, keep)
                     .await
                 {
-                    Ok(_) => {
+                    Ok(true) => {
                         stored.send_replace(note);
-                        return Ok(());
+                        return Ok(true);
                     }
-                    Err(StoreError::Unavailable { .. }) => {
+                    // The webhook is gone: its note is not the store's.
+                    Ok(false) => return Ok(false),
+                    Err(StoreError::Unavailable { kind, source }) => {
                         tokio::select! {
                             // Not recorded: after a restart the batch goes again, as noted.
-                            _ = stop.wait_for(|stop| *stop) => return Ok(()),
+                            _ = stop.wait_for(|stop| *stop) => {
+                                return Err(StoreError::Unavailable { kind, source });
+                            }
                             () = tokio::time::sleep(STORE_RETRY) => {}
                         }
                     }
@@ -126,12 +133,13 @@ impl Records {
         }));
     }
 
-    /// Waits until every write issued is done; the first that failed, if one did, says why.
-    /// Then the store holds [`Records::issued`].
-    pub async fn written(&mut self) -> Result<(), StoreError> {
+    /// Waits until every write issued is done; the first that failed, if one did, says why,
+    /// and `false` says the webhook is gone. On `Ok(true)` the store holds
+    /// [`Records::issued`].
+    pub async fn written(&mut self) -> Result<bool, StoreError> {
         match self.last.take() {
             Some(last) => joined(last.await),
-            None => Ok(()),
+            None => Ok(true),
         }
     }
 
@@ -141,14 +149,14 @@ impl Records {
     pub async fn until_stored(
         &mut self,
         covers: impl Fn(Option<i64>) -> bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut stored = self.stored.subscribe();
         loop {
             if covers(some(*stored.borrow_and_update())) {
-                return Ok(());
+                return Ok(true);
             }
             let Some(last) = self.last.as_mut() else {
-                return Ok(());
+                return Ok(true);
             };
             tokio::select! {
                 done = last => {
@@ -160,13 +168,13 @@ impl Records {
         }
     }
 
-    /// The error of the writes issued, if they are done and one failed; `Ok` while they are
-    /// under way.
-    pub async fn check(&mut self) -> Result<(), StoreError> {
+    /// What [`Records::written`] says once the writes issued are done; `Ok(true)` while they
+    /// are under way.
+    pub async fn check(&mut self) -> Result<bool, StoreError> {
         if self.last.as_ref().is_some_and(JoinHandle::is_finished) {
             return self.written().await;
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -176,8 +184,8 @@ fn some(note: i64) -> Option<i64> {
 
 /// The result of a write's task: its panic goes on in the caller.
 fn joined(
-    result: Result<Result<(), StoreError>, tokio::task::JoinError>,
-) -> Result<(), StoreError> {
+    result: Result<Result<bool, StoreError>, tokio::task::JoinError>,
+) -> Result<bool, StoreError> {
     match result {
         Ok(written) => written,
         Err(e) => match e.try_into_panic() {

@@ -203,7 +203,7 @@ impl SqliteStore {
 /// A write to a webhook's delivery position, run by the writer task (see
 /// [`super::events::run_writer`]).
 pub enum Position {
-    /// The last `seq` of the batch about to be sent.
+    /// The last `seq` of the range about to be in flight (`Store::mark_in_flight`).
     InFlight { scope: Scope, through: i64 },
     /// A live delivery attempt (see `Store::record_attempt`), logged with the newest `keep`.
     Attempt {
