@@ -174,8 +174,6 @@ pub(super) struct Span {
     pub whole: bool,
     /// The `seq` of the last event it was given: it ends there or, cut short, before.
     pub last_seq: i64,
-    /// A whole batch's worth of events under its encoding.
-    pub max_events: usize,
 }
 
 pub(super) struct Ahead<T> {
@@ -273,7 +271,6 @@ impl<T> Ahead<T> {
         self.signing.iter().map(|s| Span {
             whole: s.given == s.encoding.limits.max_events,
             last_seq: s.last_seq,
-            max_events: s.encoding.limits.max_events,
         })
     }
 

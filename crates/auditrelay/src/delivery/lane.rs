@@ -372,33 +372,22 @@ impl Lane {
     }
 
     /// How far the batches in hand reach, to be noted in flight with the record of the one
-    /// delivered: the next batch, those being signed, and a whole batch's worth of the events
-    /// read after them, in order, up to and including the first that is not whole (a batch
-    /// that is not whole goes out only at the end of what is noted). `None` when no batch is
-    /// in hand.
+    /// delivered: the next batch and those being signed, in order, up to and including the
+    /// first that is not whole (a batch that is not whole goes out only at the end of what is
+    /// noted). `None` when none is in hand.
     fn held_reach(&self) -> Option<i64> {
         let next = self.next.as_ref().map(|next| Span {
             whole: next.whole && next.checkpoints.is_none(),
             last_seq: next.through,
-            max_events: next.hand.encoding.limits.max_events,
         });
         let mut reach = None;
-        let mut last = None;
         for span in next.into_iter().chain(self.ahead.spans()) {
             reach = Some(span.last_seq);
             if !span.whole {
-                return reach;
+                break;
             }
-            last = Some(span);
         }
-        // The events read are the next batch's, cut as the last one was.
-        let pending = self.ahead.pending();
-        match last {
-            Some(span) if pending.len() >= span.max_events => {
-                Some(pending[span.max_events - 1].seq)
-            }
-            _ => reach,
-        }
+        reach
     }
 
     /// Notes the range up to `through` in flight, once the records being written are stored
