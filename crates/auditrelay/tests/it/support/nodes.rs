@@ -86,27 +86,48 @@ impl Nodes {
     }
 
     /// Starts one more node with `env` on top of the others'; returns its index.
+    ///
+    /// A free port is free only when it is picked: a server another test starts meanwhile
+    /// may take it first, and then answers the node's readiness check in its place (once in
+    /// CI, the node's first request then met that server's 401). So the node is asked
+    /// something only a node of this database answers, with the shared token, and started
+    /// again on another port if the answer is not its own.
     pub async fn add_with(&mut self, env: &[(&str, &str)]) -> usize {
-        let port = free_port();
-        let data = tempfile::tempdir().unwrap();
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let mut command = Command::new(BIN);
-        command
-            .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
-            .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
-            .env("AUDITRELAY_LOG__LEVEL", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("AUDITRELAY_METRICS__LISTEN", &metrics)
-            .envs(env.iter().copied())
-            .stderr(Stdio::inherit());
-        let child = serve_with(command, data.path(), port).await;
-        self.nodes.push(Node {
-            base: format!("http://127.0.0.1:{port}"),
-            data,
-            metrics: format!("http://{metrics}/metrics"),
-            child,
-        });
-        self.nodes.len() - 1
+        for _ in 0..5 {
+            let port = free_port();
+            let data = tempfile::tempdir().unwrap();
+            let metrics = format!("127.0.0.1:{}", free_port());
+            let mut command = Command::new(BIN);
+            command
+                .env("AUDITRELAY_DELIVERY__ALLOW_HTTP_ENDPOINTS", "true")
+                .env("AUDITRELAY_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
+                .env("AUDITRELAY_LOG__LEVEL", "warn")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env("AUDITRELAY_METRICS__LISTEN", &metrics)
+                .envs(env.iter().copied())
+                .stderr(Stdio::inherit());
+            let mut child = serve_with(command, data.path(), port).await;
+            let base = format!("http://127.0.0.1:{port}");
+            let ours = reqwest::Client::new()
+                .get(format!("{base}/v3/audit-log-destinations"))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
+            if !ours || child.try_wait().unwrap().is_some() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                continue;
+            }
+            self.nodes.push(Node {
+                base,
+                data,
+                metrics: format!("http://{metrics}/metrics"),
+                child,
+            });
+            return self.nodes.len() - 1;
+        }
+        panic!("no node of this database answered on five ports in turn");
     }
 
     /// Kills node `i` at once, as a crash would.
