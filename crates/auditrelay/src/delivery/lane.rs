@@ -124,6 +124,12 @@ pub struct Lane {
     records: Records,
 }
 
+/// How long a lane goes on with a setup it keeps (`Lane::may_keep`) before it looks at the
+/// store's: a change is signalled, but a signal can be lost (another node's announcement on a
+/// connection that dropped) or never sent (a change made outside the API). The look compares
+/// the configuration only, so it does not wait for the records being written.
+const KEEP_UNCHECKED: Duration = Duration::from_secs(1);
+
 /// Whether `note` covers a batch ending at `through`, whole or not (see `Lane::is_noted`).
 fn noted(note: Option<i64>, through: i64, whole: bool) -> bool {
     note.is_some_and(|note| through == note || (whole && through < note))
@@ -181,19 +187,32 @@ impl Lane {
     }
 
     async fn deliver_until_stopped(&mut self) {
-        let mut kept: Option<Setup> = None;
+        // The setup of the last turn, and when it was last known to be the stored one.
+        let mut kept: Option<(Setup, Instant)> = None;
         loop {
             if self.owner.is_stopped() {
                 return;
             }
-            let (setup, fresh) = match kept.take().filter(|setup| self.may_keep(setup)) {
-                Some(setup) => (Ok(Some(setup)), false),
-                None => (self.setup().await, true),
+            let kept_on = match kept.take() {
+                Some((setup, checked)) if self.may_keep(&setup) => {
+                    if checked.elapsed() < KEEP_UNCHECKED {
+                        Some((setup, checked))
+                    } else if !self.changed_since(&setup.stamp()).await {
+                        Some((setup, Instant::now()))
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            let (setup, checked, fresh) = match kept_on {
+                Some((setup, checked)) => (Ok(Some(setup)), checked, false),
+                None => (self.setup().await, Instant::now(), true),
             };
             let turn = match setup {
                 Ok(Some(setup)) => {
                     let turn = self.turn(&setup, fresh).await;
-                    kept = Some(setup);
+                    kept = Some((setup, checked));
                     turn
                 }
                 Ok(None) => return,
