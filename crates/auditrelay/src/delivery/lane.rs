@@ -2,8 +2,8 @@
 //! once.
 //!
 //! Each turn reads the webhook and its destination afresh (so a change applies from the next
-//! batch; while records are being written, see below, the lane keeps the one it read, and a
-//! change is signalled), takes the events after the cursor, renders and signs them in the
+//! batch; while records are being written, see below, the lane keeps the one it read: a
+//! change is signalled, and the stored configuration is looked at once a second), takes the events after the cursor, renders and signs them in the
 //! destination's format into one gzip batch, makes sure the store holds the batch's range as in
 //! flight, and sends it with the retries of DECISIONS.md D3. A 2xx moves the cursor past the
 //! batch in the same statement that records the attempt; a final failure records it, marks the
