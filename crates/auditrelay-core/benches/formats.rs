@@ -6,6 +6,9 @@
 //!   produces, so that `render_sign ÷ raw_sign` is what formatting costs beside the signature;
 //! - `line/render_sign/<format>`: a signed line, as delivery makes it;
 //! - `line/parse/<format>`: reading a signed line back;
+//! - `share_125/alone/<format>` and `share_125/together/<format>`: a share's 125 lines (a
+//!   1,000-event batch on two cores), each signed alone, and signed together as delivery signs
+//!   them (`Unsigned`, DECISIONS.md S29);
 //! - `stored/…`: what delivery does per stored event before gzip, from the bytes the store
 //!   holds: decoding the body into an `Event` (`auditrelay_core::stored`, the store's codec),
 //!   then rendering, then signing;
@@ -26,7 +29,9 @@
 use std::hint::black_box;
 
 use auditrelay_core::batch::{BatchBuilder, BatchLimits, GZIP_LEVEL};
-use auditrelay_core::format::{Format, parse_line, render_event, sign_event, sign_event_with_id};
+use auditrelay_core::format::{
+    Format, Unsigned, parse_line, render_event, sign_event, sign_event_with_id,
+};
 use auditrelay_core::ids::event_id;
 use auditrelay_core::integrity::{LogPlace, event_leaf_hash};
 use auditrelay_core::stored;
@@ -92,6 +97,42 @@ fn formats(c: &mut Criterion) {
         sign_event(format, &event, &cfg, &key, &mut signed);
         group.bench_function(format!("parse/{format}"), |b| {
             b.iter(|| black_box(parse_line(black_box(&signed)).is_ok()))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("share_125");
+    group.throughput(Throughput::Elements(125));
+    let share: Vec<Event> = (0..125)
+        .map(|i| {
+            let mut e = event.clone();
+            e.ts = e.ts.saturating_add_millis(i * 7);
+            e
+        })
+        .collect();
+    for format in Format::ALL {
+        group.bench_function(format!("alone/{format}"), |b| {
+            b.iter(|| {
+                buf.clear();
+                for event in &share {
+                    sign_event(format, black_box(event), &cfg, &key, &mut buf);
+                }
+                black_box(buf.len())
+            })
+        });
+        group.bench_function(format!("together/{format}"), |b| {
+            b.iter(|| {
+                buf.clear();
+                let mut unsigned = Unsigned::new(format, share.len());
+                for event in &share {
+                    unsigned.push_event(black_box(event), None, None, &cfg);
+                }
+                let signatures = unsigned.sign(&key);
+                for line in 0..share.len() {
+                    signatures.write(line, &mut buf);
+                }
+                black_box(buf.len())
+            })
         });
     }
     group.finish();

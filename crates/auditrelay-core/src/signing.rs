@@ -5,13 +5,19 @@
 //! of the raw 32-byte public key, which any party can recompute from `x` alone.
 //!
 //! Randomness is the caller's: a [`SigningKey`] is made from a 32-byte seed the caller drew.
+//!
+//! A batch's lines are signed together ([`SigningKey::sign_all`]): the same signatures as one
+//! by one, for about four fifths of the CPU (DECISIONS.md S29).
 
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use curve25519_dalek::{EdwardsPoint, Scalar};
 use ed25519_dalek::Signer as _;
 use sha1::{Digest as _, Sha1};
+use sha2::Sha512;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// Length of an Ed25519 signature in base64url without padding.
 pub const SIGNATURE_B64_LEN: usize = 86;
@@ -49,7 +55,37 @@ impl fmt::Display for Kid {
 #[derive(Clone)]
 pub struct SigningKey {
     inner: ed25519_dalek::SigningKey,
+    expanded: Expanded,
     public: PublicKey,
+}
+
+/// The secret scalar and the nonce prefix that RFC 8032 (§5.1.5) derives from the seed, for
+/// [`SigningKey::sign_all`]; wiped when dropped, as ed25519-dalek wipes its own.
+#[derive(Clone)]
+struct Expanded {
+    scalar: Scalar,
+    prefix: [u8; 32],
+}
+
+impl Expanded {
+    fn from_seed(seed: &[u8; 32]) -> Self {
+        let mut hash: [u8; 64] = Sha512::digest(seed).into();
+        let mut lower = [0u8; 32];
+        lower.copy_from_slice(&hash[..32]);
+        let scalar = Scalar::from_bytes_mod_order(curve25519_dalek::scalar::clamp_integer(lower));
+        let mut prefix = [0u8; 32];
+        prefix.copy_from_slice(&hash[32..]);
+        hash.zeroize();
+        lower.zeroize();
+        Self { scalar, prefix }
+    }
+}
+
+impl Drop for Expanded {
+    fn drop(&mut self) {
+        self.scalar.zeroize();
+        self.prefix.zeroize();
+    }
 }
 
 impl SigningKey {
@@ -57,7 +93,11 @@ impl SigningKey {
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let inner = ed25519_dalek::SigningKey::from_bytes(seed);
         let public = PublicKey::from_verifying_key(inner.verifying_key());
-        Self { inner, public }
+        Self {
+            inner,
+            expanded: Expanded::from_seed(seed),
+            public,
+        }
     }
 
     /// The seed, for storing the key; treat it as a secret.
@@ -76,6 +116,51 @@ impl SigningKey {
     pub fn sign(&self, message: &[u8]) -> Signature {
         self.inner.sign(message).to_bytes()
     }
+
+    /// The signature of each of `messages`, in order: the same bytes as [`Self::sign`] gives
+    /// one by one (Ed25519 is deterministic), for about four fifths of the CPU.
+    ///
+    /// A signature's commitment `R = r·B` comes out of the scalar multiplication in projective
+    /// coordinates, and encoding it takes a field inversion: about a fifth of the signature's
+    /// cost. Here the points of all the messages are encoded with one inversion between them
+    /// (Montgomery's trick, curve25519-dalek's `compress_batch_alloc`). Every other step is
+    /// RFC 8032 §5.1.6 as ed25519-dalek takes it, on the same constant-time arithmetic; the
+    /// tests hold each signature to ed25519-dalek's.
+    pub fn sign_all(&self, messages: &[&[u8]]) -> Vec<Signature> {
+        let Expanded { scalar, prefix } = &self.expanded;
+        // The nonces are as secret as the key: one of them and its signature give the key.
+        let mut nonces = Zeroizing::new(Vec::with_capacity(messages.len()));
+        let mut points = Vec::with_capacity(messages.len());
+        for message in messages {
+            let r = hash_to_scalar(&[prefix, message]);
+            points.push(EdwardsPoint::mul_base(&r));
+            nonces.push(r);
+        }
+        let public = self.public.to_bytes();
+        let commitments = EdwardsPoint::compress_batch_alloc(&points);
+        messages
+            .iter()
+            .zip(nonces.iter())
+            .zip(&commitments)
+            .map(|((message, r), commitment)| {
+                let k = hash_to_scalar(&[commitment.as_bytes(), &public, message]);
+                let s = k * scalar + r;
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(commitment.as_bytes());
+                signature[32..].copy_from_slice(s.as_bytes());
+                signature
+            })
+            .collect()
+    }
+}
+
+/// SHA-512 of `parts` one after another, reduced modulo the group order.
+fn hash_to_scalar(parts: &[&[u8]]) -> Scalar {
+    let mut hash = Sha512::new();
+    for part in parts {
+        hash.update(part);
+    }
+    Scalar::from_bytes_mod_order_wide(&hash.finalize().into())
 }
 
 impl fmt::Debug for SigningKey {
@@ -263,6 +348,49 @@ mod tests {
         let mut tweaked = text.clone();
         tweaked[85] = if last == b'A' { b'B' } else { b'A' };
         assert_ne!(decode_signature_b64(&tweaked), Some(sig));
+    }
+
+    proptest::proptest! {
+        /// Signed together, each message gets exactly the signature it gets alone from
+        /// ed25519-dalek, and it verifies.
+        #[test]
+        fn signing_together_gives_each_message_its_own_signature(
+            seed in proptest::array::uniform32(proptest::num::u8::ANY),
+            messages in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..600), 0..40),
+        ) {
+            let key = SigningKey::from_seed(&seed);
+            let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+            let together = key.sign_all(&slices);
+            proptest::prop_assert_eq!(together.len(), messages.len());
+            for (message, signature) in messages.iter().zip(&together) {
+                proptest::prop_assert_eq!(*signature, key.sign(message));
+                proptest::prop_assert!(key.public_key().verify(message, signature));
+            }
+        }
+    }
+
+    /// RFC 8032's first test vector (§7.1, TEST 1: the empty message), signed together with
+    /// another message.
+    #[test]
+    fn signing_together_matches_rfc_8032() {
+        let hex = |s: &str| hex_bytes(s);
+        let seed: [u8; 32] =
+            hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .try_into()
+                .unwrap();
+        let expected = hex(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        );
+        let key = SigningKey::from_seed(&seed);
+        let signatures = key.sign_all(&[b"", b"another"]);
+        assert_eq!(signatures[0].to_vec(), expected);
+    }
+
+    fn hex_bytes(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]

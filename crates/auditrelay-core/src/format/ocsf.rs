@@ -24,7 +24,7 @@ use super::pull::{parse_object, write_canonical_object};
 use super::record::{FormatConfig, push_int};
 use crate::event::{AuthenticationOutcome, AuthenticationType, Event, EventDetail};
 use crate::integrity::{CheckpointEvent, LogPlace};
-use crate::signing::{Kid, PublicKey, SigningKey, decode_signature_b64, find_signer};
+use crate::signing::{Kid, PublicKey, decode_signature_b64, find_signer};
 
 /// The schema version every line states in `metadata.version`.
 pub const OCSF_VERSION: &str = "1.8.0";
@@ -495,20 +495,6 @@ pub fn verify(line: &[u8], keys: &[PublicKey]) -> Result<Kid, VerifyError> {
         .ok_or(VerifyError::NoKeyMatches)
 }
 
-/// Appends the signed line: the object, then `sig` last.
-pub(crate) fn sign(
-    event: &Event,
-    id: Option<Uuid>,
-    place: Option<(&LogPlace, &str)>,
-    cfg: &FormatConfig,
-    key: &SigningKey,
-    out: &mut Vec<u8>,
-) {
-    let start = out.len();
-    render(event, id, place, cfg, out);
-    append_signature(start, key, out);
-}
-
 /// Appends the object of a checkpoint event (DECISIONS.md S27) without `sig`: a Base Event
 /// [0] of activity Other, its log in `metadata.log_name`, and in `unmapped` the signed note
 /// (`checkpoint`), the interval, and the previous size and frontier.
@@ -560,27 +546,6 @@ pub(crate) fn render_checkpoint(
         );
     });
     o.close();
-}
-
-/// Appends the signed line of a checkpoint event.
-pub(crate) fn sign_checkpoint(
-    checkpoint: &CheckpointEvent,
-    cfg: &FormatConfig,
-    key: &SigningKey,
-    out: &mut Vec<u8>,
-) {
-    let start = out.len();
-    render_checkpoint(checkpoint, cfg, out);
-    append_signature(start, key, out);
-}
-
-/// Signs the object written from `start` and appends `sig` as its last member.
-fn append_signature(start: usize, key: &SigningKey, out: &mut Vec<u8>) {
-    let signature = key.sign(&out[start..]);
-    out.pop();
-    out.extend_from_slice(b",\"sig\":\"");
-    crate::signing::push_signature_b64(&signature, out);
-    out.extend_from_slice(b"\"}");
 }
 
 /// A JSON object being written: members go in as they come, and must come in byte order of
@@ -684,6 +649,7 @@ mod tests {
     use super::*;
     use crate::event::{AuthenticationOutcome, AuthenticationType};
     use crate::ids::{OrgId, PortalId, Region};
+    use crate::signing::SigningKey;
     use crate::timestamp::Timestamp;
 
     fn key() -> SigningKey {
@@ -830,7 +796,8 @@ mod tests {
     }
 
     fn sign_event_line(event: &Event, key: &SigningKey, out: &mut Vec<u8>) {
-        sign(
+        crate::format::sign_event_with_id(
+            crate::format::Format::Ocsf,
             event,
             Some(Uuid::from_u128(42)),
             None,

@@ -3,9 +3,10 @@
 //! that still verifies.
 
 use auditrelay_core::format::{
-    Format, Record, is_control, parse_line, render_event, render_record, sign_event, sign_record,
-    verify_line,
+    Format, Record, Unsigned, is_control, parse_line, render_event, render_record, sign_event,
+    sign_event_with_id, sign_record, verify_line,
 };
+use auditrelay_core::integrity::LogPlace;
 use auditrelay_core::{
     AuthenticationOutcome, AuthenticationType, Event, EventDetail, FormatConfig, OrgId, PortalId,
     Region, SigningKey, Timestamp,
@@ -152,6 +153,41 @@ proptest! {
         render_record(format, &record, &cfg.host, &mut unsigned_record);
         prop_assert_eq!(&unsigned, &unsigned_record);
         prop_assert_eq!(&parse_line(&unsigned).unwrap().record, &record);
+    }
+
+    /// A batch's lines, signed together, are the lines signed one by one, in every format, with
+    /// and without ids and places in the log.
+    #[test]
+    fn lines_signed_together_are_the_lines_signed_alone(
+        events in proptest::collection::vec((event(), any::<Option<u128>>(), any::<Option<(u64, [u8; 32])>>()), 0..12),
+        cfg in config(),
+        format in proptest::sample::select(Format::ALL.to_vec()),
+        key in key(),
+    ) {
+        let place = |p: &Option<(u64, [u8; 32])>| p.map(|(index, leaf_hash)| LogPlace {
+            log: "auditrelay.test/log".into(),
+            index,
+            leaf_hash,
+        });
+        let mut unsigned = Unsigned::new(format, events.len());
+        let indexes: Vec<usize> = events
+            .iter()
+            .map(|(event, id, at)| {
+                unsigned.push_event(event, id.map(Uuid::from_u128), place(at).as_ref(), &cfg)
+            })
+            .collect();
+        let signatures = unsigned.sign(&key);
+        for ((event, id, at), index) in events.iter().zip(indexes) {
+            let mut together = Vec::new();
+            signatures.write(index, &mut together);
+            let mut alone = Vec::new();
+            let id = id.map(Uuid::from_u128);
+            sign_event_with_id(format, event, id, place(at).as_ref(), &cfg, &key, &mut alone);
+            prop_assert_eq!(
+                String::from_utf8_lossy(&together),
+                String::from_utf8_lossy(&alone)
+            );
+        }
     }
 
     #[test]
