@@ -10,8 +10,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use auditrelay_core::batch::{self, Batch, BatchBuilder, BatchLimits, GZIP_LEVEL, ShareBuilder};
-use auditrelay_core::format::{Format, sign_checkpoint, sign_event_with_id};
+use std::cell::OnceCell;
+
+use auditrelay_core::batch::{
+    self, Batch, BatchBuilder, BatchLimits, GZIP_LEVEL, Share, ShareBuilder,
+};
+use auditrelay_core::format::{Format, Unsigned, sign_checkpoint};
 use auditrelay_core::ids::{checkpoint_id, event_id};
 use auditrelay_core::integrity::{CheckpointEvent, event_leaf_hash};
 use auditrelay_core::kind::{Framer, RecordMeta, Stream};
@@ -295,51 +299,10 @@ fn sign_lines(
             let Some(chunk) = chunks.get(index) else {
                 return done;
             };
-            let framer = &encoding.framer;
-            let mut share = ShareBuilder::framed(index, chunk.len(), encoding.framer.frame());
-            let (mut line, mut record) = (Vec::new(), Vec::new());
-            for stored in *chunk {
-                // The event's id costs a SHA-256: worked out once, and only for a format
-                // (OCSF's `metadata.uid`) or a framing that carries it.
-                let meta = std::cell::OnceCell::new();
-                let meta = || *meta.get_or_init(|| encoding.meta(stored));
-                let sign = |out: &mut Vec<u8>| {
-                    let id = (encoding.format == Format::Ocsf).then(|| meta().id);
-                    let (format, config) = (encoding.format, &shared.format);
-                    let place = stored.place.as_ref();
-                    sign_event_with_id(format, &stored.event, id, place, config, key, out);
-                };
-                if let Some(reason) = encoding.too_old(stored, now) {
-                    share.refuse(stored.seq, reason);
-                    continue;
-                }
-                if encoding.integrity
-                    && let Some(reason) = unlike_its_leaf(stored, &meta().id)
-                {
-                    share.refuse(stored.seq, reason);
-                    continue;
-                }
-                if framer.is_lines() && encoding.max_record_bytes.is_none() {
-                    // Konnect's shape: the line is the record, written in place.
-                    share.push_with(stored.seq, sign);
-                    continue;
-                }
-                line.clear();
-                record.clear();
-                sign(&mut line);
-                framer.write_record(&meta(), &line, &mut record);
-                match encoding.max_record_bytes {
-                    Some(max) if record.len() > max => share.refuse(
-                        stored.seq,
-                        format!(
-                            "its record is {} bytes, over the receiver's limit of {max}",
-                            record.len()
-                        ),
-                    ),
-                    _ => share.push_with(stored.seq, |out| out.extend_from_slice(&record)),
-                }
-            }
-            done.push((index, share.finish(GZIP_LEVEL)));
+            done.push((
+                index,
+                encode_share(shared, encoding, key, index, chunk, now),
+            ));
         }
     };
     // Threads of their own, not this one from tokio's blocking pool: a thread's priority,
@@ -362,6 +325,73 @@ fn sign_lines(
     shares.sort_unstable_by_key(|(index, _)| *index);
     let shares = shares.into_iter().map(|(_, share)| share).collect();
     batch::join(shares, limits, encoding.framer.frame())
+}
+
+/// The share at `index` of a batch: `events`' lines rendered, signed together (DECISIONS.md
+/// S29), framed for the kind and compressed. An event refused before sending is taken without
+/// a record, in its place.
+fn encode_share(
+    shared: &Shared,
+    encoding: &Encoding,
+    key: &SigningKey,
+    index: usize,
+    events: &[StoredEvent],
+    now: Timestamp,
+) -> Share {
+    // An event's id costs a SHA-256: worked out once, and only for a format (OCSF's
+    // `metadata.uid`), a framing or a log place that needs it.
+    let metas: Vec<OnceCell<RecordMeta>> = events.iter().map(|_| OnceCell::new()).collect();
+    let meta = |i: usize| *metas[i].get_or_init(|| encoding.meta(&events[i]));
+    // Each event's line in `unsigned`, or why it is refused.
+    let mut unsigned = Unsigned::new(encoding.format, events.len());
+    let lines: Vec<Result<usize, String>> = (events.iter().enumerate())
+        .map(|(i, stored)| {
+            if let Some(reason) = encoding.too_old(stored, now) {
+                return Err(reason);
+            }
+            if encoding.integrity
+                && let Some(reason) = unlike_its_leaf(stored, &meta(i).id)
+            {
+                return Err(reason);
+            }
+            let id = (encoding.format == Format::Ocsf).then(|| meta(i).id);
+            let place = stored.place.as_ref();
+            Ok(unsigned.push_event(&stored.event, id, place, &shared.format))
+        })
+        .collect();
+    let signatures = unsigned.sign(key);
+    let framer = &encoding.framer;
+    let mut share = ShareBuilder::framed(index, events.len(), framer.frame());
+    let (mut line, mut record) = (Vec::new(), Vec::new());
+    for ((i, stored), at) in events.iter().enumerate().zip(lines) {
+        let at = match at {
+            Ok(at) => at,
+            Err(reason) => {
+                share.refuse(stored.seq, reason);
+                continue;
+            }
+        };
+        if framer.is_lines() && encoding.max_record_bytes.is_none() {
+            // Konnect's shape: the line is the record, written in place.
+            share.push_with(stored.seq, |out| signatures.write(at, out));
+            continue;
+        }
+        line.clear();
+        record.clear();
+        signatures.write(at, &mut line);
+        framer.write_record(&meta(i), &line, &mut record);
+        match encoding.max_record_bytes {
+            Some(max) if record.len() > max => share.refuse(
+                stored.seq,
+                format!(
+                    "its record is {} bytes, over the receiver's limit of {max}",
+                    record.len()
+                ),
+            ),
+            _ => share.push_with(stored.seq, |out| out.extend_from_slice(&record)),
+        }
+    }
+    share.finish(GZIP_LEVEL)
 }
 
 /// Lowers the calling thread's CPU priority (nice 10) for the signing it does.
