@@ -6,11 +6,10 @@
 //! taken into the batch without a record (DECISIONS.md D14): one older than the kind's maximum
 //! age, or whose record alone is over the kind's limits.
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use std::cell::OnceCell;
 
 use auditrelay_core::batch::{
     self, Batch, BatchBuilder, BatchLimits, GZIP_LEVEL, Share, ShareBuilder,
