@@ -1,7 +1,9 @@
 //! Pull-API entries (`GET /v3/audit-logs`): canonical bytes, the signed entry, verification.
 
 use auditrelay_core::format::VerifyError;
-use auditrelay_core::format::pull::{verify_pull_entry, write_pull_entry, write_signed_pull_entry};
+use auditrelay_core::format::pull::{
+    signed_pull_entries, verify_pull_entry, write_pull_entry, write_signed_pull_entry,
+};
 use auditrelay_core::{Event, SigningKey};
 
 use crate::support::{access, authorization, key, org_authentication, portal_authentication};
@@ -116,4 +118,25 @@ fn gateway_access_entry() {
         access(),
         r#"{"kong_initiated":false,"method":"POST","org_id":"998db3e4-5cb7-4dd5-b51c-9878096a6999","principal_id":"a3d2699a-0ed3-4417-bb10-d8e74a1513a4","query":"{\"end\":\"1684270800\",\"start\":\"1684098000\"}","signature":"s8JiVfuZgwPv0EwTla0b9EOdsnziik-oP3A9CKg0HRJidbLmU_jkknwMCS-5ECd2dv6enTkckhLIMXCMLypCAA","status_code":503,"trace_id":"3360194145499877252","ts":"2025-06-23T14:28:47.556Z","type":"gateway_access","uri":"/konnect-api/api/control_planes/1c026712/services","user_agent":"grpc-node/1.24.11 grpc-c/8.0.0 (linux; chttp2; ganges)"}"#,
     );
+}
+
+/// A page's entries signed together are the entries signed one by one.
+#[test]
+fn entries_signed_together_are_the_entries_signed_alone() {
+    let events = [
+        org_authentication(),
+        portal_authentication(),
+        authorization(),
+        access(),
+    ];
+    let together = signed_pull_entries(&events, &key());
+    assert_eq!(together.len(), events.len());
+    for (event, entry) in events.iter().zip(&together) {
+        let mut alone = Vec::new();
+        write_signed_pull_entry(event, &key(), &mut alone);
+        assert_eq!(
+            String::from_utf8_lossy(entry),
+            String::from_utf8_lossy(&alone)
+        );
+    }
 }

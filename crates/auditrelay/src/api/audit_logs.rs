@@ -13,7 +13,7 @@
 //! JSON value), since re-serializing it could change the bytes a client verifies; the key is
 //! the one that signs at the time of the request.
 
-use auditrelay_core::format::pull::write_signed_pull_entry;
+use auditrelay_core::format::pull::signed_pull_entries;
 use auditrelay_core::{EventType, Permission, Timestamp};
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -193,18 +193,18 @@ pub async fn get_audit_logs(
         size: query.size,
     };
 
-    // Signing is the expensive part (a page holds up to 1000 signatures): off the runtime.
+    // Signing is the expensive part (a page holds up to 1000 signatures, signed together,
+    // DECISIONS.md S29): off the runtime.
     let keys = state.keys.snapshot().await;
     let key = keys.signing_key_at(now).key.clone();
     let data = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(events.len());
-        for stored in &events {
-            let mut entry = Vec::with_capacity(512);
-            write_signed_pull_entry(&stored.event, &key, &mut entry);
-            let text = String::from_utf8(entry).map_err(ApiError::internal)?;
-            out.push(RawValue::from_string(text).map_err(ApiError::internal)?);
-        }
-        Ok::<_, ApiError>(out)
+        let entries = signed_pull_entries(events.iter().map(|stored| &stored.event), &key);
+        (entries.into_iter())
+            .map(|entry| {
+                let text = String::from_utf8(entry).map_err(ApiError::internal)?;
+                RawValue::from_string(text).map_err(ApiError::internal)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
     })
     .await
     .map_err(ApiError::internal)??;
