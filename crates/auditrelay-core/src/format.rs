@@ -1,11 +1,12 @@
 //! Log lines: rendering an event as CEF, JSON, CPS or OCSF, signing it, and reading our lines
 //! back.
 //!
-//! Rendering and signing are one pass over one caller-owned buffer: the unsigned form is written,
-//! its bytes are signed in place, and the signature is spliced in (DECISIONS.md D6: CEF appends
-//! ` sig=…`; JSON and the object inside CPS end with `,"sig":"…"`). Nothing is allocated per
-//! line, so the cost of a signed line is the Ed25519 signature and little else. A batch's lines
-//! are rendered first and signed together ([`Unsigned`]), which makes that signature cheaper.
+//! A line is written in three steps: what its format puts before the bytes its signature covers
+//! (CPS's `{"event":`), those bytes, and the signature spliced in where the format puts it
+//! (DECISIONS.md D6: CEF appends ` sig=…`; JSON, OCSF and the object inside CPS end with
+//! `,"sig":"…"`). One line is written in one pass over one caller-owned buffer, signed in place,
+//! with nothing allocated per line. A batch's lines are rendered first and signed together
+//! ([`Unsigned`]): the same lines, for a cheaper signature (DECISIONS.md S29).
 //!
 //! Every function appends to the buffer and writes no newline, so a batch is built by calling
 //! them in a loop with `b'\n'` pushed in between.
@@ -214,9 +215,9 @@ pub(crate) const CPS_PREFIX: &[u8] = b"{\"event\":";
 
 /// Appends the unsigned line of `event`.
 pub fn render_event(format: Format, event: &Event, cfg: &FormatConfig, out: &mut Vec<u8>) {
-    open(format, out);
-    render_signed(format, event, None, None, cfg, out);
-    seal(format, None, out);
+    write_line(format, None, out, |out| {
+        render_covered(format, event, None, None, cfg, out)
+    });
 }
 
 /// Appends the signed line of `event`.
@@ -243,11 +244,9 @@ pub fn sign_event_with_id(
     key: &SigningKey,
     out: &mut Vec<u8>,
 ) {
-    open(format, out);
-    let start = out.len();
-    render_signed(format, event, id, place, cfg, out);
-    let signature = key.sign(&out[start..]);
-    seal(format, Some(&signature), out);
+    write_line(format, Some(key), out, |out| {
+        render_covered(format, event, id, place, cfg, out)
+    });
 }
 
 /// Lines rendered one by one and signed together ([`SigningKey::sign_all`]): the same lines as
@@ -282,7 +281,7 @@ impl Unsigned {
         place: Option<&LogPlace>,
         cfg: &FormatConfig,
     ) -> usize {
-        render_signed(self.format, event, id, place, cfg, &mut self.bytes);
+        render_covered(self.format, event, id, place, cfg, &mut self.bytes);
         self.ends.push(self.bytes.len());
         self.ends.len() - 1
     }
@@ -325,10 +324,25 @@ fn open(format: Format, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends a line of `format` whose covered bytes `render` appends, signed with `key` (or
+/// unsigned without one).
+fn write_line(
+    format: Format,
+    key: Option<&SigningKey>,
+    out: &mut Vec<u8>,
+    render: impl FnOnce(&mut Vec<u8>),
+) {
+    open(format, out);
+    let start = out.len();
+    render(out);
+    let signature = key.map(|key| key.sign(&out[start..]));
+    seal(format, signature.as_ref(), out);
+}
+
 /// Appends the bytes of `event`'s line that its signature covers (DECISIONS.md D6): CEF's
 /// whole line without ` sig=…`, the JSON or OCSF object without `sig`, CPS's inner object
 /// without it.
-fn render_signed(
+fn render_covered(
     format: Format,
     event: &Event,
     id: Option<Uuid>,
@@ -360,7 +374,7 @@ fn render_view(format: Format, view: &View<'_>, host: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// Finishes the line whose signed bytes end `out`: splices `signature` in where `format` puts
+/// Finishes the line whose covered bytes end `out`: splices `signature` in where `format` puts
 /// it (CEF appends ` sig=…`; the JSON and OCSF objects, and the one inside CPS, end with
 /// `,"sig":"…"`), and closes what [`open`] opened.
 fn seal(format: Format, signature: Option<&Signature>, out: &mut Vec<u8>) {
@@ -405,17 +419,13 @@ pub fn sign_checkpoint(
     key: &SigningKey,
     out: &mut Vec<u8>,
 ) {
-    open(format, out);
-    let start = out.len();
-    match format {
+    write_line(format, Some(key), out, |out| match format {
         Format::Ocsf => ocsf::render_checkpoint(checkpoint, cfg, out),
         _ => {
             let record = record::checkpoint_record(checkpoint, cfg);
             render_view(format, &View::from_record(&record), &cfg.host, out);
         }
-    }
-    let signature = key.sign(&out[start..]);
-    seal(format, Some(&signature), out);
+    });
 }
 
 /// Appends the unsigned line of `record`; `host` is used by CEF only.
@@ -424,7 +434,10 @@ pub fn sign_checkpoint(
 /// For [`Format::Ocsf`]: a record is the content of Konnect's formats, and an OCSF line is
 /// written from its event.
 pub fn render_record(format: Format, record: &Record, host: &str, out: &mut Vec<u8>) {
-    write(format, &View::from_record(record), host, None, out);
+    let view = View::from_record(record);
+    write_line(format, None, out, |out| {
+        render_view(format, &view, host, out)
+    });
 }
 
 /// Appends the signed line of `record`; `host` is used by CEF only.
@@ -438,15 +451,10 @@ pub fn sign_record(
     key: &SigningKey,
     out: &mut Vec<u8>,
 ) {
-    write(format, &View::from_record(record), host, Some(key), out);
-}
-
-fn write(format: Format, view: &View<'_>, host: &str, key: Option<&SigningKey>, out: &mut Vec<u8>) {
-    open(format, out);
-    let start = out.len();
-    render_view(format, view, host, out);
-    let signature = key.map(|key| key.sign(&out[start..]));
-    seal(format, signature.as_ref(), out);
+    let view = View::from_record(record);
+    write_line(format, Some(key), out, |out| {
+        render_view(format, &view, host, out)
+    });
 }
 
 #[cfg(test)]

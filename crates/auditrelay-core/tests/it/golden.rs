@@ -5,10 +5,16 @@
 //! DECISIONS.md D6–D8: key order and presence per type, header and extension escaping, JSON typing,
 //! `sig` placement.
 
-use auditrelay_core::format::{Format, parse_line, sign_event, verify_line};
+use auditrelay_core::format::{
+    Format, Unsigned, parse_line, sign_checkpoint, sign_event, sign_event_with_id, verify_line,
+};
+use auditrelay_core::integrity::LogPlace;
 use auditrelay_core::{Event, FormatConfig};
+use uuid::Uuid;
 
-use crate::support::{access, authorization, key, org_authentication, portal_authentication};
+use crate::support::{
+    access, authorization, checkpoint_event, key, org_authentication, portal_authentication,
+};
 
 #[track_caller]
 fn check(format: Format, event: Event, expected: &str) {
@@ -132,4 +138,94 @@ fn configured_header() {
         text.contains(r#""event_product":"Platform","event_ts":"2025-06-23T14:28:47Z","event_vendor":"Acme","event_version":"2.1""#),
         "{text}"
     );
+}
+
+/// Lines that name their event by id (OCSF), carry a place in the tamper-evident log, or are
+/// checkpoint events, pinned as the renderer wrote them one at a time before a share's lines
+/// were signed together (DECISIONS.md S29): signed alone or together, they stay these bytes.
+#[test]
+fn ocsf_placed_and_checkpoint_lines_are_pinned() {
+    let cfg = FormatConfig::default();
+    let id = Some(Uuid::from_u128(42));
+    let place = LogPlace {
+        log: "auditrelay.test/log".into(),
+        index: 7,
+        leaf_hash: [9; 32],
+    };
+    let both = |format: Format, event: &Event, place: Option<&LogPlace>, expected: &str| {
+        let mut alone = Vec::new();
+        sign_event_with_id(format, event, id, place, &cfg, &key(), &mut alone);
+        assert_eq!(String::from_utf8_lossy(&alone), expected);
+        let mut unsigned = Unsigned::new(format, 2);
+        unsigned.push_event(&access(), None, None, &cfg);
+        let line = unsigned.push_event(event, id, place, &cfg);
+        let mut together = Vec::new();
+        unsigned.sign(&key()).write(line, &mut together);
+        assert_eq!(String::from_utf8_lossy(&together), expected);
+    };
+    let ocsf = [
+        (
+            org_authentication(),
+            "{\"activity_id\":1,\"activity_name\":\"Logon\",\"auth_protocol\":\"Personal Access Token\",\"auth_protocol_id\":99,\"category_name\":\"Identity & Access Management\",\"category_uid\":3,\"class_name\":\"Authentication\",\"class_uid\":3002,\"http_request\":{\"url\":{\"path\":\"/api/v1/personal-access-tokens/introspect\"}},\"message\":\"Login failed: token_expired (pat)\",\"metadata\":{\"correlation_uid\":\"3360194145499877252\",\"product\":{\"name\":\"Konnect\",\"vendor_name\":\"KongInc\",\"version\":\"1.0\"},\"tenant_uid\":\"998db3e4-5cb7-4dd5-b51c-9878096a6999\",\"uid\":\"00000000-0000-0000-0000-00000000002a\",\"version\":\"1.8.0\"},\"service\":{\"name\":\"Konnect\"},\"severity\":\"Informational\",\"severity_id\":1,\"src_endpoint\":{\"ip\":\"172.71.232.22\"},\"status\":\"Failure\",\"status_detail\":\"token_expired\",\"status_id\":2,\"time\":1750688927556,\"type_name\":\"Authentication: Logon\",\"type_uid\":300201,\"unmapped\":{\"authentication_type\":\"pat\"},\"user\":{\"name\":\"unknown\",\"type\":\"Unknown\",\"type_id\":0},\"sig\":\"3ixVBw-4agrDH85koTd5axXk7UvOokp1zOAZyJWnhlQaEHIOBjuJebgo-2r6LD1PvWvgLO0g2tmRnVQv85ihBw\"}",
+        ),
+        (
+            portal_authentication(),
+            "{\"activity_id\":1,\"activity_name\":\"Logon\",\"auth_protocol\":\"Basic Authentication\",\"auth_protocol_id\":11,\"category_name\":\"Identity & Access Management\",\"category_uid\":3,\"class_name\":\"Authentication\",\"class_uid\":3002,\"http_request\":{\"url\":{\"path\":\"/api/v2/developer/authenticate\"},\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64)\"},\"message\":\"Login succeeded (basic)\",\"metadata\":{\"correlation_uid\":\"3360194145499877252\",\"product\":{\"name\":\"Dev-Portal\",\"vendor_name\":\"KongInc\",\"version\":\"1.0\"},\"tenant_uid\":\"998db3e4-5cb7-4dd5-b51c-9878096a6999\",\"uid\":\"00000000-0000-0000-0000-00000000002a\",\"version\":\"1.8.0\"},\"service\":{\"name\":\"Dev-Portal\",\"uid\":\"3e551b39-227d-4297-b911-e68fd5d77c17\"},\"severity\":\"Informational\",\"severity_id\":1,\"src_endpoint\":{\"ip\":\"172.71.232.22\"},\"status\":\"Success\",\"status_detail\":\"success\",\"status_id\":1,\"time\":1750688927556,\"type_name\":\"Authentication: Logon\",\"type_uid\":300201,\"unmapped\":{\"authentication_type\":\"basic\"},\"user\":{\"name\":\"Ada Lovelace\",\"uid\":\"a3d2699a-0ed3-4417-bb10-d8e74a1513a4\"},\"sig\":\"wZwgusdhfUhtmbdQED1QoXX3w58o8VeURTF6yJhxlTGY7HxbIQhG6EjRrS-yURg6bi8z5HpULVyN39h8ilQODw\"}",
+        ),
+        (
+            authorization(),
+            "{\"activity_id\":3,\"activity_name\":\"Update\",\"actor\":{\"user\":{\"name\":\"Ops \\\"bot\\\"\\\\svc\\nline=2|x\",\"uid\":\"a3d2699a-0ed3-4417-bb10-d8e74a1513a4\"}},\"api\":{\"operation\":\"edit\",\"service\":{\"name\":\"konnect\"}},\"category_name\":\"Application Activity\",\"category_uid\":6,\"class_name\":\"API Activity\",\"class_uid\":6003,\"http_request\":{\"user_agent\":\"grpc-node-js/1.12.4\"},\"message\":\"Permission denied: edit on control-planes/7f3c|a=b (konnect)\",\"metadata\":{\"product\":{\"name\":\"Konnect\",\"vendor_name\":\"KongInc\",\"version\":\"1.0\"},\"tenant_uid\":\"998db3e4-5cb7-4dd5-b51c-9878096a6999\",\"uid\":\"00000000-0000-0000-0000-00000000002a\",\"version\":\"1.8.0\"},\"resources\":[{\"name\":\"control-planes/7f3c|a=b\"}],\"severity\":\"Medium\",\"severity_id\":3,\"src_endpoint\":{\"ip\":\"172.71.232.22\"},\"status\":\"Failure\",\"status_detail\":\"denied\",\"status_id\":2,\"time\":1750688927556,\"type_name\":\"API Activity: Update\",\"type_uid\":600303,\"unmapped\":{\"actor_id\":\"user_abcdef1234567890\",\"kong_initiated\":true},\"sig\":\"Eh9gyvXvqrljnaX2JvX3NDxLmE2azLYOoUUPcOnrJ_nyYPHdXAItCZ9lcTWaxveMBZkxxogJmp7Jc72TwZMLCQ\"}",
+        ),
+        (
+            access(),
+            "{\"activity_id\":1,\"activity_name\":\"Create\",\"actor\":{\"user\":{\"uid\":\"a3d2699a-0ed3-4417-bb10-d8e74a1513a4\"}},\"api\":{\"operation\":\"POST\"},\"category_name\":\"Application Activity\",\"category_uid\":6,\"class_name\":\"API Activity\",\"class_uid\":6003,\"http_request\":{\"http_method\":\"POST\",\"url\":{\"path\":\"/konnect-api/api/control_planes/1c026712/services\",\"query_string\":\"{\\\"end\\\":\\\"1684270800\\\",\\\"start\\\":\\\"1684098000\\\"}\"},\"user_agent\":\"grpc-node/1.24.11 grpc-c/8.0.0 (linux; chttp2; ganges)\"},\"http_response\":{\"code\":503},\"message\":\"POST /konnect-api/api/control_planes/1c026712/services answered 503\",\"metadata\":{\"correlation_uid\":\"3360194145499877252\",\"product\":{\"name\":\"Konnect\",\"vendor_name\":\"KongInc\",\"version\":\"1.0\"},\"profiles\":[\"trace\"],\"tenant_uid\":\"998db3e4-5cb7-4dd5-b51c-9878096a6999\",\"uid\":\"00000000-0000-0000-0000-00000000002a\",\"version\":\"1.8.0\"},\"severity\":\"Critical\",\"severity_id\":5,\"src_endpoint\":{\"name\":\"unknown\"},\"status\":\"Failure\",\"status_id\":2,\"time\":1750688927556,\"trace\":{\"uid\":\"3360194145499877252\"},\"type_name\":\"API Activity: Create\",\"type_uid\":600301,\"unmapped\":{\"kong_initiated\":false},\"sig\":\"px_0gWquDmK93zaY5_p2wZojonv-hU0UclJsbFw1nmEtRGRd64_5WnWAckixxH0qMlQYyJ5S2n-NSEcYCutwBg\"}",
+        ),
+    ];
+    for (event, expected) in ocsf {
+        both(Format::Ocsf, &event, None, expected);
+    }
+    let placed = [
+        (
+            Format::Cef,
+            "2025-06-23T14:28:47Z konghq.com CEF:0|KongInc|Konnect|1.0|konnect|Authz.control-planes/7f3c\\|a=b|6|rt=1750688927556 src=172.71.232.22 action=edit granted=false org_id=998db3e4-5cb7-4dd5-b51c-9878096a6999 principal_id=a3d2699a-0ed3-4417-bb10-d8e74a1513a4 actor_id=user_abcdef1234567890 kong_initiated=true trace_id= user_agent=grpc-node-js/1.12.4 principal_name=Ops \"bot\"\\\\svc\\nline\\=2|x log=auditrelay.test/log log_index=7 leaf_hash=CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk\\= sig=yrpLYkKfjOxK7CJDvWm7mBJR312hLw_7u2bkd1o1bo0dhL_-afhy23A-lf-QQzzKA1qdpUmGmNNt08j8RgQXAQ",
+        ),
+        (
+            Format::Json,
+            "{\"action\":\"edit\",\"actor_id\":\"user_abcdef1234567890\",\"cef_version\":0,\"event_class_id\":\"konnect\",\"event_product\":\"Konnect\",\"event_ts\":\"2025-06-23T14:28:47Z\",\"event_vendor\":\"KongInc\",\"event_version\":\"1.0\",\"granted\":false,\"kong_initiated\":\"true\",\"leaf_hash\":\"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\",\"log\":\"auditrelay.test/log\",\"log_index\":7,\"name\":\"Authz.control-planes/7f3c|a=b\",\"org_id\":\"998db3e4-5cb7-4dd5-b51c-9878096a6999\",\"principal_id\":\"a3d2699a-0ed3-4417-bb10-d8e74a1513a4\",\"principal_name\":\"Ops \\\"bot\\\"\\\\svc\\nline=2|x\",\"rt\":1750688927556,\"severity\":6,\"src\":\"172.71.232.22\",\"trace_id\":\"\",\"user_agent\":\"grpc-node-js/1.12.4\",\"sig\":\"7aF0deytF4oBla8EJQwXgspoMOW_1-tML8GaexhvG5C9MMKUfzIaPxpie4rNqWoD8BJ0Uf7VJ1GPqpe3afiKCw\"}",
+        ),
+        (
+            Format::Cps,
+            "{\"event\":{\"action\":\"edit\",\"actor_id\":\"user_abcdef1234567890\",\"cef_version\":0,\"event_class_id\":\"konnect\",\"event_product\":\"Konnect\",\"event_ts\":\"2025-06-23T14:28:47Z\",\"event_vendor\":\"KongInc\",\"event_version\":\"1.0\",\"granted\":false,\"kong_initiated\":\"true\",\"leaf_hash\":\"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\",\"log\":\"auditrelay.test/log\",\"log_index\":7,\"name\":\"Authz.control-planes/7f3c|a=b\",\"org_id\":\"998db3e4-5cb7-4dd5-b51c-9878096a6999\",\"principal_id\":\"a3d2699a-0ed3-4417-bb10-d8e74a1513a4\",\"principal_name\":\"Ops \\\"bot\\\"\\\\svc\\nline=2|x\",\"rt\":1750688927556,\"severity\":6,\"src\":\"172.71.232.22\",\"trace_id\":\"\",\"user_agent\":\"grpc-node-js/1.12.4\",\"sig\":\"7aF0deytF4oBla8EJQwXgspoMOW_1-tML8GaexhvG5C9MMKUfzIaPxpie4rNqWoD8BJ0Uf7VJ1GPqpe3afiKCw\"}}",
+        ),
+        (
+            Format::Ocsf,
+            "{\"activity_id\":3,\"activity_name\":\"Update\",\"actor\":{\"user\":{\"name\":\"Ops \\\"bot\\\"\\\\svc\\nline=2|x\",\"uid\":\"a3d2699a-0ed3-4417-bb10-d8e74a1513a4\"}},\"api\":{\"operation\":\"edit\",\"service\":{\"name\":\"konnect\"}},\"category_name\":\"Application Activity\",\"category_uid\":6,\"class_name\":\"API Activity\",\"class_uid\":6003,\"http_request\":{\"user_agent\":\"grpc-node-js/1.12.4\"},\"message\":\"Permission denied: edit on control-planes/7f3c|a=b (konnect)\",\"metadata\":{\"log_name\":\"auditrelay.test/log\",\"product\":{\"name\":\"Konnect\",\"vendor_name\":\"KongInc\",\"version\":\"1.0\"},\"sequence\":7,\"tenant_uid\":\"998db3e4-5cb7-4dd5-b51c-9878096a6999\",\"uid\":\"00000000-0000-0000-0000-00000000002a\",\"version\":\"1.8.0\"},\"resources\":[{\"name\":\"control-planes/7f3c|a=b\"}],\"severity\":\"Medium\",\"severity_id\":3,\"src_endpoint\":{\"ip\":\"172.71.232.22\"},\"status\":\"Failure\",\"status_detail\":\"denied\",\"status_id\":2,\"time\":1750688927556,\"type_name\":\"API Activity: Update\",\"type_uid\":600303,\"unmapped\":{\"actor_id\":\"user_abcdef1234567890\",\"kong_initiated\":true,\"leaf_hash\":\"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\"},\"sig\":\"HhpeiNejVnFPoB2Wri18IrWjt7ynUG9AHgkKXLETMJwEraCeNca6uvrF4Zx4y4qOiPpKSA8v1WUIS9uHdkhkCg\"}",
+        ),
+    ];
+    for (format, expected) in placed {
+        both(format, &authorization(), Some(&place), expected);
+    }
+    let checkpoints = [
+        (
+            Format::Cef,
+            "2025-06-23T14:29:47Z konghq.com CEF:0|KongInc|Konnect|1.0|LogCheckpoint|Log checkpoint|1|rt=1750688987000 log=auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us previous_size=2 previous_frontier=CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk\\= checkpoint_interval=60 checkpoint=auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\\n3\\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\\=\\n\\n— auditrelay/0123 AAAAAA\\=\\=\\n sig=IGB_dB2OIbakuY2USuucd6cD99wxSFxl20NgvH8j0u0OEGhDadhNmHpP2PUjLl0jddf_xqG-_Tgts2N3Mhs_Bg",
+        ),
+        (
+            Format::Json,
+            "{\"cef_version\":0,\"checkpoint\":\"auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\\n3\\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\\n\\n— auditrelay/0123 AAAAAA==\\n\",\"checkpoint_interval\":60,\"event_class_id\":\"LogCheckpoint\",\"event_product\":\"Konnect\",\"event_ts\":\"2025-06-23T14:29:47Z\",\"event_vendor\":\"KongInc\",\"event_version\":\"1.0\",\"log\":\"auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\",\"name\":\"Log checkpoint\",\"previous_frontier\":\"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\",\"previous_size\":2,\"rt\":1750688987000,\"severity\":1,\"sig\":\"olaI72_dwb18lrO1lTj4rqx0fLI58UDOERH8QCQmmLcbZ5gCAbTK7xPnqEPatrOrvHrY3C3TSV2kFiW-LgU9CA\"}",
+        ),
+        (
+            Format::Cps,
+            "{\"event\":{\"cef_version\":0,\"checkpoint\":\"auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\\n3\\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\\n\\n— auditrelay/0123 AAAAAA==\\n\",\"checkpoint_interval\":60,\"event_class_id\":\"LogCheckpoint\",\"event_product\":\"Konnect\",\"event_ts\":\"2025-06-23T14:29:47Z\",\"event_vendor\":\"KongInc\",\"event_version\":\"1.0\",\"log\":\"auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\",\"name\":\"Log checkpoint\",\"previous_frontier\":\"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\",\"previous_size\":2,\"rt\":1750688987000,\"severity\":1,\"sig\":\"olaI72_dwb18lrO1lTj4rqx0fLI58UDOERH8QCQmmLcbZ5gCAbTK7xPnqEPatrOrvHrY3C3TSV2kFiW-LgU9CA\"}}",
+        ),
+        (
+            Format::Ocsf,
+            "{\"activity_id\":99,\"activity_name\":\"Other\",\"category_name\":\"Uncategorized\",\"category_uid\":0,\"class_name\":\"Base Event\",\"class_uid\":0,\"message\":\"Checkpoint of the tamper-evident log auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\",\"metadata\":{\"log_name\":\"auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\",\"product\":{\"name\":\"Konnect\",\"vendor_name\":\"KongInc\",\"version\":\"1.0\"},\"version\":\"1.8.0\"},\"severity\":\"Informational\",\"severity_id\":1,\"time\":1750688987000,\"type_name\":\"Base Event: Other\",\"type_uid\":99,\"unmapped\":{\"checkpoint\":\"auditrelay/0123/998db3e4-5cb7-4dd5-b51c-9878096a6999/us\\n3\\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\\n\\n— auditrelay/0123 AAAAAA==\\n\",\"checkpoint_interval\":60,\"previous_frontier\":\"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\",\"previous_size\":2},\"sig\":\"Z5TMnVMGzCmz3IA0luS3D9PyNUMEVw5JDuKoo3jnG63QLY7WfDrQ1VKrxnM9torm-NL8fg7P3KIDWEeY0mm6Bw\"}",
+        ),
+    ];
+    for (format, expected) in checkpoints {
+        let mut line = Vec::new();
+        sign_checkpoint(format, &checkpoint_event(), &cfg, &key(), &mut line);
+        assert_eq!(String::from_utf8_lossy(&line), expected);
+    }
 }
