@@ -418,25 +418,7 @@ mod tests {
     use auditrelay_core::{Event, OrgId, Region, Timestamp};
 
     use super::*;
-    use crate::config::Config;
     use crate::fixtures;
-    use crate::keys::KeyRing;
-    use crate::secrets::SecretBox;
-    use crate::store::Store;
-
-    async fn shared(dir: &std::path::Path) -> Arc<Shared> {
-        let config = Config::for_data_dir(dir).unwrap();
-        Arc::new(Shared {
-            store: Store::open(&config).await.unwrap(),
-            keys: Arc::new(KeyRing::open(dir, crate::clock::now()).unwrap()),
-            secrets: Arc::new(SecretBox::open_or_create(dir).unwrap()),
-            format: config.format.to_format_config(),
-            config: config.delivery.clone(),
-            retention: config.retention.clone(),
-            policy: config.delivery.retry_policy(),
-            checkpoint_interval: config.integrity.checkpoint_interval,
-        })
-    }
 
     fn scope() -> Scope {
         Scope {
@@ -487,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_cut_short_gives_back_what_it_could_not_take() {
         let dir = tempfile::tempdir().unwrap();
-        let shared = shared(dir.path()).await;
+        let shared = Shared::for_tests(dir.path()).await;
         store(&shared, &(1..=10).collect::<Vec<_>>()).await;
         let mut ahead: Ahead<()> = Ahead::new(Arc::clone(&shared), Source::Scope(scope()));
         ahead.read(None, None, 10).await.unwrap();
@@ -510,7 +492,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_cut_short_with_batches_behind_it_reads_again_after_its_end() {
         let dir = tempfile::tempdir().unwrap();
-        let shared = shared(dir.path()).await;
+        let shared = Shared::for_tests(dir.path()).await;
         store(&shared, &(1..=20).collect::<Vec<_>>()).await;
         let mut ahead: Ahead<()> = Ahead::new(Arc::clone(&shared), Source::Scope(scope()));
         ahead.read(None, None, 20).await.unwrap();
@@ -530,7 +512,7 @@ mod tests {
     #[tokio::test]
     async fn a_window_is_read_in_event_time_order_after_a_position() {
         let dir = tempfile::tempdir().unwrap();
-        let shared = shared(dir.path()).await;
+        let shared = Shared::for_tests(dir.path()).await;
         // Stored out of time order: seq 1 is the latest event.
         store(&shared, &[5_000, 1_000, 3_000, 2_000, 4_000]).await;
         let scope = scope();

@@ -450,3 +450,103 @@ fn pick<T>(events: Vec<T>, seq: impl Fn(&T) -> i64, seqs: &[i64]) -> Vec<T> {
         .filter(|e| wanted.contains(&seq(e)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use auditrelay_core::format::sign_event_with_id;
+    use auditrelay_core::kind::Framer;
+    use auditrelay_core::{Event, OrgId};
+
+    use super::*;
+    use crate::fixtures;
+
+    /// A share's lines, signed together, are the lines signed alone, written in place (Konnect's
+    /// shape) or framed first (a kind with a record limit); an event too old for the receiver
+    /// and one whose record is over its limit are taken without a record, each with its
+    /// reason, and the others keep their order.
+    #[tokio::test]
+    async fn a_share_signs_its_lines_together_and_refuses_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::for_tests(dir.path()).await;
+        let now = clock::now();
+        let hour = 3_600_000;
+        let stored = |seq: i64, age_ms: i64, name_len: usize| StoredEvent {
+            seq,
+            event: Event {
+                principal_name: Some("n".repeat(name_len)),
+                ..fixtures::event(
+                    OrgId::from_uuid(Uuid::from_u128(1)),
+                    Timestamp::from_millis(now.as_millis() - age_ms),
+                    format!("t{seq}"),
+                )
+            },
+            place: None,
+        };
+        let keys = shared.keys.snapshot().await;
+        let key = &keys.signing_key_at(now).key;
+        for max_record_bytes in [None, Some(1_500)] {
+            let events = vec![
+                stored(1, 0, 10),
+                stored(2, 2 * hour, 10),
+                stored(3, 0, 2_000),
+                stored(4, 0, 20),
+                stored(5, 0, 30),
+            ];
+            let encoding = Arc::new(Encoding {
+                format: Format::Cef,
+                framer: Framer::lines(),
+                limits: BatchLimits::default(),
+                max_record_bytes,
+                max_age_ms: Some(hour),
+                store: Uuid::nil(),
+                endpoint: String::new(),
+                integrity: false,
+            });
+            let (batch, events) = sign_batch(&shared, &encoding, events).await;
+            let batch = batch.unwrap();
+            assert_eq!((batch.first_seq, batch.last_seq, batch.taken()), (1, 5, 5));
+            let refused: Vec<(i64, &str)> = (batch.refused.iter())
+                .map(|(seq, reason)| (*seq, reason.as_str()))
+                .collect();
+            assert_eq!(refused[0].0, 2);
+            assert!(refused[0].1.starts_with("older than the receiver accepts"));
+            let sent: &[usize] = match max_record_bytes {
+                None => {
+                    assert_eq!(refused.len(), 1, "{refused:?}");
+                    &[0, 2, 3, 4]
+                }
+                Some(_) => {
+                    assert_eq!(refused.len(), 2, "{refused:?}");
+                    assert_eq!(refused[1].0, 3);
+                    assert!(
+                        refused[1].1.starts_with("its record is ")
+                            && refused[1]
+                                .1
+                                .ends_with("bytes, over the receiver's limit of 1500"),
+                        "{}",
+                        refused[1].1
+                    );
+                    &[0, 3, 4]
+                }
+            };
+            let seqs: Vec<i64> = sent.iter().map(|&i| events[i].seq).collect();
+            assert_eq!(batch.seqs, seqs);
+
+            let mut body = String::new();
+            flate2::read::GzDecoder::new(&batch.body[..])
+                .read_to_string(&mut body)
+                .unwrap();
+            let alone: Vec<String> = (sent.iter())
+                .map(|&i| {
+                    let (mut line, format) = (Vec::new(), &shared.format);
+                    let event = &events[i].event;
+                    sign_event_with_id(Format::Cef, event, None, None, format, key, &mut line);
+                    String::from_utf8(line).unwrap()
+                })
+                .collect();
+            assert_eq!(body, alone.join("\n"));
+        }
+    }
+}

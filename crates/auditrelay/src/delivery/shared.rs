@@ -31,6 +31,25 @@ pub struct Shared {
     pub checkpoint_interval: std::time::Duration,
 }
 
+#[cfg(test)]
+impl Shared {
+    /// What delivery shares, for unit tests: a store, keys and secrets in `dir`, and the
+    /// default configuration.
+    pub async fn for_tests(dir: &std::path::Path) -> Arc<Self> {
+        let config = crate::config::Config::for_data_dir(dir).unwrap();
+        Arc::new(Self {
+            store: Store::open(&config).await.unwrap(),
+            keys: Arc::new(KeyRing::open(dir, crate::clock::now()).unwrap()),
+            secrets: Arc::new(SecretBox::open_or_create(dir).unwrap()),
+            format: config.format.to_format_config(),
+            config: config.delivery.clone(),
+            retention: config.retention.clone(),
+            policy: config.delivery.retry_policy(),
+            checkpoint_interval: config.integrity.checkpoint_interval,
+        })
+    }
+}
+
 /// A lane's, replay job's or resend's hold on its work: the lease whose fence every write it
 /// makes carries, and the signal that it must stop (the server stops, or the lease is lost or
 /// given up).
