@@ -720,6 +720,67 @@ impl WriteLock {
     }
 }
 
+/// A change that reaches the store without its signal (made beside the API, or announced by a
+/// node whose connection dropped) still reaches a lane kept busy: one that goes on with its
+/// setup while its records are written looks at the stored configuration once a second
+/// (`KEEP_UNCHECKED` in `delivery/lane.rs`). Here the destination is pointed at another
+/// receiver in the store alone, while a slow SIEM keeps the lane sending batch after batch.
+#[tokio::test]
+async fn a_busy_lane_sees_a_change_that_was_never_signalled() {
+    let app = TestApp::spawn_with(|c| {
+        dev(c);
+        c.delivery.batch_max_events = 100;
+    })
+    .await;
+    let scope = Scope {
+        org_id: app.org(),
+        region: Region::parse("us").unwrap(),
+        portal_id: None,
+    };
+    let store = app.store();
+    let (first, second) = (TestReceiver::http().await, TestReceiver::http().await);
+    // About a quarter of a second per batch: sixteen batches keep the lane busy for four
+    // seconds, with the record of the last batch being written at the start of every turn.
+    first.set_default(Behaviour::Delay(Duration::from_millis(250)));
+    bind(&app, "us", &first.url(), "cef").await;
+    let traces = ingest(&app, "us", 1600, "unsignalled").await;
+    first.wait_for_requests(1, Duration::from_secs(30)).await;
+
+    let webhook = store.get_webhook(&scope).await.unwrap().unwrap();
+    let mut destination = (store.get_destination(scope.org_id, webhook.destination_id))
+        .await
+        .unwrap()
+        .unwrap();
+    destination.endpoint = second.url();
+    destination.updated_at = now();
+    assert!(store.update_destination(&destination).await.unwrap());
+    let changed = Instant::now();
+
+    let wanted: HashSet<&str> = traces.iter().map(String::as_str).collect();
+    let lines = |receiver: &TestReceiver| -> Vec<String> {
+        (receiver.requests().iter())
+            .filter(|r| r.accepted())
+            .flat_map(|r| r.lines.clone())
+            .collect()
+    };
+    eventually(Duration::from_secs(60), || async {
+        let seen: HashSet<String> = [lines(&first), lines(&second)]
+            .concat()
+            .iter()
+            .map(|l| trace_of(l))
+            .collect();
+        wanted.iter().all(|t| seen.contains(*t)).then_some(())
+    })
+    .await;
+    let switched = (second.requests().first().map(|r| r.at))
+        .expect("every batch went to the old endpoint: the lane never looked at the stored change");
+    assert!(switched > changed);
+    assert!(
+        first.requests().iter().all(|r| r.at < switched),
+        "the old endpoint got batches after the new one did"
+    );
+}
+
 /// A lane sends its next batch while the record of the one the SIEM just took is still being
 /// written, as long as the store already holds that next batch as in flight (DECISIONS.md
 /// S3). Under ingest a record waits behind the writer's group commit: a lane that waited for
