@@ -253,13 +253,13 @@ pub fn sign_event_with_id(
 /// [`sign_event_with_id`] writes, for about four fifths of the signing CPU. A batch's shares
 /// are signed so (DECISIONS.md S29).
 ///
-/// Each line's signed bytes are kept until [`Self::sign`]; [`Signatures::write`] then appends
-/// the whole line, sealed with its signature, wherever the caller wants it.
+/// The bytes each line's signature covers are kept until [`Self::sign`]; [`Signatures::write`]
+/// then appends the whole line, sealed with its signature, wherever the caller wants it.
 pub struct Unsigned {
     format: Format,
-    /// The signed bytes of every line, one after another.
+    /// The covered bytes of every line, one after another.
     bytes: Vec<u8>,
-    /// Where each line's signed bytes end in `bytes`.
+    /// Where each line's covered bytes end in `bytes`.
     ends: Vec<usize>,
 }
 
@@ -317,7 +317,7 @@ impl Signatures<'_> {
     }
 }
 
-/// Appends what a line of `format` has before its signed bytes: CPS's `{"event":`.
+/// Appends what a line of `format` has before its covered bytes: CPS's `{"event":`.
 fn open(format: Format, out: &mut Vec<u8>) {
     if format == Format::Cps {
         out.extend_from_slice(CPS_PREFIX);
@@ -365,7 +365,7 @@ fn render_covered(
     }
 }
 
-/// Appends the signed bytes of `view`'s line in one of Konnect's formats.
+/// Appends the covered bytes of `view`'s line in one of Konnect's formats.
 fn render_view(format: Format, view: &View<'_>, host: &str, out: &mut Vec<u8>) {
     match format {
         Format::Cef => cef::render(view, host, out),
@@ -385,7 +385,7 @@ fn seal(format: Format, signature: Option<&Signature>, out: &mut Vec<u8>) {
                 push_signature_b64(signature, out);
             }
             Format::Json | Format::Cps | Format::Ocsf => {
-                // Reopen the object: the signed bytes end with its `}`, the line carries `sig`
+                // Reopen the object: the covered bytes end with its `}`, the line carries `sig`
                 // last.
                 out.pop();
                 out.extend_from_slice(b",\"sig\":\"");
