@@ -720,13 +720,8 @@ impl WriteLock {
     }
 }
 
-/// A change that reaches the store without its signal (made beside the API, or announced by a
-/// node whose connection dropped) still reaches a lane kept busy: one that goes on with its
-/// setup while its records are written looks at the stored configuration once a second
-/// (`KEEP_UNCHECKED` in `delivery/lane.rs`). Here the destination is pointed at another
-/// receiver in the store alone, while a slow SIEM keeps the lane sending batch after batch.
-#[tokio::test]
-async fn a_busy_lane_sees_a_change_that_was_never_signalled() {
+/// A server whose batches hold at most 100 events, and its organization's scope in `us`.
+async fn app_with_batches_of_100() -> (TestApp, Scope) {
     let app = TestApp::spawn_with(|c| {
         dev(c);
         c.delivery.batch_max_events = 100;
@@ -737,6 +732,17 @@ async fn a_busy_lane_sees_a_change_that_was_never_signalled() {
         region: Region::parse("us").unwrap(),
         portal_id: None,
     };
+    (app, scope)
+}
+
+/// A change that reaches the store without its signal (made beside the API, or announced by a
+/// node whose connection dropped) still reaches a lane kept busy: one that goes on with its
+/// setup while its records are written looks at the stored configuration once a second
+/// (`KEEP_UNCHECKED` in `delivery/lane.rs`). Here the destination is pointed at another
+/// receiver in the store alone, while a slow SIEM keeps the lane sending batch after batch.
+#[tokio::test]
+async fn a_busy_lane_sees_a_change_that_was_never_signalled() {
+    let (app, scope) = app_with_batches_of_100().await;
     let store = app.store();
     let (first, second) = (TestReceiver::http().await, TestReceiver::http().await);
     // About a quarter of a second per batch: sixteen batches keep the lane busy for four
@@ -789,16 +795,7 @@ async fn a_busy_lane_sees_a_change_that_was_never_signalled() {
 /// nothing past it until the store takes writes again.
 #[tokio::test]
 async fn the_next_batch_goes_while_the_record_of_the_last_waits() {
-    let app = TestApp::spawn_with(|c| {
-        dev(c);
-        c.delivery.batch_max_events = 100;
-    })
-    .await;
-    let scope = Scope {
-        org_id: app.org(),
-        region: Region::parse("us").unwrap(),
-        portal_id: None,
-    };
+    let (app, scope) = app_with_batches_of_100().await;
     let store = app.store();
     // The scope's events in `(start, through]`: every batch starts where the last one ended.
     let events_through = async |start: i64, through: Option<i64>| match through {
