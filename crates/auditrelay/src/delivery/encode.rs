@@ -267,11 +267,11 @@ impl Signing {
 /// The lines of as many `events` as fit, in one batch, signed and compressed on every core.
 ///
 /// The events are cut into shares of consecutive lines, several per thread, and each thread
-/// takes the next share until none is left, renders, signs and compresses it, so that a
-/// thread whose core is busy with something else (a store read, a send, ingest) simply takes
-/// fewer, and nothing is left to one thread at the end: the shares are joined into one gzip
-/// member as they are ([`batch::join`]). Ed25519 is deterministic, so the lines are the same
-/// as on one thread.
+/// takes the next share until none is left and encodes it ([`encode_share`]: its lines signed
+/// together), so that a thread whose core is busy with something else (a store read, a send,
+/// ingest) simply takes fewer, and nothing is left to one thread at the end: the shares are
+/// joined into one gzip member as they are ([`batch::join`]). Ed25519 is deterministic, so the
+/// lines are the same as on one thread, one at a time.
 fn sign_lines(
     shared: &Shared,
     encoding: &Encoding,
