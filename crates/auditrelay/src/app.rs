@@ -92,16 +92,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     // Counted before delivery takes work, so that its first look takes no more than a share.
     leases.count_nodes().await;
     let delivery = Delivery::start(
-        delivery::Shared {
-            store: store.clone(),
-            keys,
-            secrets,
-            format: config.format.to_format_config(),
-            config: config.delivery.clone(),
-            retention: config.retention.clone(),
-            policy: config.delivery.retry_policy(),
-            checkpoint_interval: config.integrity.checkpoint_interval,
-        },
+        delivery::Shared::new(&config, store.clone(), keys, secrets),
         &changes,
         leases.clone(),
         stopped.clone(),

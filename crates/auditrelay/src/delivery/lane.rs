@@ -3,9 +3,10 @@
 //!
 //! Each turn reads the webhook and its destination afresh (so a change applies from the next
 //! batch; while records are being written, see below, the lane keeps the one it read: a
-//! change is signalled, and the stored configuration is looked at once a second), takes the events after the cursor, renders and signs them in the
-//! destination's format into one gzip batch, makes sure the store holds the batch's range as in
-//! flight, and sends it with the retries of DECISIONS.md D3. A 2xx moves the cursor past the
+//! change is signalled, and the stored configuration is looked at once a second), takes the
+//! events after the cursor, renders and signs them in the destination's format into one gzip
+//! batch, makes sure the store holds the batch's range as in flight, and sends it with the
+//! retries of DECISIONS.md D3. A 2xx moves the cursor past the
 //! batch in the same statement that records the attempt; a final failure records it, marks the
 //! webhook `inactive` and keeps the cursor, and the lane probes with the same batch until the
 //! SIEM answers again (DECISIONS.md D4). A change to the webhook or its destination cuts a wait
@@ -364,13 +365,12 @@ impl Lane {
             }
         }
         // A change saved since this turn read its setup applies to this batch too (looked for
-        // last, after any wait for the store above). A lane that
-        // found its batch due without waiting has not looked: under load, a batch went out
-        // with extra headers a PATCH had cleared before its events were even ingested. The
-        // batch is built again (exactly its range, if it is noted in flight). The change is
-        // marked seen before the store is read, as a wait would: one saved after that read is
-        // still seen later, and another webhook's change costs a busy lane one look, not one
-        // per batch.
+        // last, after any wait for the store above). A lane that found its batch due without
+        // waiting has not looked: under load, a batch went out with extra headers a PATCH had
+        // cleared before its events were even ingested. The batch is built again (exactly its
+        // range, if it is noted in flight). The change is marked seen before the store is read,
+        // as a wait would: one saved after that read is still seen later, and another
+        // webhook's change costs a busy lane one look, not one per batch.
         if self.changes.has_changed().unwrap_or(false) {
             self.changes.borrow_and_update();
             if self.changed_since(&setup.stamp()).await {
@@ -799,10 +799,8 @@ impl Lane {
                 // recorded; a note written behind the sends never shrinks, since batches it
                 // covers may be out already.
                 let earlier = self.records.issued().filter(|issued| *issued > last);
-                let note = match (self.held_reach(), earlier) {
-                    (Some(reach), Some(earlier)) => Some(reach.max(earlier)),
-                    (reach, earlier) => reach.or(earlier),
-                };
+                // The further of the two; `None` (nothing) is below any note.
+                let note = self.held_reach().max(earlier);
                 let outcome = AttemptOutcome::Delivered {
                     through: last,
                     next_in_flight: note,

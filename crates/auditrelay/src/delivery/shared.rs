@@ -8,7 +8,7 @@ use auditrelay_core::retry::RetryPolicy;
 
 use tokio::sync::watch;
 
-use crate::config::{DeliveryConfig, RetentionConfig};
+use crate::config::{Config, DeliveryConfig, RetentionConfig};
 use crate::keys::KeyRing;
 use crate::leases::Lease;
 use crate::secrets::SecretBox;
@@ -31,22 +31,32 @@ pub struct Shared {
     pub checkpoint_interval: std::time::Duration,
 }
 
-#[cfg(test)]
 impl Shared {
-    /// What delivery shares, for unit tests: a store, keys and secrets in `dir`, and the
-    /// default configuration.
-    pub async fn for_tests(dir: &std::path::Path) -> Arc<Self> {
-        let config = crate::config::Config::for_data_dir(dir).unwrap();
-        Arc::new(Self {
-            store: Store::open(&config).await.unwrap(),
-            keys: Arc::new(KeyRing::open(dir, crate::clock::now()).unwrap()),
-            secrets: Arc::new(SecretBox::open_or_create(dir).unwrap()),
+    /// What delivery shares, from the server's configuration and what it opened.
+    pub fn new(config: &Config, store: Store, keys: Arc<KeyRing>, secrets: Arc<SecretBox>) -> Self {
+        Self {
+            store,
+            keys,
+            secrets,
             format: config.format.to_format_config(),
             config: config.delivery.clone(),
             retention: config.retention.clone(),
             policy: config.delivery.retry_policy(),
             checkpoint_interval: config.integrity.checkpoint_interval,
-        })
+        }
+    }
+
+    /// What delivery shares, for unit tests: a store, keys and secrets in `dir`, and the
+    /// default configuration.
+    #[cfg(test)]
+    pub async fn for_tests(dir: &std::path::Path) -> Arc<Self> {
+        let config = Config::for_data_dir(dir).unwrap();
+        Arc::new(Self::new(
+            &config,
+            Store::open(&config).await.unwrap(),
+            Arc::new(KeyRing::open(dir, crate::clock::now()).unwrap()),
+            Arc::new(SecretBox::open_or_create(dir).unwrap()),
+        ))
     }
 }
 
