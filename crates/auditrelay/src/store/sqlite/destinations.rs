@@ -50,7 +50,7 @@ impl SqliteStore {
                  WHERE org_id = ?1 AND (created_at, id) > (?2, ?3)
                    AND (?5 IS NULL OR name = ?5) AND (?6 IS NULL OR instr(name, ?6) > 0)
                    AND (?7 IS NULL OR portal_id = ?7)
-                 ORDER BY created_at, id LIMIT ?4",
+                 ORDER BY created_at, id LIMIT +?4",
                 after.clone().unwrap_or((i64::MIN, String::new())),
             ),
             Seek::Backward(before) => (
@@ -58,7 +58,7 @@ impl SqliteStore {
                  WHERE org_id = ?1 AND (created_at, id) < (?2, ?3)
                    AND (?5 IS NULL OR name = ?5) AND (?6 IS NULL OR instr(name, ?6) > 0)
                    AND (?7 IS NULL OR portal_id = ?7)
-                 ORDER BY created_at DESC, id DESC LIMIT ?4",
+                 ORDER BY created_at DESC, id DESC LIMIT +?4",
                 before.clone(),
             ),
         };

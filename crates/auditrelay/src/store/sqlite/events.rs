@@ -121,7 +121,7 @@ impl SqliteStore {
                    AND (?4 IS NULL OR kind = ?4)
                    AND (ts > ?6 OR seq > ?7)
                    AND (?8 IS NULL OR seq <= ?8)
-                 ORDER BY ts, seq LIMIT ?5"
+                 ORDER BY ts, seq LIMIT +?5"
             ))
             .bind(scope_id)
             .bind(q.ts_from.as_millis())
@@ -160,7 +160,7 @@ impl SqliteStore {
                    AND (?4 IS NULL OR kind = ?4)
                    AND (ts < ?6 OR seq < ?7)
                    AND (?8 IS NULL OR seq <= ?8)
-                 ORDER BY ts DESC, seq DESC LIMIT ?5"
+                 ORDER BY ts DESC, seq DESC LIMIT +?5"
             ))
             .bind(scope_id)
             .bind(q.ts_from.as_millis())
@@ -210,7 +210,7 @@ impl SqliteStore {
                 "SELECT seq, ts, kind, body FROM events
                  WHERE scope_id = (SELECT id FROM scopes WHERE org_id = ?1 AND region = ?2 AND portal_id = ?3)
                    AND seq > ?4 AND seq <= ?5
-                 ORDER BY seq LIMIT ?6"
+                 ORDER BY seq LIMIT +?6"
             ))
             .bind(scope.org_id.to_string())
             .bind(scope.region.as_str())
@@ -312,7 +312,7 @@ impl SqliteStore {
                    (SELECT seq FROM events WHERE scope_id = ?1 AND ts < ?2
                       AND seq < (SELECT max(seq) FROM events)
                       AND seq <= (SELECT coalesce(max(last_seq), 0) FROM logs WHERE scope_id = ?1)
-                    LIMIT ?3)",
+                    LIMIT +?3)",
             )
             .bind(scope)
             .bind(cutoff.as_millis())

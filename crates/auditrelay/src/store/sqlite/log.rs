@@ -230,7 +230,7 @@ impl SqliteStore {
         let query = match after {
             Some(after) => sqlx::query(
                 "SELECT * FROM checkpoints WHERE scope_id = ?1 AND id > ?2 AND size <= ?3
-                 ORDER BY id LIMIT ?4",
+                 ORDER BY id LIMIT +?4",
             )
             .bind(scope_id)
             .bind(after)
@@ -263,7 +263,7 @@ impl SqliteStore {
         let rows = sqlx::query(
             "SELECT * FROM checkpoints
              WHERE scope_id = ?1 AND signed_at >= ?2 AND signed_at <= ?3 AND id > ?4
-             ORDER BY id LIMIT ?5",
+             ORDER BY id LIMIT +?5",
         )
         .bind(scope_id)
         .bind(from.as_millis())

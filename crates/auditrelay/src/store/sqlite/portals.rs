@@ -41,12 +41,12 @@ impl SqliteStore {
         let (sql, key) = match &page.seek {
             Seek::Forward(after) => (
                 "SELECT * FROM portals WHERE org_id = ?1 AND (created_at, id) > (?2, ?3)
-                 ORDER BY created_at, id LIMIT ?4",
+                 ORDER BY created_at, id LIMIT +?4",
                 after.clone().unwrap_or((i64::MIN, String::new())),
             ),
             Seek::Backward(before) => (
                 "SELECT * FROM portals WHERE org_id = ?1 AND (created_at, id) < (?2, ?3)
-                 ORDER BY created_at DESC, id DESC LIMIT ?4",
+                 ORDER BY created_at DESC, id DESC LIMIT +?4",
                 before.clone(),
             ),
         };

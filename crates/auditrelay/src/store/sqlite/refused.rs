@@ -41,14 +41,14 @@ impl SqliteStore {
                 "SELECT r.*, e.ts AS event_ts FROM refused_events r
                    JOIN scopes s ON s.id = r.scope_id LEFT JOIN events e ON e.seq = r.seq
                  WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND r.seq > ?4
-                 ORDER BY r.seq ASC LIMIT ?5",
+                 ORDER BY r.seq ASC LIMIT +?5",
                 after.as_ref().map_or(i64::MIN, |(key, _)| *key),
             ),
             Seek::Backward((key, _)) => (
                 "SELECT r.*, e.ts AS event_ts FROM refused_events r
                    JOIN scopes s ON s.id = r.scope_id LEFT JOIN events e ON e.seq = r.seq
                  WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND r.seq < ?4
-                 ORDER BY r.seq DESC LIMIT ?5",
+                 ORDER BY r.seq DESC LIMIT +?5",
                 *key,
             ),
         };
@@ -102,7 +102,7 @@ impl SqliteStore {
             "SELECT r.seq FROM refused_events r JOIN scopes s ON s.id = r.scope_id
              WHERE s.org_id = ? AND s.region = ? AND s.portal_id = ?
                AND r.resend_requested_at IS NOT NULL
-             ORDER BY r.seq LIMIT ?",
+             ORDER BY r.seq LIMIT +?",
         )
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())

@@ -59,7 +59,7 @@ impl SqliteStore {
         sqlx::query(
             "DELETE FROM replay_history WHERE scope_id = ?1 AND id NOT IN
                  (SELECT id FROM replay_history WHERE scope_id = ?1
-                  ORDER BY updated_at DESC, id DESC LIMIT ?2)",
+                  ORDER BY updated_at DESC, id DESC LIMIT +?2)",
         )
         .bind(scope)
         .bind(REPLAY_HISTORY)
@@ -99,7 +99,7 @@ impl SqliteStore {
             "SELECT h.*, s.org_id, s.region, s.portal_id
              FROM replay_history h JOIN scopes s ON s.id = h.scope_id
              WHERE s.org_id = ? AND s.region = ? AND s.portal_id = ?
-             ORDER BY h.updated_at DESC, h.id DESC LIMIT ?",
+             ORDER BY h.updated_at DESC, h.id DESC LIMIT +?",
         )
         .bind(scope.org_id.to_string())
         .bind(scope.region.as_str())

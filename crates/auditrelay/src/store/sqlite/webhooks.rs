@@ -150,7 +150,7 @@ impl SqliteStore {
             Seek::Forward(after) => (
                 "SELECT a.* FROM delivery_attempts a JOIN scopes s ON s.id = a.scope_id
                  WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND a.id < ?4
-                 ORDER BY a.id DESC LIMIT ?5",
+                 ORDER BY a.id DESC LIMIT +?5",
                 after
                     .as_ref()
                     .map_or(i64::MAX, |(key, _)| key.saturating_neg()),
@@ -158,7 +158,7 @@ impl SqliteStore {
             Seek::Backward((key, _)) => (
                 "SELECT a.* FROM delivery_attempts a JOIN scopes s ON s.id = a.scope_id
                  WHERE s.org_id = ?1 AND s.region = ?2 AND s.portal_id = ?3 AND a.id > ?4
-                 ORDER BY a.id ASC LIMIT ?5",
+                 ORDER BY a.id ASC LIMIT +?5",
                 key.saturating_neg(),
             ),
         };
