@@ -4,7 +4,8 @@
 //!
 //! An event the receiver would refuse for sure, or drop unseen, is refused here instead and
 //! taken into the batch without a record (DECISIONS.md D14): one older than the kind's maximum
-//! age, or whose record alone is over the kind's limits.
+//! age, or whose record alone is over the kind's limits. (A batch that waits is looked at again
+//! before each attempt: `InHand::refuse_aged`.)
 
 use std::cell::OnceCell;
 use std::collections::HashSet;

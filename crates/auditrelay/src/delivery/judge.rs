@@ -58,6 +58,30 @@ impl InHand {
         self.batch.events == 0
     }
 
+    /// Called before each attempt: refuses the records that grew older than the receiver
+    /// accepts while the batch waited (for a retry, or for the SIEM through an inactive
+    /// webhook's probes), as signing refuses them (DECISIONS.md D14), and signs the rest anew.
+    /// Sent as they were, the receiver would take them with the rest and drop them unseen
+    /// (Datadog past 18 hours), and they would count as delivered.
+    pub async fn refuse_aged(&mut self, shared: &Arc<Shared>) {
+        let Some(max_age) = self.encoding.max_age_ms else {
+            return;
+        };
+        let oldest = crate::clock::now().as_millis().saturating_sub(max_age);
+        let records: HashSet<i64> = self.batch.seqs.iter().copied().collect();
+        let aged = (self.events.iter())
+            .any(|e| records.contains(&e.seq) && e.event.ts.as_millis() < oldest);
+        if !aged {
+            return;
+        }
+        let events = std::mem::take(&mut self.events);
+        let seqs = self.batch.seqs.clone();
+        let (batch, events) = narrow(shared, &self.encoding, events, &seqs).await;
+        self.refused.extend(batch.refused.iter().cloned());
+        (self.batch, self.events) = (batch, events);
+        self.narrowed += 1;
+    }
+
     /// Sends the batch once for `sender` (the identity its `Idempotency-Key` is made from), and
     /// judges the answer.
     pub async fn attempt(
@@ -269,5 +293,79 @@ async fn await_ack(
                 pause = (pause * 2).min(MAX_ACK_POLL);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use auditrelay_core::batch::BatchLimits;
+    use auditrelay_core::format::Format;
+    use auditrelay_core::kind::Framer;
+    use auditrelay_core::{OrgId, Timestamp};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::delivery::encode::sign_batch;
+    use crate::{clock, fixtures};
+
+    /// A batch signed while its events were young enough, kept past the receiver's age limit
+    /// for a retry: before it goes again its aged records are refused, with signing's reason,
+    /// and the rest are signed anew, under a key of their own. One with none aged stays as it is.
+    #[tokio::test]
+    async fn records_that_aged_while_their_batch_waited_are_refused_before_it_goes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::for_tests(dir.path()).await;
+        let now = clock::now();
+        let hour = 3_600_000;
+        let stored = |seq: i64, age_ms: i64| StoredEvent {
+            seq,
+            event: fixtures::event(
+                OrgId::from_uuid(Uuid::from_u128(1)),
+                Timestamp::from_millis(now.as_millis() - age_ms),
+                format!("t{seq}"),
+            ),
+            place: None,
+        };
+        let encoding = |max_age_ms: Option<i64>| {
+            Arc::new(Encoding {
+                format: Format::Cef,
+                framer: Framer::lines(),
+                limits: BatchLimits::default(),
+                max_record_bytes: None,
+                max_age_ms,
+                store: Uuid::nil(),
+                endpoint: String::new(),
+                integrity: false,
+            })
+        };
+        let events = vec![stored(1, 0), stored(2, 2 * hour), stored(3, 0)];
+        // Signed with no limit, as when the second event was still young enough for an hour's.
+        let (batch, events) = sign_batch(&shared, &encoding(None), events).await;
+        let mut hand = InHand::new(batch.unwrap(), encoding(Some(hour)), events);
+        assert_eq!(hand.batch.seqs, [1, 2, 3]);
+
+        hand.refuse_aged(&shared).await;
+        assert_eq!(hand.batch.seqs, [1, 3]);
+        assert_eq!(hand.batch.events, 2);
+        assert_eq!(hand.refused.len(), 1, "{:?}", hand.refused);
+        assert_eq!(hand.refused[0].0, 2);
+        assert!(
+            hand.refused[0]
+                .1
+                .starts_with("older than the receiver accepts")
+        );
+        // The batch still took all three: one is refused, not left for another batch.
+        assert_eq!(hand.batch.taken(), 3);
+        let seqs: Vec<i64> = hand.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(
+            hand.narrowed, 1,
+            "a narrower body goes under a key of its own"
+        );
+
+        let body = hand.batch.body.clone();
+        hand.refuse_aged(&shared).await;
+        assert_eq!((hand.narrowed, hand.refused.len()), (1, 1));
+        assert_eq!(hand.batch.body, body);
     }
 }

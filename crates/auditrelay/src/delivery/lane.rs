@@ -622,6 +622,7 @@ impl Lane {
         let started = Instant::now();
         let mut retries = 0;
         loop {
+            built.hand.refuse_aged(&self.shared).await;
             if built.hand.is_spent() {
                 // Every event left was refused before sending: nothing goes out.
                 let endpoint = &built.hand.encoding.endpoint;

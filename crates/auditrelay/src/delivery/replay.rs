@@ -319,6 +319,7 @@ async fn send(
     let hand = &mut signed.hand;
     let mut retries = 0;
     loop {
+        hand.refuse_aged(shared).await;
         if hand.is_spent() {
             // Every event left was refused before sending: nothing goes out.
             return Ok(());

@@ -116,7 +116,11 @@ async fn step(
     let endpoint = hand.encoding.endpoint.clone();
     let sender = format!("resend/{run}");
     let mut retries = 0;
-    while !hand.is_spent() {
+    loop {
+        hand.refuse_aged(shared).await;
+        if hand.is_spent() {
+            break;
+        }
         if !owner.lease.wait_held().await {
             return Ok(false);
         }

@@ -568,6 +568,54 @@ async fn datadog_gets_arrays_of_at_most_1000_and_old_events_are_refused_not_drop
     expect_json(resp, StatusCode::ACCEPTED).await;
 }
 
+/// A batch waiting for its retry is looked at again before it goes: events that grew older
+/// than Datadog takes meanwhile are refused then, not sent for Datadog to drop unseen.
+#[tokio::test]
+async fn datadog_events_that_age_past_18_hours_during_a_retry_are_refused_not_dropped() {
+    let scene = Scene::new(TestSiem::start(SiemKind::Datadog).await).await;
+    let settings = json!({"service": "kong-audit"});
+    scene
+        .bind("datadog", &scene.siem.url(""), Some(TOKEN), settings)
+        .await;
+    // The first attempt, well within five seconds, takes the aging events while they are
+    // young enough; the retry, eight seconds on, finds them past 18 hours.
+    scene.siem.script([Fault::Status(503, Some("8"))]);
+    let edge = now().saturating_sub_millis(18 * 3_600_000 - 5_000);
+    let aging = ["aging-0", "aging-1"].map(String::from);
+    let traces: Vec<String> = (aging.iter().cloned())
+        .chain((0..3).map(|i| format!("fresh-{i}")))
+        .collect();
+    // In one request, so in one commit and one batch.
+    let events: Vec<Value> = (traces.iter().enumerate())
+        .map(|(i, t)| portal_login(if i < 2 { edge } else { now() }, scene.portal, t))
+        .collect();
+    let app = &scene.app;
+    let resp = app
+        .ingest_ndjson("/us/v1/events", &app.admin, ndjson(&events))
+        .await;
+    expect_json(resp, StatusCode::ACCEPTED).await;
+    let reasons = scene.settled(&traces).await;
+
+    let requests = scene.siem.requests();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 202], "{}", summary(&scene.siem));
+    let sent = |r: &crate::support::siem::SiemRequest| {
+        let entries: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+        entries.len()
+    };
+    assert_eq!(sent(&requests[0]), 5, "the first attempt took every event");
+    assert_eq!(sent(&requests[1]), 3, "the retry took only the fresh ones");
+    assert_ne!(
+        requests[0].header("idempotency-key"),
+        requests[1].header("idempotency-key"),
+        "a narrower body goes under a key of its own"
+    );
+    assert_eq!(reasons.keys().cloned().collect::<Vec<_>>(), aging);
+    let too_old = |r: &String| r.starts_with("older than the receiver accepts");
+    assert!(reasons.values().all(too_old), "{reasons:?}");
+    assert_eq!(scene.siem.dropped_old(), 0, "Datadog dropped an old event");
+}
+
 #[tokio::test]
 async fn sumo_logic_gets_lines_with_its_headers_and_honours_retry_after() {
     let scene = Scene::new(TestSiem::start(SiemKind::SumoLogic).await).await;
