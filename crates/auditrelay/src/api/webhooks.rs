@@ -544,10 +544,12 @@ async fn plan_inline(
         Some(webhook) => Some(bound_destination(state, webhook).await?),
         None => None,
     };
-    let endpoint = fields
-        .endpoint
-        .clone()
-        .or_else(|| base.as_ref().map(|d| d.endpoint.clone()));
+    // A Sumo Logic endpoint given back as answers show it, masked, is the saved one (the
+    // body's own text: `fields` holds it parsed, which encodes the mask's brackets).
+    let masked = (body.endpoint.as_deref())
+        .is_some_and(|given| base.as_ref().is_some_and(|d| d.shows_endpoint_as(given)));
+    let given = fields.endpoint.clone().filter(|_| !masked);
+    let endpoint = (given.clone()).or_else(|| base.as_ref().map(|d| d.endpoint.clone()));
     let authorization = match (&fields.authorization, &base) {
         (Some(value), _) => Some(value.clone()),
         (None, Some(base)) => Some(
@@ -618,7 +620,7 @@ async fn plan_inline(
     let kind = base
         .as_ref()
         .map_or(Kind::Webhook, |base| base.kind.clone());
-    if fields.endpoint.is_some() {
+    if given.is_some() {
         problems.endpoint_of(kind.name(), &endpoint);
     }
     if let Some(given) = fields

@@ -893,3 +893,47 @@ async fn kinds_through_the_api() {
         .await;
     expect_json(resp, StatusCode::OK).await;
 }
+
+/// A v2 write that gives the Sumo Logic endpoint back as answers show it, masked, keeps the
+/// saved one, as a v3 update does: saved as shown, every delivery after it would fail.
+#[tokio::test]
+async fn a_v2_write_of_the_masked_sumo_logic_endpoint_keeps_the_saved_one() {
+    let app = TestApp::spawn_with(dev).await;
+    let endpoint = "https://e.sumologic.com/receiver/v1/http/secret-token";
+    let body = json!({"name": "sumo", "endpoint": endpoint, "kind": "sumo_logic"});
+    let created = expect_json(
+        app.post("/v3/audit-log-destinations", &app.admin, body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    crate::support::bind_webhook(&app, "/us/v3/audit-log-webhook", id, true).await;
+    let shown = expect_json(
+        app.get("/us/v2/audit-log-webhook", &app.admin).await,
+        StatusCode::OK,
+    )
+    .await;
+    let masked = shown["endpoint"].as_str().unwrap().to_owned();
+    assert!(!masked.contains("secret-token"), "{shown}");
+
+    let again = json!({"endpoint": masked, "enabled": true, "log_format": "json"});
+    let resp = app
+        .request(
+            Method::PATCH,
+            "/us/v2/audit-log-webhook",
+            Some(&app.admin),
+            Some(again),
+        )
+        .await;
+    let answered = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(answered["endpoint"], masked.as_str());
+    let region = auditrelay_core::Region::parse("us").unwrap();
+    let managed = app
+        .store()
+        .get_managed_destination(app.org(), &region)
+        .await
+        .unwrap()
+        .expect("the v2 write made the webhook's own destination");
+    assert_eq!(managed.endpoint, endpoint);
+}
