@@ -551,6 +551,15 @@ fn name_filter(query: Option<&str>) -> Result<DestinationFilter, ApiError> {
     };
     let mut filter = DestinationFilter::default();
     for (key, value) in pairs {
+        // No name holds one (names are refused with them), and PostgreSQL refuses a NUL in
+        // text: a client's mistake, not a query to run.
+        if key.starts_with("filter[name]") && value.chars().any(char::is_control) {
+            return Err(bad(
+                &key,
+                "invalid",
+                "holds a control character, as no name does",
+            ));
+        }
         match key.as_str() {
             "filter[name]" | "filter[name][eq]" => filter.equals = Some(value),
             "filter[name][contains]" => filter.contains = Some(value),

@@ -45,8 +45,16 @@ pub fn encode_cursor<K: Serialize>(key: &K) -> String {
 }
 
 /// The key inside a cursor from [`encode_cursor`]; `None` for anything else.
+///
+/// A key holding a NUL (`\u0000`, the only way JSON writes one) is never ours: no name, id
+/// or time we sort by holds one. Taken, it would reach PostgreSQL, which refuses a NUL in
+/// text, and the client's mistake would be answered as our fault.
 pub fn decode_cursor<K: DeserializeOwned>(cursor: &str) -> Option<K> {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()
+    let json = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    if json.windows(6).any(|w| w == b"\\u0000") {
+        return None;
+    }
+    serde_json::from_slice(&json).ok()
 }
 
 /// How a list answers pagination parameters it cannot use.

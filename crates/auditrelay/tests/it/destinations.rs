@@ -727,6 +727,9 @@ async fn list_page_requests_it_cannot_use_still_get_a_documented_answer() {
         ("page[size]=abc", 100, 3),
         ("page[after]=not-a-cursor", 100, 0),
         ("page[before]=not-a-cursor", 100, 0),
+        // A cursor of ours in form, holding a NUL: PostgreSQL would refuse it in text.
+        ("page[after]=WzAsIlx1MDAwMCJd", 100, 0),
+        ("page[before]=WzAsIlx1MDAwMCJd", 100, 0),
         ("page[number]=2", 100, 3),
     ] {
         for version in ["v2", "v3"] {
@@ -738,6 +741,17 @@ async fn list_page_requests_it_cannot_use_still_get_a_documented_answer() {
             assert_eq!(page["data"].as_array().unwrap().len(), count, "{path}");
             assert!(page["meta"]["next"].is_null(), "{path}");
         }
+    }
+    // A filter holding a NUL (no name holds one, and PostgreSQL refuses one in text) is the
+    // client's mistake: a 400 naming it, never a 500.
+    for (query, field) in [
+        ("filter[name]=%00", "filter[name]"),
+        ("filter[name][contains]=a%00b", "filter[name][contains]"),
+    ] {
+        let path = format!("/v3/audit-log-destinations?{query}");
+        let problem =
+            expect_problem(app.get(&path, &app.admin).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(invalid_fields(&problem)[0].0, field, "{problem}");
     }
     app.stop().await;
 }
