@@ -1171,11 +1171,12 @@ impl Store {
         backend!(self, s => s.active_replay_jobs().await)
     }
 
-    /// Makes `job` the scope's job, unless its current one is still in progress (`false`):
-    /// the check and the write are one statement. The job it replaces goes to the scope's
+    /// Makes each of `jobs` its scope's job, all or none: `false`, with nothing changed, when
+    /// one scope's current job is still in progress (checked in the write itself, so a PUT
+    /// that lost a race to another changes nothing). Each job replaced goes to its scope's
     /// history (the newest 20 are kept).
-    pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
-        backend!(self, s => s.replace_replay_job(job).await)
+    pub async fn replace_replay_jobs(&self, jobs: &[ReplayJob]) -> Result<bool> {
+        backend!(self, s => s.replace_replay_jobs(jobs).await)
     }
 
     /// The scope's past jobs, newest first.

@@ -243,9 +243,8 @@ async fn start_jobs(
         return Err(webhook_not_enabled());
     }
     let now = clock::now();
-    let mut first = None;
-    for scope in ready {
-        let job = ReplayJob {
+    let jobs: Vec<ReplayJob> = (ready.into_iter())
+        .map(|scope| ReplayJob {
             scope,
             id: Uuid::new_v4(),
             start_at,
@@ -260,15 +259,17 @@ async fn start_jobs(
             failure_reason: None,
             resume: None,
             through_seq: None,
-        };
-        // Another PUT may have won since the check above.
-        if !state.store.replace_replay_job(&job).await? {
-            return Err(running());
-        }
-        first.get_or_insert(job);
+        })
+        .collect();
+    // Every region's job or none: another PUT may have won since the check above.
+    if !state.store.replace_replay_jobs(&jobs).await? {
+        return Err(running());
     }
     state.delivery.notify();
-    Ok(first.expect("at least one scope is ready"))
+    Ok(jobs
+        .into_iter()
+        .next()
+        .expect("at least one scope is ready"))
 }
 
 async fn get_org(state: AppState, caller: Caller) -> Result<Json<ReplayJobResponse>, ApiError> {

@@ -474,7 +474,12 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
     };
     let fenced = fence(&store).await;
     let mut current = job(ReplayStatus::Accepted);
-    assert!(store.replace_replay_job(&current).await.unwrap());
+    assert!(
+        store
+            .replace_replay_jobs(std::slice::from_ref(&current))
+            .await
+            .unwrap()
+    );
     for status in [
         ReplayStatus::Accepted,
         ReplayStatus::Pending,
@@ -485,7 +490,10 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
         current.status = status;
         assert!(store.save_replay_job(&fenced, &current).await.unwrap());
         let next = job(ReplayStatus::Accepted);
-        let replaced = store.replace_replay_job(&next).await.unwrap();
+        let replaced = store
+            .replace_replay_jobs(std::slice::from_ref(&next))
+            .await
+            .unwrap();
         assert_eq!(replaced, !status.in_progress(), "{status:?}");
         if replaced {
             current = next;
@@ -493,6 +501,90 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
         }
     }
     store.close().await;
+}
+
+/// A PUT for every region starts every region's job or none (docs/API.md): the store takes
+/// them in one write, refused whole when one region's job is still in progress, as when another
+/// PUT won the race after the API's check. On SQLite, and on PostgreSQL where it is installed.
+#[tokio::test]
+async fn the_jobs_of_several_regions_are_replaced_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = vec![Config::for_data_dir(&dir.path().join("sqlite")).unwrap()];
+    if let Some(database) = crate::support::postgres::database().await {
+        let mut config = Config::for_data_dir(&dir.path().join("postgres")).unwrap();
+        config.store.url = database.url.parse().unwrap();
+        configs.push(config);
+    }
+    for config in configs {
+        let store = Store::open(&config).await.unwrap();
+        let (org, _) = store.ensure_default_org("default", now()).await.unwrap();
+        let job = |region: &str| ReplayJob {
+            scope: Scope {
+                org_id: org.id,
+                region: Region::parse(region).unwrap(),
+                portal_id: None,
+            },
+            id: Uuid::new_v4(),
+            start_at: now(),
+            end_at: now(),
+            status: ReplayStatus::Accepted,
+            updated_at: now(),
+            events_total: None,
+            events_sent: 0,
+            batches_sent: 0,
+            started_at: None,
+            finished_at: None,
+            failure_reason: None,
+            resume: None,
+            through_seq: None,
+        };
+        let fenced = fence(&store).await;
+        // The US job has ended; the EU job is in progress. (The US scope is made first: on
+        // PostgreSQL the scopes are taken in the order of their ids.)
+        let mut us = job("us");
+        assert!(
+            store
+                .replace_replay_jobs(std::slice::from_ref(&us))
+                .await
+                .unwrap()
+        );
+        us.status = ReplayStatus::Completed;
+        assert!(store.save_replay_job(&fenced, &us).await.unwrap());
+        let eu = job("eu");
+        assert!(
+            store
+                .replace_replay_jobs(std::slice::from_ref(&eu))
+                .await
+                .unwrap()
+        );
+
+        let both = [job("us"), job("eu")];
+        assert!(!store.replace_replay_jobs(&both).await.unwrap());
+        let kept = store.get_replay_job(&us.scope).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.id, kept.status),
+            (us.id, ReplayStatus::Completed),
+            "the US job was replaced although the EU one could not be"
+        );
+        assert!(
+            store
+                .replay_history(&us.scope, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Once the EU job has ended too, both are replaced.
+        let mut eu = eu;
+        eu.status = ReplayStatus::Failed;
+        assert!(store.save_replay_job(&fenced, &eu).await.unwrap());
+        assert!(store.replace_replay_jobs(&both).await.unwrap());
+        for job in &both {
+            let now_job = store.get_replay_job(&job.scope).await.unwrap().unwrap();
+            assert_eq!(now_job.id, job.id);
+        }
+        store.close().await;
+    }
 }
 
 /// While a job runs (its SIEM hangs), a PUT is Konnect's 409; RBAC as for webhooks; a portal

@@ -7,6 +7,7 @@
 //! newest version when it had to wait for another writer's lock.
 
 use auditrelay_core::Timestamp;
+use sqlx::PgConnection;
 
 use super::PgStore;
 use super::leases::check_fence;
@@ -44,83 +45,24 @@ impl PgStore {
         rows.iter().map(rows::replay_job).collect()
     }
 
-    pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
-        // Made and committed on its own, like an append's scopes (see `events::ScopeIds`); a
-        // refused replacement leaves the scope's row, which is harmless: rows are never deleted.
-        let scope = self.scope_id(&job.scope).await?;
-        let mut tx = PoolTx::begin(&self.pool).await?;
-        // The current job, locked until commit: another node's replacement waits here, and then
-        // sees this one's job, so two PUTs can never both replace an ended job (nor move it to
-        // the history twice). Saves and cancels of the job wait too, so the row copied to the
-        // history below is the one this decision was made on.
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM replay_jobs WHERE scope_id = $1 FOR UPDATE")
-                .bind(scope)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if current
-            .as_deref()
-            .and_then(ReplayStatus::parse)
-            .is_some_and(ReplayStatus::in_progress)
-        {
-            // A job is in progress: nothing changes. Nothing was written, so committing only
-            // releases the lock, and keeps the connection (a dropped transaction closes it).
-            tx.commit().await?;
-            return Ok(false);
+    pub async fn replace_replay_jobs(&self, jobs: &[ReplayJob]) -> Result<bool> {
+        // Made and committed on their own, like an append's scopes (see `events::ScopeIds`); a
+        // refused replacement leaves the scopes' rows, which is harmless: rows are never deleted.
+        let mut scoped = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            scoped.push((self.scope_id(&job.scope).await?, job));
         }
-        // The job being replaced, if it has ended, goes to the history; the newest
-        // REPLAY_HISTORY stay.
-        sqlx::query(
-            "INSERT INTO replay_history
-                 (id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
-                  batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
-                  through_seq)
-             SELECT id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
-                    batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
-                    through_seq
-             FROM replay_jobs WHERE scope_id = $1 AND status IN ('completed', 'failed')
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(scope)
-        .execute(&mut *tx)
-        .await?;
-        // `COLLATE "C"`: ties are broken by the id's bytes, as SQLite does, whatever the
-        // database's collation.
-        sqlx::query(
-            "DELETE FROM replay_history WHERE scope_id = $1 AND id NOT IN
-                 (SELECT id FROM replay_history WHERE scope_id = $1
-                  ORDER BY updated_at DESC, id COLLATE \"C\" DESC LIMIT $2)",
-        )
-        .bind(scope)
-        .bind(REPLAY_HISTORY)
-        .execute(&mut *tx)
-        .await?;
-        // The WHERE of the upsert is still the "one job at a time" rule: with no row to lock
-        // above, two nodes may both get here, and the second one's upsert waits for the first's
-        // row and then finds its job in progress.
-        let done = sqlx::query(
-            "INSERT INTO replay_jobs (scope_id, id, start_at, end_at, status, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (scope_id) DO UPDATE SET
-                 id = excluded.id, start_at = excluded.start_at, end_at = excluded.end_at,
-                 status = excluded.status, updated_at = excluded.updated_at,
-                 events_total = NULL, events_sent = 0, batches_sent = 0, started_at = NULL,
-                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL,
-                 through_seq = NULL
-             WHERE replay_jobs.status IN ('completed', 'failed')",
-        )
-        .bind(scope)
-        .bind(job.id.to_string())
-        .bind(job.start_at.as_millis())
-        .bind(job.end_at.as_millis())
-        .bind(job.status.as_str())
-        .bind(job.updated_at.as_millis())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            // A job is in progress: nothing changes, the history included (dropping the
-            // transaction rolls it back).
-            return Ok(false);
+        // Locked in one order, so that two PUTs over the same scopes wait for each other
+        // rather than deadlock.
+        scoped.sort_by_key(|(scope, _)| *scope);
+        let mut tx = PoolTx::begin(&self.pool).await?;
+        for (scope, job) in scoped {
+            if !replace(&mut tx, scope, job).await? {
+                // A job is in progress: nothing changes, the history and the other scopes'
+                // jobs included.
+                tx.rollback().await;
+                return Ok(false);
+            }
         }
         tx.commit().await?;
         Ok(true)
@@ -226,4 +168,75 @@ impl PgStore {
         .await?;
         Ok((n as u64, newest.unwrap_or(0)))
     }
+}
+
+/// Makes `job` the job of the scope `scope` in the transaction on `conn`, unless the scope's
+/// job is in progress (`false`, and the caller rolls back).
+async fn replace(conn: &mut PgConnection, scope: i64, job: &ReplayJob) -> Result<bool> {
+    // The current job, locked until commit: another node's replacement waits here, and then
+    // sees this one's job, so two PUTs can never both replace an ended job (nor move it to
+    // the history twice). Saves and cancels of the job wait too, so the row copied to the
+    // history below is the one this decision was made on.
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT status FROM replay_jobs WHERE scope_id = $1 FOR UPDATE")
+            .bind(scope)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if current
+        .as_deref()
+        .and_then(ReplayStatus::parse)
+        .is_some_and(ReplayStatus::in_progress)
+    {
+        return Ok(false);
+    }
+    // The job being replaced, if it has ended, goes to the history; the newest
+    // REPLAY_HISTORY stay.
+    sqlx::query(
+        "INSERT INTO replay_history
+                 (id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                  batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                  through_seq)
+             SELECT id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                    batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                    through_seq
+             FROM replay_jobs WHERE scope_id = $1 AND status IN ('completed', 'failed')
+             ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(scope)
+    .execute(&mut *conn)
+    .await?;
+    // `COLLATE "C"`: ties are broken by the id's bytes, as SQLite does, whatever the
+    // database's collation.
+    sqlx::query(
+        "DELETE FROM replay_history WHERE scope_id = $1 AND id NOT IN
+                 (SELECT id FROM replay_history WHERE scope_id = $1
+                  ORDER BY updated_at DESC, id COLLATE \"C\" DESC LIMIT $2)",
+    )
+    .bind(scope)
+    .bind(REPLAY_HISTORY)
+    .execute(&mut *conn)
+    .await?;
+    // The WHERE of the upsert is still the "one job at a time" rule: with no row to lock
+    // above, two nodes may both get here, and the second one's upsert waits for the first's
+    // row and then finds its job in progress.
+    let done = sqlx::query(
+        "INSERT INTO replay_jobs (scope_id, id, start_at, end_at, status, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (scope_id) DO UPDATE SET
+                 id = excluded.id, start_at = excluded.start_at, end_at = excluded.end_at,
+                 status = excluded.status, updated_at = excluded.updated_at,
+                 events_total = NULL, events_sent = 0, batches_sent = 0, started_at = NULL,
+                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL,
+                 through_seq = NULL
+             WHERE replay_jobs.status IN ('completed', 'failed')",
+    )
+    .bind(scope)
+    .bind(job.id.to_string())
+    .bind(job.start_at.as_millis())
+    .bind(job.end_at.as_millis())
+    .bind(job.status.as_str())
+    .bind(job.updated_at.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -1,6 +1,7 @@
 //! Replay jobs in SQLite: one row per scope.
 
 use auditrelay_core::Timestamp;
+use sqlx::SqliteConnection;
 
 use super::events::scope_id;
 use super::tx::PoolTx;
@@ -37,58 +38,15 @@ impl SqliteStore {
         rows.iter().map(rows::replay_job).collect()
     }
 
-    pub async fn replace_replay_job(&self, job: &ReplayJob) -> Result<bool> {
+    pub async fn replace_replay_jobs(&self, jobs: &[ReplayJob]) -> Result<bool> {
         let mut conn = PoolTx::begin(&self.pool).await?;
-        let scope = scope_id(&mut conn, &job.scope).await?;
-        // The job being replaced, if it has ended, goes to the history; the newest
-        // REPLAY_HISTORY stay.
-        sqlx::query(
-            "INSERT INTO replay_history
-                 (id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
-                  batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
-                  through_seq)
-             SELECT id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
-                    batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
-                    through_seq
-             FROM replay_jobs WHERE scope_id = ?1 AND status IN ('completed', 'failed')
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(scope)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "DELETE FROM replay_history WHERE scope_id = ?1 AND id NOT IN
-                 (SELECT id FROM replay_history WHERE scope_id = ?1
-                  ORDER BY updated_at DESC, id DESC LIMIT +?2)",
-        )
-        .bind(scope)
-        .bind(REPLAY_HISTORY)
-        .execute(&mut *conn)
-        .await?;
-        // The WHERE of the upsert is the "one job at a time" rule, checked in the write itself.
-        let done = sqlx::query(
-            "INSERT INTO replay_jobs (scope_id, id, start_at, end_at, status, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (scope_id) DO UPDATE SET
-                 id = excluded.id, start_at = excluded.start_at, end_at = excluded.end_at,
-                 status = excluded.status, updated_at = excluded.updated_at,
-                 events_total = NULL, events_sent = 0, batches_sent = 0, started_at = NULL,
-                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL,
-                 through_seq = NULL
-             WHERE replay_jobs.status IN ('completed', 'failed')",
-        )
-        .bind(scope)
-        .bind(job.id.to_string())
-        .bind(job.start_at.as_millis())
-        .bind(job.end_at.as_millis())
-        .bind(job.status.as_str())
-        .bind(job.updated_at.as_millis())
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != 1 {
-            // A job is in progress: nothing changes, the history included.
-            conn.rollback().await;
-            return Ok(false);
+        for job in jobs {
+            if !replace(&mut conn, job).await? {
+                // A job is in progress: nothing changes, the history and the other scopes'
+                // jobs included.
+                conn.rollback().await;
+                return Ok(false);
+            }
         }
         conn.commit().await?;
         Ok(true)
@@ -189,4 +147,56 @@ impl SqliteStore {
         .await?;
         Ok((n as u64, newest.unwrap_or(0)))
     }
+}
+
+/// Makes `job` its scope's job in the transaction on `conn`, unless the scope's job is in
+/// progress (`false`, and the caller rolls back).
+async fn replace(conn: &mut SqliteConnection, job: &ReplayJob) -> Result<bool> {
+    let scope = scope_id(conn, &job.scope).await?;
+    // The job being replaced, if it has ended, goes to the history; the newest
+    // REPLAY_HISTORY stay.
+    sqlx::query(
+        "INSERT INTO replay_history
+                 (id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                  batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                  through_seq)
+             SELECT id, scope_id, start_at, end_at, status, updated_at, events_total, events_sent,
+                    batches_sent, started_at, finished_at, failure_reason, resume_ts, resume_seq,
+                    through_seq
+             FROM replay_jobs WHERE scope_id = ?1 AND status IN ('completed', 'failed')
+             ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(scope)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM replay_history WHERE scope_id = ?1 AND id NOT IN
+                 (SELECT id FROM replay_history WHERE scope_id = ?1
+                  ORDER BY updated_at DESC, id DESC LIMIT +?2)",
+    )
+    .bind(scope)
+    .bind(REPLAY_HISTORY)
+    .execute(&mut *conn)
+    .await?;
+    // The WHERE of the upsert is the "one job at a time" rule, checked in the write itself.
+    let done = sqlx::query(
+        "INSERT INTO replay_jobs (scope_id, id, start_at, end_at, status, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (scope_id) DO UPDATE SET
+                 id = excluded.id, start_at = excluded.start_at, end_at = excluded.end_at,
+                 status = excluded.status, updated_at = excluded.updated_at,
+                 events_total = NULL, events_sent = 0, batches_sent = 0, started_at = NULL,
+                 finished_at = NULL, failure_reason = NULL, resume_ts = NULL, resume_seq = NULL,
+                 through_seq = NULL
+             WHERE replay_jobs.status IN ('completed', 'failed')",
+    )
+    .bind(scope)
+    .bind(job.id.to_string())
+    .bind(job.start_at.as_millis())
+    .bind(job.end_at.as_millis())
+    .bind(job.status.as_str())
+    .bind(job.updated_at.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
