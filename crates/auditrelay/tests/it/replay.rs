@@ -442,6 +442,26 @@ async fn bad_windows_are_400s_naming_the_field() {
     app.stop().await;
 }
 
+/// A job for `scope` as a PUT makes it: accepted, over an empty window ending now.
+fn new_job(scope: Scope) -> ReplayJob {
+    ReplayJob {
+        scope,
+        id: Uuid::new_v4(),
+        start_at: now(),
+        end_at: now(),
+        status: ReplayStatus::Accepted,
+        updated_at: now(),
+        events_total: None,
+        events_sent: 0,
+        batches_sent: 0,
+        started_at: None,
+        finished_at: None,
+        failure_reason: None,
+        resume: None,
+        through_seq: None,
+    }
+}
+
 /// One job at a time: the store refuses a new job while the current one is accepted, pending or
 /// running (the API's 409), and takes it once it ended.
 #[tokio::test]
@@ -457,20 +477,8 @@ async fn one_job_at_a_time_in_every_in_progress_state() {
         portal_id: None,
     };
     let job = |status| ReplayJob {
-        scope: scope.clone(),
-        id: Uuid::new_v4(),
-        start_at: now(),
-        end_at: now(),
         status,
-        updated_at: now(),
-        events_total: None,
-        events_sent: 0,
-        batches_sent: 0,
-        started_at: None,
-        finished_at: None,
-        failure_reason: None,
-        resume: None,
-        through_seq: None,
+        ..new_job(scope.clone())
     };
     let fenced = fence(&store).await;
     let mut current = job(ReplayStatus::Accepted);
@@ -518,25 +526,12 @@ async fn the_jobs_of_several_regions_are_replaced_all_or_none() {
     for config in configs {
         let store = Store::open(&config).await.unwrap();
         let (org, _) = store.ensure_default_org("default", now()).await.unwrap();
-        let job = |region: &str| ReplayJob {
-            scope: Scope {
+        let job = |region: &str| {
+            new_job(Scope {
                 org_id: org.id,
                 region: Region::parse(region).unwrap(),
                 portal_id: None,
-            },
-            id: Uuid::new_v4(),
-            start_at: now(),
-            end_at: now(),
-            status: ReplayStatus::Accepted,
-            updated_at: now(),
-            events_total: None,
-            events_sent: 0,
-            batches_sent: 0,
-            started_at: None,
-            finished_at: None,
-            failure_reason: None,
-            resume: None,
-            through_seq: None,
+            })
         };
         let fenced = fence(&store).await;
         // The US job has ended; the EU job is in progress. (The US scope is made first: on
