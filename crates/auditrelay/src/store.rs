@@ -658,6 +658,28 @@ pub struct ReplayJob {
     pub through_seq: Option<i64>,
 }
 
+impl ReplayJob {
+    /// The job a PUT makes: new, accepted, with no progress yet.
+    pub fn accepted(scope: Scope, start_at: Timestamp, end_at: Timestamp, now: Timestamp) -> Self {
+        Self {
+            scope,
+            id: Uuid::new_v4(),
+            start_at,
+            end_at,
+            status: ReplayStatus::Accepted,
+            updated_at: now,
+            events_total: None,
+            events_sent: 0,
+            batches_sent: 0,
+            started_at: None,
+            finished_at: None,
+            failure_reason: None,
+            resume: None,
+            through_seq: None,
+        }
+    }
+}
+
 /// Which destinations a list shows: Konnect's `filter[name]` (exact, or containing a
 /// substring), and for a portal admin only its portal's.
 #[derive(Debug, Clone, Default)]

@@ -13,7 +13,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::auth::Caller;
 use super::error::{ApiError, InvalidParameter, Problem};
@@ -21,7 +20,7 @@ use super::json::ApiJson;
 use super::portal_webhooks::portal_scope;
 use super::webhooks::{org_scope_to_read, org_scopes_to_write};
 use crate::state::AppState;
-use crate::store::{Destination, ReplayJob, ReplayStatus, Scope};
+use crate::store::{Destination, ReplayJob, Scope};
 use crate::{clock, human};
 
 const RESOURCE: &str = "audit-log-replay-job";
@@ -244,22 +243,7 @@ async fn start_jobs(
     }
     let now = clock::now();
     let jobs: Vec<ReplayJob> = (ready.into_iter())
-        .map(|scope| ReplayJob {
-            scope,
-            id: Uuid::new_v4(),
-            start_at,
-            end_at,
-            status: ReplayStatus::Accepted,
-            updated_at: now,
-            events_total: None,
-            events_sent: 0,
-            batches_sent: 0,
-            started_at: None,
-            finished_at: None,
-            failure_reason: None,
-            resume: None,
-            through_seq: None,
-        })
+        .map(|scope| ReplayJob::accepted(scope, start_at, end_at, now))
         .collect();
     // Every region's job or none: another PUT may have won since the check above.
     if !state.store.replace_replay_jobs(&jobs).await? {

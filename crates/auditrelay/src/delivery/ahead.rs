@@ -413,8 +413,6 @@ impl<T> Ahead<T> {
 #[cfg(test)]
 mod tests {
     use auditrelay_core::batch::BatchLimits;
-    use auditrelay_core::format::Format;
-    use auditrelay_core::kind::Framer;
     use auditrelay_core::{Event, OrgId, Region, Timestamp};
 
     use super::*;
@@ -447,19 +445,11 @@ mod tests {
 
     /// Konnect's lines, at most 10 per batch and `max_bytes`.
     fn encoding(max_bytes: usize) -> Arc<Encoding> {
-        Arc::new(Encoding {
-            format: Format::Cef,
-            framer: Framer::lines(),
-            limits: BatchLimits {
-                max_events: 10,
-                max_bytes,
-            },
-            max_record_bytes: None,
-            max_age_ms: None,
-            store: uuid::Uuid::nil(),
-            endpoint: String::new(),
-            integrity: false,
-        })
+        let limits = BatchLimits {
+            max_events: 10,
+            max_bytes,
+        };
+        Encoding::cef_lines(limits, None, None)
     }
 
     fn seqs(events: &[StoredEvent]) -> Vec<i64> {

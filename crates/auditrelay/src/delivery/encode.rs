@@ -89,6 +89,25 @@ impl Encoding {
         })
     }
 
+    /// Konnect's CEF lines under `limits`, for the delivery stage's unit tests.
+    #[cfg(test)]
+    pub fn cef_lines(
+        limits: BatchLimits,
+        max_record_bytes: Option<usize>,
+        max_age_ms: Option<i64>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            format: Format::Cef,
+            framer: Framer::lines(),
+            limits,
+            max_record_bytes,
+            max_age_ms,
+            store: Uuid::nil(),
+            endpoint: String::new(),
+            integrity: false,
+        })
+    }
+
     /// The record metadata of `event`.
     pub fn meta(&self, stored: &StoredEvent) -> RecordMeta {
         RecordMeta {
@@ -457,7 +476,6 @@ mod tests {
     use std::io::Read as _;
 
     use auditrelay_core::format::sign_event_with_id;
-    use auditrelay_core::kind::Framer;
     use auditrelay_core::{Event, OrgId};
 
     use super::*;
@@ -495,16 +513,8 @@ mod tests {
                 stored(4, 0, 20),
                 stored(5, 0, 30),
             ];
-            let encoding = Arc::new(Encoding {
-                format: Format::Cef,
-                framer: Framer::lines(),
-                limits: BatchLimits::default(),
-                max_record_bytes,
-                max_age_ms: Some(hour),
-                store: Uuid::nil(),
-                endpoint: String::new(),
-                integrity: false,
-            });
+            let encoding =
+                Encoding::cef_lines(BatchLimits::default(), max_record_bytes, Some(hour));
             let (batch, events) = sign_batch(&shared, &encoding, events).await;
             let batch = batch.unwrap();
             assert_eq!((batch.first_seq, batch.last_seq, batch.taken()), (1, 5, 5));

@@ -68,10 +68,19 @@ impl InHand {
             return;
         };
         let oldest = crate::clock::now().as_millis().saturating_sub(max_age);
+        let aged = |e: &&StoredEvent| e.event.ts.as_millis() < oldest;
+        // Usually none is: the records are looked up only then (events refused when signed
+        // are aged too, and stay in `events`).
+        if !self.events.iter().any(|e| aged(&e)) {
+            return;
+        }
         let records: HashSet<i64> = self.batch.seqs.iter().copied().collect();
-        let aged = (self.events.iter())
-            .any(|e| records.contains(&e.seq) && e.event.ts.as_millis() < oldest);
-        if !aged {
+        if !self
+            .events
+            .iter()
+            .filter(aged)
+            .any(|e| records.contains(&e.seq))
+        {
             return;
         }
         let events = std::mem::take(&mut self.events);
@@ -299,8 +308,6 @@ async fn await_ack(
 #[cfg(test)]
 mod tests {
     use auditrelay_core::batch::BatchLimits;
-    use auditrelay_core::format::Format;
-    use auditrelay_core::kind::Framer;
     use auditrelay_core::{OrgId, Timestamp};
     use uuid::Uuid;
 
@@ -326,18 +333,7 @@ mod tests {
             ),
             place: None,
         };
-        let encoding = |max_age_ms: Option<i64>| {
-            Arc::new(Encoding {
-                format: Format::Cef,
-                framer: Framer::lines(),
-                limits: BatchLimits::default(),
-                max_record_bytes: None,
-                max_age_ms,
-                store: Uuid::nil(),
-                endpoint: String::new(),
-                integrity: false,
-            })
-        };
+        let encoding = |max_age_ms| Encoding::cef_lines(BatchLimits::default(), None, max_age_ms);
         let events = vec![stored(1, 0), stored(2, 2 * hour), stored(3, 0)];
         // Signed with no limit, as when the second event was still young enough for an hour's.
         let (batch, events) = sign_batch(&shared, &encoding(None), events).await;

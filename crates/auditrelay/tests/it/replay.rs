@@ -442,24 +442,9 @@ async fn bad_windows_are_400s_naming_the_field() {
     app.stop().await;
 }
 
-/// A job for `scope` as a PUT makes it: accepted, over an empty window ending now.
+/// A job for `scope` as a PUT makes it, over an empty window ending now.
 fn new_job(scope: Scope) -> ReplayJob {
-    ReplayJob {
-        scope,
-        id: Uuid::new_v4(),
-        start_at: now(),
-        end_at: now(),
-        status: ReplayStatus::Accepted,
-        updated_at: now(),
-        events_total: None,
-        events_sent: 0,
-        batches_sent: 0,
-        started_at: None,
-        finished_at: None,
-        failure_reason: None,
-        resume: None,
-        through_seq: None,
-    }
+    ReplayJob::accepted(scope, now(), now(), now())
 }
 
 /// One job at a time: the store refuses a new job while the current one is accepted, pending or
