@@ -356,15 +356,27 @@ async fn next_checkpoint(
         ))
     };
     let mut frontier = match previous {
-        Some(p) if p.frontier.root() != p.root => {
-            return Err(inconsistent(
-                "the last checkpoint's frontier does not make its root",
-            ));
+        Some(p) => {
+            // The row's size, root and frontier are columns anyone with the database can
+            // change along with the log; only its note is signed. A tree that is not the one
+            // the note signs is not extended.
+            let signed =
+                Checkpoint::open(&p.note, signer.name(), signer.public_key()).map_err(|e| {
+                    inconsistent(&format!(
+                        "the last checkpoint's note does not open under the checkpoint key ({e})"
+                    ))
+                })?;
+            let note = (&signed.origin, signed.size, signed.root);
+            if note != (&origin, p.size(), p.root) || p.frontier.root() != p.root {
+                return Err(inconsistent(
+                    "the last checkpoint's stored tree is not the one its note signs",
+                ));
+            }
+            if p.size() > head.size() {
+                return Err(inconsistent("the log is smaller than its last checkpoint"));
+            }
+            p.frontier.clone()
         }
-        Some(p) if p.size() > head.size() => {
-            return Err(inconsistent("the log is smaller than its last checkpoint"));
-        }
-        Some(p) => p.frontier.clone(),
         None => Frontier::new(),
     };
     extend_from_chunks(store, &head.scope, &mut frontier, head.size()).await?;

@@ -319,10 +319,11 @@ fn view(checkpoint: &StoredCheckpoint) -> Result<CheckpointView, ApiError> {
         .map_or("", |(text, _)| text);
     let signed = Checkpoint::parse(&format!("{text}\n"))
         .map_err(|_| ApiError::internal("a stored checkpoint note does not parse"))?;
+    // Size and root as the note signs them: the row's columns are unsigned.
     Ok(CheckpointView {
         origin: signed.origin,
-        size: checkpoint.size(),
-        root: STANDARD.encode(checkpoint.root),
+        size: signed.size,
+        root: STANDARD.encode(signed.root),
         signed_at: checkpoint.signed_at.to_rfc3339_millis(),
         previous_size: checkpoint.previous_size,
         note: checkpoint.note.clone(),

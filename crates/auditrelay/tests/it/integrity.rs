@@ -388,6 +388,15 @@ async fn proofs_outlive_the_events_and_their_leaves() {
     let later = now().saturating_add_millis(DAY_MS);
     let keep_cutoff = now().saturating_sub_millis(DAY_MS);
     assert_eq!(store.prune_log(later, keep_cutoff).await.unwrap(), 1);
+    // A webhook whose cursor stayed inside the emptied chunk (its SIEM was away for longer
+    // than `keep_leaves`) has delivered the leaves before the chunk: the chunk's events are
+    // gone, and its lane goes on past them instead of failing on the chunk.
+    let fresh_seq = store.events_to_deliver(&scope, 0, None, 1).await.unwrap()[0].seq;
+    let first_seq = fresh_seq - 300;
+    let through = |seq| store.log_leaves_through(&scope, seq);
+    assert_eq!(through(first_seq + 49).await.unwrap(), 0);
+    assert_eq!(through(first_seq + 127).await.unwrap(), 128);
+    assert_eq!(through(first_seq + 149).await.unwrap(), 150);
     assert!(
         integrity::inclusion(&store, &scope, 10, None)
             .await
@@ -495,6 +504,72 @@ async fn no_checkpoint_is_signed_over_a_changed_leaf() {
     assert!(refused.is_err(), "{refused:?}");
     let latest = store.latest_checkpoint(&scope).await.unwrap().unwrap();
     assert_eq!(latest.size(), 20, "nothing signed after the change");
+    store.close().await;
+}
+
+/// Someone with the database, not the checkpoint key, puts a whole other log in place of one
+/// (here another scope's, which is consistent in itself) and makes its last checkpoint's row
+/// agree with it. The row's tree is not what its note signs: nothing is signed on top of it.
+#[tokio::test]
+async fn no_checkpoint_is_signed_over_a_log_rewritten_with_its_checkpoint_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let signer = NoteSigner::new(installation_name(&store.identity()), &[5; 32]);
+    let interval = Duration::from_secs(60);
+    let (victim, template) = (OrgId::new_v4(), OrgId::new_v4());
+    for (org, trace) in [(victim, "v"), (template, "t")] {
+        let events: Vec<Event> = (0..20)
+            .map(|i| stored_authorization(org, now(), &format!("{trace}{i}")))
+            .collect();
+        store.append_events(events).await.unwrap();
+        integrity::integrate(&store).await.unwrap();
+        // One checkpoint each: the victim's first (id 1), then the template's (id 2).
+        let signed = integrity::checkpoint_all(&store, &signer, interval, now()).await;
+        assert_eq!(signed.unwrap(), 1);
+    }
+    for (org, trace) in [(victim, "v-after"), (template, "t-after")] {
+        let event = stored_authorization(org, now(), trace);
+        store.append_events(vec![event]).await.unwrap();
+    }
+    integrity::integrate(&store).await.unwrap();
+
+    let db = dir.path().join("auditrelay.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    for statement in [
+        "UPDATE logs SET (size, last_seq, frontier) = \
+         (SELECT size, last_seq, frontier FROM logs WHERE scope_id = \
+          (SELECT scope_id FROM checkpoints WHERE id = 2)) \
+         WHERE scope_id = (SELECT scope_id FROM checkpoints WHERE id = 1)",
+        "DELETE FROM log_chunks WHERE scope_id = (SELECT scope_id FROM checkpoints WHERE id = 1)",
+        "INSERT INTO log_chunks SELECT (SELECT scope_id FROM checkpoints WHERE id = 1), number, \
+         first_seq, last_seq, last_ts, root, seqs, hashes FROM log_chunks \
+         WHERE scope_id = (SELECT scope_id FROM checkpoints WHERE id = 2)",
+        "UPDATE checkpoints SET (root, frontier) = \
+         (SELECT root, frontier FROM checkpoints WHERE id = 2) WHERE id = 1",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+
+    let later = now().saturating_add_millis(61_000);
+    let refused = integrity::checkpoint_all(&store, &signer, interval, later).await;
+    let why = refused
+        .expect_err("the rewritten log is not signed")
+        .to_string();
+    assert!(why.contains("not the one its note signs"), "{why}");
+    let latest = store.latest_checkpoint(&us(victim)).await.unwrap().unwrap();
+    assert_eq!(latest.id, 1, "nothing signed over the rewritten log");
+    let untouched = store
+        .latest_checkpoint(&us(template))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.size(), 21, "the other log goes on");
     store.close().await;
 }
 
