@@ -1384,7 +1384,8 @@ impl Store {
         backend!(self, s => s.log_reach(scope).await)
     }
 
-    /// How many leaves of a scope's log are events up to `seq`.
+    /// How many leaves of a scope's log are events up to `seq`: where retention emptied the
+    /// chunk `seq` falls in, the leaves before that chunk.
     pub async fn log_leaves_through(&self, scope: &Scope, seq: i64) -> Result<u64> {
         backend!(self, s => s.log_leaves_through(scope, seq).await)
     }

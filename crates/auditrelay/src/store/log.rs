@@ -152,8 +152,8 @@ pub(super) fn chunk(row: &impl Columns) -> Result<Option<Chunk>> {
         .map_err(|e| StoreError::Corrupt(format!("log chunk {number}: {e}")))
 }
 
-/// How many leaves of a log are events up to `seq`, from the row of the last chunk whose first
-/// event is at or before it (`None`: no chunk is, so none).
+/// How many leaves of a log are events up to `seq`, at least, from the row of the last chunk
+/// whose first event is at or before it (`None`: no chunk is, so none).
 pub(super) fn leaves_through(row: Option<&impl Columns>, seq: i64) -> Result<u64> {
     let Some(row) = row else {
         return Ok(0);
@@ -166,11 +166,13 @@ pub(super) fn leaves_through(row: Option<&impl Columns>, seq: i64) -> Result<u64
             .map_or(CHUNK_LEAVES, |h| h.len() as u64 / 32);
         return Ok(number * CHUNK_LEAVES + held);
     }
-    let chunk = chunk(row)?.ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "log chunk {number} was emptied while its events were not delivered"
-        ))
-    })?;
+    let Some(chunk) = chunk(row)? else {
+        // Retention emptied it while its events waited (an outage longer than `keep_leaves`):
+        // they are gone, and where `seq` falls among them is not known any more. Counted as
+        // none, a checkpoint over them waits until delivery is past the chunk, which the next
+        // batch is: the events after it are the next to go.
+        return Ok(number * CHUNK_LEAVES);
+    };
     let within = chunk.seqs.partition_point(|s| *s <= seq) as u64;
     Ok(chunk.first_index() + within)
 }
