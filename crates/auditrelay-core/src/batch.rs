@@ -49,7 +49,8 @@ impl Default for BatchLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
     pub open: &'a [u8],
-    /// Never empty, and never the start of a record.
+    /// Never the start of a record; empty only where each record says its own length
+    /// (syslog's octet counting).
     pub separator: &'static [u8],
     pub close: &'a [u8],
 }
@@ -359,10 +360,11 @@ pub fn join(shares: Vec<Share>, limits: BatchLimits, frame: Frame<'_>) -> Option
         frame.open.len() + shares.iter().map(|s| s.plain.len()).sum::<usize>() + frame.close.len();
     // Joined as they are only if the separators are where the batch needs them: none before the
     // first record, one before every other (a share without a record would break that).
-    let laid_out = shares
-        .iter()
-        .enumerate()
-        .all(|(i, share)| share.records > 0 && share.plain.starts_with(frame.separator) == (i > 0));
+    // (Records that carry their own length have no separator: nothing to check then.)
+    let laid_out = shares.iter().enumerate().all(|(i, share)| {
+        share.records > 0
+            && (frame.separator.is_empty() || share.plain.starts_with(frame.separator) == (i > 0))
+    });
     let fits = events <= limits.max_events && (bytes <= limits.max_bytes || events == 1);
     if !(laid_out && fits) {
         return rebuild(shares, limits, frame);
@@ -748,6 +750,32 @@ mod tests {
             }
         }
         (join(shares, limits, frame), serial.finish())
+    }
+
+    /// Records that follow one another with nothing between them (syslog's octet counting)
+    /// are joined as compressed too, not compressed again in one piece.
+    #[test]
+    fn shares_of_records_without_a_separator_are_joined_as_they_are() {
+        const COUNTED: Frame<'static> = Frame {
+            open: b"",
+            separator: b"",
+            close: b"",
+        };
+        let lines: Vec<Vec<u8>> = (0..40)
+            .map(|i| format!("{} <110>1 record {i}", 15 + i.to_string().len()).into_bytes())
+            .collect();
+        let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let (joined, serial) =
+            both_ways(&lines, &[10, 25], BatchLimits::default(), COUNTED, |_| {
+                false
+            });
+        let joined = joined.unwrap();
+        assert_eq!(shape(&joined), shape(&serial.unwrap()));
+        assert_eq!(gunzip(&joined.body), lines.concat());
+        let flushes = (joined.body.windows(4))
+            .filter(|w| w == &[0, 0, 0xff, 0xff])
+            .count();
+        assert!(flushes >= 3, "{flushes} sync flushes: compressed again");
     }
 
     #[test]
