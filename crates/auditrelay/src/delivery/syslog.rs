@@ -23,7 +23,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use auditrelay_core::endpoint::{is_localhost, is_non_public};
@@ -87,11 +86,24 @@ struct State {
 
 struct Live {
     writer: WriteHalf<TlsStream<TcpStream>>,
-    /// Set by the reading task when the receiver closes or the connection fails.
-    closed: Arc<AtomicBool>,
-    /// How it ended, when the reading task was told (a TLS alert, a reset).
-    why: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set by the reading task when the receiver closes or the connection fails: when, and
+    /// how (a close, a TLS alert, a reset).
+    ended: Arc<std::sync::Mutex<Option<Ended>>>,
     reader: JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Ended {
+    at: Instant,
+    why: String,
+}
+
+impl Live {
+    fn ended(&self) -> Option<Ended> {
+        (self.ended.lock())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Drop for Live {
@@ -107,24 +119,29 @@ struct Written {
 
 impl State {
     fn is_open(&self) -> bool {
-        self.live
-            .as_ref()
-            .is_some_and(|l| !l.closed.load(Ordering::Acquire))
+        self.live.as_ref().is_some_and(|l| l.ended().is_none())
     }
 
-    /// Lets go of the batches the open connection has held long enough.
+    /// Lets go of the batches the connection held open long enough after them: until now
+    /// while it is open, until it ended once it has. (Asked only when the next batch comes, a
+    /// connection that ended in between still confirms what it held for long enough before.)
     fn confirm(&mut self) {
-        if !self.is_open() {
+        let Some(live) = &self.live else {
             return;
-        }
-        while let Some(oldest) = self.tail.front() {
-            if oldest.at.elapsed() < CONFIRM_AFTER {
-                break;
-            }
+        };
+        let held_until = live.ended().map_or_else(Instant::now, |e| e.at);
+        for _ in 0..confirmed(&self.tail, held_until) {
+            let oldest = self.tail.pop_front().expect("counted among the tail");
             self.tail_bytes -= oldest.bytes.len();
-            self.tail.pop_front();
         }
     }
+}
+
+/// How many of `tail`'s oldest batches a connection held open until `held_until` confirms.
+fn confirmed(tail: &VecDeque<Written>, held_until: Instant) -> usize {
+    tail.iter()
+        .take_while(|w| w.at + CONFIRM_AFTER <= held_until)
+        .count()
 }
 
 impl SyslogClient {
@@ -353,24 +370,14 @@ async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Fa
     if !settings.allow_private_endpoints && addrs.iter().any(|a| is_non_public(a.ip())) {
         return Err((TransportError::Refused, PRIVATE.to_owned()));
     }
-    let mut last = None;
-    let mut tcp = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                tcp = Some(stream);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let Some(tcp) = tcp else {
-        let why = last.map_or_else(|| "no address".to_owned(), |e| e.to_string());
-        return Err((
+    // Each address gets its share of the connect timeout, as hyper gives them for HTTP.
+    let each = settings.connect_timeout / u32::try_from(addrs.len()).unwrap_or(u32::MAX).max(1);
+    let tcp = connect_first(&addrs, each).await.map_err(|why| {
+        (
             TransportError::Connect,
             format!("could not connect to {host}:{port}: {why}"),
-        ));
-    };
+        )
+    })?;
     let socket = socket2::SockRef::from(&tcp);
     // Unacknowledged bytes close the connection after USER_TIMEOUT (see the module comment);
     // keepalives find a receiver that vanished while nothing was being sent.
@@ -402,40 +409,32 @@ async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Fa
             )
         })?;
     let (mut reader, writer) = tokio::io::split(tls);
-    let closed = Arc::new(AtomicBool::new(false));
-    let why = Arc::new(std::sync::Mutex::new(None));
+    let ended = Arc::new(std::sync::Mutex::new(None));
     let reader = tokio::spawn({
-        let (closed, why) = (Arc::clone(&closed), Arc::clone(&why));
+        let ended = Arc::clone(&ended);
         async move {
             // A syslog receiver sends nothing: a read ends only when the connection does.
             let mut buf = [0u8; 512];
-            let ended = loop {
+            let why = loop {
                 match reader.read(&mut buf).await {
                     Ok(0) => break "the receiver closed the connection".to_owned(),
                     Ok(_) => {}
                     Err(e) => break format!("the connection failed: {e}"),
                 }
             };
-            if let Ok(mut why) = why.lock() {
-                *why = Some(ended);
-            }
-            closed.store(true, Ordering::Release);
+            let at = Instant::now();
+            *ended
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Ended { at, why });
         }
     });
     let live = Live {
         writer,
-        closed,
-        why,
+        ended,
         reader,
     };
     tokio::time::sleep((handshake.elapsed() * 2).clamp(SETTLE_MIN, SETTLE_MAX)).await;
-    if live.closed.load(Ordering::Acquire) {
-        let why = live
-            .why
-            .lock()
-            .ok()
-            .and_then(|w| w.clone())
-            .unwrap_or_default();
+    if let Some(Ended { why, .. }) = live.ended() {
         return Err((
             TransportError::Tls,
             format!(
@@ -444,6 +443,22 @@ async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Fa
         ));
     }
     Ok(live)
+}
+
+/// A TCP connection to the first of `addrs` that takes one within `each`, or why none did.
+/// Without a time of its own, an address that drops every packet (a firewalled IPv6, a dead
+/// collector among several) would hold the attempt until its whole timeout ran out, and the
+/// next address would never be tried.
+async fn connect_first(addrs: &[SocketAddr], each: Duration) -> Result<TcpStream, String> {
+    let mut last = None;
+    for addr in addrs {
+        match tokio::time::timeout(each, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = Some(e.to_string()),
+            Err(_) => last = Some(format!("{addr} did not answer within {each:?}")),
+        }
+    }
+    Err(last.unwrap_or_else(|| "no address".to_owned()))
 }
 
 /// The TLS client for the destination: the platform's roots (as for HTTPS), or any
@@ -531,5 +546,61 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(at: Instant) -> Written {
+        Written {
+            at,
+            bytes: Bytes::from_static(b"12 <110>1 x"),
+        }
+    }
+
+    /// An address that takes no connection (its listener's queue is full, so the kernel drops
+    /// the handshake's first packet) does not keep the next one from being tried.
+    #[tokio::test]
+    async fn an_address_that_does_not_answer_gives_way_to_the_next() {
+        let full =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        full.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        full.listen(0).unwrap();
+        let silent = full.local_addr().unwrap().as_socket().unwrap();
+        // The queue holds one connection that nobody accepts; later ones get no answer.
+        let _queued = TcpStream::connect(silent).await.unwrap();
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let answering = open.local_addr().unwrap();
+
+        let each = Duration::from_millis(300);
+        let addrs = [silent, answering];
+        let connecting = connect_first(&addrs, each);
+        let tcp = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .expect("the silent address held the attempt")
+            .unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), answering);
+        let why = connect_first(&[silent], each).await.unwrap_err();
+        assert!(why.contains("did not answer within"), "{why}");
+    }
+
+    /// A connection confirms what it held open for [`CONFIRM_AFTER`] after writing it, also
+    /// when it has ended since: a quiet stream's last batches are not written again on the
+    /// next connection because that one ended an hour later.
+    #[test]
+    fn a_connection_confirms_what_it_held_long_enough_before_it_ended() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let tail: VecDeque<Written> = [0, 5, 40].map(|s| written(start + s * second)).into();
+        // Still open, 12 s in: the first only.
+        assert_eq!(confirmed(&tail, start + 12 * second), 1);
+        // Ended 20 s in, seen an hour later: the two written 10 s or more before it.
+        assert_eq!(confirmed(&tail, start + 20 * second), 2);
+        // Ended right after the last was written: not that one.
+        assert_eq!(confirmed(&tail, start + 45 * second), 2);
+        assert_eq!(confirmed(&tail, start + 50 * second), 3);
     }
 }
