@@ -22,7 +22,7 @@ pub mod frame;
 pub mod judge;
 pub mod settings;
 
-pub use frame::{Framer, RecordMeta, Stream};
+pub use frame::{Framer, RecordKey, RecordMeta, Stream};
 pub use judge::{Ack, Item, Judgement};
 pub use settings::{Datadog, Kind, KindName, Loki, SplunkHec, SumoLogic, Syslog, SyslogFraming};
 

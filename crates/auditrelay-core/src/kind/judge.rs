@@ -13,7 +13,7 @@
 
 use serde::Deserialize;
 
-use super::frame::RecordMeta;
+use super::frame::RecordKey;
 use super::settings::Kind;
 
 /// How an answer is judged.
@@ -50,7 +50,7 @@ impl Kind {
     }
 
     /// Judges the answer `status` / `body` to a batch of `records`.
-    pub fn judge(&self, status: u16, body: &[u8], records: &[RecordMeta]) -> Judgement {
+    pub fn judge(&self, status: u16, body: &[u8], records: &[RecordKey]) -> Judgement {
         match self {
             Self::SplunkHec(hec) => judge_hec(hec.ack, status, body, records.len()),
             Self::Elasticsearch => judge_bulk(status, body, records.len()),
@@ -208,7 +208,7 @@ fn judge_bulk(status: u16, body: &[u8], records: usize) -> Judgement {
     )
 }
 
-fn judge_loki(status: u16, body: &[u8], records: &[RecordMeta]) -> Judgement {
+fn judge_loki(status: u16, body: &[u8], records: &[RecordKey]) -> Judgement {
     let text = String::from_utf8_lossy(body);
     if status != 400 || !text.contains("total ignored:") {
         return Judgement::Whole;
@@ -279,20 +279,16 @@ fn reason_text(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use uuid::Uuid;
 
     use super::*;
     use crate::kind::settings::{Loki, SplunkHec};
     use crate::timestamp::Timestamp;
 
-    fn records(n: usize) -> Vec<RecordMeta> {
+    fn records(n: usize) -> Vec<RecordKey> {
         (0..n)
-            .map(|i| RecordMeta {
+            .map(|i| RecordKey {
                 seq: i as i64 + 1,
                 ts: Timestamp::from_millis(1_700_000_000_123),
-                id: Uuid::from_u128(i as u128),
-                msgid: crate::event::EventType::Access.as_str(),
-                severity: 1,
             })
             .collect()
     }

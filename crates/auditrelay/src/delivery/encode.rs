@@ -18,7 +18,7 @@ use auditrelay_core::batch::{
 use auditrelay_core::format::{Format, Unsigned, sign_checkpoint};
 use auditrelay_core::ids::{checkpoint_id, event_id};
 use auditrelay_core::integrity::{CheckpointEvent, event_leaf_hash};
-use auditrelay_core::kind::{Framer, RecordMeta, Stream};
+use auditrelay_core::kind::{Framer, RecordKey, RecordMeta, Stream};
 use auditrelay_core::{SigningKey, Timestamp};
 use uuid::Uuid;
 
@@ -119,15 +119,6 @@ impl Encoding {
         }
     }
 
-    /// The record metadata of the events of `batch` that it holds records of, in its order;
-    /// `events` are the events it took.
-    pub fn records(&self, events: &[StoredEvent], batch: &Batch) -> Vec<RecordMeta> {
-        pick(events.iter().collect(), |e| e.seq, &batch.seqs)
-            .into_iter()
-            .map(|e| self.meta(e))
-            .collect()
-    }
-
     /// Why `stored` is refused before sending, if it is: older than the kind accepts.
     fn too_old(&self, stored: &StoredEvent, now: Timestamp) -> Option<String> {
         let max_age = self.max_age_ms?;
@@ -139,6 +130,17 @@ impl Encoding {
             )
         })
     }
+}
+
+/// The keys of the records `batch` holds, in its order; `events` are the events it took.
+pub(super) fn record_keys(events: &[StoredEvent], batch: &Batch) -> Vec<RecordKey> {
+    pick(events.iter().collect(), |e| e.seq, &batch.seqs)
+        .into_iter()
+        .map(|e| RecordKey {
+            seq: e.seq,
+            ts: e.event.ts,
+        })
+        .collect()
 }
 
 /// Renders, signs and gzips `events` in `format` into one batch, off the async workers; `None`

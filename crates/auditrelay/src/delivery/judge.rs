@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditrelay_core::batch::{Batch, idempotency_key};
-use auditrelay_core::kind::{Ack, Item, Judgement, Kind, RecordMeta, judge};
+use auditrelay_core::kind::{Ack, Item, Judgement, Kind, RecordKey, judge};
 use auditrelay_core::retry::{Attempt, RetryPolicy, TransportError, Verdict};
 
-use super::encode::{Encoding, narrow};
+use super::encode::{Encoding, narrow, record_keys};
 use super::http::DeliveryClient;
 use super::request::Request;
 use super::setup::Setup;
@@ -115,7 +115,7 @@ impl InHand {
             bytes::Bytes::from(batch.body.clone()),
             &key,
         );
-        let records = self.encoding.records(&self.events, batch);
+        let records = record_keys(&self.events, batch);
         let mut sent = client.send(request).await;
         let judged = judge(client, setup, &self.encoding, &mut sent, &records).await;
         (sent, judged)
@@ -222,7 +222,7 @@ async fn judge(
     setup: &Setup,
     encoding: &Encoding,
     sent: &mut SendOutcome,
-    records: &[RecordMeta],
+    records: &[RecordKey],
 ) -> Judged {
     let Attempt::Response { status, .. } = sent.attempt else {
         return Judged::default();

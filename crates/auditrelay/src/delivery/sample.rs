@@ -117,7 +117,7 @@ pub async fn send(
     // A syslog receiver says nothing: written on an open connection is all there is.
     answer.delivered = sent.attempt == Attempt::Written;
     if let Attempt::Response { status, .. } = sent.attempt {
-        answer.delivered = match target.kind.judge(status, &sent.body, &[meta]) {
+        answer.delivered = match target.kind.judge(status, &sent.body, &[meta.key()]) {
             Judgement::Whole | Judgement::AwaitAck(_) => (200..300).contains(&status),
             Judgement::PerRecord(items) => match items.into_iter().next() {
                 Some(Item::Delivered) => true,
