@@ -21,7 +21,7 @@ use reqwest::header::{self, HeaderValue};
 use url::{Host, Url};
 
 use super::request::Request;
-use super::syslog::SyslogClient;
+use super::syslog::{self, SyslogClient};
 use super::transport::{DeliverySettings, SendOutcome};
 use crate::human;
 
@@ -128,22 +128,13 @@ impl DeliveryClient {
         self.syslog.adopt(&old.syslog);
     }
 
-    /// A syslog batch: the messages, inflated, written to the destination's connection.
+    /// A syslog batch, written to the destination's connection.
     async fn send_syslog(&self, request: Request) -> SendOutcome {
-        let messages = if request.content_encoding == Some("gzip") {
-            let mut plain = Vec::with_capacity(request.body.len() * 4);
-            let mut reader = flate2::read::MultiGzDecoder::new(&request.body[..]);
-            if let Err(e) = std::io::Read::read_to_end(&mut reader, &mut plain) {
-                return SendOutcome::transport(
-                    TransportError::Protocol,
-                    format!("the batch does not inflate: {e}"),
-                );
-            }
-            Bytes::from(plain)
-        } else {
-            request.body
+        let batch = syslog::Batch {
+            gzipped: request.content_encoding == Some("gzip"),
+            body: request.body,
         };
-        self.syslog.send(&request.endpoint, messages).await
+        self.syslog.send(&request.endpoint, batch).await
     }
 
     /// The checks the resolver cannot make: reqwest connects to an IP-literal host without
