@@ -115,12 +115,22 @@ pub fn sign_note(text: &str, signer: &NoteKey<'_>) -> String {
     )
 }
 
-/// The text of a note that `name`'s `key` signed.
-pub fn verify_note<'a>(note: &'a str, name: &str, key: &PublicKey) -> Result<&'a str, NoteError> {
+/// A note's text (newline-terminated) and its signature lines, neither checked.
+fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
     let split = note
         .find("\n\n")
         .ok_or(NoteError::Malformed("no empty line before the signatures"))?;
-    let (text, signatures) = (&note[..=split], &note[split + 2..]);
+    Ok((&note[..=split], &note[split + 2..]))
+}
+
+/// A note's text, read without checking any signature: for a note whose key is not at hand.
+pub fn unchecked_text(note: &str) -> Result<&str, NoteError> {
+    split_note(note).map(|(text, _)| text)
+}
+
+/// The text of a note that `name`'s `key` signed.
+pub fn verify_note<'a>(note: &'a str, name: &str, key: &PublicKey) -> Result<&'a str, NoteError> {
+    let (text, signatures) = split_note(note)?;
     let signatures = signatures
         .strip_suffix('\n')
         .ok_or(NoteError::Malformed("it does not end with a newline"))?;

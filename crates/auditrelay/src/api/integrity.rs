@@ -13,7 +13,7 @@
 //! checkpoints, which is not a line-signing key and not in the JWKS.
 
 use auditrelay_core::Permission;
-use auditrelay_core::checkpoint::Checkpoint;
+use auditrelay_core::checkpoint::{Checkpoint, unchecked_text};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -313,13 +313,11 @@ async fn consistency(
 }
 
 fn view(checkpoint: &StoredCheckpoint) -> Result<CheckpointView, ApiError> {
-    let text = checkpoint
-        .note
-        .split_once("\n\n")
-        .map_or("", |(text, _)| text);
-    let signed = Checkpoint::parse(&format!("{text}\n"))
+    let signed = unchecked_text(&checkpoint.note)
+        .and_then(Checkpoint::parse)
         .map_err(|_| ApiError::internal("a stored checkpoint note does not parse"))?;
-    // Size and root as the note signs them: the row's columns are unsigned.
+    // Size and root as the note says them, which the client checks against the checkpoint
+    // key: the row's columns are unsigned. (`previous_size` is the row's.)
     Ok(CheckpointView {
         origin: signed.origin,
         size: signed.size,

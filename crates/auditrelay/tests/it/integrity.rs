@@ -573,6 +573,33 @@ async fn no_checkpoint_is_signed_over_a_log_rewritten_with_its_checkpoint_row() 
     store.close().await;
 }
 
+/// A replaced checkpoint key (its file lost: OPERATIONS.md) does not stop the log: the last
+/// checkpoint's note names another key, and is read rather than checked.
+#[tokio::test]
+async fn a_replaced_checkpoint_key_signs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_data_dir(dir.path()).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let name = installation_name(&store.identity());
+    let old = NoteSigner::new(name.clone(), &[5; 32]);
+    let new = NoteSigner::new(name, &[6; 32]);
+    let org = OrgId::new_v4();
+    let interval = Duration::from_secs(60);
+    let later = now().saturating_add_millis(61_000);
+    for (signer, at, trace) in [(&old, now(), "before"), (&new, later, "after")] {
+        let event = stored_authorization(org, now(), trace);
+        store.append_events(vec![event]).await.unwrap();
+        integrity::integrate(&store).await.unwrap();
+        let signed = integrity::checkpoint_all(&store, signer, interval, at).await;
+        assert_eq!(signed.unwrap(), 1, "{trace}");
+    }
+    let latest = store.latest_checkpoint(&us(org)).await.unwrap().unwrap();
+    assert_eq!(latest.size(), 2);
+    let opened = Checkpoint::open(&latest.note, new.name(), new.public_key()).unwrap();
+    assert_eq!(opened.size, 2);
+    store.close().await;
+}
+
 /// A log of more than two groups (16,384 leaves each): proofs read the groups' roots instead
 /// of every chunk's, and still verify, for leaves in every group and across group edges.
 #[tokio::test]
