@@ -762,7 +762,7 @@ mod tests {
             close: b"",
         };
         let lines: Vec<Vec<u8>> = (0..40)
-            .map(|i| format!("{} <110>1 record {i}", 15 + i.to_string().len()).into_bytes())
+            .map(|i| format!("{} <110>1 record {i}", 14 + i.to_string().len()).into_bytes())
             .collect();
         let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
         let (joined, serial) =

@@ -130,11 +130,11 @@ impl DeliveryClient {
 
     /// A syslog batch, written to the destination's connection.
     async fn send_syslog(&self, request: Request) -> SendOutcome {
-        let batch = syslog::Batch {
+        let payload = syslog::Payload {
             gzipped: request.content_encoding == Some("gzip"),
             body: request.body,
         };
-        self.syslog.send(&request.endpoint, batch).await
+        self.syslog.send(&request.endpoint, payload).await
     }
 
     /// The checks the resolver cannot make: reqwest connects to an IP-literal host without

@@ -73,6 +73,8 @@ pub const DEFAULT_PORT: u16 = 6514;
 pub struct SyslogClient {
     settings: DeliverySettings,
     state: Arc<Mutex<State>>,
+    /// [`MAX_TAIL_BYTES`], but in tests.
+    max_tail_bytes: usize,
 }
 
 #[derive(Default)]
@@ -95,7 +97,9 @@ struct Live {
 
 #[derive(Clone)]
 struct Ended {
-    at: Instant,
+    /// When, if it was seen at once: a close or a reset is, but a connection the keepalive
+    /// found dead had ended unseen up to two minutes before.
+    at: Option<Instant>,
     why: String,
 }
 
@@ -117,17 +121,17 @@ struct Written {
     at: Instant,
     /// The batch as it came: gzipped, as delivery keeps batches, about a fifth of its messages'
     /// size; inflated again when it is written again.
-    batch: Batch,
+    payload: Payload,
 }
 
 /// A batch's messages, gzipped or as they are.
 #[derive(Clone)]
-pub struct Batch {
+pub struct Payload {
     pub body: Bytes,
     pub gzipped: bool,
 }
 
-impl Batch {
+impl Payload {
     /// The messages: the body, inflated if it is gzipped.
     fn messages(&self) -> Result<Bytes, SendOutcome> {
         if !self.gzipped {
@@ -157,10 +161,14 @@ impl State {
         let Some(live) = &self.live else {
             return;
         };
-        let held_until = live.ended().map_or_else(Instant::now, |e| e.at);
+        let held_until = match live.ended() {
+            None => Instant::now(),
+            Some(Ended { at: Some(at), .. }) => at,
+            Some(Ended { at: None, .. }) => return,
+        };
         for _ in 0..confirmed(&self.tail, held_until) {
             let oldest = self.tail.pop_front().expect("counted among the tail");
-            self.tail_bytes -= oldest.batch.body.len();
+            self.tail_bytes -= oldest.payload.body.len();
         }
     }
 }
@@ -177,6 +185,7 @@ impl SyslogClient {
         Self {
             settings,
             state: Arc::new(Mutex::new(State::default())),
+            max_tail_bytes: MAX_TAIL_BYTES,
         }
     }
 
@@ -186,6 +195,8 @@ impl SyslogClient {
     /// their lane's alone and idle between batches, so neither lock can be held.
     pub fn adopt(&self, old: &SyslogClient) {
         if let (Ok(mut old), Ok(mut state)) = (old.state.try_lock(), self.state.try_lock()) {
+            // What the old connection held long enough is confirmed, not handed on.
+            old.confirm();
             state.tail = std::mem::take(&mut old.tail);
             state.tail_bytes = std::mem::take(&mut old.tail_bytes);
             state.endpoint = std::mem::take(&mut old.endpoint);
@@ -208,8 +219,8 @@ impl SyslogClient {
     /// writing the unconfirmed tail of the lost connection. The tail goes wherever the stream
     /// now goes: a re-pointed webhook's new receiver gets what the old one may have missed,
     /// rather than nobody.
-    pub async fn send(&self, endpoint: &str, batch: Batch) -> SendOutcome {
-        let messages = match batch.messages() {
+    pub async fn send(&self, endpoint: &str, payload: Payload) -> SendOutcome {
+        let messages = match payload.messages() {
             Ok(messages) => messages,
             Err(outcome) => return outcome,
         };
@@ -219,7 +230,7 @@ impl SyslogClient {
             Err(outcome) => return outcome,
         };
         // Back-pressure: the tail is bounded, and only time on an open connection confirms it.
-        while state.tail_bytes > MAX_TAIL_BYTES {
+        while state.tail_bytes > self.max_tail_bytes {
             let oldest = state.tail.front().map_or_else(Instant::now, |w| w.at);
             tokio::time::sleep_until((oldest + CONFIRM_AFTER).into()).await;
             state.confirm();
@@ -241,10 +252,10 @@ impl SyslogClient {
             return outcome;
         }
         state.live = Some(live);
-        state.tail_bytes += batch.body.len();
+        state.tail_bytes += payload.body.len();
         state.tail.push_back(Written {
             at: Instant::now(),
-            batch,
+            payload,
         });
         let message = match resent {
             0 => "written (syslog has no acknowledgement)".to_owned(),
@@ -324,7 +335,7 @@ impl SyslogClient {
         };
         let mut resent = 0;
         for written in state.tail.iter_mut() {
-            write(&self.settings, &mut live, &written.batch.messages()?).await?;
+            write(&self.settings, &mut live, &written.payload.messages()?).await?;
             written.at = Instant::now();
             resent += 1;
         }
@@ -447,14 +458,17 @@ async fn connect(settings: &DeliverySettings, endpoint: &str) -> Result<Live, Fa
         async move {
             // A syslog receiver sends nothing: a read ends only when the connection does.
             let mut buf = [0u8; 512];
-            let why = loop {
+            let (why, seen_at_once) = loop {
                 match reader.read(&mut buf).await {
-                    Ok(0) => break "the receiver closed the connection".to_owned(),
+                    Ok(0) => break ("the receiver closed the connection".to_owned(), true),
                     Ok(_) => {}
-                    Err(e) => break format!("the connection failed: {e}"),
+                    Err(e) => {
+                        let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+                        break (format!("the connection failed: {e}"), !timed_out);
+                    }
                 }
             };
-            let at = Instant::now();
+            let at = seen_at_once.then(Instant::now);
             *ended
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Ended { at, why });
@@ -588,8 +602,8 @@ mod tests {
     fn written(at: Instant) -> Written {
         Written {
             at,
-            batch: Batch {
-                body: Bytes::from_static(b"12 <110>1 x"),
+            payload: Payload {
+                body: Bytes::from_static(b"8 <110>1 x"),
                 gzipped: false,
             },
         }
@@ -597,23 +611,30 @@ mod tests {
 
     /// An address that takes no connection (its listener's queue is full, so the kernel drops
     /// the handshake's first packet) does not keep the next one from being tried.
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn an_address_that_does_not_answer_gives_way_to_the_next() {
         let full =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         full.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
             .unwrap();
-        full.listen(0).unwrap();
+        full.listen(1).unwrap();
         let silent = full.local_addr().unwrap().as_socket().unwrap();
-        // The queue holds one connection that nobody accepts; later ones get no answer.
-        let _queued = TcpStream::connect(silent).await.unwrap();
+        // Linux queues one connection more than the backlog; nobody accepts them, and later
+        // ones get no answer.
+        let second = Duration::from_secs(1);
+        let mut queued = Vec::new();
+        for _ in 0..2 {
+            let connecting = tokio::time::timeout(second, TcpStream::connect(silent));
+            queued.push(connecting.await.unwrap().unwrap());
+        }
         let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let answering = open.local_addr().unwrap();
 
         let each = Duration::from_millis(300);
         let addrs = [silent, answering];
         let connecting = connect_first(&addrs, each);
-        let tcp = tokio::time::timeout(Duration::from_secs(10), connecting)
+        let tcp = tokio::time::timeout(10 * second, connecting)
             .await
             .expect("the silent address held the attempt")
             .unwrap();
@@ -638,32 +659,36 @@ mod tests {
             let _ = stream.read_to_end(&mut all).await;
             all.len()
         });
-        let client = SyslogClient::new(DeliverySettings {
+        let mut client = SyslogClient::new(DeliverySettings {
             skip_ssl_verification: true,
             allow_private_endpoints: true,
             ..DeliverySettings::default()
         });
-        let message = format!("1000 <110>1 {}", "x".repeat(988));
-        let messages = message.repeat(MAX_TAIL_BYTES / 1000 + 1).into_bytes();
+        client.max_tail_bytes = 64 << 10;
+        let message = format!("<110>1 {}", "x".repeat(1000));
+        let framed = format!("{} {message}", message.len());
+        let messages = framed.repeat(client.max_tail_bytes / framed.len() + 1);
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gzip, &messages).unwrap();
-        let batch = Batch {
+        std::io::Write::write_all(&mut gzip, messages.as_bytes()).unwrap();
+        let payload = Payload {
             body: Bytes::from(gzip.finish().unwrap()),
             gzipped: true,
         };
         let endpoint = format!("tls://127.0.0.1:{port}");
+        let wait = Duration::from_secs(5);
         for _ in 0..2 {
-            let sending = client.send(&endpoint, batch.clone());
-            let sent = tokio::time::timeout(Duration::from_secs(5), sending)
+            let sending = client.send(&endpoint, payload.clone());
+            let sent = tokio::time::timeout(wait, sending)
                 .await
                 .expect("the batch waited for the one before to be confirmed");
             assert!(matches!(sent.attempt, Attempt::Written), "{}", sent.message);
         }
         let state = client.state.lock().await;
-        assert_eq!(state.tail_bytes, 2 * batch.body.len());
+        assert_eq!(state.tail_bytes, 2 * payload.body.len());
         drop(state);
         client.forget();
-        assert_eq!(received.await.unwrap(), 2 * messages.len());
+        let received = tokio::time::timeout(wait, received).await.unwrap();
+        assert_eq!(received.unwrap(), 2 * messages.len());
     }
 
     /// A connection confirms what it held open for [`CONFIRM_AFTER`] after writing it, also
