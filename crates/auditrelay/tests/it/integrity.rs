@@ -307,6 +307,15 @@ fn us(org: OrgId) -> Scope {
     }
 }
 
+/// A connection of its own to the SQLite database in `dir`, as someone with the file has.
+async fn database(dir: &std::path::Path) -> sqlx::SqliteConnection {
+    let db = dir.join("auditrelay.db");
+    let url = format!("sqlite://{}", db.display());
+    <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap()
+}
+
 /// A store of its own, apart from any server's (whose jobs would race the test's steps): in
 /// the data directory, or on a PostgreSQL database of its own when the suite runs there.
 async fn own_store(dir: &std::path::Path) -> (Config, Store) {
@@ -482,13 +491,7 @@ async fn no_checkpoint_is_signed_over_a_changed_leaf() {
 
     // Someone with the database changes the leaf taken since the last checkpoint (older
     // leaves are the signed tree's: a change to them fails every proof that uses them).
-    let db = dir.path().join("auditrelay.db");
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        db.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = database(dir.path()).await;
     let mut hashes: Vec<u8> = sqlx::query_scalar("SELECT hashes FROM log_chunks")
         .fetch_one(&mut conn)
         .await
@@ -534,13 +537,7 @@ async fn no_checkpoint_is_signed_over_a_log_rewritten_with_its_checkpoint_row() 
     }
     integrity::integrate(&store).await.unwrap();
 
-    let db = dir.path().join("auditrelay.db");
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        db.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = database(dir.path()).await;
     for statement in [
         "UPDATE logs SET (size, last_seq, frontier) = \
          (SELECT size, last_seq, frontier FROM logs WHERE scope_id = \
@@ -802,14 +799,8 @@ async fn old_checkpoints_are_thinned_to_one_an_hour_then_to_the_newest() {
             .unwrap();
         assert_eq!(signed, 1);
     }
-    let db = dir.path().join("auditrelay.db");
     let signed_minutes = || async {
-        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-            "sqlite://{}",
-            db.display()
-        ))
-        .await
-        .unwrap();
+        let mut conn = database(dir.path()).await;
         let times: Vec<i64> = sqlx::query_scalar("SELECT signed_at FROM checkpoints ORDER BY id")
             .fetch_all(&mut conn)
             .await
