@@ -119,6 +119,17 @@ impl Encoding {
         }
     }
 
+    /// Why `record` is refused before sending, if it is: it is longer than the receiver takes.
+    fn over_limit(&self, record: &[u8]) -> Option<String> {
+        let max = self.max_record_bytes?;
+        (record.len() > max).then(|| {
+            format!(
+                "its record is {} bytes, over the receiver's limit of {max}",
+                record.len()
+            )
+        })
+    }
+
     /// Why `stored` is refused before sending, if it is: older than the kind accepts.
     fn too_old(&self, stored: &StoredEvent, now: Timestamp) -> Option<String> {
         let max_age = self.max_age_ms?;
@@ -187,8 +198,8 @@ pub(super) async fn narrow(
 /// destination's format signed like the events' lines and framed for its kind, off the async
 /// workers. Its `seqs` are the checkpoints' ids, in order: a checkpoint batch moves a webhook's
 /// checkpoint cursor, never its event cursor. As many as fit the limits are taken; one older
-/// than the kind's maximum age is taken without a record (in `refused`, which the callers do
-/// not list: it is no event). `None` for none.
+/// than the kind's maximum age, or whose record is over the kind's limit, is taken without a
+/// record (in `refused`, which the callers do not list: it is no event). `None` for none.
 pub(super) async fn sign_checkpoints(
     shared: &Arc<Shared>,
     encoding: &Arc<Encoding>,
@@ -229,6 +240,13 @@ pub(super) async fn sign_checkpoints(
                 framer.write_record(&meta, &line, &mut record);
                 &record
             };
+            // Its line grows with its frontier (a hash per bit set in the log's size): one too
+            // long would be cut or refused by the receiver, and `verify` would find it altered.
+            // Taken without a record, as an event is; `verify` will say it is missing.
+            if let Some(reason) = encoding.over_limit(record) {
+                batch.refuse(*id, reason);
+                continue;
+            }
             if batch.push(*id, record).is_err() {
                 break;
             }
@@ -401,15 +419,9 @@ fn encode_share(
         record.clear();
         signatures.write(at, &mut line);
         framer.write_record(&meta(i), &line, &mut record);
-        match encoding.max_record_bytes {
-            Some(max) if record.len() > max => share.refuse(
-                stored.seq,
-                format!(
-                    "its record is {} bytes, over the receiver's limit of {max}",
-                    record.len()
-                ),
-            ),
-            _ => share.push_with(stored.seq, |out| out.extend_from_slice(&record)),
+        match encoding.over_limit(&record) {
+            Some(reason) => share.refuse(stored.seq, reason),
+            None => share.push_with(stored.seq, |out| out.extend_from_slice(&record)),
         }
     }
     share.finish(GZIP_LEVEL)
@@ -560,6 +572,42 @@ mod tests {
                 })
                 .collect();
             assert_eq!(body, alone.join("\n"));
+        }
+    }
+
+    /// A checkpoint whose line is longer than the receiver takes (its frontier has a hash for
+    /// each bit set in the log's size) is taken without a record, as an event is.
+    #[tokio::test]
+    async fn a_checkpoint_over_the_record_limit_is_taken_without_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::for_tests(dir.path()).await;
+        let checkpoint = |bits: usize| CheckpointEvent {
+            log: "auditrelay/x/org/us".into(),
+            portal: false,
+            signed_at: clock::now(),
+            note: "auditrelay/x/org/us\n1\nAAAA\n\n— auditrelay/x AAAA\n".into(),
+            previous_size: (1u64 << bits) - 1,
+            previous_frontier: vec![[7; 32]; bits],
+            interval_secs: 60,
+        };
+        let checkpoints = vec![(1, checkpoint(1)), (2, checkpoint(40)), (3, checkpoint(2))];
+        for (max_record_bytes, taken) in [(None, vec![1, 2, 3]), (Some(1_000), vec![1, 3])] {
+            let limits = BatchLimits::default();
+            let encoding = Encoding::cef_lines(limits, max_record_bytes, None);
+            let batch = sign_checkpoints(&shared, &encoding, checkpoints.clone())
+                .await
+                .unwrap();
+            assert_eq!(batch.seqs, taken, "{max_record_bytes:?}");
+            if max_record_bytes.is_some() {
+                let [(seq, reason)] = batch.refused.as_slice() else {
+                    panic!("{:?}", batch.refused);
+                };
+                assert_eq!(*seq, 2);
+                assert!(
+                    reason.ends_with("over the receiver's limit of 1000"),
+                    "{reason}"
+                );
+            }
         }
     }
 }
