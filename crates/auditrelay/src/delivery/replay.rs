@@ -201,6 +201,18 @@ async fn step(
             };
             return finish(shared, job, unconfirmed, owner).await;
         };
+        // One more batch starts signing now that this one is taken, so that two are signed
+        // while it is sent, as a lane's are. Started only once it was sent and saved, one
+        // batch alone was left for the cores while it waited on the SIEM and the store, and
+        // they ran out of work before it was back (PERFORMANCE.md, session 23). Only a whole
+        // batch's worth: a short one waits for the reads at the top of the loop.
+        ahead.take_read(false).await;
+        if ahead.pending().len() >= max_events {
+            ahead
+                .start_signing(Arc::clone(&encoding), stamp.clone(), i64::MAX)
+                .await;
+            ahead.start_reading(max_events);
+        }
         let taken = signed.events.len();
         let resume = Position::of(signed.events.last().expect("a batch takes events"));
         let mut signed = Signed {
