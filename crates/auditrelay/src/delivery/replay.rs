@@ -162,8 +162,10 @@ async fn step(
         // comes back empty is the window's end (asked after, the log could have taken events
         // the read did not see).
         let log_took_all = !setup.destination.integrity || log_took(shared, job).await?;
-        // The background read started with the previous batch has usually brought what this
-        // reads, so the store is rarely waited on here.
+        // Usually two batches are being signed already (one more is started as each is
+        // taken, below). This tops them up where that could not be done: on the first turn,
+        // after a restart of the reads, when the background read was not back in time, and
+        // for the window's last batch, which is short.
         while ahead.signing() < SIGNED_AHEAD {
             ahead.read(None, None, max_events).await?;
             if ahead.pending().is_empty() {
@@ -204,8 +206,9 @@ async fn step(
         // One more batch starts signing now that this one is taken, so that two are signed
         // while it is sent, as a lane's are. Started only once it was sent and saved, one
         // batch alone was left for the cores while it waited on the SIEM and the store, and
-        // they ran out of work before it was back (PERFORMANCE.md, session 23). Only a whole
-        // batch's worth: a short one waits for the reads at the top of the loop.
+        // they ran out of work before it was back (PERFORMANCE.md, session 23). Only from
+        // what is read already, and only a whole batch's worth: otherwise the top of the loop
+        // reads and starts it.
         ahead.take_read(false).await;
         if ahead.pending().len() >= max_events {
             ahead
