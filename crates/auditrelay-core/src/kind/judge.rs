@@ -23,6 +23,9 @@ pub enum Judgement {
     Whole,
     /// Splunk took the batch and will tell whether it is indexed: ask with this id.
     AwaitAck(u64),
+    /// Splunk took the batch, with acknowledgement on, but gave no id to ask about it: nothing
+    /// will say it is indexed, so the attempt failed, for this reason.
+    Unacknowledged(String),
     /// Each record was answered on its own: one item per record, in the batch's order.
     PerRecord(Vec<Item>),
 }
@@ -79,15 +82,27 @@ struct HecAnswer {
 const HEC_INVALID_DATA_FORMAT: i64 = 6;
 
 fn judge_hec(ack: bool, status: u16, body: &[u8], records: usize) -> Judgement {
-    let Ok(answer) = serde_json::from_slice::<HecAnswer>(body) else {
+    let answer = serde_json::from_slice::<HecAnswer>(body);
+    if (200..300).contains(&status) && ack {
+        // Without an id, a 2xx only says the data looked valid (a token without
+        // acknowledgement, or an answer cut short): the batch would count as delivered on no
+        // word that it is indexed, which is what acknowledgement was turned on to have.
+        return match answer {
+            Ok(HecAnswer {
+                ack_id: Some(id), ..
+            }) => Judgement::AwaitAck(id),
+            _ => Judgement::Unacknowledged(
+                "Splunk HEC answered without an ackId, so nothing confirms the batch is indexed: \
+                 turn indexer acknowledgement on for this token, or off for this destination"
+                    .to_owned(),
+            ),
+        };
+    }
+    let Ok(answer) = answer else {
         return Judgement::Whole;
     };
     if (200..300).contains(&status) {
-        // A token without acknowledgement answers without an id: its 200 is all there is.
-        return match answer.ack_id {
-            Some(id) if ack => Judgement::AwaitAck(id),
-            _ => Judgement::Whole,
-        };
+        return Judgement::Whole;
     }
     match (status, answer.code, answer.invalid_event_number) {
         (400, Some(HEC_INVALID_DATA_FORMAT), Some(invalid)) if invalid < records => {
@@ -313,7 +328,27 @@ mod tests {
             Judgement::AwaitAck(7)
         );
         let no_id = bytes(json!({"text": "Success", "code": 0}));
-        assert_eq!(hec(true).judge(200, &no_id, &records(2)), Judgement::Whole);
+        assert_eq!(hec(false).judge(200, &no_id, &records(2)), Judgement::Whole);
+    }
+
+    /// With acknowledgement on, a 2xx that gives no id to ask about (a token without it, an
+    /// answer cut short) is a failed attempt, never a delivery on no word that it is indexed.
+    #[test]
+    fn hec_success_without_an_ack_id_is_unacknowledged_when_acks_are_on() {
+        let no_id = bytes(json!({"text": "Success", "code": 0}));
+        for body in [
+            &no_id[..],
+            b"",
+            b"<html>ok</html>",
+            &no_id[..no_id.len() / 2],
+        ] {
+            let Judgement::Unacknowledged(why) = hec(true).judge(200, body, &records(2)) else {
+                panic!("{:?}", String::from_utf8_lossy(body));
+            };
+            assert!(why.contains("without an ackId"), "{why}");
+        }
+        // A refusal is still the status's to judge.
+        assert_eq!(hec(true).judge(503, b"", &records(2)), Judgement::Whole);
     }
 
     #[test]

@@ -157,23 +157,33 @@ pub(super) struct Judged {
     pub refused: Vec<(i64, String)>,
     /// Refused for now: the `seq` of each record to send again.
     pub again: Vec<i64>,
+    /// The batch goes again whole, as under back-pressure: a batch of checkpoints that the
+    /// receiver refused, for now only, in part.
+    pub whole_again: bool,
 }
 
 impl Judged {
     /// What an answer about each record means for a batch of checkpoint events: they are not
-    /// events, so none joins the refused list or is narrowed out to go again alone. The batch is
-    /// taken as answered; a checkpoint the receiver refused is missing from the SIEM, which
-    /// `verify` will name, and is said here.
+    /// events, so none joins the refused list or is narrowed out to go again alone. Records
+    /// refused for now only (back-pressure: an item's 429, an answer that proves nothing) send
+    /// the whole batch again, which the receivers that answer so take idempotently. Where one
+    /// was refused for good, the batch is taken as answered: sent whole again it would be
+    /// refused again (Splunk stops at an invalid envelope), and a checkpoint missing from the
+    /// SIEM is what `verify` names; it is said here.
     pub fn for_checkpoints(self, webhook: &str) -> Self {
-        if !self.refused.is_empty() || !self.again.is_empty() {
+        if self.refused.is_empty() && !self.again.is_empty() {
+            return Self {
+                per_record: false,
+                refused: Vec::new(),
+                again: Vec::new(),
+                whole_again: true,
+            };
+        }
+        if !self.refused.is_empty() {
             tracing::warn!(
                 webhook,
                 refused = self.refused.len() + self.again.len(),
-                reason = self
-                    .refused
-                    .first()
-                    .map(|(_, why)| why.as_str())
-                    .unwrap_or("refused for now"),
+                reason = self.refused[0].1.as_str(),
                 "the receiver refused checkpoint events: the SIEM will lack them"
             );
         }
@@ -181,6 +191,7 @@ impl Judged {
             per_record: self.per_record,
             refused: Vec::new(),
             again: Vec::new(),
+            whole_again: false,
         }
     }
 }
@@ -207,6 +218,9 @@ pub(super) fn verdict(
     judged: &Judged,
 ) -> Verdict {
     let now = crate::clock::now();
+    if judged.whole_again {
+        return policy.next(retries, &BACK_PRESSURE, now);
+    }
     match (judged.per_record, judged.again.is_empty()) {
         (false, _) => policy.next(retries, &sent.attempt, now),
         (true, true) => Verdict::Delivered,
@@ -216,7 +230,8 @@ pub(super) fn verdict(
 
 /// Judges the answer `sent` to a batch of `records` (in the body's order). When the answer is
 /// about the batch as a whole, `sent` is left for the retry policy to judge; a Splunk batch
-/// that is not acknowledged in time turns into a failed attempt saying so.
+/// that is not acknowledged in time, or given no id to ask about, turns into a failed attempt
+/// saying so.
 async fn judge(
     client: &DeliveryClient,
     setup: &Setup,
@@ -232,11 +247,12 @@ async fn judge(
         Judgement::Whole => Judged::default(),
         Judgement::AwaitAck(id) => {
             if let Err(why) = await_ack(client, setup, encoding, id).await {
-                *sent = SendOutcome {
-                    code: sent.code,
-                    ..SendOutcome::transport(TransportError::Timeout, why)
-                };
+                *sent = unacknowledged(sent, why);
             }
+            Judged::default()
+        }
+        Judgement::Unacknowledged(why) => {
+            *sent = unacknowledged(sent, why);
             Judged::default()
         }
         Judgement::PerRecord(items) => {
@@ -253,6 +269,15 @@ async fn judge(
             }
             judged
         }
+    }
+}
+
+/// An attempt whose 2xx Splunk did not confirm with an acknowledgement: failed, for `why`, and
+/// retried as one that timed out.
+fn unacknowledged(sent: &SendOutcome, why: String) -> SendOutcome {
+    SendOutcome {
+        code: sent.code,
+        ..SendOutcome::transport(TransportError::Timeout, why)
     }
 }
 
@@ -363,5 +388,40 @@ mod tests {
         hand.refuse_aged(&shared).await;
         assert_eq!((hand.narrowed, hand.refused.len()), (1, 1));
         assert_eq!(hand.batch.body, body);
+    }
+
+    /// A batch of checkpoints answered record by record: refused for now only, it goes again
+    /// whole, as under back-pressure, with nothing taken as delivered; with one refused for
+    /// good, it is taken as answered (sent again it would be refused again).
+    #[test]
+    fn checkpoints_refused_for_now_go_again_whole() {
+        let policy = RetryPolicy::default();
+        let ok = SendOutcome {
+            attempt: Attempt::Response {
+                status: 200,
+                retry_after: None,
+            },
+            code: Some(200),
+            message: "OK".to_owned(),
+            body: Default::default(),
+        };
+        let answered = |refused: Vec<(i64, String)>, again: Vec<i64>| Judged {
+            per_record: true,
+            refused,
+            again,
+            whole_again: false,
+        };
+        let busy = answered(Vec::new(), vec![2, 3]).for_checkpoints("org/us");
+        assert!(busy.whole_again && busy.again.is_empty() && busy.refused.is_empty());
+        assert!(
+            matches!(verdict(&policy, 0, &ok, &busy), Verdict::RetryAfter(_)),
+            "{:?}",
+            verdict(&policy, 0, &ok, &busy)
+        );
+        let invalid = answered(vec![(2, "code 6".to_owned())], vec![3]).for_checkpoints("org/us");
+        assert!(!invalid.whole_again);
+        assert_eq!(verdict(&policy, 0, &ok, &invalid), Verdict::Delivered);
+        let taken = answered(Vec::new(), Vec::new()).for_checkpoints("org/us");
+        assert_eq!(verdict(&policy, 0, &ok, &taken), Verdict::Delivered);
     }
 }

@@ -119,6 +119,10 @@ pub async fn send(
     if let Attempt::Response { status, .. } = sent.attempt {
         answer.delivered = match target.kind.judge(status, &sent.body, &[meta.key()]) {
             Judgement::Whole | Judgement::AwaitAck(_) => (200..300).contains(&status),
+            Judgement::Unacknowledged(why) => {
+                answer.message = why;
+                false
+            }
             Judgement::PerRecord(items) => match items.into_iter().next() {
                 Some(Item::Delivered) => true,
                 Some(Item::Refused(reason)) => {

@@ -353,7 +353,7 @@ pub const KIND_FIELDS: &[KindField] = &[
         kind: "splunk_hec",
         name: "ack",
         label: "Wait for indexer acknowledgement",
-        hint: "A batch counts as delivered only once Splunk says it is indexed (acknowledgement must be on for the token).",
+        hint: "A batch counts as delivered only once Splunk says it is indexed. Acknowledgement must be on for the token: without it, every batch fails.",
         input: FieldInput::Check,
     },
     KindField {

@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::events::{ndjson, portal_login};
-use crate::support::siem::{Fault, SiemKind, TOKEN, TestSiem};
+use crate::support::siem::{Fault, SiemKind, SiemRequest, TOKEN, TestSiem};
 use crate::support::{
     TestApp, bind_webhook, eventually, expect_json, expect_problem, invalid_fields, now,
 };
@@ -486,6 +486,50 @@ async fn splunk_hec_refuses_an_invalid_envelope_and_resends_what_is_never_acknow
         assert!(first["fields"]["event_id"].is_string(), "{first}");
     }
     assert!(requests.iter().any(|r| r.path == "/services/collector/ack"));
+}
+
+/// A destination with acknowledgement on, to a token without it: Splunk's 200 gives no id to
+/// ask about, so nothing says the batch is indexed, and it is not counted delivered but sent
+/// again, until the token has acknowledgement and Splunk confirms it.
+#[tokio::test]
+async fn splunk_hec_counts_nothing_delivered_without_the_acknowledgement_it_was_told_to_await() {
+    let scene = Scene::new(TestSiem::start(SiemKind::SplunkHec).await).await;
+    let settings = json!({"ack": true, "ack_timeout_seconds": 1});
+    scene
+        .bind(
+            "splunk_hec",
+            &scene.siem.url("event"),
+            Some(TOKEN),
+            settings,
+        )
+        .await;
+    let traces = scene.ingest_at(now(), 5, "noack").await;
+    let intake = |siem: &TestSiem| -> Vec<SiemRequest> {
+        (siem.requests().into_iter())
+            .filter(|r| r.path.starts_with("/services/collector/event"))
+            .collect()
+    };
+    // Taken, answered without an id, and sent again.
+    let unconfirmed = eventually(WAIT, || async {
+        let intake = intake(&scene.siem);
+        (intake.len() >= 2).then_some(intake)
+    })
+    .await;
+    for r in &unconfirmed {
+        assert_eq!(r.status, 200, "{}", summary(&scene.siem));
+        assert!(!r.answer.contains("ackId"), "{}", r.answer);
+        assert_eq!(r.body, unconfirmed[0].body, "the same batch again");
+    }
+    scene.siem.set_ack(true);
+    eventually(WAIT, || async {
+        let indexed: HashSet<String> = (scene.siem.lines().values())
+            .filter_map(|l| trace_of(l))
+            .collect();
+        let acked = (scene.siem.requests().iter())
+            .any(|r| r.path == "/services/collector/ack" && r.status == 200);
+        (acked && traces.iter().all(|t| indexed.contains(t))).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

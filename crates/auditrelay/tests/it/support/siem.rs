@@ -163,6 +163,11 @@ impl TestSiem {
         self
     }
 
+    /// Splunk: turns indexer acknowledgement on or off for the token, from the next request.
+    pub fn set_ack(&self, on: bool) {
+        self.lock().ack = on;
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.shared.inner)
     }
