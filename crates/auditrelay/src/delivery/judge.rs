@@ -210,7 +210,8 @@ const BACK_PRESSURE: Attempt = Attempt::Response {
 
 /// The retry policy's verdict on an attempt judged so, `retries` retries into its batch. An
 /// answer about each record settles the batch, whatever its status (Loki's and Splunk's are
-/// 400s), unless records were refused for now: those are retried, as under back-pressure.
+/// 400s), unless records were refused for now: those are retried, as under back-pressure, and
+/// so is a batch to go again whole.
 pub(super) fn verdict(
     policy: &RetryPolicy,
     retries: u32,

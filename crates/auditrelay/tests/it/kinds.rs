@@ -520,16 +520,28 @@ async fn splunk_hec_counts_nothing_delivered_without_the_acknowledgement_it_was_
         assert!(!r.answer.contains("ackId"), "{}", r.answer);
         assert_eq!(r.body, unconfirmed[0].body, "the same batch again");
     }
-    scene.siem.set_ack(true);
+    // The attempts failed, and the status says why.
     eventually(WAIT, || async {
-        let indexed: HashSet<String> = (scene.siem.lines().values())
-            .filter_map(|l| trace_of(l))
-            .collect();
-        let acked = (scene.siem.requests().iter())
-            .any(|r| r.path == "/services/collector/ack" && r.status == 200);
-        (acked && traces.iter().all(|t| indexed.contains(t))).then_some(())
+        let status = scene.status().await;
+        let message = status["last_response_message"].as_str().unwrap_or_default();
+        message.contains("without an ackId").then_some(())
     })
     .await;
+    // With acknowledgement on the token, the batch is confirmed and delivered: the status's
+    // last answer is Splunk's success, and nothing is waiting.
+    scene.siem.set_ack(true);
+    eventually(WAIT, || async {
+        let status = scene.status().await;
+        let acked = (scene.siem.requests().iter())
+            .any(|r| r.path == "/services/collector/ack" && r.status == 200);
+        let message = status["last_response_message"].as_str().unwrap_or_default();
+        (acked && status["last_response_code"] == 200 && !message.contains("ackId")).then_some(())
+    })
+    .await;
+    let indexed: HashSet<String> = (scene.siem.lines().values())
+        .filter_map(|l| trace_of(l))
+        .collect();
+    assert!(traces.iter().all(|t| indexed.contains(t)));
 }
 
 #[tokio::test]
