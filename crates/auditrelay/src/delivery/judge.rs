@@ -168,8 +168,8 @@ impl Judged {
     /// refused for now only (back-pressure: an item's 429, an answer that proves nothing) send
     /// the whole batch again, which the receivers that answer so take idempotently. Where one
     /// was refused for good, the batch is taken as answered: sent whole again it would be
-    /// refused again (Splunk stops at an invalid envelope), and a checkpoint missing from the
-    /// SIEM is what `verify` names; it is said here.
+    /// refused again (Splunk stops at an invalid envelope). That one, and any refused for now
+    /// beside it, are missing from the SIEM, which `verify` names; it is said here.
     pub fn for_checkpoints(self, webhook: &str) -> Self {
         if self.refused.is_empty() && !self.again.is_empty() {
             return Self {
