@@ -412,13 +412,16 @@ async fn bad_windows_are_400s_naming_the_field() {
         "nothing was created"
     );
 
-    // An empty window (start == end, as the docs' own example) is fine.
+    // An empty window (start == end, as the docs' own example) is fine. An hour back: at
+    // `ok`, a request of this test that came at its very millisecond would have put its own
+    // audit events in the window.
+    let past = now().saturating_sub_millis(3_600_000).to_rfc3339_seconds();
     let resp = app
         .request(
             Method::PUT,
             path,
             Some(&app.admin),
-            Some(json!({"start_at": ok, "end_at": ok})),
+            Some(json!({"start_at": past, "end_at": past})),
         )
         .await;
     expect_json(resp, StatusCode::ACCEPTED).await;
