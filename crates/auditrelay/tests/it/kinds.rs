@@ -528,7 +528,7 @@ async fn splunk_hec_counts_nothing_delivered_without_the_acknowledgement_it_was_
     })
     .await;
     // With acknowledgement on the token, the batch is confirmed and delivered: the status's
-    // last answer is Splunk's success, and nothing is waiting.
+    // last answer is Splunk's success.
     scene.siem.set_ack(true);
     eventually(WAIT, || async {
         let status = scene.status().await;
